@@ -1,0 +1,130 @@
+//! The agent protocol: how a host running `caasd agent` (or the agent embedded in `caasd`) joins
+//! the cluster, learns what to run and reports what it runs.
+//!
+//! 1. `POST /v1/agent/register` with the cluster's join token → a host id and an agent token.
+//! 2. `GET /v1/agent/assignments?index=N&wait=SECS` (blocking query): answers at once when the
+//!    server's assignment index differs from `N`, else when it changes or `wait` passes.
+//! 3. `POST /v1/agent/heartbeat` every couple of seconds and on every change, with the state of
+//!    every instance the agent runs. Missed heartbeats mark the host lost.
+//! 4. `POST /v1/agent/logs` with batches of app output and platform events.
+//!
+//! The server's assignments are the truth: the agent starts what is assigned and missing, and
+//! stops every container of this cluster on its host that is not assigned.
+
+use crate::{LogLine, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /v1/agent/register`, authenticated with the join token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisterRequest {
+    /// Human name of the host, unique in the cluster (re-registering a name replaces the host).
+    pub name: String,
+    /// IP address instances are published on and the gateway connects to.
+    pub address: String,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    /// Inclusive range of host ports instances may be published on.
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegisterResponse {
+    pub host_id: String,
+    /// The agent's own token (shown once; the server keeps only its hash).
+    pub token: String,
+    /// Labels every container of this cluster, so installations sharing one Docker engine never
+    /// touch each other's containers.
+    pub cluster_id: String,
+}
+
+/// How the agent decides an instance is healthy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HealthCheck {
+    /// A TCP connect to the published port succeeds.
+    Tcp,
+    /// The process is running (for processes that do not listen, like workers).
+    Running,
+}
+
+/// One instance the server wants on this host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Assignment {
+    /// Allocation id; also a container label, so a restarted agent adopts what runs.
+    pub id: String,
+    pub app: String,
+    pub release: u64,
+    pub process: String,
+    pub index: u32,
+    /// Image id (`sha256:...`).
+    pub image: String,
+    /// Shell command (`/bin/sh -c`); `None` runs the image's entrypoint/cmd.
+    pub command: Option<String>,
+    /// Environment, `PORT` included for processes that listen.
+    pub env: BTreeMap<String, String>,
+    /// The port the process listens on inside the container, published on a host port.
+    pub container_port: Option<u16>,
+    pub memory_mb: u64,
+    pub cpu_shares: u64,
+    pub pids_limit: i64,
+    pub health: HealthCheck,
+}
+
+impl Assignment {
+    /// `web.1`
+    pub fn instance_name(&self) -> String {
+        format!("{}.{}", self.process, self.index)
+    }
+}
+
+/// `GET /v1/agent/assignments` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Assignments {
+    pub index: u64,
+    pub assignments: Vec<Assignment>,
+}
+
+/// What the agent observes of one instance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ObservedState {
+    /// Created or running, not yet healthy.
+    Starting,
+    /// Running and healthy.
+    Up,
+    /// Running, health check failing after it had passed.
+    Unhealthy,
+    /// Exited; a restart is scheduled with back-off.
+    Crashed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InstanceReport {
+    pub assignment_id: String,
+    pub container_id: String,
+    pub state: ObservedState,
+    /// Host port the instance is published on.
+    pub port: Option<u16>,
+    pub restarts: u32,
+    pub since: Timestamp,
+}
+
+/// `POST /v1/agent/heartbeat`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Heartbeat {
+    pub instances: Vec<InstanceReport>,
+}
+
+/// `POST /v1/agent/logs`: a batch of lines, each for one app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LogBatch {
+    pub lines: Vec<AppLogLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppLogLine {
+    pub app: String,
+    pub line: LogLine,
+}

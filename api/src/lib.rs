@@ -1,0 +1,272 @@
+//! Wire types shared by the `caas` CLI, the `caasd` control plane and its agents.
+//!
+//! Everything here is plain data plus validation: serde only, no I/O, no async runtime. The REST
+//! API is JSON over HTTP; each type below names the endpoint that carries it. Field names are part
+//! of the public contract (`--json` output and scripts depend on them): add fields, never rename.
+
+pub mod agent;
+pub mod names;
+mod time;
+
+pub use names::{validate_app_name, validate_config_key, validate_process_type, NameError};
+pub use time::Timestamp;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Header that carries the API version a client speaks; reserved for future negotiation.
+pub const API_PREFIX: &str = "/v1";
+
+/// The body of every non-2xx response.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, see [`ErrorCode`].
+    pub code: ErrorCode,
+    /// One line, for humans, saying what to do.
+    pub message: String,
+}
+
+/// Machine-readable error codes. The CLI maps them to exit codes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed or invalid input (400, 422).
+    InvalidInput,
+    /// Missing or wrong token (401).
+    Unauthorized,
+    /// The token is valid but may not do this (403).
+    Forbidden,
+    /// Unknown app, release, build, ... (404).
+    NotFound,
+    /// Already exists, or a concurrent change won (409).
+    Conflict,
+    /// The server does not have the image the deploy names; upload it first (409).
+    ImageUploadNeeded,
+    /// The upload is larger than the server accepts (413).
+    TooLarge,
+    /// A build failed (422).
+    BuildFailed,
+    /// The server could not do it; details are in the server log (500).
+    Internal,
+    /// A dependency (Docker Engine) is not answering (503).
+    Unavailable,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apps: GET/POST /v1/apps, GET/DELETE /v1/apps/{app}
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/apps`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateApp {
+    pub name: String,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct App {
+    pub name: String,
+    pub created_at: Timestamp,
+    /// `http://NAME.DOMAIN:PORT` as the gateway serves it.
+    pub url: String,
+    /// Version of the release that is deployed, if any.
+    pub release: Option<u64>,
+    /// Desired instance count per process type.
+    pub formation: BTreeMap<String, u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases and deploys
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/apps/{app}/deploys`: deploy an image that the server's Docker engine has.
+///
+/// When `image_id` is set (the CLI's local image id), the server deploys exactly that image and
+/// answers [`ErrorCode::ImageUploadNeeded`] when it does not have it; the CLI then uploads it with
+/// `POST /v1/images` and retries. Without `image_id` the server resolves `image` itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployImage {
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+}
+
+/// `POST /v1/images` answers with the images that the uploaded `docker save` archive held.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct LoadedImages {
+    pub images: Vec<String>,
+}
+
+/// A numbered, immutable release of an app: an image plus configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Release {
+    pub app: String,
+    pub version: u64,
+    /// The tag caas gave the image (`caas/APP:vN`).
+    pub image: String,
+    /// The image's content id (`sha256:...`); containers are created from this.
+    pub image_id: String,
+    /// What made this release, for humans ("Deploy image demo:latest", "Rollback to v2").
+    pub description: String,
+    pub created_at: Timestamp,
+    /// Command per process type; `None` runs the image's own entrypoint/cmd.
+    pub process_types: BTreeMap<String, Option<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Formation and instances
+// ---------------------------------------------------------------------------------------------
+
+/// `PATCH /v1/apps/{app}/formation`: set instance counts per process type.
+///
+/// Counts are signed on the wire so that a negative count reaches the server's validation (and
+/// gets its message) instead of failing to parse.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub quantities: BTreeMap<String, i64>,
+}
+
+/// `GET /v1/apps/{app}/formation` and the answer to a scale.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Formation {
+    pub app: String,
+    pub quantities: BTreeMap<String, u32>,
+    /// Upper bound for any one quantity on this server.
+    pub max_per_process: u32,
+}
+
+/// What an instance is doing, as the control plane last heard from its host.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    /// Placed, the host has not reported it yet.
+    Pending,
+    /// The container runs but has not passed its health check yet.
+    Starting,
+    /// Healthy and, for `web`, receiving traffic.
+    Up,
+    /// Running but failing its health check.
+    Unhealthy,
+    /// Exited; the host restarts it with back-off.
+    Crashed,
+    /// Replaced or scaled down: out of the routes, stops when the drain deadline passes.
+    Draining,
+    /// Its host stopped sending heartbeats.
+    Lost,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Starting => "starting",
+            Self::Up => "up",
+            Self::Unhealthy => "unhealthy",
+            Self::Crashed => "crashed",
+            Self::Draining => "draining",
+            Self::Lost => "lost",
+        }
+    }
+}
+
+/// One instance (`web.1`) of an app: `GET /v1/apps/{app}/ps`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Instance {
+    /// Allocation id, unique across the cluster.
+    pub id: String,
+    /// `PROCESS.INDEX`, e.g. `web.1`.
+    pub name: String,
+    pub process: String,
+    pub index: u32,
+    pub release: u64,
+    /// Host name the instance is placed on.
+    pub host: String,
+    /// `IP:PORT` the instance is published on, once known.
+    pub address: Option<String>,
+    pub state: InstanceState,
+    /// Restarts after crashes since the instance was placed.
+    pub restarts: u32,
+    /// When the instance entered its current state (or was placed, if not yet reported).
+    pub since: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// A host running an agent: `GET /v1/hosts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Host {
+    pub id: String,
+    pub name: String,
+    /// Address instances are published on.
+    pub address: String,
+    pub state: HostState,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub instances: u32,
+    pub registered_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    Ready,
+    Lost,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs: GET /v1/apps/{app}/logs?lines=N&tail=BOOL  (newline-delimited JSON of LogEvent)
+// ---------------------------------------------------------------------------------------------
+
+/// Where a log line came from. The source is set by whoever produced the line (the agent for app
+/// output, the control plane for its own events), never parsed out of the text, so an app cannot
+/// print lines that pass for platform lines.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum LogSource {
+    /// The app's own stdout/stderr.
+    App,
+    /// Platform events: deploy, scale, crash, restart, health.
+    Caas,
+    /// One line per request through the gateway.
+    Router,
+    /// Build output.
+    Build,
+}
+
+impl LogSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::App => "app",
+            Self::Caas => "caas",
+            Self::Router => "router",
+            Self::Build => "build",
+        }
+    }
+}
+
+/// One log line. Rendered as `TIMESTAMP SOURCE[TAG]: TEXT`, e.g. `app[web.1]: listening`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogLine {
+    pub ts: Timestamp,
+    pub source: LogSource,
+    /// `web.1` for app output, `deploy`/`scale`/`crash`/... for platform events.
+    pub tag: String,
+    pub text: String,
+}
+
+/// An element of the log stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogEvent {
+    Line(LogLine),
+    /// The reader fell behind and this many lines were dropped for it.
+    Missed { count: u64 },
+}
+
+/// `GET /v1/info`: what the server is, without authentication.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerInfo {
+    pub version: String,
+    pub domain: String,
+    /// Base URL apps are served under, e.g. `http://{app}.localhost:8080`.
+    pub app_url_template: String,
+}
