@@ -1,1 +1,156 @@
-fn main() {}
+//! `caas`: the command-line client of the caas platform. It only speaks the HTTP API described in
+//! docs/api.md.
+
+mod app;
+mod client;
+mod commands;
+mod config;
+mod deploy;
+mod error;
+mod output;
+
+use clap::{Parser, Subcommand};
+use commands::{apps, auth, hosts, logs, ps, push, releases, version};
+
+const AFTER_HELP: &str = "\
+Server and token come from CAAS_SERVER / CAAS_TOKEN, else from the file saved by `caas login`
+($CAAS_CONFIG, or $XDG_CONFIG_HOME/caas/config.json, or ~/.config/caas/config.json).
+The app comes from -a/--app, else CAAS_APP.
+
+Exit codes:
+  0  success
+  1  failure (server error, deploy not healthy, ...)
+  2  usage or invalid input
+  3  unauthorized or forbidden: run caas login
+  4  not found
+  5  conflict (already exists)
+  6  cannot reach the server";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "caas",
+    version,
+    about = "Deploy and run apps on a caas server",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// List apps
+    Apps(apps::ListArgs),
+    /// Create an app
+    #[command(name = "apps:create", visible_alias = "create")]
+    AppsCreate(apps::CreateArgs),
+    /// Show an app
+    #[command(name = "apps:info", visible_alias = "info")]
+    AppsInfo(apps::InfoArgs),
+    /// Destroy an app with its releases and instances
+    #[command(name = "apps:destroy", visible_alias = "destroy")]
+    AppsDestroy(apps::DestroyArgs),
+    /// Deploy a Docker image as a new release
+    Push(push::PushArgs),
+    /// List an app's instances
+    Ps(ps::PsArgs),
+    /// Set how many instances of each process type run
+    #[command(name = "ps:scale", visible_alias = "scale")]
+    PsScale(ps::ScaleArgs),
+    /// Show an app's logs
+    Logs(logs::LogsArgs),
+    /// List an app's releases, newest first
+    Releases(releases::ReleasesArgs),
+    /// Check a token against a server and save both
+    Login(auth::LoginArgs),
+    /// Forget the saved token
+    Logout,
+    /// List the hosts that run instances
+    Hosts(hosts::HostsArgs),
+    /// Show the client's and the server's version
+    Version(version::VersionArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Apps(a) => apps::list(a),
+        Cmd::AppsCreate(a) => apps::create(a),
+        Cmd::AppsInfo(a) => apps::info(a),
+        Cmd::AppsDestroy(a) => apps::destroy(a),
+        Cmd::Push(a) => push::push(a),
+        Cmd::Ps(a) => ps::list(a),
+        Cmd::PsScale(a) => ps::scale(a),
+        Cmd::Logs(a) => logs::logs(a),
+        Cmd::Releases(a) => releases::list(a),
+        Cmd::Login(a) => auth::login(a),
+        Cmd::Logout => auth::logout(),
+        Cmd::Hosts(a) => hosts::list(a),
+        Cmd::Version(a) => version::show(a),
+    }
+}
+
+fn main() {
+    // clap prints its own usage errors and exits 2 (0 for --help/--version).
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        let (code, message) = error::report(&err);
+        if let Some(message) = message {
+            let prefix = console::style("error:").red().bold().for_stderr();
+            eprintln!("{prefix} {}", output::sanitize(&message));
+        }
+        std::process::exit(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn heroku_style_names_and_aliases_parse() {
+        for args in [
+            &["caas", "apps:create", "demo"][..],
+            &["caas", "create", "demo"],
+            &["caas", "info", "-a", "demo", "--json"],
+            &["caas", "destroy", "-a", "demo", "--confirm", "demo"],
+            &["caas", "scale", "web=2", "-a", "demo"],
+            &["caas", "ps:scale", "-a", "demo", "web=-1", "worker=1"],
+            &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
+            &[
+                "caas",
+                "push",
+                "--image",
+                "demo:latest",
+                "-a",
+                "demo",
+                "--no-wait",
+            ],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn scale_takes_negative_numbers_as_pairs_and_still_sees_the_app_flag() {
+        let cli = Cli::try_parse_from(["caas", "scale", "-1", "-a", "demo"]).unwrap();
+        let Cmd::PsScale(args) = cli.command else {
+            panic!("not scale")
+        };
+        let text = format!("{args:?}");
+        assert!(text.contains("\"-1\""), "{text}");
+        assert!(text.contains("Some(\"demo\")"), "{text}");
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        let err = Cli::try_parse_from(["caas", "apps:create"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+}

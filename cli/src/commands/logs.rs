@@ -1,0 +1,166 @@
+//! `logs`: an app's recent log lines, and with `--tail` the live stream.
+
+use super::{client, AppArg};
+use crate::app::resolve_app;
+use crate::error::CliError;
+use crate::output::{render_log_line, stdout_color};
+use anyhow::{Context, Result};
+use caas_api::LogEvent;
+use clap::Args;
+use std::io::{BufRead, BufReader, Read, Write};
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    app: AppArg,
+    /// How many recent lines to show first
+    #[arg(
+        short = 'n',
+        long = "num",
+        visible_alias = "lines",
+        value_name = "LINES",
+        default_value_t = 100
+    )]
+    lines: u32,
+    /// Keep the stream open and print new lines as they happen (Ctrl-C ends it)
+    #[arg(short, long)]
+    tail: bool,
+}
+
+pub fn logs(args: LogsArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let resp = client()?.get_stream(&format!(
+        "/v1/apps/{name}/logs?lines={}&tail={}",
+        args.lines, args.tail
+    ))?;
+    let color = stdout_color();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    print_stream(resp, &mut out, &mut err, color)
+}
+
+/// Prints each event as soon as its line arrives: this runs for as long as `--tail` does, so
+/// nothing may wait for the end of the stream.
+fn print_stream(
+    stream: impl Read,
+    out: &mut impl Write,
+    err: &mut impl Write,
+    color: bool,
+) -> Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CliError::Failed(format!("the log stream broke off: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let line = buf.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<LogEvent>(line) {
+            Ok(LogEvent::Line(l)) => {
+                writeln!(out, "{}", render_log_line(&l, color))?;
+                out.flush()?;
+            }
+            Ok(LogEvent::Missed { count }) => {
+                writeln!(err, "-- missed {count} lines (reader too slow) --")?;
+            }
+            // A newer server may add event types; an old client skips what it does not know,
+            // but a stream that is not JSON at all is not a log stream.
+            Err(_) if serde_json::from_slice::<serde_json::Value>(line).is_ok() => {}
+            Err(e) => return Err(e).context("the server's log stream is not NDJSON"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prints_lines_and_reports_missed_ones_on_stderr() {
+        let stream = concat!(
+            r#"{"type":"line","ts":"2026-11-25T07:39:33.123Z","source":"app","tag":"web.1","text":"hello"}"#,
+            "\n",
+            r#"{"type":"missed","count":12}"#,
+            "\n\n",
+            r#"{"type":"future_kind","x":1}"#,
+            "\n",
+            r#"{"type":"line","ts":"2026-11-25T07:39:34Z","source":"caas","tag":"deploy","text":"Deployed v2\u001b[2J"}"#,
+        );
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        print_stream(stream.as_bytes(), &mut out, &mut err, false).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-11-25T07:39:33Z app[web.1]: hello\n\
+             2026-11-25T07:39:34Z caas[deploy]: Deployed v2[2J\n"
+        );
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            "-- missed 12 lines (reader too slow) --\n"
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert!(print_stream(&b"<html>\n"[..], &mut out, &mut err, false).is_err());
+    }
+
+    /// A reader that hands out one line per read and fails if read again after the first line
+    /// before that line was printed: proves lines are printed as they arrive.
+    #[test]
+    fn prints_each_line_before_reading_the_next() {
+        struct OneAtATime {
+            lines: Vec<&'static [u8]>,
+            printed: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
+            served: usize,
+        }
+        impl Read for OneAtATime {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let printed_lines = self
+                    .printed
+                    .borrow()
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count();
+                assert_eq!(
+                    printed_lines, self.served,
+                    "line not printed before next read"
+                );
+                let Some(line) = self.lines.get(self.served) else {
+                    return Ok(0);
+                };
+                buf[..line.len()].copy_from_slice(line);
+                self.served += 1;
+                Ok(line.len())
+            }
+        }
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let printed = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let reader = OneAtATime {
+            lines: vec![
+                b"{\"type\":\"line\",\"ts\":\"2026-11-25T07:39:33Z\",\"source\":\"app\",\"tag\":\"web.1\",\"text\":\"a\"}\n",
+                b"{\"type\":\"line\",\"ts\":\"2026-11-25T07:39:34Z\",\"source\":\"router\",\"tag\":\"web.1\",\"text\":\"b\"}\n",
+            ],
+            printed: printed.clone(),
+            served: 0,
+        };
+        let mut out = Shared(printed.clone());
+        print_stream(reader, &mut out, &mut Vec::new(), false).unwrap();
+        assert_eq!(printed.borrow().iter().filter(|b| **b == b'\n').count(), 2);
+    }
+}
