@@ -1,0 +1,178 @@
+//! The server side of the agent protocol (see `caas_api::agent`).
+
+use super::auth::{AgentHost, Joiner};
+use super::error::{ApiError, ApiResult, JsonBody};
+use super::AppState;
+use crate::auth;
+use crate::schedule::reconcile::WEB;
+use crate::store::{AllocationRecord, HostRecord, ReleaseRecord, Role, TokenRecord};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use caas_api::agent::{Assignment, Assignments, HealthCheck, Heartbeat, LogBatch, RegisterRequest, RegisterResponse};
+use caas_api::{LogSource, Timestamp};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// The port every web process listens on inside its container (`$PORT`).
+pub const CONTAINER_PORT: u16 = 5000;
+const CPU_SHARES: u64 = 1024;
+const PIDS_LIMIT: i64 = 512;
+/// Longest a blocking query may wait.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+fn validate_host_name(name: &str) -> ApiResult<()> {
+    let b = name.as_bytes();
+    let ok = (1..=63).contains(&b.len())
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "invalid host name {name:?}: use up to 63 lowercase letters, digits, '-' and '.'"
+        )))
+    }
+}
+
+pub async fn register(
+    _: Joiner,
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> ApiResult<Json<RegisterResponse>> {
+    validate_host_name(&req.name)?;
+    req.address
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| ApiError::Invalid(format!("invalid host address {:?}: give an IP address", req.address)))?;
+    if req.port_min < 1024 || req.port_min > req.port_max {
+        return Err(ApiError::Invalid(format!(
+            "invalid port range {}-{}: give LOW-HIGH with 1024 <= LOW <= HIGH",
+            req.port_min, req.port_max
+        )));
+    }
+    // A host that registers again under its name keeps its id, so what runs there stays its own.
+    let existing = s.store.hosts()?.into_iter().find(|h| h.name == req.name);
+    let id = existing.as_ref().map_or_else(auth::short_id, |h| h.id.clone());
+    let host = HostRecord {
+        id: id.clone(),
+        name: req.name.clone(),
+        address: req.address.clone(),
+        memory_mb: req.memory_mb,
+        cpus: req.cpus,
+        port_min: req.port_min,
+        port_max: req.port_max,
+        registered_at: existing.map_or_else(Timestamp::now, |h| h.registered_at),
+    };
+    s.store.put_host(&host)?;
+    s.store.delete_tokens_where(|t| t.role == Role::Agent { host_id: id.clone() })?;
+    let token = auth::generate(auth::AGENT_PREFIX);
+    s.store.put_token(
+        &auth::hash(&token),
+        &TokenRecord { role: Role::Agent { host_id: id.clone() }, label: format!("agent {}", req.name), created_at: Timestamp::now() },
+    )?;
+    s.store.flush().await?;
+    tracing::info!(host = req.name, id, address = req.address, "host registered");
+    s.wake.notify_one();
+    Ok(Json(RegisterResponse { host_id: id, token, cluster_id: s.config.cluster_id.clone() }))
+}
+
+#[derive(Deserialize)]
+pub struct AssignmentsQuery {
+    #[serde(default)]
+    index: u64,
+    #[serde(default)]
+    wait: u64,
+}
+
+pub async fn assignments(
+    AgentHost(host_id): AgentHost,
+    State(s): State<AppState>,
+    Query(q): Query<AssignmentsQuery>,
+) -> ApiResult<Json<Assignments>> {
+    let mut rx = s.store.assignment_index();
+    let wait = Duration::from_secs(q.wait).min(MAX_WAIT);
+    if *rx.borrow_and_update() == q.index && !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, rx.changed()).await;
+    }
+    // Read the index before the data: a change in between makes the agent ask once more, never
+    // miss an update.
+    let index = *rx.borrow();
+    let mut releases: HashMap<(String, u64), Option<ReleaseRecord>> = HashMap::new();
+    let mut out = Vec::new();
+    for a in s.store.allocations()?.into_iter().filter(|a| a.host_id == host_id) {
+        let key = (a.app.clone(), a.release);
+        if !releases.contains_key(&key) {
+            releases.insert(key.clone(), s.store.release(&a.app, a.release)?);
+        }
+        if let Some(release) = &releases[&key] {
+            out.push(assignment(&s, a, release));
+        }
+    }
+    Ok(Json(Assignments { index, assignments: out }))
+}
+
+fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Assignment {
+    let web = a.process == WEB;
+    let mut env: BTreeMap<String, String> = release.config.clone();
+    env.insert("CAAS_APP".into(), a.app.clone());
+    env.insert("CAAS_RELEASE".into(), format!("v{}", a.release));
+    env.insert("CAAS_PROCESS".into(), a.process.clone());
+    env.insert("CAAS_INSTANCE".into(), a.instance_name());
+    if web {
+        env.insert("PORT".into(), CONTAINER_PORT.to_string());
+    }
+    Assignment {
+        command: release.process_types.get(&a.process).cloned().flatten(),
+        image: release.image_id.clone(),
+        container_port: web.then_some(CONTAINER_PORT),
+        memory_mb: s.config.instance_memory_mb,
+        cpu_shares: CPU_SHARES,
+        pids_limit: PIDS_LIMIT,
+        health: if web { HealthCheck::Tcp } else { HealthCheck::Running },
+        env,
+        id: a.id,
+        app: a.app,
+        release: a.release,
+        process: a.process,
+        index: a.index,
+    }
+}
+
+pub async fn heartbeat(
+    AgentHost(host_id): AgentHost,
+    State(s): State<AppState>,
+    JsonBody(hb): JsonBody<Heartbeat>,
+) -> ApiResult<StatusCode> {
+    if s.observed.heartbeat(&host_id, hb.instances, Timestamp::now()) {
+        s.wake.notify_one();
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn logs(
+    AgentHost(_): AgentHost,
+    State(s): State<AppState>,
+    JsonBody(batch): JsonBody<LogBatch>,
+) -> ApiResult<StatusCode> {
+    let mut exists: HashMap<String, bool> = HashMap::new();
+    for l in batch.lines {
+        // Agents ship app output and their own events; router and build lines are the control
+        // plane's to write.
+        if !matches!(l.line.source, LogSource::App | LogSource::Caas) {
+            continue;
+        }
+        let known = match exists.get(&l.app) {
+            Some(k) => *k,
+            None => {
+                let k = caas_api::validate_app_name(&l.app).is_ok() && s.store.app(&l.app)?.is_some();
+                exists.insert(l.app.clone(), k);
+                k
+            }
+        };
+        if known {
+            s.logs.publish(&l.app, l.line);
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

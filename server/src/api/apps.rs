@@ -1,0 +1,352 @@
+//! The user API: apps, deploys, images, releases, formation, instances, hosts.
+
+use super::auth::Admin;
+use super::error::{ApiError, ApiResult, JsonBody};
+use super::AppState;
+use crate::schedule::reconcile::WEB;
+use crate::store::{AppRecord, Desired, ReleaseRecord, StoreError};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use caas_api::agent::ObservedState;
+use caas_api::{
+    App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages, Release,
+    ScaleRequest, ServerInfo, Timestamp,
+};
+use crate::docker::EngineError;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub async fn info(State(s): State<AppState>) -> Json<ServerInfo> {
+    Json(ServerInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        domain: s.config.domain.clone(),
+        app_url_template: s.config.app_url_template.clone(),
+    })
+}
+
+fn app_view(s: &AppState, rec: AppRecord) -> App {
+    App {
+        url: s.config.app_url(&rec.name),
+        name: rec.name,
+        created_at: rec.created_at,
+        release: rec.release,
+        formation: rec.formation,
+    }
+}
+
+/// Loads an app or answers 404. Validates the name first, so a hostile name never reaches a
+/// key, path or command.
+pub fn load_app(s: &AppState, name: &str) -> ApiResult<AppRecord> {
+    if caas_api::validate_app_name(name).is_err() {
+        return Err(ApiError::no_app(name));
+    }
+    s.store.app(name)?.ok_or_else(|| ApiError::no_app(name))
+}
+
+pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<App>>> {
+    let apps = s.store.apps()?.into_iter().map(|a| app_view(&s, a)).collect();
+    Ok(Json(apps))
+}
+
+pub async fn create(_: Admin, State(s): State<AppState>, JsonBody(req): JsonBody<CreateApp>) -> ApiResult<(StatusCode, Json<App>)> {
+    caas_api::validate_app_name(&req.name)?;
+    let rec = AppRecord {
+        name: req.name.clone(),
+        created_at: Timestamp::now(),
+        formation: BTreeMap::new(),
+        release: None,
+        next_version: 1,
+        config: BTreeMap::new(),
+    };
+    match s.store.create_app(&rec) {
+        Ok(()) => {}
+        Err(StoreError::Exists) => {
+            return Err(ApiError::Conflict(format!("an app named {:?} already exists; pick another name", req.name)))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    s.store.flush().await?;
+    s.logs.event(&rec.name, "api", "App created");
+    Ok((StatusCode::CREATED, Json(app_view(&s, rec))))
+}
+
+pub async fn show(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<App>> {
+    let rec = load_app(&s, &app)?;
+    Ok(Json(app_view(&s, rec)))
+}
+
+pub async fn destroy(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    load_app(&s, &app)?;
+    match s.store.delete_app(&app) {
+        Ok(()) | Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e.into()),
+    }
+    s.store.flush().await?;
+    s.logs.remove(&app);
+    // The scheduler deletes the app's allocations; agents then stop the containers.
+    s.wake.notify_one();
+    tracing::info!(app, "app destroyed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Image references reach the Docker API only (never a shell), but are still held to the
+/// reference grammar's alphabet so nothing odd is stored or logged.
+fn validate_image_ref(image: &str) -> ApiResult<()> {
+    let ok = (1..=255).contains(&image.len())
+        && !image.starts_with('-')
+        && image.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-/:@+".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!("invalid image reference {image:?}")))
+    }
+}
+
+pub async fn deploy(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    JsonBody(req): JsonBody<DeployImage>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    load_app(&s, &app)?;
+    validate_image_ref(&req.image)?;
+    let image_id = match &req.image_id {
+        Some(id) => {
+            validate_image_ref(id)?;
+            s.engine.image_id(id).await?.ok_or_else(|| {
+                ApiError::ImageUploadNeeded(format!(
+                    "the server does not have image {} ({id}); upload it with POST /v1/images (caas push --image does)",
+                    req.image
+                ))
+            })?
+        }
+        None => s.engine.image_id(&req.image).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("image {} not found on the server", req.image))
+        })?,
+    };
+    let description = format!("Deploy image {}", req.image);
+    let (_, release) = s.store.create_release::<ApiError>(
+        &app,
+        |rec, version| {
+            Ok(ReleaseRecord {
+                app: app.clone(),
+                version,
+                image: format!("caas/{app}:v{version}"),
+                image_id: image_id.clone(),
+                description: description.clone(),
+                created_at: Timestamp::now(),
+                process_types: BTreeMap::from([(WEB.to_string(), None)]),
+                config: rec.config.clone(),
+            })
+        },
+        |rec| {
+            if rec.formation.is_empty() {
+                rec.formation.insert(WEB.into(), 1);
+            }
+        },
+    )?;
+    s.store.flush().await?;
+    // The tag is for humans (`docker images`); containers run the content id recorded above.
+    if let Err(e) = s.engine.tag_image(&image_id, &format!("caas/{app}"), &format!("v{}", release.version)).await {
+        tracing::warn!(app, "tagging v{}: {e}", release.version);
+    }
+    s.logs.event(&app, "deploy", format!("Deploying v{} ({})", release.version, req.image));
+    s.wake.notify_one();
+    Ok((StatusCode::CREATED, Json(release_view(release))))
+}
+
+fn release_view(r: ReleaseRecord) -> Release {
+    Release {
+        app: r.app,
+        version: r.version,
+        image: r.image,
+        image_id: r.image_id,
+        description: r.description,
+        created_at: r.created_at,
+        process_types: r.process_types,
+    }
+}
+
+/// `docker load` of an uploaded `docker save` archive, streamed into the engine with a size cap.
+pub async fn load_images(_: Admin, State(s): State<AppState>, body: Body) -> ApiResult<Json<LoadedImages>> {
+    let limit = s.config.max_image_upload;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let flag = exceeded.clone();
+    let mut seen: u64 = 0;
+    let stream = body.into_data_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            flag.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("upload over the limit"));
+        }
+        Ok(chunk)
+    });
+    let result = s.engine.load_images(stream).await;
+    if exceeded.load(Ordering::Relaxed) {
+        return Err(ApiError::TooLarge(format!(
+            "image uploads are limited to {} MB on this server (caasd --max-image-upload)",
+            limit / (1024 * 1024)
+        )));
+    }
+    match result {
+        Ok(images) if images.is_empty() => {
+            Err(ApiError::Invalid("the upload held no image; send the output of docker save".into()))
+        }
+        Ok(images) => {
+            tracing::info!("loaded images {images:?}");
+            Ok(Json(LoadedImages { images }))
+        }
+        Err(EngineError::Other(m)) => {
+            Err(ApiError::Invalid(format!("the Docker engine could not load the upload: {m}")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn releases(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<Vec<Release>>> {
+    load_app(&s, &app)?;
+    let mut list: Vec<Release> = s.store.releases(&app)?.into_iter().map(release_view).collect();
+    list.reverse();
+    Ok(Json(list))
+}
+
+fn formation_view(s: &AppState, rec: &AppRecord) -> Formation {
+    Formation { app: rec.name.clone(), quantities: rec.formation.clone(), max_per_process: s.config.max_scale }
+}
+
+pub async fn formation(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<Formation>> {
+    let rec = load_app(&s, &app)?;
+    Ok(Json(formation_view(&s, &rec)))
+}
+
+pub async fn scale(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    JsonBody(req): JsonBody<ScaleRequest>,
+) -> ApiResult<Json<Formation>> {
+    let rec = load_app(&s, &app)?;
+    if req.quantities.is_empty() {
+        return Err(ApiError::Invalid("nothing to scale: give TYPE=COUNT, e.g. web=2".into()));
+    }
+    let known: Vec<String> = match rec.release {
+        Some(v) => s.store.release(&app, v)?.map(|r| r.process_types.into_keys().collect()).unwrap_or_default(),
+        None => vec![WEB.to_string()],
+    };
+    let max = s.config.max_scale;
+    let mut wanted = BTreeMap::new();
+    for (process, &count) in &req.quantities {
+        caas_api::validate_process_type(process)?;
+        if !known.contains(process) {
+            return Err(ApiError::Invalid(format!(
+                "unknown process type {process:?}: this app's release defines {}",
+                known.join(", ")
+            )));
+        }
+        if !(0..=max as i64).contains(&count) {
+            return Err(ApiError::Invalid(format!(
+                "invalid count {count} for {process}: use a whole number from 0 to {max}"
+            )));
+        }
+        wanted.insert(process.clone(), count as u32);
+    }
+    let mut before = BTreeMap::new();
+    let rec = s.store.update_app::<ApiError>(&app, |a| {
+        before = a.formation.clone();
+        a.formation.extend(wanted.clone());
+        Ok(())
+    })?;
+    s.store.flush().await?;
+    let summary: Vec<String> = wanted.iter().map(|(p, n)| format!("{p}={n}")).collect();
+    let was: Vec<String> = wanted.keys().map(|p| format!("{p}={}", before.get(p).copied().unwrap_or(0))).collect();
+    s.logs.event(&app, "scale", format!("Scaled to {} (was {})", summary.join(" "), was.join(" ")));
+    s.wake.notify_one();
+    Ok(Json(formation_view(&s, &rec)))
+}
+
+pub async fn ps(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<Vec<Instance>>> {
+    load_app(&s, &app)?;
+    let now = Timestamp::now();
+    let hosts: BTreeMap<String, String> = s.store.hosts()?.into_iter().map(|h| (h.id, h.name)).collect();
+    let mut out: Vec<Instance> = s
+        .store
+        .allocations()?
+        .into_iter()
+        .filter(|a| a.app == app)
+        .map(|a| {
+            let report = s.observed.report(&a.id);
+            let state = if matches!(a.desired, Desired::Drain { .. }) {
+                InstanceState::Draining
+            } else if !s.observed.host_alive(&a.host_id, now) {
+                InstanceState::Lost
+            } else {
+                match report.as_ref().map(|r| r.state) {
+                    None => InstanceState::Pending,
+                    Some(ObservedState::Starting) => InstanceState::Starting,
+                    Some(ObservedState::Up) => InstanceState::Up,
+                    Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
+                    Some(ObservedState::Crashed) => InstanceState::Crashed,
+                }
+            };
+            let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
+                s.store.host(&a.host_id).ok().flatten().map(|h| format!("{}:{p}", h.address))
+            });
+            Instance {
+                name: a.instance_name(),
+                host: hosts.get(&a.host_id).cloned().unwrap_or_else(|| a.host_id.clone()),
+                address,
+                state,
+                restarts: report.as_ref().map_or(0, |r| r.restarts),
+                since: report.as_ref().map_or(a.created_at, |r| r.since),
+                created_at: a.created_at,
+                id: a.id,
+                process: a.process,
+                index: a.index,
+                release: a.release,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
+    Ok(Json(out))
+}
+
+pub async fn hosts(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Host>>> {
+    let now = Timestamp::now();
+    let allocations = s.store.allocations()?;
+    let hosts = s
+        .store
+        .hosts()?
+        .into_iter()
+        .map(|h| Host {
+            state: if s.observed.host_alive(&h.id, now) { HostState::Ready } else { HostState::Lost },
+            instances: allocations.iter().filter(|a| a.host_id == h.id).count() as u32,
+            id: h.id,
+            name: h.name,
+            address: h.address,
+            memory_mb: h.memory_mb,
+            cpus: h.cpus,
+            registered_at: h.registered_at,
+        })
+        .collect();
+    Ok(Json(hosts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references() {
+        for good in ["demo", "demo:latest", "registry:5000/team/app:v1.2", "sha256:abc123", "a@sha256:ff"] {
+            assert!(validate_image_ref(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "a b", "a;b", "a\nb", "$(x)", &"a".repeat(256)] {
+            assert!(validate_image_ref(bad).is_err(), "{bad}");
+        }
+    }
+}

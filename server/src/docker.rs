@@ -1,0 +1,369 @@
+//! The Docker Engine, reached over its local socket. The only module that imports bollard; the
+//! rest of caasd sees the narrow types below.
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
+};
+use bollard::Docker;
+use bytes::Bytes;
+use caas_api::Timestamp;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the Docker engine is not answering at its socket ({0}); is dockerd running?")]
+    Unavailable(String),
+    #[error("host port is taken")]
+    PortTaken,
+    #[error("not found in the Docker engine")]
+    NotFound,
+    #[error("Docker engine: {0}")]
+    Other(String),
+}
+
+impl From<BollardError> for EngineError {
+    fn from(e: BollardError) -> Self {
+        match e {
+            BollardError::DockerResponseServerError { status_code: 404, .. } => Self::NotFound,
+            BollardError::DockerResponseServerError { message, .. }
+                if message.contains("port is already allocated")
+                    || message.contains("address already in use") =>
+            {
+                Self::PortTaken
+            }
+            BollardError::DockerResponseServerError { message, .. } => Self::Other(message),
+            BollardError::HyperResponseError { .. }
+            | BollardError::IOError { .. }
+            | BollardError::SocketNotFoundError(_) => Self::Unavailable(e.to_string()),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineInfo {
+    pub memory_mb: u64,
+    pub cpus: u32,
+}
+
+/// What to run. Resource limits and hardening are always applied; callers cannot turn them off.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    /// Run through `/bin/sh -c` when set; the image's own entrypoint/cmd otherwise.
+    pub shell_command: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub labels: HashMap<String, String>,
+    /// Publish `container_port` on `host_ip:host_port`.
+    pub publish: Option<Publish>,
+    pub memory_mb: u64,
+    pub cpu_shares: u64,
+    pub pids_limit: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Publish {
+    pub host_ip: std::net::IpAddr,
+    pub host_port: u16,
+    pub container_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub labels: HashMap<String, String>,
+    pub running: bool,
+    /// Host port of the first published port.
+    pub host_port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExitInfo {
+    pub exit_code: i64,
+    pub oom_killed: bool,
+    pub finished_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream2 {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogChunk {
+    pub stream: Stream2,
+    /// Docker's own timestamp of the line, with nanoseconds as Docker gives them.
+    pub ts_nanos: u128,
+    pub text: String,
+}
+
+fn parse_docker_time(s: &str) -> Option<Timestamp> {
+    humantime::parse_rfc3339_weak(s).ok().map(Timestamp::from).filter(|t| t.millis() > 0)
+}
+
+/// `2026-11-25T07:45:01.123456789Z` → nanoseconds since the epoch.
+fn parse_nanos(s: &str) -> Option<u128> {
+    let t = humantime::parse_rfc3339_weak(s).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos())
+}
+
+impl Engine {
+    /// Connects to the local socket (or `DOCKER_HOST`) and agrees on an API version, so both the
+    /// Debian 20.10 engine and newer ones work.
+    pub async fn connect() -> Result<Self> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let docker = docker.negotiate_version().await.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        docker.ping().await.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        Ok(Self { docker })
+    }
+
+    pub async fn info(&self) -> Result<EngineInfo> {
+        let info = self.docker.info().await?;
+        Ok(EngineInfo {
+            memory_mb: info.mem_total.unwrap_or(0).max(0) as u64 / (1024 * 1024),
+            cpus: info.ncpu.unwrap_or(1).max(1) as u32,
+        })
+    }
+
+    // --- images ---------------------------------------------------------------------------
+
+    /// The content id of an image reference or id, if the engine has it.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(img) => Ok(img.id),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound => Ok(None),
+                // A malformed reference is "no such image" to the caller.
+                EngineError::Other(m) if m.contains("invalid reference") => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()> {
+        let opts = TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+        self.docker.tag_image(image, Some(opts)).await?;
+        Ok(())
+    }
+
+    /// `docker load` of a `docker save` archive, streamed. Returns the references and ids the
+    /// engine reports as loaded.
+    pub async fn load_images<S, E>(&self, archive: S) -> Result<Vec<String>>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new().quiet(true).build();
+        let mut progress = Box::pin(self.docker.import_image_stream(opts, archive, None));
+        let mut loaded = Vec::new();
+        while let Some(info) = progress.next().await {
+            let info = info.map_err(|e| match e {
+                BollardError::DockerStreamError { error } => EngineError::Other(error),
+                other => EngineError::from(other),
+            })?;
+            for line in info.stream.unwrap_or_default().lines() {
+                if let Some(name) = line
+                    .strip_prefix("Loaded image: ")
+                    .or_else(|| line.strip_prefix("Loaded image ID: "))
+                {
+                    loaded.push(name.trim().to_string());
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    // --- containers -----------------------------------------------------------------------
+
+    /// Containers, running or not, carrying all the given labels.
+    pub async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        )]);
+        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                use bollard::models::ContainerSummaryStateEnum as S;
+                let state = c.state?;
+                // A container being removed is gone as far as callers are concerned.
+                if matches!(state, S::REMOVING | S::DEAD) {
+                    return None;
+                }
+                let running = matches!(state, S::RUNNING | S::RESTARTING | S::PAUSED | S::STOPPING);
+                let host_port = c
+                    .ports
+                    .unwrap_or_default()
+                    .iter()
+                    .find_map(|p| p.public_port);
+                Some(ContainerInfo {
+                    id: c.id?,
+                    labels: c.labels.unwrap_or_default(),
+                    running,
+                    host_port,
+                })
+            })
+            .collect())
+    }
+
+    /// How a stopped container ended, and the host port it was created with (for an exited
+    /// container the summary lists no ports).
+    pub async fn exit_info(&self, id: &str) -> Result<(ExitInfo, Option<u16>)> {
+        let c = self.docker.inspect_container(id, None).await?;
+        let state = c.state.unwrap_or_default();
+        let port = c
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .and_then(|m| m.into_values().flatten().flatten().find_map(|b| b.host_port))
+            .and_then(|p| p.parse().ok());
+        Ok((
+            ExitInfo {
+                exit_code: state.exit_code.unwrap_or(-1),
+                oom_killed: state.oom_killed.unwrap_or(false),
+                finished_at: state.finished_at.as_deref().and_then(parse_docker_time),
+            },
+            port,
+        ))
+    }
+
+    /// Creates and starts a container. On `PortTaken` the half-made container is removed, so the
+    /// caller can retry with another port.
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<String> {
+        let port_key = spec.publish.map(|p| format!("{}/tcp", p.container_port));
+        let host_config = HostConfig {
+            memory: Some((spec.memory_mb * 1024 * 1024) as i64),
+            // Same as memory: no swap on top of the limit.
+            memory_swap: Some((spec.memory_mb * 1024 * 1024) as i64),
+            cpu_shares: Some(spec.cpu_shares as i64),
+            pids_limit: Some(spec.pids_limit),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            cap_drop: Some(vec!["ALL".into()]),
+            privileged: Some(false),
+            // The agent decides about restarts (with back-off and reporting), not the engine.
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            port_bindings: spec.publish.map(|p| {
+                HashMap::from([(
+                    format!("{}/tcp", p.container_port),
+                    Some(vec![PortBinding {
+                        host_ip: Some(p.host_ip.to_string()),
+                        host_port: Some(p.host_port.to_string()),
+                    }]),
+                )])
+            }),
+            init: Some(true),
+            ..Default::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec
+                .shell_command
+                .as_ref()
+                .map(|c| vec!["/bin/sh".into(), "-c".into(), c.clone()]),
+            entrypoint: spec.shell_command.as_ref().map(|_| vec![]),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: port_key.map(|k| vec![k]),
+            host_config: Some(host_config),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let created = self.docker.create_container(Some(opts), body).await?;
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            let _ = self.remove(&created.id).await;
+            return Err(e.into());
+        }
+        Ok(created.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<()> {
+        self.docker.start_container(id, None).await?;
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace_secs`.
+    pub async fn stop(&self, id: &str, grace_secs: i32) -> Result<()> {
+        let opts = StopContainerOptionsBuilder::new().t(grace_secs).build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            // 304: already stopped.
+            Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes a container, killing it if it still runs.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound => Ok(()),
+                // "removal already in progress"
+                EngineError::Other(m) if m.contains("already in progress") => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Follows a container's stdout and stderr from `since_secs` (Unix seconds; 0 = from the
+    /// start). The stream ends when the container stops.
+    pub fn follow_logs(
+        &self,
+        id: &str,
+        since_secs: i64,
+    ) -> impl Stream<Item = Result<LogChunk>> + Send + 'static {
+        let opts = LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .timestamps(true)
+            .since(since_secs.clamp(0, i32::MAX as i64) as i32)
+            .build();
+        self.docker.logs(id, Some(opts)).map_err(EngineError::from).map(|item| {
+            let item = item?;
+            let (stream, message) = match item {
+                bollard::container::LogOutput::StdErr { message } => (Stream2::Stderr, message),
+                other => (Stream2::Stdout, other.into_bytes()),
+            };
+            let raw = String::from_utf8_lossy(&message);
+            let (ts, text) = raw.split_once(' ').unwrap_or(("", &raw));
+            Ok(LogChunk {
+                stream,
+                ts_nanos: parse_nanos(ts).unwrap_or(0),
+                text: text.trim_end_matches(['\n', '\r']).to_string(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_timestamps() {
+        assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
+        let t = parse_docker_time("2026-11-25T07:45:01.123456789Z").unwrap();
+        assert_eq!(t.millis() % 1000, 123);
+        assert_eq!(parse_nanos("2026-11-25T07:45:01.123456789Z").unwrap() % 1_000_000_000, 123_456_789);
+    }
+}

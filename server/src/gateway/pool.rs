@@ -1,0 +1,83 @@
+//! Keep-alive connections to instances, per address. Connecting is done here, before a request
+//! is handed over, so a refused connection can move on to the next instance without having
+//! consumed the request body.
+
+use super::UpBody;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle connections older than this are dropped; app servers commonly close theirs after 5-60 s,
+/// and a connection they closed is only found out when used.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+const MAX_IDLE_PER_ADDR: usize = 64;
+
+#[derive(Clone, Default)]
+pub struct Pool {
+    idle: Arc<Mutex<HashMap<SocketAddr, Vec<(SendRequest<UpBody>, Instant)>>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("connect to {0}: {1}")]
+    Io(SocketAddr, std::io::Error),
+    #[error("HTTP handshake with {0}: {1}")]
+    Handshake(SocketAddr, hyper::Error),
+}
+
+impl Pool {
+    /// An idle connection if one is usable.
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<UpBody>> {
+        let mut idle = self.idle.lock().unwrap();
+        let list = idle.get_mut(&addr)?;
+        while let Some((sender, since)) = list.pop() {
+            if sender.is_ready() && since.elapsed() < IDLE_TIMEOUT {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    pub async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpBody>, ConnectError> {
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout(addr))?
+            .map_err(|e| ConnectError::Io(addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| ConnectError::Handshake(addr, e))?;
+        // The connection task ends when the connection closes, or when both sides drop.
+        tokio::spawn(async move {
+            let _ = conn.with_upgrades().await;
+        });
+        Ok(sender)
+    }
+
+    /// Returns a connection to the pool once its current response has been read whole.
+    pub fn recycle(&self, addr: SocketAddr, mut sender: SendRequest<UpBody>) {
+        let pool = self.clone();
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = pool.idle.lock().unwrap();
+                let list = idle.entry(addr).or_default();
+                list.retain(|(s, since)| !s.is_closed() && since.elapsed() < IDLE_TIMEOUT);
+                if list.len() < MAX_IDLE_PER_ADDR {
+                    list.push((sender, Instant::now()));
+                }
+            }
+        });
+    }
+
+    /// Drops idle connections to addresses that left the routing table, so a drained instance
+    /// sees its keep-alive connections close.
+    pub fn retain_addrs(&self, keep: &std::collections::HashSet<SocketAddr>) {
+        self.idle.lock().unwrap().retain(|addr, _| keep.contains(addr));
+    }
+}

@@ -1,0 +1,162 @@
+//! The gateway against real HTTP backends on loopback.
+
+use super::table::{AppRoutes, Backend, RouteTable};
+use super::*;
+use std::collections::HashMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A backend that answers `NAME` plus the forwarding headers it received.
+async fn backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                    let h = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                    let body = format!(
+                        "{name} xff={} xfh={} xfp={} rid={} cl={} te={} path={}",
+                        h("x-forwarded-for"),
+                        h("x-forwarded-host"),
+                        h("x-forwarded-proto"),
+                        h("x-request-id"),
+                        h("content-length"),
+                        h("transfer-encoding"),
+                        req.uri()
+                    );
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A port nothing listens on.
+async fn dead_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn gateway(apps: Vec<(&str, Vec<SocketAddr>)>) -> (SocketAddr, CancellationToken) {
+    let mut map = HashMap::new();
+    for (app, addrs) in apps {
+        let backends = addrs
+            .into_iter()
+            .enumerate()
+            .map(|(i, addr)| Backend { addr, instance: format!("web.{}", i + 1) })
+            .collect();
+        map.insert(app.to_string(), AppRoutes::new(backends));
+    }
+    let (_tx, rx) = watch::channel(Arc::new(RouteTable { apps: map }));
+    std::mem::forget(_tx);
+    let gw = Gateway::new("localhost".into(), rx, Arc::new(LogHub::new(100, 100)));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(gw.serve(listener, stop.clone()));
+    (addr, stop)
+}
+
+/// One raw HTTP/1.1 exchange, so tests control every byte sent.
+async fn raw(gw: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+async fn get(gw: SocketAddr, host: &str, extra: &str) -> (u16, String) {
+    raw(gw, &format!("GET /p?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")).await
+}
+
+#[tokio::test]
+async fn round_robin_over_every_instance() {
+    let (a, b, c) = (backend("A").await, backend("B").await, backend("C").await);
+    let (gw, _stop) = gateway(vec![("demo", vec![a, b, c])]).await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = get(gw, "demo.localhost:8080", "").await;
+        assert_eq!(status, 200, "{body}");
+        seen.push(body[..1].to_string());
+    }
+    assert_eq!(seen, ["A", "B", "C", "A", "B", "C"]);
+}
+
+#[tokio::test]
+async fn a_refused_connection_moves_on_to_the_next_instance() {
+    let (dead, live) = (dead_port().await, backend("LIVE").await);
+    let (gw, _stop) = gateway(vec![("demo", vec![dead, live])]).await;
+    for _ in 0..4 {
+        let (status, body) = get(gw, "demo.localhost", "").await;
+        assert_eq!((status, &body[..4]), (200, "LIVE"));
+    }
+}
+
+#[tokio::test]
+async fn unknown_hosts_get_404_and_apps_without_instances_503() {
+    let (gw, _stop) = gateway(vec![("idle", vec![])]).await;
+    let (status, body) = get(gw, "nope.localhost", "").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("no app named \"nope\""), "{body}");
+    let (status, body) = get(gw, "example.com", "").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = get(gw, "idle.localhost", "").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("caas ps:scale web=1 -a idle"), "{body}");
+}
+
+#[tokio::test]
+async fn all_instances_down_is_a_502() {
+    let (gw, _stop) = gateway(vec![("demo", vec![dead_port().await])]).await;
+    assert_eq!(get(gw, "demo.localhost", "").await.0, 502);
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_set_and_spoofs_overwritten() {
+    let (gw, _stop) = gateway(vec![("demo", vec![backend("A").await])]).await;
+    let (status, body) = get(gw, "demo.localhost:8080", "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Request-Id: abc-123\r\n").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("xff=127.0.0.1 "), "{body}");
+    assert!(body.contains("xfh=demo.localhost:8080 "), "{body}");
+    assert!(body.contains("xfp=http "), "{body}");
+    assert!(body.contains("rid=abc-123 "), "{body}");
+    assert!(body.ends_with("path=/p?q=1"), "{body}");
+}
+
+#[tokio::test]
+async fn ambiguous_request_lengths_never_reach_an_instance() {
+    let (gw, _stop) = gateway(vec![("demo", vec![backend("A").await])]).await;
+    // Content-Length with Transfer-Encoding: the length is dropped, the body is chunked.
+    let (status, body) = raw(
+        gw,
+        "POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(status == 400 || (status == 200 && body.contains("cl= te=chunked")), "{status} {body}");
+    // Two different lengths: refused.
+    let (status, _) = raw(
+        gw,
+        "POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 4\r\nContent-Length: 5\r\nConnection: close\r\n\r\nabcd",
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn keep_alive_connections_are_reused_for_many_requests() {
+    let (gw, _stop) = gateway(vec![("demo", vec![backend("A").await])]).await;
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..20 {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: demo.localhost\r\n\r\n").await.unwrap();
+        let n = s.read(&mut buf).await.unwrap();
+        let resp = String::from_utf8_lossy(&buf[..n]);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    }
+}

@@ -1,0 +1,131 @@
+//! What the agents last reported: host liveness and instance states. Kept in memory only: it is
+//! observation, not intent, and it is rebuilt from the first heartbeats after a restart. Until a
+//! host has reported, its instances are "unknown", which the scheduler treats carefully (no
+//! replacing, routes kept), and the host counts as alive for one `lost_after` period from start.
+
+use crate::schedule::reconcile::Obs;
+use caas_api::agent::{InstanceReport, ObservedState};
+use caas_api::Timestamp;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Observed {
+    started: Timestamp,
+    lost_after: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    last_seen: HashMap<String, Timestamp>,
+    /// host id → its last report of every instance it runs.
+    reports: HashMap<String, Vec<InstanceReport>>,
+}
+
+impl Observed {
+    pub fn new(started: Timestamp, lost_after: Duration) -> Self {
+        Self { started, lost_after, inner: Mutex::new(Inner::default()) }
+    }
+
+    /// Records a heartbeat. Returns whether anything the scheduler acts on changed (an instance
+    /// appeared, went, changed state or port), so it is woken only then.
+    pub fn heartbeat(&self, host_id: &str, instances: Vec<InstanceReport>, now: Timestamp) -> bool {
+        let mut inner = self.inner.lock().unwrap();
+        let was_alive = self.alive_locked(&inner, host_id, now);
+        inner.last_seen.insert(host_id.to_string(), now);
+        let key = |r: &InstanceReport| (r.assignment_id.clone(), r.state, r.port);
+        let changed = match inner.reports.get(host_id) {
+            None => true,
+            Some(old) => {
+                let mut a: Vec<_> = old.iter().map(key).collect();
+                let mut b: Vec<_> = instances.iter().map(key).collect();
+                a.sort_by(|x, y| x.0.cmp(&y.0));
+                b.sort_by(|x, y| x.0.cmp(&y.0));
+                a != b
+            }
+        };
+        inner.reports.insert(host_id.to_string(), instances);
+        changed || !was_alive
+    }
+
+    fn alive_locked(&self, inner: &Inner, host_id: &str, now: Timestamp) -> bool {
+        let seen = inner.last_seen.get(host_id).copied().unwrap_or(self.started).max(self.started);
+        seen.until(now) < self.lost_after
+    }
+
+    pub fn host_alive(&self, host_id: &str, now: Timestamp) -> bool {
+        self.alive_locked(&self.inner.lock().unwrap(), host_id, now)
+    }
+
+    /// The scheduler's view: for every allocation id a host has reported, its state. For hosts
+    /// that have reported at least once, `assigned` allocations missing from the report are
+    /// `Starting` (placed, not running yet); on hosts that have not, they stay unknown.
+    pub fn snapshot(&self, assigned: impl Iterator<Item = (String, String)>) -> HashMap<String, Obs> {
+        let inner = self.inner.lock().unwrap();
+        let mut out: HashMap<String, Obs> = inner
+            .reports
+            .values()
+            .flatten()
+            .map(|r| (r.assignment_id.clone(), Obs { state: r.state, port: r.port }))
+            .collect();
+        for (alloc_id, host_id) in assigned {
+            if inner.reports.contains_key(&host_id) {
+                out.entry(alloc_id).or_insert(Obs { state: ObservedState::Starting, port: None });
+            }
+        }
+        out
+    }
+
+    /// The last report of one allocation.
+    pub fn report(&self, alloc_id: &str) -> Option<InstanceReport> {
+        let inner = self.inner.lock().unwrap();
+        inner.reports.values().flatten().find(|r| r.assignment_id == alloc_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(id: &str, state: ObservedState) -> InstanceReport {
+        InstanceReport {
+            assignment_id: id.into(),
+            container_id: "c".into(),
+            state,
+            port: Some(1),
+            restarts: 0,
+            since: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn hosts_get_a_grace_period_from_start_then_need_heartbeats() {
+        let o = Observed::new(Timestamp(10_000), Duration::from_secs(15));
+        assert!(o.host_alive("h", Timestamp(20_000)), "unknown host alive during grace");
+        assert!(!o.host_alive("h", Timestamp(26_000)), "lost after the grace period");
+        o.heartbeat("h", vec![], Timestamp(26_000));
+        assert!(o.host_alive("h", Timestamp(40_000)));
+        assert!(!o.host_alive("h", Timestamp(41_000)));
+    }
+
+    #[test]
+    fn heartbeats_report_change_only_when_something_moved() {
+        let o = Observed::new(Timestamp(0), Duration::from_secs(15));
+        assert!(o.heartbeat("h", vec![report("a", ObservedState::Starting)], Timestamp(1)));
+        assert!(!o.heartbeat("h", vec![report("a", ObservedState::Starting)], Timestamp(2)));
+        assert!(o.heartbeat("h", vec![report("a", ObservedState::Up)], Timestamp(3)));
+        assert!(o.heartbeat("h", vec![], Timestamp(4)));
+    }
+
+    #[test]
+    fn unreported_allocations_are_unknown_until_their_host_reports() {
+        let o = Observed::new(Timestamp(0), Duration::from_secs(15));
+        let assigned = || vec![("a".to_string(), "h".to_string()), ("b".to_string(), "h".to_string())].into_iter();
+        assert!(o.snapshot(assigned()).is_empty());
+        o.heartbeat("h", vec![report("a", ObservedState::Up)], Timestamp(1));
+        let snap = o.snapshot(assigned());
+        assert_eq!(snap["a"].state, ObservedState::Up);
+        assert_eq!(snap["b"], Obs { state: ObservedState::Starting, port: None });
+    }
+}

@@ -1,0 +1,636 @@
+//! `reconcile(world) -> Plan`: what the cluster should do next, as data. No I/O, no clock, no
+//! randomness (ids come from the caller), so every decision is tested as a table of inputs and
+//! outputs.
+//!
+//! The rules, per app and process type, with `n` the desired count for the current release:
+//! 1. Allocations of destroyed apps, on lost hosts, or whose drain deadline passed are deleted.
+//!    (Deleting is what makes an agent stop the container.)
+//! 2. The current release gets exactly one allocation for each index `1..=n`, placed on a live
+//!    host; extra ones (scaled down, duplicates) start draining.
+//! 3. Allocations of older releases keep running until the current release has `n` instances up,
+//!    then drain; an old instance that is not up itself (crashed, starting) drains at once. So a
+//!    failed deploy leaves the old release serving, and a rollout starts new before stopping old.
+//! 4. Routes are the `web` allocations that are wanted and up. An allocation whose state is
+//!    unknown (right after a control-plane restart, before its host reported) keeps its route.
+
+use crate::store::{AllocationRecord, Desired, RouteKey};
+use caas_api::agent::ObservedState;
+use caas_api::Timestamp;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+/// The one routed process type.
+pub const WEB: &str = "web";
+
+#[derive(Debug, Clone)]
+pub struct AppView {
+    pub name: String,
+    pub formation: BTreeMap<String, u32>,
+    /// Current release and the process types it defines.
+    pub release: Option<(u64, BTreeSet<String>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub memory_mb: u64,
+    pub port_slots: u32,
+    pub alive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Obs {
+    pub state: ObservedState,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub drain: Duration,
+    pub instance_memory_mb: u64,
+}
+
+pub struct World<'a> {
+    pub now: Timestamp,
+    pub apps: &'a [AppView],
+    pub allocations: &'a [AllocationRecord],
+    pub hosts: &'a [HostView],
+    pub observed: &'a HashMap<String, Obs>,
+    pub routes: &'a BTreeMap<RouteKey, String>,
+    pub settings: &'a Settings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub app: String,
+    pub tag: &'static str,
+    pub text: String,
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub create: Vec<AllocationRecord>,
+    /// `(old, new)`: the write is a compare-and-swap against `old`.
+    pub update: Vec<(AllocationRecord, AllocationRecord)>,
+    pub delete: Vec<AllocationRecord>,
+    pub put_routes: Vec<(RouteKey, String)>,
+    pub delete_routes: Vec<RouteKey>,
+    pub events: Vec<Event>,
+    /// Instances no host could take: `(app, "web.3", reason)`.
+    pub unplaced: Vec<(String, String, String)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty()
+            && self.update.is_empty()
+            && self.delete.is_empty()
+            && self.put_routes.is_empty()
+            && self.delete_routes.is_empty()
+    }
+}
+
+/// Running tallies per host while placing, so one plan does not overfill a host.
+struct Capacity {
+    used_mb: HashMap<String, u64>,
+    used_slots: HashMap<String, u32>,
+    per_app: HashMap<(String, String), u32>,
+}
+
+pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
+    let mut plan = Plan::default();
+    let apps: HashMap<&str, &AppView> = w.apps.iter().map(|a| (a.name.as_str(), a)).collect();
+    let hosts: HashMap<&str, &HostView> = w.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+
+    // Rule 1: what goes away regardless of desire.
+    let mut survivors: Vec<AllocationRecord> = Vec::new();
+    let mut lost_by_app: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for a in w.allocations {
+        let host = hosts.get(a.host_id.as_str());
+        let drained = matches!(a.desired, Desired::Drain { until } if until <= w.now);
+        if !apps.contains_key(a.app.as_str()) || drained {
+            plan.delete.push(a.clone());
+        } else if !host.is_some_and(|h| h.alive) {
+            if a.desired == Desired::Run {
+                let host_name = host.map_or_else(|| a.host_id.clone(), |h| h.name.clone());
+                lost_by_app
+                    .entry(a.app.clone())
+                    .or_insert_with(|| (host_name, Vec::new()))
+                    .1
+                    .push(a.instance_name());
+            }
+            plan.delete.push(a.clone());
+        } else {
+            survivors.push(a.clone());
+        }
+    }
+    for (app, (host, names)) in lost_by_app {
+        plan.events.push(Event {
+            app,
+            tag: "host",
+            text: format!("host {host} stopped answering; replacing {}", names.join(", ")),
+        });
+    }
+
+    let mut cap = Capacity { used_mb: HashMap::new(), used_slots: HashMap::new(), per_app: HashMap::new() };
+    for a in &survivors {
+        *cap.used_mb.entry(a.host_id.clone()).or_default() += w.settings.instance_memory_mb;
+        *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
+        *cap.per_app.entry((a.host_id.clone(), a.app.clone())).or_default() += 1;
+    }
+
+    let is_up = |a: &AllocationRecord| w.observed.get(&a.id).is_some_and(|o| o.state == ObservedState::Up);
+    let known_not_up =
+        |a: &AllocationRecord| w.observed.get(&a.id).is_some_and(|o| o.state != ObservedState::Up);
+    let drain_until = w.now.add(w.settings.drain);
+    let drain = |plan: &mut Plan, a: &AllocationRecord| {
+        let mut new = a.clone();
+        new.desired = Desired::Drain { until: drain_until };
+        plan.update.push((a.clone(), new));
+    };
+
+    // Rules 2 and 3, app by app.
+    let mut sorted_apps: Vec<&AppView> = w.apps.iter().collect();
+    sorted_apps.sort_by(|a, b| a.name.cmp(&b.name));
+    for app in sorted_apps {
+        let mine: Vec<&AllocationRecord> = survivors.iter().filter(|a| a.app == app.name).collect();
+        let Some((release, ref types)) = app.release else { continue };
+        let processes: BTreeSet<&str> = app
+            .formation
+            .keys()
+            .map(String::as_str)
+            .chain(mine.iter().map(|a| a.process.as_str()))
+            .collect();
+        for process in processes {
+            let n = if types.contains(process) { app.formation.get(process).copied().unwrap_or(0) } else { 0 };
+            let running = |a: &&&AllocationRecord| a.process == process && a.desired == Desired::Run;
+            let mut current: Vec<&AllocationRecord> =
+                mine.iter().filter(running).filter(|a| a.release == release).copied().collect();
+            // Up instances first, so when an index has duplicates the serving one stays.
+            current.sort_by_key(|a| (a.index, !is_up(a), a.created_at));
+            let mut kept: BTreeMap<u32, &AllocationRecord> = BTreeMap::new();
+            for a in current {
+                if a.index >= 1 && a.index <= n && !kept.contains_key(&a.index) {
+                    kept.insert(a.index, a);
+                } else {
+                    drain(&mut plan, a);
+                }
+            }
+            for index in 1..=n {
+                if kept.contains_key(&index) {
+                    continue;
+                }
+                let name = format!("{process}.{index}");
+                match place(w, &mut cap, &app.name) {
+                    Ok(host_id) => plan.create.push(AllocationRecord {
+                        id: new_id(),
+                        app: app.name.clone(),
+                        release,
+                        process: process.to_string(),
+                        index,
+                        host_id,
+                        created_at: w.now,
+                        desired: Desired::Run,
+                    }),
+                    Err(reason) => plan.unplaced.push((app.name.clone(), name, reason)),
+                }
+            }
+
+            let up = kept.values().filter(|a| is_up(a)).count() as u32;
+            let old: Vec<&AllocationRecord> =
+                mine.iter().filter(running).filter(|a| a.release != release).copied().collect();
+            if old.is_empty() {
+                continue;
+            }
+            if up >= n {
+                let mut versions: Vec<u64> = old.iter().map(|a| a.release).collect();
+                versions.sort_unstable();
+                versions.dedup();
+                let versions: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
+                plan.events.push(Event {
+                    app: app.name.clone(),
+                    tag: "deploy",
+                    text: if n > 0 {
+                        format!("v{release} is up ({process}={n}); stopping {process} of {}", versions.join(", "))
+                    } else {
+                        format!("stopping {process} of {}", versions.join(", "))
+                    },
+                });
+                for a in old {
+                    drain(&mut plan, a);
+                }
+            } else {
+                for a in old.into_iter().filter(|a| known_not_up(a)) {
+                    drain(&mut plan, a);
+                }
+            }
+        }
+    }
+
+    // Rule 4: routes follow the allocations as they will be after this plan.
+    let updated: HashMap<&str, &AllocationRecord> =
+        plan.update.iter().map(|(_, new)| (new.id.as_str(), new)).collect();
+    let mut desired_routes: BTreeMap<RouteKey, String> = BTreeMap::new();
+    for a in &survivors {
+        let a = updated.get(a.id.as_str()).copied().unwrap_or(a);
+        if a.process != WEB || a.desired != Desired::Run {
+            continue;
+        }
+        let key = RouteKey { app: a.app.clone(), release: a.release, instance: a.instance_name() };
+        match w.observed.get(&a.id) {
+            Some(Obs { state: ObservedState::Up, port: Some(port) }) => {
+                let host = hosts[a.host_id.as_str()];
+                desired_routes.insert(key, format!("{}:{port}", host.address));
+            }
+            None => {
+                if let Some(existing) = w.routes.get(&key) {
+                    desired_routes.insert(key, existing.clone());
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for (key, addr) in &desired_routes {
+        if w.routes.get(key) != Some(addr) {
+            plan.put_routes.push((key.clone(), addr.clone()));
+        }
+    }
+    for key in w.routes.keys() {
+        if !desired_routes.contains_key(key) {
+            plan.delete_routes.push(key.clone());
+        }
+    }
+    plan
+}
+
+/// Filter live hosts with room (memory, a free port), then prefer the host with the fewest
+/// instances of this app (spread), then the most free memory, then the id (determinism).
+fn place(w: &World<'_>, cap: &mut Capacity, app: &str) -> Result<String, String> {
+    let need = w.settings.instance_memory_mb;
+    let best = w
+        .hosts
+        .iter()
+        .filter(|h| h.alive)
+        .filter(|h| cap.used_slots.get(&h.id).copied().unwrap_or(0) < h.port_slots)
+        .filter_map(|h| {
+            let free = h.memory_mb.saturating_sub(cap.used_mb.get(&h.id).copied().unwrap_or(0));
+            (free >= need).then_some((h, free))
+        })
+        .min_by(|(a, free_a), (b, free_b)| {
+            let same_a = cap.per_app.get(&(a.id.clone(), app.to_string())).copied().unwrap_or(0);
+            let same_b = cap.per_app.get(&(b.id.clone(), app.to_string())).copied().unwrap_or(0);
+            same_a.cmp(&same_b).then(free_b.cmp(free_a)).then(a.id.cmp(&b.id))
+        });
+    match best {
+        Some((h, _)) => {
+            *cap.used_mb.entry(h.id.clone()).or_default() += need;
+            *cap.used_slots.entry(h.id.clone()).or_default() += 1;
+            *cap.per_app.entry((h.id.clone(), app.to_string())).or_default() += 1;
+            Ok(h.id.clone())
+        }
+        None if !w.hosts.iter().any(|h| h.alive) => Err("no host is up".into()),
+        None => Err(format!("no host has {need} MB of memory and a free port left")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ObservedState::*;
+
+    const T0: u64 = 1_000_000;
+
+    fn settings() -> Settings {
+        Settings { drain: Duration::from_secs(5), instance_memory_mb: 512 }
+    }
+
+    fn host(id: &str, alive: bool) -> HostView {
+        HostView {
+            id: id.into(),
+            name: format!("{id}-name"),
+            address: format!("10.0.0.{}", id.len()),
+            memory_mb: 4096,
+            port_slots: 100,
+            alive,
+        }
+    }
+
+    fn app(name: &str, release: Option<u64>, formation: &[(&str, u32)]) -> AppView {
+        AppView {
+            name: name.into(),
+            formation: formation.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
+            release: release.map(|r| (r, ["web", "worker"].iter().map(|s| s.to_string()).collect())),
+        }
+    }
+
+    fn alloc(id: &str, app: &str, release: u64, process: &str, index: u32, host: &str) -> AllocationRecord {
+        AllocationRecord {
+            id: id.into(),
+            app: app.into(),
+            release,
+            process: process.into(),
+            index,
+            host_id: host.into(),
+            created_at: Timestamp(T0 - 1000),
+            desired: Desired::Run,
+        }
+    }
+
+    struct Case {
+        apps: Vec<AppView>,
+        allocs: Vec<AllocationRecord>,
+        hosts: Vec<HostView>,
+        observed: HashMap<String, Obs>,
+        routes: BTreeMap<RouteKey, String>,
+    }
+
+    impl Case {
+        fn new(apps: Vec<AppView>, allocs: Vec<AllocationRecord>) -> Self {
+            Self { apps, allocs, hosts: vec![host("h1", true)], observed: HashMap::new(), routes: BTreeMap::new() }
+        }
+        fn up(mut self, id: &str, port: u16) -> Self {
+            self.observed.insert(id.into(), Obs { state: Up, port: Some(port) });
+            self
+        }
+        fn state(mut self, id: &str, state: ObservedState) -> Self {
+            self.observed.insert(id.into(), Obs { state, port: Some(1) });
+            self
+        }
+        fn route(mut self, app: &str, release: u64, instance: &str, addr: &str) -> Self {
+            self.routes.insert(rk(app, release, instance), addr.into());
+            self
+        }
+        fn run(&self) -> Plan {
+            let s = settings();
+            let w = World {
+                now: Timestamp(T0),
+                apps: &self.apps,
+                allocations: &self.allocs,
+                hosts: &self.hosts,
+                observed: &self.observed,
+                routes: &self.routes,
+                settings: &s,
+            };
+            let mut n = 0;
+            reconcile(&w, &mut || {
+                n += 1;
+                format!("new{n}")
+            })
+        }
+    }
+
+    fn rk(app: &str, release: u64, instance: &str) -> RouteKey {
+        RouteKey { app: app.into(), release, instance: instance.into() }
+    }
+
+    fn created(plan: &Plan) -> Vec<(String, u32, String)> {
+        plan.create.iter().map(|a| (a.process.clone(), a.index, a.host_id.clone())).collect()
+    }
+
+    fn drained(plan: &Plan) -> Vec<String> {
+        plan.update
+            .iter()
+            .map(|(_, new)| {
+                assert_eq!(new.desired, Desired::Drain { until: Timestamp(T0 + 5000) });
+                new.id.clone()
+            })
+            .collect()
+    }
+
+    fn deleted(plan: &Plan) -> Vec<String> {
+        plan.delete.iter().map(|a| a.id.clone()).collect()
+    }
+
+    #[test]
+    fn an_app_without_release_runs_nothing() {
+        let plan = Case::new(vec![app("a", None, &[("web", 1)])], vec![]).run();
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn a_first_deploy_places_every_index() {
+        let plan = Case::new(vec![app("a", Some(1), &[("web", 3)])], vec![]).run();
+        assert_eq!(
+            created(&plan),
+            [("web".into(), 1, "h1".into()), ("web".into(), 2, "h1".into()), ("web".into(), 3, "h1".into())]
+        );
+        assert!(plan.put_routes.is_empty(), "nothing is up yet");
+    }
+
+    #[test]
+    fn a_steady_app_needs_nothing() {
+        let c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![alloc("x", "a", 1, "web", 1, "h1")])
+            .up("x", 20001)
+            .route("a", 1, "web.1", "10.0.0.2:20001");
+        assert_eq!(c.run(), Plan::default());
+    }
+
+    #[test]
+    fn an_up_web_instance_gets_a_route_and_a_worker_does_not() {
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 1), ("worker", 1)])],
+            vec![alloc("x", "a", 1, "web", 1, "h1"), alloc("w", "a", 1, "worker", 1, "h1")],
+        )
+        .up("x", 20001)
+        .up("w", 20002);
+        let plan = c.run();
+        assert_eq!(plan.put_routes, [(rk("a", 1, "web.1"), "10.0.0.2:20001".to_string())]);
+    }
+
+    #[test]
+    fn scaling_down_drains_the_highest_indices_and_unroutes_them_at_once() {
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 1)])],
+            vec![alloc("x1", "a", 1, "web", 1, "h1"), alloc("x2", "a", 1, "web", 2, "h1")],
+        )
+        .up("x1", 1)
+        .up("x2", 2)
+        .route("a", 1, "web.1", "10.0.0.2:1")
+        .route("a", 1, "web.2", "10.0.0.2:2");
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["x2"]);
+        assert_eq!(plan.delete_routes, [rk("a", 1, "web.2")]);
+        assert!(plan.create.is_empty());
+    }
+
+    #[test]
+    fn scaling_to_zero_drains_everything() {
+        let c = Case::new(vec![app("a", Some(1), &[("web", 0)])], vec![alloc("x1", "a", 1, "web", 1, "h1")])
+            .up("x1", 1)
+            .route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["x1"]);
+        assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
+    }
+
+    #[test]
+    fn a_drained_allocation_is_deleted_after_its_deadline_only() {
+        let mut early = alloc("x1", "a", 1, "web", 2, "h1");
+        early.desired = Desired::Drain { until: Timestamp(T0 + 1) };
+        let mut due = alloc("x2", "a", 1, "web", 3, "h1");
+        due.desired = Desired::Drain { until: Timestamp(T0) };
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 1)])],
+            vec![alloc("x0", "a", 1, "web", 1, "h1"), early, due],
+        )
+        .up("x0", 1)
+        .route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(deleted(&plan), ["x2"]);
+        assert!(plan.update.is_empty() && plan.create.is_empty());
+    }
+
+    #[test]
+    fn a_rollout_starts_new_before_it_stops_old() {
+        let apps = vec![app("a", Some(2), &[("web", 1)])];
+        // Step 1: v2 is not placed yet: place it, keep v1 serving.
+        let c = Case::new(apps.clone(), vec![alloc("v1", "a", 1, "web", 1, "h1")])
+            .up("v1", 1)
+            .route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(created(&plan), [("web".into(), 1, "h1".into())]);
+        assert_eq!(plan.create[0].release, 2);
+        assert!(plan.update.is_empty() && plan.delete_routes.is_empty());
+
+        // Step 2: v2 is starting: still nothing stops.
+        let both = vec![alloc("v1", "a", 1, "web", 1, "h1"), alloc("v2", "a", 2, "web", 1, "h1")];
+        let c = Case::new(apps.clone(), both.clone())
+            .up("v1", 1)
+            .state("v2", Starting)
+            .route("a", 1, "web.1", "10.0.0.2:1");
+        assert_eq!(c.run(), Plan::default());
+
+        // Step 3: v2 is up: route it, unroute and drain v1, say so.
+        let c = Case::new(apps, both).up("v1", 1).up("v2", 2).route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["v1"]);
+        assert_eq!(plan.put_routes, [(rk("a", 2, "web.1"), "10.0.0.2:2".to_string())]);
+        assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
+        assert_eq!(plan.events[0].tag, "deploy");
+        assert!(plan.events[0].text.contains("v2 is up"), "{:?}", plan.events);
+    }
+
+    #[test]
+    fn a_crashing_new_release_leaves_the_old_one_serving() {
+        let c = Case::new(
+            vec![app("a", Some(2), &[("web", 1)])],
+            vec![alloc("v1", "a", 1, "web", 1, "h1"), alloc("v2", "a", 2, "web", 1, "h1")],
+        )
+        .up("v1", 1)
+        .state("v2", Crashed)
+        .route("a", 1, "web.1", "10.0.0.2:1");
+        assert_eq!(c.run(), Plan::default());
+    }
+
+    #[test]
+    fn a_crashed_old_instance_drains_without_waiting_for_the_new_release() {
+        let c = Case::new(
+            vec![app("a", Some(2), &[("web", 1)])],
+            vec![alloc("v1", "a", 1, "web", 1, "h1"), alloc("v2", "a", 2, "web", 1, "h1")],
+        )
+        .state("v1", Crashed)
+        .state("v2", Starting);
+        assert_eq!(drained(&c.run()), ["v1"]);
+    }
+
+    #[test]
+    fn after_a_control_plane_restart_unknown_instances_keep_their_routes() {
+        // No observations at all yet: nothing is replaced, nothing unrouted.
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 2)])],
+            vec![alloc("x1", "a", 1, "web", 1, "h1"), alloc("x2", "a", 1, "web", 2, "h1")],
+        )
+        .route("a", 1, "web.1", "10.0.0.2:1")
+        .route("a", 1, "web.2", "10.0.0.2:2");
+        assert_eq!(c.run(), Plan::default());
+    }
+
+    #[test]
+    fn a_crashed_instance_is_unrouted_but_not_replaced() {
+        // Restarting a crashed instance is its agent's job; the scheduler only unroutes it.
+        let c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![alloc("x1", "a", 1, "web", 1, "h1")])
+            .state("x1", Crashed)
+            .route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
+        assert!(plan.create.is_empty() && plan.update.is_empty() && plan.delete.is_empty());
+    }
+
+    #[test]
+    fn instances_on_a_lost_host_are_replaced_elsewhere() {
+        let mut c = Case::new(
+            vec![app("a", Some(1), &[("web", 2)])],
+            vec![alloc("x1", "a", 1, "web", 1, "h1"), alloc("x2", "a", 1, "web", 2, "h22")],
+        )
+        .up("x1", 1)
+        .up("x2", 2)
+        .route("a", 1, "web.1", "10.0.0.2:1")
+        .route("a", 1, "web.2", "10.0.0.3:2");
+        c.hosts = vec![host("h1", false), host("h22", true)];
+        let plan = c.run();
+        assert_eq!(deleted(&plan), ["x1"]);
+        assert_eq!(created(&plan), [("web".into(), 1, "h22".into())]);
+        assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
+        assert_eq!(plan.events[0].tag, "host");
+        assert!(plan.events[0].text.contains("h1-name"));
+    }
+
+    #[test]
+    fn placement_spreads_an_app_then_prefers_free_memory() {
+        let mut c = Case::new(vec![app("a", Some(1), &[("web", 4)])], vec![]);
+        let mut big = host("big", true);
+        big.memory_mb = 8192;
+        c.hosts = vec![host("h1", true), big];
+        let hosts: Vec<String> = c.run().create.iter().map(|a| a.host_id.clone()).collect();
+        assert_eq!(hosts, ["big", "h1", "big", "h1"]);
+    }
+
+    #[test]
+    fn a_full_cluster_reports_what_it_could_not_place() {
+        let mut c = Case::new(vec![app("a", Some(1), &[("web", 3)])], vec![]);
+        c.hosts[0].memory_mb = 1100;
+        let plan = c.run();
+        assert_eq!(plan.create.len(), 2);
+        assert_eq!(plan.unplaced.len(), 1);
+        assert_eq!(plan.unplaced[0].1, "web.3");
+        assert!(plan.unplaced[0].2.contains("512 MB"));
+
+        let mut c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![]);
+        c.hosts[0].port_slots = 0;
+        assert_eq!(c.run().unplaced.len(), 1);
+
+        let mut c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![]);
+        c.hosts[0].alive = false;
+        assert_eq!(c.run().unplaced[0].2, "no host is up");
+    }
+
+    #[test]
+    fn allocations_of_a_destroyed_app_are_deleted() {
+        let c = Case::new(vec![], vec![alloc("x1", "gone", 1, "web", 1, "h1")]).route("gone", 1, "web.1", "a:1");
+        let plan = c.run();
+        assert_eq!(deleted(&plan), ["x1"]);
+        assert_eq!(plan.delete_routes, [rk("gone", 1, "web.1")]);
+    }
+
+    #[test]
+    fn duplicate_indices_keep_the_serving_one() {
+        let mut late = alloc("b", "a", 1, "web", 1, "h1");
+        late.created_at = Timestamp(T0);
+        let c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![alloc("a1", "a", 1, "web", 1, "h1"), late])
+            .state("a1", Starting)
+            .up("b", 7);
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["a1"]);
+        assert_eq!(plan.put_routes, [(rk("a", 1, "web.1"), "10.0.0.2:7".to_string())]);
+    }
+
+    #[test]
+    fn a_process_type_the_release_lacks_is_not_run() {
+        let mut a = app("a", Some(1), &[("web", 1), ("clock", 1)]);
+        a.release = Some((1, ["web".to_string()].into()));
+        let plan = Case::new(vec![a], vec![]).run();
+        assert_eq!(created(&plan), [("web".into(), 1, "h1".into())]);
+    }
+}

@@ -1,0 +1,227 @@
+//! Process wiring: opens the store, makes the first-start credentials, binds the listeners,
+//! starts every long-running task with one shutdown token, and waits for a signal.
+
+use crate::agent::{self, write_private, AgentConfig};
+use crate::api::{self, ApiConfig, AppState};
+use crate::auth;
+use crate::docker::Engine;
+use crate::gateway::{table, Gateway};
+use crate::logs::LogHub;
+use crate::observed::Observed;
+use crate::schedule::reconcile::Settings;
+use crate::schedule::Scheduler;
+use crate::store::{Role, Store, TokenRecord};
+use crate::{AgentArgs, ServerArgs};
+use anyhow::Context;
+use caas_api::Timestamp;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const LOG_HISTORY: usize = 1500;
+const LOG_FANOUT: usize = 4096;
+
+async fn connect_engine() -> anyhow::Result<Engine> {
+    Engine::connect().await.context(
+        "caasd needs Docker Engine: start dockerd (./install.sh installs and starts it), or set DOCKER_HOST",
+    )
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn signalled() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// The admin token is created on first start; only its hash is stored, the token itself goes to
+/// `DIR/admin-token` for `install.sh` and the operator.
+fn ensure_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    if store.has_token_with_role(&Role::Admin)? {
+        return Ok(());
+    }
+    let token = auth::generate(auth::ADMIN_PREFIX);
+    store.put_token(
+        &auth::hash(&token),
+        &TokenRecord { role: Role::Admin, label: "admin (first start)".into(), created_at: Timestamp::now() },
+    )?;
+    let path = dir.join("admin-token");
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    tracing::info!("created the admin API token in {}", path.display());
+    Ok(())
+}
+
+/// The join token agents register with. Its plain text lives only in `DIR/join-token`; when that
+/// file is gone or stale, a new token replaces the old one.
+fn ensure_join_token(store: &Store, dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("join-token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim().to_string();
+        if store.token(&auth::hash(&token))?.is_some_and(|t| t.role == Role::Join) {
+            return Ok(token);
+        }
+    }
+    store.delete_tokens_where(|t| t.role == Role::Join)?;
+    let token = auth::generate(auth::JOIN_PREFIX);
+    store.put_token(
+        &auth::hash(&token),
+        &TokenRecord { role: Role::Join, label: "join".into(), created_at: Timestamp::now() },
+    )?;
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    Ok(token)
+}
+
+fn app_url_template(domain: &str, gateway: SocketAddr) -> String {
+    match gateway.port() {
+        80 => format!("http://{{app}}.{domain}"),
+        port => format!("http://{{app}}.{domain}:{port}"),
+    }
+}
+
+/// Loopback when bound to every address, so the embedded agent and clients on this host reach
+/// the API whatever it is bound to.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let dir = &args.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let run_file = dir.join("caasd.json");
+    let _ = std::fs::remove_file(&run_file);
+
+    let engine = connect_engine().await?;
+    let store = Store::open(&dir.join("db"))
+        .with_context(|| format!("opening the store in {}", dir.join("db").display()))?;
+    let cluster_id = store.meta_get_or_init("cluster_id", auth::short_id)?;
+    ensure_admin_token(&store, dir)?;
+    let join_token = ensure_join_token(&store, dir)?;
+    store.flush().await?;
+
+    let api_listener = TcpListener::bind(args.api).await.with_context(|| format!("binding the API to {}", args.api))?;
+    let gw_listener =
+        TcpListener::bind(args.gateway).await.with_context(|| format!("binding the gateway to {}", args.gateway))?;
+    let api_addr = reachable(api_listener.local_addr()?);
+    let gw_addr = reachable(gw_listener.local_addr()?);
+
+    let shutdown = CancellationToken::new();
+    let logs = Arc::new(LogHub::new(LOG_HISTORY, LOG_FANOUT));
+    let lost_after = Duration::from_secs(args.lost_after.max(3));
+    let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
+    let wake = Arc::new(Notify::new());
+    let config = Arc::new(ApiConfig {
+        domain: args.domain.clone(),
+        app_url_template: app_url_template(&args.domain, gw_listener.local_addr()?),
+        max_scale: args.max_scale,
+        instance_memory_mb: args.instance_memory,
+        max_image_upload: args.max_image_upload * 1024 * 1024,
+        cluster_id: cluster_id.clone(),
+    });
+
+    let mut tasks = tokio::task::JoinSet::new();
+    let scheduler = Scheduler {
+        store: store.clone(),
+        observed: observed.clone(),
+        logs: logs.clone(),
+        settings: Settings { drain: Duration::from_secs(args.drain_seconds), instance_memory_mb: args.instance_memory },
+        wake: wake.clone(),
+    };
+    tasks.spawn(scheduler.run(shutdown.clone()));
+
+    let routes = table::spawn_cache(store.clone(), shutdown.clone())?;
+    let gateway = Gateway::new(args.domain.clone(), routes, logs.clone());
+    tasks.spawn(gateway.serve(gw_listener, shutdown.clone()));
+
+    let state = AppState { store: store.clone(), engine: engine.clone(), logs, observed, wake, config };
+    let app = api::router(state);
+    let api_stop = shutdown.clone();
+    tasks.spawn(async move {
+        let serve = axum::serve(api_listener, app).with_graceful_shutdown(async move { api_stop.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!("API server: {e}");
+        }
+    });
+
+    if !args.no_agent {
+        let cfg = AgentConfig {
+            server: format!("http://{api_addr}"),
+            join_token: Some(join_token),
+            data_dir: dir.join("agent"),
+            name: args.host_name.clone(),
+            address: args.host_address,
+            port_min: args.port_range.0,
+            port_max: args.port_range.1,
+        };
+        let agent_engine = engine.clone();
+        let agent_stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = agent::run(cfg, agent_engine, agent_stop).await {
+                tracing::error!("embedded agent stopped: {e:#}");
+            }
+        });
+    }
+
+    let info = serde_json::json!({
+        "api": format!("http://{api_addr}"),
+        "gateway": gw_addr.to_string(),
+        "cluster_id": cluster_id,
+        "pid": std::process::id(),
+    });
+    write_private(&run_file, serde_json::to_string_pretty(&info)?.as_bytes())?;
+    tracing::info!(api = %api_addr, gateway = %gw_addr, "caasd ready; apps at {}", app_url_template(&args.domain, gw_addr));
+
+    signalled().await;
+    tracing::info!("shutting down; app containers keep running and are adopted on the next start");
+    shutdown.cancel();
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+        tracing::warn!("some tasks did not stop within 10s");
+    }
+    store.flush().await?;
+    let _ = std::fs::remove_file(&run_file);
+    Ok(())
+}
+
+pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let join_token = match (&args.join_token, &args.join_token_file) {
+        (Some(t), _) => Some(t.trim().to_string()),
+        (None, Some(path)) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the join token from {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    let engine = connect_engine().await?;
+    let cfg = AgentConfig {
+        server: args.server.trim_end_matches('/').to_string(),
+        join_token,
+        data_dir: args.data_dir,
+        name: args.name,
+        address: args.address,
+        port_min: args.port_range.0,
+        port_max: args.port_range.1,
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let agent = tokio::spawn(agent::run(cfg, engine, shutdown));
+    tokio::select! {
+        _ = signalled() => stop.cancel(),
+        r = agent => return r.context("agent task")?,
+    }
+    Ok(())
+}

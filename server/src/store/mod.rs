@@ -1,0 +1,488 @@
+//! The store: the single source of truth, on sled. The only module that imports sled.
+//!
+//! One tree per kind of record; values are JSON. Writes that race use compare-and-swap or a sled
+//! transaction (optimistic concurrency; no lock is ever held across I/O). Callers that acknowledge
+//! a change to a user call [`Store::flush`] first: sled only reaches the disk on its own
+//! background flush otherwise.
+//!
+//! Invariants:
+//! - an app's `release` names a release that exists; release versions of an app only grow;
+//! - releases are written in the same transaction that bumps the app's `next_version`, so a crash
+//!   leaves either the old release current or the new one, never half of one;
+//! - allocations are written only through [`Store::cas_allocation`], which bumps the assignment
+//!   index agents long-poll on.
+
+mod records;
+
+pub use records::*;
+
+use serde::{de::DeserializeOwned, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data directory is in use by another caasd, or unreadable: {0}")]
+    Open(#[source] sled::Error),
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in {tree}: {source}")]
+    Codec { tree: &'static str, source: serde_json::Error },
+    #[error("already exists")]
+    Exists,
+    #[error("not found")]
+    NotFound,
+}
+
+/// An error from an update closure, or from the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError<E> {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rejected(E),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    apps: sled::Tree,
+    releases: sled::Tree,
+    allocations: sled::Tree,
+    hosts: sled::Tree,
+    routes: sled::Tree,
+    tokens: sled::Tree,
+    meta: sled::Tree,
+    /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
+    /// restarted server never repeats an index an agent already saw.
+    assignment_index: watch::Sender<u64>,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records always serialize")
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Codec { tree, source })
+}
+
+fn release_key(app: &str, version: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(app.len() + 9);
+    k.extend_from_slice(app.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+fn app_prefix(app: &str) -> Vec<u8> {
+    let mut k = app.as_bytes().to_vec();
+    k.push(b'/');
+    k
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(dir).open().map_err(StoreError::Open)?;
+        let tree = |name: &str| db.open_tree(name);
+        let inner = Inner {
+            apps: tree("apps")?,
+            releases: tree("releases")?,
+            allocations: tree("allocations")?,
+            hosts: tree("hosts")?,
+            routes: tree("routes")?,
+            tokens: tree("tokens")?,
+            meta: tree("meta")?,
+            assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
+            db,
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Makes everything written so far durable. Call before acknowledging a change.
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    // --- meta -----------------------------------------------------------------------------
+
+    /// A value created once and then fixed forever (cluster id), race-free.
+    pub fn meta_get_or_init(&self, key: &str, init: impl FnOnce() -> String) -> Result<String> {
+        if let Some(v) = self.inner.meta.get(key)? {
+            return Ok(String::from_utf8_lossy(&v).into_owned());
+        }
+        let fresh = init();
+        match self.inner.meta.compare_and_swap(key, None as Option<&[u8]>, Some(fresh.as_bytes()))? {
+            Ok(()) => Ok(fresh),
+            Err(e) => Ok(String::from_utf8_lossy(&e.current.unwrap_or_default()).into_owned()),
+        }
+    }
+
+    // --- tokens ---------------------------------------------------------------------------
+
+    pub fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
+        self.inner.tokens.get(hash)?.map(|v| decode("tokens", &v)).transpose()
+    }
+
+    pub fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()> {
+        self.inner.tokens.insert(hash, encode(rec))?;
+        Ok(())
+    }
+
+    pub fn has_token_with_role(&self, role: &Role) -> Result<bool> {
+        for kv in self.inner.tokens.iter() {
+            let (_, v) = kv?;
+            let rec: TokenRecord = decode("tokens", &v)?;
+            if &rec.role == role {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub fn delete_tokens_where(&self, pred: impl Fn(&TokenRecord) -> bool) -> Result<()> {
+        for kv in self.inner.tokens.iter() {
+            let (k, v) = kv?;
+            if pred(&decode("tokens", &v)?) {
+                self.inner.tokens.remove(k)?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- apps -----------------------------------------------------------------------------
+
+    pub fn create_app(&self, rec: &AppRecord) -> Result<()> {
+        match self.inner.apps.compare_and_swap(&rec.name, None as Option<&[u8]>, Some(encode(rec)))? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Exists),
+        }
+    }
+
+    pub fn app(&self, name: &str) -> Result<Option<AppRecord>> {
+        self.inner.apps.get(name)?.map(|v| decode("apps", &v)).transpose()
+    }
+
+    pub fn apps(&self) -> Result<Vec<AppRecord>> {
+        self.inner.apps.iter().map(|kv| decode("apps", &kv?.1)).collect()
+    }
+
+    /// Read-modify-write of one app with compare-and-swap, retried when another writer won.
+    /// `f` may run more than once and must not have side effects.
+    pub fn update_app<E>(
+        &self,
+        name: &str,
+        mut f: impl FnMut(&mut AppRecord) -> std::result::Result<(), E>,
+    ) -> Result<AppRecord, UpdateError<E>> {
+        loop {
+            let old = self.inner.apps.get(name).map_err(StoreError::from)?.ok_or(StoreError::NotFound)?;
+            let mut rec: AppRecord = decode("apps", &old)?;
+            f(&mut rec).map_err(UpdateError::Rejected)?;
+            let swapped = self
+                .inner
+                .apps
+                .compare_and_swap(name, Some(&old), Some(encode(&rec)))
+                .map_err(StoreError::from)?;
+            if swapped.is_ok() {
+                return Ok(rec);
+            }
+        }
+    }
+
+    /// Deletes an app, its releases and its routes. Its allocations are left to the scheduler,
+    /// which deletes allocations of apps that no longer exist (so agents stop them).
+    pub fn delete_app(&self, name: &str) -> Result<()> {
+        if self.inner.apps.remove(name)?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let prefix = app_prefix(name);
+        for tree in [&self.inner.releases, &self.inner.routes] {
+            for k in tree.scan_prefix(&prefix).keys() {
+                tree.remove(k?)?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- releases -------------------------------------------------------------------------
+
+    /// Records a new release and makes it the app's current one, atomically. `make` gets the
+    /// app as it is inside the transaction and the new version number, and may refuse.
+    /// `adjust` may change the app in the same transaction (default formation, say).
+    pub fn create_release<E>(
+        &self,
+        app: &str,
+        make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
+        adjust: impl Fn(&mut AppRecord),
+    ) -> Result<(AppRecord, ReleaseRecord), UpdateError<E>> {
+        enum Abort<E> {
+            NotFound,
+            Codec(serde_json::Error),
+            Rejected(E),
+        }
+        let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
+            let raw = apps.get(app)?.ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
+            let mut rec: AppRecord = serde_json::from_slice(&raw)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
+            let version = rec.next_version;
+            let release = make(&rec, version)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            rec.next_version = version + 1;
+            rec.release = Some(version);
+            adjust(&mut rec);
+            releases.insert(release_key(app, version), encode(&release))?;
+            apps.insert(app, encode(&rec))?;
+            Ok((rec, release))
+        });
+        match res {
+            Ok(v) => Ok(v),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e).into()),
+            Err(TransactionError::Abort(Abort::NotFound)) => Err(StoreError::NotFound.into()),
+            Err(TransactionError::Abort(Abort::Codec(source))) => {
+                Err(StoreError::Codec { tree: "apps", source }.into())
+            }
+            Err(TransactionError::Abort(Abort::Rejected(e))) => Err(UpdateError::Rejected(e)),
+        }
+    }
+
+    pub fn release(&self, app: &str, version: u64) -> Result<Option<ReleaseRecord>> {
+        self.inner.releases.get(release_key(app, version))?.map(|v| decode("releases", &v)).transpose()
+    }
+
+    /// All releases of an app, oldest first.
+    pub fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>> {
+        self.inner
+            .releases
+            .scan_prefix(app_prefix(app))
+            .values()
+            .map(|v| decode("releases", &v?))
+            .collect()
+    }
+
+    // --- allocations ----------------------------------------------------------------------
+
+    pub fn allocations(&self) -> Result<Vec<AllocationRecord>> {
+        self.inner.allocations.iter().map(|kv| decode("allocations", &kv?.1)).collect()
+    }
+
+    /// Compare-and-swap of one allocation: `old` must be what is stored (`None`: absent) for
+    /// `new` (`None`: delete) to be written. Returns whether it was.
+    pub fn cas_allocation(
+        &self,
+        id: &str,
+        old: Option<&AllocationRecord>,
+        new: Option<&AllocationRecord>,
+    ) -> Result<bool> {
+        let current = self.inner.allocations.get(id)?;
+        let current_rec: Option<AllocationRecord> =
+            current.as_ref().map(|v| decode("allocations", v)).transpose()?;
+        if current_rec.as_ref() != old {
+            return Ok(false);
+        }
+        let swapped =
+            self.inner.allocations.compare_and_swap(id, current, new.map(encode))?.is_ok();
+        if swapped {
+            self.inner.assignment_index.send_modify(|i| *i += 1);
+        }
+        Ok(swapped)
+    }
+
+    pub fn assignment_index(&self) -> watch::Receiver<u64> {
+        self.inner.assignment_index.subscribe()
+    }
+
+    // --- hosts ----------------------------------------------------------------------------
+
+    pub fn hosts(&self) -> Result<Vec<HostRecord>> {
+        self.inner.hosts.iter().map(|kv| decode("hosts", &kv?.1)).collect()
+    }
+
+    pub fn host(&self, id: &str) -> Result<Option<HostRecord>> {
+        self.inner.hosts.get(id)?.map(|v| decode("hosts", &v)).transpose()
+    }
+
+    pub fn put_host(&self, rec: &HostRecord) -> Result<()> {
+        self.inner.hosts.insert(&rec.id, encode(rec))?;
+        Ok(())
+    }
+
+    // --- routes ---------------------------------------------------------------------------
+
+    pub fn routes(&self) -> Result<Vec<(RouteKey, String)>> {
+        let mut out = Vec::new();
+        for kv in self.inner.routes.iter() {
+            let (k, v) = kv?;
+            if let Some(key) = RouteKey::decode(&String::from_utf8_lossy(&k)) {
+                out.push((key, String::from_utf8_lossy(&v).into_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put_route(&self, key: &RouteKey, addr: &str) -> Result<()> {
+        self.inner.routes.insert(key.encode(), addr.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn delete_route(&self, key: &RouteKey) -> Result<()> {
+        self.inner.routes.remove(key.encode())?;
+        Ok(())
+    }
+
+    /// Resolves whenever a route or an app is written, for caches of them (the gateway). The
+    /// cache re-reads what it needs; the event itself only says "something changed".
+    pub fn watch_routing(&self) -> RoutingWatch {
+        RoutingWatch {
+            routes: self.inner.routes.watch_prefix(b""),
+            apps: self.inner.apps.watch_prefix(b""),
+        }
+    }
+}
+
+pub struct RoutingWatch {
+    routes: sled::Subscriber,
+    apps: sled::Subscriber,
+}
+
+impl RoutingWatch {
+    /// Waits for the next change. Returns `false` when the store is closed.
+    pub async fn changed(&mut self) -> bool {
+        tokio::select! {
+            ev = &mut self.routes => ev.is_some(),
+            ev = &mut self.apps => ev.is_some(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_api::Timestamp;
+    use std::collections::BTreeMap;
+
+    fn app(name: &str) -> AppRecord {
+        AppRecord {
+            name: name.into(),
+            created_at: Timestamp::now(),
+            formation: BTreeMap::new(),
+            release: None,
+            next_version: 1,
+            config: BTreeMap::new(),
+        }
+    }
+
+    fn release(app: &str, version: u64) -> ReleaseRecord {
+        ReleaseRecord {
+            app: app.into(),
+            version,
+            image: format!("caas/{app}:v{version}"),
+            image_id: "sha256:x".into(),
+            description: "test".into(),
+            created_at: Timestamp::now(),
+            process_types: BTreeMap::new(),
+            config: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn apps_are_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.create_app(&app("demo")).unwrap();
+        assert!(matches!(s.create_app(&app("demo")), Err(StoreError::Exists)));
+        assert_eq!(s.apps().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn releases_number_up_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.create_app(&app("demo")).unwrap();
+            for _ in 0..3 {
+                s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {}).unwrap();
+            }
+            s.inner.db.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let versions: Vec<u64> = s.releases("demo").unwrap().iter().map(|r| r.version).collect();
+        assert_eq!(versions, [1, 2, 3]);
+        assert_eq!(s.app("demo").unwrap().unwrap().release, Some(3));
+        assert_eq!(s.app("demo").unwrap().unwrap().next_version, 4);
+    }
+
+    #[test]
+    fn a_refused_release_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.create_app(&app("demo")).unwrap();
+        let err = s.create_release("demo", |_, _| Err("no"), |_| {}).unwrap_err();
+        assert!(matches!(err, UpdateError::Rejected("no")));
+        assert!(s.releases("demo").unwrap().is_empty());
+        assert_eq!(s.app("demo").unwrap().unwrap().next_version, 1);
+    }
+
+    #[test]
+    fn releases_of_one_app_do_not_leak_into_a_prefixed_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.create_app(&app("abc")).unwrap();
+        s.create_app(&app("abc-d")).unwrap();
+        s.create_release::<()>("abc-d", |_, v| Ok(release("abc-d", v)), |_| {}).unwrap();
+        assert!(s.releases("abc").unwrap().is_empty());
+    }
+
+    #[test]
+    fn allocation_cas_detects_a_lost_race_and_bumps_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        let idx = s.assignment_index();
+        let before = *idx.borrow();
+        let a = AllocationRecord {
+            id: "a1".into(),
+            app: "demo".into(),
+            release: 1,
+            process: "web".into(),
+            index: 1,
+            host_id: "h".into(),
+            created_at: Timestamp::now(),
+            desired: Desired::Run,
+        };
+        assert!(s.cas_allocation("a1", None, Some(&a)).unwrap());
+        assert!(!s.cas_allocation("a1", None, Some(&a)).unwrap(), "second create must lose");
+        let mut drained = a.clone();
+        drained.desired = Desired::Drain { until: Timestamp::now() };
+        assert!(s.cas_allocation("a1", Some(&a), Some(&drained)).unwrap());
+        assert!(!s.cas_allocation("a1", Some(&a), None).unwrap(), "stale old must lose");
+        assert!(s.cas_allocation("a1", Some(&drained), None).unwrap());
+        assert!(s.allocations().unwrap().is_empty());
+        assert_eq!(*idx.borrow(), before + 3);
+    }
+
+    #[test]
+    fn update_app_applies_the_closure() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.create_app(&app("demo")).unwrap();
+        let rec = s
+            .update_app::<()>("demo", |a| {
+                a.formation.insert("web".into(), 3);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(rec.formation["web"], 3);
+        assert!(matches!(
+            s.update_app::<()>("nope", |_| Ok(())),
+            Err(UpdateError::Store(StoreError::NotFound))
+        ));
+    }
+}

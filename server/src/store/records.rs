@@ -1,0 +1,136 @@
+//! What the store keeps. These are the server's own records, not wire types: they hold fields the
+//! API never shows (config values, token hashes) and may change shape behind the API.
+
+use caas_api::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppRecord {
+    pub name: String,
+    pub created_at: Timestamp,
+    /// Desired instances per process type.
+    pub formation: BTreeMap<String, u32>,
+    /// The deployed release, if any.
+    pub release: Option<u64>,
+    /// Version the next release gets; releases are numbered from 1 and never reused.
+    pub next_version: u64,
+    /// Config vars; every release copies them.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseRecord {
+    pub app: String,
+    pub version: u64,
+    pub image: String,
+    pub image_id: String,
+    pub description: String,
+    pub created_at: Timestamp,
+    pub process_types: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// One desired instance and where it is placed. Written only by the scheduler, with
+/// compare-and-swap.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AllocationRecord {
+    pub id: String,
+    pub app: String,
+    pub release: u64,
+    pub process: String,
+    pub index: u32,
+    pub host_id: String,
+    pub created_at: Timestamp,
+    pub desired: Desired,
+}
+
+impl AllocationRecord {
+    pub fn instance_name(&self) -> String {
+        format!("{}.{}", self.process, self.index)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Desired {
+    /// Keep it running.
+    Run,
+    /// Out of the routes; keep it running until `until` so in-flight requests finish, then the
+    /// scheduler deletes the allocation and the agent stops the container.
+    Drain { until: Timestamp },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostRecord {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub memory_mb: u64,
+    pub cpus: u32,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub registered_at: Timestamp,
+}
+
+impl HostRecord {
+    pub fn port_slots(&self) -> u32 {
+        (self.port_max as u32 + 1).saturating_sub(self.port_min as u32)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Role {
+    /// Everything on the user API.
+    Admin,
+    /// May only register agents.
+    Join,
+    /// May only speak the agent protocol, as this host.
+    Agent { host_id: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TokenRecord {
+    pub role: Role,
+    pub label: String,
+    pub created_at: Timestamp,
+}
+
+/// A route key: `APP/vRELEASE/PROCESS.INDEX`. The value is `HOST_IP:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteKey {
+    pub app: String,
+    pub release: u64,
+    pub instance: String,
+}
+
+impl RouteKey {
+    pub fn encode(&self) -> String {
+        format!("{}/v{}/{}", self.app, self.release, self.instance)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut parts = s.splitn(3, '/');
+        let app = parts.next()?.to_string();
+        let release = parts.next()?.strip_prefix('v')?.parse().ok()?;
+        let instance = parts.next()?.to_string();
+        Some(Self { app, release, instance })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_keys_round_trip() {
+        let k = RouteKey { app: "demo".into(), release: 12, instance: "web.3".into() };
+        assert_eq!(k.encode(), "demo/v12/web.3");
+        assert_eq!(RouteKey::decode(&k.encode()), Some(k));
+        assert_eq!(RouteKey::decode("demo/12/web.3"), None);
+        assert_eq!(RouteKey::decode("demo"), None);
+    }
+}
