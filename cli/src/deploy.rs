@@ -109,23 +109,41 @@ pub fn upload_image(client: &Client, reference: &str, size_estimate: u64) -> Res
     let progress = UploadProgress::start(reference, size_estimate);
     let body = reqwest::blocking::Body::new(progress.bar.wrap_read(stdout));
     let result = client.post_stream::<LoadedImages>("/v1/images", "application/x-tar", body);
-    if result.is_err() {
-        // The server stopped reading; docker save would otherwise block on a full pipe forever.
-        let _ = child.kill();
-    }
+    // If the server stopped reading, docker save would block on a full pipe forever.
+    let killed = result.is_err() && child.kill().is_ok();
     let status = child.wait().context("waiting for docker save")?;
     let docker_errors = stderr_reader.join().unwrap_or_default();
     progress.finish();
 
-    let loaded = result?;
-    if !status.success() {
+    // A docker save that failed on its own is the root cause: the server then only saw a
+    // truncated archive, and its complaint about that would mislead.
+    let we_stopped_it = killed && was_killed(status);
+    if !status.success() && !we_stopped_it {
         return Err(CliError::Failed(format!(
             "docker save {reference} failed: {}",
             sanitize(docker_errors.trim())
         ))
         .into());
     }
-    Ok(loaded)
+    result.map_err(|e| match e.downcast_ref::<CliError>() {
+        // The transport broke mid-upload (a server refusing the body closes the connection
+        // before its answer can be read); say what was going on.
+        Some(CliError::Failed(m)) => {
+            CliError::Failed(format!("uploading image {reference} failed: {m}")).into()
+        }
+        _ => e,
+    })
+}
+
+#[cfg(unix)]
+fn was_killed(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(9)
+}
+
+#[cfg(not(unix))]
+fn was_killed(_: std::process::ExitStatus) -> bool {
+    true
 }
 
 struct UploadProgress {
