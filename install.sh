@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# install.sh — set up caas on this machine (Debian 12, as root), from this checkout.
+#
+#   ./install.sh [--data-dir DIR] [--api ADDR] [--gateway ADDR] [--domain DOMAIN]
+#   ./install.sh --no-start        build and install the binaries, start nothing
+#   ./install.sh --deps-only       only install the dependencies and make sure Docker runs
+#   ./install.sh --uninstall       stop caasd and remove its service and binaries (data is kept)
+#
+# What it does, step by step (each step is skipped when already done, so re-running it is safe
+# and upgrades: the new binaries are built while the old caasd runs, then caasd is restarted):
+#   1. apt-get installs what is missing: git, curl, ca-certificates, build-essential, pkg-config,
+#      busybox-static, and docker.io when there is no dockerd.
+#   2. starts Docker Engine if `docker info` fails: systemctl where systemd is PID 1, else
+#      `dockerd` in the background (log /var/log/dockerd.log); waits until it answers.
+#   3. finds cargo (PATH or ~/.cargo/bin) and runs `cargo build --release --workspace --bins`.
+#   4. installs caas and caasd to /usr/local/bin.
+#   5. starts caasd: the systemd unit caasd.service where systemd is PID 1, else a background
+#      process with DATA_DIR/caasd.pid and DATA_DIR/caasd.log; waits for DATA_DIR/caasd.json.
+#   6. logs the CLI in with the admin token, builds the demo image (examples/demo).
+#
+# Options:
+#   --data-dir DIR   caasd's data directory (default /var/lib/caas)
+#   --api ADDR       API listen address (caasd's default: 127.0.0.1:7080)
+#   --gateway ADDR   gateway listen address (caasd's default: 0.0.0.0:8080)
+#   --domain DOMAIN  apps are served at http://APP.DOMAIN (caasd's default: localhost)
+#   --bin-dir DIR    where to install caas and caasd (default /usr/local/bin)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+DATA_DIR=/var/lib/caas
+BIN_DIR=/usr/local/bin
+UNIT=/etc/systemd/system/caasd.service
+DOCKERD_LOG=/var/log/dockerd.log
+API_ADDR=
+GATEWAY_ADDR=
+DOMAIN=
+MODE=full
+
+step() { printf '==> %s\n' "$*"; }
+info() { printf '    %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+parse_args() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            -h|--help) usage; exit 0 ;;
+            --data-dir|--api|--gateway|--domain|--bin-dir)
+                if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
+                case "$1" in
+                    --data-dir) DATA_DIR=$2 ;;
+                    --api) API_ADDR=$2 ;;
+                    --gateway) GATEWAY_ADDR=$2 ;;
+                    --domain) DOMAIN=$2 ;;
+                    --bin-dir) BIN_DIR=$2 ;;
+                esac
+                shift 2 ;;
+            --data-dir=*) DATA_DIR=${1#*=}; shift ;;
+            --api=*) API_ADDR=${1#*=}; shift ;;
+            --gateway=*) GATEWAY_ADDR=${1#*=}; shift ;;
+            --domain=*) DOMAIN=${1#*=}; shift ;;
+            --bin-dir=*) BIN_DIR=${1#*=}; shift ;;
+            --no-start) MODE=no-start; shift ;;
+            --deps-only) MODE=deps-only; shift ;;
+            --uninstall) MODE=uninstall; shift ;;
+            *) die "unknown argument: $1 (see --help)" ;;
+        esac
+    done
+    case "$DATA_DIR" in
+        /*) ;;
+        *) DATA_DIR="$(pwd)/$DATA_DIR" ;;
+    esac
+}
+
+systemd_is_pid1() {
+    [ -d /run/systemd/system ] && [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]
+}
+
+# --- 1. packages ------------------------------------------------------------------------------
+
+apt_missing() {
+    local pkg missing=()
+    for pkg in "$@"; do
+        if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
+            missing+=("$pkg")
+        fi
+    done
+    echo "${missing[*]}"
+}
+
+install_packages() {
+    local wanted=(git curl ca-certificates build-essential pkg-config busybox-static)
+    if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+        wanted+=(docker.io)
+    fi
+    local missing
+    missing=$(apt_missing "${wanted[@]}")
+    if [ -z "$missing" ]; then
+        step "Packages: all there (${wanted[*]})"
+        return
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script supports Debian; install: $missing"
+    [ "$(id -u)" -eq 0 ] || die "run as root to install: $missing"
+    case " $missing " in
+        *" docker.io "*) step "Installing Docker Engine (docker.io) and: $missing" ;;
+        *) step "Installing packages: $missing" ;;
+    esac
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086 # $missing is a list of package names
+    apt-get install -y -q --no-install-recommends $missing
+}
+
+# --- 2. Docker Engine -------------------------------------------------------------------------
+
+docker_answers() { docker info >/dev/null 2>&1; }
+
+start_docker() {
+    if docker_answers; then
+        step "Docker Engine is running ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
+        return
+    fi
+    command -v dockerd >/dev/null 2>&1 || die "dockerd not found (install docker.io)"
+    [ "$(id -u)" -eq 0 ] || die "Docker Engine is not running and starting it needs root"
+    if systemd_is_pid1; then
+        step "Starting Docker Engine (systemctl enable --now docker)"
+        systemctl enable --now docker.service
+    else
+        step "Starting Docker Engine in the background (no systemd; log $DOCKERD_LOG)"
+        # A dockerd that is running but not answering yet must not get a twin.
+        if ! pgrep -x dockerd >/dev/null 2>&1; then
+            setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        fi
+    fi
+    local i
+    for i in $(seq 1 120); do
+        docker_answers && break
+        sleep 0.5
+        if [ "$i" -eq 120 ]; then
+            tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+            die "Docker Engine did not answer within 60 s (see $DOCKERD_LOG or journalctl -u docker)"
+        fi
+    done
+    info "Docker Engine $(docker info --format '{{.ServerVersion}}') answers"
+}
+
+# --- 3. cargo ---------------------------------------------------------------------------------
+
+find_cargo() {
+    if ! command -v cargo >/dev/null 2>&1; then
+        local dir
+        for dir in "${CARGO_HOME:-$HOME/.cargo}/bin" "$HOME/.cargo/bin" /root/.cargo/bin; do
+            if [ -x "$dir/cargo" ]; then
+                PATH="$dir:$PATH"
+                export PATH
+                break
+            fi
+        done
+    fi
+    command -v cargo >/dev/null 2>&1 \
+        || die "cargo not found (looked in PATH and ~/.cargo/bin): install a Rust toolchain with rustup, then re-run"
+    step "Rust toolchain: $(cargo --version)"
+}
+
+build() {
+    local locked=()
+    [ -f "$ROOT/Cargo.lock" ] && locked=(--locked)
+    step "Building caas and caasd (cargo build --release --workspace --bins ${locked[*]})"
+    (cd "$ROOT" && cargo build --release --workspace --bins "${locked[@]}")
+}
+
+# --- 4. install --------------------------------------------------------------------------------
+
+install_binaries() {
+    local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+    case "$target" in /*) ;; *) target="$ROOT/$target" ;; esac
+    step "Installing caas and caasd to $BIN_DIR"
+    mkdir -p "$BIN_DIR"
+    local bin
+    for bin in caas caasd; do
+        [ -f "$target/release/$bin" ] || die "$target/release/$bin was not built"
+        # Copy next to the destination, then rename: replacing a running binary this way is safe.
+        install -m 0755 "$target/release/$bin" "$BIN_DIR/.$bin.new"
+        mv -f "$BIN_DIR/.$bin.new" "$BIN_DIR/$bin"
+    done
+    info "$("$BIN_DIR/caas" --version 2>/dev/null || echo "caas installed")"
+}
+
+# --- 5. caasd ----------------------------------------------------------------------------------
+
+caasd_args() {
+    CAASD_ARGS=(--data-dir "$DATA_DIR")
+    [ -n "$API_ADDR" ] && CAASD_ARGS+=(--api "$API_ADDR")
+    [ -n "$GATEWAY_ADDR" ] && CAASD_ARGS+=(--gateway "$GATEWAY_ADDR")
+    [ -n "$DOMAIN" ] && CAASD_ARGS+=(--domain "$DOMAIN")
+    return 0
+}
+
+# A string from caasd.json: json_field FILE KEY
+json_field() {
+    sed -n "s/.*\"$2\"[[:space:]]*:[[:space:]]*\"\\{0,1\\}\\([^\",}]*\\)\"\\{0,1\\}.*/\\1/p" "$1" | head -n 1
+}
+
+# Is PID a running caasd?
+is_caasd() {
+    [ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm")" = caasd ]
+}
+
+stop_background_caasd() {
+    local pid pids=() f
+    for f in "$DATA_DIR/caasd.pid" "$DATA_DIR/caasd.json"; do
+        [ -f "$f" ] || continue
+        if [ "${f##*.}" = pid ]; then pid=$(tr -dc 0-9 <"$f"); else pid=$(json_field "$f" pid); fi
+        if is_caasd "$pid"; then
+            case " ${pids[*]} " in *" $pid "*) ;; *) pids+=("$pid") ;; esac
+        fi
+    done
+    if [ ${#pids[@]} -gt 0 ]; then
+        step "Stopping the running caasd (pid ${pids[*]})"
+        kill -TERM "${pids[@]}" 2>/dev/null || true
+        local i
+        for i in $(seq 1 150); do
+            local alive=0
+            for pid in "${pids[@]}"; do is_caasd "$pid" && alive=1; done
+            [ "$alive" = 0 ] && break
+            if [ "$i" -eq 150 ]; then
+                info "caasd did not stop within 30 s of SIGTERM: killing it"
+                kill -KILL "${pids[@]}" 2>/dev/null || true
+                sleep 0.5
+            fi
+            sleep 0.2
+        done
+    fi
+    rm -f "$DATA_DIR/caasd.pid"
+}
+
+quote_systemd() {
+    # systemd's ExecStart splits on spaces and honours double quotes.
+    local out=() a
+    for a in "$@"; do
+        a=${a//\\/\\\\}
+        a=${a//\"/\\\"}
+        out+=("\"$a\"")
+    done
+    echo "${out[*]}"
+}
+
+start_caasd() {
+    caasd_args
+    [ "$(id -u)" -eq 0 ] || [ -w "$(dirname "$DATA_DIR")" ] || die "run as root (caasd's data dir is $DATA_DIR)"
+    mkdir -p "$DATA_DIR"
+    chmod 0700 "$DATA_DIR"
+    local json="$DATA_DIR/caasd.json"
+    if systemd_is_pid1; then
+        step "Starting caasd with systemd ($UNIT)"
+        local unit_text
+        unit_text=$(cat <<EOF
+[Unit]
+Description=caas control plane (caasd)
+Documentation=file://$ROOT/docs/architecture.md
+After=network-online.target docker.service
+Wants=network-online.target docker.service
+
+[Service]
+ExecStart=$(quote_systemd "$BIN_DIR/caasd" "${CAASD_ARGS[@]}")
+Restart=on-failure
+RestartSec=2
+# SIGTERM caasd only: app containers belong to Docker and keep running across restarts.
+KillMode=process
+TimeoutStopSec=30
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+EOF
+)
+        if [ ! -f "$UNIT" ] || [ "$(cat "$UNIT")" != "$unit_text" ]; then
+            printf '%s\n' "$unit_text" >"$UNIT"
+            systemctl daemon-reload
+        fi
+        systemctl enable caasd.service >/dev/null 2>&1
+        # Stop first, so the caasd.json waited for below is the new one's.
+        systemctl stop caasd.service || true
+        rm -f "$json"
+        systemctl start caasd.service
+    else
+        stop_background_caasd
+        step "Starting caasd in the background (log $DATA_DIR/caasd.log, pid file $DATA_DIR/caasd.pid)"
+        rm -f "$json"
+        setsid nohup "$BIN_DIR/caasd" "${CAASD_ARGS[@]}" >>"$DATA_DIR/caasd.log" 2>&1 </dev/null &
+        echo $! >"$DATA_DIR/caasd.pid"
+    fi
+    local i pid
+    for i in $(seq 1 300); do
+        [ -s "$json" ] && json_field "$json" api | grep -q . && break
+        if ! systemd_is_pid1; then
+            pid=$(cat "$DATA_DIR/caasd.pid")
+            if ! kill -0 "$pid" 2>/dev/null; then
+                tail -n 30 "$DATA_DIR/caasd.log" >&2 || true
+                die "caasd exited at start (log: $DATA_DIR/caasd.log)"
+            fi
+        fi
+        if [ "$i" -eq 300 ]; then
+            if systemd_is_pid1; then
+                journalctl -u caasd.service -n 30 --no-pager >&2 || true
+            else
+                tail -n 30 "$DATA_DIR/caasd.log" >&2 || true
+            fi
+            die "caasd did not write $json within 60 s"
+        fi
+        sleep 0.2
+    done
+    pid=$(json_field "$json" pid)
+    if ! systemd_is_pid1 && [ -n "$pid" ]; then
+        echo "$pid" >"$DATA_DIR/caasd.pid"
+    fi
+    API_URL=$(json_field "$json" api)
+    GATEWAY=$(json_field "$json" gateway)
+    info "caasd (pid $pid) API $API_URL, gateway $GATEWAY"
+}
+
+login() {
+    local token_file="$DATA_DIR/admin-token"
+    [ -r "$token_file" ] || die "$token_file is missing: caasd writes it on its first start"
+    step "Logging the CLI in to $API_URL (as $(id -un))"
+    "$BIN_DIR/caas" login --server "$API_URL" --token "$(cat "$token_file")"
+}
+
+demo_image() {
+    step "Building the demo image (examples/demo/build-image.sh)"
+    "$ROOT/examples/demo/build-image.sh" caas-demo:latest >/dev/null
+}
+
+next_steps() {
+    local port=${GATEWAY##*:} domain=${DOMAIN:-localhost}
+    local url="http://demo.$domain"
+    [ "$port" = 80 ] || url="$url:$port"
+    cat <<EOF
+
+caas is running. Next:
+
+    caas apps:create demo
+    caas push --image caas-demo:latest -a demo
+    curl $url
+
+EOF
+    if systemd_is_pid1; then
+        info "caasd's log: journalctl -u caasd -f; stop it: systemctl stop caasd"
+    else
+        info "caasd's log: $DATA_DIR/caasd.log; stop it: $ROOT/install.sh --uninstall"
+    fi
+}
+
+# --- uninstall ---------------------------------------------------------------------------------
+
+uninstall() {
+    if systemd_is_pid1 && [ -f "$UNIT" ]; then
+        step "Stopping and removing caasd.service"
+        systemctl disable --now caasd.service || true
+        rm -f "$UNIT"
+        systemctl daemon-reload
+    fi
+    stop_background_caasd
+    rm -f "$DATA_DIR/caasd.json"
+    step "Removing $BIN_DIR/caas and $BIN_DIR/caasd"
+    rm -f "$BIN_DIR/caas" "$BIN_DIR/caasd"
+    info "Kept the data in $DATA_DIR and the app containers; remove them with:"
+    info "  docker rm -f \$(docker ps -aq --filter label=caas.cluster); rm -rf $DATA_DIR"
+}
+
+main() {
+    parse_args "$@"
+    if [ "$MODE" = uninstall ]; then
+        uninstall
+        return
+    fi
+    install_packages
+    start_docker
+    find_cargo
+    [ "$MODE" = deps-only ] && { step "Dependencies are ready"; return; }
+    build
+    install_binaries
+    [ "$MODE" = no-start ] && { step "Installed; not starting caasd (--no-start)"; return; }
+    start_caasd
+    login
+    demo_image
+    next_steps
+}
+
+# Sourcing this file (e.g. from .ci/run) only defines the functions.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    main "$@"
+fi
