@@ -99,11 +99,16 @@ pub fn upload_image(client: &Client, reference: &str, size_estimate: u64) -> Res
         .context("running docker save")?;
     let stdout = child.stdout.take().expect("piped stdout");
     let mut stderr = child.stderr.take().expect("piped stderr");
-    // Drained on its own thread so a chatty docker cannot fill the pipe and stall the upload.
+    // Drained to the end on its own thread so a chatty docker cannot fill the pipe and stall
+    // the upload; only the start is kept for the error message.
     let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut text);
-        text
+        let mut kept = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+            let room = (64 * 1024usize).saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
     });
 
     let progress = UploadProgress::start(reference, size_estimate);
