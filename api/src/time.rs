@@ -29,7 +29,7 @@ impl Timestamp {
         Duration::from_millis(later.0.saturating_sub(self.0))
     }
 
-    pub fn add(self, d: Duration) -> Self {
+    pub fn plus(self, d: Duration) -> Self {
         Self(self.0.saturating_add(d.as_millis() as u64))
     }
 }

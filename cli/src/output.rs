@@ -147,9 +147,14 @@ fn source_style(source: LogSource) -> Style {
 }
 
 /// `2026-11-25T07:39:33Z app[web.1]: hello`. The tag and text come from apps, so both are
-/// sanitised; only the `SOURCE[TAG]` prefix is ever coloured.
+/// sanitised; only the `SOURCE[TAG]` prefix is ever coloured. Router lines read
+/// `caas[router]`, as Heroku's read `heroku[router]`: the router is part of the platform.
 pub fn render_log_line(line: &LogLine, color: bool) -> String {
-    let prefix = format!("{}[{}]", line.source.as_str(), sanitize(&line.tag));
+    let source = match line.source {
+        LogSource::Router => "caas",
+        other => other.as_str(),
+    };
+    let prefix = format!("{source}[{}]", sanitize(&line.tag));
     format!(
         "{} {}: {}",
         format_ts(line.ts),
@@ -198,7 +203,7 @@ mod tests {
 
     #[test]
     fn future_timestamps_show_zero_age() {
-        let future = Timestamp::now().add(Duration::from_secs(60));
+        let future = Timestamp::now().plus(Duration::from_secs(60));
         assert_eq!(age(future), "0s");
     }
 
@@ -244,7 +249,7 @@ mod tests {
         let out = render_log_line(&line(LogSource::Router, "web.1", "GET /"), true);
         assert_eq!(
             out,
-            "2026-11-25T07:39:33Z \x1b[32mrouter[web.1]\x1b[0m: GET /"
+            "2026-11-25T07:39:33Z \x1b[32mcaas[web.1]\x1b[0m: GET /"
         );
         let build = render_log_line(&line(LogSource::Build, "b", "x"), true);
         assert!(build.contains("\x1b[33mbuild[b]\x1b[0m"));

@@ -87,6 +87,8 @@ pub struct ContainerInfo {
     pub running: bool,
     /// Host port of the first published port.
     pub host_port: Option<u16>,
+    /// The container's own address on its network, when it has one.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +162,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Removes a tag (and the image, if that was its last tag and nothing uses it).
+    pub async fn untag(&self, reference: &str) -> Result<()> {
+        match self.docker.remove_image(reference, None::<bollard::query_parameters::RemoveImageOptions>, None).await {
+            Ok(_) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
     /// `docker load` of a `docker save` archive, streamed. Returns the references and ids the
     /// engine reports as loaded.
     pub async fn load_images<S, E>(&self, archive: S) -> Result<Vec<String>>
@@ -212,11 +225,18 @@ impl Engine {
                     .unwrap_or_default()
                     .iter()
                     .find_map(|p| p.public_port);
+                let ip = c
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .into_iter()
+                    .flat_map(|m| m.into_values())
+                    .find_map(|e| e.ip_address.filter(|a| !a.is_empty())?.parse().ok());
                 Some(ContainerInfo {
                     id: c.id?,
                     labels: c.labels.unwrap_or_default(),
                     running,
                     host_port,
+                    ip,
                 })
             })
             .collect())

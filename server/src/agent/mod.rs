@@ -280,6 +280,37 @@ struct Local {
     running_since: Option<Timestamp>,
 }
 
+enum Probe {
+    Running,
+    Connect(SocketAddr),
+    Http(SocketAddr),
+    Fail,
+}
+
+impl Probe {
+    async fn run(self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let limit = Duration::from_secs(2);
+        match self {
+            Probe::Running => true,
+            Probe::Fail => false,
+            Probe::Connect(addr) => {
+                matches!(tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+            }
+            Probe::Http(addr) => {
+                let exchange = async {
+                    let mut s = tokio::net::TcpStream::connect(addr).await?;
+                    s.write_all(b"HEAD / HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+                    let mut buf = [0u8; 5];
+                    s.read_exact(&mut buf).await?;
+                    Ok::<bool, std::io::Error>(&buf == b"HTTP/")
+                };
+                matches!(tokio::time::timeout(limit, exchange).await, Ok(Ok(true)))
+            }
+        }
+    }
+}
+
 struct Follower {
     handle: JoinHandle<()>,
     /// Docker timestamp (ns) of the last line shipped, so a re-follow skips what was sent.
@@ -447,7 +478,7 @@ impl Agent {
         local.running_since = None;
         let failures = if ran_long { 1 } else { self.backoff.get(&a.id).map_or(0, |b| b.failures) + 1 };
         let delay = plan::backoff_delay(failures);
-        self.backoff.insert(a.id.clone(), Backoff { failures, next_at: finished.max(now).add(delay) });
+        self.backoff.insert(a.id.clone(), Backoff { failures, next_at: finished.max(now).plus(delay) });
         let why = if exit.oom_killed {
             format!("was killed for using more than {} MB of memory", a.memory_mb)
         } else {
@@ -552,7 +583,7 @@ impl Agent {
             Err(e) => {
                 let failures = self.backoff.get(&a.id).map_or(0, |b| b.failures) + 1;
                 let delay = plan::backoff_delay(failures);
-                self.backoff.insert(a.id.clone(), Backoff { failures, next_at: now.add(delay) });
+                self.backoff.insert(a.id.clone(), Backoff { failures, next_at: now.plus(delay) });
                 let why = match e {
                     EngineError::NotFound => format!("its image {} is not on this host", a.image),
                     EngineError::PortTaken => "no free port in this host's range".to_string(),
@@ -618,30 +649,22 @@ impl Agent {
 
     async fn check_health(&mut self, assigned: &[Assignment], containers: &[ContainerInfo]) {
         let address = self.session.cfg.address;
-        let running: HashSet<&str> = containers.iter().filter(|c| c.running).map(|c| c.id.as_str()).collect();
+        let running: HashMap<&str, &ContainerInfo> =
+            containers.iter().filter(|c| c.running).map(|c| (c.id.as_str(), c)).collect();
         let mut probes = Vec::new();
         for a in assigned {
             let Some(local) = self.instances.get(&a.id) else { continue };
-            if !running.contains(local.container_id.as_str()) {
-                continue;
-            }
-            let target = match (&a.health, local.port) {
-                (HealthCheck::Tcp, Some(p)) => Some(SocketAddr::new(address, p)),
-                (HealthCheck::Tcp, None) => None,
-                (HealthCheck::Running, _) => None,
+            let Some(c) = running.get(local.container_id.as_str()) else { continue };
+            // Probe the process itself at its container address: Docker's userland proxy accepts
+            // connections on the published port even when nothing listens behind it. Without a
+            // container address, an HTTP exchange through the published port tells the same.
+            let probe = match (&a.health, c.ip, a.container_port, local.port) {
+                (HealthCheck::Running, ..) => Probe::Running,
+                (HealthCheck::Tcp, Some(ip), Some(cport), _) => Probe::Connect(SocketAddr::new(ip, cport)),
+                (HealthCheck::Tcp, None, _, Some(hport)) => Probe::Http(SocketAddr::new(address, hport)),
+                (HealthCheck::Tcp, ..) => Probe::Fail,
             };
-            let tcp = matches!(a.health, HealthCheck::Tcp);
-            probes.push(async move {
-                let ok = match (tcp, target) {
-                    (false, _) => true,
-                    (true, None) => false,
-                    (true, Some(addr)) => matches!(
-                        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await,
-                        Ok(Ok(_))
-                    ),
-                };
-                (a, ok)
-            });
+            probes.push(async move { (a, probe.run().await) });
         }
         let results = futures_util::future::join_all(probes).await;
         let now = Timestamp::now();

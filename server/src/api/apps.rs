@@ -81,6 +81,7 @@ pub async fn show(_: Admin, State(s): State<AppState>, Path(app): Path<String>) 
 
 pub async fn destroy(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<StatusCode> {
     load_app(&s, &app)?;
+    let releases = s.store.releases(&app)?;
     match s.store.delete_app(&app) {
         Ok(()) | Err(StoreError::NotFound) => {}
         Err(e) => return Err(e.into()),
@@ -89,6 +90,12 @@ pub async fn destroy(_: Admin, State(s): State<AppState>, Path(app): Path<String
     s.logs.remove(&app);
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();
+    // Best effort: an image still used by a draining instance stays until Docker's own pruning.
+    for r in releases {
+        if let Err(e) = s.engine.untag(&r.image).await {
+            tracing::debug!(app, "removing {}: {e}", r.image);
+        }
+    }
     tracing::info!(app, "app destroyed");
     Ok(StatusCode::NO_CONTENT)
 }

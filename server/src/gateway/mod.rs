@@ -17,7 +17,7 @@ use crate::logs::LogHub;
 use bytes::Bytes;
 use caas_api::{LogLine, LogSource, Timestamp};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -206,6 +206,12 @@ impl Gateway {
         }
         // Origin-form towards the instance.
         parts.uri = path.parse().unwrap_or_else(|_| "/".parse().expect("static"));
+        // A bodiless GET/HEAD/OPTIONS can be sent again to the next instance when one fails
+        // without answering (an instance dying, or Docker's proxy accepting for a dead one).
+        let replay = (!upgrade
+            && matches!(method, hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS)
+            && body.is_end_stream())
+        .then(|| parts.clone());
         let mut request = Some(Request::from_parts(parts, body.boxed()));
 
         let mut last_error = String::new();
@@ -266,6 +272,12 @@ impl Gateway {
                                     break;
                                 }
                             }
+                            None if replay.is_some() => {
+                                let template = replay.clone().expect("checked");
+                                request = Some(Request::from_parts(template, empty_body()));
+                                last_error = e.into_error().to_string();
+                                break; // next instance
+                            }
                             None => {
                                 // Sent, and the instance failed mid-request: retrying could run
                                 // it twice, so the client gets the error.
@@ -290,6 +302,10 @@ impl Gateway {
     fn log(&self, app: &str, text: String) {
         self.logs.publish(app, LogLine { ts: Timestamp::now(), source: LogSource::Router, tag: "router".into(), text });
     }
+}
+
+fn empty_body() -> UpBody {
+    http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
 }
 
 #[cfg(test)]

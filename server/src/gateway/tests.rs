@@ -160,3 +160,35 @@ async fn keep_alive_connections_are_reused_for_many_requests() {
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     }
 }
+
+/// Like Docker's userland proxy in front of a dead instance: accepts, then hangs up.
+async fn hang_up() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_get_is_retried_when_an_instance_hangs_up_but_a_post_is_not() {
+    let (bad, good) = (hang_up().await, backend("GOOD").await);
+    let (gw, _stop) = gateway(vec![("demo", vec![bad, good])]).await;
+    for _ in 0..4 {
+        let (status, body) = get(gw, "demo.localhost", "").await;
+        assert_eq!((status, &body[..4]), (200, "GOOD"));
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let req = "POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+        statuses.push(raw(gw, req).await.0);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 502], "one POST went to the failing instance and was not replayed");
+}

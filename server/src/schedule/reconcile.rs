@@ -144,7 +144,7 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
     let is_up = |a: &AllocationRecord| w.observed.get(&a.id).is_some_and(|o| o.state == ObservedState::Up);
     let known_not_up =
         |a: &AllocationRecord| w.observed.get(&a.id).is_some_and(|o| o.state != ObservedState::Up);
-    let drain_until = w.now.add(w.settings.drain);
+    let drain_until = w.now.plus(w.settings.drain);
     let drain = |plan: &mut Plan, a: &AllocationRecord| {
         let mut new = a.clone();
         new.desired = Desired::Drain { until: drain_until };
