@@ -350,7 +350,8 @@ EOF
     if systemd_is_pid1; then
         info "caasd's log: journalctl -u caasd -f; stop it: systemctl stop caasd"
     else
-        info "caasd's log: $DATA_DIR/caasd.log; stop it: $ROOT/install.sh --uninstall"
+        info "caasd's log: $DATA_DIR/caasd.log; stop it: kill \$(cat $DATA_DIR/caasd.pid);"
+        info "re-run ./install.sh to upgrade and restart it"
     fi
 }
 
@@ -363,12 +364,14 @@ uninstall() {
         rm -f "$UNIT"
         systemctl daemon-reload
     fi
+    local cluster=
+    [ -f "$DATA_DIR/caasd.json" ] && cluster=$(json_field "$DATA_DIR/caasd.json" cluster_id)
     stop_background_caasd
     rm -f "$DATA_DIR/caasd.json"
     step "Removing $BIN_DIR/caas and $BIN_DIR/caasd"
     rm -f "$BIN_DIR/caas" "$BIN_DIR/caasd"
     info "Kept the data in $DATA_DIR and the app containers; remove them with:"
-    info "  docker rm -f \$(docker ps -aq --filter label=caas.cluster); rm -rf $DATA_DIR"
+    info "  docker rm -f \$(docker ps -aq --filter label=caas.cluster${cluster:+=$cluster}); rm -rf $DATA_DIR"
 }
 
 main() {
