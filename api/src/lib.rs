@@ -73,6 +73,9 @@ pub struct App {
     pub release: Option<u64>,
     /// Desired instance count per process type.
     pub formation: BTreeMap<String, u32>,
+    /// The buildpack pinned with `caas buildpacks:set`, if any.
+    #[serde(default)]
+    pub buildpack: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,4 +272,104 @@ pub struct ServerInfo {
     pub domain: String,
     /// Base URL apps are served under, e.g. `http://{app}.localhost:8080`.
     pub app_url_template: String,
+    /// Largest build upload the server accepts, in MiB.
+    #[serde(default)]
+    pub max_upload_mb: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds: POST /v1/apps/{app}/builds?source=KIND&name=FILE, GET .../builds[/{n}[/output]]
+// ---------------------------------------------------------------------------------------------
+
+/// What a build upload is. The body of `POST /v1/apps/{app}/builds` is the raw file.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// A directory, packed by the CLI as a gzipped tar.
+    Dir,
+    /// A `.tar.gz` / `.tgz` as the user has it.
+    TarGz,
+    Zip,
+    War,
+    Jar,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dir => "dir",
+            Self::TarGz => "tar_gz",
+            Self::Zip => "zip",
+            Self::War => "war",
+            Self::Jar => "jar",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl BuildStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One build of an app: `GET /v1/apps/{app}/builds`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Build {
+    pub app: String,
+    pub number: u64,
+    pub status: BuildStatus,
+    /// What was pushed: `directory`, `app.war`, `git main@1a2b3c4`, ...
+    pub source: String,
+    /// The buildpack that built it, or `Dockerfile`.
+    pub builder: Option<String>,
+    /// The release it made, when it succeeded.
+    pub release: Option<u64>,
+    /// Size of the app image, in bytes.
+    pub image_size: Option<u64>,
+    /// Why it failed, in one line.
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// The stream `POST /v1/apps/{app}/builds` answers with (newline-delimited JSON), ending with
+/// `succeeded` or `failed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BuildEvent {
+    /// Another build of this app runs; this one waits for it.
+    Queued { build: u64, waiting_for: u64 },
+    Started { build: u64 },
+    /// One line of build output, as the builder printed it.
+    Line { text: String },
+    Succeeded { build: u64, release: u64, image: String, image_size: u64 },
+    Failed { build: u64, message: String },
+}
+
+/// `GET /v1/buildpacks`: installed buildpacks in detect order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Buildpack {
+    pub name: String,
+    /// Shipped with caas (as opposed to dropped in by the operator).
+    pub bundled: bool,
+}
+
+/// `PUT /v1/apps/{app}/buildpack`: pin a buildpack (`null` unpins: detect again).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SetBuildpack {
+    pub buildpack: Option<String>,
 }
