@@ -118,6 +118,15 @@ install_packages() {
 
 docker_answers() { docker info >/dev/null 2>&1; }
 
+# Is a process called NAME running? (/proc, as pgrep is not on every fresh machine)
+process_running() {
+    local comm
+    for comm in /proc/[0-9]*/comm; do
+        [ "$(cat "$comm" 2>/dev/null)" = "$1" ] && return 0
+    done
+    return 1
+}
+
 start_docker() {
     if docker_answers; then
         step "Docker Engine is running ($(docker info --format '{{.ServerVersion}}' 2>/dev/null))"
@@ -131,7 +140,7 @@ start_docker() {
     else
         step "Starting Docker Engine in the background (no systemd; log $DOCKERD_LOG)"
         # A dockerd that is running but not answering yet must not get a twin.
-        if ! pgrep -x dockerd >/dev/null 2>&1; then
+        if ! process_running dockerd; then
             setsid nohup dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
         fi
     fi
@@ -238,29 +247,23 @@ stop_background_caasd() {
 }
 
 quote_systemd() {
-    # systemd's ExecStart splits on spaces and honours double quotes.
+    # systemd's ExecStart splits on spaces and honours double quotes; % and $ are its own.
     local out=() a
     for a in "$@"; do
         a=${a//\\/\\\\}
         a=${a//\"/\\\"}
+        a=${a//%/%%}
+        a=${a//\$/\$\$}
         out+=("\"$a\"")
     done
     echo "${out[*]}"
 }
 
-start_caasd() {
-    caasd_args
-    [ "$(id -u)" -eq 0 ] || [ -w "$(dirname "$DATA_DIR")" ] || die "run as root (caasd's data dir is $DATA_DIR)"
-    mkdir -p "$DATA_DIR"
-    chmod 0700 "$DATA_DIR"
-    local json="$DATA_DIR/caasd.json"
-    if systemd_is_pid1; then
-        step "Starting caasd with systemd ($UNIT)"
-        local unit_text
-        unit_text=$(cat <<EOF
+# The systemd unit for caasd (CAASD_ARGS set by caasd_args).
+caasd_unit() {
+    cat <<EOF
 [Unit]
 Description=caas control plane (caasd)
-Documentation=file://$ROOT/docs/architecture.md
 After=network-online.target docker.service
 Wants=network-online.target docker.service
 
@@ -276,7 +279,18 @@ LimitNOFILE=65536
 [Install]
 WantedBy=multi-user.target
 EOF
-)
+}
+
+start_caasd() {
+    caasd_args
+    [ "$(id -u)" -eq 0 ] || [ -w "$(dirname "$DATA_DIR")" ] || die "run as root (caasd's data dir is $DATA_DIR)"
+    mkdir -p "$DATA_DIR"
+    chmod 0700 "$DATA_DIR"
+    local json="$DATA_DIR/caasd.json"
+    if systemd_is_pid1; then
+        step "Starting caasd with systemd ($UNIT)"
+        local unit_text
+        unit_text=$(caasd_unit)
         if [ ! -f "$UNIT" ] || [ "$(cat "$UNIT")" != "$unit_text" ]; then
             printf '%s\n' "$unit_text" >"$UNIT"
             systemctl daemon-reload

@@ -184,7 +184,7 @@ median() {
 
 echo
 echo "push to first 200 (ms), $RUNS runs, image $IMAGE, $(nproc) cores"
-printf '%-6s %14s %14s %18s\n' run "caas push→200" "(push cmd)" "docker run→200"
+printf '%-6s %14s %14s %18s\n' run "caas push->200" "(push cmd)" "docker run->200"
 for i in $(seq 0 $((RUNS - 1))); do
     printf '%-6s %14s %14s %18s\n' "$((i + 1))" "${CAAS_MS[$i]}" "${PUSH_MS[$i]}" "${DOCKER_MS[$i]}"
 done
