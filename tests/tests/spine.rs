@@ -26,11 +26,24 @@ fn ok_body(p: &Platform, app: &str) -> Option<String> {
 }
 
 fn ps(p: &Platform, app: &str) -> Vec<Value> {
-    p.caas_json(&["ps", "-a", app, "--json"]).as_array().expect("ps --json is an array").clone()
+    p.caas_json(&["ps", "-a", app, "--json"])
+        .as_array()
+        .expect("ps --json is an array")
+        .clone()
 }
 
 fn states(p: &Platform, app: &str) -> Vec<String> {
-    ps(p, app).iter().map(|i| format!("{} v{} {}", i["name"].as_str().unwrap(), i["release"], i["state"].as_str().unwrap())).collect()
+    ps(p, app)
+        .iter()
+        .map(|i| {
+            format!(
+                "{} v{} {}",
+                i["name"].as_str().unwrap(),
+                i["release"],
+                i["state"].as_str().unwrap()
+            )
+        })
+        .collect()
 }
 
 /// Bodies seen over `n` requests.
@@ -48,7 +61,10 @@ fn deploy_scale_and_read_logs() {
     p.caas_ok(&["apps:create", "web-app"]);
     let pushed = p.caas_ok(&["push", "--image", &image, "-a", "web-app"]);
     assert!(pushed.contains("Released v1"), "{pushed}");
-    assert!(pushed.contains(&p.app_url("web-app")), "push ends with the URL: {pushed}");
+    assert!(
+        pushed.contains(&p.app_url("web-app")),
+        "push ends with the URL: {pushed}"
+    );
     // The CLI waited until an instance was up, so the first request already answers.
     let body = ok_body(&p, "web-app").expect("the app answers right after push");
     assert!(body.starts_with("Hello from spine: web.1 on "), "{body}");
@@ -72,20 +88,38 @@ fn deploy_scale_and_read_logs() {
         let b = distinct_bodies(&p, "web-app", 9);
         (b.len() == 3).then_some(b)
     });
-    let names: BTreeSet<&str> = bodies.iter().map(|b| b.split(' ').nth(3).unwrap()).collect();
-    assert_eq!(names, BTreeSet::from(["web.1", "web.2", "web.3"]), "{bodies:?}");
+    let names: BTreeSet<&str> = bodies
+        .iter()
+        .map(|b| b.split(' ').nth(3).unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["web.1", "web.2", "web.3"]),
+        "{bodies:?}"
+    );
     let table = p.caas_ok(&["ps", "-a", "web-app"]);
-    assert_eq!(table.lines().filter(|l| l.contains(" up ")).count(), 3, "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" up ")).count(),
+        3,
+        "{table}"
+    );
     assert_eq!(p.running_containers("web-app").len(), 3);
 
     // The app's own output and the platform's events, as a user reads them.
     let logs = p.wait_for(WAIT, "the app's start line in caas logs", || {
         let logs = p.caas_ok(&["logs", "-a", "web-app", "-n", "500"]);
-        logs.contains("app[web.1]: demo listening on port 5000 as web.1").then_some(logs)
+        logs.contains("app[web.1]: demo listening on port 5000 as web.1")
+            .then_some(logs)
     });
     assert!(logs.contains("caas[deploy]: Deploying v1"), "{logs}");
-    assert!(logs.contains("caas[scale]: Scaled to web=3 (was web=1)"), "{logs}");
-    assert!(logs.contains("caas[router]: at=info method=GET path=\"/\""), "{logs}");
+    assert!(
+        logs.contains("caas[scale]: Scaled to web=3 (was web=1)"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("caas[router]: at=info method=GET path=\"/\""),
+        "{logs}"
+    );
     let last_two = p.caas_ok(&["logs", "-a", "web-app", "-n", "2"]);
     assert_eq!(last_two.lines().count(), 2, "{last_two}");
 
@@ -94,8 +128,12 @@ fn deploy_scale_and_read_logs() {
     p.wait_for(WAIT, "503 after scaling to zero", || {
         matches!(p.http_get("web-app", "/"), Ok((503, _))).then_some(())
     });
-    p.wait_for(WAIT, "the containers to be stopped", || p.running_containers("web-app").is_empty().then_some(()));
-    p.wait_for(WAIT, "ps to be empty", || ps(&p, "web-app").is_empty().then_some(()));
+    p.wait_for(WAIT, "the containers to be stopped", || {
+        p.running_containers("web-app").is_empty().then_some(())
+    });
+    p.wait_for(WAIT, "ps to be empty", || {
+        ps(&p, "web-app").is_empty().then_some(())
+    });
     let empty = p.caas_ok(&["ps", "-a", "web-app"]);
     assert!(empty.contains("No instances"), "{empty}");
 }
@@ -112,11 +150,21 @@ fn instances_run_confined_with_port_in_their_environment() {
     assert!(host["PidsLimit"].as_i64().unwrap() > 0, "{host}");
     assert_eq!(host["Privileged"], false);
     assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
-    assert!(host["SecurityOpt"].to_string().contains("no-new-privileges"), "{host}");
+    assert!(
+        host["SecurityOpt"]
+            .to_string()
+            .contains("no-new-privileges"),
+        "{host}"
+    );
     let mounts = inspect[0]["Mounts"].to_string();
     assert!(!mounts.contains("docker.sock"), "{mounts}");
     let env = inspect[0]["Config"]["Env"].to_string();
-    for var in ["PORT=5000", "CAAS_APP=confined", "CAAS_INSTANCE=web.1", "CAAS_RELEASE=v1"] {
+    for var in [
+        "PORT=5000",
+        "CAAS_APP=confined",
+        "CAAS_INSTANCE=web.1",
+        "CAAS_RELEASE=v1",
+    ] {
         assert!(env.contains(var), "{var} missing from {env}");
     }
     let labels = &inspect[0]["Config"]["Labels"];
@@ -139,11 +187,16 @@ fn a_killed_instance_is_replaced_and_the_crash_is_logged() {
     assert_eq!(before.len(), 1);
     docker_ok(&["kill", &before[0].id]);
     p.wait_for(WAIT, "the instance to be restarted and answer", || {
-        let restarted = ps(&p, "crashy").first().is_some_and(|i| i["restarts"].as_u64() >= Some(1) && i["state"] == "up");
+        let restarted = ps(&p, "crashy")
+            .first()
+            .is_some_and(|i| i["restarts"].as_u64() >= Some(1) && i["state"] == "up");
         (restarted && ok_body(&p, "crashy").is_some()).then_some(())
     });
     let logs = p.caas_ok(&["logs", "-a", "crashy", "-n", "200"]);
-    assert!(logs.contains("caas[crash]: web.1 crashed: exited with status 137"), "{logs}");
+    assert!(
+        logs.contains("caas[crash]: web.1 crashed: exited with status 137"),
+        "{logs}"
+    );
     assert!(logs.contains("caas[restart]: Restarted web.1"), "{logs}");
     // Replaced, not duplicated.
     assert_eq!(p.running_containers("crashy").len(), 1);
@@ -154,9 +207,16 @@ fn kill_9_of_caasd_loses_nothing_and_adopts_what_runs() {
     let mut p = Platform::start();
     create_and_push(&p, "durable", &test_image("durable"));
     p.caas_ok(&["scale", "web=2", "-a", "durable"]);
-    p.wait_for(WAIT, "two instances up", || (states(&p, "durable") == ["web.1 v1 up", "web.2 v1 up"]).then_some(()));
+    p.wait_for(WAIT, "two instances up", || {
+        (states(&p, "durable") == ["web.1 v1 up", "web.2 v1 up"]).then_some(())
+    });
     p.caas_ok(&["apps:create", "second"]);
-    let ids = |p: &Platform| p.running_containers("durable").into_iter().map(|c| c.id).collect::<BTreeSet<_>>();
+    let ids = |p: &Platform| {
+        p.running_containers("durable")
+            .into_iter()
+            .map(|c| c.id)
+            .collect::<BTreeSet<_>>()
+    };
     let before = ids(&p);
     assert_eq!(before.len(), 2);
 
@@ -164,8 +224,13 @@ fn kill_9_of_caasd_loses_nothing_and_adopts_what_runs() {
     p.restart();
 
     // Everything acknowledged is there...
-    let apps: Vec<String> =
-        p.caas_json(&["apps", "--json"]).as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_string()).collect();
+    let apps: Vec<String> = p
+        .caas_json(&["apps", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(apps, ["durable", "second"]);
     let formation = p.caas_json(&["apps:info", "-a", "durable", "--json"]);
     assert_eq!(formation["formation"]["web"], 2);
@@ -191,7 +256,9 @@ fn a_rollout_starts_new_instances_before_stopping_old_ones() {
     let p = Arc::new(Platform::start());
     create_and_push(&p, "rolling", &v1);
     p.caas_ok(&["scale", "web=2", "-a", "rolling"]);
-    p.wait_for(WAIT, "two v1 instances up", || (states(&p, "rolling") == ["web.1 v1 up", "web.2 v1 up"]).then_some(()));
+    p.wait_for(WAIT, "two v1 instances up", || {
+        (states(&p, "rolling") == ["web.1 v1 up", "web.2 v1 up"]).then_some(())
+    });
 
     // Hammer the app while v2 rolls out: every request must be answered.
     let stop = Arc::new(AtomicBool::new(false));
@@ -201,7 +268,9 @@ fn a_rollout_starts_new_instances_before_stopping_old_ones() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let r = p.http_get("rolling", "/");
-                seen.lock().unwrap().push(r.map(|(s, b)| (s, b)).unwrap_or((0, String::new())));
+                seen.lock()
+                    .unwrap()
+                    .push(r.map(|(s, b)| (s, b)).unwrap_or((0, String::new())));
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
@@ -209,7 +278,9 @@ fn a_rollout_starts_new_instances_before_stopping_old_ones() {
     let pushed = p.caas_ok(&["push", "--image", &v2, "-a", "rolling"]);
     assert!(pushed.contains("Released v2"), "{pushed}");
     p.wait_for(WAIT, "only v2 to run", || {
-        (states(&p, "rolling") == ["web.1 v2 up", "web.2 v2 up"] && p.running_containers("rolling").len() == 2).then_some(())
+        (states(&p, "rolling") == ["web.1 v2 up", "web.2 v2 up"]
+            && p.running_containers("rolling").len() == 2)
+            .then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
@@ -217,12 +288,25 @@ fn a_rollout_starts_new_instances_before_stopping_old_ones() {
 
     let seen = seen.lock().unwrap();
     let failures: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
-    assert!(failures.is_empty(), "{} of {} requests failed during the rollout: {failures:?}", failures.len(), seen.len());
-    let first_two = seen.iter().position(|(_, b)| b.starts_with("rollout two")).expect("v2 answered");
-    assert!(seen[..first_two].iter().all(|(_, b)| b.starts_with("rollout one")));
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed during the rollout: {failures:?}",
+        failures.len(),
+        seen.len()
+    );
+    let first_two = seen
+        .iter()
+        .position(|(_, b)| b.starts_with("rollout two"))
+        .expect("v2 answered");
+    assert!(seen[..first_two]
+        .iter()
+        .all(|(_, b)| b.starts_with("rollout one")));
     assert!(seen.last().unwrap().1.starts_with("rollout two"));
     let logs = p.caas_ok(&["logs", "-a", "rolling", "-n", "1000"]);
-    assert!(logs.contains("caas[deploy]: v2 is up (web=2); stopping web of v1"), "{logs}");
+    assert!(
+        logs.contains("caas[deploy]: v2 is up (web=2); stopping web of v1"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -231,21 +315,47 @@ fn a_release_that_crashes_leaves_the_old_one_serving() {
     // The same image, made to exit at once.
     let base = docker_ok(&["create", &good]).trim().to_string();
     let bad = format!("caas-test-crasher:{}", std::process::id());
-    docker_ok(&["commit", "--change", r#"CMD ["/bin/busybox", "sh", "-c", "echo about to fail; exit 3"]"#, &base, &bad]);
+    docker_ok(&[
+        "commit",
+        "--change",
+        r#"CMD ["/bin/busybox", "sh", "-c", "echo about to fail; exit 3"]"#,
+        &base,
+        &bad,
+    ]);
     docker_ok(&["rm", &base]);
 
     let p = Platform::start();
     create_and_push(&p, "steady", &good);
-    let out = p.caas(&["push", "--image", &bad, "-a", "steady", "--wait-timeout", "15"]);
+    let out = p.caas(&[
+        "push",
+        "--image",
+        &bad,
+        "-a",
+        "steady",
+        "--wait-timeout",
+        "15",
+    ]);
     let _ = docker(&["rmi", &bad]);
-    assert_eq!(out.code, 1, "a release that never comes up fails the push: {out}");
-    assert!(out.stderr.contains("previous release keeps serving"), "{out}");
+    assert_eq!(
+        out.code, 1,
+        "a release that never comes up fails the push: {out}"
+    );
+    assert!(
+        out.stderr.contains("previous release keeps serving"),
+        "{out}"
+    );
     for _ in 0..5 {
-        assert_eq!(ok_body(&p, "steady").as_deref().map(|b| &b[..10]), Some("still good"));
+        assert_eq!(
+            ok_body(&p, "steady").as_deref().map(|b| &b[..10]),
+            Some("still good")
+        );
     }
     let logs = p.caas_ok(&["logs", "-a", "steady", "-n", "500"]);
     assert!(logs.contains("app[web.1]: about to fail"), "{logs}");
-    assert!(logs.contains("caas[crash]: web.1 crashed: exited with status 3"), "{logs}");
+    assert!(
+        logs.contains("caas[crash]: web.1 crashed: exited with status 3"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -272,16 +382,30 @@ fn logs_tail_streams_new_lines_as_they_happen() {
     // Until the stream is connected requests may go unseen, so keep asking until one request
     // shows up whole: its router line and the app's own line.
     let mut attempt = 0;
-    p.wait_for(WAIT, "a request's router and app lines in the tailed logs", || {
-        attempt += 1;
-        let marker = format!("tail-{}-{attempt}", std::process::id());
-        let _ = p.http("GET", "chatty.localhost", "/", &[("X-Request-Id", &marker)], b"");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let got = lines.lock().unwrap().clone();
-        let router = got.iter().any(|l| l.contains("caas[router]: at=info") && l.contains(&format!("request_id={marker} ")));
-        let app = got.iter().any(|l| l.contains("app[web.1]: request GET / ") && l.contains(&marker));
-        (router && app).then_some(())
-    });
+    p.wait_for(
+        WAIT,
+        "a request's router and app lines in the tailed logs",
+        || {
+            attempt += 1;
+            let marker = format!("tail-{}-{attempt}", std::process::id());
+            let _ = p.http(
+                "GET",
+                "chatty.localhost",
+                "/",
+                &[("X-Request-Id", &marker)],
+                b"",
+            );
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let got = lines.lock().unwrap().clone();
+            let router = got.iter().any(|l| {
+                l.contains("caas[router]: at=info") && l.contains(&format!("request_id={marker} "))
+            });
+            let app = got
+                .iter()
+                .any(|l| l.contains("app[web.1]: request GET / ") && l.contains(&marker));
+            (router && app).then_some(())
+        },
+    );
     let _ = child.kill();
     let _ = child.wait();
     reader.join().unwrap();
@@ -295,11 +419,16 @@ fn destroy_removes_containers_routes_and_records() {
     assert_eq!(out.code, 2, "destroy without --confirm is refused: {out}");
     let out = p.caas(&["apps:destroy", "-a", "doomed", "--confirm", "other"]);
     assert_eq!(out.code, 2, "{out}");
-    assert!(ok_body(&p, "doomed").is_some(), "a refused destroy changes nothing");
+    assert!(
+        ok_body(&p, "doomed").is_some(),
+        "a refused destroy changes nothing"
+    );
 
     p.caas_ok(&["apps:destroy", "-a", "doomed", "--confirm", "doomed"]);
     assert!(matches!(p.http_get("doomed", "/"), Ok((404, _))));
-    p.wait_for(WAIT, "the containers to be removed", || p.containers().is_empty().then_some(()));
+    p.wait_for(WAIT, "the containers to be removed", || {
+        p.containers().is_empty().then_some(())
+    });
     assert_eq!(p.caas_json(&["apps", "--json"]), serde_json::json!([]));
     assert_eq!(p.caas(&["ps", "-a", "doomed"]).code, 4);
     let tags = docker_ok(&["images", "-q", "caas/doomed"]);
@@ -315,15 +444,25 @@ fn installations_sharing_an_engine_keep_to_their_own_and_skip_taken_ports() {
     // Someone else holds the first port of b's range: b must skip it, not fail.
     let b = Platform::start();
     let (lo, _) = b.port_range();
-    let _squatter = std::net::TcpListener::bind(("127.0.0.1", lo)).expect("the first port of the range is free");
+    let _squatter = std::net::TcpListener::bind(("127.0.0.1", lo))
+        .expect("the first port of the range is free");
     create_and_push(&a, "same-name", &image);
     create_and_push(&b, "same-name", &image);
     assert!(ok_body(&a, "same-name").is_some() && ok_body(&b, "same-name").is_some());
-    let addr = ps(&b, "same-name")[0]["address"].as_str().unwrap().to_string();
+    let addr = ps(&b, "same-name")[0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(addr, format!("127.0.0.1:{lo}"));
 
     a.caas_ok(&["apps:destroy", "-a", "same-name", "--confirm", "same-name"]);
-    a.wait_for(WAIT, "a's containers to go", || a.containers().is_empty().then_some(()));
-    assert_eq!(b.running_containers("same-name").len(), 1, "b's instance is untouched");
+    a.wait_for(WAIT, "a's containers to go", || {
+        a.containers().is_empty().then_some(())
+    });
+    assert_eq!(
+        b.running_containers("same-name").len(),
+        1,
+        "b's instance is untouched"
+    );
     assert!(ok_body(&b, "same-name").is_some());
 }
