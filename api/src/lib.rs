@@ -116,6 +116,28 @@ pub struct Release {
     pub process_types: BTreeMap<String, Option<String>>,
 }
 
+/// `PATCH /v1/apps/{app}/config`: set (a value) or unset (`null`) config vars, all at once.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigUpdate {
+    pub vars: BTreeMap<String, Option<String>>,
+}
+
+/// The answer to a config change: the config now, and the release it made (none while the app
+/// has never been deployed: the first deploy picks the config up).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfigChange {
+    pub config: BTreeMap<String, String>,
+    pub release: Option<u64>,
+}
+
+/// `POST /v1/apps/{app}/rollback`: a new release with the image and config of `version`
+/// (default: the release before the current one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RollbackRequest {
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Formation and instances
 // ---------------------------------------------------------------------------------------------
@@ -262,7 +284,9 @@ pub struct LogLine {
 pub enum LogEvent {
     Line(LogLine),
     /// The reader fell behind and this many lines were dropped for it.
-    Missed { count: u64 },
+    Missed {
+        count: u64,
+    },
 }
 
 /// `GET /v1/info`: what the server is, without authentication.
@@ -352,12 +376,27 @@ pub struct Build {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     /// Another build of this app runs; this one waits for it.
-    Queued { build: u64, waiting_for: u64 },
-    Started { build: u64 },
+    Queued {
+        build: u64,
+        waiting_for: u64,
+    },
+    Started {
+        build: u64,
+    },
     /// One line of build output, as the builder printed it.
-    Line { text: String },
-    Succeeded { build: u64, release: u64, image: String, image_size: u64 },
-    Failed { build: u64, message: String },
+    Line {
+        text: String,
+    },
+    Succeeded {
+        build: u64,
+        release: u64,
+        image: String,
+        image_size: u64,
+    },
+    Failed {
+        build: u64,
+        message: String,
+    },
 }
 
 /// `GET /v1/buildpacks`: installed buildpacks in detect order.

@@ -2,7 +2,9 @@
 //! rest of caasd sees the narrow types below.
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
@@ -28,7 +30,9 @@ pub enum EngineError {
 impl From<BollardError> for EngineError {
     fn from(e: BollardError) -> Self {
         match e {
-            BollardError::DockerResponseServerError { status_code: 404, .. } => Self::NotFound,
+            BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            } => Self::NotFound,
             BollardError::DockerResponseServerError { message, .. }
                 if message.contains("port is already allocated")
                     || message.contains("address already in use") =>
@@ -57,13 +61,27 @@ pub struct EngineInfo {
     pub cpus: u32,
 }
 
+/// What a container runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// The image's own entrypoint and cmd.
+    ImageDefault,
+    /// `/bin/sh -c TEXT`, replacing the image's entrypoint.
+    Shell(String),
+    /// This argument vector, replacing the image's entrypoint.
+    Exec(Vec<String>),
+}
+
 /// What to run. Resource limits and hardening are always applied; callers cannot turn them off.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
-    /// Run through `/bin/sh -c` when set; the image's own entrypoint/cmd otherwise.
-    pub shell_command: Option<String>,
+    pub command: Command,
+    /// `uid:gid` or a user name; the image's user when `None`.
+    pub user: Option<String>,
+    /// Named volumes: `(volume, path in the container)`.
+    pub volumes: Vec<(String, String)>,
     pub env: Vec<(String, String)>,
     pub labels: HashMap<String, String>,
     /// Publish `container_port` on `host_ip:host_port`.
@@ -91,6 +109,16 @@ pub struct ContainerInfo {
     pub ip: Option<std::net::IpAddr>,
 }
 
+/// The run configuration an image is committed with.
+#[derive(Debug, Clone, Default)]
+pub struct ImageConfig {
+    pub user: Option<String>,
+    pub env: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    pub labels: HashMap<String, String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExitInfo {
     pub exit_code: i64,
@@ -113,7 +141,10 @@ pub struct LogChunk {
 }
 
 fn parse_docker_time(s: &str) -> Option<Timestamp> {
-    humantime::parse_rfc3339_weak(s).ok().map(Timestamp::from).filter(|t| t.millis() > 0)
+    humantime::parse_rfc3339_weak(s)
+        .ok()
+        .map(Timestamp::from)
+        .filter(|t| t.millis() > 0)
 }
 
 /// `2026-11-25T07:45:01.123456789Z` → nanoseconds since the epoch.
@@ -128,8 +159,14 @@ impl Engine {
     pub async fn connect() -> Result<Self> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        let docker = docker.negotiate_version().await.map_err(|e| EngineError::Unavailable(e.to_string()))?;
-        docker.ping().await.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
         Ok(Self { docker })
     }
 
@@ -164,7 +201,15 @@ impl Engine {
 
     /// Removes a tag (and the image, if that was its last tag and nothing uses it).
     pub async fn untag(&self, reference: &str) -> Result<()> {
-        match self.docker.remove_image(reference, None::<bollard::query_parameters::RemoveImageOptions>, None).await {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match EngineError::from(e) {
                 EngineError::NotFound => Ok(()),
@@ -180,7 +225,9 @@ impl Engine {
         S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new().quiet(true).build();
+        let opts = bollard::query_parameters::ImportImageOptionsBuilder::new()
+            .quiet(true)
+            .build();
         let mut progress = Box::pin(self.docker.import_image_stream(opts, archive, None));
         let mut loaded = Vec::new();
         while let Some(info) = progress.next().await {
@@ -208,7 +255,10 @@ impl Engine {
             "label".to_string(),
             labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         )]);
-        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
         let list = self.docker.list_containers(Some(opts)).await?;
         Ok(list
             .into_iter()
@@ -250,7 +300,12 @@ impl Engine {
         let port = c
             .host_config
             .and_then(|h| h.port_bindings)
-            .and_then(|m| m.into_values().flatten().flatten().find_map(|b| b.host_port))
+            .and_then(|m| {
+                m.into_values()
+                    .flatten()
+                    .flatten()
+                    .find_map(|b| b.host_port)
+            })
             .and_then(|p| p.parse().ok());
         Ok((
             ExitInfo {
@@ -265,6 +320,16 @@ impl Engine {
     /// Creates and starts a container. On `PortTaken` the half-made container is removed, so the
     /// caller can retry with another port.
     pub async fn run(&self, spec: &ContainerSpec) -> Result<String> {
+        let id = self.create(spec).await?;
+        if let Err(e) = self.docker.start_container(&id, None).await {
+            let _ = self.remove(&id).await;
+            return Err(e.into());
+        }
+        Ok(id)
+    }
+
+    /// Creates a container without starting it.
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         let port_key = spec.publish.map(|p| format!("{}/tcp", p.container_port));
         let host_config = HostConfig {
             memory: Some((spec.memory_mb * 1024 * 1024) as i64),
@@ -290,28 +355,37 @@ impl Engine {
                 )])
             }),
             init: Some(true),
+            binds: (!spec.volumes.is_empty()).then(|| {
+                spec.volumes
+                    .iter()
+                    .map(|(v, path)| format!("{v}:{path}"))
+                    .collect()
+            }),
             ..Default::default()
+        };
+        let (entrypoint, cmd) = match &spec.command {
+            Command::ImageDefault => (None, None),
+            Command::Shell(c) => (
+                Some(vec![]),
+                Some(vec!["/bin/sh".into(), "-c".into(), c.clone()]),
+            ),
+            Command::Exec(argv) => (Some(vec![]), Some(argv.clone())),
         };
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: spec
-                .shell_command
-                .as_ref()
-                .map(|c| vec!["/bin/sh".into(), "-c".into(), c.clone()]),
-            entrypoint: spec.shell_command.as_ref().map(|_| vec![]),
+            cmd,
+            entrypoint,
+            user: spec.user.clone(),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(spec.labels.clone()),
             exposed_ports: port_key.map(|k| vec![k]),
             host_config: Some(host_config),
             ..Default::default()
         };
-        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-        let created = self.docker.create_container(Some(opts), body).await?;
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
-            let _ = self.remove(&created.id).await;
-            return Err(e.into());
-        }
-        Ok(created.id)
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        Ok(self.docker.create_container(Some(opts), body).await?.id)
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {
@@ -325,14 +399,19 @@ impl Engine {
         match self.docker.stop_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             // 304: already stopped.
-            Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
     /// Removes a container, killing it if it still runs.
     pub async fn remove(&self, id: &str) -> Result<()> {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
             Err(e) => match EngineError::from(e) {
@@ -342,6 +421,146 @@ impl Engine {
                 other => Err(other),
             },
         }
+    }
+
+    /// Waits for a container to exit; its exit code.
+    pub async fn wait(&self, id: &str) -> Result<i64> {
+        let mut stream = Box::pin(self.docker.wait_container(id, None));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(EngineError::Other(format!("waiting for {id}: no answer"))),
+        }
+    }
+
+    /// Extracts a tar stream into a container's filesystem at `path` (a directory that exists).
+    pub async fn upload_tar<S>(&self, id: &str, path: &str, tar: S) -> Result<()>
+    where
+        S: Stream<Item = Bytes> + Send + 'static,
+    {
+        let opts = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        self.docker
+            .upload_to_container(id, Some(opts), bollard::body_stream(tar))
+            .await?;
+        Ok(())
+    }
+
+    /// A tar stream of `path` in a container (its last component is the tar's top folder).
+    pub fn download_tar(
+        &self,
+        id: &str,
+        path: &str,
+    ) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        let opts = bollard::query_parameters::DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        self.docker
+            .download_from_container(id, Some(opts))
+            .map_err(EngineError::from)
+    }
+
+    /// Makes an image of a container's filesystem with the given run configuration.
+    pub async fn commit(&self, id: &str, image: &ImageConfig) -> Result<String> {
+        let opts = bollard::query_parameters::CommitContainerOptionsBuilder::new()
+            .container(id)
+            .pause(false)
+            .build();
+        let config = bollard::models::ContainerConfig {
+            user: image.user.clone(),
+            env: Some(image.env.clone()),
+            cmd: Some(image.cmd.clone()),
+            entrypoint: Some(vec![]),
+            working_dir: image.working_dir.clone(),
+            labels: Some(image.labels.clone()),
+            ..Default::default()
+        };
+        let created = self.docker.commit_container(opts, config).await?;
+        Ok(created.id)
+    }
+
+    /// The size of an image, in bytes.
+    pub async fn image_size(&self, reference: &str) -> Result<u64> {
+        Ok(self
+            .docker
+            .inspect_image(reference)
+            .await?
+            .size
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    /// Creates a named volume with labels, or finds the existing one.
+    pub async fn ensure_volume(&self, name: &str, labels: HashMap<String, String>) -> Result<()> {
+        let req = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker.create_volume(req).await?;
+        Ok(())
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<()> {
+        match self
+            .docker
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// `docker build` of a context tar, streaming the builder's output. The stream ends with an
+    /// error item when the build fails. The build runs in a task of its own that ends with it.
+    pub fn build_image<S>(
+        &self,
+        context: S,
+        tag: &str,
+        memory_mb: u64,
+        labels: &HashMap<String, String>,
+    ) -> impl Stream<Item = Result<String>> + Send + 'static
+    where
+        S: Stream<Item = Bytes> + Send + 'static,
+    {
+        let opts = bollard::query_parameters::BuildImageOptionsBuilder::new()
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .pull("false")
+            .memory((memory_mb * 1024 * 1024).min(i32::MAX as u64) as i32)
+            .labels(labels)
+            .build();
+        // bollard's stream borrows the client; a clone moved into a task lets it outlive `self`.
+        let docker = self.docker.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut stream =
+                Box::pin(docker.build_image(opts, None, Some(bollard::body_stream(context))));
+            while let Some(item) = stream.next().await {
+                let item = match item {
+                    Ok(info) => match info.error_detail.and_then(|d| d.message) {
+                        Some(detail) => Err(EngineError::Other(detail)),
+                        None => Ok(info.stream.or(info.status).unwrap_or_default()),
+                    },
+                    Err(BollardError::DockerStreamError { error }) => {
+                        Err(EngineError::Other(error))
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
     }
 
     /// Follows a container's stdout and stderr from `since_secs` (Unix seconds; 0 = from the
@@ -358,20 +577,23 @@ impl Engine {
             .timestamps(true)
             .since(since_secs.clamp(0, i32::MAX as i64) as i32)
             .build();
-        self.docker.logs(id, Some(opts)).map_err(EngineError::from).map(|item| {
-            let item = item?;
-            let (stream, message) = match item {
-                bollard::container::LogOutput::StdErr { message } => (Stream2::Stderr, message),
-                other => (Stream2::Stdout, other.into_bytes()),
-            };
-            let raw = String::from_utf8_lossy(&message);
-            let (ts, text) = raw.split_once(' ').unwrap_or(("", &raw));
-            Ok(LogChunk {
-                stream,
-                ts_nanos: parse_nanos(ts).unwrap_or(0),
-                text: text.trim_end_matches(['\n', '\r']).to_string(),
+        self.docker
+            .logs(id, Some(opts))
+            .map_err(EngineError::from)
+            .map(|item| {
+                let item = item?;
+                let (stream, message) = match item {
+                    bollard::container::LogOutput::StdErr { message } => (Stream2::Stderr, message),
+                    other => (Stream2::Stdout, other.into_bytes()),
+                };
+                let raw = String::from_utf8_lossy(&message);
+                let (ts, text) = raw.split_once(' ').unwrap_or(("", &raw));
+                Ok(LogChunk {
+                    stream,
+                    ts_nanos: parse_nanos(ts).unwrap_or(0),
+                    text: text.trim_end_matches(['\n', '\r']).to_string(),
+                })
             })
-        })
     }
 }
 
@@ -384,6 +606,9 @@ mod tests {
         assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
         let t = parse_docker_time("2026-11-25T07:45:01.123456789Z").unwrap();
         assert_eq!(t.millis() % 1000, 123);
-        assert_eq!(parse_nanos("2026-11-25T07:45:01.123456789Z").unwrap() % 1_000_000_000, 123_456_789);
+        assert_eq!(
+            parse_nanos("2026-11-25T07:45:01.123456789Z").unwrap() % 1_000_000_000,
+            123_456_789
+        );
     }
 }

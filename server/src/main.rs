@@ -6,6 +6,7 @@
 mod agent;
 mod api;
 mod auth;
+mod build;
 mod docker;
 mod gateway;
 mod logs;
@@ -20,7 +21,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "caasd", version, about = "The caas control plane: API, scheduler, gateway, log hub and an embedded agent")]
+#[command(
+    name = "caasd",
+    version,
+    about = "The caas control plane: API, scheduler, gateway, log hub and an embedded agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -92,6 +97,31 @@ pub struct ServerArgs {
     /// Run without the embedded agent (instances then run only on `caasd agent` hosts).
     #[arg(long)]
     pub no_agent: bool,
+    /// Folder of buildpacks, one folder each (default: CAAS_BUILDPACKS, then
+    /// /usr/local/share/caas/buildpacks, then the source tree's buildpacks/ next to a dev build).
+    #[arg(long, env = "CAAS_BUILDPACKS")]
+    pub buildpacks: Option<PathBuf>,
+    /// Image builds run in and built apps are laid on (stack/build.sh makes it).
+    #[arg(long, default_value = "caas/stack:latest")]
+    pub stack_image: String,
+    /// Memory limit of a build container, in MB.
+    #[arg(long, default_value_t = 2048)]
+    pub build_memory: u64,
+    /// Builds of different apps that may run at once (one app builds one at a time).
+    #[arg(long, default_value_t = 2)]
+    pub build_concurrency: usize,
+    /// Largest build upload accepted, in MB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_upload_mb: u64,
+    /// Largest total size an upload may unpack to, in MB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_unpacked_mb: u64,
+    /// Most entries (files, folders, links) an upload may hold.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_archive_entries: u64,
+    /// Largest unpacked:compressed ratio an upload may have (past its first 16 MB).
+    #[arg(long, default_value_t = 200)]
+    pub max_compression_ratio: u64,
 }
 
 #[derive(Args)]
@@ -105,7 +135,11 @@ pub struct AgentArgs {
     /// Read the join token from this file instead.
     #[arg(long, conflicts_with = "join_token")]
     pub join_token_file: Option<PathBuf>,
-    #[arg(long, env = "CAAS_AGENT_DATA_DIR", default_value = "/var/lib/caas-agent")]
+    #[arg(
+        long,
+        env = "CAAS_AGENT_DATA_DIR",
+        default_value = "/var/lib/caas-agent"
+    )]
     pub data_dir: PathBuf,
     /// This host's address: instances are published here and the gateway connects to it.
     #[arg(long)]
@@ -121,8 +155,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hyper=warn,bollard=warn,sled=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,hyper=warn,bollard=warn,sled=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

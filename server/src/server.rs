@@ -4,6 +4,7 @@
 use crate::agent::{self, write_private, AgentConfig};
 use crate::api::{self, ApiConfig, AppState};
 use crate::auth;
+use crate::build::{unpack, BuildSettings, Builder};
 use crate::docker::Engine;
 use crate::gateway::{table, Gateway};
 use crate::logs::LogHub;
@@ -51,7 +52,11 @@ fn ensure_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> {
     let token = auth::generate(auth::ADMIN_PREFIX);
     store.put_token(
         &auth::hash(&token),
-        &TokenRecord { role: Role::Admin, label: "admin (first start)".into(), created_at: Timestamp::now() },
+        &TokenRecord {
+            role: Role::Admin,
+            label: "admin (first start)".into(),
+            created_at: Timestamp::now(),
+        },
     )?;
     let path = dir.join("admin-token");
     write_private(&path, format!("{token}\n").as_bytes())?;
@@ -65,7 +70,10 @@ fn ensure_join_token(store: &Store, dir: &Path) -> anyhow::Result<String> {
     let path = dir.join("join-token");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let token = text.trim().to_string();
-        if store.token(&auth::hash(&token))?.is_some_and(|t| t.role == Role::Join) {
+        if store
+            .token(&auth::hash(&token))?
+            .is_some_and(|t| t.role == Role::Join)
+        {
             return Ok(token);
         }
     }
@@ -73,10 +81,44 @@ fn ensure_join_token(store: &Store, dir: &Path) -> anyhow::Result<String> {
     let token = auth::generate(auth::JOIN_PREFIX);
     store.put_token(
         &auth::hash(&token),
-        &TokenRecord { role: Role::Join, label: "join".into(), created_at: Timestamp::now() },
+        &TokenRecord {
+            role: Role::Join,
+            label: "join".into(),
+            created_at: Timestamp::now(),
+        },
     )?;
     write_private(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
+}
+
+/// The buildpacks folder: the flag, else the installed one, else the source tree's (a build
+/// from the repository runs as `target/*/caasd`).
+fn find_buildpacks(flag: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(dir) = flag {
+        anyhow::ensure!(
+            dir.is_dir(),
+            "the buildpacks folder {} does not exist",
+            dir.display()
+        );
+        return Ok(dir);
+    }
+    let installed = std::path::PathBuf::from("/usr/local/share/caas/buildpacks");
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        exe.parent()?
+            .parent()?
+            .parent()
+            .map(|repo| repo.join("buildpacks"))
+    });
+    let found = [Some(installed.clone()), from_exe]
+        .into_iter()
+        .flatten()
+        .find(|d| d.is_dir());
+    Ok(found.unwrap_or_else(|| {
+        tracing::warn!(
+            "no buildpacks folder found (pass --buildpacks DIR); buildpack builds will find none"
+        );
+        installed
+    }))
 }
 
 fn app_url_template(domain: &str, gateway: SocketAddr) -> String {
@@ -98,7 +140,8 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     let run_file = dir.join("caasd.json");
     let _ = std::fs::remove_file(&run_file);
@@ -111,9 +154,12 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let join_token = ensure_join_token(&store, dir)?;
     store.flush().await?;
 
-    let api_listener = TcpListener::bind(args.api).await.with_context(|| format!("binding the API to {}", args.api))?;
-    let gw_listener =
-        TcpListener::bind(args.gateway).await.with_context(|| format!("binding the gateway to {}", args.gateway))?;
+    let api_listener = TcpListener::bind(args.api)
+        .await
+        .with_context(|| format!("binding the API to {}", args.api))?;
+    let gw_listener = TcpListener::bind(args.gateway)
+        .await
+        .with_context(|| format!("binding the gateway to {}", args.gateway))?;
     let api_addr = reachable(api_listener.local_addr()?);
     let gw_addr = reachable(gw_listener.local_addr()?);
 
@@ -122,12 +168,39 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let lost_after = Duration::from_secs(args.lost_after.max(3));
     let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
     let wake = Arc::new(Notify::new());
+    let builder = Builder::new(
+        store.clone(),
+        engine.clone(),
+        logs.clone(),
+        wake.clone(),
+        BuildSettings {
+            root: dir.join("builds"),
+            buildpacks: find_buildpacks(args.buildpacks.clone())?,
+            stack_image: args.stack_image.clone(),
+            memory_mb: args.build_memory,
+            max_upload: args.max_upload_mb * 1024 * 1024,
+            limits: unpack::Limits {
+                max_unpacked_bytes: args.max_unpacked_mb * 1024 * 1024,
+                max_entries: args.max_archive_entries,
+                max_ratio: args.max_compression_ratio,
+                ..unpack::Limits::default()
+            },
+            cluster_id: cluster_id.clone(),
+        },
+        args.build_concurrency,
+        shutdown.clone(),
+    );
+    builder
+        .recover()
+        .await
+        .context("cleaning up after builds of the previous run")?;
     let config = Arc::new(ApiConfig {
         domain: args.domain.clone(),
         app_url_template: app_url_template(&args.domain, gw_listener.local_addr()?),
         max_scale: args.max_scale,
         instance_memory_mb: args.instance_memory,
         max_image_upload: args.max_image_upload * 1024 * 1024,
+        max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),
     });
 
@@ -136,7 +209,10 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         store: store.clone(),
         observed: observed.clone(),
         logs: logs.clone(),
-        settings: Settings { drain: Duration::from_secs(args.drain_seconds), instance_memory_mb: args.instance_memory },
+        settings: Settings {
+            drain: Duration::from_secs(args.drain_seconds),
+            instance_memory_mb: args.instance_memory,
+        },
         wake: wake.clone(),
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
@@ -145,11 +221,20 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(args.domain.clone(), routes, logs.clone());
     tasks.spawn(gateway.serve(gw_listener, shutdown.clone()));
 
-    let state = AppState { store: store.clone(), engine: engine.clone(), logs, observed, wake, config };
+    let state = AppState {
+        store: store.clone(),
+        engine: engine.clone(),
+        logs,
+        observed,
+        wake,
+        config,
+        builder: builder.clone(),
+    };
     let app = api::router(state);
     let api_stop = shutdown.clone();
     tasks.spawn(async move {
-        let serve = axum::serve(api_listener, app).with_graceful_shutdown(async move { api_stop.cancelled().await });
+        let serve = axum::serve(api_listener, app)
+            .with_graceful_shutdown(async move { api_stop.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!("API server: {e}");
         }
@@ -186,8 +271,14 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     signalled().await;
     tracing::info!("shutting down; app containers keep running and are adopted on the next start");
     shutdown.cancel();
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(10), drain).await.is_err() {
+    let drain = async {
+        while tasks.join_next().await.is_some() {}
+        builder.closed().await;
+    };
+    if tokio::time::timeout(Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within 10s");
     }
     store.flush().await?;

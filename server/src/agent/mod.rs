@@ -11,11 +11,11 @@
 mod client;
 pub mod plan;
 
-use crate::docker::{ContainerInfo, ContainerSpec, Engine, EngineError, Publish};
+use crate::docker::{Command, ContainerInfo, ContainerSpec, Engine, EngineError, Publish};
 use anyhow::Context;
 use caas_api::agent::{
-    AppLogLine, Assignment, Assignments, HealthCheck, Heartbeat, InstanceReport, LogBatch, ObservedState,
-    RegisterRequest,
+    AppLogLine, Assignment, Assignments, HealthCheck, Heartbeat, InstanceReport, LogBatch,
+    ObservedState, RegisterRequest,
 };
 use caas_api::{LogLine, LogSource, Timestamp};
 use client::{Client, ClientError};
@@ -88,7 +88,11 @@ impl Session {
         self.cfg.data_dir.join("identity.json")
     }
 
-    async fn register(cfg: &AgentConfig, client: &Client, engine: &Engine) -> anyhow::Result<Identity> {
+    async fn register(
+        cfg: &AgentConfig,
+        client: &Client,
+        engine: &Engine,
+    ) -> anyhow::Result<Identity> {
         let join = cfg
             .join_token
             .as_deref()
@@ -107,7 +111,11 @@ impl Session {
                 },
             )
             .await?;
-        Ok(Identity { host_id: resp.host_id, token: resp.token, cluster_id: resp.cluster_id })
+        Ok(Identity {
+            host_id: resp.host_id,
+            token: resp.token,
+            cluster_id: resp.cluster_id,
+        })
     }
 
     fn save(&self, id: &Identity) -> anyhow::Result<()> {
@@ -148,20 +156,33 @@ pub fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> 
 }
 
 /// Runs the agent until `shutdown`. Containers keep running after it returns.
-pub async fn run(cfg: AgentConfig, engine: Engine, shutdown: CancellationToken) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+pub async fn run(
+    cfg: AgentConfig,
+    engine: Engine,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
     let client = Client::new(&cfg.server);
     let path = cfg.data_dir.join("identity.json");
     let identity = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?,
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?
+        }
         Err(_) => loop {
             match Session::register(&cfg, &client, &engine).await {
                 Ok(id) => {
                     write_private(&path, &serde_json::to_vec_pretty(&id)?)?;
                     break id;
                 }
-                Err(e) if e.downcast_ref::<ClientError>().is_some_and(|c| matches!(c, ClientError::Transport(_))) => {
-                    tracing::warn!("cannot reach the control plane at {} yet: {e:#}", cfg.server);
+                Err(e)
+                    if e.downcast_ref::<ClientError>()
+                        .is_some_and(|c| matches!(c, ClientError::Transport(_))) =>
+                {
+                    tracing::warn!(
+                        "cannot reach the control plane at {} yet: {e:#}",
+                        cfg.server
+                    );
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
                         _ = tokio::time::sleep(Duration::from_secs(2)) => {}
@@ -172,10 +193,20 @@ pub async fn run(cfg: AgentConfig, engine: Engine, shutdown: CancellationToken) 
         },
     };
     tracing::info!(host = cfg.name, host_id = identity.host_id, "agent running");
-    let session = Arc::new(Session { cfg, client, identity: RwLock::new(identity), reauth: Default::default() });
+    let session = Arc::new(Session {
+        cfg,
+        client,
+        identity: RwLock::new(identity),
+        reauth: Default::default(),
+    });
 
     let (assign_tx, assign_rx) = watch::channel(None);
-    let poller = tokio::spawn(poll(session.clone(), engine.clone(), assign_tx, shutdown.clone()));
+    let poller = tokio::spawn(poll(
+        session.clone(),
+        engine.clone(),
+        assign_tx,
+        shutdown.clone(),
+    ));
     let (logs_tx, logs_rx) = mpsc::channel(LOG_BUFFER);
     let shipper = tokio::spawn(ship(session.clone(), engine.clone(), logs_rx));
 
@@ -222,7 +253,9 @@ async fn poll(
             }
             Err(ClientError::Unauthorized) => {
                 if let Err(e) = session.reauthenticate(&engine, &token).await {
-                    tracing::error!("the control plane refused this agent and re-registering failed: {e:#}");
+                    tracing::error!(
+                        "the control plane refused this agent and re-registering failed: {e:#}"
+                    );
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
@@ -258,7 +291,11 @@ async fn ship(session: Arc<Session>, engine: Engine, mut rx: mpsc::Receiver<AppL
                     let _ = session.reauthenticate(&engine, &token).await;
                 }
                 Err(e) => {
-                    tracing::warn!("shipping {} log lines (attempt {}): {e}", batch.lines.len(), attempt + 1);
+                    tracing::warn!(
+                        "shipping {} log lines (attempt {}): {e}",
+                        batch.lines.len(),
+                        attempt + 1
+                    );
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
@@ -295,12 +332,16 @@ impl Probe {
             Probe::Running => true,
             Probe::Fail => false,
             Probe::Connect(addr) => {
-                matches!(tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)))
+                matches!(
+                    tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await,
+                    Ok(Ok(_))
+                )
             }
             Probe::Http(addr) => {
                 let exchange = async {
                     let mut s = tokio::net::TcpStream::connect(addr).await?;
-                    s.write_all(b"HEAD / HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+                    s.write_all(b"HEAD / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+                        .await?;
                     let mut buf = [0u8; 5];
                     s.read_exact(&mut buf).await?;
                     Ok::<bool, std::io::Error>(&buf == b"HTTP/")
@@ -331,7 +372,11 @@ struct Agent {
 }
 
 impl Agent {
-    async fn main_loop(&mut self, mut assign_rx: watch::Receiver<Option<Assignments>>, shutdown: CancellationToken) {
+    async fn main_loop(
+        &mut self,
+        mut assign_rx: watch::Receiver<Option<Assignments>>,
+        shutdown: CancellationToken,
+    ) {
         // Nothing is touched before the first answer: until then we do not know what is wanted.
         loop {
             if assign_rx.borrow_and_update().is_some() {
@@ -345,8 +390,11 @@ impl Agent {
         let mut ticker = tokio::time::interval(PASS_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let assigned: Vec<Assignment> =
-                assign_rx.borrow_and_update().as_ref().map(|a| a.assignments.clone()).unwrap_or_default();
+            let assigned: Vec<Assignment> = assign_rx
+                .borrow_and_update()
+                .as_ref()
+                .map(|a| a.assignments.clone())
+                .unwrap_or_default();
             if let Err(e) = self.pass(&assigned).await {
                 tracing::warn!("agent pass: {e:#}");
             }
@@ -360,8 +408,20 @@ impl Agent {
 
     fn event(&self, app: &str, tag: &str, text: String) {
         tracing::info!(app, tag, "{text}");
-        let line = LogLine { ts: Timestamp::now(), source: LogSource::Caas, tag: tag.into(), text };
-        if self.logs.try_send(AppLogLine { app: app.into(), line }).is_err() {
+        let line = LogLine {
+            ts: Timestamp::now(),
+            source: LogSource::Caas,
+            tag: tag.into(),
+            text,
+        };
+        if self
+            .logs
+            .try_send(AppLogLine {
+                app: app.into(),
+                line,
+            })
+            .is_err()
+        {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -371,14 +431,23 @@ impl Agent {
             let id = self.session.identity.read().unwrap();
             (id.cluster_id.clone(), id.host_id.clone())
         };
-        let containers =
-            self.engine.list_containers(&[(LABEL_CLUSTER, &cluster), (LABEL_HOST, &host_id)]).await?;
-        let by_id: HashMap<&str, &Assignment> = assigned.iter().map(|a| (a.id.as_str(), a)).collect();
+        let containers = self
+            .engine
+            .list_containers(&[(LABEL_CLUSTER, &cluster), (LABEL_HOST, &host_id)])
+            .await?;
+        let by_id: HashMap<&str, &Assignment> =
+            assigned.iter().map(|a| (a.id.as_str(), a)).collect();
         let now = Timestamp::now();
 
         // Notice exits of assigned instances, once each.
         for c in containers.iter().filter(|c| !c.running) {
-            let Some(a) = c.labels.get(LABEL_ALLOC).and_then(|id| by_id.get(id.as_str())) else { continue };
+            let Some(a) = c
+                .labels
+                .get(LABEL_ALLOC)
+                .and_then(|id| by_id.get(id.as_str()))
+            else {
+                continue;
+            };
             self.note_exit(a, c, now).await;
         }
 
@@ -397,33 +466,50 @@ impl Agent {
         for action in plan::plan(assigned, &seen, &self.backoff, now) {
             match action {
                 Action::Run(a) => self.create(&a, &cluster, &host_id, &containers).await,
-                Action::Start { container_id, assignment_id } => {
+                Action::Start {
+                    container_id,
+                    assignment_id,
+                } => {
                     if let Some(a) = by_id.get(assignment_id.as_str()) {
                         self.restart(a, &container_id).await;
                     }
                 }
-                Action::Remove { container_id, running } => self.remove(container_id, running),
+                Action::Remove {
+                    container_id,
+                    running,
+                } => self.remove(container_id, running),
             }
         }
 
         // Adopt what runs and we do not know yet (a restarted agent), then check health.
-        let containers =
-            self.engine.list_containers(&[(LABEL_CLUSTER, &cluster), (LABEL_HOST, &host_id)]).await?;
+        let containers = self
+            .engine
+            .list_containers(&[(LABEL_CLUSTER, &cluster), (LABEL_HOST, &host_id)])
+            .await?;
         for c in &containers {
-            let Some(alloc) = c.labels.get(LABEL_ALLOC) else { continue };
+            let Some(alloc) = c.labels.get(LABEL_ALLOC) else {
+                continue;
+            };
             if !by_id.contains_key(alloc.as_str()) || removing.contains(&c.id) {
                 continue;
             }
-            let local = self.instances.entry(alloc.clone()).or_insert_with(|| Local {
-                container_id: c.id.clone(),
-                state: if c.running { ObservedState::Starting } else { ObservedState::Crashed },
-                since: now,
-                port: c.host_port,
-                restarts: 0,
-                health_failures: 0,
-                last_exit: None,
-                running_since: c.running.then_some(now),
-            });
+            let local = self
+                .instances
+                .entry(alloc.clone())
+                .or_insert_with(|| Local {
+                    container_id: c.id.clone(),
+                    state: if c.running {
+                        ObservedState::Starting
+                    } else {
+                        ObservedState::Crashed
+                    },
+                    since: now,
+                    port: c.host_port,
+                    restarts: 0,
+                    health_failures: 0,
+                    last_exit: None,
+                    running_since: c.running.then_some(now),
+                });
             if local.container_id != c.id {
                 local.container_id = c.id.clone();
             }
@@ -435,7 +521,8 @@ impl Agent {
         self.follow_logs(assigned, &containers);
 
         // Forget what is no longer assigned.
-        self.instances.retain(|id, _| by_id.contains_key(id.as_str()));
+        self.instances
+            .retain(|id, _| by_id.contains_key(id.as_str()));
         self.backoff.retain(|id, _| by_id.contains_key(id.as_str()));
         let live: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         self.followers.retain(|id, f| {
@@ -454,7 +541,9 @@ impl Agent {
     }
 
     async fn note_exit(&mut self, a: &Assignment, c: &ContainerInfo, now: Timestamp) {
-        let Ok((exit, port)) = self.engine.exit_info(&c.id).await else { return };
+        let Ok((exit, port)) = self.engine.exit_info(&c.id).await else {
+            return;
+        };
         let finished = exit.finished_at.unwrap_or(now);
         let local = self.instances.entry(a.id.clone()).or_insert_with(|| Local {
             container_id: c.id.clone(),
@@ -469,26 +558,51 @@ impl Agent {
         if local.last_exit == Some(finished) {
             return;
         }
-        let first_sight = local.last_exit.is_none() && local.running_since.is_none() && local.state == ObservedState::Crashed;
+        let first_sight = local.last_exit.is_none()
+            && local.running_since.is_none()
+            && local.state == ObservedState::Crashed;
         local.last_exit = Some(finished);
         local.state = ObservedState::Crashed;
         local.since = finished;
         local.port = local.port.or(port);
-        let ran_long = local.running_since.is_some_and(|s| s.until(finished) >= STABLE_AFTER);
+        let ran_long = local
+            .running_since
+            .is_some_and(|s| s.until(finished) >= STABLE_AFTER);
         local.running_since = None;
-        let failures = if ran_long { 1 } else { self.backoff.get(&a.id).map_or(0, |b| b.failures) + 1 };
+        let failures = if ran_long {
+            1
+        } else {
+            self.backoff.get(&a.id).map_or(0, |b| b.failures) + 1
+        };
         let delay = plan::backoff_delay(failures);
-        self.backoff.insert(a.id.clone(), Backoff { failures, next_at: finished.max(now).plus(delay) });
+        self.backoff.insert(
+            a.id.clone(),
+            Backoff {
+                failures,
+                next_at: finished.max(now).plus(delay),
+            },
+        );
         let why = if exit.oom_killed {
-            format!("was killed for using more than {} MB of memory", a.memory_mb)
+            format!(
+                "was killed for using more than {} MB of memory",
+                a.memory_mb
+            )
         } else {
             format!("exited with status {}", exit.exit_code)
         };
-        let when = if first_sight { "found stopped: it".to_string() } else { "crashed:".to_string() };
+        let when = if first_sight {
+            "found stopped: it".to_string()
+        } else {
+            "crashed:".to_string()
+        };
         self.event(
             &a.app,
             "crash",
-            format!("{} {when} {why}; restarting in {}s", a.instance_name(), delay.as_secs()),
+            format!(
+                "{} {when} {why}; restarting in {}s",
+                a.instance_name(),
+                delay.as_secs()
+            ),
         );
     }
 
@@ -511,7 +625,13 @@ impl Agent {
         None
     }
 
-    async fn create(&mut self, a: &Assignment, cluster: &str, host_id: &str, containers: &[ContainerInfo]) {
+    async fn create(
+        &mut self,
+        a: &Assignment,
+        cluster: &str,
+        host_id: &str,
+        containers: &[ContainerInfo],
+    ) {
         let address = self.session.cfg.address;
         let mut taken: HashSet<u16> = containers.iter().filter_map(|c| c.host_port).collect();
         let labels = HashMap::from([
@@ -529,15 +649,29 @@ impl Agent {
         for _ in 0..20 {
             let publish = match a.container_port {
                 Some(container_port) => match self.next_port(address, &taken) {
-                    Some(host_port) => Some(Publish { host_ip: address, host_port, container_port }),
+                    Some(host_port) => Some(Publish {
+                        host_ip: address,
+                        host_port,
+                        container_port,
+                    }),
                     None => break,
                 },
                 None => None,
             };
             let spec = ContainerSpec {
-                name: format!("caas-{short_cluster}-{}-{}-{}", a.app, a.instance_name(), a.id),
+                name: format!(
+                    "caas-{short_cluster}-{}-{}-{}",
+                    a.app,
+                    a.instance_name(),
+                    a.id
+                ),
                 image: a.image.clone(),
-                shell_command: a.command.clone(),
+                command: a
+                    .command
+                    .clone()
+                    .map_or(Command::ImageDefault, Command::Shell),
+                user: None,
+                volumes: Vec::new(),
                 env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
                 labels: labels.clone(),
                 publish,
@@ -562,9 +696,18 @@ impl Agent {
         let now = Timestamp::now();
         match result {
             Ok(container_id) => {
-                let at = port.map(|p| format!(" at {address}:{p}")).unwrap_or_default();
-                self.event(&a.app, "start", format!("Starting {} (v{}){at}", a.instance_name(), a.release));
-                self.followers.insert(container_id.clone(), self.spawn_follower(a, &container_id, 0));
+                let at = port
+                    .map(|p| format!(" at {address}:{p}"))
+                    .unwrap_or_default();
+                self.event(
+                    &a.app,
+                    "start",
+                    format!("Starting {} (v{}){at}", a.instance_name(), a.release),
+                );
+                self.followers.insert(
+                    container_id.clone(),
+                    self.spawn_follower(a, &container_id, 0),
+                );
                 let restarts = self.instances.get(&a.id).map_or(0, |l| l.restarts);
                 self.instances.insert(
                     a.id.clone(),
@@ -583,7 +726,13 @@ impl Agent {
             Err(e) => {
                 let failures = self.backoff.get(&a.id).map_or(0, |b| b.failures) + 1;
                 let delay = plan::backoff_delay(failures);
-                self.backoff.insert(a.id.clone(), Backoff { failures, next_at: now.plus(delay) });
+                self.backoff.insert(
+                    a.id.clone(),
+                    Backoff {
+                        failures,
+                        next_at: now.plus(delay),
+                    },
+                );
                 let why = match e {
                     EngineError::NotFound => format!("its image {} is not on this host", a.image),
                     EngineError::PortTaken => "no free port in this host's range".to_string(),
@@ -592,7 +741,11 @@ impl Agent {
                 self.event(
                     &a.app,
                     "crash",
-                    format!("cannot start {}: {why}; retrying in {}s", a.instance_name(), delay.as_secs()),
+                    format!(
+                        "cannot start {}: {why}; retrying in {}s",
+                        a.instance_name(),
+                        delay.as_secs()
+                    ),
                 );
             }
         }
@@ -618,11 +771,19 @@ impl Agent {
                 local.health_failures = 0;
                 local.running_since = Some(now);
                 let n = local.restarts;
-                self.event(&a.app, "restart", format!("Restarted {} (restart {n})", a.instance_name()));
+                self.event(
+                    &a.app,
+                    "restart",
+                    format!("Restarted {} (restart {n})", a.instance_name()),
+                );
             }
             Err(e) => {
                 // The port it was published on may have been taken meanwhile: make a new one.
-                self.event(&a.app, "restart", format!("cannot restart {}: {e}; replacing it", a.instance_name()));
+                self.event(
+                    &a.app,
+                    "restart",
+                    format!("cannot restart {}: {e}; replacing it", a.instance_name()),
+                );
                 self.remove(container_id.to_string(), false);
             }
         }
@@ -649,19 +810,30 @@ impl Agent {
 
     async fn check_health(&mut self, assigned: &[Assignment], containers: &[ContainerInfo]) {
         let address = self.session.cfg.address;
-        let running: HashMap<&str, &ContainerInfo> =
-            containers.iter().filter(|c| c.running).map(|c| (c.id.as_str(), c)).collect();
+        let running: HashMap<&str, &ContainerInfo> = containers
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| (c.id.as_str(), c))
+            .collect();
         let mut probes = Vec::new();
         for a in assigned {
-            let Some(local) = self.instances.get(&a.id) else { continue };
-            let Some(c) = running.get(local.container_id.as_str()) else { continue };
+            let Some(local) = self.instances.get(&a.id) else {
+                continue;
+            };
+            let Some(c) = running.get(local.container_id.as_str()) else {
+                continue;
+            };
             // Probe the process itself at its container address: Docker's userland proxy accepts
             // connections on the published port even when nothing listens behind it. Without a
             // container address, an HTTP exchange through the published port tells the same.
             let probe = match (&a.health, c.ip, a.container_port, local.port) {
                 (HealthCheck::Running, ..) => Probe::Running,
-                (HealthCheck::Tcp, Some(ip), Some(cport), _) => Probe::Connect(SocketAddr::new(ip, cport)),
-                (HealthCheck::Tcp, None, _, Some(hport)) => Probe::Http(SocketAddr::new(address, hport)),
+                (HealthCheck::Tcp, Some(ip), Some(cport), _) => {
+                    Probe::Connect(SocketAddr::new(ip, cport))
+                }
+                (HealthCheck::Tcp, None, _, Some(hport)) => {
+                    Probe::Http(SocketAddr::new(address, hport))
+                }
                 (HealthCheck::Tcp, ..) => Probe::Fail,
             };
             probes.push(async move { (a, probe.run().await) });
@@ -671,7 +843,9 @@ impl Agent {
         let mut to_stop = Vec::new();
         let mut events = Vec::new();
         for (a, ok) in results {
-            let Some(local) = self.instances.get_mut(&a.id) else { continue };
+            let Some(local) = self.instances.get_mut(&a.id) else {
+                continue;
+            };
             if local.state == ObservedState::Crashed {
                 // Running again (started by hand, or a restart we did not see finish).
                 local.state = ObservedState::Starting;
@@ -691,10 +865,14 @@ impl Agent {
                 (ObservedState::Up, true) => local.health_failures = 0,
                 (ObservedState::Starting, false) => {
                     if local.since.until(now) >= START_TIMEOUT {
-                        to_stop.push((a.app.clone(), local.container_id.clone(), format!(
-                            "{name} did not listen on $PORT within {}s; restarting it",
-                            START_TIMEOUT.as_secs()
-                        )));
+                        to_stop.push((
+                            a.app.clone(),
+                            local.container_id.clone(),
+                            format!(
+                                "{name} did not listen on $PORT within {}s; restarting it",
+                                START_TIMEOUT.as_secs()
+                            ),
+                        ));
                     }
                 }
                 (ObservedState::Up, false) => {
@@ -702,15 +880,22 @@ impl Agent {
                     if local.health_failures >= UNHEALTHY_AFTER {
                         local.state = ObservedState::Unhealthy;
                         local.since = now;
-                        events.push((a.app.clone(), format!("{name} failed {UNHEALTHY_AFTER} health checks in a row")));
+                        events.push((
+                            a.app.clone(),
+                            format!("{name} failed {UNHEALTHY_AFTER} health checks in a row"),
+                        ));
                     }
                 }
                 (ObservedState::Unhealthy, false) => {
                     if local.since.until(now) >= UNHEALTHY_TIMEOUT {
-                        to_stop.push((a.app.clone(), local.container_id.clone(), format!(
-                            "{name} stayed unhealthy for {}s; restarting it",
-                            UNHEALTHY_TIMEOUT.as_secs()
-                        )));
+                        to_stop.push((
+                            a.app.clone(),
+                            local.container_id.clone(),
+                            format!(
+                                "{name} stayed unhealthy for {}s; restarting it",
+                                UNHEALTHY_TIMEOUT.as_secs()
+                            ),
+                        ));
                     }
                 }
                 (ObservedState::Crashed, _) => {}
@@ -755,7 +940,13 @@ impl Agent {
                     tag: tag.clone(),
                     text: chunk.text,
                 };
-                if tx.try_send(AppLogLine { app: app.clone(), line }).is_err() {
+                if tx
+                    .try_send(AppLogLine {
+                        app: app.clone(),
+                        line,
+                    })
+                    .is_err()
+                {
                     dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -764,10 +955,17 @@ impl Agent {
     }
 
     fn follow_logs(&mut self, assigned: &[Assignment], containers: &[ContainerInfo]) {
-        let by_id: HashMap<&str, &Assignment> = assigned.iter().map(|a| (a.id.as_str(), a)).collect();
+        let by_id: HashMap<&str, &Assignment> =
+            assigned.iter().map(|a| (a.id.as_str(), a)).collect();
         let now_nanos = (Timestamp::now().millis()) * 1_000_000;
         for c in containers.iter().filter(|c| c.running) {
-            let Some(a) = c.labels.get(LABEL_ALLOC).and_then(|id| by_id.get(id.as_str())) else { continue };
+            let Some(a) = c
+                .labels
+                .get(LABEL_ALLOC)
+                .and_then(|id| by_id.get(id.as_str()))
+            else {
+                continue;
+            };
             let since = match self.followers.get(&c.id) {
                 Some(f) if !f.handle.is_finished() => continue,
                 // It ended with the container; the container runs again: resume after the last line.
@@ -786,17 +984,22 @@ impl Agent {
             .iter()
             .filter_map(|a| {
                 let l = self.instances.get(&a.id)?;
-                present.contains(l.container_id.as_str()).then(|| InstanceReport {
-                    assignment_id: a.id.clone(),
-                    container_id: l.container_id.clone(),
-                    state: l.state,
-                    port: l.port,
-                    restarts: l.restarts,
-                    since: l.since,
-                })
+                present
+                    .contains(l.container_id.as_str())
+                    .then(|| InstanceReport {
+                        assignment_id: a.id.clone(),
+                        container_id: l.container_id.clone(),
+                        state: l.state,
+                        port: l.port,
+                        restarts: l.restarts,
+                        since: l.since,
+                    })
             })
             .collect();
-        let key: Vec<_> = instances.iter().map(|r| (r.assignment_id.clone(), r.state, r.port)).collect();
+        let key: Vec<_> = instances
+            .iter()
+            .map(|r| (r.assignment_id.clone(), r.state, r.port))
+            .collect();
         let due = match &self.last_report {
             None => true,
             Some((at, last)) => *last != key || at.elapsed() >= HEARTBEAT_INTERVAL,
@@ -805,7 +1008,12 @@ impl Agent {
             return;
         }
         let token = self.session.token();
-        match self.session.client.heartbeat(&token, &Heartbeat { instances }).await {
+        match self
+            .session
+            .client
+            .heartbeat(&token, &Heartbeat { instances })
+            .await
+        {
             Ok(()) => self.last_report = Some((Instant::now(), key)),
             Err(ClientError::Unauthorized) => {
                 if let Err(e) = self.session.reauthenticate(&self.engine, &token).await {

@@ -9,7 +9,9 @@ use crate::store::{AllocationRecord, HostRecord, ReleaseRecord, Role, TokenRecor
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use caas_api::agent::{Assignment, Assignments, HealthCheck, Heartbeat, LogBatch, RegisterRequest, RegisterResponse};
+use caas_api::agent::{
+    Assignment, Assignments, HealthCheck, Heartbeat, LogBatch, RegisterRequest, RegisterResponse,
+};
 use caas_api::{LogSource, Timestamp};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -26,7 +28,8 @@ fn validate_host_name(name: &str) -> ApiResult<()> {
     let b = name.as_bytes();
     let ok = (1..=63).contains(&b.len())
         && b[0].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.');
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-' || *c == b'.');
     if ok {
         Ok(())
     } else {
@@ -42,9 +45,12 @@ pub async fn register(
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     validate_host_name(&req.name)?;
-    req.address
-        .parse::<std::net::IpAddr>()
-        .map_err(|_| ApiError::Invalid(format!("invalid host address {:?}: give an IP address", req.address)))?;
+    req.address.parse::<std::net::IpAddr>().map_err(|_| {
+        ApiError::Invalid(format!(
+            "invalid host address {:?}: give an IP address",
+            req.address
+        ))
+    })?;
     if req.port_min < 1024 || req.port_min > req.port_max {
         return Err(ApiError::Invalid(format!(
             "invalid port range {}-{}: give LOW-HIGH with 1024 <= LOW <= HIGH",
@@ -53,7 +59,9 @@ pub async fn register(
     }
     // A host that registers again under its name keeps its id, so what runs there stays its own.
     let existing = s.store.hosts()?.into_iter().find(|h| h.name == req.name);
-    let id = existing.as_ref().map_or_else(auth::short_id, |h| h.id.clone());
+    let id = existing
+        .as_ref()
+        .map_or_else(auth::short_id, |h| h.id.clone());
     let host = HostRecord {
         id: id.clone(),
         name: req.name.clone(),
@@ -65,16 +73,36 @@ pub async fn register(
         registered_at: existing.map_or_else(Timestamp::now, |h| h.registered_at),
     };
     s.store.put_host(&host)?;
-    s.store.delete_tokens_where(|t| t.role == Role::Agent { host_id: id.clone() })?;
+    s.store.delete_tokens_where(|t| {
+        t.role
+            == Role::Agent {
+                host_id: id.clone(),
+            }
+    })?;
     let token = auth::generate(auth::AGENT_PREFIX);
     s.store.put_token(
         &auth::hash(&token),
-        &TokenRecord { role: Role::Agent { host_id: id.clone() }, label: format!("agent {}", req.name), created_at: Timestamp::now() },
+        &TokenRecord {
+            role: Role::Agent {
+                host_id: id.clone(),
+            },
+            label: format!("agent {}", req.name),
+            created_at: Timestamp::now(),
+        },
     )?;
     s.store.flush().await?;
-    tracing::info!(host = req.name, id, address = req.address, "host registered");
+    tracing::info!(
+        host = req.name,
+        id,
+        address = req.address,
+        "host registered"
+    );
     s.wake.notify_one();
-    Ok(Json(RegisterResponse { host_id: id, token, cluster_id: s.config.cluster_id.clone() }))
+    Ok(Json(RegisterResponse {
+        host_id: id,
+        token,
+        cluster_id: s.config.cluster_id.clone(),
+    }))
 }
 
 #[derive(Deserialize)]
@@ -100,7 +128,12 @@ pub async fn assignments(
     let index = *rx.borrow();
     let mut releases: HashMap<(String, u64), Option<ReleaseRecord>> = HashMap::new();
     let mut out = Vec::new();
-    for a in s.store.allocations()?.into_iter().filter(|a| a.host_id == host_id) {
+    for a in s
+        .store
+        .allocations()?
+        .into_iter()
+        .filter(|a| a.host_id == host_id)
+    {
         let key = (a.app.clone(), a.release);
         if !releases.contains_key(&key) {
             releases.insert(key.clone(), s.store.release(&a.app, a.release)?);
@@ -109,7 +142,10 @@ pub async fn assignments(
             out.push(assignment(&s, a, release));
         }
     }
-    Ok(Json(Assignments { index, assignments: out }))
+    Ok(Json(Assignments {
+        index,
+        assignments: out,
+    }))
 }
 
 fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Assignment {
@@ -122,14 +158,32 @@ fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Ass
     if web {
         env.insert("PORT".into(), CONTAINER_PORT.to_string());
     }
+    // Built apps start through the stack's launcher, which sources `.profile.d` (PATH to the
+    // virtualenv, node_modules/.bin, ...) the way Heroku's dynos do.
+    let command = release
+        .process_types
+        .get(&a.process)
+        .cloned()
+        .flatten()
+        .map(|c| {
+            if release.launcher {
+                format!("exec caas-launch {}", crate::build::sh_quote(&c))
+            } else {
+                c
+            }
+        });
     Assignment {
-        command: release.process_types.get(&a.process).cloned().flatten(),
+        command,
         image: release.image_id.clone(),
         container_port: web.then_some(CONTAINER_PORT),
         memory_mb: s.config.instance_memory_mb,
         cpu_shares: CPU_SHARES,
         pids_limit: PIDS_LIMIT,
-        health: if web { HealthCheck::Tcp } else { HealthCheck::Running },
+        health: if web {
+            HealthCheck::Tcp
+        } else {
+            HealthCheck::Running
+        },
         env,
         id: a.id,
         app: a.app,
@@ -144,7 +198,9 @@ pub async fn heartbeat(
     State(s): State<AppState>,
     JsonBody(hb): JsonBody<Heartbeat>,
 ) -> ApiResult<StatusCode> {
-    if s.observed.heartbeat(&host_id, hb.instances, Timestamp::now()) {
+    if s.observed
+        .heartbeat(&host_id, hb.instances, Timestamp::now())
+    {
         s.wake.notify_one();
     }
     Ok(StatusCode::NO_CONTENT)
@@ -165,7 +221,8 @@ pub async fn logs(
         let known = match exists.get(&l.app) {
             Some(k) => *k,
             None => {
-                let k = caas_api::validate_app_name(&l.app).is_ok() && s.store.app(&l.app)?.is_some();
+                let k =
+                    caas_api::validate_app_name(&l.app).is_ok() && s.store.app(&l.app)?.is_some();
                 exists.insert(l.app.clone(), k);
                 k
             }

@@ -3,6 +3,7 @@
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
+use crate::docker::EngineError;
 use crate::schedule::reconcile::WEB;
 use crate::store::{AppRecord, Desired, ReleaseRecord, StoreError};
 use axum::body::Body;
@@ -11,10 +12,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use caas_api::agent::ObservedState;
 use caas_api::{
-    App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages, Release,
-    ScaleRequest, ServerInfo, Timestamp,
+    App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages,
+    Release, ScaleRequest, ServerInfo, Timestamp,
 };
-use crate::docker::EngineError;
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,16 +25,18 @@ pub async fn info(State(s): State<AppState>) -> Json<ServerInfo> {
         version: env!("CARGO_PKG_VERSION").into(),
         domain: s.config.domain.clone(),
         app_url_template: s.config.app_url_template.clone(),
+        max_upload_mb: s.config.max_upload / (1024 * 1024),
     })
 }
 
-fn app_view(s: &AppState, rec: AppRecord) -> App {
+pub(super) fn app_view(s: &AppState, rec: AppRecord) -> App {
     App {
         url: s.config.app_url(&rec.name),
         name: rec.name,
         created_at: rec.created_at,
         release: rec.release,
         formation: rec.formation,
+        buildpack: rec.buildpack,
     }
 }
 
@@ -48,11 +50,20 @@ pub fn load_app(s: &AppState, name: &str) -> ApiResult<AppRecord> {
 }
 
 pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<App>>> {
-    let apps = s.store.apps()?.into_iter().map(|a| app_view(&s, a)).collect();
+    let apps = s
+        .store
+        .apps()?
+        .into_iter()
+        .map(|a| app_view(&s, a))
+        .collect();
     Ok(Json(apps))
 }
 
-pub async fn create(_: Admin, State(s): State<AppState>, JsonBody(req): JsonBody<CreateApp>) -> ApiResult<(StatusCode, Json<App>)> {
+pub async fn create(
+    _: Admin,
+    State(s): State<AppState>,
+    JsonBody(req): JsonBody<CreateApp>,
+) -> ApiResult<(StatusCode, Json<App>)> {
     caas_api::validate_app_name(&req.name)?;
     let rec = AppRecord {
         name: req.name.clone(),
@@ -61,11 +72,16 @@ pub async fn create(_: Admin, State(s): State<AppState>, JsonBody(req): JsonBody
         release: None,
         next_version: 1,
         config: BTreeMap::new(),
+        next_build: 1,
+        buildpack: None,
     };
     match s.store.create_app(&rec) {
         Ok(()) => {}
         Err(StoreError::Exists) => {
-            return Err(ApiError::Conflict(format!("an app named {:?} already exists; pick another name", req.name)))
+            return Err(ApiError::Conflict(format!(
+                "an app named {:?} already exists; pick another name",
+                req.name
+            )))
         }
         Err(e) => return Err(e.into()),
     }
@@ -74,12 +90,20 @@ pub async fn create(_: Admin, State(s): State<AppState>, JsonBody(req): JsonBody
     Ok((StatusCode::CREATED, Json(app_view(&s, rec))))
 }
 
-pub async fn show(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<App>> {
+pub async fn show(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<App>> {
     let rec = load_app(&s, &app)?;
     Ok(Json(app_view(&s, rec)))
 }
 
-pub async fn destroy(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<StatusCode> {
+pub async fn destroy(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<StatusCode> {
     load_app(&s, &app)?;
     let releases = s.store.releases(&app)?;
     match s.store.delete_app(&app) {
@@ -91,6 +115,10 @@ pub async fn destroy(_: Admin, State(s): State<AppState>, Path(app): Path<String
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();
     // Best effort: an image still used by a draining instance stays until Docker's own pruning.
+    let cache = format!("caas-cache-{}-{app}", s.config.cluster_id);
+    if let Err(e) = s.engine.remove_volume(&cache).await {
+        tracing::debug!(app, "removing the build cache: {e}");
+    }
     for r in releases {
         if let Err(e) = s.engine.untag(&r.image).await {
             tracing::debug!(app, "removing {}: {e}", r.image);
@@ -105,11 +133,15 @@ pub async fn destroy(_: Admin, State(s): State<AppState>, Path(app): Path<String
 fn validate_image_ref(image: &str) -> ApiResult<()> {
     let ok = (1..=255).contains(&image.len())
         && !image.starts_with('-')
-        && image.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-/:@+".contains(&c));
+        && image
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-/:@+".contains(&c));
     if ok {
         Ok(())
     } else {
-        Err(ApiError::Invalid(format!("invalid image reference {image:?}")))
+        Err(ApiError::Invalid(format!(
+            "invalid image reference {image:?}"
+        )))
     }
 }
 
@@ -148,6 +180,7 @@ pub async fn deploy(
                 created_at: Timestamp::now(),
                 process_types: BTreeMap::from([(WEB.to_string(), None)]),
                 config: rec.config.clone(),
+                launcher: false,
             })
         },
         |rec| {
@@ -158,15 +191,27 @@ pub async fn deploy(
     )?;
     s.store.flush().await?;
     // The tag is for humans (`docker images`); containers run the content id recorded above.
-    if let Err(e) = s.engine.tag_image(&image_id, &format!("caas/{app}"), &format!("v{}", release.version)).await {
+    if let Err(e) = s
+        .engine
+        .tag_image(
+            &image_id,
+            &format!("caas/{app}"),
+            &format!("v{}", release.version),
+        )
+        .await
+    {
         tracing::warn!(app, "tagging v{}: {e}", release.version);
     }
-    s.logs.event(&app, "deploy", format!("Deploying v{} ({})", release.version, req.image));
+    s.logs.event(
+        &app,
+        "deploy",
+        format!("Deploying v{} ({})", release.version, req.image),
+    );
     s.wake.notify_one();
     Ok((StatusCode::CREATED, Json(release_view(release))))
 }
 
-fn release_view(r: ReleaseRecord) -> Release {
+pub(super) fn release_view(r: ReleaseRecord) -> Release {
     Release {
         app: r.app,
         version: r.version,
@@ -179,7 +224,11 @@ fn release_view(r: ReleaseRecord) -> Release {
 }
 
 /// `docker load` of an uploaded `docker save` archive, streamed into the engine with a size cap.
-pub async fn load_images(_: Admin, State(s): State<AppState>, body: Body) -> ApiResult<Json<LoadedImages>> {
+pub async fn load_images(
+    _: Admin,
+    State(s): State<AppState>,
+    body: Body,
+) -> ApiResult<Json<LoadedImages>> {
     let limit = s.config.max_image_upload;
     let exceeded = Arc::new(AtomicBool::new(false));
     let flag = exceeded.clone();
@@ -201,32 +250,49 @@ pub async fn load_images(_: Admin, State(s): State<AppState>, body: Body) -> Api
         )));
     }
     match result {
-        Ok(images) if images.is_empty() => {
-            Err(ApiError::Invalid("the upload held no image; send the output of docker save".into()))
-        }
+        Ok(images) if images.is_empty() => Err(ApiError::Invalid(
+            "the upload held no image; send the output of docker save".into(),
+        )),
         Ok(images) => {
             tracing::info!("loaded images {images:?}");
             Ok(Json(LoadedImages { images }))
         }
-        Err(EngineError::Other(m)) => {
-            Err(ApiError::Invalid(format!("the Docker engine could not load the upload: {m}")))
-        }
+        Err(EngineError::Other(m)) => Err(ApiError::Invalid(format!(
+            "the Docker engine could not load the upload: {m}"
+        ))),
         Err(e) => Err(e.into()),
     }
 }
 
-pub async fn releases(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<Vec<Release>>> {
+pub async fn releases(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Release>>> {
     load_app(&s, &app)?;
-    let mut list: Vec<Release> = s.store.releases(&app)?.into_iter().map(release_view).collect();
+    let mut list: Vec<Release> = s
+        .store
+        .releases(&app)?
+        .into_iter()
+        .map(release_view)
+        .collect();
     list.reverse();
     Ok(Json(list))
 }
 
 fn formation_view(s: &AppState, rec: &AppRecord) -> Formation {
-    Formation { app: rec.name.clone(), quantities: rec.formation.clone(), max_per_process: s.config.max_scale }
+    Formation {
+        app: rec.name.clone(),
+        quantities: rec.formation.clone(),
+        max_per_process: s.config.max_scale,
+    }
 }
 
-pub async fn formation(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<Formation>> {
+pub async fn formation(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Formation>> {
     let rec = load_app(&s, &app)?;
     Ok(Json(formation_view(&s, &rec)))
 }
@@ -239,10 +305,16 @@ pub async fn scale(
 ) -> ApiResult<Json<Formation>> {
     let rec = load_app(&s, &app)?;
     if req.quantities.is_empty() {
-        return Err(ApiError::Invalid("nothing to scale: give TYPE=COUNT, e.g. web=2".into()));
+        return Err(ApiError::Invalid(
+            "nothing to scale: give TYPE=COUNT, e.g. web=2".into(),
+        ));
     }
     let known: Vec<String> = match rec.release {
-        Some(v) => s.store.release(&app, v)?.map(|r| r.process_types.into_keys().collect()).unwrap_or_default(),
+        Some(v) => s
+            .store
+            .release(&app, v)?
+            .map(|r| r.process_types.into_keys().collect())
+            .unwrap_or_default(),
         None => vec![WEB.to_string()],
     };
     let max = s.config.max_scale;
@@ -270,16 +342,32 @@ pub async fn scale(
     })?;
     s.store.flush().await?;
     let summary: Vec<String> = wanted.iter().map(|(p, n)| format!("{p}={n}")).collect();
-    let was: Vec<String> = wanted.keys().map(|p| format!("{p}={}", before.get(p).copied().unwrap_or(0))).collect();
-    s.logs.event(&app, "scale", format!("Scaled to {} (was {})", summary.join(" "), was.join(" ")));
+    let was: Vec<String> = wanted
+        .keys()
+        .map(|p| format!("{p}={}", before.get(p).copied().unwrap_or(0)))
+        .collect();
+    s.logs.event(
+        &app,
+        "scale",
+        format!("Scaled to {} (was {})", summary.join(" "), was.join(" ")),
+    );
     s.wake.notify_one();
     Ok(Json(formation_view(&s, &rec)))
 }
 
-pub async fn ps(_: Admin, State(s): State<AppState>, Path(app): Path<String>) -> ApiResult<Json<Vec<Instance>>> {
+pub async fn ps(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<Instance>>> {
     load_app(&s, &app)?;
     let now = Timestamp::now();
-    let hosts: BTreeMap<String, String> = s.store.hosts()?.into_iter().map(|h| (h.id, h.name)).collect();
+    let hosts: BTreeMap<String, String> = s
+        .store
+        .hosts()?
+        .into_iter()
+        .map(|h| (h.id, h.name))
+        .collect();
     let mut out: Vec<Instance> = s
         .store
         .allocations()?
@@ -301,11 +389,18 @@ pub async fn ps(_: Admin, State(s): State<AppState>, Path(app): Path<String>) ->
                 }
             };
             let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
-                s.store.host(&a.host_id).ok().flatten().map(|h| format!("{}:{p}", h.address))
+                s.store
+                    .host(&a.host_id)
+                    .ok()
+                    .flatten()
+                    .map(|h| format!("{}:{p}", h.address))
             });
             Instance {
                 name: a.instance_name(),
-                host: hosts.get(&a.host_id).cloned().unwrap_or_else(|| a.host_id.clone()),
+                host: hosts
+                    .get(&a.host_id)
+                    .cloned()
+                    .unwrap_or_else(|| a.host_id.clone()),
                 address,
                 state,
                 restarts: report.as_ref().map_or(0, |r| r.restarts),
@@ -330,7 +425,11 @@ pub async fn hosts(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Ho
         .hosts()?
         .into_iter()
         .map(|h| Host {
-            state: if s.observed.host_alive(&h.id, now) { HostState::Ready } else { HostState::Lost },
+            state: if s.observed.host_alive(&h.id, now) {
+                HostState::Ready
+            } else {
+                HostState::Lost
+            },
             instances: allocations.iter().filter(|a| a.host_id == h.id).count() as u32,
             id: h.id,
             name: h.name,
@@ -349,7 +448,13 @@ mod tests {
 
     #[test]
     fn image_references() {
-        for good in ["demo", "demo:latest", "registry:5000/team/app:v1.2", "sha256:abc123", "a@sha256:ff"] {
+        for good in [
+            "demo",
+            "demo:latest",
+            "registry:5000/team/app:v1.2",
+            "sha256:abc123",
+            "a@sha256:ff",
+        ] {
             assert!(validate_image_ref(good).is_ok(), "{good}");
         }
         for bad in ["", "-x", "a b", "a;b", "a\nb", "$(x)", &"a".repeat(256)] {

@@ -14,7 +14,10 @@ fn role_of(parts: &Parts, state: &AppState) -> Result<Role, ApiError> {
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::Unauthorized)?;
-    let token = header.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?.trim();
+    let token = header
+        .strip_prefix("Bearer ")
+        .ok_or(ApiError::Unauthorized)?
+        .trim();
     let hash = auth::hash(token);
     let rec = state.store.token(&hash)?.ok_or(ApiError::Unauthorized)?;
     Ok(rec.role)
@@ -29,7 +32,9 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match role_of(parts, state)? {
             Role::Admin => Ok(Admin),
-            _ => Err(ApiError::Forbidden("this token is for agents; use the admin token".into())),
+            _ => Err(ApiError::Forbidden(
+                "this token is for agents; use the admin token".into(),
+            )),
         }
     }
 }
@@ -43,7 +48,9 @@ impl FromRequestParts<AppState> for Joiner {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match role_of(parts, state)? {
             Role::Join => Ok(Joiner),
-            _ => Err(ApiError::Forbidden("registering a host needs the join token".into())),
+            _ => Err(ApiError::Forbidden(
+                "registering a host needs the join token".into(),
+            )),
         }
     }
 }
@@ -57,7 +64,9 @@ impl FromRequestParts<AppState> for AgentHost {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match role_of(parts, state)? {
             Role::Agent { host_id } => Ok(AgentHost(host_id)),
-            _ => Err(ApiError::Forbidden("the agent API needs an agent token".into())),
+            _ => Err(ApiError::Forbidden(
+                "the agent API needs an agent token".into(),
+            )),
         }
     }
 }

@@ -63,7 +63,8 @@ impl IntoResponse for ApiError {
             }
             Self::Unavailable(detail) => {
                 tracing::error!("unavailable: {detail}");
-                "the server's Docker engine is not answering; check dockerd on the server".to_string()
+                "the server's Docker engine is not answering; check dockerd on the server"
+                    .to_string()
             }
             other => other.to_string(),
         };
@@ -114,7 +115,10 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(ApiError::Invalid(format!("invalid request body: {}", rejection.body_text()))),
+            Err(rejection) => Err(ApiError::Invalid(format!(
+                "invalid request body: {}",
+                rejection.body_text()
+            ))),
         }
     }
 }

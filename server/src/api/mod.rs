@@ -5,17 +5,20 @@
 mod agent;
 mod apps;
 mod auth;
+mod builds;
+mod config;
 mod error;
 mod logs;
 
 pub use error::ApiError;
 
+use crate::build::Builder;
 use crate::docker::Engine;
 use crate::logs::LogHub;
 use crate::observed::Observed;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -29,6 +32,8 @@ pub struct ApiConfig {
     pub max_scale: u32,
     pub instance_memory_mb: u64,
     pub max_image_upload: u64,
+    /// Largest build upload, in bytes.
+    pub max_upload: u64,
     pub cluster_id: String,
 }
 
@@ -47,31 +52,49 @@ pub struct AppState {
     /// Wakes the scheduler after a change it must act on.
     pub wake: Arc<Notify>,
     pub config: Arc<ApiConfig>,
+    pub builder: Arc<Builder>,
 }
 
 /// JSON bodies are small; uploads have their own, larger limit.
 const JSON_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
-    let uploads = Router::new()
-        .route("/v1/images", post(apps::load_images))
-        .layer(DefaultBodyLimit::disable());
+    // Uploads stream to disk or to the engine with limits of their own; the default limit (for
+    // JSON bodies) applies to everything else. The route-level layer is inside the router-level
+    // one, so it wins.
+    let upload = || DefaultBodyLimit::disable();
     Router::new()
         .route("/v1/info", get(apps::info))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
         .route("/v1/apps/{app}/deploys", post(apps::deploy))
         .route("/v1/apps/{app}/releases", get(apps::releases))
-        .route("/v1/apps/{app}/formation", get(apps::formation).patch(apps::scale))
+        .route("/v1/apps/{app}/rollback", post(config::rollback))
+        .route(
+            "/v1/apps/{app}/config",
+            get(config::get).patch(config::patch),
+        )
+        .route(
+            "/v1/apps/{app}/formation",
+            get(apps::formation).patch(apps::scale),
+        )
         .route("/v1/apps/{app}/ps", get(apps::ps))
         .route("/v1/apps/{app}/logs", get(logs::stream))
+        .route(
+            "/v1/apps/{app}/builds",
+            post(builds::create).layer(upload()).get(builds::list),
+        )
+        .route("/v1/apps/{app}/builds/{number}", get(builds::show))
+        .route("/v1/apps/{app}/builds/{number}/output", get(builds::output))
+        .route("/v1/apps/{app}/buildpack", put(builds::set_buildpack))
+        .route("/v1/buildpacks", get(builds::buildpacks))
+        .route("/v1/images", post(apps::load_images).layer(upload()))
         .route("/v1/hosts", get(apps::hosts))
         .route("/v1/agent/register", post(agent::register))
         .route("/v1/agent/assignments", get(agent::assignments))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/v1/agent/logs", post(agent::logs))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
-        .merge(uploads)
         .fallback(|| async { ApiError::NotFound("no such endpoint: see docs/api.md".into()) })
         .with_state(state)
 }

@@ -30,7 +30,10 @@ pub enum StoreError {
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
     #[error("corrupt record in {tree}: {source}")]
-    Codec { tree: &'static str, source: serde_json::Error },
+    Codec {
+        tree: &'static str,
+        source: serde_json::Error,
+    },
     #[error("already exists")]
     Exists,
     #[error("not found")]
@@ -57,6 +60,7 @@ struct Inner {
     db: sled::Db,
     apps: sled::Tree,
     releases: sled::Tree,
+    builds: sled::Tree,
     allocations: sled::Tree,
     hosts: sled::Tree,
     routes: sled::Tree,
@@ -91,11 +95,15 @@ fn app_prefix(app: &str) -> Vec<u8> {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).open().map_err(StoreError::Open)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(StoreError::Open)?;
         let tree = |name: &str| db.open_tree(name);
         let inner = Inner {
             apps: tree("apps")?,
             releases: tree("releases")?,
+            builds: tree("builds")?,
             allocations: tree("allocations")?,
             hosts: tree("hosts")?,
             routes: tree("routes")?,
@@ -104,7 +112,9 @@ impl Store {
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
         };
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Makes everything written so far durable. Call before acknowledging a change.
@@ -121,7 +131,11 @@ impl Store {
             return Ok(String::from_utf8_lossy(&v).into_owned());
         }
         let fresh = init();
-        match self.inner.meta.compare_and_swap(key, None as Option<&[u8]>, Some(fresh.as_bytes()))? {
+        match self.inner.meta.compare_and_swap(
+            key,
+            None as Option<&[u8]>,
+            Some(fresh.as_bytes()),
+        )? {
             Ok(()) => Ok(fresh),
             Err(e) => Ok(String::from_utf8_lossy(&e.current.unwrap_or_default()).into_owned()),
         }
@@ -130,7 +144,11 @@ impl Store {
     // --- tokens ---------------------------------------------------------------------------
 
     pub fn token(&self, hash: &str) -> Result<Option<TokenRecord>> {
-        self.inner.tokens.get(hash)?.map(|v| decode("tokens", &v)).transpose()
+        self.inner
+            .tokens
+            .get(hash)?
+            .map(|v| decode("tokens", &v))
+            .transpose()
     }
 
     pub fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()> {
@@ -162,18 +180,30 @@ impl Store {
     // --- apps -----------------------------------------------------------------------------
 
     pub fn create_app(&self, rec: &AppRecord) -> Result<()> {
-        match self.inner.apps.compare_and_swap(&rec.name, None as Option<&[u8]>, Some(encode(rec)))? {
+        match self.inner.apps.compare_and_swap(
+            &rec.name,
+            None as Option<&[u8]>,
+            Some(encode(rec)),
+        )? {
             Ok(()) => Ok(()),
             Err(_) => Err(StoreError::Exists),
         }
     }
 
     pub fn app(&self, name: &str) -> Result<Option<AppRecord>> {
-        self.inner.apps.get(name)?.map(|v| decode("apps", &v)).transpose()
+        self.inner
+            .apps
+            .get(name)?
+            .map(|v| decode("apps", &v))
+            .transpose()
     }
 
     pub fn apps(&self) -> Result<Vec<AppRecord>> {
-        self.inner.apps.iter().map(|kv| decode("apps", &kv?.1)).collect()
+        self.inner
+            .apps
+            .iter()
+            .map(|kv| decode("apps", &kv?.1))
+            .collect()
     }
 
     /// Read-modify-write of one app with compare-and-swap, retried when another writer won.
@@ -184,7 +214,12 @@ impl Store {
         mut f: impl FnMut(&mut AppRecord) -> std::result::Result<(), E>,
     ) -> Result<AppRecord, UpdateError<E>> {
         loop {
-            let old = self.inner.apps.get(name).map_err(StoreError::from)?.ok_or(StoreError::NotFound)?;
+            let old = self
+                .inner
+                .apps
+                .get(name)
+                .map_err(StoreError::from)?
+                .ok_or(StoreError::NotFound)?;
             let mut rec: AppRecord = decode("apps", &old)?;
             f(&mut rec).map_err(UpdateError::Rejected)?;
             let swapped = self
@@ -205,7 +240,7 @@ impl Store {
             return Err(StoreError::NotFound);
         }
         let prefix = app_prefix(name);
-        for tree in [&self.inner.releases, &self.inner.routes] {
+        for tree in [&self.inner.releases, &self.inner.builds, &self.inner.routes] {
             for k in tree.scan_prefix(&prefix).keys() {
                 tree.remove(k?)?;
             }
@@ -215,9 +250,10 @@ impl Store {
 
     // --- releases -------------------------------------------------------------------------
 
-    /// Records a new release and makes it the app's current one, atomically. `make` gets the
-    /// app as it is inside the transaction and the new version number, and may refuse.
-    /// `adjust` may change the app in the same transaction (default formation, say).
+    /// Records a new release and makes it the app's current one, atomically. `adjust` may change
+    /// the app in the same transaction (default formation, new config); `make` then gets the app
+    /// as it will be stored and the new version number, and may refuse (nothing is written).
+    /// Both may run more than once and must not have side effects.
     pub fn create_release<E>(
         &self,
         app: &str,
@@ -230,15 +266,17 @@ impl Store {
             Rejected(E),
         }
         let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
-            let raw = apps.get(app)?.ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
+            let raw = apps
+                .get(app)?
+                .ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
             let mut rec: AppRecord = serde_json::from_slice(&raw)
                 .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
             let version = rec.next_version;
+            adjust(&mut rec);
             let release = make(&rec, version)
                 .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
             rec.next_version = version + 1;
             rec.release = Some(version);
-            adjust(&mut rec);
             releases.insert(release_key(app, version), encode(&release))?;
             apps.insert(app, encode(&rec))?;
             Ok((rec, release))
@@ -247,15 +285,21 @@ impl Store {
             Ok(v) => Ok(v),
             Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e).into()),
             Err(TransactionError::Abort(Abort::NotFound)) => Err(StoreError::NotFound.into()),
-            Err(TransactionError::Abort(Abort::Codec(source))) => {
-                Err(StoreError::Codec { tree: "apps", source }.into())
+            Err(TransactionError::Abort(Abort::Codec(source))) => Err(StoreError::Codec {
+                tree: "apps",
+                source,
             }
+            .into()),
             Err(TransactionError::Abort(Abort::Rejected(e))) => Err(UpdateError::Rejected(e)),
         }
     }
 
     pub fn release(&self, app: &str, version: u64) -> Result<Option<ReleaseRecord>> {
-        self.inner.releases.get(release_key(app, version))?.map(|v| decode("releases", &v)).transpose()
+        self.inner
+            .releases
+            .get(release_key(app, version))?
+            .map(|v| decode("releases", &v))
+            .transpose()
     }
 
     /// All releases of an app, oldest first.
@@ -268,10 +312,90 @@ impl Store {
             .collect()
     }
 
+    // --- builds ---------------------------------------------------------------------------
+
+    /// Records a new build with the app's next build number, atomically.
+    pub fn create_build(
+        &self,
+        app: &str,
+        make: impl Fn(u64) -> BuildRecord,
+    ) -> Result<BuildRecord> {
+        enum Abort {
+            NotFound,
+            Codec(serde_json::Error),
+        }
+        let res = (&self.inner.apps, &self.inner.builds).transaction(|(apps, builds)| {
+            let raw = apps
+                .get(app)?
+                .ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
+            let mut rec: AppRecord = serde_json::from_slice(&raw)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
+            let number = rec.next_build;
+            rec.next_build = number + 1;
+            let build = make(number);
+            builds.insert(release_key(app, number), encode(&build))?;
+            apps.insert(app, encode(&rec))?;
+            Ok(build)
+        });
+        match res {
+            Ok(b) => Ok(b),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort(Abort::NotFound)) => Err(StoreError::NotFound),
+            Err(TransactionError::Abort(Abort::Codec(source))) => Err(StoreError::Codec {
+                tree: "apps",
+                source,
+            }),
+        }
+    }
+
+    pub fn put_build(&self, rec: &BuildRecord) -> Result<()> {
+        self.inner
+            .builds
+            .insert(release_key(&rec.app, rec.number), encode(rec))?;
+        Ok(())
+    }
+
+    pub fn build(&self, app: &str, number: u64) -> Result<Option<BuildRecord>> {
+        self.inner
+            .builds
+            .get(release_key(app, number))?
+            .map(|v| decode("builds", &v))
+            .transpose()
+    }
+
+    /// All builds of an app, oldest first.
+    pub fn builds(&self, app: &str) -> Result<Vec<BuildRecord>> {
+        self.inner
+            .builds
+            .scan_prefix(app_prefix(app))
+            .values()
+            .map(|v| decode("builds", &v?))
+            .collect()
+    }
+
+    /// Every build of every app still marked queued or running (after a crash: none really is).
+    pub fn unfinished_builds(&self) -> Result<Vec<BuildRecord>> {
+        let mut out = Vec::new();
+        for v in self.inner.builds.iter().values() {
+            let b: BuildRecord = decode("builds", &v?)?;
+            if matches!(
+                b.status,
+                caas_api::BuildStatus::Queued | caas_api::BuildStatus::Running
+            ) {
+                out.push(b);
+            }
+        }
+        Ok(out)
+    }
+
     // --- allocations ----------------------------------------------------------------------
 
     pub fn allocations(&self) -> Result<Vec<AllocationRecord>> {
-        self.inner.allocations.iter().map(|kv| decode("allocations", &kv?.1)).collect()
+        self.inner
+            .allocations
+            .iter()
+            .map(|kv| decode("allocations", &kv?.1))
+            .collect()
     }
 
     /// Compare-and-swap of one allocation: `old` must be what is stored (`None`: absent) for
@@ -283,13 +407,18 @@ impl Store {
         new: Option<&AllocationRecord>,
     ) -> Result<bool> {
         let current = self.inner.allocations.get(id)?;
-        let current_rec: Option<AllocationRecord> =
-            current.as_ref().map(|v| decode("allocations", v)).transpose()?;
+        let current_rec: Option<AllocationRecord> = current
+            .as_ref()
+            .map(|v| decode("allocations", v))
+            .transpose()?;
         if current_rec.as_ref() != old {
             return Ok(false);
         }
-        let swapped =
-            self.inner.allocations.compare_and_swap(id, current, new.map(encode))?.is_ok();
+        let swapped = self
+            .inner
+            .allocations
+            .compare_and_swap(id, current, new.map(encode))?
+            .is_ok();
         if swapped {
             self.inner.assignment_index.send_modify(|i| *i += 1);
         }
@@ -303,11 +432,19 @@ impl Store {
     // --- hosts ----------------------------------------------------------------------------
 
     pub fn hosts(&self) -> Result<Vec<HostRecord>> {
-        self.inner.hosts.iter().map(|kv| decode("hosts", &kv?.1)).collect()
+        self.inner
+            .hosts
+            .iter()
+            .map(|kv| decode("hosts", &kv?.1))
+            .collect()
     }
 
     pub fn host(&self, id: &str) -> Result<Option<HostRecord>> {
-        self.inner.hosts.get(id)?.map(|v| decode("hosts", &v)).transpose()
+        self.inner
+            .hosts
+            .get(id)?
+            .map(|v| decode("hosts", &v))
+            .transpose()
     }
 
     pub fn put_host(&self, rec: &HostRecord) -> Result<()> {
@@ -377,6 +514,8 @@ mod tests {
             release: None,
             next_version: 1,
             config: BTreeMap::new(),
+            next_build: 1,
+            buildpack: None,
         }
     }
 
@@ -390,6 +529,7 @@ mod tests {
             created_at: Timestamp::now(),
             process_types: BTreeMap::new(),
             config: BTreeMap::new(),
+            launcher: false,
         }
     }
 
@@ -398,7 +538,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.create_app(&app("demo")).unwrap();
-        assert!(matches!(s.create_app(&app("demo")), Err(StoreError::Exists)));
+        assert!(matches!(
+            s.create_app(&app("demo")),
+            Err(StoreError::Exists)
+        ));
         assert_eq!(s.apps().unwrap().len(), 1);
     }
 
@@ -409,12 +552,18 @@ mod tests {
             let s = Store::open(dir.path()).unwrap();
             s.create_app(&app("demo")).unwrap();
             for _ in 0..3 {
-                s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {}).unwrap();
+                s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+                    .unwrap();
             }
             s.inner.db.flush().unwrap();
         }
         let s = Store::open(dir.path()).unwrap();
-        let versions: Vec<u64> = s.releases("demo").unwrap().iter().map(|r| r.version).collect();
+        let versions: Vec<u64> = s
+            .releases("demo")
+            .unwrap()
+            .iter()
+            .map(|r| r.version)
+            .collect();
         assert_eq!(versions, [1, 2, 3]);
         assert_eq!(s.app("demo").unwrap().unwrap().release, Some(3));
         assert_eq!(s.app("demo").unwrap().unwrap().next_version, 4);
@@ -425,7 +574,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         s.create_app(&app("demo")).unwrap();
-        let err = s.create_release("demo", |_, _| Err("no"), |_| {}).unwrap_err();
+        let err = s
+            .create_release("demo", |_, _| Err("no"), |_| {})
+            .unwrap_err();
         assert!(matches!(err, UpdateError::Rejected("no")));
         assert!(s.releases("demo").unwrap().is_empty());
         assert_eq!(s.app("demo").unwrap().unwrap().next_version, 1);
@@ -437,7 +588,8 @@ mod tests {
         let s = Store::open(dir.path()).unwrap();
         s.create_app(&app("abc")).unwrap();
         s.create_app(&app("abc-d")).unwrap();
-        s.create_release::<()>("abc-d", |_, v| Ok(release("abc-d", v)), |_| {}).unwrap();
+        s.create_release::<()>("abc-d", |_, v| Ok(release("abc-d", v)), |_| {})
+            .unwrap();
         assert!(s.releases("abc").unwrap().is_empty());
     }
 
@@ -458,11 +610,19 @@ mod tests {
             desired: Desired::Run,
         };
         assert!(s.cas_allocation("a1", None, Some(&a)).unwrap());
-        assert!(!s.cas_allocation("a1", None, Some(&a)).unwrap(), "second create must lose");
+        assert!(
+            !s.cas_allocation("a1", None, Some(&a)).unwrap(),
+            "second create must lose"
+        );
         let mut drained = a.clone();
-        drained.desired = Desired::Drain { until: Timestamp::now() };
+        drained.desired = Desired::Drain {
+            until: Timestamp::now(),
+        };
         assert!(s.cas_allocation("a1", Some(&a), Some(&drained)).unwrap());
-        assert!(!s.cas_allocation("a1", Some(&a), None).unwrap(), "stale old must lose");
+        assert!(
+            !s.cas_allocation("a1", Some(&a), None).unwrap(),
+            "stale old must lose"
+        );
         assert!(s.cas_allocation("a1", Some(&drained), None).unwrap());
         assert!(s.allocations().unwrap().is_empty());
         assert_eq!(*idx.borrow(), before + 3);

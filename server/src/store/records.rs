@@ -18,6 +18,16 @@ pub struct AppRecord {
     /// Config vars; every release copies them.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Number the next build gets; builds are numbered from 1 and never reused.
+    #[serde(default = "one")]
+    pub next_build: u64,
+    /// Buildpack pinned by the user; detection otherwise.
+    #[serde(default)]
+    pub buildpack: Option<String>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -31,6 +41,23 @@ pub struct ReleaseRecord {
     pub process_types: BTreeMap<String, Option<String>>,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Built by a buildpack: commands run through `caas-launch` (sources `.profile.d`).
+    #[serde(default)]
+    pub launcher: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildRecord {
+    pub app: String,
+    pub number: u64,
+    pub status: caas_api::BuildStatus,
+    pub source: String,
+    pub builder: Option<String>,
+    pub release: Option<u64>,
+    pub image_size: Option<u64>,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
 }
 
 /// One desired instance and where it is placed. Written only by the scheduler, with
@@ -117,7 +144,11 @@ impl RouteKey {
         let app = parts.next()?.to_string();
         let release = parts.next()?.strip_prefix('v')?.parse().ok()?;
         let instance = parts.next()?.to_string();
-        Some(Self { app, release, instance })
+        Some(Self {
+            app,
+            release,
+            instance,
+        })
     }
 }
 
@@ -127,7 +158,11 @@ mod tests {
 
     #[test]
     fn route_keys_round_trip() {
-        let k = RouteKey { app: "demo".into(), release: 12, instance: "web.3".into() };
+        let k = RouteKey {
+            app: "demo".into(),
+            release: 12,
+            instance: "web.3".into(),
+        };
         assert_eq!(k.encode(), "demo/v12/web.3");
         assert_eq!(RouteKey::decode(&k.encode()), Some(k));
         assert_eq!(RouteKey::decode("demo/12/web.3"), None);

@@ -1,0 +1,263 @@
+//! Config vars and rollbacks: both record a new release with an existing image, written whole in
+//! one store transaction (the app's config, its current release and the release record change
+//! together or not at all), then roll it out like any deploy.
+
+use super::apps::{load_app, release_view};
+use super::auth::Admin;
+use super::error::{ApiError, ApiResult, JsonBody};
+use super::AppState;
+use crate::store::ReleaseRecord;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use caas_api::{ConfigChange, ConfigUpdate, Release, RollbackRequest, Timestamp};
+use std::collections::BTreeMap;
+
+const MAX_VALUE: usize = 32 * 1024;
+const MAX_TOTAL: usize = 256 * 1024;
+/// Attempts when a concurrent deploy changes the current release under us.
+const RETRIES: usize = 5;
+
+pub async fn get(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<BTreeMap<String, String>>> {
+    Ok(Json(load_app(&s, &app)?.config))
+}
+
+fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
+    let set: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let unset: Vec<&str> = vars
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| k.as_str())
+        .collect();
+    let plural = |n: usize| if n == 1 { "config var" } else { "config vars" };
+    match (set.is_empty(), unset.is_empty()) {
+        (false, true) => format!("Set {} {}", set.join(", "), plural(set.len())),
+        (true, false) => format!("Unset {} {}", unset.join(", "), plural(unset.len())),
+        _ => format!(
+            "Set {}; unset {} {}",
+            set.join(", "),
+            unset.join(", "),
+            plural(set.len() + unset.len())
+        ),
+    }
+}
+
+/// A release that copies the current one, with new config and description. Refuses (to be
+/// retried) when the current release is not `based_on` any more.
+fn derived(
+    base: &ReleaseRecord,
+    based_on: u64,
+    rec: &crate::store::AppRecord,
+    version: u64,
+    description: &str,
+) -> Result<ReleaseRecord, ApiError> {
+    if rec.release != Some(based_on) {
+        return Err(ApiError::Conflict(
+            "the app was deployed meanwhile; try again".into(),
+        ));
+    }
+    Ok(ReleaseRecord {
+        version,
+        description: description.to_string(),
+        created_at: Timestamp::now(),
+        config: rec.config.clone(),
+        ..base.clone()
+    })
+}
+
+pub async fn patch(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    JsonBody(req): JsonBody<ConfigUpdate>,
+) -> ApiResult<Json<ConfigChange>> {
+    load_app(&s, &app)?;
+    if req.vars.is_empty() {
+        return Err(ApiError::Invalid(
+            "nothing to change: give KEY=VALUE (or KEY to unset)".into(),
+        ));
+    }
+    for (key, value) in &req.vars {
+        caas_api::validate_config_key(key)?;
+        if let Some(v) = value {
+            if v.len() > MAX_VALUE {
+                return Err(ApiError::Invalid(format!(
+                    "the value of {key} is over {} KB",
+                    MAX_VALUE / 1024
+                )));
+            }
+            if v.contains('\0') {
+                return Err(ApiError::Invalid(format!(
+                    "the value of {key} contains a NUL byte, which no environment can hold"
+                )));
+            }
+        }
+    }
+    let apply = |config: &mut BTreeMap<String, String>| {
+        for (k, v) in &req.vars {
+            match v {
+                Some(v) => config.insert(k.clone(), v.clone()),
+                None => config.remove(k),
+            };
+        }
+    };
+    let description = describe(&req.vars);
+    for _ in 0..RETRIES {
+        let rec = load_app(&s, &app)?;
+        let mut preview = rec.config.clone();
+        apply(&mut preview);
+        if preview
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+            > MAX_TOTAL
+        {
+            return Err(ApiError::Invalid(format!(
+                "an app's config may hold at most {} KB",
+                MAX_TOTAL / 1024
+            )));
+        }
+        let Some(current) = rec.release else {
+            // Never deployed: only the app's config changes; the first release copies it.
+            let rec = s.store.update_app::<ApiError>(&app, |a| {
+                apply(&mut a.config);
+                Ok(())
+            })?;
+            s.store.flush().await?;
+            s.logs.event(&app, "config", description.clone());
+            return Ok(Json(ConfigChange {
+                config: rec.config,
+                release: None,
+            }));
+        };
+        let base = s
+            .store
+            .release(&app, current)?
+            .ok_or_else(|| ApiError::Internal(format!("{app} v{current} is missing")))?;
+        match s.store.create_release::<ApiError>(
+            &app,
+            |rec, version| derived(&base, current, rec, version, &description),
+            |rec| apply(&mut rec.config),
+        ) {
+            Ok((rec, release)) => {
+                s.store.flush().await?;
+                s.logs.event(
+                    &app,
+                    "config",
+                    format!("{description}; deploying v{}", release.version),
+                );
+                s.wake.notify_one();
+                return Ok(Json(ConfigChange {
+                    config: rec.config,
+                    release: Some(release.version),
+                }));
+            }
+            Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the app kept being deployed meanwhile; try again".into(),
+    ))
+}
+
+pub async fn rollback(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    JsonBody(req): JsonBody<RollbackRequest>,
+) -> ApiResult<(StatusCode, Json<Release>)> {
+    for _ in 0..RETRIES {
+        let rec = load_app(&s, &app)?;
+        let Some(current) = rec.release else {
+            return Err(ApiError::NotFound(format!(
+                "{app} has no releases to roll back to"
+            )));
+        };
+        let target = match req.version {
+            Some(v) => s.store.release(&app, v)?.ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "{app} has no release v{v}: see caas releases -a {app}"
+                ))
+            })?,
+            None => s
+                .store
+                .releases(&app)?
+                .into_iter()
+                .rev()
+                .find(|r| r.version < current)
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("{app} has no release before v{current}"))
+                })?,
+        };
+        if s.engine.image_id(&target.image_id).await?.is_none() {
+            return Err(ApiError::Conflict(format!(
+                "the image of v{} is no longer on the server; deploy it again instead",
+                target.version
+            )));
+        }
+        let description = format!("Rollback to v{}", target.version);
+        match s.store.create_release::<ApiError>(
+            &app,
+            |rec, version| derived(&target, current, rec, version, &description),
+            |rec| rec.config = target.config.clone(),
+        ) {
+            Ok((_, release)) => {
+                s.store.flush().await?;
+                let tag = format!("v{}", release.version);
+                if let Err(e) = s
+                    .engine
+                    .tag_image(&release.image_id, &format!("caas/{app}"), &tag)
+                    .await
+                {
+                    tracing::warn!(app, "tagging {tag}: {e}");
+                }
+                s.logs.event(
+                    &app,
+                    "deploy",
+                    format!("{description}: deploying v{}", release.version),
+                );
+                s.wake.notify_one();
+                return Ok((StatusCode::CREATED, Json(release_view(release))));
+            }
+            Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the app kept being deployed meanwhile; try again".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_name_keys_never_values() {
+        let v = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<String>> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect()
+        };
+        assert_eq!(describe(&v(&[("A", Some("secret"))])), "Set A config var");
+        assert_eq!(
+            describe(&v(&[("A", Some("x")), ("B", Some("y"))])),
+            "Set A, B config vars"
+        );
+        assert_eq!(describe(&v(&[("A", None)])), "Unset A config var");
+        assert_eq!(
+            describe(&v(&[("A", Some("x")), ("B", None)])),
+            "Set A; unset B config vars"
+        );
+    }
+}

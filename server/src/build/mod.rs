@@ -1,0 +1,1010 @@
+//! The builder: turns an upload (a directory's tarball, a `.war`, a `.jar`, a `.zip`, a
+//! `.tar.gz`) into an app image and a release.
+//!
+//! 1. [`Builder::prepare`] stores the upload (counting bytes against the limit), checks it is what
+//!    its name says, and unpacks it safely ([`unpack`]). Refusals happen here, before a build
+//!    exists to wait for, and are recorded as failed builds.
+//! 2. [`Builder::spawn`] queues the build: one at a time per app (a second push waits and is told
+//!    so), a bounded number across apps. Output streams to the pusher, to the build's log file and
+//!    to the app's log hub as it happens.
+//! 3. A `Dockerfile` at the root is built by the engine. Otherwise a throw-away container of the
+//!    stack image runs the driver (`driver.sh`) as the unprivileged user, with the per-app cache
+//!    volume, the config vars as `ENV_DIR` and the buildpacks: detect, compile, release.
+//! 4. The built `/app` is taken out as a slug and laid on a fresh container of the stack image,
+//!    committed as the app image: no compilers, caches or build leftovers in it.
+//! 5. A release is recorded and the scheduler rolls it out. A failed build changes nothing that
+//!    runs.
+
+mod procfile;
+mod tarball;
+pub mod unpack;
+
+use crate::docker::{Command, ContainerSpec, Engine, ImageConfig};
+use crate::logs::LogHub;
+use crate::schedule::reconcile::WEB;
+use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
+use bytes::Bytes;
+use caas_api::{BuildEvent, BuildStatus, LogLine, LogSource, SourceKind, Timestamp};
+use futures_util::{Stream, StreamExt};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use procfile::sh_quote;
+
+/// Detect order of the bundled buildpacks; others in the buildpacks folder follow by name.
+pub const BUNDLED: [&str; 6] = [
+    "java-war", "jvm-jar", "nodejs", "python", "static", "procfile",
+];
+const DRIVER: &str = include_str!("driver.sh");
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// `DATA_DIR/builds`: uploads, unpacked sources and logs, one folder per app.
+    pub root: PathBuf,
+    pub buildpacks: PathBuf,
+    pub stack_image: String,
+    pub memory_mb: u64,
+    pub max_upload: u64,
+    pub limits: unpack::Limits,
+    pub cluster_id: String,
+}
+
+/// Why a build could not start or did not finish. The message is for the user, one line.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no app named {0:?}: see caas apps")]
+    NoApp(String),
+    #[error(
+        "the upload is larger than this server accepts ({0} MB; caasd --max-upload-mb raises it)"
+    )]
+    TooLarge(u64),
+    /// Bad input: not the archive its name says, hostile entries, limits, empty.
+    #[error("{0}")]
+    Refused(String),
+    /// The build ran and failed.
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::store::UpdateError<BuildError>> for BuildError {
+    fn from(e: crate::store::UpdateError<BuildError>) -> Self {
+        match e {
+            crate::store::UpdateError::Store(s) => s.into(),
+            crate::store::UpdateError::Rejected(b) => b,
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> BuildError {
+    BuildError::Internal(e.to_string())
+}
+
+/// An upload that was stored and unpacked, ready to build.
+pub struct Prepared {
+    pub app: String,
+    pub number: u64,
+    dir: PathBuf,
+    files: u64,
+    bytes: u64,
+}
+
+pub struct Builder {
+    store: Store,
+    engine: Engine,
+    logs: Arc<LogHub>,
+    wake: Arc<Notify>,
+    settings: BuildSettings,
+    /// Per app: the lock one build holds while it runs, and the number of the build holding it.
+    apps: Mutex<HashMap<String, (Arc<tokio::sync::Mutex<()>>, Arc<Mutex<u64>>)>>,
+    slots: Semaphore,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Builder {
+    pub fn new(
+        store: Store,
+        engine: Engine,
+        logs: Arc<LogHub>,
+        wake: Arc<Notify>,
+        settings: BuildSettings,
+        concurrency: usize,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            engine,
+            logs,
+            wake,
+            settings,
+            apps: Mutex::new(HashMap::new()),
+            slots: Semaphore::new(concurrency.max(1)),
+            tasks: TaskTracker::new(),
+            shutdown,
+        })
+    }
+
+    /// After a restart: builds the store still shows as queued or running died with the old
+    /// process; say so, and remove their containers.
+    pub async fn recover(&self) -> Result<(), BuildError> {
+        for mut b in self.store.unfinished_builds()? {
+            b.status = BuildStatus::Failed;
+            b.error = Some("interrupted: caasd stopped while this build ran; push again".into());
+            b.finished_at = Some(Timestamp::now());
+            self.store.put_build(&b)?;
+        }
+        self.store.flush().await?;
+        let leftovers = self
+            .engine
+            .list_containers(&[
+                ("caas.cluster", &self.settings.cluster_id),
+                ("caas.role", "build"),
+            ])
+            .await
+            .map_err(internal)?;
+        for c in leftovers {
+            let _ = self.engine.remove(&c.id).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for running builds to notice shutdown and clean up.
+    pub async fn closed(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Installed buildpacks in detect order: the bundled ones first, then the rest by name.
+    pub fn buildpacks(&self) -> Vec<caas_api::Buildpack> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.settings.buildpacks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("bin/detect").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                caas_api::validate_process_type(n).is_ok()
+                    || n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+            .collect();
+        names.sort_by_key(|n| {
+            (
+                BUNDLED.iter().position(|b| b == n).unwrap_or(BUNDLED.len()),
+                n.clone(),
+            )
+        });
+        names
+            .into_iter()
+            .map(|name| caas_api::Buildpack {
+                bundled: BUNDLED.contains(&name.as_str()),
+                name,
+            })
+            .collect()
+    }
+
+    fn app_dir(&self, app: &str) -> PathBuf {
+        self.settings.root.join(app)
+    }
+
+    pub fn log_path(&self, app: &str, number: u64) -> PathBuf {
+        self.app_dir(app).join(format!("{number}.log"))
+    }
+
+    /// Stores and unpacks an upload as build N of `app`. Every refusal is recorded as a failed
+    /// build and returned; the caller answers with it.
+    pub async fn prepare<S, E>(
+        &self,
+        app: &str,
+        kind: SourceKind,
+        file_name: &str,
+        body: S,
+    ) -> Result<Prepared, BuildError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if self.store.app(app)?.is_none() {
+            return Err(BuildError::NoApp(app.into()));
+        }
+        let source = match kind {
+            SourceKind::Dir => "directory".to_string(),
+            _ => file_name.to_string(),
+        };
+        let record = self.store.create_build(app, |number| BuildRecord {
+            app: app.into(),
+            number,
+            status: BuildStatus::Queued,
+            source: source.clone(),
+            builder: None,
+            release: None,
+            image_size: None,
+            error: None,
+            created_at: Timestamp::now(),
+            finished_at: None,
+        })?;
+        let dir = self.app_dir(app).join(record.number.to_string());
+        let result = self.receive(&dir, kind, file_name, body).await;
+        match result {
+            Ok((files, bytes)) => {
+                self.store.flush().await?;
+                Ok(Prepared {
+                    app: app.into(),
+                    number: record.number,
+                    dir,
+                    files,
+                    bytes,
+                })
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&dir).await;
+                self.finish(record, Err(e.to_string()), None).await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn receive<S, E>(
+        &self,
+        dir: &Path,
+        kind: SourceKind,
+        file_name: &str,
+        mut body: S,
+    ) -> Result<(u64, u64), BuildError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
+        let upload = dir.join("upload");
+        let mut file = tokio::fs::File::create(&upload).await.map_err(internal)?;
+        let mut received: u64 = 0;
+        while let Some(chunk) = body.next().await {
+            let chunk =
+                chunk.map_err(|e| BuildError::Refused(format!("the upload broke off: {e}")))?;
+            received += chunk.len() as u64;
+            if received > self.settings.max_upload {
+                return Err(BuildError::TooLarge(
+                    self.settings.max_upload / (1024 * 1024),
+                ));
+            }
+            file.write_all(&chunk).await.map_err(internal)?;
+        }
+        file.flush().await.map_err(internal)?;
+        drop(file);
+        if received == 0 {
+            return Err(BuildError::Refused(
+                "the upload is empty: nothing to build".into(),
+            ));
+        }
+        let src = dir.join("src");
+        let limits = self.settings.limits.clone();
+        let name = file_name.to_string();
+        tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
+            .await
+            .map_err(internal)?
+    }
+
+    /// Runs a prepared build in the background; its events go to `sink` (dropped receivers are
+    /// fine: the build goes on, its output stays replayable).
+    pub fn spawn(self: &Arc<Self>, prepared: Prepared, sink: mpsc::Sender<BuildEvent>) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let app = prepared.app.clone();
+            let number = prepared.number;
+            if let Err(e) = this.run(prepared, sink).await {
+                tracing::error!(app, build = number, "build bookkeeping failed: {e}");
+            }
+        });
+    }
+
+    async fn run(&self, p: Prepared, sink: mpsc::Sender<BuildEvent>) -> Result<(), BuildError> {
+        let mut out = Output::open(self, &p, sink).await?;
+        let (lock, holder) = {
+            let mut apps = self.apps.lock().unwrap();
+            apps.entry(p.app.clone())
+                .or_insert_with(|| (Arc::default(), Arc::default()))
+                .clone()
+        };
+        let _guard = match lock.clone().try_lock_owned() {
+            Ok(g) => g,
+            Err(_) => {
+                let waiting_for = *holder.lock().unwrap();
+                out.event(BuildEvent::Queued {
+                    build: p.number,
+                    waiting_for,
+                })
+                .await;
+                out.line(&format!(
+                    "-----> Waiting for build {waiting_for} of {} to finish",
+                    p.app
+                ))
+                .await;
+                lock.lock_owned().await
+            }
+        };
+        *holder.lock().unwrap() = p.number;
+        let _slot = self.slots.acquire().await.map_err(internal)?;
+
+        let Some(mut record) = self.store.build(&p.app, p.number)? else {
+            return Err(BuildError::Internal("the build record vanished".into()));
+        };
+        record.status = BuildStatus::Running;
+        self.store.put_build(&record)?;
+        out.event(BuildEvent::Started { build: p.number }).await;
+        out.line(&format!(
+            "-----> Building {} (build {}): {} files, {}",
+            p.app,
+            p.number,
+            p.files,
+            human_bytes(p.bytes)
+        ))
+        .await;
+
+        let result = tokio::select! {
+            r = self.build(&p, &mut out, &mut record) => r,
+            _ = self.shutdown.cancelled() => Err(BuildError::Failed("interrupted: caasd is stopping; push again".into())),
+        };
+        let result = match result {
+            Ok(release) => Ok(release),
+            Err(e) => {
+                if let BuildError::Internal(detail) = &e {
+                    tracing::error!(
+                        app = p.app,
+                        build = p.number,
+                        "build failed internally: {detail}"
+                    );
+                }
+                Err(match e {
+                    BuildError::Internal(_) => {
+                        "the build failed inside caasd; its log has the details".to_string()
+                    }
+                    other => other.to_string(),
+                })
+            }
+        };
+        self.cleanup(&p).await;
+        match &result {
+            Ok((release, image, size)) => {
+                out.line(&format!(
+                    "-----> Released v{release} ({image}, {})",
+                    human_bytes(*size)
+                ))
+                .await;
+                out.event(BuildEvent::Succeeded {
+                    build: p.number,
+                    release: *release,
+                    image: image.clone(),
+                    image_size: *size,
+                })
+                .await;
+            }
+            Err(message) => {
+                out.line(&format!(" !     {message}")).await;
+                out.event(BuildEvent::Failed {
+                    build: p.number,
+                    message: message.clone(),
+                })
+                .await;
+            }
+        }
+        out.close().await;
+        let builder_name = record.builder.clone();
+        self.finish(
+            record,
+            result.map(|(r, _, s)| (r, s)).map_err(|m| m),
+            builder_name,
+        )
+        .await
+    }
+
+    async fn finish(
+        &self,
+        mut record: BuildRecord,
+        result: Result<(u64, u64), String>,
+        builder: Option<String>,
+    ) -> Result<(), BuildError> {
+        record.finished_at = Some(Timestamp::now());
+        record.builder = builder;
+        match result {
+            Ok((release, size)) => {
+                record.status = BuildStatus::Succeeded;
+                record.release = Some(release);
+                record.image_size = Some(size);
+            }
+            Err(message) => {
+                record.status = BuildStatus::Failed;
+                record.error = Some(message.clone());
+                self.logs.event(
+                    &record.app,
+                    "build",
+                    format!("Build {} failed: {message}", record.number),
+                );
+            }
+        }
+        self.store.put_build(&record)?;
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Keeps the log; removes the upload, the source and the slug.
+    async fn cleanup(&self, p: &Prepared) {
+        if let Err(e) = tokio::fs::remove_dir_all(&p.dir).await {
+            tracing::warn!("removing {}: {e}", p.dir.display());
+        }
+    }
+
+    /// The build proper: image, then release. Returns (release version, image tag, size).
+    async fn build(
+        &self,
+        p: &Prepared,
+        out: &mut Output,
+        record: &mut BuildRecord,
+    ) -> Result<(u64, String, u64), BuildError> {
+        let app_rec = self
+            .store
+            .app(&p.app)?
+            .ok_or_else(|| BuildError::NoApp(p.app.clone()))?;
+        let src = p.dir.join("src");
+        let dockerfile = src.join("Dockerfile").is_file();
+        let (image_id, mut process_types, launcher) = if dockerfile {
+            record.builder = Some("Dockerfile".into());
+            self.store.put_build(record)?;
+            self.docker_build(p, out).await?
+        } else {
+            self.buildpack_build(p, out, record, &app_rec).await?
+        };
+        if dockerfile {
+            // A Dockerfile app's web process is its image's CMD unless the Procfile says otherwise.
+            process_types.entry(WEB.to_string()).or_insert(None);
+        }
+        if process_types.is_empty() {
+            return Err(BuildError::Failed(
+                "the build made no process types: add a Procfile (e.g. `web: COMMAND`)".into(),
+            ));
+        }
+        let size = self.engine.image_size(&image_id).await.map_err(internal)?;
+        let description = format!(
+            "Build {} ({})",
+            p.number,
+            record.builder.clone().unwrap_or_default()
+        );
+        let (_, release) = self.store.create_release::<BuildError>(
+            &p.app,
+            |rec, version| {
+                Ok(ReleaseRecord {
+                    app: p.app.clone(),
+                    version,
+                    image: format!("caas/{}:v{version}", p.app),
+                    image_id: image_id.clone(),
+                    description: description.clone(),
+                    created_at: Timestamp::now(),
+                    process_types: process_types.clone(),
+                    config: rec.config.clone(),
+                    launcher,
+                })
+            },
+            |rec| {
+                if rec.formation.is_empty() && process_types.contains_key(WEB) {
+                    rec.formation.insert(WEB.into(), 1);
+                }
+            },
+        )?;
+        self.store.flush().await?;
+        let tag = format!("v{}", release.version);
+        if let Err(e) = self
+            .engine
+            .tag_image(&image_id, &format!("caas/{}", p.app), &tag)
+            .await
+        {
+            tracing::warn!(app = p.app, "tagging {tag}: {e}");
+        }
+        let _ = self
+            .engine
+            .untag(&format!("caas/{}:build-{}", p.app, p.number))
+            .await;
+        self.logs.event(
+            &p.app,
+            "deploy",
+            format!("Deploying v{} (build {})", release.version, p.number),
+        );
+        self.wake.notify_one();
+        Ok((release.version, release.image, size))
+    }
+
+    fn labels(&self, app: &str, number: u64) -> HashMap<String, String> {
+        HashMap::from([
+            ("caas.cluster".to_string(), self.settings.cluster_id.clone()),
+            ("caas.role".to_string(), "build".to_string()),
+            ("caas.app".to_string(), app.to_string()),
+            ("caas.build".to_string(), number.to_string()),
+        ])
+    }
+
+    async fn docker_build(
+        &self,
+        p: &Prepared,
+        out: &mut Output,
+    ) -> Result<(String, BTreeMap<String, Option<String>>, bool), BuildError> {
+        out.line("-----> Dockerfile detected: building it with the Docker engine")
+            .await;
+        let context = p.dir.join("context.tar");
+        let src = p.dir.join("src");
+        let ctx = context.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut w = tarball::TarWriter::create(&ctx)?;
+            // The context's root is `.`: entries are named as in the source folder.
+            w.tree(&src, ".", tarball::ROOT)?;
+            w.finish()
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        let tag = format!("caas/{}:build-{}", p.app, p.number);
+        let image_labels = HashMap::from([
+            ("caas.app".to_string(), p.app.clone()),
+            ("caas.build".to_string(), p.number.to_string()),
+        ]);
+        let mut lines = Box::pin(self.engine.build_image(
+            file_stream(&context).await?,
+            &tag,
+            self.settings.memory_mb,
+            &image_labels,
+        ));
+        let mut pending = String::new();
+        while let Some(item) = lines.next().await {
+            match item {
+                Ok(text) => {
+                    pending.push_str(&text);
+                    while let Some(i) = pending.find('\n') {
+                        let line: String = pending.drain(..=i).collect();
+                        out.line(&format!("       {}", line.trim_end())).await;
+                    }
+                }
+                Err(e) => {
+                    if !pending.trim().is_empty() {
+                        out.line(&format!("       {}", pending.trim_end())).await;
+                    }
+                    return Err(BuildError::Failed(format!(
+                        "the Dockerfile build failed: {e}"
+                    )));
+                }
+            }
+        }
+        let id = self
+            .engine
+            .image_id(&tag)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| BuildError::Failed("the Dockerfile build produced no image".into()))?;
+        let procfile = std::fs::read_to_string(p.dir.join("src/Procfile")).ok();
+        let types = match procfile {
+            Some(text) => procfile::parse_procfile(&text)
+                .map_err(|e| BuildError::Failed(e.to_string()))?
+                .into_iter()
+                .map(|(k, v)| (k, Some(v)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        Ok((id, types, false))
+    }
+
+    async fn buildpack_build(
+        &self,
+        p: &Prepared,
+        out: &mut Output,
+        record: &mut BuildRecord,
+        app: &crate::store::AppRecord,
+    ) -> Result<(String, BTreeMap<String, Option<String>>, bool), BuildError> {
+        let stack = &self.settings.stack_image;
+        if self
+            .engine
+            .image_id(stack)
+            .await
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(BuildError::Failed(format!(
+                "the stack image {stack} is missing on the server: build it with stack/build.sh (install.sh does)"
+            )));
+        }
+        let order: Vec<String> = self.buildpacks().into_iter().map(|b| b.name).collect();
+        if let Some(pinned) = &app.buildpack {
+            out.line(&format!("-----> Using the pinned buildpack {pinned}"))
+                .await;
+        }
+
+        // Everything the build container gets, in one archive: source, config, buildpacks, driver.
+        let input = p.dir.join("input.tar");
+        let (src, bp_dir, config, input2) = (
+            p.dir.join("src"),
+            self.settings.buildpacks.clone(),
+            app.config.clone(),
+            input.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            let mut w = tarball::TarWriter::create(&input2)?;
+            w.tree(&src, "app", tarball::CAAS)?;
+            w.dir("env", tarball::CAAS, 0o700)?;
+            for (k, v) in &config {
+                w.file(&format!("env/{k}"), tarball::CAAS, 0o600, v.as_bytes())?;
+            }
+            w.tree(&bp_dir, "buildpacks", tarball::ROOT)?;
+            w.dir("caas", tarball::ROOT, 0o755)?;
+            w.file("caas/driver.sh", tarball::ROOT, 0o755, DRIVER.as_bytes())?;
+            w.finish()
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+
+        let cache = format!("caas-cache-{}-{}", self.settings.cluster_id, p.app);
+        let mut volume_labels = self.labels(&p.app, p.number);
+        volume_labels.remove("caas.build");
+        volume_labels.insert("caas.role".into(), "cache".into());
+        self.engine
+            .ensure_volume(&cache, volume_labels)
+            .await
+            .map_err(internal)?;
+        let spec = ContainerSpec {
+            name: format!(
+                "caas-build-{}-{}-{}",
+                self.settings.cluster_id, p.app, p.number
+            ),
+            image: stack.clone(),
+            command: Command::Exec(vec!["/bin/sh".into(), "/caas/driver.sh".into()]),
+            user: Some("1000:1000".into()),
+            volumes: vec![(cache, "/cache".into())],
+            env: vec![
+                (
+                    "CAAS_BUILDPACK".into(),
+                    app.buildpack.clone().unwrap_or_default(),
+                ),
+                ("CAAS_BUILDPACK_ORDER".into(), order.join(" ")),
+                ("HOME".into(), "/app".into()),
+            ],
+            labels: self.labels(&p.app, p.number),
+            publish: None,
+            memory_mb: self.settings.memory_mb,
+            cpu_shares: 1024,
+            pids_limit: 4096,
+        };
+        let container = self.engine.create(&spec).await.map_err(internal)?;
+        let result = self.run_driver(p, out, &container, &input).await;
+        let _ = self.engine.remove(&container).await;
+        let (slug, buildpack) = result?;
+        record.builder = Some(buildpack);
+        self.store.put_build(record)?;
+
+        let files = {
+            let slug = slug.clone();
+            tokio::task::spawn_blocking(move || {
+                tarball::read_files(&slug, &["app/Procfile", "app/.caas/release.yml"], 64 * 1024)
+            })
+            .await
+            .map_err(internal)?
+            .map_err(internal)?
+        };
+        let file = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.as_str())
+        };
+        let mut types: BTreeMap<String, Option<String>> = file("app/.caas/release.yml")
+            .map(procfile::parse_release_yaml)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        if let Some(text) = file("app/Procfile") {
+            let procs =
+                procfile::parse_procfile(text).map_err(|e| BuildError::Failed(e.to_string()))?;
+            types.extend(procs.into_iter().map(|(k, v)| (k, Some(v))));
+        }
+
+        out.line("-----> Making the app image from the slug").await;
+        let image = self
+            .commit_slug(p, &slug, types.get(WEB).cloned().flatten())
+            .await?;
+        Ok((image, types, true))
+    }
+
+    /// Runs the driver in the prepared container; streams its output; takes `/app` out as the
+    /// slug. Returns the slug's path and the buildpack that built it.
+    async fn run_driver(
+        &self,
+        p: &Prepared,
+        out: &mut Output,
+        container: &str,
+        input: &Path,
+    ) -> Result<(PathBuf, String), BuildError> {
+        self.engine
+            .upload_tar(container, "/", file_stream(input).await?.map(|b| b))
+            .await
+            .map_err(internal)?;
+        self.engine.start(container).await.map_err(internal)?;
+        let mut logs = Box::pin(self.engine.follow_logs(container, 0));
+        while let Some(chunk) = logs.next().await {
+            match chunk {
+                Ok(c) => out.line(&c.text).await,
+                Err(e) => {
+                    tracing::warn!("following build output: {e}");
+                    break;
+                }
+            }
+        }
+        let code = self.engine.wait(container).await.map_err(internal)?;
+        match code {
+            0 => {}
+            10 => return Err(BuildError::Failed("no buildpack detected this app (the output above lists what was tried)".into())),
+            11 => return Err(BuildError::Failed("the pinned buildpack cannot build this app (see above)".into())),
+            12 => return Err(BuildError::Failed("the compile step failed (see the output above)".into())),
+            13 => return Err(BuildError::Failed("the release step failed (see the output above)".into())),
+            137 => {
+                return Err(BuildError::Failed(format!(
+                    "the build was killed: out of memory? (build containers get {} MB; caasd --build-memory)",
+                    self.settings.memory_mb
+                )))
+            }
+            n => return Err(BuildError::Failed(format!("the build exited with status {n}"))),
+        }
+        let slug = p.dir.join("slug.tar");
+        let mut file = tokio::fs::File::create(&slug).await.map_err(internal)?;
+        let mut tar = Box::pin(self.engine.download_tar(container, "/app"));
+        while let Some(chunk) = tar.next().await {
+            file.write_all(&chunk.map_err(internal)?)
+                .await
+                .map_err(internal)?;
+        }
+        file.flush().await.map_err(internal)?;
+        let slug2 = slug.clone();
+        let buildpack = tokio::task::spawn_blocking(move || {
+            tarball::read_files(&slug2, &["app/.caas/buildpack"], 1024)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?
+        .into_iter()
+        .next()
+        .map(|(_, name)| name.trim().to_string())
+        .unwrap_or_else(|| "buildpack".into());
+        Ok((slug, buildpack))
+    }
+
+    /// Lays the slug on a fresh container of the stack image and commits it as the app image.
+    async fn commit_slug(
+        &self,
+        p: &Prepared,
+        slug: &Path,
+        web: Option<String>,
+    ) -> Result<String, BuildError> {
+        let spec = ContainerSpec {
+            name: format!(
+                "caas-slug-{}-{}-{}",
+                self.settings.cluster_id, p.app, p.number
+            ),
+            image: self.settings.stack_image.clone(),
+            command: Command::ImageDefault,
+            user: None,
+            volumes: vec![],
+            env: vec![],
+            labels: self.labels(&p.app, p.number),
+            publish: None,
+            memory_mb: 64,
+            cpu_shares: 1024,
+            pids_limit: 64,
+        };
+        let container = self.engine.create(&spec).await.map_err(internal)?;
+        let result = async {
+            self.engine
+                .upload_tar(&container, "/", file_stream(slug).await?)
+                .await
+                .map_err(internal)?;
+            let config = ImageConfig {
+                user: Some("caas".into()),
+                env: vec![PATH_ENV.into(), "LANG=C.UTF-8".into(), "HOME=/app".into()],
+                cmd: web
+                    .map(|w| vec!["caas-launch".into(), w])
+                    .unwrap_or_default(),
+                working_dir: Some("/app".into()),
+                labels: HashMap::from([
+                    ("caas.app".to_string(), p.app.clone()),
+                    ("caas.build".to_string(), p.number.to_string()),
+                ]),
+            };
+            self.engine
+                .commit(&container, &config)
+                .await
+                .map_err(internal)
+        }
+        .await;
+        let _ = self.engine.remove(&container).await;
+        result
+    }
+}
+
+/// Puts an upload where the build expects it: archives unpacked into `src`, a `.war`/`.jar`
+/// copied in as a file. Refuses files that are not what their name says.
+fn place_source(
+    upload: &Path,
+    kind: SourceKind,
+    file_name: &str,
+    src: &Path,
+    limits: &unpack::Limits,
+) -> Result<(u64, u64), BuildError> {
+    std::fs::create_dir_all(src).map_err(internal)?;
+    let actual = unpack::sniff(upload);
+    let want = match kind {
+        SourceKind::Dir | SourceKind::TarGz => unpack::ArchiveKind::TarGz,
+        SourceKind::Zip | SourceKind::War | SourceKind::Jar => unpack::ArchiveKind::Zip,
+    };
+    if actual != Some(want) {
+        let what = match kind {
+            SourceKind::Dir => "a gzipped tar of a directory".to_string(),
+            SourceKind::TarGz => "a .tar.gz archive".to_string(),
+            SourceKind::Zip => "a zip archive".to_string(),
+            SourceKind::War => "a .war (zip) archive".to_string(),
+            SourceKind::Jar => "a .jar (zip) archive".to_string(),
+        };
+        return Err(BuildError::Refused(format!("{file_name} is not {what}")));
+    }
+    match kind {
+        SourceKind::War | SourceKind::Jar => {
+            // Checked as a zip (so a broken one fails here, not in Tomcat), kept whole.
+            let probe = src.with_file_name("probe");
+            std::fs::create_dir_all(&probe).map_err(internal)?;
+            let checked = unpack::unpack(upload, want, &probe, limits);
+            let _ = std::fs::remove_dir_all(&probe);
+            checked.map_err(|e| BuildError::Refused(format!("{file_name}: {e}")))?;
+            let ext = if kind == SourceKind::War {
+                "war"
+            } else {
+                "jar"
+            };
+            let stem: String = Path::new(file_name)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("app")
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let size =
+                std::fs::copy(upload, src.join(format!("{stem}.{ext}"))).map_err(internal)?;
+            Ok((1, size))
+        }
+        _ => {
+            let done = unpack::unpack(upload, want, src, limits)
+                .map_err(|e| BuildError::Refused(e.to_string()))?;
+            if done.files == 0 {
+                return Err(BuildError::Refused(
+                    "nothing to build: the upload holds no files".into(),
+                ));
+            }
+            Ok((done.files, done.bytes))
+        }
+    }
+}
+
+async fn file_stream(
+    path: &Path,
+) -> Result<impl Stream<Item = Bytes> + Send + 'static, BuildError> {
+    let file = tokio::fs::File::open(path).await.map_err(internal)?;
+    Ok(
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).filter_map(|r| async move {
+            match r {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::error!("reading a build archive: {e}");
+                    None
+                }
+            }
+        }),
+    )
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+/// Where one build's output goes: the pusher (while connected), the log file, the log hub.
+struct Output {
+    app: String,
+    number: u64,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    sink: Option<mpsc::Sender<BuildEvent>>,
+    logs: Arc<LogHub>,
+}
+
+impl Output {
+    async fn open(
+        b: &Builder,
+        p: &Prepared,
+        sink: mpsc::Sender<BuildEvent>,
+    ) -> Result<Self, BuildError> {
+        let path = b.log_path(&p.app, p.number);
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(internal)?;
+        Ok(Self {
+            app: p.app.clone(),
+            number: p.number,
+            file: tokio::io::BufWriter::new(file),
+            sink: Some(sink),
+            logs: b.logs.clone(),
+        })
+    }
+
+    async fn event(&mut self, ev: BuildEvent) {
+        if let Some(sink) = &self.sink {
+            if sink.send(ev).await.is_err() {
+                self.sink = None; // the pusher went away; the build goes on
+            }
+        }
+    }
+
+    async fn line(&mut self, text: &str) {
+        let _ = self.file.write_all(text.as_bytes()).await;
+        let _ = self.file.write_all(b"\n").await;
+        let _ = self.file.flush().await;
+        self.logs.publish(
+            &self.app,
+            LogLine {
+                ts: Timestamp::now(),
+                source: LogSource::Build,
+                tag: self.number.to_string(),
+                text: text.to_string(),
+            },
+        );
+        self.event(BuildEvent::Line {
+            text: text.to_string(),
+        })
+        .await;
+    }
+
+    async fn close(mut self) {
+        let _ = self.file.flush().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
+    }
+}
