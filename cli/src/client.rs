@@ -65,9 +65,13 @@ impl Client {
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.server, path));
+        self.authorize(
+            self.http
+                .request(method, format!("{}{}", self.server, path)),
+        )
+    }
+
+    fn authorize(&self, mut req: RequestBuilder) -> RequestBuilder {
         if let Some(token) = &self.token {
             // Validated in `new`; marked sensitive so it never shows in debug output.
             if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {token}")) {
@@ -141,6 +145,26 @@ impl Client {
         let bytes = resp.bytes().map_err(|e| self.transport_error(e))?;
         serde_json::from_slice(&bytes)
             .with_context(|| format!("the server's answer to {path} is not what caas expects"))
+    }
+
+    /// POSTs `body` (with its length, so the server can refuse an oversized upload at once) to
+    /// `path?query`, the query form-encoded. Answers the response to read as it arrives: no
+    /// overall timeout, since what follows the upload (a build) takes as long as it takes.
+    pub fn post_upload(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        content_type: &'static str,
+        body: Body,
+    ) -> Result<Response> {
+        let mut url = reqwest::Url::parse(&format!("{}{}", self.server, path))
+            .with_context(|| format!("building the URL for {path}"))?;
+        url.query_pairs_mut().extend_pairs(query);
+        let req = self
+            .authorize(self.http.request(Method::POST, url))
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(req)
     }
 
     /// Connection failures and timeouts become exit code 6; anything else a plain failure.

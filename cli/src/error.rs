@@ -54,19 +54,20 @@ impl CliError {
             Self::Api { status, code, .. } => match code {
                 // The code is more precise than the status: `build_failed` is a 422 like
                 // `invalid_input`, but it is not the user's typing that is wrong.
-                Some(ErrorCode::InvalidInput) => exit::USAGE,
+                // Input the server refuses is invalid input, whether its content (a hostile
+                // archive, 422) or its size (413).
+                Some(ErrorCode::InvalidInput | ErrorCode::TooLarge) => exit::USAGE,
                 Some(ErrorCode::Unauthorized | ErrorCode::Forbidden) => exit::UNAUTHORIZED,
                 Some(ErrorCode::NotFound) => exit::NOT_FOUND,
                 Some(ErrorCode::Conflict) => exit::CONFLICT,
                 Some(
                     ErrorCode::ImageUploadNeeded
-                    | ErrorCode::TooLarge
                     | ErrorCode::BuildFailed
                     | ErrorCode::Internal
                     | ErrorCode::Unavailable,
                 ) => exit::FAILURE,
                 None => match status {
-                    400 | 422 => exit::USAGE,
+                    400 | 413 | 422 => exit::USAGE,
                     401 | 403 => exit::UNAUTHORIZED,
                     404 => exit::NOT_FOUND,
                     409 => exit::CONFLICT,
@@ -126,7 +127,7 @@ mod tests {
             (404, Some(ErrorCode::NotFound), 4),
             (409, Some(ErrorCode::Conflict), 5),
             (409, Some(ErrorCode::ImageUploadNeeded), 1),
-            (413, Some(ErrorCode::TooLarge), 1),
+            (413, Some(ErrorCode::TooLarge), 2),
             (422, Some(ErrorCode::BuildFailed), 1),
             (500, Some(ErrorCode::Internal), 1),
             (503, Some(ErrorCode::Unavailable), 1),
@@ -140,6 +141,7 @@ mod tests {
     fn statuses_without_a_caas_body_map_by_status() {
         for (status, want) in [
             (400, 2),
+            (413, 2),
             (422, 2),
             (401, 3),
             (403, 3),

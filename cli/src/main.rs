@@ -2,12 +2,14 @@
 //! docs/api.md.
 
 mod app;
+mod build;
 mod client;
 mod commands;
 mod config;
 mod deploy;
 mod error;
 mod output;
+mod source;
 
 use clap::{Parser, Subcommand};
 use commands::{apps, auth, hosts, logs, ps, push, releases, version};
@@ -20,7 +22,8 @@ The app comes from -a/--app, else CAAS_APP.
 Exit codes:
   0  success
   1  failure (server error, deploy not healthy, ...)
-  2  usage or invalid input
+  2  usage or invalid input, including input the server refuses (a hostile or
+     malformed archive, an upload over its size limit)
   3  unauthorized or forbidden: run caas login
   4  not found
   5  conflict (already exists)
@@ -51,7 +54,7 @@ enum Cmd {
     /// Destroy an app with its releases and instances
     #[command(name = "apps:destroy", visible_alias = "destroy")]
     AppsDestroy(apps::DestroyArgs),
-    /// Deploy a Docker image as a new release
+    /// Build a directory or a .war/.jar/.zip/.tar.gz into a release, or deploy a Docker image
     Push(push::PushArgs),
     /// List an app's instances
     Ps(ps::PsArgs),
@@ -123,6 +126,17 @@ mod tests {
             &["caas", "scale", "web=2", "-a", "demo"],
             &["caas", "ps:scale", "-a", "demo", "web=-1", "worker=1"],
             &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
+            &["caas", "push", "-a", "demo"],
+            &[
+                "caas",
+                "push",
+                "./site",
+                "-a",
+                "demo",
+                "--wait-timeout",
+                "30",
+            ],
+            &["caas", "push", "app.war", "-a", "demo", "--no-wait"],
             &[
                 "caas",
                 "push",
@@ -146,6 +160,14 @@ mod tests {
         let text = format!("{args:?}");
         assert!(text.contains("\"-1\""), "{text}");
         assert!(text.contains("Some(\"demo\")"), "{text}");
+    }
+
+    #[test]
+    fn push_takes_a_path_or_an_image_not_both() {
+        let err =
+            Cli::try_parse_from(["caas", "push", ".", "--image", "x", "-a", "demo"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

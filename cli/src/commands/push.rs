@@ -1,21 +1,25 @@
-//! `push`: deploy an image (and, later, source) to an app.
+//! `push`: build a directory or an archive into a release, or deploy a Docker image.
 
 use super::{client, AppArg};
 use crate::app::resolve_app;
-use crate::deploy;
+use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{note, sanitize, say};
-use anyhow::Result;
-use caas_api::{App, DeployImage};
+use crate::output::{note, sanitize, say, stderr_is_term};
+use crate::{build, deploy, source};
+use anyhow::{Context, Result};
+use caas_api::{App, DeployImage, ServerInfo, SourceKind};
 use clap::Args;
-use std::path::PathBuf;
+use indicatif::{HumanBytes, ProgressBar};
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// A source directory or archive to build (not supported yet: use --image)
+    /// A source directory, or a .war, .jar, .zip or .tar.gz, to build [default: .]
+    #[arg(conflicts_with = "image")]
     path: Option<PathBuf>,
-    /// Deploy this Docker image; uploaded from the local engine if the server lacks it
+    /// Deploy this Docker image instead; uploaded from the local engine if the server lacks it
     #[arg(long, value_name = "REF")]
     image: Option<String>,
     #[command(flatten)]
@@ -29,27 +33,112 @@ pub struct PushArgs {
 }
 
 pub fn push(args: PushArgs) -> Result<()> {
-    if args.path.is_some() {
-        return Err(CliError::usage("pushing source is not supported yet; use --image REF").into());
+    let wait = (!args.no_wait).then(|| Duration::from_secs(args.wait_timeout));
+    match args.image {
+        Some(image) => push_image_cmd(&image, args.app.app, wait),
+        None => {
+            let path = args.path.unwrap_or_else(|| PathBuf::from("."));
+            push_source(&path, args.app.app, wait)
+        }
     }
-    let Some(image) = args.image else {
-        return Err(CliError::usage("nothing to push: pass --image REF").into());
-    };
-    deploy::check_image_ref(&image)?;
-    let name = resolve_app(args.app.app)?;
+}
+
+fn push_image_cmd(image: &str, app: Option<String>, wait: Option<Duration>) -> Result<()> {
+    deploy::check_image_ref(image)?;
+    let name = resolve_app(app)?;
     let client = client()?;
     // Asked first so that a typo in the app name fails before a large image is uploaded.
     let _: App = client.get(&format!("/v1/apps/{name}"))?;
 
-    let release = push_image(&client, &name, &image)?;
+    let release = push_image(&client, &name, image)?;
     say(&sanitize(&format!(
         "Released v{} ({})",
         release.version, release.image
     )))?;
-    if args.no_wait {
-        return Ok(());
-    }
+    after_release(&client, &name, release.version, wait)
+}
 
+/// `caas push PATH`: pack or take the file, upload it as a build, print the build's output as it
+/// happens, then wait for the release like an image push does.
+fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Result<()> {
+    // Everything that can be found out locally is, before the first request.
+    let target = source::classify(path)?;
+    let name = resolve_app(app)?;
+    let client = client()?;
+    // A typo in the app name fails before a directory is packed or a file uploaded.
+    let _: App = client.get(&format!("/v1/apps/{name}"))?;
+    // Only for the size check; a server that cannot say is left to enforce its own limit.
+    let max_upload_mb = client
+        .get::<ServerInfo>("/v1/info")
+        .map_or(0, |info| info.max_upload_mb);
+
+    let upload = match target {
+        source::Target::Dir(dir) => {
+            let packed = pack(&dir)?;
+            build::Upload {
+                kind: SourceKind::Dir,
+                name: source::upload_name(&dir, "directory"),
+                file: packed.file,
+                len: packed.len,
+            }
+        }
+        source::Target::File { path, kind } => {
+            let file = File::open(&path)
+                .with_context(|| format!("reading {}", sanitize(&path.display().to_string())))?;
+            let len = file.metadata()?.len();
+            build::Upload {
+                kind,
+                name: source::upload_name(&path, &format!("app.{}", kind.as_str())),
+                file,
+                len,
+            }
+        }
+    };
+    build::check_size(&upload.name, upload.len, max_upload_mb)?;
+
+    let stream = build::upload(&client, &name, upload)?;
+    let built = {
+        let mut out = std::io::stdout().lock();
+        build::follow(stream, &name, &mut out, &mut std::io::stderr())?
+    };
+    say(&sanitize(&format!(
+        "Released v{} ({}, {})",
+        built.release,
+        built.image,
+        HumanBytes(built.image_size)
+    )))?;
+    after_release(&client, &name, built.release, wait)
+}
+
+/// Packs `dir` with a spinner on a terminal, and says what went in.
+fn pack(dir: &Path) -> Result<source::Packed> {
+    let shown = sanitize(&dir.display().to_string());
+    let spinner = if stderr_is_term() {
+        let s = ProgressBar::new_spinner();
+        s.enable_steady_tick(Duration::from_millis(100));
+        s.set_message(format!("Packing {shown}..."));
+        s
+    } else {
+        ProgressBar::hidden()
+    };
+    let packed = source::pack_to_temp(dir);
+    spinner.finish_and_clear();
+    let packed = packed?;
+    let noun = if packed.files == 1 { "file" } else { "files" };
+    note(&format!(
+        "Packed {shown}: {} {noun}, {}",
+        packed.files,
+        HumanBytes(packed.len)
+    ));
+    Ok(packed)
+}
+
+/// After a release is recorded: unless `wait` is `None` (`--no-wait`), wait for it to be up and
+/// print where it is served.
+fn after_release(client: &Client, name: &str, version: u64, wait: Option<Duration>) -> Result<()> {
+    let Some(timeout) = wait else {
+        return Ok(());
+    };
     // Read after the deploy: a first deploy gives the app web=1.
     let app: App = client.get(&format!("/v1/apps/{name}"))?;
     if app.formation.get("web").copied().unwrap_or(0) == 0 {
@@ -58,18 +147,13 @@ pub fn push(args: PushArgs) -> Result<()> {
         ));
         return Ok(());
     }
-    deploy::wait_until_up(
-        &client,
-        &name,
-        release.version,
-        Duration::from_secs(args.wait_timeout),
-    )?;
+    deploy::wait_until_up(client, name, version, timeout)?;
     say(&sanitize(&format!("{name} is up at {}", app.url)))
 }
 
 /// Deploys `image`, uploading it first only when the server says it lacks exactly the image the
 /// local engine has.
-fn push_image(client: &crate::client::Client, app: &str, image: &str) -> Result<caas_api::Release> {
+fn push_image(client: &Client, app: &str, image: &str) -> Result<caas_api::Release> {
     let local = deploy::inspect_local_image(image);
     let request = DeployImage {
         image: image.to_string(),

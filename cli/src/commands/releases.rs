@@ -23,7 +23,7 @@ pub fn list(args: ReleasesArgs) -> Result<()> {
     }
     if releases.is_empty() {
         return say(&format!(
-            "No releases yet. Deploy one with: caas push --image REF -a {name}"
+            "No releases yet. Deploy one with: caas push -a {name}"
         ));
     }
     let rows: Vec<Vec<String>> = releases
