@@ -120,6 +120,14 @@ impl Client {
         self.send_json(self.request(Method::PATCH, path).json(body))
     }
 
+    pub fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.send_json(self.request(Method::PUT, path).json(body))
+    }
+
     pub fn delete(&self, path: &str) -> Result<()> {
         self.send(self.request(Method::DELETE, path).timeout(REQUEST_TIMEOUT))?;
         Ok(())

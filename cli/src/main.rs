@@ -12,7 +12,7 @@ mod output;
 mod source;
 
 use clap::{Parser, Subcommand};
-use commands::{apps, auth, hosts, logs, ps, push, releases, version};
+use commands::{apps, auth, buildpacks, builds, hosts, logs, ps, push, releases, version};
 
 const AFTER_HELP: &str = "\
 Server and token come from CAAS_SERVER / CAAS_TOKEN, else from the file saved by `caas login`
@@ -56,6 +56,19 @@ enum Cmd {
     AppsDestroy(apps::DestroyArgs),
     /// Build a directory or a .war/.jar/.zip/.tar.gz into a release, or deploy a Docker image
     Push(push::PushArgs),
+    /// List an app's builds, newest first
+    Builds(builds::BuildsArgs),
+    /// Print what a build printed
+    #[command(name = "builds:output")]
+    BuildsOutput(builds::OutputArgs),
+    /// List the server's buildpacks in the order they are tried
+    Buildpacks(buildpacks::ListArgs),
+    /// Build an app with this buildpack instead of detecting one
+    #[command(name = "buildpacks:set")]
+    BuildpacksSet(buildpacks::SetArgs),
+    /// Let an app's builds detect their buildpack again
+    #[command(name = "buildpacks:clear")]
+    BuildpacksClear(buildpacks::ClearArgs),
     /// List an app's instances
     Ps(ps::PsArgs),
     /// Set how many instances of each process type run
@@ -82,6 +95,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AppsInfo(a) => apps::info(a),
         Cmd::AppsDestroy(a) => apps::destroy(a),
         Cmd::Push(a) => push::push(a),
+        Cmd::Builds(a) => builds::list(a),
+        Cmd::BuildsOutput(a) => builds::output(a),
+        Cmd::Buildpacks(a) => buildpacks::list(a),
+        Cmd::BuildpacksSet(a) => buildpacks::set(a),
+        Cmd::BuildpacksClear(a) => buildpacks::clear(a),
         Cmd::Ps(a) => ps::list(a),
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::Logs(a) => logs::logs(a),
@@ -137,6 +155,12 @@ mod tests {
                 "30",
             ],
             &["caas", "push", "app.war", "-a", "demo", "--no-wait"],
+            &["caas", "builds", "-a", "demo", "--json"],
+            &["caas", "builds:output", "#3", "-a", "demo", "-f"],
+            &["caas", "builds:output", "3", "--follow", "-a", "demo"],
+            &["caas", "buildpacks", "--json"],
+            &["caas", "buildpacks:set", "python", "-a", "demo"],
+            &["caas", "buildpacks:clear", "-a", "demo"],
             &[
                 "caas",
                 "push",

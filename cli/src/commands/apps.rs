@@ -72,17 +72,20 @@ pub fn info(args: InfoArgs) -> Result<()> {
     if args.json.json {
         return print_json(&app);
     }
-    let lines = [
+    let mut lines = vec![
         format!("=== {}", app.name),
         format!("URL:        {}", app.url),
         format!("Release:    {}", release_label(app.release)),
         format!("Formation:  {}", formation_label(&app.formation)),
-        format!(
-            "Created:    {} ({} ago)",
-            format_ts(app.created_at),
-            age(app.created_at)
-        ),
     ];
+    if let Some(pack) = &app.buildpack {
+        lines.push(format!("Buildpack:  {pack}"));
+    }
+    lines.push(format!(
+        "Created:    {} ({} ago)",
+        format_ts(app.created_at),
+        age(app.created_at)
+    ));
     let text: Vec<String> = lines.iter().map(|l| sanitize(l)).collect();
     say(&text.join("\n"))
 }

@@ -3,6 +3,8 @@
 
 pub mod apps;
 pub mod auth;
+pub mod buildpacks;
+pub mod builds;
 pub mod hosts;
 pub mod logs;
 pub mod ps;
