@@ -9,6 +9,7 @@ mod auth;
 mod build;
 mod docker;
 mod gateway;
+mod git;
 mod logs;
 mod observed;
 mod schedule;

@@ -229,7 +229,10 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         wake,
         config,
         builder: builder.clone(),
+        repos: crate::git::Repos::new(dir.join("git")),
+        repos_tmp: dir.join("git-pushes"),
     };
+    let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);
     let api_stop = shutdown.clone();
     tasks.spawn(async move {

@@ -115,6 +115,11 @@ pub async fn destroy(
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();
     // Best effort: an image still used by a draining instance stays until Docker's own pruning.
+    let repos = s.repos.clone();
+    let name = app.clone();
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || repos.remove(&name)).await {
+        tracing::warn!(app, "removing the git repository: {e}");
+    }
     let cache = format!("caas-cache-{}-{app}", s.config.cluster_id);
     if let Err(e) = s.engine.remove_volume(&cache).await {
         tracing::debug!(app, "removing the build cache: {e}");
@@ -415,6 +420,28 @@ pub async fn ps(
         .collect();
     out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
     Ok(Json(out))
+}
+
+/// Whether release `version` of an app is up: `Some(true)` when one of its web instances is,
+/// `Some(false)` when they have crashed, `None` while they are on their way.
+pub(super) fn release_state(s: &AppState, app: &str, version: u64) -> Option<bool> {
+    let allocations = s.store.allocations().ok()?;
+    let mine: Vec<_> = allocations
+        .iter()
+        .filter(|a| a.app == app && a.release == version && a.process == WEB)
+        .collect();
+    let states: Vec<ObservedState> = mine
+        .iter()
+        .filter_map(|a| s.observed.report(&a.id))
+        .map(|r| r.state)
+        .collect();
+    if states.contains(&ObservedState::Up) {
+        Some(true)
+    } else if !states.is_empty() && states.iter().all(|st| *st == ObservedState::Crashed) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 pub async fn hosts(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Host>>> {

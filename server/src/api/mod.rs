@@ -8,6 +8,7 @@ mod auth;
 mod builds;
 mod config;
 mod error;
+mod git;
 mod logs;
 
 pub use error::ApiError;
@@ -53,6 +54,9 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub config: Arc<ApiConfig>,
     pub builder: Arc<Builder>,
+    pub repos: crate::git::Repos,
+    /// Scratch space for pushes in flight.
+    pub repos_tmp: std::path::PathBuf,
 }
 
 /// JSON bodies are small; uploads have their own, larger limit.
@@ -94,6 +98,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/assignments", get(agent::assignments))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/v1/agent/logs", post(agent::logs))
+        .route("/{repo}/info/refs", get(git::info_refs))
+        .route(
+            "/{repo}/git-receive-pack",
+            post(git::receive_pack).layer(upload()),
+        )
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .fallback(|| async { ApiError::NotFound("no such endpoint: see docs/api.md".into()) })
         .with_state(state)

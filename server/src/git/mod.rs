@@ -1,0 +1,176 @@
+//! The app repositories behind `git push caas main`. The only module that imports git2.
+//!
+//! One bare repository per app in `DATA_DIR/git/APP.git`. A push arrives through the smart HTTP
+//! endpoint (`api/git.rs`), which uses [`protocol`] for the wire format and this module to take
+//! the pack in, export the pushed commit as a source tarball for the builder, and move the branch
+//! once the build succeeded. Names reach paths only after `validate_app_name`; refs and paths
+//! never reach a shell (there is no shell: libgit2 does the work).
+
+pub mod protocol;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("{0} is not a commit this repository has")]
+    NoCommit(String),
+}
+
+#[derive(Clone)]
+pub struct Repos {
+    root: PathBuf,
+}
+
+/// What an exported commit holds.
+pub struct Exported {
+    /// Submodules skipped (their content is not in this repository).
+    pub submodules: Vec<String>,
+}
+
+impl Repos {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    fn path(&self, app: &str) -> PathBuf {
+        debug_assert!(caas_api::validate_app_name(app).is_ok());
+        self.root.join(format!("{app}.git"))
+    }
+
+    /// The app's repository, created on first use.
+    fn open(&self, app: &str) -> Result<git2::Repository, GitError> {
+        let path = self.path(app);
+        match git2::Repository::open_bare(&path) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                std::fs::create_dir_all(&self.root)?;
+                let repo = git2::Repository::init_bare(&path)?;
+                repo.set_head("refs/heads/main")?;
+                Ok(repo)
+            }
+        }
+    }
+
+    /// `(oid, refname)` of every branch, for the ref advertisement.
+    pub fn refs(&self, app: &str) -> Result<Vec<(String, String)>, GitError> {
+        let repo = self.open(app)?;
+        let mut out = Vec::new();
+        for r in repo.references_glob("refs/heads/*")? {
+            let r = r?;
+            if let (Ok(name), Some(oid)) = (r.name(), r.target()) {
+                out.push((oid.to_string(), name.to_string()));
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// Indexes a received pack (the part of `file` from `offset` on) into the object store.
+    pub fn ingest_pack(&self, app: &str, file: &Path, offset: u64) -> Result<(), GitError> {
+        use std::io::Seek;
+        let repo = self.open(app)?;
+        let odb = repo.odb()?;
+        let mut writer = odb.packwriter()?;
+        let mut file = File::open(file)?;
+        file.seek(io::SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            writer.write_all(&buf[..n])?;
+        }
+        writer.commit()?;
+        Ok(())
+    }
+
+    /// Writes the tree of `commit` as a gzipped tar to `out` (what the CLI makes of a
+    /// directory), so a git push builds through exactly the same path as `caas push`.
+    pub fn export(&self, app: &str, commit: &str, out: &Path) -> Result<Exported, GitError> {
+        let repo = self.open(app)?;
+        let oid = git2::Oid::from_str(commit).map_err(|_| GitError::NoCommit(commit.into()))?;
+        let commit = repo
+            .find_commit(oid)
+            .map_err(|_| GitError::NoCommit(commit.to_string()))?;
+        let tree = commit.tree()?;
+        let gz = flate2::write::GzEncoder::new(File::create(out)?, flate2::Compression::fast());
+        let mut tar = tar::Builder::new(gz);
+        let mut submodules = Vec::new();
+        let mut failure: Option<GitError> = None;
+        tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else {
+                return git2::TreeWalkResult::Skip;
+            };
+            let path = format!("{dir}{name}");
+            let mode = entry.filemode();
+            let result: Result<(), GitError> = (|| {
+                let mut h = tar::Header::new_gnu();
+                h.set_mtime(0);
+                match (entry.kind(), mode) {
+                    (Some(git2::ObjectType::Tree), _) => {
+                        h.set_entry_type(tar::EntryType::Directory);
+                        h.set_mode(0o755);
+                        h.set_size(0);
+                        tar.append_data(&mut h, &path, io::empty())?;
+                    }
+                    (Some(git2::ObjectType::Blob), 0o120000) => {
+                        let blob = repo.find_blob(entry.id())?;
+                        let target = String::from_utf8_lossy(blob.content()).into_owned();
+                        h.set_entry_type(tar::EntryType::Symlink);
+                        h.set_mode(0o777);
+                        h.set_size(0);
+                        tar.append_link(&mut h, &path, target)?;
+                    }
+                    (Some(git2::ObjectType::Blob), _) => {
+                        let blob = repo.find_blob(entry.id())?;
+                        h.set_entry_type(tar::EntryType::Regular);
+                        h.set_mode(if mode == 0o100755 { 0o755 } else { 0o644 });
+                        h.set_size(blob.content().len() as u64);
+                        tar.append_data(&mut h, &path, blob.content())?;
+                    }
+                    (Some(git2::ObjectType::Commit), _) => submodules.push(path.clone()),
+                    _ => {}
+                }
+                Ok(())
+            })();
+            match result {
+                Ok(()) => git2::TreeWalkResult::Ok,
+                Err(e) => {
+                    failure = Some(e);
+                    git2::TreeWalkResult::Abort
+                }
+            }
+        })
+        .or_else(|e| if failure.is_some() { Ok(()) } else { Err(e) })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        tar.into_inner()?.finish()?.flush()?;
+        Ok(Exported { submodules })
+    }
+
+    /// Points `refname` at `commit` (forced: a force push is a push).
+    pub fn update_ref(&self, app: &str, refname: &str, commit: &str) -> Result<(), GitError> {
+        let repo = self.open(app)?;
+        let oid = git2::Oid::from_str(commit).map_err(|_| GitError::NoCommit(commit.into()))?;
+        repo.find_commit(oid)
+            .map_err(|_| GitError::NoCommit(commit.to_string()))?;
+        repo.reference(refname, oid, true, "push")?;
+        Ok(())
+    }
+
+    /// Removes an app's repository (the app was destroyed).
+    pub fn remove(&self, app: &str) -> io::Result<()> {
+        match std::fs::remove_dir_all(self.path(app)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
