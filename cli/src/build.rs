@@ -4,10 +4,10 @@
 
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{note, sanitize, stderr_is_term};
+use crate::output::{format_bytes, note, sanitize, stderr_is_term};
 use anyhow::{Context, Result};
 use caas_api::{BuildEvent, SourceKind};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use reqwest::blocking::Response;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -32,7 +32,7 @@ pub fn check_size(name: &str, len: u64, max_upload_mb: u64) -> Result<(), CliErr
     }
     Err(CliError::usage(sanitize(&format!(
         "the upload ({name}, {}) is larger than this server accepts ({max_upload_mb} MB; caasd --max-upload-mb raises it)",
-        HumanBytes(len)
+        format_bytes(len)
     ))))
 }
 
@@ -61,11 +61,14 @@ pub fn upload(client: &Client, app: &str, upload: Upload) -> Result<Response> {
     );
     progress.finish(result.is_ok());
     result.map_err(|e| match e.downcast_ref::<CliError>() {
-        // The transport broke mid-upload: a server refusing the body may close the connection
-        // before its answer can be read. Say what was going on.
-        Some(CliError::Failed(m)) => {
-            CliError::Failed(format!("uploading {} failed: {m}", sanitize(&name))).into()
-        }
+        // The transport broke mid-upload: a server refusing the body (over a limit it changed
+        // since `/v1/info` said otherwise, say) stops reading, and its answer is lost. It
+        // records every refusal as a failed build, with the reason.
+        Some(CliError::Failed(m)) => CliError::Failed(format!(
+            "uploading {} failed: {m}; the server may have refused it, see caas builds -a {app}",
+            sanitize(&name)
+        ))
+        .into(),
         _ => e,
     })
 }
@@ -91,7 +94,7 @@ impl Read for Counting {
             );
             self.bar.set_message(format!(
                 "Uploaded {}; the server is unpacking it",
-                HumanBytes(self.len)
+                format_bytes(self.len)
             ));
         }
         Ok(n)
@@ -109,16 +112,23 @@ impl UploadProgress {
         let bar = if stderr_is_term() {
             let bar = ProgressBar::new(len);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "Uploading {total_bytes} [{bar:30}] {bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("Uploading {size} [{bar:30}] {sent} {rate} ETA {eta}")
+                    .expect("valid template")
+                    .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}", format_bytes(s.len().unwrap_or(0)));
+                    })
+                    .with_key("sent", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}", format_bytes(s.pos()));
+                    })
+                    .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{}/s", format_bytes(s.per_sec() as u64));
+                    })
+                    .progress_chars("=> "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         } else {
-            note(&format!("Uploading {}...", HumanBytes(len)));
+            note(&format!("Uploading {}...", format_bytes(len)));
             ProgressBar::hidden()
         };
         Self {
@@ -132,7 +142,10 @@ impl UploadProgress {
         self.bar.finish_and_clear();
         if accepted {
             let secs = self.started.elapsed().as_secs_f64();
-            note(&format!("Uploaded {} in {secs:.1}s", HumanBytes(self.len)));
+            note(&format!(
+                "Uploaded {} in {secs:.1}s",
+                format_bytes(self.len)
+            ));
         }
     }
 }
@@ -188,9 +201,8 @@ pub fn follow(
             BuildEvent::Queued { waiting_for, .. } => {
                 writeln!(err, "Waiting for build {waiting_for} to finish...")?;
             }
-            BuildEvent::Started { build } => {
-                writeln!(err, "Build {build} started")?;
-            }
+            // The server's own first line says which build this is.
+            BuildEvent::Started { .. } => {}
             BuildEvent::Succeeded {
                 build,
                 release,
@@ -253,7 +265,7 @@ mod tests {
             }
         );
         assert_eq!(out, "-----> Python app detected\n[31mred[0m\ttabbed\n");
-        assert_eq!(err, "Waiting for build 3 to finish...\nBuild 4 started\n");
+        assert_eq!(err, "Waiting for build 3 to finish...\n");
     }
 
     #[test]
@@ -315,7 +327,7 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         assert_eq!(
             err.to_string(),
-            "the upload (app.zip, 10.00 MiB) is larger than this server accepts (10 MB; caasd --max-upload-mb raises it)"
+            "the upload (app.zip, 10.0 MB) is larger than this server accepts (10 MB; caasd --max-upload-mb raises it)"
         );
     }
 

@@ -4,11 +4,10 @@ use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
 use crate::commands::apps::release_label;
 use crate::error::CliError;
-use crate::output::{age, print_json, print_table, sanitize, say};
+use crate::output::{age, format_bytes, print_json, print_table, sanitize, say};
 use anyhow::Result;
 use caas_api::Build;
 use clap::Args;
-use indicatif::HumanBytes;
 use std::io::{BufRead, BufReader, Read, Write};
 
 #[derive(Debug, Args)]
@@ -49,8 +48,7 @@ pub fn list(args: BuildsArgs) -> Result<()> {
                 b.source.clone(),
                 b.builder.clone().unwrap_or_else(|| "-".to_string()),
                 release_label(b.release),
-                b.image_size
-                    .map_or_else(|| "-".to_string(), |s| HumanBytes(s).to_string()),
+                b.image_size.map_or_else(|| "-".to_string(), format_bytes),
                 format!("{} ago", age(b.created_at)),
             ]
         })

@@ -4,12 +4,12 @@ use super::{client, AppArg};
 use crate::app::resolve_app;
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{note, sanitize, say, stderr_is_term};
+use crate::output::{format_bytes, note, sanitize, say, stderr_is_term};
 use crate::{build, deploy, source};
 use anyhow::{Context, Result};
 use caas_api::{App, DeployImage, ServerInfo, SourceKind};
 use clap::Args;
-use indicatif::{HumanBytes, ProgressBar};
+use indicatif::ProgressBar;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -105,7 +105,7 @@ fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Resu
         "Released v{} ({}, {})",
         built.release,
         built.image,
-        HumanBytes(built.image_size)
+        format_bytes(built.image_size)
     )))?;
     after_release(&client, &name, built.release, wait)
 }
@@ -128,7 +128,7 @@ fn pack(dir: &Path) -> Result<source::Packed> {
     note(&format!(
         "Packed {shown}: {} {noun}, {}",
         packed.files,
-        HumanBytes(packed.len)
+        format_bytes(packed.len)
     ));
     Ok(packed)
 }
