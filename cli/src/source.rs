@@ -45,7 +45,7 @@ pub fn kind_for_file_name(name: &str) -> Option<SourceKind> {
 /// Decides what PATH is; anything caas cannot build is a usage error (exit 2) found before any
 /// request is made.
 pub fn classify(path: &Path) -> Result<Target, CliError> {
-    let shown = sanitize(&path.display().to_string());
+    let shown = display_path(path);
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
             CliError::usage(format!("cannot push {shown}: no such file or directory"))
@@ -96,6 +96,16 @@ pub fn upload_name(path: &Path, fallback: &str) -> String {
     }
 }
 
+/// PATH for messages, sanitised: as the user gave it, unless it has no name of its own (`.`,
+/// `..`, `/`), which says little in "Packing ." or "nothing to push: ..": then the absolute path.
+pub fn display_path(path: &Path) -> String {
+    let path = match path.file_name() {
+        Some(_) => path.to_path_buf(),
+        None => std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+    };
+    sanitize(&path.display().to_string())
+}
+
 /// A directory packed into an anonymous temporary file, rewound and ready to upload.
 #[derive(Debug)]
 pub struct Packed {
@@ -140,7 +150,7 @@ fn walker(dir: &Path) -> ignore::Walk {
 /// their target as written; sockets, FIFOs and devices are left out. Returns how many files
 /// (regular files and symlinks) went in.
 pub fn pack_dir(dir: &Path, out: impl Write) -> Result<u64> {
-    let shown = sanitize(&dir.display().to_string());
+    let shown = display_path(dir);
     let mut tar = tar::Builder::new(GzEncoder::new(out, Compression::default()));
     let mut files = 0u64;
     for entry in walker(dir) {
@@ -310,6 +320,24 @@ mod tests {
         let err = classify(&tmp.path().join("missing.zip")).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("no such file"), "{err}");
+    }
+
+    #[test]
+    fn paths_without_a_name_of_their_own_show_in_full() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        assert_eq!(display_path(Path::new("site")), "site");
+        assert_eq!(display_path(Path::new("a/b\x1b.zip")), "a/b.zip");
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(display_path(Path::new(".")), cwd.display().to_string());
+        fs::create_dir(dir.join("x")).unwrap();
+        assert_eq!(display_path(&dir.join("x/..")), dir.display().to_string());
+        assert_eq!(
+            display_path(&dir.join("y/..")),
+            dir.join("y/..").display().to_string(),
+            "a path that cannot be resolved stays as given"
+        );
+        assert_eq!(display_path(Path::new("/")), "/");
     }
 
     #[test]

@@ -112,7 +112,7 @@ fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Resu
 
 /// Packs `dir` with a spinner on a terminal, and says what went in.
 fn pack(dir: &Path) -> Result<source::Packed> {
-    let shown = sanitize(&dir.display().to_string());
+    let shown = source::display_path(dir);
     let spinner = if stderr_is_term() {
         let s = ProgressBar::new_spinner();
         s.enable_steady_tick(Duration::from_millis(100));
