@@ -54,7 +54,7 @@ enum Cmd {
     /// Destroy an app with its releases and instances
     #[command(name = "apps:destroy", visible_alias = "destroy")]
     AppsDestroy(apps::DestroyArgs),
-    /// Build a directory or a .war/.jar/.zip/.tar.gz into a release, or deploy a Docker image
+    /// Build a directory or archive into a release, or deploy a Docker image
     Push(push::PushArgs),
     /// List an app's builds, newest first
     Builds(builds::BuildsArgs),

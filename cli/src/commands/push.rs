@@ -16,7 +16,8 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// A source directory, or a .war, .jar, .zip or .tar.gz, to build [default: .]
+    /// A source directory (packed without what .gitignore and .caasignore exclude, and without
+    /// .git), or a .war, .jar, .zip or .tar.gz, to build [default: .]
     #[arg(conflicts_with = "image")]
     path: Option<PathBuf>,
     /// Deploy this Docker image instead; uploaded from the local engine if the server lacks it
