@@ -4,18 +4,22 @@
 # chroot, a user `caas` (uid/gid 1000, home /app), /app /cache /env, and server/src/build/launch.sh
 # as /usr/local/bin/caas-launch; the root filesystem is fed to `docker import`.
 #
-#   stack/build.sh [--force] [--verbose] [--mirror URL]
+#   stack/build.sh [--force] [--verbose] [--mirror URL] [--no-host-cas]
 #
 # The image is tagged caas/stack:HASH (HASH = first 12 hex of a sha256 over the recipe: every file
-# in stack/ except *.md, plus launch.sh) and caas/stack:latest, and labelled caas.stack.recipe=HASH.
-# When caas/stack:HASH already exists nothing is built; latest is re-tagged (cheap, so install.sh
-# and CI can call this every time). --force rebuilds anyway (e.g. to pick up Debian security
+# in stack/ except *.md, launch.sh, and the extra CA certificates below) and caas/stack:latest,
+# and labelled caas.stack.recipe=HASH. When caas/stack:HASH already exists nothing is built;
+# latest is re-tagged (cheap, so install.sh and CI can call this every time). After a build, tags
+# of earlier recipes are removed. --force rebuilds anyway (e.g. to pick up Debian security
 # updates; the tag stays the same because the recipe did not change).
 #
 # The mirror is the one this host's apt uses (/etc/apt/sources.list, sources.list.d/*.sources and
 # *.list), unless --mirror or $CAAS_STACK_MIRROR says otherwise. The matching -security mirror,
 # when the host has one, is added to the image's apt sources and used during the build.
 # Downloaded .debs are kept in $CAAS_STACK_CACHE (default /var/cache/caas-stack) for rebuilds.
+# CA certificates this host trusts beyond its distribution's set (a TLS-inspecting proxy, an
+# internal mirror) are trusted in the image too, so builds reach npm and PyPI as the host does;
+# --no-host-cas (or CAAS_STACK_HOST_CAS=0) leaves them out.
 #
 # stdout: the tag (last line). stderr: phase timings; the tools' output goes to a log that is
 # printed when a phase fails (--verbose streams it instead). Needs root, debootstrap and Docker.
@@ -326,6 +330,11 @@ tar --numeric-owner --xattrs -C "$ROOTFS" --exclude='./dev/*' --exclude='./proc/
         --message "caas stack $SUITE recipe $HASH" \
         - "$TAG" >/dev/null
 docker tag "$TAG" "$REPO:latest"
+# Untag the images of earlier recipes (an image that app images still build on stays until they go).
+docker image ls --format '{{.Repository}}:{{.Tag}}' "$REPO" | while IFS= read -r old; do
+    case "$old" in "$TAG"|"$REPO:latest"|*:"<none>") continue ;; esac
+    docker rmi "$old" >/dev/null 2>&1 && say "removed the old $old" || true
+done
 phase finish
 
 SIZE=$(docker image inspect --format '{{.Size}}' "$TAG")
