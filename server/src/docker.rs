@@ -292,6 +292,28 @@ impl Engine {
             .collect())
     }
 
+    /// Ids of containers, running or not, whose name starts with `prefix`.
+    pub async fn containers_named(&self, prefix: &str) -> Result<Vec<String>> {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("name".to_string(), vec![prefix.to_string()])]);
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        // Docker's name filter matches anywhere in the name; keep true prefixes only.
+        Ok(list
+            .into_iter()
+            .filter(|c| {
+                c.names
+                    .iter()
+                    .flatten()
+                    .any(|n| n.trim_start_matches('/').starts_with(prefix))
+            })
+            .filter_map(|c| c.id)
+            .collect())
+    }
+
     /// How a stopped container ended, and the host port it was created with (for an exited
     /// container the summary lists no ports).
     pub async fn exit_info(&self, id: &str) -> Result<(ExitInfo, Option<u16>)> {

@@ -153,7 +153,10 @@ fn a_failed_build_leaves_the_previous_release_serving_and_its_log_replayable() {
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stdout.contains("Tried: java-war, jvm-jar, nodejs, python, static, procfile"), "{out}");
 
-    // Every build, failed ones too, with its whole log, also after a restart.
+    // Every build, failed ones too, with its whole log, also after a restart; and the built app's
+    // instance is adopted, not replaced.
+    let before: Vec<String> = p.running_containers("stable").into_iter().map(|c| c.id).collect();
+    p.kill9();
     p.restart();
     let builds = p.caas_json(&["builds", "-a", "stable", "--json"]);
     let statuses: Vec<&str> = builds.as_array().unwrap().iter().map(|b| b["status"].as_str().unwrap()).collect();
@@ -161,6 +164,9 @@ fn a_failed_build_leaves_the_previous_release_serving_and_its_log_replayable() {
     let log = p.caas_ok(&["builds:output", "2", "-a", "stable"]);
     assert!(log.contains("caas-no-such-package-xyz"), "{log}");
     assert!(ok_body(&p, "stable").is_some());
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<String> = p.running_containers("stable").into_iter().map(|c| c.id).collect();
+    assert_eq!(after, before, "the built app's container was adopted after the restart");
 }
 
 #[test]

@@ -144,16 +144,18 @@ impl Builder {
             self.store.put_build(&b)?;
         }
         self.store.flush().await?;
-        let leftovers = self
-            .engine
-            .list_containers(&[
-                ("caas.cluster", &self.settings.cluster_id),
-                ("caas.role", "build"),
-            ])
-            .await
-            .map_err(internal)?;
-        for c in leftovers {
-            let _ = self.engine.remove(&c.id).await;
+        // By name, not by label: labels of the slug container end up in the app image and in
+        // every app container made from it, and those must survive a restart.
+        for kind in ["build", "slug"] {
+            let prefix = format!("caas-{kind}-{}-", self.settings.cluster_id);
+            for id in self
+                .engine
+                .containers_named(&prefix)
+                .await
+                .map_err(internal)?
+            {
+                let _ = self.engine.remove(&id).await;
+            }
         }
         Ok(())
     }
@@ -218,7 +220,9 @@ impl Builder {
             return Err(BuildError::NoApp(app.into()));
         }
         let source = match kind {
-            SourceKind::Dir => "directory".to_string(),
+            SourceKind::Dir if file_name == "directory" => "directory".to_string(),
+            SourceKind::Dir if file_name.starts_with("git ") => file_name.to_string(),
+            SourceKind::Dir => format!("directory {file_name}"),
             _ => file_name.to_string(),
         };
         let record = self.store.create_build(app, |number| BuildRecord {
@@ -342,11 +346,14 @@ impl Builder {
         record.status = BuildStatus::Running;
         self.store.put_build(&record)?;
         out.event(BuildEvent::Started { build: p.number }).await;
+        let files = match p.files {
+            1 => "1 file".to_string(),
+            n => format!("{n} files"),
+        };
         out.line(&format!(
-            "-----> Building {} (build {}): {} files, {}",
+            "-----> Building {} (build {}): {files}, {}",
             p.app,
             p.number,
-            p.files,
             human_bytes(p.bytes)
         ))
         .await;
@@ -799,7 +806,8 @@ impl Builder {
             user: None,
             volumes: vec![],
             env: vec![],
-            labels: self.labels(&p.app, p.number),
+            // None: the committed image would carry them into every app container.
+            labels: HashMap::new(),
             publish: None,
             memory_mb: 64,
             cpu_shares: 1024,
