@@ -6,9 +6,13 @@
 #   caas-launch PROGRAM ARG...   the same, argv style (no shell parsing of the arguments)
 #
 # Sources every /app/.profile.d/*.sh (Heroku convention: buildpacks put PATH and other run-time
-# settings there; sorted by name), cds to /app, then replaces itself with `/bin/sh -c COMMAND`
-# (or PROGRAM directly), so signals sent to the container reach the app.
-# The profile scripts run in bash when bash is there (third-party buildpacks write bash), else sh.
+# settings there; sorted by name), cds to /app, then replaces itself with a shell running COMMAND
+# (or with PROGRAM directly), so signals sent to the container reach the app.
+# The shell is bash when there is one (the stack has it), else /bin/sh: bash replaces itself with
+# the last simple command of COMMAND (`node server.js`, `cd x && java -jar y.jar`), so the app,
+# not a shell, gets the SIGTERM of `docker stop` (tini, `--init`, signals only its child). Debian's
+# dash would stay in between, die of the SIGTERM and leave the app to be SIGKILLed.
+# The profile scripts run in bash too (third-party buildpacks write bash).
 if [ -z "${BASH_VERSION:-}" ] && [ -z "${CAAS_LAUNCH_NO_BASH:-}" ] && [ -x /bin/bash ]; then
     CAAS_LAUNCH_NO_BASH=1 exec /bin/bash "$0" "$@"
 fi
@@ -34,6 +38,9 @@ fi
 cd /app || exit 1
 
 if [ $# -eq 1 ]; then
+    if [ -n "${BASH_VERSION:-}" ]; then
+        exec /bin/bash -c "$1"
+    fi
     exec /bin/sh -c "$1"
 fi
 exec "$@"
