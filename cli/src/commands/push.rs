@@ -98,16 +98,11 @@ fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Resu
     build::check_size(&upload.name, upload.len, max_upload_mb)?;
 
     let stream = build::upload(&client, &name, upload)?;
+    // The server's build output ends with its own `-----> Released vN (IMAGE, SIZE)` line.
     let built = {
         let mut out = std::io::stdout().lock();
         build::follow(stream, &name, &mut out, &mut std::io::stderr())?
     };
-    say(&sanitize(&format!(
-        "Released v{} ({}, {})",
-        built.release,
-        built.image,
-        format_bytes(built.image_size)
-    )))?;
     after_release(&client, &name, built.release, wait)
 }
 
