@@ -12,7 +12,9 @@ mod output;
 mod source;
 
 use clap::{Parser, Subcommand};
-use commands::{apps, auth, buildpacks, builds, hosts, logs, ps, push, releases, version};
+use commands::{
+    apps, auth, buildpacks, builds, config_vars, hosts, logs, ps, push, releases, version,
+};
 
 const AFTER_HELP: &str = "\
 Server and token come from CAAS_SERVER / CAAS_TOKEN, else from the file saved by `caas login`
@@ -78,6 +80,17 @@ enum Cmd {
     Logs(logs::LogsArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
+    /// Show an app's config vars
+    Config(config_vars::ShowArgs),
+    /// Print one config var's value
+    #[command(name = "config:get")]
+    ConfigGet(config_vars::GetArgs),
+    /// Set config vars and restart the app with them
+    #[command(name = "config:set")]
+    ConfigSet(config_vars::SetArgs),
+    /// Remove config vars and restart the app without them
+    #[command(name = "config:unset")]
+    ConfigUnset(config_vars::UnsetArgs),
     /// Check a token against a server and save both
     Login(auth::LoginArgs),
     /// Forget the saved token
@@ -104,6 +117,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Releases(a) => releases::list(a),
+        Cmd::Config(a) => config_vars::show(a),
+        Cmd::ConfigGet(a) => config_vars::get(a),
+        Cmd::ConfigSet(a) => config_vars::set(a),
+        Cmd::ConfigUnset(a) => config_vars::unset(a),
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),
@@ -170,6 +187,11 @@ mod tests {
                 "demo",
                 "--no-wait",
             ],
+            &["caas", "config", "-a", "demo", "--json"],
+            &["caas", "config:get", "FOO", "-a", "demo"],
+            &["caas", "config:set", "A=1", "B=x=y", "C=", "-a", "demo"],
+            &["caas", "config:set", "-a", "demo", "GREETING=hello world"],
+            &["caas", "config:unset", "A", "B", "-a", "demo"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -68,6 +68,11 @@ pub fn stdout_color() -> bool {
     console::colors_enabled()
 }
 
+/// Whether a person (rather than a script) reads stdout: decorations such as headers only then.
+pub fn stdout_is_term() -> bool {
+    console::Term::stdout().is_term()
+}
+
 pub fn stderr_is_term() -> bool {
     console::Term::stderr().is_term()
 }

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod auth;
 pub mod buildpacks;
 pub mod builds;
+pub mod config_vars;
 pub mod hosts;
 pub mod logs;
 pub mod ps;

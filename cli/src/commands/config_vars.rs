@@ -1,0 +1,294 @@
+//! `config`, `config:get`, `config:set`, `config:unset`: an app's config vars, with Heroku's
+//! names and output. Values are never printed by the commands that change them.
+
+use super::{client, AppArg, JsonArg};
+use crate::app::resolve_app;
+use crate::error::CliError;
+use crate::output::{print_json, sanitize, say, stdout_is_term};
+use anyhow::Result;
+use caas_api::{ConfigChange, ConfigUpdate};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    app: AppArg,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// The config var to print
+    key: String,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// KEY=VALUE pairs; the value is everything after the first '=' and may be empty
+    #[arg(required = true, value_name = "KEY=VALUE")]
+    pairs: Vec<String>,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsetArgs {
+    /// The config vars to remove
+    #[arg(required = true, value_name = "KEY")]
+    keys: Vec<String>,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+type Vars = BTreeMap<String, String>;
+
+fn fetch(app: &str) -> Result<Vars> {
+    client()?.get(&format!("/v1/apps/{app}/config"))
+}
+
+pub fn show(args: ShowArgs) -> Result<()> {
+    let app = resolve_app(args.app.app)?;
+    let vars = fetch(&app)?;
+    if args.json.json {
+        return print_json(&vars);
+    }
+    let text = render_config(&app, &vars, stdout_is_term());
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `KEY: value` lines with the values aligned, as Heroku prints them; the `=== APP Config Vars`
+/// header only for a person at a terminal. A value's newlines show as `\n`, so one var is one
+/// line; other control characters are removed.
+pub fn render_config(app: &str, vars: &Vars, header: bool) -> String {
+    if vars.is_empty() {
+        return format!("{app} has no config vars.\n");
+    }
+    let mut out = String::new();
+    if header {
+        out.push_str(&format!("=== {app} Config Vars\n"));
+    }
+    let keys: Vec<String> = vars.keys().map(|k| sanitize(k)).collect();
+    let width = keys.iter().map(|k| k.chars().count()).max().unwrap_or(0) + 1;
+    for (key, value) in keys.iter().zip(vars.values()) {
+        let label = format!("{key}:");
+        let value = sanitize(&value.replace('\n', "\\n"));
+        if value.is_empty() {
+            // No padding after the colon: lines carry no trailing spaces.
+            out.push_str(&format!("{label}\n"));
+        } else {
+            out.push_str(&format!("{label:<width$} {value}\n"));
+        }
+    }
+    out
+}
+
+pub fn get(args: GetArgs) -> Result<()> {
+    let app = resolve_app(args.app.app)?;
+    let vars = fetch(&app)?;
+    let Some(value) = vars.get(&args.key) else {
+        return Err(
+            CliError::NotFound(format!("{app} has no config var {}", sanitize(&args.key))).into(),
+        );
+    };
+    // Raw for scripts (`$(caas config:get KEY)`); on a terminal, without control characters
+    // other than newlines and tabs.
+    let value = if stdout_is_term() {
+        value
+            .split('\n')
+            .map(sanitize)
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        value.clone()
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(value.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `KEY=VALUE` arguments, split at the first `=`, keys checked with the server's rule. Later
+/// pairs win over earlier ones for the same key.
+pub fn parse_pairs(args: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    args.iter()
+        .map(|arg| {
+            let Some((key, value)) = arg.split_once('=') else {
+                return Err(CliError::usage(format!(
+                    "invalid argument {:?}: use KEY=VALUE",
+                    sanitize(arg)
+                )));
+            };
+            check_key(key)?;
+            Ok((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+fn check_key(key: &str) -> Result<(), CliError> {
+    caas_api::validate_config_key(key).map_err(|e| CliError::usage(sanitize(&e.to_string())))
+}
+
+/// `A`, `A and B`, `A, B and C`: each key once, in the order given.
+fn key_list<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for key in keys {
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    match seen.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// `... done, v7`, or `... done` when the app has never been deployed and so no release was made.
+fn done(change: &ConfigChange) -> String {
+    match change.release {
+        Some(v) => format!("done, v{v}"),
+        None => "done".to_string(),
+    }
+}
+
+fn send(app: &str, vars: BTreeMap<String, Option<String>>) -> Result<ConfigChange> {
+    client()?.patch(&format!("/v1/apps/{app}/config"), &ConfigUpdate { vars })
+}
+
+pub fn set(args: SetArgs) -> Result<()> {
+    // The arguments are checked before the app is looked for: a typo fails without a request.
+    let pairs = parse_pairs(&args.pairs)?;
+    let app = resolve_app(args.app.app)?;
+    let keys = key_list(pairs.iter().map(|(k, _)| k.as_str()));
+    let vars = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    let change = send(&app, vars)?;
+    say(&format!(
+        "Setting {keys} and restarting {app}... {}",
+        done(&change)
+    ))
+}
+
+pub fn unset(args: UnsetArgs) -> Result<()> {
+    for key in &args.keys {
+        check_key(key)?;
+    }
+    let app = resolve_app(args.app.app)?;
+    let keys = key_list(args.keys.iter().map(String::as_str));
+    let vars = args.keys.iter().map(|k| (k.clone(), None)).collect();
+    let change = send(&app, vars)?;
+    say(&format!(
+        "Unsetting {keys} and restarting {app}... {}",
+        done(&change)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(args: &[&str]) -> Result<Vec<(String, String)>, CliError> {
+        parse_pairs(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    fn pair(k: &str, v: &str) -> (String, String) {
+        (k.to_string(), v.to_string())
+    }
+
+    #[test]
+    fn splits_at_the_first_equals_sign() {
+        assert_eq!(
+            pairs(&[
+                "A=1",
+                "URL=postgres://u:p@h/db?sslmode=require&x=y",
+                "GREETING=hello world",
+                "CERT=-----BEGIN-----\nabc==\n-----END-----\n",
+                "EMPTY=",
+                "EQ==",
+                "_lower_ok9=x",
+            ])
+            .unwrap(),
+            vec![
+                pair("A", "1"),
+                pair("URL", "postgres://u:p@h/db?sslmode=require&x=y"),
+                pair("GREETING", "hello world"),
+                pair("CERT", "-----BEGIN-----\nabc==\n-----END-----\n"),
+                pair("EMPTY", ""),
+                pair("EQ", "="),
+                pair("_lower_ok9", "x"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pair_without_equals_is_a_usage_error() {
+        let err = pairs(&["A=1", "FOO"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.to_string(), "invalid argument \"FOO\": use KEY=VALUE");
+    }
+
+    #[test]
+    fn bad_keys_are_refused_with_the_servers_message() {
+        for (arg, key) in [
+            ("=x", ""),
+            ("1A=x", "1A"),
+            ("A-B=x", "A-B"),
+            ("A B=x", "A B"),
+            ("PORT=1", "PORT"),
+            ("CAAS_APP=x", "CAAS_APP"),
+        ] {
+            let err = pairs(&[arg]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{arg}");
+            let want = caas_api::validate_config_key(key).unwrap_err().to_string();
+            assert_eq!(err.to_string(), want, "{arg}");
+        }
+    }
+
+    #[test]
+    fn key_lists_read_like_heroku() {
+        assert_eq!(key_list(["A"]), "A");
+        assert_eq!(key_list(["A", "B"]), "A and B");
+        assert_eq!(key_list(["A", "B", "C"]), "A, B and C");
+        assert_eq!(key_list(["B", "A", "B"]), "B and A");
+    }
+
+    #[test]
+    fn done_names_the_release_when_there_is_one() {
+        let change = |release| ConfigChange {
+            config: Vars::new(),
+            release,
+        };
+        assert_eq!(done(&change(Some(7))), "done, v7");
+        assert_eq!(done(&change(None)), "done");
+    }
+
+    #[test]
+    fn renders_aligned_with_newlines_escaped() {
+        let vars: Vars = [
+            ("A", "1"),
+            ("GREETING", "hello world"),
+            ("MULTI", "one\ntwo\r\x1b[2J"),
+            ("EMPTY", ""),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(
+            render_config("demo", &vars, false),
+            "A:        1\nEMPTY:\nGREETING: hello world\nMULTI:    one\\ntwo[2J\n"
+        );
+        assert!(render_config("demo", &vars, true).starts_with("=== demo Config Vars\nA:  "));
+        assert_eq!(
+            render_config("demo", &Vars::new(), true),
+            "demo has no config vars.\n"
+        );
+    }
+}
