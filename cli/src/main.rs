@@ -80,6 +80,9 @@ enum Cmd {
     Logs(logs::LogsArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
+    /// Make a new release from an earlier one (default: the one before the current release)
+    #[command(visible_alias = "releases:rollback")]
+    Rollback(releases::RollbackArgs),
     /// Show an app's config vars
     Config(config_vars::ShowArgs),
     /// Print one config var's value
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Releases(a) => releases::list(a),
+        Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
         Cmd::ConfigGet(a) => config_vars::get(a),
         Cmd::ConfigSet(a) => config_vars::set(a),
@@ -192,6 +196,9 @@ mod tests {
             &["caas", "config:set", "A=1", "B=x=y", "C=", "-a", "demo"],
             &["caas", "config:set", "-a", "demo", "GREETING=hello world"],
             &["caas", "config:unset", "A", "B", "-a", "demo"],
+            &["caas", "rollback", "-a", "demo"],
+            &["caas", "rollback", "v3", "-a", "demo"],
+            &["caas", "releases:rollback", "3", "-a", "demo"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -1,10 +1,11 @@
-//! `releases`: an app's release history.
+//! `releases` and `rollback`: an app's release history, and going back to an earlier release.
 
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
-use crate::output::{age, print_json, print_table, say};
+use crate::error::CliError;
+use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::Release;
+use caas_api::{Release, RollbackRequest};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -38,4 +39,92 @@ pub fn list(args: ReleasesArgs) -> Result<()> {
         })
         .collect();
     print_table(&["VERSION", "DESCRIPTION", "IMAGE", "CREATED"], &rows)
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The release to go back to, as caas releases lists it (v3 or 3) [default: the release
+    /// before the current one]
+    #[arg(value_name = "RELEASE")]
+    version: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+/// `caas rollback [vN]`: a new release with vN's image, process types and config; no rebuild.
+pub fn rollback(args: RollbackArgs) -> Result<()> {
+    let version = args.version.as_deref().map(parse_version).transpose()?;
+    let name = resolve_app(args.app.app)?;
+    let release: Release = client()?.post(
+        &format!("/v1/apps/{name}/rollback"),
+        &RollbackRequest { version },
+    )?;
+    let target = version.or_else(|| rollback_target(&release.description));
+    let to = target.map_or_else(String::new, |v| format!(" to v{v}"));
+    say(&format!(
+        "Rolling back {name}{to}... done, v{}",
+        release.version
+    ))
+}
+
+/// `v3`, `V3` or `3` → 3. Releases count from 1.
+pub fn parse_version(text: &str) -> Result<u64, CliError> {
+    let digits = text.strip_prefix(['v', 'V']).unwrap_or(text);
+    match digits.parse::<u64>() {
+        Ok(v) if v > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(v),
+        _ => Err(CliError::usage(format!(
+            "invalid release {:?}: use vN or N, as caas releases lists them",
+            sanitize(text)
+        ))),
+    }
+}
+
+/// The server describes a rollback release as `Rollback to vN`; without a version given, that is
+/// where to learn which release it went back to.
+fn rollback_target(description: &str) -> Option<u64> {
+    description
+        .strip_prefix("Rollback to v")
+        .and_then(|v| v.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_with_or_without_v() {
+        assert_eq!(parse_version("v3").unwrap(), 3);
+        assert_eq!(parse_version("3").unwrap(), 3);
+        assert_eq!(parse_version("V12").unwrap(), 12);
+        for bad in [
+            "",
+            "v",
+            "v0",
+            "0",
+            "-1",
+            "+3",
+            "v+3",
+            "3.0",
+            "vv3",
+            "v3x",
+            "three",
+            " 3",
+            "v 3",
+            "99999999999999999999999",
+        ] {
+            let err = parse_version(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+        assert_eq!(
+            parse_version("x").unwrap_err().to_string(),
+            "invalid release \"x\": use vN or N, as caas releases lists them"
+        );
+    }
+
+    #[test]
+    fn the_target_comes_from_the_description() {
+        assert_eq!(rollback_target("Rollback to v2"), Some(2));
+        assert_eq!(rollback_target("Deploy image x"), None);
+        assert_eq!(rollback_target("Rollback to vx"), None);
+    }
 }
