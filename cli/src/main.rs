@@ -8,18 +8,21 @@ mod commands;
 mod config;
 mod deploy;
 mod error;
+mod git;
 mod output;
 mod source;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, hosts, logs, ps, push, releases, version,
+    apps, auth, buildpacks, builds, config_vars, git as git_cmd, hosts, logs, ps, push, releases,
+    version,
 };
 
 const AFTER_HELP: &str = "\
 Server and token come from CAAS_SERVER / CAAS_TOKEN, else from the file saved by `caas login`
 ($CAAS_CONFIG, or $XDG_CONFIG_HOME/caas/config.json, or ~/.config/caas/config.json).
-The app comes from -a/--app, else CAAS_APP.
+The app comes from -a/--app, else CAAS_APP, else the current git repository's remote
+named caas (set up by caas git:remote -a APP).
 
 Exit codes:
   0  success
@@ -94,6 +97,12 @@ enum Cmd {
     /// Remove config vars and restart the app without them
     #[command(name = "config:unset")]
     ConfigUnset(config_vars::UnsetArgs),
+    /// Point this git repository's caas remote at an app, for git push caas main
+    #[command(name = "git:remote")]
+    GitRemote(git_cmd::RemoteArgs),
+    /// git's credential helper for caas remotes (git runs it; see caas git:remote)
+    #[command(name = "git:credential", hide = true)]
+    GitCredential(git_cmd::CredentialArgs),
     /// Check a token against a server and save both
     Login(auth::LoginArgs),
     /// Forget the saved token
@@ -125,6 +134,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::ConfigGet(a) => config_vars::get(a),
         Cmd::ConfigSet(a) => config_vars::set(a),
         Cmd::ConfigUnset(a) => config_vars::unset(a),
+        Cmd::GitRemote(a) => git_cmd::remote(a),
+        Cmd::GitCredential(a) => git_cmd::credential(a),
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),
@@ -199,6 +210,10 @@ mod tests {
             &["caas", "rollback", "-a", "demo"],
             &["caas", "rollback", "v3", "-a", "demo"],
             &["caas", "releases:rollback", "3", "-a", "demo"],
+            &["caas", "git:remote", "-a", "demo"],
+            &["caas", "git:remote", "-a", "demo", "-r", "prod"],
+            &["caas", "git:credential", "get"],
+            &["caas", "git:credential", "store"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

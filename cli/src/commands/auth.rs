@@ -58,7 +58,8 @@ pub fn login(args: LoginArgs) -> Result<()> {
     if process_env("CAAS_TOKEN").is_some() || process_env("CAAS_SERVER").is_some() {
         note("note: CAAS_SERVER/CAAS_TOKEN are set and take precedence over the saved login");
     }
-    say(&sanitize(&format!("Logged in to {server}")))
+    say(&sanitize(&format!("Logged in to {server}")))?;
+    say("For git pushes, run caas git:remote -a APP in your repository")
 }
 
 fn read_token_from_stdin() -> Result<String> {

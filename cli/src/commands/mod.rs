@@ -6,6 +6,7 @@ pub mod auth;
 pub mod buildpacks;
 pub mod builds;
 pub mod config_vars;
+pub mod git;
 pub mod hosts;
 pub mod logs;
 pub mod ps;
@@ -21,7 +22,7 @@ use clap::Args;
 /// `-a/--app`, for every command that acts on one app.
 #[derive(Debug, Args)]
 pub struct AppArg {
-    /// The app to act on [default: $CAAS_APP]
+    /// The app to act on [default: $CAAS_APP, else the app of the git remote caas]
     #[arg(short, long, value_name = "APP")]
     pub app: Option<String>,
 }
