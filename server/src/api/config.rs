@@ -18,6 +18,19 @@ const MAX_TOTAL: usize = 256 * 1024;
 /// Attempts when a concurrent deploy changes the current release under us.
 const RETRIES: usize = 5;
 
+/// Every release has its `caas/APP:vN` tag, config changes and rollbacks included (for humans
+/// and `docker images`; containers run the content id).
+async fn tag_release(s: &AppState, r: &ReleaseRecord) {
+    let tag = format!("v{}", r.version);
+    if let Err(e) = s
+        .engine
+        .tag_image(&r.image_id, &format!("caas/{}", r.app), &tag)
+        .await
+    {
+        tracing::warn!(app = r.app, "tagging {tag}: {e}");
+    }
+}
+
 pub async fn get(
     _: Admin,
     State(s): State<AppState>,
@@ -66,6 +79,7 @@ fn derived(
     }
     Ok(ReleaseRecord {
         version,
+        image: format!("caas/{}:v{version}", base.app),
         description: description.to_string(),
         created_at: Timestamp::now(),
         config: rec.config.clone(),
@@ -149,6 +163,7 @@ pub async fn patch(
         ) {
             Ok((rec, release)) => {
                 s.store.flush().await?;
+                tag_release(&s, &release).await;
                 s.logs.event(
                     &app,
                     "config",
@@ -212,14 +227,7 @@ pub async fn rollback(
         ) {
             Ok((_, release)) => {
                 s.store.flush().await?;
-                let tag = format!("v{}", release.version);
-                if let Err(e) = s
-                    .engine
-                    .tag_image(&release.image_id, &format!("caas/{app}"), &tag)
-                    .await
-                {
-                    tracing::warn!(app, "tagging {tag}: {e}");
-                }
+                tag_release(&s, &release).await;
                 s.logs.event(
                     &app,
                     "deploy",
