@@ -24,7 +24,11 @@ struct AppLog {
 
 impl LogHub {
     pub fn new(history: usize, fanout: usize) -> Self {
-        Self { apps: Mutex::new(HashMap::new()), history, fanout }
+        Self {
+            apps: Mutex::new(HashMap::new()),
+            history,
+            fanout,
+        }
     }
 
     fn app(&self, app: &str) -> Arc<AppLog> {
@@ -62,11 +66,23 @@ impl LogHub {
     pub fn event(&self, app: &str, tag: &str, text: impl Into<String>) {
         let text = text.into();
         tracing::info!(app, tag, "{text}");
-        self.publish(app, LogLine { ts: Timestamp::now(), source: LogSource::Caas, tag: tag.into(), text });
+        self.publish(
+            app,
+            LogLine {
+                ts: Timestamp::now(),
+                source: LogSource::Caas,
+                tag: tag.into(),
+                text,
+            },
+        );
     }
 
     /// The last `lines` lines and a receiver for everything after them.
-    pub fn subscribe(&self, app: &str, lines: usize) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
+    pub fn subscribe(
+        &self,
+        app: &str,
+        lines: usize,
+    ) -> (Vec<LogLine>, broadcast::Receiver<LogLine>) {
         let log = self.app(app);
         let recent = log.recent.lock().unwrap();
         let rx = log.tx.subscribe();
@@ -85,7 +101,12 @@ mod tests {
     use super::*;
 
     fn line(text: &str) -> LogLine {
-        LogLine { ts: Timestamp::now(), source: LogSource::App, tag: "web.1".into(), text: text.into() }
+        LogLine {
+            ts: Timestamp::now(),
+            source: LogSource::App,
+            tag: "web.1".into(),
+            text: text.into(),
+        }
     }
 
     #[tokio::test]

@@ -25,7 +25,11 @@ struct Inner {
 
 impl Observed {
     pub fn new(started: Timestamp, lost_after: Duration) -> Self {
-        Self { started, lost_after, inner: Mutex::new(Inner::default()) }
+        Self {
+            started,
+            lost_after,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     /// Records a heartbeat. Returns whether anything the scheduler acts on changed (an instance
@@ -50,7 +54,12 @@ impl Observed {
     }
 
     fn alive_locked(&self, inner: &Inner, host_id: &str, now: Timestamp) -> bool {
-        let seen = inner.last_seen.get(host_id).copied().unwrap_or(self.started).max(self.started);
+        let seen = inner
+            .last_seen
+            .get(host_id)
+            .copied()
+            .unwrap_or(self.started)
+            .max(self.started);
         seen.until(now) < self.lost_after
     }
 
@@ -61,17 +70,31 @@ impl Observed {
     /// The scheduler's view: for every allocation id a host has reported, its state. For hosts
     /// that have reported at least once, `assigned` allocations missing from the report are
     /// `Starting` (placed, not running yet); on hosts that have not, they stay unknown.
-    pub fn snapshot(&self, assigned: impl Iterator<Item = (String, String)>) -> HashMap<String, Obs> {
+    pub fn snapshot(
+        &self,
+        assigned: impl Iterator<Item = (String, String)>,
+    ) -> HashMap<String, Obs> {
         let inner = self.inner.lock().unwrap();
         let mut out: HashMap<String, Obs> = inner
             .reports
             .values()
             .flatten()
-            .map(|r| (r.assignment_id.clone(), Obs { state: r.state, port: r.port }))
+            .map(|r| {
+                (
+                    r.assignment_id.clone(),
+                    Obs {
+                        state: r.state,
+                        port: r.port,
+                    },
+                )
+            })
             .collect();
         for (alloc_id, host_id) in assigned {
             if inner.reports.contains_key(&host_id) {
-                out.entry(alloc_id).or_insert(Obs { state: ObservedState::Starting, port: None });
+                out.entry(alloc_id).or_insert(Obs {
+                    state: ObservedState::Starting,
+                    port: None,
+                });
             }
         }
         out
@@ -80,7 +103,12 @@ impl Observed {
     /// The last report of one allocation.
     pub fn report(&self, alloc_id: &str) -> Option<InstanceReport> {
         let inner = self.inner.lock().unwrap();
-        inner.reports.values().flatten().find(|r| r.assignment_id == alloc_id).cloned()
+        inner
+            .reports
+            .values()
+            .flatten()
+            .find(|r| r.assignment_id == alloc_id)
+            .cloned()
     }
 }
 
@@ -102,8 +130,14 @@ mod tests {
     #[test]
     fn hosts_get_a_grace_period_from_start_then_need_heartbeats() {
         let o = Observed::new(Timestamp(10_000), Duration::from_secs(15));
-        assert!(o.host_alive("h", Timestamp(20_000)), "unknown host alive during grace");
-        assert!(!o.host_alive("h", Timestamp(26_000)), "lost after the grace period");
+        assert!(
+            o.host_alive("h", Timestamp(20_000)),
+            "unknown host alive during grace"
+        );
+        assert!(
+            !o.host_alive("h", Timestamp(26_000)),
+            "lost after the grace period"
+        );
         o.heartbeat("h", vec![], Timestamp(26_000));
         assert!(o.host_alive("h", Timestamp(40_000)));
         assert!(!o.host_alive("h", Timestamp(41_000)));
@@ -112,8 +146,16 @@ mod tests {
     #[test]
     fn heartbeats_report_change_only_when_something_moved() {
         let o = Observed::new(Timestamp(0), Duration::from_secs(15));
-        assert!(o.heartbeat("h", vec![report("a", ObservedState::Starting)], Timestamp(1)));
-        assert!(!o.heartbeat("h", vec![report("a", ObservedState::Starting)], Timestamp(2)));
+        assert!(o.heartbeat(
+            "h",
+            vec![report("a", ObservedState::Starting)],
+            Timestamp(1)
+        ));
+        assert!(!o.heartbeat(
+            "h",
+            vec![report("a", ObservedState::Starting)],
+            Timestamp(2)
+        ));
         assert!(o.heartbeat("h", vec![report("a", ObservedState::Up)], Timestamp(3)));
         assert!(o.heartbeat("h", vec![], Timestamp(4)));
     }
@@ -121,11 +163,23 @@ mod tests {
     #[test]
     fn unreported_allocations_are_unknown_until_their_host_reports() {
         let o = Observed::new(Timestamp(0), Duration::from_secs(15));
-        let assigned = || vec![("a".to_string(), "h".to_string()), ("b".to_string(), "h".to_string())].into_iter();
+        let assigned = || {
+            vec![
+                ("a".to_string(), "h".to_string()),
+                ("b".to_string(), "h".to_string()),
+            ]
+            .into_iter()
+        };
         assert!(o.snapshot(assigned()).is_empty());
         o.heartbeat("h", vec![report("a", ObservedState::Up)], Timestamp(1));
         let snap = o.snapshot(assigned());
         assert_eq!(snap["a"].state, ObservedState::Up);
-        assert_eq!(snap["b"], Obs { state: ObservedState::Starting, port: None });
+        assert_eq!(
+            snap["b"],
+            Obs {
+                state: ObservedState::Starting,
+                port: None
+            }
+        );
     }
 }

@@ -38,7 +38,11 @@ fn push_ok(p: &Platform, app: &str, path: &Path) -> (String, String) {
 }
 
 fn python(script: &str, args: &[&str]) {
-    let out = run(Command::new("python3").arg("-c").arg(script).args(args), None, Duration::from_secs(60));
+    let out = run(
+        Command::new("python3").arg("-c").arg(script).args(args),
+        None,
+        Duration::from_secs(60),
+    );
     assert!(out.success(), "python3 failed\n{out}");
 }
 
@@ -55,7 +59,10 @@ fn a_static_site_and_a_python_app_build_and_answer() {
 
     let (out, body) = push_ok(&p, "pyapp", &fixture("python"));
     assert!(out.contains("Python app detected"), "{out}");
-    assert!(body.contains("python app works: web.1 (six 1.16.0"), "{body}");
+    assert!(
+        body.contains("python app works: web.1 (six 1.16.0"),
+        "{body}"
+    );
 
     let builds = p.caas_json(&["builds", "-a", "pyapp", "--json"]);
     assert_eq!(builds[0]["status"], "succeeded");
@@ -65,9 +72,20 @@ fn a_static_site_and_a_python_app_build_and_answer() {
 
     // The app image holds the app, not the build's caches.
     let image = "caas/pyapp:v1";
-    let listing = docker_ok(&["run", "--rm", "--entrypoint", "/bin/sh", image, "-c", "ls -A /cache; ls /app"]);
+    let listing = docker_ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        image,
+        "-c",
+        "ls -A /cache; ls /app",
+    ]);
     assert!(listing.contains("app.py"), "{listing}");
-    assert!(!listing.contains("pip"), "the pip cache leaked into the image: {listing}");
+    assert!(
+        !listing.contains("pip"),
+        "the pip cache leaked into the image: {listing}"
+    );
 }
 
 #[test]
@@ -76,10 +94,16 @@ fn a_nodejs_app_builds_with_its_npm_dependency_and_rebuilds_from_cache() {
     let p = Platform::start();
     let (out, body) = push_ok(&p, "nodeapp", &fixture("nodejs"));
     assert!(out.contains("Node.js app detected"), "{out}");
-    assert!(body.contains("nodejs app works: web.1 (port is a number"), "{body}");
+    assert!(
+        body.contains("nodejs app works: web.1 (port is a number"),
+        "{body}"
+    );
     let again = p.caas_ok(&["push", fixture("nodejs").to_str().unwrap(), "-a", "nodeapp"]);
     assert!(again.contains("Released v2"), "{again}");
-    assert!(again.to_lowercase().contains("cache"), "the rebuild says it used the cache: {again}");
+    assert!(
+        again.to_lowercase().contains("cache"),
+        "the rebuild says it used the cache: {again}"
+    );
 }
 
 #[test]
@@ -89,7 +113,11 @@ fn war_and_jar_files_build_and_answer() {
     let war = tmp.path().join("hello.war");
     let jar = tmp.path().join("hello.jar");
     for (script, out) in [("war/build.sh", &war), ("jar/build.sh", &jar)] {
-        let built = run(Command::new("bash").arg(fixture(script)).arg(out), None, Duration::from_secs(120));
+        let built = run(
+            Command::new("bash").arg(fixture(script)).arg(out),
+            None,
+            Duration::from_secs(120),
+        );
         assert!(built.success(), "{built}");
     }
     // The same jar inside a zip.
@@ -103,13 +131,22 @@ fn war_and_jar_files_build_and_answer() {
     let (out, body) = push_ok(&p, "warapp", &war);
     assert!(out.contains("app detected"), "{out}");
     // The JSP was compiled and run by the servlet container: 6*7 evaluated.
-    assert!(body.starts_with("war app works: web.1 (JSP compiled at run time, 6*7=42"), "{body}");
-    assert_eq!(p.caas_json(&["builds", "-a", "warapp", "--json"])[0]["builder"], "java-war");
+    assert!(
+        body.starts_with("war app works: web.1 (JSP compiled at run time, 6*7=42"),
+        "{body}"
+    );
+    assert_eq!(
+        p.caas_json(&["builds", "-a", "warapp", "--json"])[0]["builder"],
+        "java-war"
+    );
     let (_, body) = push_ok(&p, "jarapp", &jar);
     assert!(body.starts_with("jar app works: web.1"), "{body}");
     let (_, body) = push_ok(&p, "zipapp", &zip);
     assert!(body.starts_with("jar app works: web.1"), "{body}");
-    assert_eq!(p.caas_json(&["builds", "-a", "zipapp", "--json"])[0]["builder"], "jvm-jar");
+    assert_eq!(
+        p.caas_json(&["builds", "-a", "zipapp", "--json"])[0]["builder"],
+        "jvm-jar"
+    );
 }
 
 #[test]
@@ -124,7 +161,8 @@ fn a_dockerfile_app_and_a_procfile_worker() {
     p.caas_ok(&["ps:scale", "worker=2", "-a", "workers"]);
     let logs = p.wait_for(WAIT, "both workers' ticks in caas logs", || {
         let logs = p.caas_ok(&["logs", "-a", "workers", "-n", "300"]);
-        (logs.contains("app[worker.1]: worker tick") && logs.contains("app[worker.2]: worker tick")).then_some(logs)
+        (logs.contains("app[worker.1]: worker tick") && logs.contains("app[worker.2]: worker tick"))
+            .then_some(logs)
     });
     assert!(!logs.contains("app[web.1]: worker tick"), "{logs}");
     // Only web is routed: the workers are not in the gateway's rotation.
@@ -139,34 +177,64 @@ fn a_failed_build_leaves_the_previous_release_serving_and_its_log_replayable() {
     let mut p = Platform::start();
     push_ok(&p, "stable", &fixture("static"));
     let broken = tempfile::tempdir().unwrap();
-    std::fs::write(broken.path().join("package.json"), r#"{"name":"x","version":"1.0.0","dependencies":{"caas-no-such-package-xyz":"9.9.9"}}"#).unwrap();
+    std::fs::write(
+        broken.path().join("package.json"),
+        r#"{"name":"x","version":"1.0.0","dependencies":{"caas-no-such-package-xyz":"9.9.9"}}"#,
+    )
+    .unwrap();
     let out = p.caas(&["push", broken.path().to_str().unwrap(), "-a", "stable"]);
     assert_eq!(out.code, 1, "{out}");
     assert!(out.stderr.contains("build 2 failed"), "{out}");
-    assert!(out.stderr.contains("compile step"), "it says which step failed: {out}");
+    assert!(
+        out.stderr.contains("compile step"),
+        "it says which step failed: {out}"
+    );
     assert!(ok_body(&p, "stable").is_some_and(|b| b.contains("static site works")));
-    assert_eq!(p.caas_json(&["apps:info", "-a", "stable", "--json"])["release"], 1);
+    assert_eq!(
+        p.caas_json(&["apps:info", "-a", "stable", "--json"])["release"],
+        1
+    );
 
     // Undetectable source: the message lists what was tried.
     let nothing = caas_e2e::temp_dir_with(&[("README.txt", "hello")]);
     let out = p.caas(&["push", nothing.path().to_str().unwrap(), "-a", "stable"]);
     assert_eq!(out.code, 1, "{out}");
-    assert!(out.stdout.contains("Tried: java-war, jvm-jar, nodejs, python, static, procfile"), "{out}");
+    assert!(
+        out.stdout
+            .contains("Tried: java-war, jvm-jar, nodejs, python, static, procfile"),
+        "{out}"
+    );
 
     // Every build, failed ones too, with its whole log, also after a restart; and the built app's
     // instance is adopted, not replaced.
-    let before: Vec<String> = p.running_containers("stable").into_iter().map(|c| c.id).collect();
+    let before: Vec<String> = p
+        .running_containers("stable")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     p.kill9();
     p.restart();
     let builds = p.caas_json(&["builds", "-a", "stable", "--json"]);
-    let statuses: Vec<&str> = builds.as_array().unwrap().iter().map(|b| b["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = builds
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, ["failed", "failed", "succeeded"]);
     let log = p.caas_ok(&["builds:output", "2", "-a", "stable"]);
     assert!(log.contains("caas-no-such-package-xyz"), "{log}");
     assert!(ok_body(&p, "stable").is_some());
     std::thread::sleep(Duration::from_secs(3));
-    let after: Vec<String> = p.running_containers("stable").into_iter().map(|c| c.id).collect();
-    assert_eq!(after, before, "the built app's container was adopted after the restart");
+    let after: Vec<String> = p
+        .running_containers("stable")
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(
+        after, before,
+        "the built app's container was adopted after the restart"
+    );
 }
 
 #[test]
@@ -227,17 +295,27 @@ fn hostile_and_broken_uploads_are_refused_naming_the_entry() {
     ] {
         let out = p.caas(&["push", &path(file), "-a", "target"]);
         assert_eq!(out.code, code, "{file}: {out}");
-        assert!(out.stderr.contains(message), "{file}: expected {message:?}\n{out}");
+        assert!(
+            out.stderr.contains(message),
+            "{file}: expected {message:?}\n{out}"
+        );
     }
     let out = p.caas(&["push", empty.to_str().unwrap(), "-a", "target"]);
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("nothing to push"), "{out}");
     assert!(!canary.exists(), "an entry escaped the build folder");
     // Nothing was deployed, every refusal is on record.
-    assert_eq!(p.caas_json(&["apps:info", "-a", "target", "--json"])["release"], serde_json::Value::Null);
+    assert_eq!(
+        p.caas_json(&["apps:info", "-a", "target", "--json"])["release"],
+        serde_json::Value::Null
+    );
     let builds = p.caas_json(&["builds", "-a", "target", "--json"]);
     assert_eq!(builds.as_array().unwrap().len(), 6);
-    assert!(builds.as_array().unwrap().iter().all(|b| b["status"] == "failed"));
+    assert!(builds
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|b| b["status"] == "failed"));
 }
 
 #[test]
@@ -257,7 +335,9 @@ fn pushes_to_one_app_queue() {
         assert_eq!(out.code, 0, "{out}");
     }
     assert!(
-        outs.iter().any(|o| o.stderr.contains("Waiting for build") || o.stdout.contains("Waiting for build")),
+        outs.iter()
+            .any(|o| o.stderr.contains("Waiting for build")
+                || o.stdout.contains("Waiting for build")),
         "one push waited for the other: {outs:?}"
     );
     let releases = p.caas_json(&["releases", "-a", "queued", "--json"]);

@@ -56,7 +56,10 @@ fn site(dir: &Path, text: &str) {
 #[test]
 fn git_push_builds_deploys_and_rejects_failed_builds() {
     let stack = caas_e2e::docker(&["image", "inspect", "caas/stack:latest"]);
-    assert!(stack.success(), "the stack image is missing: build it with stack/build.sh");
+    assert!(
+        stack.success(),
+        "the stack image is missing: build it with stack/build.sh"
+    );
     let p = Platform::start();
     p.caas_ok(&["apps:create", "gitsite"]);
     let repo = tempfile::tempdir().unwrap();
@@ -69,29 +72,54 @@ fn git_push_builds_deploys_and_rejects_failed_builds() {
     let out = caas_in(&p, dir, &["git:remote", "-a", "gitsite"]);
     assert!(out.success(), "{out}");
     let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
-    assert!(config.contains(&format!("{}/gitsite.git", p.api_url())), "{config}");
-    assert!(!config.contains(p.token()), "the token must not be in the repository's config: {config}");
+    assert!(
+        config.contains(&format!("{}/gitsite.git", p.api_url())),
+        "{config}"
+    );
+    assert!(
+        !config.contains(p.token()),
+        "the token must not be in the repository's config: {config}"
+    );
 
     let pushed = git_ok(&p, dir, &["push", "caas", "main"]);
-    assert!(pushed.stderr.contains("remote: -----> "), "build output comes through the push: {pushed}");
+    assert!(
+        pushed.stderr.contains("remote: -----> "),
+        "build output comes through the push: {pushed}"
+    );
     assert!(pushed.stderr.contains("main -> main"), "{pushed}");
-    let body = p.wait_for(WAIT, "the first version", || ok_body(&p, "gitsite").filter(|b| b.contains("first version")));
+    let body = p.wait_for(WAIT, "the first version", || {
+        ok_body(&p, "gitsite").filter(|b| b.contains("first version"))
+    });
     assert!(body.contains("first version"));
-    let first = git_ok(&p, dir, &["rev-parse", "HEAD"]).stdout.trim().to_string();
+    let first = git_ok(&p, dir, &["rev-parse", "HEAD"])
+        .stdout
+        .trim()
+        .to_string();
 
     // A change.
     site(dir, "second version");
     git_ok(&p, dir, &["commit", "-qam", "second"]);
     git_ok(&p, dir, &["push", "caas", "main"]);
-    p.wait_for(WAIT, "the second version", || ok_body(&p, "gitsite").filter(|b| b.contains("second version")));
+    p.wait_for(WAIT, "the second version", || {
+        ok_body(&p, "gitsite").filter(|b| b.contains("second version"))
+    });
 
     // A broken build: the push is rejected and the old body stays.
-    std::fs::write(dir.join("package.json"), r#"{"name":"x","version":"1.0.0","dependencies":{"caas-no-such-package-xyz":"9.9.9"}}"#).unwrap();
+    std::fs::write(
+        dir.join("package.json"),
+        r#"{"name":"x","version":"1.0.0","dependencies":{"caas-no-such-package-xyz":"9.9.9"}}"#,
+    )
+    .unwrap();
     git_ok(&p, dir, &["add", "."]);
     git_ok(&p, dir, &["commit", "-qm", "broken"]);
     let rejected = git(&p, dir, &["push", "caas", "main"]);
     assert!(!rejected.success(), "{rejected}");
-    assert!(rejected.stderr.contains("[remote rejected] main -> main (build failed)"), "{rejected}");
+    assert!(
+        rejected
+            .stderr
+            .contains("[remote rejected] main -> main (build failed)"),
+        "{rejected}"
+    );
     assert!(ok_body(&p, "gitsite").unwrap().contains("second version"));
 
     // Another branch: refused with the hint; BRANCH:main works; so does a force push.
@@ -99,9 +127,14 @@ fn git_push_builds_deploys_and_rejects_failed_builds() {
     git_ok(&p, dir, &["reset", "-q", "--hard", &first]);
     let other = git(&p, dir, &["push", "caas", "feature"]);
     assert!(!other.success());
-    assert!(other.stderr.contains("git push caas feature:main"), "{other}");
+    assert!(
+        other.stderr.contains("git push caas feature:main"),
+        "{other}"
+    );
     git_ok(&p, dir, &["push", "--force", "caas", "feature:main"]);
-    p.wait_for(WAIT, "the first version again", || ok_body(&p, "gitsite").filter(|b| b.contains("first version")));
+    p.wait_for(WAIT, "the first version again", || {
+        ok_body(&p, "gitsite").filter(|b| b.contains("first version"))
+    });
 
     // Without -a, inside the repository, the CLI finds the app from the remote.
     let releases = caas_in(&p, dir, &["releases", "--json"]);
@@ -109,7 +142,13 @@ fn git_push_builds_deploys_and_rejects_failed_builds() {
     let releases: serde_json::Value = serde_json::from_str(&releases.stdout).unwrap();
     assert_eq!(releases.as_array().unwrap().len(), 3, "{releases}");
     let builds = p.caas_json(&["builds", "-a", "gitsite", "--json"]);
-    assert!(builds[0]["source"].as_str().unwrap().starts_with("git main@"), "{builds}");
+    assert!(
+        builds[0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("git main@"),
+        "{builds}"
+    );
 }
 
 #[test]
@@ -123,7 +162,11 @@ fn git_push_bad_input() {
     git_ok(&p, dir, &["add", "."]);
     git_ok(&p, dir, &["commit", "-qm", "x"]);
     // Unknown app (with good credentials).
-    let url = format!("{}/nosuchapp.git", p.api_url().replace("http://", &format!("http://caas:{}@", p.token())));
+    let url = format!(
+        "{}/nosuchapp.git",
+        p.api_url()
+            .replace("http://", &format!("http://caas:{}@", p.token()))
+    );
     let out = git(&p, dir, &["push", &url, "main"]);
     assert!(!out.success());
     assert!(out.stderr.contains("no app named \"nosuchapp\""), "{out}");
@@ -132,8 +175,15 @@ fn git_push_bad_input() {
     let out = git(&p, dir, &["push", &url, "main"]);
     assert!(!out.success());
     // git asks for credentials (no helper here, no terminal to prompt on) and gives up.
-    assert!(out.stderr.contains("could not read Username") || out.stderr.contains("Authentication failed"), "{out}");
-    let bad = format!("{}/gitbad.git", p.api_url().replace("http://", "http://caas:wrong@"));
+    assert!(
+        out.stderr.contains("could not read Username")
+            || out.stderr.contains("Authentication failed"),
+        "{out}"
+    );
+    let bad = format!(
+        "{}/gitbad.git",
+        p.api_url().replace("http://", "http://caas:wrong@")
+    );
     let out = git(&p, dir, &["push", &bad, "main"]);
     assert!(!out.success());
     assert!(out.stderr.contains("caas login"), "{out}");
@@ -142,7 +192,10 @@ fn git_push_bad_input() {
     let out = caas_in(&p, empty.path(), &["git:remote", "-a", "gitbad"]);
     assert_eq!(out.code, 2, "{out}");
     // Nothing was deployed.
-    assert_eq!(p.caas_json(&["apps:info", "-a", "gitbad", "--json"])["release"], serde_json::Value::Null);
+    assert_eq!(
+        p.caas_json(&["apps:info", "-a", "gitbad", "--json"])["release"],
+        serde_json::Value::Null
+    );
 }
 
 #[test]
@@ -153,18 +206,31 @@ fn config_changes_release_and_roll_out_and_rollback_restores() {
     // Config before the first deploy is kept for it.
     p.caas_ok(&["config:set", "EARLY=yes", "-a", "configured"]);
     p.caas_ok(&["push", "--image", &image, "-a", "configured"]);
-    assert!(ok_body(&p, "configured").unwrap().starts_with("from the image: web.1"));
+    assert!(ok_body(&p, "configured")
+        .unwrap()
+        .starts_with("from the image: web.1"));
 
     let out = p.caas_ok(&["config:set", "GREETING=from config", "-a", "configured"]);
     assert!(out.contains("v2"), "{out}");
-    assert!(!out.contains("from config"), "values are never printed: {out}");
+    assert!(
+        !out.contains("from config"),
+        "values are never printed: {out}"
+    );
     p.wait_for(WAIT, "the new config in the app's answer", || {
         ok_body(&p, "configured").filter(|b| b.starts_with("from config: web.1"))
     });
     // Values keep `=`, spaces and newlines exactly.
     let tricky = "a=b c\nsecond line";
-    p.caas_ok(&["config:set", &format!("TRICKY={tricky}"), "-a", "configured"]);
-    assert_eq!(p.caas_ok(&["config:get", "TRICKY", "-a", "configured"]), format!("{tricky}\n"));
+    p.caas_ok(&[
+        "config:set",
+        &format!("TRICKY={tricky}"),
+        "-a",
+        "configured",
+    ]);
+    assert_eq!(
+        p.caas_ok(&["config:get", "TRICKY", "-a", "configured"]),
+        format!("{tricky}\n")
+    );
     let all = p.caas_json(&["config", "-a", "configured", "--json"]);
     assert_eq!(all["EARLY"], "yes");
     assert_eq!(all["GREETING"], "from config");
@@ -174,8 +240,20 @@ fn config_changes_release_and_roll_out_and_rollback_restores() {
     assert!(!logs.contains("second line"), "{logs}");
 
     let releases = p.caas_json(&["releases", "-a", "configured", "--json"]);
-    let descriptions: Vec<&str> = releases.as_array().unwrap().iter().map(|r| r["description"].as_str().unwrap()).collect();
-    assert_eq!(descriptions, ["Set TRICKY config var", "Set GREETING config var", format!("Deploy image {image}").as_str()]);
+    let descriptions: Vec<&str> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["description"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        descriptions,
+        [
+            "Set TRICKY config var",
+            "Set GREETING config var",
+            format!("Deploy image {image}").as_str()
+        ]
+    );
 
     // Roll back to v1: its image and its config (no GREETING).
     let out = p.caas_ok(&["rollback", "v1", "-a", "configured"]);
@@ -185,28 +263,54 @@ fn config_changes_release_and_roll_out_and_rollback_restores() {
     });
     let releases = p.caas_json(&["releases", "-a", "configured", "--json"]);
     assert_eq!(releases[0]["description"], "Rollback to v1");
-    assert_eq!(p.caas(&["config:get", "GREETING", "-a", "configured"]).code, 4);
+    assert_eq!(
+        p.caas(&["config:get", "GREETING", "-a", "configured"]).code,
+        4
+    );
     // Default rollback: the release before the current one (v3, with GREETING).
     p.caas_ok(&["rollback", "-a", "configured"]);
-    p.wait_for(WAIT, "v3's config again", || ok_body(&p, "configured").filter(|b| b.starts_with("from config: web.1")));
+    p.wait_for(WAIT, "v3's config again", || {
+        ok_body(&p, "configured").filter(|b| b.starts_with("from config: web.1"))
+    });
     p.caas_ok(&["config:unset", "GREETING", "TRICKY", "-a", "configured"]);
-    p.wait_for(WAIT, "the image's default again", || ok_body(&p, "configured").filter(|b| b.starts_with("from the image")));
+    p.wait_for(WAIT, "the image's default again", || {
+        ok_body(&p, "configured").filter(|b| b.starts_with("from the image"))
+    });
 
     // Bad input changes nothing.
     let before = p.caas_json(&["releases", "-a", "configured", "--json"]);
     for (args, code, message) in [
-        (&["config:set", "1BAD=x", "-a", "configured"][..], 2, "invalid config key"),
-        (&["config:set", "NOEQUALS", "-a", "configured"], 2, "KEY=VALUE"),
-        (&["config:set", "PORT=1", "-a", "configured"], 2, "set by caas"),
+        (
+            &["config:set", "1BAD=x", "-a", "configured"][..],
+            2,
+            "invalid config key",
+        ),
+        (
+            &["config:set", "NOEQUALS", "-a", "configured"],
+            2,
+            "KEY=VALUE",
+        ),
+        (
+            &["config:set", "PORT=1", "-a", "configured"],
+            2,
+            "set by caas",
+        ),
         (&["rollback", "v99", "-a", "configured"], 4, "v99"),
         (&["rollback", "vx", "-a", "configured"], 2, "vx"),
         (&["config:set", "A=b", "-a", "ghost"], 4, "ghost"),
     ] {
         let out = p.caas(args);
         assert_eq!(out.code, code, "caas {}: {out}", args.join(" "));
-        assert!(out.stderr.contains(message), "caas {}: {out}", args.join(" "));
+        assert!(
+            out.stderr.contains(message),
+            "caas {}: {out}",
+            args.join(" ")
+        );
     }
-    assert_eq!(p.caas_json(&["releases", "-a", "configured", "--json"]), before);
+    assert_eq!(
+        p.caas_json(&["releases", "-a", "configured", "--json"]),
+        before
+    );
 }
 
 #[test]
@@ -217,7 +321,10 @@ fn a_release_is_written_whole_even_when_caasd_is_killed_mid_change() {
     p.caas_ok(&["push", "--image", &image, "-a", "atomic"]);
     // Fire config changes and kill caasd while they are in flight, a few times.
     for round in 0..5 {
-        let mut child = p.caas_command(&["config:set", &format!("ROUND={round}"), "-a", "atomic"]).spawn().unwrap();
+        let mut child = p
+            .caas_command(&["config:set", &format!("ROUND={round}"), "-a", "atomic"])
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5 + 7 * round as u64));
         p.kill9();
         let _ = child.kill();
@@ -228,20 +335,41 @@ fn a_release_is_written_whole_even_when_caasd_is_killed_mid_change() {
         let info = p.caas_json(&["apps:info", "-a", "atomic", "--json"]);
         let releases = p.caas_json(&["releases", "-a", "atomic", "--json"]);
         let current = info["release"].as_u64().unwrap();
-        assert_eq!(releases[0]["version"].as_u64().unwrap(), current, "the newest release is the current one");
+        assert_eq!(
+            releases[0]["version"].as_u64().unwrap(),
+            current,
+            "the newest release is the current one"
+        );
         let described = releases[0]["description"].as_str().unwrap().to_string();
         let value = config["ROUND"].as_str().map(str::to_string);
         if described.starts_with("Set ROUND") {
-            assert!(value.is_some(), "release {current} says ROUND was set but the config lacks it");
+            assert!(
+                value.is_some(),
+                "release {current} says ROUND was set but the config lacks it"
+            );
         }
         if value.is_some() {
-            let said = releases.as_array().unwrap().iter().any(|r| r["description"] == "Set ROUND config var");
-            assert!(said, "the config holds ROUND but no release recorded setting it");
+            let said = releases
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["description"] == "Set ROUND config var");
+            assert!(
+                said,
+                "the config holds ROUND but no release recorded setting it"
+            );
         }
         // ...versions have no gaps...
-        let versions: Vec<u64> = releases.as_array().unwrap().iter().map(|r| r["version"].as_u64().unwrap()).collect();
+        let versions: Vec<u64> = releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["version"].as_u64().unwrap())
+            .collect();
         assert_eq!(versions, (1..=current).rev().collect::<Vec<_>>());
         // ...and the app answers.
-        p.wait_for(WAIT, "the app to answer after the restart", || ok_body(&p, "atomic"));
+        p.wait_for(WAIT, "the app to answer after the restart", || {
+            ok_body(&p, "atomic")
+        });
     }
 }

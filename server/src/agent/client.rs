@@ -27,7 +27,10 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("a client without TLS always builds");
-        Self { http, base: base.trim_end_matches('/').to_string() }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+        }
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -39,11 +42,20 @@ impl Client {
             return Err(ClientError::Unauthorized);
         }
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.message).unwrap_or(text);
-        Err(ClientError::Status { status: status.as_u16(), message })
+        let message = serde_json::from_str::<ErrorBody>(&text)
+            .map(|e| e.message)
+            .unwrap_or(text);
+        Err(ClientError::Status {
+            status: status.as_u16(),
+            message,
+        })
     }
 
-    pub async fn register(&self, join_token: &str, req: &RegisterRequest) -> Result<RegisterResponse, ClientError> {
+    pub async fn register(
+        &self,
+        join_token: &str,
+        req: &RegisterRequest,
+    ) -> Result<RegisterResponse, ClientError> {
         let resp = self
             .http
             .post(format!("{}/v1/agent/register", self.base))
@@ -56,10 +68,19 @@ impl Client {
     }
 
     /// Blocking query: returns when the assignment index differs from `index`, or after `wait`.
-    pub async fn assignments(&self, token: &str, index: u64, wait: Duration) -> Result<Assignments, ClientError> {
+    pub async fn assignments(
+        &self,
+        token: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<Assignments, ClientError> {
         let resp = self
             .http
-            .get(format!("{}/v1/agent/assignments?index={index}&wait={}", self.base, wait.as_secs()))
+            .get(format!(
+                "{}/v1/agent/assignments?index={index}&wait={}",
+                self.base,
+                wait.as_secs()
+            ))
             .bearer_auth(token)
             .timeout(wait + Duration::from_secs(10))
             .send()

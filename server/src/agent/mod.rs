@@ -358,6 +358,9 @@ struct Follower {
     last_nanos: Arc<AtomicU64>,
 }
 
+/// What a heartbeat said, to send the next one early only when it would say something else.
+type ReportKey = Vec<(String, ObservedState, Option<u16>)>;
+
 struct Agent {
     session: Arc<Session>,
     engine: Engine,
@@ -367,7 +370,7 @@ struct Agent {
     followers: HashMap<String, Follower>,
     removing: Arc<Mutex<HashSet<String>>>,
     port_cursor: u16,
-    last_report: Option<(Instant, Vec<(String, ObservedState, Option<u16>)>)>,
+    last_report: Option<(Instant, ReportKey)>,
     dropped: Arc<AtomicU64>,
 }
 

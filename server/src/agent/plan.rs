@@ -31,7 +31,10 @@ pub enum Action {
     /// Create and start a container for the assignment.
     Run(Assignment),
     /// Start an exited container again.
-    Start { container_id: String, assignment_id: String },
+    Start {
+        container_id: String,
+        assignment_id: String,
+    },
     /// Stop (gracefully when running) and remove a container.
     Remove { container_id: String, running: bool },
 }
@@ -41,11 +44,19 @@ pub fn backoff_delay(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
-pub fn plan(assigned: &[Assignment], seen: &[Seen], backoff: &HashMap<String, Backoff>, now: Timestamp) -> Vec<Action> {
+pub fn plan(
+    assigned: &[Assignment],
+    seen: &[Seen],
+    backoff: &HashMap<String, Backoff>,
+    now: Timestamp,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut by_assignment: HashMap<&str, Vec<&Seen>> = HashMap::new();
     for s in seen {
-        by_assignment.entry(s.assignment_id.as_str()).or_default().push(s);
+        by_assignment
+            .entry(s.assignment_id.as_str())
+            .or_default()
+            .push(s);
     }
     let may_retry = |id: &str| backoff.get(id).is_none_or(|b| b.next_at <= now);
 
@@ -61,10 +72,16 @@ pub fn plan(assigned: &[Assignment], seen: &[Seen], backoff: &HashMap<String, Ba
                 containers.sort_by_key(|c| (!c.running, c.container_id.clone()));
                 let (keep, extra) = containers.split_first().expect("entry holds one at least");
                 for c in extra {
-                    actions.push(Action::Remove { container_id: c.container_id.clone(), running: c.running });
+                    actions.push(Action::Remove {
+                        container_id: c.container_id.clone(),
+                        running: c.running,
+                    });
                 }
                 if !keep.running && may_retry(&a.id) {
-                    actions.push(Action::Start { container_id: keep.container_id.clone(), assignment_id: a.id.clone() });
+                    actions.push(Action::Start {
+                        container_id: keep.container_id.clone(),
+                        assignment_id: a.id.clone(),
+                    });
                 }
             }
         }
@@ -73,7 +90,10 @@ pub fn plan(assigned: &[Assignment], seen: &[Seen], backoff: &HashMap<String, Ba
     let mut rest: Vec<&Seen> = by_assignment.into_values().flatten().collect();
     rest.sort_by(|a, b| a.container_id.cmp(&b.container_id));
     for c in rest {
-        actions.push(Action::Remove { container_id: c.container_id.clone(), running: c.running });
+        actions.push(Action::Remove {
+            container_id: c.container_id.clone(),
+            running: c.running,
+        });
     }
     actions
 }
@@ -102,25 +122,45 @@ mod tests {
     }
 
     fn seen(c: &str, a: &str, running: bool) -> Seen {
-        Seen { container_id: c.into(), assignment_id: a.into(), running }
+        Seen {
+            container_id: c.into(),
+            assignment_id: a.into(),
+            running,
+        }
     }
 
     const NOW: Timestamp = Timestamp(10_000);
 
     #[test]
     fn missing_instances_are_created_and_running_ones_adopted() {
-        let actions = plan(&[assignment("a1"), assignment("a2")], &[seen("c1", "a1", true)], &HashMap::new(), NOW);
+        let actions = plan(
+            &[assignment("a1"), assignment("a2")],
+            &[seen("c1", "a1", true)],
+            &HashMap::new(),
+            NOW,
+        );
         assert_eq!(actions, [Action::Run(assignment("a2"))]);
     }
 
     #[test]
     fn unassigned_containers_are_removed() {
-        let actions = plan(&[], &[seen("c1", "gone", true), seen("c2", "old", false)], &HashMap::new(), NOW);
+        let actions = plan(
+            &[],
+            &[seen("c1", "gone", true), seen("c2", "old", false)],
+            &HashMap::new(),
+            NOW,
+        );
         assert_eq!(
             actions,
             [
-                Action::Remove { container_id: "c1".into(), running: true },
-                Action::Remove { container_id: "c2".into(), running: false },
+                Action::Remove {
+                    container_id: "c1".into(),
+                    running: true
+                },
+                Action::Remove {
+                    container_id: "c2".into(),
+                    running: false
+                },
             ]
         );
     }
@@ -128,18 +168,39 @@ mod tests {
     #[test]
     fn an_exited_container_restarts_only_after_its_backoff() {
         let s = [seen("c1", "a1", false)];
-        let waiting = HashMap::from([("a1".to_string(), Backoff { failures: 2, next_at: Timestamp(10_001) })]);
+        let waiting = HashMap::from([(
+            "a1".to_string(),
+            Backoff {
+                failures: 2,
+                next_at: Timestamp(10_001),
+            },
+        )]);
         assert_eq!(plan(&[assignment("a1")], &s, &waiting, NOW), []);
-        let due = HashMap::from([("a1".to_string(), Backoff { failures: 2, next_at: NOW })]);
+        let due = HashMap::from([(
+            "a1".to_string(),
+            Backoff {
+                failures: 2,
+                next_at: NOW,
+            },
+        )]);
         assert_eq!(
             plan(&[assignment("a1")], &s, &due, NOW),
-            [Action::Start { container_id: "c1".into(), assignment_id: "a1".into() }]
+            [Action::Start {
+                container_id: "c1".into(),
+                assignment_id: "a1".into()
+            }]
         );
     }
 
     #[test]
     fn a_failed_create_waits_for_its_backoff_too() {
-        let waiting = HashMap::from([("a1".to_string(), Backoff { failures: 1, next_at: Timestamp(10_500) })]);
+        let waiting = HashMap::from([(
+            "a1".to_string(),
+            Backoff {
+                failures: 1,
+                next_at: Timestamp(10_500),
+            },
+        )]);
         assert_eq!(plan(&[assignment("a1")], &[], &waiting, NOW), []);
     }
 
@@ -147,15 +208,25 @@ mod tests {
     fn duplicates_keep_the_running_container() {
         let actions = plan(
             &[assignment("a1")],
-            &[seen("c1", "a1", false), seen("c2", "a1", true), seen("c3", "a1", true)],
+            &[
+                seen("c1", "a1", false),
+                seen("c2", "a1", true),
+                seen("c3", "a1", true),
+            ],
             &HashMap::new(),
             NOW,
         );
         assert_eq!(
             actions,
             [
-                Action::Remove { container_id: "c3".into(), running: true },
-                Action::Remove { container_id: "c1".into(), running: false },
+                Action::Remove {
+                    container_id: "c3".into(),
+                    running: true
+                },
+                Action::Remove {
+                    container_id: "c1".into(),
+                    running: false
+                },
             ]
         );
     }

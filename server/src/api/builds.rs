@@ -157,10 +157,7 @@ pub async fn output(
     load_app(&s, &app)?;
     let build = load_build(&s, &app, &number)?;
     let path = s.builder.log_path(&app, build.number);
-    let file = match tokio::fs::File::open(&path).await {
-        Ok(f) => Some(f),
-        Err(_) => None,
-    };
+    let file = tokio::fs::File::open(&path).await.ok();
     let store = s.store.clone();
     let state = (
         file,

@@ -63,27 +63,27 @@ fn token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Checks the token and the repository name; the app's name when both are good.
-fn authorize(s: &AppState, headers: &HeaderMap, repo: &str) -> Result<String, Response> {
-    let t = token(headers).ok_or_else(unauthorized)?;
+fn authorize(s: &AppState, headers: &HeaderMap, repo: &str) -> Result<String, Box<Response>> {
+    let t = token(headers).ok_or_else(|| Box::new(unauthorized()))?;
     match s.store.token(&crate::auth::hash(&t)) {
         Ok(Some(rec)) if rec.role == Role::Admin => {}
-        Ok(_) => return Err(unauthorized()),
+        Ok(_) => return Err(Box::new(unauthorized())),
         Err(e) => {
             tracing::error!("git auth: {e}");
-            return Err(plain(
+            return Err(Box::new(plain(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the server failed; see its log".into(),
-            ));
+            )));
         }
     }
     let app = repo.strip_suffix(".git").unwrap_or(repo);
     let exists =
         caas_api::validate_app_name(app).is_ok() && s.store.app(app).ok().flatten().is_some();
     if !exists {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::NOT_FOUND,
             format!("no app named {app:?}: create it with caas apps:create NAME"),
-        ));
+        )));
     }
     Ok(app.to_string())
 }
@@ -107,7 +107,7 @@ pub async fn info_refs(
     }
     let app = match authorize(&s, &headers, &repo) {
         Ok(app) => app,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let repos = s.repos.clone();
     let refs = match tokio::task::spawn_blocking(move || repos.refs(&app)).await {
@@ -141,7 +141,7 @@ pub async fn receive_pack(
 ) -> Response {
     let app = match authorize(&s, &headers, &repo) {
         Ok(app) => app,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let gzip = headers
         .get(header::CONTENT_ENCODING)

@@ -162,8 +162,8 @@ else
     run_script "$BP_DIR/bin/release" "$BUILD_DIR" >"$BUILD_DIR/.caas/release.yml.tmp" 2>"$BUILD_DIR/.caas/release.err"
     rc=$?
     if [ "$rc" -ne 0 ]; then
-        err "Build failed: the release step of buildpack $BUILDPACK exited with $rc"
         sed 's/^/       /' "$BUILD_DIR/.caas/release.err"
+        err "Build failed: the release step of buildpack $BUILDPACK exited with $rc"
         rm -rf "$BUILD_DIR/.caas"
         exit 13
     fi

@@ -98,6 +98,9 @@ pub struct Prepared {
     bytes: u64,
 }
 
+/// The lock one build of an app holds while it runs, and the number of the build holding it.
+type AppLock = (Arc<tokio::sync::Mutex<()>>, Arc<Mutex<u64>>);
+
 pub struct Builder {
     store: Store,
     engine: Engine,
@@ -105,7 +108,7 @@ pub struct Builder {
     wake: Arc<Notify>,
     settings: BuildSettings,
     /// Per app: the lock one build holds while it runs, and the number of the build holding it.
-    apps: Mutex<HashMap<String, (Arc<tokio::sync::Mutex<()>>, Arc<Mutex<u64>>)>>,
+    apps: Mutex<HashMap<String, AppLock>>,
     slots: Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -292,7 +295,7 @@ impl Builder {
             ));
         }
         let src = dir.join("src");
-        let limits = self.settings.limits.clone();
+        let limits = self.settings.limits;
         let name = file_name.to_string();
         tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
             .await
@@ -407,12 +410,8 @@ impl Builder {
         }
         out.close().await;
         let builder_name = record.builder.clone();
-        self.finish(
-            record,
-            result.map(|(r, _, s)| (r, s)).map_err(|m| m),
-            builder_name,
-        )
-        .await
+        self.finish(record, result.map(|(r, _, s)| (r, s)), builder_name)
+            .await
     }
 
     async fn finish(

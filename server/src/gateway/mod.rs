@@ -43,9 +43,16 @@ pub struct Gateway {
 }
 
 fn text(status: StatusCode, body: String) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from(body + "\n")).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body + "\n"))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -82,7 +89,10 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -96,8 +106,17 @@ fn request_id(headers: &HeaderMap) -> String {
 }
 
 impl Gateway {
-    pub fn new(domain: String, table: watch::Receiver<Arc<RouteTable>>, logs: Arc<LogHub>) -> Arc<Self> {
-        Arc::new(Self { domain, table, pool: Pool::default(), logs })
+    pub fn new(
+        domain: String,
+        table: watch::Receiver<Arc<RouteTable>>,
+        logs: Arc<LogHub>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            domain,
+            table,
+            pool: Pool::default(),
+            logs,
+        })
     }
 
     /// Accepts connections until `shutdown`.
@@ -170,12 +189,18 @@ impl Gateway {
         let Some(app) = table::app_for_host(&host, &self.domain).map(str::to_string) else {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("caas: no app is served at host {host:?}; apps are at http://APP.{}", self.domain),
+                format!(
+                    "caas: no app is served at host {host:?}; apps are at http://APP.{}",
+                    self.domain
+                ),
             );
         };
         let table = self.table.borrow().clone();
         let Some(routes) = table.apps.get(&app) else {
-            return text(StatusCode::NOT_FOUND, format!("caas: there is no app named {app:?} here"));
+            return text(
+                StatusCode::NOT_FOUND,
+                format!("caas: there is no app named {app:?} here"),
+            );
         };
         if routes.backends.is_empty() {
             return text(
@@ -186,30 +211,45 @@ impl Gateway {
 
         let rid = request_id(req.headers());
         let method = req.method().clone();
-        let path = req.uri().path_and_query().map_or("/".to_string(), |p| p.to_string());
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.to_string());
         let upgrade = is_upgrade(req.headers());
         let upgrade_value = req.headers().get(header::UPGRADE).cloned();
         let (mut parts, body) = req.into_parts();
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(Request::from_parts(parts.clone(), ())));
+        let client_upgrade =
+            upgrade.then(|| hyper::upgrade::on(Request::from_parts(parts.clone(), ())));
         strip_hop_by_hop(&mut parts.headers);
         let h = &mut parts.headers;
-        h.insert("x-forwarded-for", HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header"),
+        );
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
         if let Ok(v) = HeaderValue::from_str(&host) {
             h.insert("x-forwarded-host", v);
         }
-        h.insert("x-request-id", HeaderValue::from_str(&rid).expect("checked or generated ASCII"));
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_str(&rid).expect("checked or generated ASCII"),
+        );
         h.remove("forwarded");
         if let (true, Some(u)) = (upgrade, upgrade_value) {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u);
         }
         // Origin-form towards the instance.
-        parts.uri = path.parse().unwrap_or_else(|_| "/".parse().expect("static"));
+        parts.uri = path
+            .parse()
+            .unwrap_or_else(|_| "/".parse().expect("static"));
         // A bodiless GET/HEAD/OPTIONS can be sent again to the next instance when one fails
         // without answering (an instance dying, or Docker's proxy accepting for a dead one).
         let replay = (!upgrade
-            && matches!(method, hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS)
+            && matches!(
+                method,
+                hyper::Method::GET | hyper::Method::HEAD | hyper::Method::OPTIONS
+            )
             && body.is_end_stream())
         .then(|| parts.clone());
         let mut request = Some(Request::from_parts(parts, body.boxed()));
@@ -246,7 +286,11 @@ impl Gateway {
                                 let upstream = hyper::upgrade::on(&mut resp);
                                 tokio::spawn(async move {
                                     if let (Ok(c), Ok(u)) = (client.await, upstream.await) {
-                                        let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(u)).await;
+                                        let _ = tokio::io::copy_bidirectional(
+                                            &mut TokioIo::new(c),
+                                            &mut TokioIo::new(u),
+                                        )
+                                        .await;
                                     }
                                 });
                             }
@@ -255,7 +299,12 @@ impl Gateway {
                         if status != StatusCode::SWITCHING_PROTOCOLS {
                             strip_hop_by_hop(&mut rparts.headers);
                         }
-                        let bytes = rparts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+                        let bytes = rparts
+                            .headers
+                            .get(header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-")
+                            .to_string();
                         self.log(&app, format!(
                             "at=info method={method} path={path:?} host={host} request_id={rid} fwd=\"{}\" dyno={} connect={connect_ms}ms service={}ms status={} bytes={bytes}",
                             peer.ip(), backend.instance, started.elapsed().as_millis(), status.as_u16()
@@ -286,7 +335,13 @@ impl Gateway {
                                     "at=error code=H13 desc=\"connection closed without response\" method={method} path={path:?} host={host} request_id={rid} dyno={} status=502 error={err:?}",
                                     backend.instance
                                 ));
-                                return text(StatusCode::BAD_GATEWAY, format!("caas: {app}'s instance {} failed to answer", backend.instance));
+                                return text(
+                                    StatusCode::BAD_GATEWAY,
+                                    format!(
+                                        "caas: {app}'s instance {} failed to answer",
+                                        backend.instance
+                                    ),
+                                );
                             }
                         }
                     }
@@ -296,16 +351,29 @@ impl Gateway {
         self.log(&app, format!(
             "at=error code=H10 desc=\"no instance answered\" method={method} path={path:?} host={host} request_id={rid} status=502 error={last_error:?}"
         ));
-        text(StatusCode::BAD_GATEWAY, format!("caas: none of {app}'s instances accepted a connection"))
+        text(
+            StatusCode::BAD_GATEWAY,
+            format!("caas: none of {app}'s instances accepted a connection"),
+        )
     }
 
     fn log(&self, app: &str, text: String) {
-        self.logs.publish(app, LogLine { ts: Timestamp::now(), source: LogSource::Router, tag: "router".into(), text });
+        self.logs.publish(
+            app,
+            LogLine {
+                ts: Timestamp::now(),
+                source: LogSource::Router,
+                tag: "router".into(),
+                text,
+            },
+        );
     }
 }
 
 fn empty_body() -> UpBody {
-    http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 #[cfg(test)]

@@ -16,9 +16,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_IDLE_PER_ADDR: usize = 64;
 
+/// A connection ready for a request, and since when it waits.
+type Idle = (SendRequest<UpBody>, Instant);
+
 #[derive(Clone, Default)]
 pub struct Pool {
-    idle: Arc<Mutex<HashMap<SocketAddr, Vec<(SendRequest<UpBody>, Instant)>>>>,
+    idle: Arc<Mutex<HashMap<SocketAddr, Vec<Idle>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +81,9 @@ impl Pool {
     /// Drops idle connections to addresses that left the routing table, so a drained instance
     /// sees its keep-alive connections close.
     pub fn retain_addrs(&self, keep: &std::collections::HashSet<SocketAddr>) {
-        self.idle.lock().unwrap().retain(|addr, _| keep.contains(addr));
+        self.idle
+            .lock()
+            .unwrap()
+            .retain(|addr, _| keep.contains(addr));
     }
 }

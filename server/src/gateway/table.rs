@@ -24,14 +24,21 @@ pub struct AppRoutes {
 
 impl AppRoutes {
     pub fn new(backends: Vec<Backend>) -> Self {
-        Self { backends, next: AtomicUsize::new(0) }
+        Self {
+            backends,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// Backends in the order to try them: round robin for the first, then the others, so a
     /// connect failure moves on to the next instance.
     pub fn rotation(&self) -> impl Iterator<Item = &Backend> {
         let n = self.backends.len();
-        let start = if n == 0 { 0 } else { self.next.fetch_add(1, Ordering::Relaxed) % n };
+        let start = if n == 0 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % n
+        };
         (0..n).map(move |i| &self.backends[(start + i) % n])
     }
 }
@@ -44,11 +51,20 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn build(app_names: impl IntoIterator<Item = String>, routes: Vec<(RouteKey, String)>) -> Self {
-        let mut apps: HashMap<String, Vec<Backend>> = app_names.into_iter().map(|n| (n, Vec::new())).collect();
+    pub fn build(
+        app_names: impl IntoIterator<Item = String>,
+        routes: Vec<(RouteKey, String)>,
+    ) -> Self {
+        let mut apps: HashMap<String, Vec<Backend>> =
+            app_names.into_iter().map(|n| (n, Vec::new())).collect();
         for (key, addr) in routes {
-            let (Some(backends), Ok(addr)) = (apps.get_mut(&key.app), addr.parse()) else { continue };
-            backends.push(Backend { addr, instance: key.instance });
+            let (Some(backends), Ok(addr)) = (apps.get_mut(&key.app), addr.parse()) else {
+                continue;
+            };
+            backends.push(Backend {
+                addr,
+                instance: key.instance,
+            });
         }
         let apps = apps
             .into_iter()
@@ -61,7 +77,9 @@ impl RouteTable {
     }
 
     pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
-        self.apps.values().flat_map(|a| a.backends.iter().map(|b| b.addr))
+        self.apps
+            .values()
+            .flat_map(|a| a.backends.iter().map(|b| b.addr))
     }
 }
 
@@ -71,7 +89,10 @@ fn load(store: &Store) -> Result<RouteTable, crate::store::StoreError> {
 }
 
 /// Keeps a `RouteTable` current from the store's change feed until `shutdown`.
-pub fn spawn_cache(store: Store, shutdown: CancellationToken) -> anyhow::Result<watch::Receiver<Arc<RouteTable>>> {
+pub fn spawn_cache(
+    store: Store,
+    shutdown: CancellationToken,
+) -> anyhow::Result<watch::Receiver<Arc<RouteTable>>> {
     let mut feed = store.watch_routing();
     // Subscribe before the first load, so no change falls between the two.
     let (tx, rx) = watch::channel(Arc::new(load(&store)?));
@@ -116,9 +137,15 @@ mod tests {
     #[test]
     fn hosts_map_to_apps() {
         assert_eq!(app_for_host("demo.localhost", "localhost"), Some("demo"));
-        assert_eq!(app_for_host("demo.localhost:8080", "localhost"), Some("demo"));
+        assert_eq!(
+            app_for_host("demo.localhost:8080", "localhost"),
+            Some("demo")
+        );
         assert_eq!(app_for_host("demo.localhost.", "localhost"), Some("demo"));
-        assert_eq!(app_for_host("demo.apps.example.com", "apps.example.com"), Some("demo"));
+        assert_eq!(
+            app_for_host("demo.apps.example.com", "apps.example.com"),
+            Some("demo")
+        );
         assert_eq!(app_for_host("localhost", "localhost"), None);
         assert_eq!(app_for_host(".localhost", "localhost"), None);
         assert_eq!(app_for_host("a.b.localhost", "localhost"), None);
@@ -128,7 +155,11 @@ mod tests {
 
     #[test]
     fn tables_know_apps_without_routes_and_skip_strangers() {
-        let key = |app: &str, inst: &str| RouteKey { app: app.into(), release: 1, instance: inst.into() };
+        let key = |app: &str, inst: &str| RouteKey {
+            app: app.into(),
+            release: 1,
+            instance: inst.into(),
+        };
         let t = RouteTable::build(
             ["a".to_string(), "b".to_string()],
             vec![
@@ -140,16 +171,27 @@ mod tests {
         );
         assert_eq!(t.apps.len(), 2);
         assert!(t.apps["b"].backends.is_empty());
-        let names: Vec<_> = t.apps["a"].backends.iter().map(|b| b.instance.as_str()).collect();
+        let names: Vec<_> = t.apps["a"]
+            .backends
+            .iter()
+            .map(|b| b.instance.as_str())
+            .collect();
         assert_eq!(names, ["web.1", "web.2"]);
     }
 
     #[test]
     fn rotation_is_round_robin_and_covers_every_backend() {
         let routes = AppRoutes::new(
-            (1..=3).map(|i| Backend { addr: format!("127.0.0.1:{i}").parse().unwrap(), instance: format!("web.{i}") }).collect(),
+            (1..=3)
+                .map(|i| Backend {
+                    addr: format!("127.0.0.1:{i}").parse().unwrap(),
+                    instance: format!("web.{i}"),
+                })
+                .collect(),
         );
-        let firsts: Vec<u16> = (0..6).map(|_| routes.rotation().next().unwrap().addr.port()).collect();
+        let firsts: Vec<u16> = (0..6)
+            .map(|_| routes.rotation().next().unwrap().addr.port())
+            .collect();
         assert_eq!(firsts, [1, 2, 3, 1, 2, 3]);
         let all: Vec<u16> = routes.rotation().map(|b| b.addr.port()).collect();
         assert_eq!(all, [1, 2, 3]);

@@ -14,7 +14,12 @@ async fn backend(name: &'static str) -> SocketAddr {
             let (stream, _) = listener.accept().await.unwrap();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                    let h = |n: &str| req.headers().get(n).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .map(|v| v.to_str().unwrap().to_string())
+                            .unwrap_or_default()
+                    };
                     let body = format!(
                         "{name} xff={} xfh={} xfp={} rid={} cl={} te={} path={}",
                         h("x-forwarded-for"),
@@ -27,7 +32,9 @@ async fn backend(name: &'static str) -> SocketAddr {
                     );
                     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -46,7 +53,10 @@ async fn gateway(apps: Vec<(&str, Vec<SocketAddr>)>) -> (SocketAddr, Cancellatio
         let backends = addrs
             .into_iter()
             .enumerate()
-            .map(|(i, addr)| Backend { addr, instance: format!("web.{}", i + 1) })
+            .map(|(i, addr)| Backend {
+                addr,
+                instance: format!("web.{}", i + 1),
+            })
             .collect();
         map.insert(app.to_string(), AppRoutes::new(backends));
     }
@@ -66,13 +76,24 @@ async fn raw(gw: SocketAddr, request: &str) -> (u16, String) {
     s.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
 async fn get(gw: SocketAddr, host: &str, extra: &str) -> (u16, String) {
-    raw(gw, &format!("GET /p?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")).await
+    raw(
+        gw,
+        &format!("GET /p?q=1 HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -120,7 +141,12 @@ async fn all_instances_down_is_a_502() {
 #[tokio::test]
 async fn forwarding_headers_are_set_and_spoofs_overwritten() {
     let (gw, _stop) = gateway(vec![("demo", vec![backend("A").await])]).await;
-    let (status, body) = get(gw, "demo.localhost:8080", "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Request-Id: abc-123\r\n").await;
+    let (status, body) = get(
+        gw,
+        "demo.localhost:8080",
+        "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Request-Id: abc-123\r\n",
+    )
+    .await;
     assert_eq!(status, 200);
     assert!(body.contains("xff=127.0.0.1 "), "{body}");
     assert!(body.contains("xfh=demo.localhost:8080 "), "{body}");
@@ -138,7 +164,10 @@ async fn ambiguous_request_lengths_never_reach_an_instance() {
         "POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
     )
     .await;
-    assert!(status == 400 || (status == 200 && body.contains("cl= te=chunked")), "{status} {body}");
+    assert!(
+        status == 400 || (status == 200 && body.contains("cl= te=chunked")),
+        "{status} {body}"
+    );
     // Two different lengths: refused.
     let (status, _) = raw(
         gw,
@@ -154,7 +183,9 @@ async fn keep_alive_connections_are_reused_for_many_requests() {
     let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
     let mut buf = vec![0u8; 4096];
     for _ in 0..20 {
-        s.write_all(b"GET / HTTP/1.1\r\nHost: demo.localhost\r\n\r\n").await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+            .await
+            .unwrap();
         let n = s.read(&mut buf).await.unwrap();
         let resp = String::from_utf8_lossy(&buf[..n]);
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -190,5 +221,9 @@ async fn a_get_is_retried_when_an_instance_hangs_up_but_a_post_is_not() {
         statuses.push(raw(gw, req).await.0);
     }
     statuses.sort();
-    assert_eq!(statuses, [200, 502], "one POST went to the failing instance and was not replayed");
+    assert_eq!(
+        statuses,
+        [200, 502],
+        "one POST went to the failing instance and was not replayed"
+    );
 }

@@ -77,7 +77,11 @@ impl Scheduler {
                     Some((v, releases[&key].process_types.keys().cloned().collect()))
                 }
             };
-            apps.push(AppView { name: app.name, formation: app.formation, release });
+            apps.push(AppView {
+                name: app.name,
+                formation: app.formation,
+                release,
+            });
         }
         releases.retain(|(app, _), _| apps.iter().any(|a| &a.name == app));
 
@@ -95,7 +99,11 @@ impl Scheduler {
             })
             .collect();
         let allocations = self.store.allocations()?;
-        let observed = self.observed.snapshot(allocations.iter().map(|a| (a.id.clone(), a.host_id.clone())));
+        let observed = self.observed.snapshot(
+            allocations
+                .iter()
+                .map(|a| (a.id.clone(), a.host_id.clone())),
+        );
         let routes: BTreeMap<_, _> = self.store.routes()?.into_iter().collect();
         let world = World {
             now,
@@ -110,9 +118,12 @@ impl Scheduler {
 
         for (app, instance, reason) in &plan.unplaced {
             let key = (app.clone(), instance.clone());
-            let due = unplaced_said.get(&key).is_none_or(|t| t.until(now) >= UNPLACED_REPEAT);
+            let due = unplaced_said
+                .get(&key)
+                .is_none_or(|t| t.until(now) >= UNPLACED_REPEAT);
             if due {
-                self.logs.event(app, "scale", format!("cannot place {instance}: {reason}"));
+                self.logs
+                    .event(app, "scale", format!("cannot place {instance}: {reason}"));
                 unplaced_said.insert(key, now);
             }
         }

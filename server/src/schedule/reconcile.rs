@@ -130,20 +130,36 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
         plan.events.push(Event {
             app,
             tag: "host",
-            text: format!("host {host} stopped answering; replacing {}", names.join(", ")),
+            text: format!(
+                "host {host} stopped answering; replacing {}",
+                names.join(", ")
+            ),
         });
     }
 
-    let mut cap = Capacity { used_mb: HashMap::new(), used_slots: HashMap::new(), per_app: HashMap::new() };
+    let mut cap = Capacity {
+        used_mb: HashMap::new(),
+        used_slots: HashMap::new(),
+        per_app: HashMap::new(),
+    };
     for a in &survivors {
         *cap.used_mb.entry(a.host_id.clone()).or_default() += w.settings.instance_memory_mb;
         *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
-        *cap.per_app.entry((a.host_id.clone(), a.app.clone())).or_default() += 1;
+        *cap.per_app
+            .entry((a.host_id.clone(), a.app.clone()))
+            .or_default() += 1;
     }
 
-    let is_up = |a: &AllocationRecord| w.observed.get(&a.id).is_some_and(|o| o.state == ObservedState::Up);
-    let known_not_up =
-        |a: &AllocationRecord| w.observed.get(&a.id).is_some_and(|o| o.state != ObservedState::Up);
+    let is_up = |a: &AllocationRecord| {
+        w.observed
+            .get(&a.id)
+            .is_some_and(|o| o.state == ObservedState::Up)
+    };
+    let known_not_up = |a: &AllocationRecord| {
+        w.observed
+            .get(&a.id)
+            .is_some_and(|o| o.state != ObservedState::Up)
+    };
     let drain_until = w.now.plus(w.settings.drain);
     let drain = |plan: &mut Plan, a: &AllocationRecord| {
         let mut new = a.clone();
@@ -156,7 +172,9 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
     sorted_apps.sort_by(|a, b| a.name.cmp(&b.name));
     for app in sorted_apps {
         let mine: Vec<&AllocationRecord> = survivors.iter().filter(|a| a.app == app.name).collect();
-        let Some((release, ref types)) = app.release else { continue };
+        let Some((release, ref types)) = app.release else {
+            continue;
+        };
         let processes: BTreeSet<&str> = app
             .formation
             .keys()
@@ -164,10 +182,19 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
             .chain(mine.iter().map(|a| a.process.as_str()))
             .collect();
         for process in processes {
-            let n = if types.contains(process) { app.formation.get(process).copied().unwrap_or(0) } else { 0 };
-            let running = |a: &&&AllocationRecord| a.process == process && a.desired == Desired::Run;
-            let mut current: Vec<&AllocationRecord> =
-                mine.iter().filter(running).filter(|a| a.release == release).copied().collect();
+            let n = if types.contains(process) {
+                app.formation.get(process).copied().unwrap_or(0)
+            } else {
+                0
+            };
+            let running =
+                |a: &&&AllocationRecord| a.process == process && a.desired == Desired::Run;
+            let mut current: Vec<&AllocationRecord> = mine
+                .iter()
+                .filter(running)
+                .filter(|a| a.release == release)
+                .copied()
+                .collect();
             // Up instances first, so when an index has duplicates the serving one stays.
             current.sort_by_key(|a| (a.index, !is_up(a), a.created_at));
             let mut kept: BTreeMap<u32, &AllocationRecord> = BTreeMap::new();
@@ -199,8 +226,12 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
             }
 
             let up = kept.values().filter(|a| is_up(a)).count() as u32;
-            let old: Vec<&AllocationRecord> =
-                mine.iter().filter(running).filter(|a| a.release != release).copied().collect();
+            let old: Vec<&AllocationRecord> = mine
+                .iter()
+                .filter(running)
+                .filter(|a| a.release != release)
+                .copied()
+                .collect();
             if old.is_empty() {
                 continue;
             }
@@ -213,7 +244,10 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
                     app: app.name.clone(),
                     tag: "deploy",
                     text: if n > 0 {
-                        format!("v{release} is up ({process}={n}); stopping {process} of {}", versions.join(", "))
+                        format!(
+                            "v{release} is up ({process}={n}); stopping {process} of {}",
+                            versions.join(", ")
+                        )
                     } else {
                         format!("stopping {process} of {}", versions.join(", "))
                     },
@@ -230,17 +264,27 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
     }
 
     // Rule 4: routes follow the allocations as they will be after this plan.
-    let updated: HashMap<&str, &AllocationRecord> =
-        plan.update.iter().map(|(_, new)| (new.id.as_str(), new)).collect();
+    let updated: HashMap<&str, &AllocationRecord> = plan
+        .update
+        .iter()
+        .map(|(_, new)| (new.id.as_str(), new))
+        .collect();
     let mut desired_routes: BTreeMap<RouteKey, String> = BTreeMap::new();
     for a in &survivors {
         let a = updated.get(a.id.as_str()).copied().unwrap_or(a);
         if a.process != WEB || a.desired != Desired::Run {
             continue;
         }
-        let key = RouteKey { app: a.app.clone(), release: a.release, instance: a.instance_name() };
+        let key = RouteKey {
+            app: a.app.clone(),
+            release: a.release,
+            instance: a.instance_name(),
+        };
         match w.observed.get(&a.id) {
-            Some(Obs { state: ObservedState::Up, port: Some(port) }) => {
+            Some(Obs {
+                state: ObservedState::Up,
+                port: Some(port),
+            }) => {
                 let host = hosts[a.host_id.as_str()];
                 desired_routes.insert(key, format!("{}:{port}", host.address));
             }
@@ -275,23 +319,40 @@ fn place(w: &World<'_>, cap: &mut Capacity, app: &str) -> Result<String, String>
         .filter(|h| h.alive)
         .filter(|h| cap.used_slots.get(&h.id).copied().unwrap_or(0) < h.port_slots)
         .filter_map(|h| {
-            let free = h.memory_mb.saturating_sub(cap.used_mb.get(&h.id).copied().unwrap_or(0));
+            let free = h
+                .memory_mb
+                .saturating_sub(cap.used_mb.get(&h.id).copied().unwrap_or(0));
             (free >= need).then_some((h, free))
         })
         .min_by(|(a, free_a), (b, free_b)| {
-            let same_a = cap.per_app.get(&(a.id.clone(), app.to_string())).copied().unwrap_or(0);
-            let same_b = cap.per_app.get(&(b.id.clone(), app.to_string())).copied().unwrap_or(0);
-            same_a.cmp(&same_b).then(free_b.cmp(free_a)).then(a.id.cmp(&b.id))
+            let same_a = cap
+                .per_app
+                .get(&(a.id.clone(), app.to_string()))
+                .copied()
+                .unwrap_or(0);
+            let same_b = cap
+                .per_app
+                .get(&(b.id.clone(), app.to_string()))
+                .copied()
+                .unwrap_or(0);
+            same_a
+                .cmp(&same_b)
+                .then(free_b.cmp(free_a))
+                .then(a.id.cmp(&b.id))
         });
     match best {
         Some((h, _)) => {
             *cap.used_mb.entry(h.id.clone()).or_default() += need;
             *cap.used_slots.entry(h.id.clone()).or_default() += 1;
-            *cap.per_app.entry((h.id.clone(), app.to_string())).or_default() += 1;
+            *cap.per_app
+                .entry((h.id.clone(), app.to_string()))
+                .or_default() += 1;
             Ok(h.id.clone())
         }
         None if !w.hosts.iter().any(|h| h.alive) => Err("no host is up".into()),
-        None => Err(format!("no host has {need} MB of memory and a free port left")),
+        None => Err(format!(
+            "no host has {need} MB of memory and a free port left"
+        )),
     }
 }
 
@@ -303,7 +364,10 @@ mod tests {
     const T0: u64 = 1_000_000;
 
     fn settings() -> Settings {
-        Settings { drain: Duration::from_secs(5), instance_memory_mb: 512 }
+        Settings {
+            drain: Duration::from_secs(5),
+            instance_memory_mb: 512,
+        }
     }
 
     fn host(id: &str, alive: bool) -> HostView {
@@ -321,11 +385,19 @@ mod tests {
         AppView {
             name: name.into(),
             formation: formation.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
-            release: release.map(|r| (r, ["web", "worker"].iter().map(|s| s.to_string()).collect())),
+            release: release
+                .map(|r| (r, ["web", "worker"].iter().map(|s| s.to_string()).collect())),
         }
     }
 
-    fn alloc(id: &str, app: &str, release: u64, process: &str, index: u32, host: &str) -> AllocationRecord {
+    fn alloc(
+        id: &str,
+        app: &str,
+        release: u64,
+        process: &str,
+        index: u32,
+        host: &str,
+    ) -> AllocationRecord {
         AllocationRecord {
             id: id.into(),
             app: app.into(),
@@ -348,14 +420,32 @@ mod tests {
 
     impl Case {
         fn new(apps: Vec<AppView>, allocs: Vec<AllocationRecord>) -> Self {
-            Self { apps, allocs, hosts: vec![host("h1", true)], observed: HashMap::new(), routes: BTreeMap::new() }
+            Self {
+                apps,
+                allocs,
+                hosts: vec![host("h1", true)],
+                observed: HashMap::new(),
+                routes: BTreeMap::new(),
+            }
         }
         fn up(mut self, id: &str, port: u16) -> Self {
-            self.observed.insert(id.into(), Obs { state: Up, port: Some(port) });
+            self.observed.insert(
+                id.into(),
+                Obs {
+                    state: Up,
+                    port: Some(port),
+                },
+            );
             self
         }
         fn state(mut self, id: &str, state: ObservedState) -> Self {
-            self.observed.insert(id.into(), Obs { state, port: Some(1) });
+            self.observed.insert(
+                id.into(),
+                Obs {
+                    state,
+                    port: Some(1),
+                },
+            );
             self
         }
         fn route(mut self, app: &str, release: u64, instance: &str, addr: &str) -> Self {
@@ -382,18 +472,30 @@ mod tests {
     }
 
     fn rk(app: &str, release: u64, instance: &str) -> RouteKey {
-        RouteKey { app: app.into(), release, instance: instance.into() }
+        RouteKey {
+            app: app.into(),
+            release,
+            instance: instance.into(),
+        }
     }
 
     fn created(plan: &Plan) -> Vec<(String, u32, String)> {
-        plan.create.iter().map(|a| (a.process.clone(), a.index, a.host_id.clone())).collect()
+        plan.create
+            .iter()
+            .map(|a| (a.process.clone(), a.index, a.host_id.clone()))
+            .collect()
     }
 
     fn drained(plan: &Plan) -> Vec<String> {
         plan.update
             .iter()
             .map(|(_, new)| {
-                assert_eq!(new.desired, Desired::Drain { until: Timestamp(T0 + 5000) });
+                assert_eq!(
+                    new.desired,
+                    Desired::Drain {
+                        until: Timestamp(T0 + 5000)
+                    }
+                );
                 new.id.clone()
             })
             .collect()
@@ -414,16 +516,23 @@ mod tests {
         let plan = Case::new(vec![app("a", Some(1), &[("web", 3)])], vec![]).run();
         assert_eq!(
             created(&plan),
-            [("web".into(), 1, "h1".into()), ("web".into(), 2, "h1".into()), ("web".into(), 3, "h1".into())]
+            [
+                ("web".into(), 1, "h1".into()),
+                ("web".into(), 2, "h1".into()),
+                ("web".into(), 3, "h1".into())
+            ]
         );
         assert!(plan.put_routes.is_empty(), "nothing is up yet");
     }
 
     #[test]
     fn a_steady_app_needs_nothing() {
-        let c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![alloc("x", "a", 1, "web", 1, "h1")])
-            .up("x", 20001)
-            .route("a", 1, "web.1", "10.0.0.2:20001");
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 1)])],
+            vec![alloc("x", "a", 1, "web", 1, "h1")],
+        )
+        .up("x", 20001)
+        .route("a", 1, "web.1", "10.0.0.2:20001");
         assert_eq!(c.run(), Plan::default());
     }
 
@@ -431,19 +540,28 @@ mod tests {
     fn an_up_web_instance_gets_a_route_and_a_worker_does_not() {
         let c = Case::new(
             vec![app("a", Some(1), &[("web", 1), ("worker", 1)])],
-            vec![alloc("x", "a", 1, "web", 1, "h1"), alloc("w", "a", 1, "worker", 1, "h1")],
+            vec![
+                alloc("x", "a", 1, "web", 1, "h1"),
+                alloc("w", "a", 1, "worker", 1, "h1"),
+            ],
         )
         .up("x", 20001)
         .up("w", 20002);
         let plan = c.run();
-        assert_eq!(plan.put_routes, [(rk("a", 1, "web.1"), "10.0.0.2:20001".to_string())]);
+        assert_eq!(
+            plan.put_routes,
+            [(rk("a", 1, "web.1"), "10.0.0.2:20001".to_string())]
+        );
     }
 
     #[test]
     fn scaling_down_drains_the_highest_indices_and_unroutes_them_at_once() {
         let c = Case::new(
             vec![app("a", Some(1), &[("web", 1)])],
-            vec![alloc("x1", "a", 1, "web", 1, "h1"), alloc("x2", "a", 1, "web", 2, "h1")],
+            vec![
+                alloc("x1", "a", 1, "web", 1, "h1"),
+                alloc("x2", "a", 1, "web", 2, "h1"),
+            ],
         )
         .up("x1", 1)
         .up("x2", 2)
@@ -457,9 +575,12 @@ mod tests {
 
     #[test]
     fn scaling_to_zero_drains_everything() {
-        let c = Case::new(vec![app("a", Some(1), &[("web", 0)])], vec![alloc("x1", "a", 1, "web", 1, "h1")])
-            .up("x1", 1)
-            .route("a", 1, "web.1", "10.0.0.2:1");
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 0)])],
+            vec![alloc("x1", "a", 1, "web", 1, "h1")],
+        )
+        .up("x1", 1)
+        .route("a", 1, "web.1", "10.0.0.2:1");
         let plan = c.run();
         assert_eq!(drained(&plan), ["x1"]);
         assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
@@ -468,9 +589,13 @@ mod tests {
     #[test]
     fn a_drained_allocation_is_deleted_after_its_deadline_only() {
         let mut early = alloc("x1", "a", 1, "web", 2, "h1");
-        early.desired = Desired::Drain { until: Timestamp(T0 + 1) };
+        early.desired = Desired::Drain {
+            until: Timestamp(T0 + 1),
+        };
         let mut due = alloc("x2", "a", 1, "web", 3, "h1");
-        due.desired = Desired::Drain { until: Timestamp(T0) };
+        due.desired = Desired::Drain {
+            until: Timestamp(T0),
+        };
         let c = Case::new(
             vec![app("a", Some(1), &[("web", 1)])],
             vec![alloc("x0", "a", 1, "web", 1, "h1"), early, due],
@@ -495,7 +620,10 @@ mod tests {
         assert!(plan.update.is_empty() && plan.delete_routes.is_empty());
 
         // Step 2: v2 is starting: still nothing stops.
-        let both = vec![alloc("v1", "a", 1, "web", 1, "h1"), alloc("v2", "a", 2, "web", 1, "h1")];
+        let both = vec![
+            alloc("v1", "a", 1, "web", 1, "h1"),
+            alloc("v2", "a", 2, "web", 1, "h1"),
+        ];
         let c = Case::new(apps.clone(), both.clone())
             .up("v1", 1)
             .state("v2", Starting)
@@ -503,20 +631,33 @@ mod tests {
         assert_eq!(c.run(), Plan::default());
 
         // Step 3: v2 is up: route it, unroute and drain v1, say so.
-        let c = Case::new(apps, both).up("v1", 1).up("v2", 2).route("a", 1, "web.1", "10.0.0.2:1");
+        let c = Case::new(apps, both)
+            .up("v1", 1)
+            .up("v2", 2)
+            .route("a", 1, "web.1", "10.0.0.2:1");
         let plan = c.run();
         assert_eq!(drained(&plan), ["v1"]);
-        assert_eq!(plan.put_routes, [(rk("a", 2, "web.1"), "10.0.0.2:2".to_string())]);
+        assert_eq!(
+            plan.put_routes,
+            [(rk("a", 2, "web.1"), "10.0.0.2:2".to_string())]
+        );
         assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
         assert_eq!(plan.events[0].tag, "deploy");
-        assert!(plan.events[0].text.contains("v2 is up"), "{:?}", plan.events);
+        assert!(
+            plan.events[0].text.contains("v2 is up"),
+            "{:?}",
+            plan.events
+        );
     }
 
     #[test]
     fn a_crashing_new_release_leaves_the_old_one_serving() {
         let c = Case::new(
             vec![app("a", Some(2), &[("web", 1)])],
-            vec![alloc("v1", "a", 1, "web", 1, "h1"), alloc("v2", "a", 2, "web", 1, "h1")],
+            vec![
+                alloc("v1", "a", 1, "web", 1, "h1"),
+                alloc("v2", "a", 2, "web", 1, "h1"),
+            ],
         )
         .up("v1", 1)
         .state("v2", Crashed)
@@ -528,7 +669,10 @@ mod tests {
     fn a_crashed_old_instance_drains_without_waiting_for_the_new_release() {
         let c = Case::new(
             vec![app("a", Some(2), &[("web", 1)])],
-            vec![alloc("v1", "a", 1, "web", 1, "h1"), alloc("v2", "a", 2, "web", 1, "h1")],
+            vec![
+                alloc("v1", "a", 1, "web", 1, "h1"),
+                alloc("v2", "a", 2, "web", 1, "h1"),
+            ],
         )
         .state("v1", Crashed)
         .state("v2", Starting);
@@ -540,7 +684,10 @@ mod tests {
         // No observations at all yet: nothing is replaced, nothing unrouted.
         let c = Case::new(
             vec![app("a", Some(1), &[("web", 2)])],
-            vec![alloc("x1", "a", 1, "web", 1, "h1"), alloc("x2", "a", 1, "web", 2, "h1")],
+            vec![
+                alloc("x1", "a", 1, "web", 1, "h1"),
+                alloc("x2", "a", 1, "web", 2, "h1"),
+            ],
         )
         .route("a", 1, "web.1", "10.0.0.2:1")
         .route("a", 1, "web.2", "10.0.0.2:2");
@@ -550,9 +697,12 @@ mod tests {
     #[test]
     fn a_crashed_instance_is_unrouted_but_not_replaced() {
         // Restarting a crashed instance is its agent's job; the scheduler only unroutes it.
-        let c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![alloc("x1", "a", 1, "web", 1, "h1")])
-            .state("x1", Crashed)
-            .route("a", 1, "web.1", "10.0.0.2:1");
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 1)])],
+            vec![alloc("x1", "a", 1, "web", 1, "h1")],
+        )
+        .state("x1", Crashed)
+        .route("a", 1, "web.1", "10.0.0.2:1");
         let plan = c.run();
         assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
         assert!(plan.create.is_empty() && plan.update.is_empty() && plan.delete.is_empty());
@@ -562,7 +712,10 @@ mod tests {
     fn instances_on_a_lost_host_are_replaced_elsewhere() {
         let mut c = Case::new(
             vec![app("a", Some(1), &[("web", 2)])],
-            vec![alloc("x1", "a", 1, "web", 1, "h1"), alloc("x2", "a", 1, "web", 2, "h22")],
+            vec![
+                alloc("x1", "a", 1, "web", 1, "h1"),
+                alloc("x2", "a", 1, "web", 2, "h22"),
+            ],
         )
         .up("x1", 1)
         .up("x2", 2)
@@ -608,7 +761,8 @@ mod tests {
 
     #[test]
     fn allocations_of_a_destroyed_app_are_deleted() {
-        let c = Case::new(vec![], vec![alloc("x1", "gone", 1, "web", 1, "h1")]).route("gone", 1, "web.1", "a:1");
+        let c = Case::new(vec![], vec![alloc("x1", "gone", 1, "web", 1, "h1")])
+            .route("gone", 1, "web.1", "a:1");
         let plan = c.run();
         assert_eq!(deleted(&plan), ["x1"]);
         assert_eq!(plan.delete_routes, [rk("gone", 1, "web.1")]);
@@ -618,12 +772,18 @@ mod tests {
     fn duplicate_indices_keep_the_serving_one() {
         let mut late = alloc("b", "a", 1, "web", 1, "h1");
         late.created_at = Timestamp(T0);
-        let c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![alloc("a1", "a", 1, "web", 1, "h1"), late])
-            .state("a1", Starting)
-            .up("b", 7);
+        let c = Case::new(
+            vec![app("a", Some(1), &[("web", 1)])],
+            vec![alloc("a1", "a", 1, "web", 1, "h1"), late],
+        )
+        .state("a1", Starting)
+        .up("b", 7);
         let plan = c.run();
         assert_eq!(drained(&plan), ["a1"]);
-        assert_eq!(plan.put_routes, [(rk("a", 1, "web.1"), "10.0.0.2:7".to_string())]);
+        assert_eq!(
+            plan.put_routes,
+            [(rk("a", 1, "web.1"), "10.0.0.2:7".to_string())]
+        );
     }
 
     #[test]
