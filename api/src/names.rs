@@ -25,7 +25,8 @@ pub fn validate_app_name(name: &str) -> Result<(), NameError> {
     let ok = (3..=APP_NAME_MAX).contains(&b.len())
         && b[0].is_ascii_lowercase()
         && b[b.len() - 1] != b'-'
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
     if ok {
         Ok(())
     } else {
@@ -38,7 +39,8 @@ pub fn validate_process_type(name: &str) -> Result<(), NameError> {
     let b = name.as_bytes();
     let ok = (1..=30).contains(&b.len())
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-');
     if ok {
         Ok(())
     } else {
@@ -71,8 +73,20 @@ mod tests {
             assert_eq!(validate_app_name(good), Ok(()), "{good}");
         }
         for bad in [
-            "", "ab", "Abc", "1abc", "-abc", "abc-", "a_b", "a.b", "a b", "ab/c", "../x",
-            "x234567890123456789012345678901", "ábc", "abc\n",
+            "",
+            "ab",
+            "Abc",
+            "1abc",
+            "-abc",
+            "abc-",
+            "a_b",
+            "a.b",
+            "a b",
+            "ab/c",
+            "../x",
+            "x234567890123456789012345678901",
+            "ábc",
+            "abc\n",
         ] {
             assert!(validate_app_name(bad).is_err(), "{bad:?}");
         }
@@ -94,9 +108,18 @@ mod tests {
             assert_eq!(validate_config_key(good), Ok(()), "{good}");
         }
         for bad in ["", "1A", "A-B", "A B", "A=B", "$(x)"] {
-            assert_eq!(validate_config_key(bad), Err(NameError::ConfigKey(bad.into())));
+            assert_eq!(
+                validate_config_key(bad),
+                Err(NameError::ConfigKey(bad.into()))
+            );
         }
-        assert!(matches!(validate_config_key("PORT"), Err(NameError::ReservedConfigKey(_))));
-        assert!(matches!(validate_config_key("CAAS_APP"), Err(NameError::ReservedConfigKey(_))));
+        assert!(matches!(
+            validate_config_key("PORT"),
+            Err(NameError::ReservedConfigKey(_))
+        ));
+        assert!(matches!(
+            validate_config_key("CAAS_APP"),
+            Err(NameError::ReservedConfigKey(_))
+        ));
     }
 }
