@@ -3,20 +3,22 @@
 #
 #   ./install.sh [--data-dir DIR] [--api ADDR] [--gateway ADDR] [--domain DOMAIN]
 #   ./install.sh --no-start        build and install the binaries, start nothing
-#   ./install.sh --deps-only       only install the dependencies and make sure Docker runs
+#   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image
 #   ./install.sh --uninstall       stop caasd and remove its service and binaries (data is kept)
 #
 # What it does, step by step (each step is skipped when already done, so re-running it is safe
 # and upgrades: the new binaries are built while the old caasd runs, then caasd is restarted):
 #   1. apt-get installs what is missing: git, curl, ca-certificates, build-essential, pkg-config,
-#      busybox-static, and docker.io when there is no dockerd.
+#      busybox-static, debootstrap (for the stack image), and docker.io when there is no dockerd.
 #   2. starts Docker Engine if `docker info` fails: systemctl where systemd is PID 1, else
 #      `dockerd` in the background (log /var/log/dockerd.log); waits until it answers.
-#   3. finds cargo (PATH or ~/.cargo/bin) and runs `cargo build --release --workspace --bins`.
-#   4. installs caas and caasd to /usr/local/bin.
-#   5. starts caasd: the systemd unit caasd.service where systemd is PID 1, else a background
+#   3. builds the stack image caas/stack (stack/build.sh: debootstrap + Debian packages + docker
+#      import; skipped when the image of the current recipe exists).
+#   4. finds cargo (PATH or ~/.cargo/bin) and runs `cargo build --release --workspace --bins`.
+#   5. installs caas and caasd to /usr/local/bin and the buildpacks to /usr/local/share/caas.
+#   6. starts caasd: the systemd unit caasd.service where systemd is PID 1, else a background
 #      process with DATA_DIR/caasd.pid and DATA_DIR/caasd.log; waits for DATA_DIR/caasd.json.
-#   6. logs the CLI in with the admin token, builds the demo image (examples/demo).
+#   7. logs the CLI in with the admin token, builds the demo image (examples/demo).
 #
 # Options:
 #   --data-dir DIR   caasd's data directory (default /var/lib/caas)
@@ -92,7 +94,7 @@ apt_missing() {
 }
 
 install_packages() {
-    local wanted=(git curl ca-certificates build-essential pkg-config busybox-static)
+    local wanted=(git curl ca-certificates build-essential pkg-config busybox-static debootstrap)
     if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
         wanted+=(docker.io)
     fi
@@ -181,7 +183,27 @@ build() {
     (cd "$ROOT" && cargo build --release --workspace --bins "${locked[@]}")
 }
 
+# --- stack image -------------------------------------------------------------------------------
+
+stack_image() {
+    step "Stack image (stack/build.sh; built once per recipe, a few minutes the first time)"
+    local tag
+    tag=$("$ROOT/stack/build.sh" | tail -n 1) || die "building the stack image failed (see above)"
+    info "$tag"
+}
+
 # --- 4. install --------------------------------------------------------------------------------
+
+BUILDPACKS_DIR=/usr/local/share/caas/buildpacks
+
+install_buildpacks() {
+    step "Installing the buildpacks to $BUILDPACKS_DIR"
+    mkdir -p "$(dirname "$BUILDPACKS_DIR")"
+    rm -rf "$BUILDPACKS_DIR.new"
+    cp -a "$ROOT/buildpacks" "$BUILDPACKS_DIR.new"
+    rm -rf "$BUILDPACKS_DIR"
+    mv "$BUILDPACKS_DIR.new" "$BUILDPACKS_DIR"
+}
 
 install_binaries() {
     local target="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -396,10 +418,12 @@ main() {
     fi
     install_packages
     start_docker
+    stack_image
     find_cargo
     [ "$MODE" = deps-only ] && { step "Dependencies are ready"; return; }
     build
     install_binaries
+    install_buildpacks
     [ "$MODE" = no-start ] && { step "Installed; not starting caasd (--no-start)"; return; }
     start_caasd
     login
