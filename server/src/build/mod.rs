@@ -757,6 +757,11 @@ impl Builder {
             11 => return Err(BuildError::Failed("the pinned buildpack cannot build this app (see above)".into())),
             12 => return Err(BuildError::Failed("the compile step failed (see the output above)".into())),
             13 => return Err(BuildError::Failed("the release step failed (see the output above)".into())),
+            14 => {
+                return Err(BuildError::Internal(
+                    "the build container's environment is broken (driver exit 14; see the build output)".into(),
+                ))
+            }
             137 => {
                 return Err(BuildError::Failed(format!(
                     "the build was killed: out of memory? (build containers get {} MB; caasd --build-memory)",
