@@ -343,3 +343,85 @@ fn pushes_to_one_app_queue() {
     let releases = p.caas_json(&["releases", "-a", "queued", "--json"]);
     assert_eq!(releases.as_array().unwrap().len(), 2);
 }
+
+/// Writes an executable script.
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_third_party_buildpack_dropped_in_runs_sees_config_and_can_be_pinned() {
+    require_stack();
+    // The operator's buildpacks folder: the bundled ones plus one of Heroku's classic API.
+    let packs = tempfile::tempdir().unwrap();
+    let copied = run(
+        Command::new("cp")
+            .arg("-a")
+            .arg(repo_root().join("buildpacks/."))
+            .arg(packs.path()),
+        None,
+        Duration::from_secs(30),
+    );
+    assert!(copied.success(), "{copied}");
+    let hello = packs.path().join("hello");
+    script(
+        &hello.join("bin/detect"),
+        "#!/bin/sh\n[ -f \"$1/hello.txt\" ] && echo Hello || exit 1\n",
+    );
+    script(
+        &hello.join("bin/compile"),
+        "#!/bin/sh\nset -e\necho '-----> Hello buildpack compiling'\n\
+         echo \"       ENV_DIR holds $(ls \"$3\" | tr '\\n' ' ')\"\n\
+         mkdir -p \"$1/www\"\n\
+         { cat \"$1/hello.txt\"; printf ' (greeting from the build: %s)' \"$(cat \"$3/GREETING\")\"; } > \"$1/www/index.html\"\n",
+    );
+    script(&hello.join("bin/release"), "#!/bin/sh\ncat <<'YAML'\n---\ndefault_process_types:\n  web: busybox httpd -f -p $PORT -h /app/www\nYAML\n");
+
+    let p = Platform::start_with(&["--buildpacks", packs.path().to_str().unwrap()]);
+    let listed = p.caas_json(&["buildpacks", "--json"]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["java-war", "jvm-jar", "nodejs", "python", "static", "procfile", "hello"]
+    );
+
+    p.caas_ok(&["apps:create", "hello"]);
+    // Config set before the first build reaches the build as ENV_DIR.
+    p.caas_ok(&["config:set", "GREETING=from config", "-a", "hello"]);
+    let app = caas_e2e::temp_dir_with(&[("hello.txt", "hello from a dropped-in buildpack")]);
+    let out = p.caas_ok(&["push", app.path().to_str().unwrap(), "-a", "hello"]);
+    assert!(out.contains("Hello app detected"), "{out}");
+    assert!(out.contains("ENV_DIR holds GREETING"), "{out}");
+    let body = ok_body(&p, "hello").unwrap();
+    assert!(
+        body.contains("hello from a dropped-in buildpack (greeting from the build: from config)"),
+        "{body}"
+    );
+
+    // Pinning: a source both `static` and `hello` detect builds with the pinned one.
+    let both = caas_e2e::temp_dir_with(&[
+        ("hello.txt", "pinned hello"),
+        ("index.html", "static wins by default"),
+    ]);
+    let out = p.caas_ok(&["push", both.path().to_str().unwrap(), "-a", "hello"]);
+    assert!(out.contains("Static HTML app detected"), "{out}");
+    p.caas_ok(&["buildpacks:set", "hello", "-a", "hello"]);
+    assert_eq!(
+        p.caas_json(&["apps:info", "-a", "hello", "--json"])["buildpack"],
+        "hello"
+    );
+    let out = p.caas_ok(&["push", both.path().to_str().unwrap(), "-a", "hello"]);
+    assert!(out.contains("Hello app detected"), "{out}");
+    assert!(ok_body(&p, "hello").unwrap().contains("pinned hello"));
+    let out = p.caas(&["buildpacks:set", "nope", "-a", "hello"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("no buildpack named \"nope\""), "{out}");
+}
