@@ -9,6 +9,23 @@ pub mod names;
 mod time;
 
 pub use names::{validate_app_name, validate_config_key, validate_process_type, NameError};
+
+/// A byte count for people, the same on both ends of the wire: `758 B`, `1.5 KB`, `544.2 MB`
+/// (powers of 1024, one decimal).
+pub fn format_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
 pub use time::Timestamp;
 
 use serde::{Deserialize, Serialize};
@@ -411,4 +428,18 @@ pub struct Buildpack {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SetBuildpack {
     pub buildpack: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_bytes;
+
+    #[test]
+    fn byte_counts_read_well() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1536), "1.5 KB");
+        assert_eq!(format_bytes(570_598_400), "544.2 MB");
+        assert_eq!(format_bytes(3 << 30), "3.0 GB");
+    }
 }

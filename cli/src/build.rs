@@ -334,53 +334,11 @@ mod tests {
     /// Each line is written before the next is read: output appears as the build makes it.
     #[test]
     fn prints_each_line_before_reading_the_next() {
-        use std::cell::RefCell;
-        use std::rc::Rc;
-        struct OneAtATime {
-            lines: Vec<&'static [u8]>,
-            printed: Rc<RefCell<Vec<u8>>>,
-            served: usize,
-        }
-        impl Read for OneAtATime {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let printed = self
-                    .printed
-                    .borrow()
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count();
-                assert_eq!(
-                    printed, self.served,
-                    "line not printed before the next read"
-                );
-                let Some(line) = self.lines.get(self.served) else {
-                    return Ok(0);
-                };
-                buf[..line.len()].copy_from_slice(line);
-                self.served += 1;
-                Ok(line.len())
-            }
-        }
-        struct Shared(Rc<RefCell<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.borrow_mut().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let printed = Rc::new(RefCell::new(Vec::new()));
-        let reader = OneAtATime {
-            lines: vec![
-                b"{\"type\":\"line\",\"text\":\"one\"}\n",
-                b"{\"type\":\"line\",\"text\":\"two\"}\n",
-            ],
-            printed: printed.clone(),
-            served: 0,
-        };
-        let mut out = Shared(printed.clone());
+        let (reader, mut out) = crate::testutil::one_line_at_a_time(vec![
+            b"{\"type\":\"line\",\"text\":\"one\"}\n",
+            b"{\"type\":\"line\",\"text\":\"two\"}\n",
+        ]);
+        let printed = out.0.clone();
         // The stream ends without an outcome, which is an error; the lines still came first.
         assert!(follow(reader, "demo", &mut out, &mut Vec::new()).is_err());
         assert_eq!(&*printed.borrow(), b"one\ntwo\n");

@@ -11,6 +11,8 @@ mod error;
 mod git;
 mod output;
 mod source;
+#[cfg(test)]
+mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{

@@ -38,22 +38,7 @@ pub fn format_ts(ts: Timestamp) -> String {
     humantime::format_rfc3339_seconds(ts.to_system_time()).to_string()
 }
 
-/// `758 B`, `1.5 KB`, `544.2 MB`: 1024-based, one decimal, as the server's build output and its
-/// `max_upload_mb` count them, so the sizes the CLI shows match the ones the server prints.
-pub fn format_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use caas_api::format_bytes;
 
 pub fn format_mb(mb: u64) -> String {
     if mb >= 1024 {
@@ -221,16 +206,6 @@ mod tests {
             assert_eq!(format_age(Duration::from_secs(secs)), want, "{secs}");
         }
         assert_eq!(format_age(Duration::from_millis(1999)), "1s");
-    }
-
-    #[test]
-    fn byte_counts_match_the_servers() {
-        assert_eq!(format_bytes(0), "0 B");
-        assert_eq!(format_bytes(758), "758 B");
-        assert_eq!(format_bytes(1023), "1023 B");
-        assert_eq!(format_bytes(1536), "1.5 KB");
-        assert_eq!(format_bytes(570_598_400), "544.2 MB");
-        assert_eq!(format_bytes(3 << 30), "3.0 GB");
     }
 
     #[test]

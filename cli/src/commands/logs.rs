@@ -111,55 +111,14 @@ mod tests {
         assert!(print_stream(&b"<html>\n"[..], &mut out, &mut err, false).is_err());
     }
 
-    /// A reader that hands out one line per read and fails if read again after the first line
-    /// before that line was printed: proves lines are printed as they arrive.
+    /// Each line is printed before the next is read: `--tail` shows lines as they happen.
     #[test]
     fn prints_each_line_before_reading_the_next() {
-        struct OneAtATime {
-            lines: Vec<&'static [u8]>,
-            printed: std::rc::Rc<std::cell::RefCell<Vec<u8>>>,
-            served: usize,
-        }
-        impl Read for OneAtATime {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let printed_lines = self
-                    .printed
-                    .borrow()
-                    .iter()
-                    .filter(|b| **b == b'\n')
-                    .count();
-                assert_eq!(
-                    printed_lines, self.served,
-                    "line not printed before next read"
-                );
-                let Some(line) = self.lines.get(self.served) else {
-                    return Ok(0);
-                };
-                buf[..line.len()].copy_from_slice(line);
-                self.served += 1;
-                Ok(line.len())
-            }
-        }
-        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0.borrow_mut().extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let printed = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let reader = OneAtATime {
-            lines: vec![
-                b"{\"type\":\"line\",\"ts\":\"2026-11-25T07:39:33Z\",\"source\":\"app\",\"tag\":\"web.1\",\"text\":\"a\"}\n",
-                b"{\"type\":\"line\",\"ts\":\"2026-11-25T07:39:34Z\",\"source\":\"router\",\"tag\":\"web.1\",\"text\":\"b\"}\n",
-            ],
-            printed: printed.clone(),
-            served: 0,
-        };
-        let mut out = Shared(printed.clone());
+        let (reader, mut out) = crate::testutil::one_line_at_a_time(vec![
+            b"{\"type\":\"line\",\"ts\":\"2026-11-25T07:39:33Z\",\"source\":\"app\",\"tag\":\"web.1\",\"text\":\"a\"}\n",
+            b"{\"type\":\"line\",\"ts\":\"2026-11-25T07:39:34Z\",\"source\":\"router\",\"tag\":\"web.1\",\"text\":\"b\"}\n",
+        ]);
+        let printed = out.0.clone();
         print_stream(reader, &mut out, &mut Vec::new(), false).unwrap();
         assert_eq!(printed.borrow().iter().filter(|b| **b == b'\n').count(), 2);
     }

@@ -75,12 +75,6 @@ fn display_name(name: Option<String>, kind: SourceKind) -> ApiResult<String> {
     }
 }
 
-fn ndjson(ev: &BuildEvent) -> Result<Bytes, std::io::Error> {
-    let mut v = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
-    v.push(b'\n');
-    Ok(Bytes::from(v))
-}
-
 /// `POST /v1/apps/{app}/builds`: the body is the upload. Refusals (unknown app, too large, not
 /// the archive its name says, hostile entries) answer with an error status before anything
 /// streams; after that the answer is the build's event stream.
@@ -99,12 +93,8 @@ pub async fn create(
         .await?;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     s.builder.spawn(prepared, tx);
-    let stream = ReceiverStream::new(rx).map(|ev| ndjson(&ev));
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header("x-accel-buffering", "no")
-        .body(Body::from_stream(stream))
-        .expect("static headers are valid"))
+    let stream = ReceiverStream::new(rx).map(|ev: BuildEvent| super::ndjson(&ev));
+    Ok(super::ndjson_response(Body::from_stream(stream)))
 }
 
 pub async fn list(

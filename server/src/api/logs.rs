@@ -7,9 +7,7 @@ use super::error::ApiResult;
 use super::AppState;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
 use axum::response::Response;
-use bytes::Bytes;
 use caas_api::LogEvent;
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
@@ -27,12 +25,6 @@ fn default_lines() -> usize {
     100
 }
 
-fn ndjson(ev: &LogEvent) -> Result<Bytes, std::io::Error> {
-    let mut v = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
-    v.push(b'\n');
-    Ok(Bytes::from(v))
-}
-
 pub async fn stream(
     _: Admin,
     State(s): State<AppState>,
@@ -41,20 +33,21 @@ pub async fn stream(
 ) -> ApiResult<Response> {
     load_app(&s, &app)?;
     let (recent, rx) = s.logs.subscribe(&app, q.lines);
-    let head = stream::iter(recent.into_iter().map(|l| ndjson(&LogEvent::Line(l))));
+    let head = stream::iter(
+        recent
+            .into_iter()
+            .map(|l| super::ndjson(&LogEvent::Line(l))),
+    );
     let body = if q.tail {
         let live = BroadcastStream::new(rx).map(|item| match item {
-            Ok(line) => ndjson(&LogEvent::Line(line)),
-            Err(BroadcastStreamRecvError::Lagged(count)) => ndjson(&LogEvent::Missed { count }),
+            Ok(line) => super::ndjson(&LogEvent::Line(line)),
+            Err(BroadcastStreamRecvError::Lagged(count)) => {
+                super::ndjson(&LogEvent::Missed { count })
+            }
         });
         Body::from_stream(head.chain(live))
     } else {
         Body::from_stream(head)
     };
-    Ok(Response::builder()
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        // Proxies in front of caasd must not buffer a live stream.
-        .header("x-accel-buffering", "no")
-        .body(body)
-        .expect("static headers are valid"))
+    Ok(super::ndjson_response(body))
 }

@@ -59,6 +59,23 @@ pub struct AppState {
     pub repos_tmp: std::path::PathBuf,
 }
 
+/// One value as a line of newline-delimited JSON.
+fn ndjson<T: serde::Serialize>(value: &T) -> Result<bytes::Bytes, std::io::Error> {
+    let mut v = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    v.push(b'\n');
+    Ok(v.into())
+}
+
+/// A live NDJSON stream (logs, build events).
+fn ndjson_response(body: axum::body::Body) -> axum::response::Response {
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-ndjson")
+        // Proxies in front of caasd must not buffer a live stream.
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .expect("static headers are valid")
+}
+
 /// JSON bodies are small; uploads have their own, larger limit.
 const JSON_LIMIT: usize = 1024 * 1024;
 

@@ -357,7 +357,7 @@ impl Builder {
             "-----> Building {} (build {}): {files}, {}",
             p.app,
             p.number,
-            human_bytes(p.bytes)
+            caas_api::format_bytes(p.bytes)
         ))
         .await;
 
@@ -388,7 +388,7 @@ impl Builder {
             Ok((release, image, size)) => {
                 out.line(&format!(
                     "-----> Released v{release} ({image}, {})",
-                    human_bytes(*size)
+                    caas_api::format_bytes(*size)
                 ))
                 .await;
                 out.event(BuildEvent::Succeeded {
@@ -931,21 +931,6 @@ async fn file_stream(
     )
 }
 
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
-
 /// Where one build's output goes: the pusher (while connected), the log file, the log hub.
 struct Output {
     app: String,
@@ -1006,17 +991,5 @@ impl Output {
 
     async fn close(mut self) {
         let _ = self.file.flush().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KB");
-        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MB");
     }
 }
