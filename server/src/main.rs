@@ -10,6 +10,7 @@ mod build;
 mod docker;
 mod gateway;
 mod git;
+mod http;
 mod logs;
 mod observed;
 mod schedule;

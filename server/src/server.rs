@@ -234,14 +234,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     };
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);
-    let api_stop = shutdown.clone();
-    tasks.spawn(async move {
-        let serve = axum::serve(api_listener, app)
-            .with_graceful_shutdown(async move { api_stop.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!("API server: {e}");
-        }
-    });
+    tasks.spawn(crate::http::serve(
+        api_listener,
+        shutdown.clone(),
+        move |_| hyper_util::service::TowerToHyperService::new(app.clone()),
+    ));
 
     if !args.no_agent {
         let cfg = AgentConfig {

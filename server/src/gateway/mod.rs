@@ -2,8 +2,8 @@
 //! that are up, round robin over pooled keep-alive connections; a connection failure moves on to
 //! the next instance.
 //!
-//! It has its own accept loop (not `axum::serve`) for the timers a public listener needs: a
-//! header-read timeout against slowloris. Ambiguous framing is settled by hyper's parser before a
+//! It runs on the accept loop of `crate::http` (not `axum::serve`), which has the timers a
+//! public listener needs: a header-read timeout against slowloris. Ambiguous framing is settled by hyper's parser before a
 //! request reaches us: differing `Content-Length`s are refused with 400, and `Transfer-Encoding`
 //! wins over `Content-Length`, which is dropped (RFC 9112 §6.1), so an instance never receives
 //! both (tests pin this down). It overwrites `X-Forwarded-*` (clients are untrusted), adds `X-Request-Id`,
@@ -20,11 +20,11 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use pool::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use table::RouteTable;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,8 +32,6 @@ use tokio_util::sync::CancellationToken;
 
 pub type UpBody = BoxBody<Bytes, hyper::Error>;
 type Resp = Response<UpBody>;
-
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Gateway {
     domain: String,
@@ -124,43 +122,14 @@ impl Gateway {
         let pruner = self.clone();
         let prune_stop = shutdown.clone();
         tokio::spawn(async move { pruner.prune_pool(prune_stop).await });
-        loop {
-            let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!("gateway accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
+        crate::http::serve(listener, shutdown, move |peer| {
             let gw = self.clone();
-            let conn_stop = shutdown.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let gw = gw.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_READ_TIMEOUT)
-                    .max_buf_size(64 * 1024)
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .with_upgrades();
-                tokio::pin!(conn);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    _ = conn_stop.cancelled() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                    }
-                }
-            });
-        }
+            hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+            })
+        })
+        .await
     }
 
     /// Drops pooled connections to instances that left the table.
