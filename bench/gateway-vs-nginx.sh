@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Gateway throughput and latency: wrk through caas's gateway, and through nginx as a reverse proxy
+# in front of the same app instance, on the same machine in the same run; the instance hit
+# directly is the ceiling.
+#
+#   bench/gateway-vs-nginx.sh [--runs N] [--duration S] [--connections C] [--threads T] [--pin]
+#                             [--bin-dir DIR]
+#
+#   --runs N          rounds over the targets (default 3); medians are taken over the rounds
+#   --duration S      seconds of load per target and round (default 10)
+#   --connections C   wrk connections (default 64)
+#   --threads T       wrk threads (default 2)
+#   --pin             wrk on CPU 0, the proxy (caasd, or nginx's master and workers) on CPU 1;
+#                     the app instance and Docker's port proxy stay unpinned (default: nothing
+#                     pinned, the scheduler shares the cores between everything)
+#   --bin-dir DIR     take caas and caasd from DIR (default: target/release, brought up to date)
+#
+# Setup: a throwaway caasd (temp data dir, loopback listeners), and a backend image built locally
+# FROM caas/stack:latest: node's http server answering every request with a 29-byte text body,
+# keep-alive (timeout 120 s). It is deployed with `caas push --image` as app gw-PID with one web
+# instance; its published address (IP:PORT, from `caas ps --json`) is what caas routes to, and
+# nginx's upstream is the same address. nginx (Debian's, run as nobody in the foreground with a
+# temp config, worker_processes auto) proxies with upstream keepalive 64, HTTP/1.1,
+# `Connection: ""`, and sets Host, X-Forwarded-For/Proto/Host and X-Request-Id as caas does.
+#
+# Each round runs `wrk -tT -cC -dSs --latency -H 'Host: APP.localhost'` against, in this order:
+#   direct       the instance's address (the ceiling: Docker's port proxy and node only);
+#   caas         caas's gateway (one router log line per request into its log hub);
+#   nginx        nginx with access_log off;
+#   nginx+log    nginx writing one access-log line per request to a file (format close to caas's
+#                router line): the fairer peer, since caas logs every request.
+# One unmeasured 3-second warm-up per target comes first. It prints every round, the medians of
+# requests/s and of p50/p99 latency, and the ratios caas/nginx, and removes everything it created
+# (the caasd, its containers, the backend image and its caas/APP tags, nginx, the temp dirs).
+#
+# wrk, the proxy, the instance and Docker's port proxy share the machine's cores: the figures
+# compare the proxies under the same contention, they are not any one part's peak.
+set -euo pipefail
+
+BENCH=gateway-vs-nginx
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNS=3
+DURATION=10
+CONNECTIONS=64
+THREADS=2
+PIN=0
+BIN_DIR=
+RUN_TIMEOUT=120
+WARMUP=3
+STACK=caas/stack:latest
+BACKEND_IMAGE=caas-bench-backend:$$
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        --runs) [ $# -ge 2 ] || die "--runs needs a value"; RUNS=$2; shift 2 ;;
+        --duration) [ $# -ge 2 ] || die "--duration needs a value"; DURATION=$2; shift 2 ;;
+        --connections) [ $# -ge 2 ] || die "--connections needs a value"; CONNECTIONS=$2; shift 2 ;;
+        --threads) [ $# -ge 2 ] || die "--threads needs a value"; THREADS=$2; shift 2 ;;
+        --pin) PIN=1; shift ;;
+        --bin-dir) [ $# -ge 2 ] || die "--bin-dir needs a value"; BIN_DIR=$2; shift 2 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+for v in RUNS DURATION CONNECTIONS THREADS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$(echo "$v" | tr 'A-Z' 'a-z') must be a positive integer"
+done
+
+command -v curl >/dev/null 2>&1 || die "curl is needed (apt-get install curl)"
+command -v wrk >/dev/null 2>&1 || die "wrk is needed (apt-get install wrk)"
+NGINX=$(command -v nginx || true)
+[ -n "$NGINX" ] || [ ! -x /usr/sbin/nginx ] || NGINX=/usr/sbin/nginx
+[ -n "$NGINX" ] || die "nginx is needed (apt-get install nginx-light)"
+command -v setpriv >/dev/null 2>&1 || die "setpriv is needed (util-linux)"
+docker info >/dev/null 2>&1 || die "Docker Engine is not running: start dockerd (./install.sh --deps-only does it)"
+docker image inspect "$STACK" >/dev/null 2>&1 || die "no $STACK image: run stack/build.sh first"
+if [ "$PIN" = 1 ]; then
+    command -v taskset >/dev/null 2>&1 || die "--pin needs taskset (util-linux)"
+    [ "$(nproc)" -ge 2 ] || die "--pin needs 2 CPUs"
+fi
+
+bench_binaries
+bench_workdir
+NGDIR=
+NGINX_PID=
+APP=gw-$$
+
+stop_nginx() {
+    if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        kill -QUIT "$NGINX_PID" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+    fi
+    NGINX_PID=
+}
+
+cleanup() {
+    set +e
+    stop_nginx
+    bench_cleanup_caasd
+    [ -n "$NGDIR" ] && rm -rf "$NGDIR"
+    local refs
+    refs=$(docker images --format '{{.Repository}}:{{.Tag}}' "caas/$APP" 2>/dev/null)
+    # shellcheck disable=SC2086 # a list of refs
+    [ -n "$refs" ] && docker image rm $refs >/dev/null 2>&1
+    docker image rm "$BACKEND_IMAGE" >/dev/null 2>&1
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the backend image ------------------------------------------------------------------------
+say "building the backend image $BACKEND_IMAGE (node http server, keep-alive)"
+mkdir -p "$WORK/backend"
+cat >"$WORK/backend/server.js" <<'EOF'
+// caas bench backend: the same small answer to every request, keep-alive, as fast as node goes.
+const http = require("http");
+const body = Buffer.from("hello from the bench backend\n");
+const server = http.createServer((req, res) => {
+  res.writeHead(200, { "Content-Type": "text/plain", "Content-Length": body.length });
+  res.end(body);
+});
+server.keepAliveTimeout = 120000;
+server.headersTimeout = 121000;
+const port = Number(process.env.PORT || 5000);
+server.listen(port, () => console.log(`bench backend listening on ${port}`));
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+EOF
+cat >"$WORK/backend/Dockerfile" <<'EOF'
+FROM caas/stack:latest
+COPY server.js /app/bench-backend.js
+CMD ["node", "/app/bench-backend.js"]
+EOF
+DOCKER_BUILDKIT=0 docker build --pull=false --force-rm -q -t "$BACKEND_IMAGE" "$WORK/backend" >/dev/null \
+    || die "docker build of the backend image failed"
+
+# --- caasd and the app ------------------------------------------------------------------------
+bench_start_caasd 45000-45999
+"$CAAS" apps:create "$APP" >/dev/null
+say "deploying $BACKEND_IMAGE as $APP"
+"$CAAS" push --image "$BACKEND_IMAGE" -a "$APP" >"$WORK/push.log" 2>&1 \
+    || { cat "$WORK/push.log" >&2; die "caas push --image failed"; }
+"$CAAS" ps -a "$APP" --json >"$WORK/ps.json"
+BACKEND=$(json_field "$WORK/ps.json" address)
+[[ "$BACKEND" =~ ^[0-9.]+:[0-9]+$ ]] || { cat "$WORK/ps.json" >&2; die "no address for $APP's instance"; }
+say "instance at $BACKEND"
+HOST_HEADER="Host: $APP.localhost"
+curl -fsS --max-time 5 -H "$HOST_HEADER" "http://$GATEWAY/" >/dev/null || die "the gateway does not answer for $APP"
+
+# --- nginx ------------------------------------------------------------------------------------
+NGDIR=$(mktemp -d "${TMPDIR:-/tmp}/caas-bench-nginx.XXXXXX")
+mkdir -p "$NGDIR/temp"
+NGINX_PORT=$(free_port 47000 47999)
+# write_nginx_conf off|file
+write_nginx_conf() {
+    local access
+    if [ "$1" = off ]; then access="access_log off;"; else access="access_log $NGDIR/access.log router;"; fi
+    cat >"$NGDIR/nginx.conf" <<EOF
+# caas bench: nginx as the reverse proxy in front of the app instance $BACKEND.
+worker_processes auto;
+pid $NGDIR/nginx.pid;
+error_log $NGDIR/error.log warn;
+daemon off;
+events { worker_connections 4096; }
+http {
+    # One line per request, with what caas's router line says.
+    log_format router '\$time_iso8601 at=info method=\$request_method path="\$request_uri" '
+                      'host=\$host request_id=\$request_id fwd="\$remote_addr" '
+                      'dyno=\$upstream_addr connect=\$upstream_connect_time '
+                      'service=\$request_time status=\$status bytes=\$body_bytes_sent';
+    $access
+    client_body_temp_path $NGDIR/temp/body;
+    proxy_temp_path $NGDIR/temp/proxy;
+    fastcgi_temp_path $NGDIR/temp/fastcgi;
+    uwsgi_temp_path $NGDIR/temp/uwsgi;
+    scgi_temp_path $NGDIR/temp/scgi;
+    keepalive_requests 1000000;
+    upstream app {
+        server $BACKEND;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+}
+# start_nginx off|file
+start_nginx() {
+    stop_nginx
+    write_nginx_conf "$1"
+    rm -f "$NGDIR/access.log"
+    chown -R nobody:nogroup "$NGDIR"
+    local pin=()
+    [ "$PIN" = 0 ] || pin=(taskset -c 1)
+    "${pin[@]}" setpriv --reuid=nobody --regid=nogroup --clear-groups \
+        "$NGINX" -p "$NGDIR" -c "$NGDIR/nginx.conf" -e "$NGDIR/error.log" \
+        >>"$NGDIR/stdout.log" 2>&1 </dev/null &
+    NGINX_PID=$!
+    local i
+    for i in $(seq 1 100); do
+        curl -fsS --max-time 1 -o /dev/null -H "$HOST_HEADER" "http://127.0.0.1:$NGINX_PORT/" 2>/dev/null && return 0
+        kill -0 "$NGINX_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    cat "$NGDIR/error.log" "$NGDIR/stdout.log" >&2 2>/dev/null
+    die "nginx did not start"
+}
+
+if [ "$PIN" = 1 ]; then
+    taskset -a -p -c 1 "$CAASD_PID" >/dev/null
+    WRK=(taskset -c 0 wrk)
+    say "pinned: wrk on CPU 0, caasd and nginx on CPU 1; the instance and docker-proxy unpinned"
+else
+    WRK=(wrk)
+fi
+
+# --- load -------------------------------------------------------------------------------------
+# to_ms VALUE: wrk's "1.23ms" / "456.78us" / "1.02s" in ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; else n = -1
+        printf "%.2f\n", n }'
+}
+# load NAME URL SECONDS: runs wrk; sets RPS, P50, P99 and ERRS (socket errors + non-2xx/3xx).
+load() {
+    local name=$1 url=$2 secs=$3 out=$WORK/wrk-$1.txt
+    "${WRK[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -H "$HOST_HEADER" "$url" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "wrk against $name failed"; }
+    cat "$out" >>"$WORK/wrk-all.txt"
+    RPS=$(awk '/^Requests\/sec:/ { printf "%.0f\n", $2 }' "$out")
+    P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+    P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+    ERRS=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
+                /Non-2xx or 3xx responses:/ { n += $5 }
+                END { print n + 0 }' "$out")
+}
+
+TARGETS=(direct caas nginx nginx+log)
+url_of() {
+    case "$1" in
+        direct) echo "http://$BACKEND/" ;;
+        caas) echo "http://$GATEWAY/" ;;
+        nginx|nginx+log) echo "http://127.0.0.1:$NGINX_PORT/" ;;
+    esac
+}
+prepare() {
+    case "$1" in
+        nginx) start_nginx off ;;
+        nginx+log) start_nginx file ;;
+        *) stop_nginx ;;
+    esac
+}
+
+declare -A R50 R99 RR RE
+say "warm-up: ${WARMUP} s per target"
+for t in "${TARGETS[@]}"; do
+    prepare "$t"
+    load "$t" "$(url_of "$t")" "$WARMUP"
+done
+for run in $(seq 1 "$RUNS"); do
+    for t in "${TARGETS[@]}"; do
+        prepare "$t"
+        load "$t" "$(url_of "$t")" "$DURATION"
+        RR[$t]+="$RPS " R50[$t]+="$P50 " R99[$t]+="$P99 " RE[$t]+="$ERRS "
+        say "round $run, $t: $RPS req/s, p50 $P50 ms, p99 $P99 ms, errors $ERRS"
+        [ "$t" != nginx+log ] || say "  nginx access log: $(wc -l <"$NGDIR/access.log") lines"
+    done
+done
+stop_nginx
+
+# --- report -----------------------------------------------------------------------------------
+nth() { echo "$1" | awk -v i="$2" '{ print $i }'; }
+echo
+echo "gateway vs nginx: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS rounds," \
+    "$(nproc) cores, $([ "$PIN" = 1 ] && echo "wrk on CPU 0 and the proxy on CPU 1" || echo "nothing pinned")"
+echo "backend: node http server in one caas instance at $BACKEND (through Docker's port proxy)"
+printf '%-6s %-10s %12s %10s %10s %8s\n' round target "req/s" "p50 ms" "p99 ms" errors
+for run in $(seq 1 "$RUNS"); do
+    for t in "${TARGETS[@]}"; do
+        printf '%-6s %-10s %12s %10s %10s %8s\n' "$run" "$t" "$(nth "${RR[$t]}" "$run")" \
+            "$(nth "${R50[$t]}" "$run")" "$(nth "${R99[$t]}" "$run")" "$(nth "${RE[$t]}" "$run")"
+    done
+done
+echo
+echo "medians"
+printf '%-10s %12s %10s %10s %12s\n' target "req/s" "p50 ms" "p99 ms" "req/s/direct"
+declare -A M50 M99 MR
+for t in "${TARGETS[@]}"; do
+    # shellcheck disable=SC2086 # lists of numbers
+    MR[$t]=$(median ${RR[$t]}) M50[$t]=$(median ${R50[$t]}) M99[$t]=$(median ${R99[$t]})
+done
+for t in "${TARGETS[@]}"; do
+    printf '%-10s %12s %10s %10s %12s\n' "$t" "${MR[$t]}" "${M50[$t]}" "${M99[$t]}" \
+        "$(ratio "${MR[$t]}" "${MR[direct]}")"
+done
+for peer in nginx+log nginx; do
+    echo "caas/$peer (medians): req/s $(ratio "${MR[caas]}" "${MR[$peer]}")," \
+        "p50 $(ratio "${M50[caas]}" "${M50[$peer]}"), p99 $(ratio "${M99[caas]}" "${M99[$peer]}")"
+done
+total_errs=0
+for t in "${TARGETS[@]}"; do for e in ${RE[$t]}; do total_errs=$((total_errs + e)); done; done
+[ "$total_errs" = 0 ] || echo "WARNING: $total_errs socket errors or non-2xx/3xx answers (see the rounds above)"
