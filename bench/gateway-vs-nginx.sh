@@ -65,7 +65,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for v in RUNS DURATION CONNECTIONS THREADS; do
-    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$(echo "$v" | tr 'A-Z' 'a-z') must be a positive integer"
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "--$(echo "$v" | tr '[:upper:]' '[:lower:]') must be a positive integer"
 done
 
 command -v curl >/dev/null 2>&1 || die "curl is needed (apt-get install curl)"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run): messages, the release binaries, a throwaway
 # caasd, polling until 200, medians and ratios. The sourcing script sets BENCH (its name, for
 # messages) before sourcing, and calls bench_cleanup_caasd from its own EXIT trap.
