@@ -314,6 +314,15 @@ impl Engine {
             .collect())
     }
 
+    /// When a container last started, if it has.
+    pub async fn started_at(&self, id: &str) -> Result<Option<Timestamp>> {
+        let c = self.docker.inspect_container(id, None).await?;
+        Ok(c.state
+            .and_then(|s| s.started_at)
+            .as_deref()
+            .and_then(parse_docker_time))
+    }
+
     /// How a stopped container ended, and the host port it was created with (for an exited
     /// container the summary lists no ports).
     pub async fn exit_info(&self, id: &str) -> Result<(ExitInfo, Option<u16>)> {

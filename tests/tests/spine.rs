@@ -220,6 +220,7 @@ fn kill_9_of_caasd_loses_nothing_and_adopts_what_runs() {
     let before = ids(&p);
     assert_eq!(before.len(), 2);
 
+    let killed_at = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     p.kill9();
     p.restart();
 
@@ -242,6 +243,13 @@ fn kill_9_of_caasd_loses_nothing_and_adopts_what_runs() {
     p.wait_for(WAIT, "both instances reported up again", || {
         (states(&p, "durable") == ["web.1 v1 up", "web.2 v1 up"]).then_some(())
     });
+    for i in ps(&p, "durable") {
+        // RFC 3339 in UTC compares as text: adopted instances keep their age.
+        assert!(
+            i["since"].as_str().unwrap() < killed_at.as_str(),
+            "{i} restarted its clock"
+        );
+    }
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(ids(&p), before, "the same containers run after the restart");
     for c in p.containers() {

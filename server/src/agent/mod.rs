@@ -315,6 +315,8 @@ struct Local {
     /// `finished_at` of the last exit already handled, so one exit counts once.
     last_exit: Option<Timestamp>,
     running_since: Option<Timestamp>,
+    /// When an adopted container started: its first "up" dates from then, not from adoption.
+    adopted: Option<Timestamp>,
 }
 
 enum Probe {
@@ -496,23 +498,32 @@ impl Agent {
             if !by_id.contains_key(alloc.as_str()) || removing.contains(&c.id) {
                 continue;
             }
-            let local = self
-                .instances
-                .entry(alloc.clone())
-                .or_insert_with(|| Local {
-                    container_id: c.id.clone(),
-                    state: if c.running {
-                        ObservedState::Starting
-                    } else {
-                        ObservedState::Crashed
+            if !self.instances.contains_key(alloc) {
+                // Adopted: it has been running since before this agent knew it.
+                let started = match c.running {
+                    true => self.engine.started_at(&c.id).await.ok().flatten(),
+                    false => None,
+                };
+                self.instances.insert(
+                    alloc.clone(),
+                    Local {
+                        container_id: c.id.clone(),
+                        state: if c.running {
+                            ObservedState::Starting
+                        } else {
+                            ObservedState::Crashed
+                        },
+                        since: started.unwrap_or(now),
+                        port: c.host_port,
+                        restarts: 0,
+                        health_failures: 0,
+                        last_exit: None,
+                        running_since: c.running.then_some(started.unwrap_or(now)),
+                        adopted: started,
                     },
-                    since: now,
-                    port: c.host_port,
-                    restarts: 0,
-                    health_failures: 0,
-                    last_exit: None,
-                    running_since: c.running.then_some(now),
-                });
+                );
+            }
+            let local = self.instances.get_mut(alloc).expect("inserted above");
             if local.container_id != c.id {
                 local.container_id = c.id.clone();
             }
@@ -557,6 +568,7 @@ impl Agent {
             health_failures: 0,
             last_exit: None,
             running_since: None,
+            adopted: None,
         });
         if local.last_exit == Some(finished) {
             return;
@@ -723,6 +735,7 @@ impl Agent {
                         health_failures: 0,
                         last_exit: None,
                         running_since: Some(now),
+                        adopted: None,
                     },
                 );
             }
@@ -767,6 +780,7 @@ impl Agent {
                     health_failures: 0,
                     last_exit: None,
                     running_since: None,
+                    adopted: None,
                 });
                 local.restarts += 1;
                 local.state = ObservedState::Starting;
@@ -862,7 +876,7 @@ impl Agent {
                         events.push((a.app.clone(), format!("{name} is healthy again")));
                     }
                     local.state = ObservedState::Up;
-                    local.since = now;
+                    local.since = local.adopted.take().unwrap_or(now);
                     local.health_failures = 0;
                 }
                 (ObservedState::Up, true) => local.health_failures = 0,
