@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Gateway throughput and latency: wrk through caas's gateway, and through nginx as a reverse proxy
 # in front of the same app instance, on the same machine in the same run; the instance hit
-# directly is the ceiling.
+# directly at the address caas routes to is the ceiling.
 #
 #   bench/gateway-vs-nginx.sh [--runs N] [--duration S] [--connections C] [--threads T] [--pin]
 #                             [--bin-dir DIR]
@@ -24,7 +24,10 @@
 # `Connection: ""`, and sets Host, X-Forwarded-For/Proto/Host and X-Request-Id as caas does.
 #
 # Each round runs `wrk -tT -cC -dSs --latency -H 'Host: APP.localhost'` against, in this order:
-#   direct       the instance's address (the ceiling: Docker's port proxy and node only);
+#   instance-ip  the container's own address (node alone, without Docker's port proxy): for
+#                scale, what the port proxy costs (neither caas nor nginx routes this way);
+#   direct       the instance's published address, which caas routes to and nginx's upstream
+#                is (the ceiling: Docker's userland port proxy and node);
 #   caas         caas's gateway (one router log line per request into its log hub);
 #   nginx        nginx with access_log off;
 #   nginx+log    nginx writing one access-log line per request to a file (format close to caas's
@@ -146,7 +149,10 @@ say "deploying $BACKEND_IMAGE as $APP"
 "$CAAS" ps -a "$APP" --json >"$WORK/ps.json"
 BACKEND=$(json_field "$WORK/ps.json" address)
 [[ "$BACKEND" =~ ^[0-9.]+:[0-9]+$ ]] || { cat "$WORK/ps.json" >&2; die "no address for $APP's instance"; }
-say "instance at $BACKEND"
+ctr=$(docker ps -q --filter "label=caas.cluster=$CLUSTER" --filter "label=caas.app=$APP" | head -n 1)
+INSTANCE_IP=$(docker inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$ctr" | awk '{ print $1 }')
+[[ "$INSTANCE_IP" =~ ^[0-9.]+$ ]] || die "no container address for $APP's instance"
+say "instance published at $BACKEND, container address $INSTANCE_IP:5000"
 HOST_HEADER="Host: $APP.localhost"
 curl -fsS --max-time 5 -H "$HOST_HEADER" "http://$GATEWAY/" >/dev/null || die "the gateway does not answer for $APP"
 
@@ -236,11 +242,39 @@ to_ms() {
         if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; else n = -1
         printf "%.2f\n", n }'
 }
-# load NAME URL SECONDS: runs wrk; sets RPS, P50, P99 and ERRS (socket errors + non-2xx/3xx).
+CLK_TCK=$(getconf CLK_TCK)
+# proxy_pids NAME: the processes of the proxy in front of target NAME (none without a proxy).
+proxy_pids() {
+    case "$1" in
+        caas) echo "$CAASD_PID" ;;
+        nginx|nginx+log) echo "$NGINX_PID"; pgrep -P "$NGINX_PID" || true ;;
+    esac
+}
+# cpu_ticks PID...: user + system CPU time of the processes (all their threads), in clock ticks.
+cpu_ticks() {
+    local pid total=0 t
+    for pid in "$@"; do
+        t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || t=0
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+# load NAME URL SECONDS: runs wrk; sets RPS, P50, P99, ERRS (socket errors + non-2xx/3xx) and
+# CPU (the proxy's CPU time per request in microseconds, "-" without a proxy).
 load() {
-    local name=$1 url=$2 secs=$3 out=$WORK/wrk-$1.txt
+    local name=$1 url=$2 secs=$3 out=$WORK/wrk-$1.txt pids before after n
+    pids=$(proxy_pids "$name")
+    # shellcheck disable=SC2086 # a list of pids
+    before=$(cpu_ticks $pids)
     "${WRK[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -H "$HOST_HEADER" "$url" >"$out" 2>&1 \
         || { cat "$out" >&2; die "wrk against $name failed"; }
+    # shellcheck disable=SC2086
+    after=$(cpu_ticks $pids)
+    n=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+    CPU=-
+    if [ -n "$pids" ] && [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -gt 0 ]; then
+        CPU=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f\n", d * 1e6 / hz / n }')
+    fi
     cat "$out" >>"$WORK/wrk-all.txt"
     RPS=$(awk '/^Requests\/sec:/ { printf "%.0f\n", $2 }' "$out")
     P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
@@ -250,9 +284,10 @@ load() {
                 END { print n + 0 }' "$out")
 }
 
-TARGETS=(direct caas nginx nginx+log)
+TARGETS=(instance-ip direct caas nginx nginx+log)
 url_of() {
     case "$1" in
+        instance-ip) echo "http://$INSTANCE_IP:5000/" ;;
         direct) echo "http://$BACKEND/" ;;
         caas) echo "http://$GATEWAY/" ;;
         nginx|nginx+log) echo "http://127.0.0.1:$NGINX_PORT/" ;;
@@ -266,7 +301,7 @@ prepare() {
     esac
 }
 
-declare -A R50 R99 RR RE
+declare -A R50 R99 RR RE RC
 say "warm-up: ${WARMUP} s per target"
 for t in "${TARGETS[@]}"; do
     prepare "$t"
@@ -276,8 +311,8 @@ for run in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
         prepare "$t"
         load "$t" "$(url_of "$t")" "$DURATION"
-        RR[$t]+="$RPS " R50[$t]+="$P50 " R99[$t]+="$P99 " RE[$t]+="$ERRS "
-        say "round $run, $t: $RPS req/s, p50 $P50 ms, p99 $P99 ms, errors $ERRS"
+        RR[$t]+="$RPS " R50[$t]+="$P50 " R99[$t]+="$P99 " RE[$t]+="$ERRS " RC[$t]+="$CPU "
+        say "round $run, $t: $RPS req/s, p50 $P50 ms, p99 $P99 ms, errors $ERRS, proxy CPU $CPU us/request"
         [ "$t" != nginx+log ] || say "  nginx access log: $(wc -l <"$NGDIR/access.log") lines"
     done
 done
@@ -289,28 +324,34 @@ echo
 echo "gateway vs nginx: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS rounds," \
     "$(nproc) cores, $([ "$PIN" = 1 ] && echo "wrk on CPU 0 and the proxy on CPU 1" || echo "nothing pinned")"
 echo "backend: node http server in one caas instance at $BACKEND (through Docker's port proxy)"
-printf '%-6s %-10s %12s %10s %10s %8s\n' round target "req/s" "p50 ms" "p99 ms" errors
+echo "proxy CPU: user+system time of caasd / nginx's processes during the load, per request (us)"
+printf '%-6s %-12s %12s %10s %10s %12s %8s\n' round target "req/s" "p50 ms" "p99 ms" "proxy us/req" errors
 for run in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
-        printf '%-6s %-10s %12s %10s %10s %8s\n' "$run" "$t" "$(nth "${RR[$t]}" "$run")" \
-            "$(nth "${R50[$t]}" "$run")" "$(nth "${R99[$t]}" "$run")" "$(nth "${RE[$t]}" "$run")"
+        printf '%-6s %-12s %12s %10s %10s %12s %8s\n' "$run" "$t" "$(nth "${RR[$t]}" "$run")" \
+            "$(nth "${R50[$t]}" "$run")" "$(nth "${R99[$t]}" "$run")" "$(nth "${RC[$t]}" "$run")" \
+            "$(nth "${RE[$t]}" "$run")"
     done
 done
 echo
 echo "medians"
-printf '%-10s %12s %10s %10s %12s\n' target "req/s" "p50 ms" "p99 ms" "req/s/direct"
-declare -A M50 M99 MR
+printf '%-12s %12s %10s %10s %12s %12s\n' target "req/s" "p50 ms" "p99 ms" "proxy us/req" "req/s/direct"
+declare -A M50 M99 MR MC
 for t in "${TARGETS[@]}"; do
     # shellcheck disable=SC2086 # lists of numbers
     MR[$t]=$(median ${RR[$t]}) M50[$t]=$(median ${R50[$t]}) M99[$t]=$(median ${R99[$t]})
+    # shellcheck disable=SC2086
+    MC[$t]=$(median ${RC[$t]})
+    case "$t" in instance-ip|direct) MC[$t]=- ;; esac
 done
 for t in "${TARGETS[@]}"; do
-    printf '%-10s %12s %10s %10s %12s\n' "$t" "${MR[$t]}" "${M50[$t]}" "${M99[$t]}" \
-        "$(ratio "${MR[$t]}" "${MR[direct]}")"
+    printf '%-12s %12s %10s %10s %12s %12s\n' "$t" "${MR[$t]}" "${M50[$t]}" "${M99[$t]}" \
+        "${MC[$t]}" "$(ratio "${MR[$t]}" "${MR[direct]}")"
 done
 for peer in nginx+log nginx; do
     echo "caas/$peer (medians): req/s $(ratio "${MR[caas]}" "${MR[$peer]}")," \
-        "p50 $(ratio "${M50[caas]}" "${M50[$peer]}"), p99 $(ratio "${M99[caas]}" "${M99[$peer]}")"
+        "p50 $(ratio "${M50[caas]}" "${M50[$peer]}"), p99 $(ratio "${M99[caas]}" "${M99[$peer]}")," \
+        "proxy CPU/request $(ratio "${MC[caas]}" "${MC[$peer]}")"
 done
 total_errs=0
 for t in "${TARGETS[@]}"; do for e in ${RE[$t]}; do total_errs=$((total_errs + e)); done; done

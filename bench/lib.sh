@@ -73,20 +73,21 @@ bench_start_caasd() {
 
 # Stops the caasd this script started, removes every container and build-cache volume of its
 # cluster, and the temp dir. Images are the caller's business (it knows which ones it made).
+# Safe under set -e (a trap may call it before the script's own set +e).
 bench_cleanup_caasd() {
     if [ -n "${CAASD_PID:-}" ] && kill -0 "$CAASD_PID" 2>/dev/null; then
-        kill -TERM "$CAASD_PID" 2>/dev/null
+        kill -TERM "$CAASD_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$CAASD_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$CAASD_PID" 2>/dev/null
+        kill -KILL "$CAASD_PID" 2>/dev/null || true
     fi
     if [ -n "${CLUSTER:-}" ]; then
         local ids vols
-        ids=$(docker ps -aq --filter "label=caas.cluster=$CLUSTER")
+        ids=$(docker ps -aq --filter "label=caas.cluster=$CLUSTER" || true)
         # shellcheck disable=SC2086 # a list of ids
-        [ -n "$ids" ] && docker rm -f $ids >/dev/null 2>&1
-        vols=$(docker volume ls -q --filter "name=caas-cache-$CLUSTER-")
+        [ -z "$ids" ] || docker rm -f $ids >/dev/null 2>&1 || true
+        vols=$(docker volume ls -q --filter "name=caas-cache-$CLUSTER-" || true)
         # shellcheck disable=SC2086 # a list of names
-        [ -n "$vols" ] && docker volume rm -f $vols >/dev/null 2>&1
+        [ -z "$vols" ] || docker volume rm -f $vols >/dev/null 2>&1 || true
     fi
     [ -n "${WORK:-}" ] && rm -rf "$WORK"
     return 0
