@@ -125,7 +125,7 @@ free_port() {
 
 # Median of the numeric arguments (integers or decimals); "n/a" when there are none.
 median() {
-    printf '%s\n' "$@" | grep -E '^[0-9]+(\.[0-9]+)?$' | sort -g | awk '
+    printf '%s\n' "$@" | { grep -E '^[0-9]+(\.[0-9]+)?$' || true; } | sort -g | awk '
         { v[NR] = $1 }
         END {
             if (NR == 0) { print "n/a"; exit }
