@@ -123,14 +123,17 @@ free_port() {
     die "no free port in $1-$2"
 }
 
-# Median of the numeric arguments (integers or decimals); "n/a" when there are none.
+# Median of the numeric arguments (integers or decimals), with as many decimals as the most
+# precise argument (one more for the mean of two integers that is not whole); "n/a" when there
+# are none.
 median() {
     printf '%s\n' "$@" | { grep -E '^[0-9]+(\.[0-9]+)?$' || true; } | sort -g | awk '
-        { v[NR] = $1 }
+        { v[NR] = $1; d = index($1, ".") ? length($1) - index($1, ".") : 0; if (d > dec) dec = d }
         END {
             if (NR == 0) { print "n/a"; exit }
             m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-            if (m == int(m)) printf "%d\n", m; else printf "%.2f\n", m
+            if (dec == 0 && m != int(m)) dec = 1
+            printf "%.*f\n", dec, m
         }'
 }
 
