@@ -27,6 +27,10 @@ pub struct RegisterRequest {
     /// Inclusive range of host ports instances may be published on.
     pub port_min: u16,
     pub port_max: u16,
+    /// The agent runs on the control plane's own machine (the embedded agent), so the gateway
+    /// can reach instances at their container addresses instead of through published ports.
+    #[serde(default)]
+    pub colocated: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -107,6 +111,9 @@ pub struct InstanceReport {
     pub state: ObservedState,
     /// Host port the instance is published on.
     pub port: Option<u16>,
+    /// `IP:PORT` of the process on its container network, when it listens and has one.
+    #[serde(default)]
+    pub container_addr: Option<String>,
     pub restarts: u32,
     pub since: Timestamp,
 }

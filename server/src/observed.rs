@@ -38,7 +38,14 @@ impl Observed {
         let mut inner = self.inner.lock().unwrap();
         let was_alive = self.alive_locked(&inner, host_id, now);
         inner.last_seen.insert(host_id.to_string(), now);
-        let key = |r: &InstanceReport| (r.assignment_id.clone(), r.state, r.port);
+        let key = |r: &InstanceReport| {
+            (
+                r.assignment_id.clone(),
+                r.state,
+                r.port,
+                r.container_addr.clone(),
+            )
+        };
         let changed = match inner.reports.get(host_id) {
             None => true,
             Some(old) => {
@@ -85,6 +92,7 @@ impl Observed {
                     Obs {
                         state: r.state,
                         port: r.port,
+                        container_addr: r.container_addr.clone(),
                     },
                 )
             })
@@ -94,6 +102,7 @@ impl Observed {
                 out.entry(alloc_id).or_insert(Obs {
                     state: ObservedState::Starting,
                     port: None,
+                    container_addr: None,
                 });
             }
         }
@@ -122,6 +131,7 @@ mod tests {
             container_id: "c".into(),
             state,
             port: Some(1),
+            container_addr: None,
             restarts: 0,
             since: Timestamp(0),
         }
@@ -178,7 +188,8 @@ mod tests {
             snap["b"],
             Obs {
                 state: ObservedState::Starting,
-                port: None
+                port: None,
+                container_addr: None,
             }
         );
     }

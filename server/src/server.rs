@@ -249,6 +249,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             address: args.host_address,
             port_min: args.port_range.0,
             port_max: args.port_range.1,
+            colocated: true,
         };
         let agent_engine = engine.clone();
         let agent_stop = shutdown.clone();
@@ -306,6 +307,7 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         address: args.address,
         port_min: args.port_range.0,
         port_max: args.port_range.1,
+        colocated: false,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

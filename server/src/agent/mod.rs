@@ -61,6 +61,8 @@ pub struct AgentConfig {
     pub address: IpAddr,
     pub port_min: u16,
     pub port_max: u16,
+    /// Embedded in caasd: on the gateway's machine (see `RegisterRequest::colocated`).
+    pub colocated: bool,
 }
 
 /// Who this host is to the control plane; persisted so a restarted agent keeps its id and adopts
@@ -108,6 +110,7 @@ impl Session {
                     cpus: info.cpus,
                     port_min: cfg.port_min,
                     port_max: cfg.port_max,
+                    colocated: cfg.colocated,
                 },
             )
             .await?;
@@ -361,7 +364,7 @@ struct Follower {
 }
 
 /// What a heartbeat said, to send the next one early only when it would say something else.
-type ReportKey = Vec<(String, ObservedState, Option<u16>)>;
+type ReportKey = Vec<(String, ObservedState, Option<u16>, Option<String>)>;
 
 struct Agent {
     session: Arc<Session>,
@@ -996,26 +999,38 @@ impl Agent {
     }
 
     async fn report(&mut self, assigned: &[Assignment], containers: &[ContainerInfo]) {
-        let present: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
+        let present: HashMap<&str, &ContainerInfo> =
+            containers.iter().map(|c| (c.id.as_str(), c)).collect();
         let instances: Vec<InstanceReport> = assigned
             .iter()
             .filter_map(|a| {
                 let l = self.instances.get(&a.id)?;
-                present
-                    .contains(l.container_id.as_str())
-                    .then(|| InstanceReport {
-                        assignment_id: a.id.clone(),
-                        container_id: l.container_id.clone(),
-                        state: l.state,
-                        port: l.port,
-                        restarts: l.restarts,
-                        since: l.since,
-                    })
+                let c = present.get(l.container_id.as_str())?;
+                let container_addr = match (c.ip, a.container_port) {
+                    (Some(ip), Some(port)) => Some(SocketAddr::new(ip, port).to_string()),
+                    _ => None,
+                };
+                Some(InstanceReport {
+                    assignment_id: a.id.clone(),
+                    container_id: l.container_id.clone(),
+                    state: l.state,
+                    port: l.port,
+                    container_addr,
+                    restarts: l.restarts,
+                    since: l.since,
+                })
             })
             .collect();
         let key: Vec<_> = instances
             .iter()
-            .map(|r| (r.assignment_id.clone(), r.state, r.port))
+            .map(|r| {
+                (
+                    r.assignment_id.clone(),
+                    r.state,
+                    r.port,
+                    r.container_addr.clone(),
+                )
+            })
             .collect();
         let due = match &self.last_report {
             None => true,

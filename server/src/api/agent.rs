@@ -71,6 +71,7 @@ pub async fn register(
         port_min: req.port_min,
         port_max: req.port_max,
         registered_at: existing.map_or_else(Timestamp::now, |h| h.registered_at),
+        colocated: req.colocated,
     };
     s.store.put_host(&host)?;
     s.store.delete_tokens_where(|t| {

@@ -227,3 +227,13 @@ async fn a_get_is_retried_when_an_instance_hangs_up_but_a_post_is_not() {
         "one POST went to the failing instance and was not replayed"
     );
 }
+
+#[test]
+fn generated_request_ids_do_not_repeat() {
+    let ids: std::collections::HashSet<String> =
+        (0..10_000).map(|_| super::new_request_id()).collect();
+    assert_eq!(ids.len(), 10_000);
+    assert!(ids
+        .iter()
+        .all(|id| id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())));
+}

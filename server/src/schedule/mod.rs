@@ -96,6 +96,7 @@ impl Scheduler {
                 name: h.name,
                 address: h.address,
                 memory_mb: h.memory_mb,
+                colocated: h.colocated,
             })
             .collect();
         let allocations = self.store.allocations()?;

@@ -100,6 +100,9 @@ pub struct HostRecord {
     pub port_min: u16,
     pub port_max: u16,
     pub registered_at: Timestamp,
+    /// On the control plane's machine: routes may use container addresses.
+    #[serde(default)]
+    pub colocated: bool,
 }
 
 impl HostRecord {
