@@ -18,16 +18,17 @@
 # Setup: a throwaway caasd (temp data dir, loopback listeners), and a backend image built locally
 # FROM caas/stack:latest: node's http server answering every request with a 29-byte text body,
 # keep-alive (timeout 120 s). It is deployed with `caas push --image` as app gw-PID with one web
-# instance; its published address (IP:PORT, from `caas ps --json`) is what caas routes to, and
-# nginx's upstream is the same address. nginx (Debian's, run as nobody in the foreground with a
+# instance. caasd routes instances on its own machine to their container address (IP:5000), not
+# through Docker's published port, so nginx's upstream is that same address. nginx (Debian's, run
+# as nobody in the foreground with a
 # temp config, worker_processes auto) proxies with upstream keepalive 64, HTTP/1.1,
 # `Connection: ""`, and sets Host, X-Forwarded-For/Proto/Host and X-Request-Id as caas does.
 #
 # Each round runs `wrk -tT -cC -dSs --latency -H 'Host: APP.localhost'` against, in this order:
-#   instance-ip  the container's own address (node alone, without Docker's port proxy): for
-#                scale, what the port proxy costs (neither caas nor nginx routes this way);
-#   direct       the instance's published address, which caas routes to and nginx's upstream
-#                is (the ceiling: Docker's userland port proxy and node);
+#   instance-ip  the container's own address, which caas and nginx route to (the ceiling: node
+#                alone);
+#   direct       the instance's published address (`caas ps`): for scale, what Docker's userland
+#                port proxy costs;
 #   caas         caas's gateway (one router log line per request into its log hub);
 #   nginx        nginx with access_log off;
 #   nginx+log    nginx writing one access-log line per request to a file (format close to caas's
@@ -165,7 +166,7 @@ write_nginx_conf() {
     local access
     if [ "$1" = off ]; then access="access_log off;"; else access="access_log $NGDIR/access.log router;"; fi
     cat >"$NGDIR/nginx.conf" <<EOF
-# caas bench: nginx as the reverse proxy in front of the app instance $BACKEND.
+# caas bench: nginx as the reverse proxy in front of the app instance $INSTANCE_IP:5000.
 worker_processes auto;
 pid $NGDIR/nginx.pid;
 error_log $NGDIR/error.log warn;
@@ -185,7 +186,7 @@ http {
     scgi_temp_path $NGDIR/temp/scgi;
     keepalive_requests 1000000;
     upstream app {
-        server $BACKEND;
+        server $INSTANCE_IP:5000;
         keepalive 64;
     }
     server {
