@@ -3,7 +3,8 @@
 #
 #   ./install.sh [--data-dir DIR] [--api ADDR] [--gateway ADDR] [--domain DOMAIN]
 #   ./install.sh --no-start        build and install the binaries, start nothing
-#   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image
+#   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image,
+#                                  and what the tests use (git, python3, a JDK)
 #   ./install.sh --uninstall       stop caasd and remove its service and binaries (data is kept)
 #
 # What it does, step by step (each step is skipped when already done, so re-running it is safe
@@ -110,6 +111,28 @@ install_packages() {
         *" docker.io "*) step "Installing Docker Engine (docker.io) and: $missing" ;;
         *) step "Installing packages: $missing" ;;
     esac
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086 # $missing is a list of package names
+    apt-get install -y -q --no-install-recommends $missing
+}
+
+# What the end-to-end tests use beyond the platform itself: git (pushes), python3 (hostile test
+# archives) and a JDK (the .jar and .war fixtures are compiled in the tests). Only for
+# --deps-only and CI; a plain install does not need them.
+install_test_packages() {
+    local wanted=(git python3)
+    command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1 || wanted+=(default-jdk-headless)
+    local missing
+    missing=$(apt_missing "${wanted[@]}")
+    # A python3 or JDK from elsewhere (pyenv, a tarball) on PATH is as good as Debian's.
+    if command -v python3 >/dev/null 2>&1; then missing=$(echo " $missing " | sed 's/ python3 / /'); fi
+    missing=$(echo "$missing" | xargs)
+    if [ -z "$missing" ]; then
+        step "Test tools: all there (git, python3, javac, jar)"
+        return
+    fi
+    step "Installing what the tests use: $missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
     # shellcheck disable=SC2086 # $missing is a list of package names
@@ -420,7 +443,11 @@ main() {
     start_docker
     stack_image
     find_cargo
-    [ "$MODE" = deps-only ] && { step "Dependencies are ready"; return; }
+    if [ "$MODE" = deps-only ]; then
+        install_test_packages
+        step "Dependencies are ready"
+        return
+    fi
     build
     install_binaries
     install_buildpacks
