@@ -199,6 +199,25 @@ impl Engine {
         Ok(())
     }
 
+    /// `docker save` of one image, streamed (for agents whose engine lacks it). Runs in a task of
+    /// its own that ends with the stream.
+    pub fn export_image(&self, id: &str) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+        let docker = self.docker.clone();
+        let id = id.to_string();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut stream = Box::pin(docker.export_image(&id));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(EngineError::from);
+                let failed = chunk.is_err();
+                if tx.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+
     /// Removes a tag (and the image, if that was its last tag and nothing uses it).
     pub async fn untag(&self, reference: &str) -> Result<()> {
         match self

@@ -2,7 +2,7 @@
 //! join token; instances spread over both hosts; when the agent dies its instances move, and when
 //! it comes back it does not leave the old copies running beside the new ones.
 
-use caas_e2e::{binaries, test_image, Platform};
+use caas_e2e::{binaries, test_image, Platform, SecondEngine};
 use serde_json::Value;
 use std::fs::File;
 use std::process::{Child, Command, Stdio};
@@ -18,9 +18,18 @@ struct Agent {
 
 impl Agent {
     fn start(p: &Platform, data_dir: tempfile::TempDir) -> Agent {
+        Agent::start_on(p, data_dir, None)
+    }
+
+    /// With `docker_host`, the agent drives that engine instead of the default one.
+    fn start_on(p: &Platform, data_dir: tempfile::TempDir, docker_host: Option<&str>) -> Agent {
         let (lo, _) = p.port_range();
         let log = File::create(data_dir.path().join("agent.log")).unwrap();
-        let child = Command::new(&binaries().caasd)
+        let mut cmd = Command::new(&binaries().caasd);
+        if let Some(host) = docker_host {
+            cmd.env("DOCKER_HOST", host);
+        }
+        let child = cmd
             .arg("agent")
             .args(["--server", p.api_url()])
             .arg("--join-token-file")
@@ -180,4 +189,52 @@ fn instances_spread_over_hosts_and_move_when_one_dies() {
         "the returning host kept its identity: {:?}",
         hosts(&p)
     );
+}
+
+#[test]
+fn a_host_with_its_own_engine_fetches_images_from_the_control_plane() {
+    let image = test_image("own engine");
+    let engine = SecondEngine::start();
+    let p = Platform::start();
+    let _agent = Agent::start_on(&p, tempfile::tempdir().unwrap(), Some(&engine.host()));
+    p.wait_for(WAIT, "host2 to join", || {
+        (hosts(&p).len() == 2).then_some(())
+    });
+
+    p.caas_ok(&["apps:create", "remote"]);
+    p.caas_ok(&["push", "--image", &image, "-a", "remote"]);
+    let id = p.caas_json(&["releases", "-a", "remote", "--json"])[0]["image_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !engine.docker(&["image", "inspect", &id]).success(),
+        "host2's engine starts without the image"
+    );
+    p.caas_ok(&["scale", "web=2", "-a", "remote"]);
+    p.wait_for(WAIT, "an instance up on each host", || {
+        let pl = placement(&p, "remote");
+        let mut on: Vec<&str> = pl
+            .iter()
+            .filter(|(_, _, s)| s == "up")
+            .map(|(_, h, _)| h.as_str())
+            .collect();
+        on.sort();
+        (on == ["host2", "local"]).then_some(())
+    });
+    assert!(
+        engine.docker(&["image", "inspect", &id]).success(),
+        "host2 fetched the image"
+    );
+    let logs = p.caas_ok(&["logs", "-a", "remote", "-n", "300"]);
+    assert!(logs.contains("caas[start]: Fetching image"), "{logs}");
+    assert!(logs.contains("caas[start]: Fetched image"), "{logs}");
+    // Both instances answer through the gateway: host2's through its published port.
+    p.wait_for(WAIT, "both instances to answer", || {
+        let bodies: std::collections::BTreeSet<String> = (0..6)
+            .filter_map(|_| p.http_get("remote", "/").ok())
+            .map(|(_, b)| b)
+            .collect();
+        (bodies.len() == 2).then_some(())
+    });
 }

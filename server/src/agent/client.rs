@@ -88,6 +88,26 @@ impl Client {
         Ok(Self::check(resp).await?.json().await?)
     }
 
+    /// `docker save` of an assigned image, streamed from the control plane.
+    pub async fn image(
+        &self,
+        token: &str,
+        id: &str,
+    ) -> Result<
+        impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+        ClientError,
+    > {
+        let resp = self
+            .http
+            .get(format!("{}/v1/agent/images/{id}", self.base))
+            .bearer_auth(token)
+            // Images can be large; only a stalled connection should end this.
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await?;
+        Ok(Self::check(resp).await?.bytes_stream())
+    }
+
     pub async fn heartbeat(&self, token: &str, hb: &Heartbeat) -> Result<(), ClientError> {
         let resp = self
             .http

@@ -49,6 +49,8 @@ const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// SIGTERM to SIGKILL when an instance is stopped.
 const STOP_GRACE_SECS: i32 = 10;
 const LOG_BUFFER: usize = 10_000;
+/// How long after a failed image fetch the next one is tried.
+const IMAGE_RETRY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -224,6 +226,7 @@ pub async fn run(
         port_cursor: 0,
         last_report: None,
         dropped: Arc::new(AtomicU64::new(0)),
+        images: Arc::default(),
     };
     agent.main_loop(assign_rx, shutdown).await;
 
@@ -377,6 +380,40 @@ struct Agent {
     port_cursor: u16,
     last_report: Option<(Instant, ReportKey)>,
     dropped: Arc<AtomicU64>,
+    images: Arc<Mutex<ImageFetches>>,
+}
+
+/// Images being fetched from the control plane, and when a fetch last failed.
+#[derive(Default)]
+struct ImageFetches {
+    running: HashSet<String>,
+    failed: HashMap<String, Instant>,
+}
+
+/// A platform event from the agent: `caas[TAG]: TEXT` in the app's logs.
+fn send_event(
+    logs: &mpsc::Sender<AppLogLine>,
+    dropped: &AtomicU64,
+    app: &str,
+    tag: &str,
+    text: String,
+) {
+    tracing::info!(app, tag, "{text}");
+    let line = LogLine {
+        ts: Timestamp::now(),
+        source: LogSource::Caas,
+        tag: tag.into(),
+        text,
+    };
+    if logs
+        .try_send(AppLogLine {
+            app: app.into(),
+            line,
+        })
+        .is_err()
+    {
+        dropped.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Agent {
@@ -415,23 +452,77 @@ impl Agent {
     }
 
     fn event(&self, app: &str, tag: &str, text: String) {
-        tracing::info!(app, tag, "{text}");
-        let line = LogLine {
-            ts: Timestamp::now(),
-            source: LogSource::Caas,
-            tag: tag.into(),
-            text,
-        };
-        if self
-            .logs
-            .try_send(AppLogLine {
-                app: app.into(),
-                line,
-            })
-            .is_err()
+        send_event(&self.logs, &self.dropped, app, tag, text);
+    }
+
+    /// Fetches an image this host lacks from the control plane, in the background (a large
+    /// image takes a while; heartbeats must go on meanwhile). Creation is retried on later
+    /// passes once the image is there.
+    fn fetch_image(&self, a: &Assignment) {
         {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let mut fetching = self.images.lock().unwrap();
+            if let Some(failed) = fetching.failed.get(&a.image) {
+                if failed.elapsed() < IMAGE_RETRY {
+                    return;
+                }
+            }
+            if !fetching.running.insert(a.image.clone()) {
+                return;
+            }
         }
+        let (session, engine, images) = (
+            self.session.clone(),
+            self.engine.clone(),
+            self.images.clone(),
+        );
+        let (logs, dropped) = (self.logs.clone(), self.dropped.clone());
+        let (app, image, name) = (a.app.clone(), a.image.clone(), a.instance_name());
+        tokio::spawn(async move {
+            let short: String = image
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+            send_event(
+                &logs,
+                &dropped,
+                &app,
+                "start",
+                format!("Fetching image {short} for {name} from the control plane"),
+            );
+            let started = Instant::now();
+            let result = async {
+                let stream = session.client.image(&session.token(), &image).await?;
+                engine.load_images(stream).await?;
+                anyhow::Ok(())
+            }
+            .await;
+            let mut images = images.lock().unwrap();
+            images.running.remove(&image);
+            match result {
+                Ok(()) => {
+                    images.failed.remove(&image);
+                    let secs = started.elapsed().as_secs_f64();
+                    send_event(
+                        &logs,
+                        &dropped,
+                        &app,
+                        "start",
+                        format!("Fetched image {short} in {secs:.1}s"),
+                    );
+                }
+                Err(e) => {
+                    images.failed.insert(image.clone(), Instant::now());
+                    send_event(
+                        &logs,
+                        &dropped,
+                        &app,
+                        "crash",
+                        format!("cannot fetch image {short} from the control plane: {e:#}; retrying in {}s", IMAGE_RETRY.as_secs()),
+                    );
+                }
+            }
+        });
     }
 
     async fn pass(&mut self, assigned: &[Assignment]) -> anyhow::Result<()> {
@@ -650,6 +741,11 @@ impl Agent {
         host_id: &str,
         containers: &[ContainerInfo],
     ) {
+        // Hosts share no registry: an image the control plane built or was given comes from it.
+        if let Ok(None) = self.engine.image_id(&a.image).await {
+            self.fetch_image(a);
+            return;
+        }
         let address = self.session.cfg.address;
         let mut taken: HashSet<u16> = containers.iter().filter_map(|c| c.host_port).collect();
         let labels = HashMap::from([

@@ -13,6 +13,7 @@ use caas_api::agent::{
     Assignment, Assignments, HealthCheck, Heartbeat, LogBatch, RegisterRequest, RegisterResponse,
 };
 use caas_api::{LogSource, Timestamp};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -192,6 +193,54 @@ fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Ass
         process: a.process,
         index: a.index,
     }
+}
+
+/// `GET /v1/agent/images/{id}`: `docker save` of an image this host is assigned, for agents
+/// whose Docker engine does not have it (no registry is needed between hosts).
+pub async fn image(
+    AgentHost(host_id): AgentHost,
+    State(s): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let hex = id.strip_prefix("sha256:").unwrap_or("");
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::Invalid(format!("invalid image id {id:?}")));
+    }
+    // Only what this host runs: an agent token does not open the whole image store.
+    let mut wanted = false;
+    for a in s
+        .store
+        .allocations()?
+        .into_iter()
+        .filter(|a| a.host_id == host_id)
+    {
+        if s.store
+            .release(&a.app, a.release)?
+            .is_some_and(|r| r.image_id == id)
+        {
+            wanted = true;
+            break;
+        }
+    }
+    if !wanted {
+        return Err(ApiError::Forbidden(format!(
+            "image {id} is not assigned to this host"
+        )));
+    }
+    if s.engine.image_id(&id).await?.is_none() {
+        return Err(ApiError::NotFound(format!(
+            "image {id} is not on the control plane"
+        )));
+    }
+    let body = axum::body::Body::from_stream(
+        s.engine
+            .export_image(&id)
+            .map(|c| c.map_err(|e| std::io::Error::other(e.to_string()))),
+    );
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/x-tar")
+        .body(body)
+        .expect("static headers are valid"))
 }
 
 pub async fn heartbeat(

@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/assignments", get(agent::assignments))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/v1/agent/logs", post(agent::logs))
+        .route("/v1/agent/images/{id}", get(agent::image))
         .route("/{repo}/info/refs", get(git::info_refs))
         .route(
             "/{repo}/git-receive-pack",
