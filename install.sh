@@ -6,6 +6,11 @@
 #   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image,
 #                                  and what the tests use (git, python3, a JDK)
 #   ./install.sh --uninstall       stop caasd and remove its service and binaries (data is kept)
+#   ./install.sh --agent URL --join-token TOKEN --address IP [--name NAME] [--port-range A-B]
+#                                  make this machine an extra host of the control plane at URL:
+#                                  Docker, the binaries, and `caasd agent` as a service (the join
+#                                  token is the control plane's DATA_DIR/join-token; IP is this
+#                                  host's address the gateway can reach; data in /var/lib/caas-agent)
 #
 # What it does, step by step (each step is skipped when already done, so re-running it is safe
 # and upgrades: the new binaries are built while the old caasd runs, then caasd is restarted):
@@ -38,6 +43,13 @@ API_ADDR=
 GATEWAY_ADDR=
 DOMAIN=
 MODE=full
+AGENT_SERVER=
+JOIN_TOKEN=
+AGENT_ADDRESS=
+AGENT_NAME=
+PORT_RANGE=
+AGENT_UNIT=/etc/systemd/system/caas-agent.service
+DATA_DIR_SET=
 
 step() { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -54,24 +66,40 @@ parse_args() {
             --data-dir|--api|--gateway|--domain|--bin-dir)
                 if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
                 case "$1" in
-                    --data-dir) DATA_DIR=$2 ;;
+                    --data-dir) DATA_DIR=$2; DATA_DIR_SET=1 ;;
                     --api) API_ADDR=$2 ;;
                     --gateway) GATEWAY_ADDR=$2 ;;
                     --domain) DOMAIN=$2 ;;
                     --bin-dir) BIN_DIR=$2 ;;
                 esac
                 shift 2 ;;
-            --data-dir=*) DATA_DIR=${1#*=}; shift ;;
+            --data-dir=*) DATA_DIR=${1#*=}; DATA_DIR_SET=1; shift ;;
             --api=*) API_ADDR=${1#*=}; shift ;;
             --gateway=*) GATEWAY_ADDR=${1#*=}; shift ;;
             --domain=*) DOMAIN=${1#*=}; shift ;;
             --bin-dir=*) BIN_DIR=${1#*=}; shift ;;
+            --agent|--join-token|--address|--name|--port-range)
+                if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
+                case "$1" in
+                    --agent) MODE=agent; AGENT_SERVER=$2 ;;
+                    --join-token) JOIN_TOKEN=$2 ;;
+                    --address) AGENT_ADDRESS=$2 ;;
+                    --name) AGENT_NAME=$2 ;;
+                    --port-range) PORT_RANGE=$2 ;;
+                esac
+                shift 2 ;;
             --no-start) MODE=no-start; shift ;;
             --deps-only) MODE=deps-only; shift ;;
             --uninstall) MODE=uninstall; shift ;;
             *) die "unknown argument: $1 (see --help)" ;;
         esac
     done
+    if [ "$MODE" = agent ]; then
+        [ -n "$JOIN_TOKEN" ] || die "--agent needs --join-token TOKEN (the control plane's DATA_DIR/join-token)"
+        [ -n "$AGENT_ADDRESS" ] || die "--agent needs --address IP: this host's address, reachable from the control plane"
+        [ -n "$AGENT_NAME" ] || AGENT_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
+        [ -n "$DATA_DIR_SET" ] || DATA_DIR=/var/lib/caas-agent
+    fi
     case "$DATA_DIR" in
         /*) ;;
         *) DATA_DIR="$(pwd)/$DATA_DIR" ;;
@@ -381,6 +409,69 @@ start_caasd() {
     info "caasd (pid $pid) API $API_URL, gateway $GATEWAY"
 }
 
+# --- agent mode ----------------------------------------------------------------------------------
+
+agent_args() {
+    AGENT_ARGS=(agent --server "$AGENT_SERVER" --join-token-file "$DATA_DIR/join-token"
+        --data-dir "$DATA_DIR" --address "$AGENT_ADDRESS" --name "$AGENT_NAME")
+    [ -n "$PORT_RANGE" ] && AGENT_ARGS+=(--port-range "$PORT_RANGE")
+    return 0
+}
+
+agent_unit() {
+    cat <<EOF
+[Unit]
+Description=caas agent (caasd agent)
+After=network-online.target docker.service
+Wants=network-online.target docker.service
+
+[Service]
+ExecStart=$(quote_systemd "$BIN_DIR/caasd" "${AGENT_ARGS[@]}")
+Restart=always
+RestartSec=2
+# SIGTERM the agent only: app containers belong to Docker and keep running across restarts.
+KillMode=process
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+EOF
+}
+
+start_agent() {
+    mkdir -p "$DATA_DIR"
+    chmod 0700 "$DATA_DIR"
+    # The token goes to a file (0600), not onto a command line other users can read.
+    (umask 077 && printf '%s\n' "$JOIN_TOKEN" >"$DATA_DIR/join-token")
+    agent_args
+    if systemd_is_pid1; then
+        step "Starting caasd agent with systemd ($AGENT_UNIT)"
+        agent_unit >"$AGENT_UNIT"
+        systemctl daemon-reload
+        systemctl enable caas-agent.service >/dev/null 2>&1
+        systemctl restart caas-agent.service
+    else
+        local pid=
+        [ -f "$DATA_DIR/agent.pid" ] && pid=$(tr -dc 0-9 <"$DATA_DIR/agent.pid")
+        if [ -n "$pid" ] && is_caasd "$pid"; then
+            step "Stopping the running agent (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            for _ in $(seq 1 150); do is_caasd "$pid" || break; sleep 0.2; done
+        fi
+        step "Starting caasd agent in the background (log $DATA_DIR/agent.log, pid file $DATA_DIR/agent.pid)"
+        setsid nohup "$BIN_DIR/caasd" "${AGENT_ARGS[@]}" >>"$DATA_DIR/agent.log" 2>&1 </dev/null &
+        echo $! >"$DATA_DIR/agent.pid"
+    fi
+    # Registered once the agent has its identity.
+    local i
+    for i in $(seq 1 150); do
+        [ -s "$DATA_DIR/identity.json" ] && break
+        [ "$i" -eq 150 ] && die "the agent did not register within 30 s (log: $DATA_DIR/agent.log)"
+        sleep 0.2
+    done
+    step "This host ($AGENT_NAME, $AGENT_ADDRESS) joined $AGENT_SERVER; check with: caas hosts"
+}
+
 login() {
     local token_file="$DATA_DIR/admin-token"
     [ -r "$token_file" ] || die "$token_file is missing: caasd writes it on its first start"
@@ -416,7 +507,26 @@ EOF
 
 # --- uninstall ---------------------------------------------------------------------------------
 
+uninstall_agent() {
+    local dir=/var/lib/caas-agent pid=
+    [ -n "$DATA_DIR_SET" ] && dir=$DATA_DIR
+    if systemd_is_pid1 && [ -f "$AGENT_UNIT" ]; then
+        step "Stopping and removing caas-agent.service"
+        systemctl disable --now caas-agent.service || true
+        rm -f "$AGENT_UNIT"
+        systemctl daemon-reload
+    fi
+    [ -f "$dir/agent.pid" ] && pid=$(tr -dc 0-9 <"$dir/agent.pid")
+    if [ -n "$pid" ] && is_caasd "$pid"; then
+        step "Stopping the agent (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 150); do is_caasd "$pid" || break; sleep 0.2; done
+    fi
+    rm -f "$dir/agent.pid"
+}
+
 uninstall() {
+    uninstall_agent
     if systemd_is_pid1 && [ -f "$UNIT" ]; then
         step "Stopping and removing caasd.service"
         systemctl disable --now caasd.service || true
@@ -441,6 +551,14 @@ main() {
     fi
     install_packages
     start_docker
+    if [ "$MODE" = agent ]; then
+        # Agents build nothing and fetch their images from the control plane: no stack image.
+        find_cargo
+        build
+        install_binaries
+        start_agent
+        return
+    fi
     stack_image
     find_cargo
     if [ "$MODE" = deps-only ]; then
