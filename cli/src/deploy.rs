@@ -232,7 +232,21 @@ const POLL_EVERY: Duration = Duration::from_millis(300);
 
 /// Polls `GET /v1/apps/APP/ps` until a `web` instance of release `version` is up. Fails when one
 /// of them crashes or `timeout` passes.
-pub fn wait_until_up(client: &Client, app: &str, version: u64, timeout: Duration) -> Result<()> {
+/// How waiting for a release ended, when it did not fail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Waited {
+    Up,
+    /// A newer release (another push, a config change) replaced it before it came up; the newer
+    /// one is deploying, and waiting for the old one would never end.
+    Superseded(u64),
+}
+
+pub fn wait_until_up(
+    client: &Client,
+    app: &str,
+    version: u64,
+    timeout: Duration,
+) -> Result<Waited> {
     let started = Instant::now();
     let spinner = if stderr_is_term() {
         let s = ProgressBar::new_spinner();
@@ -253,8 +267,18 @@ pub fn wait_until_up(client: &Client, app: &str, version: u64, timeout: Duration
             .filter(|i| i.release == version && i.process == "web")
             .collect();
         let elapsed = started.elapsed();
-        match assess(&mine) {
-            Progress::Up => break Ok(()),
+        let progress = assess(&mine);
+        if progress != Progress::Up {
+            match client.get::<caas_api::App>(&format!("/v1/apps/{app}")) {
+                Ok(a) if a.release.is_some_and(|r| r > version) => {
+                    break Ok(Waited::Superseded(a.release.unwrap_or(version)))
+                }
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        }
+        match progress {
+            Progress::Up => break Ok(Waited::Up),
             Progress::Crashed => break Err(not_up(app, version, elapsed, &mine).into()),
             Progress::Waiting if elapsed >= timeout => {
                 break Err(not_up(app, version, elapsed, &mine).into())

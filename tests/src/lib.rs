@@ -1050,53 +1050,6 @@ pub fn temp_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn parses_content_length_and_chunked_answers() {
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhelloEXTRA",
-            false,
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "hello"));
-        assert_eq!(r.header("x-a"), Some("b"));
-
-        let r = parse_response(
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-            false,
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
-
-        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\nuntil close", false).unwrap();
-        assert_eq!(r.body, "until close");
-
-        assert!(
-            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", false).is_err()
-        );
-        assert!(parse_response(b"garbage", false).is_err());
-    }
-
-    #[test]
-    fn port_ranges_are_distinct_and_in_bounds() {
-        let a = next_port_range();
-        let b = next_port_range();
-        assert_ne!(a, b);
-        for (lo, hi) in [a, b] {
-            assert!(lo >= 20_000 && hi < 60_000 && hi - lo == 199, "{lo}-{hi}");
-        }
-    }
-
-    #[test]
-    fn tags_hash_stably() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A second Docker engine
 // ---------------------------------------------------------------------------------------------
@@ -1215,5 +1168,52 @@ impl Drop for SecondEngine {
         // Its overlay mounts are gone with it; the data root and the bridge can go.
         let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
         let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn parses_content_length_and_chunked_answers() {
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\nhelloEXTRA",
+            false,
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (200, "hello"));
+        assert_eq!(r.header("x-a"), Some("b"));
+
+        let r = parse_response(
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
+
+        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\nuntil close", false).unwrap();
+        assert_eq!(r.body, "until close");
+
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort", false).is_err()
+        );
+        assert!(parse_response(b"garbage", false).is_err());
+    }
+
+    #[test]
+    fn port_ranges_are_distinct_and_in_bounds() {
+        let a = next_port_range();
+        let b = next_port_range();
+        assert_ne!(a, b);
+        for (lo, hi) in [a, b] {
+            assert!(lo >= 20_000 && hi < 60_000 && hi - lo == 199, "{lo}-{hi}");
+        }
+    }
+
+    #[test]
+    fn tags_hash_stably() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

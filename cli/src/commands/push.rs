@@ -143,8 +143,16 @@ fn after_release(client: &Client, name: &str, version: u64, wait: Option<Duratio
         ));
         return Ok(());
     }
-    deploy::wait_until_up(client, name, version, timeout)?;
-    say(&sanitize(&format!("{name} is up at {}", app.url)))
+    match deploy::wait_until_up(client, name, version, timeout)? {
+        deploy::Waited::Up => say(&sanitize(&format!("{name} is up at {}", app.url))),
+        deploy::Waited::Superseded(newer) => {
+            note(&format!(
+                "v{version} was replaced by v{newer} before it came up (a newer push or config change); {name} is at {}",
+                app.url
+            ));
+            Ok(())
+        }
+    }
 }
 
 /// Deploys `image`, uploading it first only when the server says it lacks exactly the image the

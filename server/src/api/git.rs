@@ -451,6 +451,20 @@ impl Push {
             .await;
         let deadline = tokio::time::Instant::now() + UP_WAIT;
         loop {
+            let current = self
+                .s
+                .store
+                .app(&self.app)
+                .ok()
+                .flatten()
+                .and_then(|a| a.release);
+            if let Some(newer) = current.filter(|r| *r > version) {
+                self.say(&format!(
+                    "       v{version} was replaced by v{newer} before it came up"
+                ))
+                .await;
+                return;
+            }
             match super::apps::release_state(&self.s, &self.app, version) {
                 Some(true) => {
                     self.say(&format!(
