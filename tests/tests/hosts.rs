@@ -100,7 +100,7 @@ fn placement(p: &Platform, app: &str) -> Vec<(String, String, String)> {
 #[test]
 fn instances_spread_over_hosts_and_move_when_one_dies() {
     let image = test_image("two hosts");
-    let p = Platform::start_with(&["--lost-after", "4"]);
+    let p = Platform::start_with(&["--lost-after", "8"]);
     let mut agent = Agent::start(&p, tempfile::tempdir().unwrap());
     p.wait_for(WAIT, "host2 to join", || {
         let h = hosts(&p);
