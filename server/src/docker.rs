@@ -268,17 +268,28 @@ impl Engine {
 
     // --- containers -----------------------------------------------------------------------
 
-    /// Containers, running or not, carrying all the given labels.
-    pub async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
-        let filters: HashMap<String, Vec<String>> = HashMap::from([(
-            "label".to_string(),
-            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        )]);
+    /// Every container, running or not, matching all `values` of one filter kind.
+    async fn list_all(
+        &self,
+        kind: &str,
+        values: Vec<String>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(kind.to_string(), values)]);
         let opts = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)
             .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        Ok(self.docker.list_containers(Some(opts)).await?)
+    }
+
+    /// Containers, running or not, carrying all the given labels.
+    pub async fn list_containers(&self, labels: &[(&str, &str)]) -> Result<Vec<ContainerInfo>> {
+        let list = self
+            .list_all(
+                "label",
+                labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            )
+            .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -313,13 +324,7 @@ impl Engine {
 
     /// Ids of containers, running or not, whose name starts with `prefix`.
     pub async fn containers_named(&self, prefix: &str) -> Result<Vec<String>> {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("name".to_string(), vec![prefix.to_string()])]);
-        let opts = ListContainersOptionsBuilder::new()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self.docker.list_containers(Some(opts)).await?;
+        let list = self.list_all("name", vec![prefix.to_string()]).await?;
         // Docker's name filter matches anywhere in the name; keep true prefixes only.
         Ok(list
             .into_iter()

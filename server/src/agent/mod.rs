@@ -405,6 +405,12 @@ fn send_event(
         tag: tag.into(),
         text,
     };
+    ship_line(logs, dropped, app, line);
+}
+
+/// Hands a line to the shipper without waiting: when its buffer is full the line is dropped
+/// and counted, so a chatty app never slows the agent down.
+fn ship_line(logs: &mpsc::Sender<AppLogLine>, dropped: &AtomicU64, app: &str, line: LogLine) {
     if logs
         .try_send(AppLogLine {
             app: app.into(),
@@ -1056,15 +1062,7 @@ impl Agent {
                     tag: tag.clone(),
                     text: chunk.text,
                 };
-                if tx
-                    .try_send(AppLogLine {
-                        app: app.clone(),
-                        line,
-                    })
-                    .is_err()
-                {
-                    dropped.fetch_add(1, Ordering::Relaxed);
-                }
+                ship_line(&tx, &dropped, &app, line);
             }
         });
         Follower { handle, last_nanos }
