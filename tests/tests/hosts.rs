@@ -201,16 +201,16 @@ fn a_host_with_its_own_engine_fetches_images_from_the_control_plane() {
         (hosts(&p).len() == 2).then_some(())
     });
 
-    p.caas_ok(&["apps:create", "remote"]);
-    p.caas_ok(&["push", "--image", &image, "-a", "remote"]);
-    let id = p.caas_json(&["releases", "-a", "remote", "--json"])[0]["image_id"]
-        .as_str()
-        .unwrap()
+    // Checked before the push: web.1 may well be placed on host2 and fetch it at once.
+    let id = caas_e2e::docker_ok(&["image", "inspect", "--format", "{{.Id}}", &image])
+        .trim()
         .to_string();
     assert!(
         !engine.docker(&["image", "inspect", &id]).success(),
         "host2's engine starts without the image"
     );
+    p.caas_ok(&["apps:create", "remote"]);
+    p.caas_ok(&["push", "--image", &image, "-a", "remote"]);
     p.caas_ok(&["scale", "web=2", "-a", "remote"]);
     p.wait_for(WAIT, "an instance up on each host", || {
         let pl = placement(&p, "remote");

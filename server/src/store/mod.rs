@@ -557,7 +557,15 @@ mod tests {
             }
             s.inner.db.flush().unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        // sled's background flusher lets go of the directory lock a moment after the drop.
+        let s = (0..100)
+            .find_map(|_| {
+                Store::open(dir.path()).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                })
+            })
+            .expect("the store reopens");
         let versions: Vec<u64> = s
             .releases("demo")
             .unwrap()
