@@ -86,8 +86,12 @@ pub struct App {
     pub created_at: Timestamp,
     /// `http://NAME.DOMAIN:PORT` as the gateway serves it.
     pub url: String,
-    /// Version of the release that is deployed, if any.
+    /// Version of the release that serves (the last one that came up), if any.
     pub release: Option<u64>,
+    /// A release being rolled out: it becomes `release` once every instance it needs is up, or
+    /// is marked failed (and `release` keeps serving).
+    #[serde(default)]
+    pub deploying: Option<u64>,
     /// Desired instance count per process type.
     pub formation: BTreeMap<String, u32>,
     /// The buildpack pinned with `caas buildpacks:set`, if any.
@@ -131,6 +135,42 @@ pub struct Release {
     pub created_at: Timestamp,
     /// Command per process type; `None` runs the image's own entrypoint/cmd.
     pub process_types: BTreeMap<String, Option<String>>,
+    /// How its rollout went. The server decides it; clients only read it.
+    #[serde(default)]
+    pub status: ReleaseStatus,
+    /// It is the app's serving release.
+    #[serde(default)]
+    pub current: bool,
+    /// Why it failed or was superseded, in one line.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Where a release's rollout stands: `GET /v1/apps/{app}/releases/{version}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseStatus {
+    /// Its instances are starting; the previous release keeps serving meanwhile.
+    Deploying,
+    /// Every instance it needed came up and it took over (it may have been replaced since).
+    #[default]
+    Succeeded,
+    /// It did not come up (an instance crashed, or was not up before the start deadline); it
+    /// never served, and the release before it kept serving.
+    Failed,
+    /// A newer release replaced it before it came up.
+    Superseded,
+}
+
+impl ReleaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploying => "deploying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Superseded => "superseded",
+        }
+    }
 }
 
 /// `PATCH /v1/apps/{app}/config`: set (a value) or unset (`null`) config vars, all at once.
@@ -145,6 +185,14 @@ pub struct ConfigUpdate {
 pub struct ConfigChange {
     pub config: BTreeMap<String, String>,
     pub release: Option<u64>,
+    /// `false` when every var already had the value asked for (or an unset var was not set):
+    /// nothing was recorded and no release was made.
+    #[serde(default = "yes")]
+    pub changed: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `POST /v1/apps/{app}/rollback`: a new release with the image and config of `version`

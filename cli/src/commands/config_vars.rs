@@ -265,6 +265,7 @@ mod tests {
         let change = |release| ConfigChange {
             config: Vars::new(),
             release,
+            changed: true,
         };
         assert_eq!(done(&change(Some(7))), "done, v7");
         assert_eq!(done(&change(None)), "done");

@@ -35,6 +35,7 @@ pub(super) fn app_view(s: &AppState, rec: AppRecord) -> App {
         name: rec.name,
         created_at: rec.created_at,
         release: rec.release,
+        deploying: None,
         formation: rec.formation,
         buildpack: rec.buildpack,
     }
@@ -225,6 +226,9 @@ pub(super) fn release_view(r: ReleaseRecord) -> Release {
         description: r.description,
         created_at: r.created_at,
         process_types: r.process_types,
+        status: caas_api::ReleaseStatus::Succeeded,
+        current: false,
+        error: None,
     }
 }
 

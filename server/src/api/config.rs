@@ -148,6 +148,7 @@ pub async fn patch(
             s.store.flush().await?;
             s.logs.event(&app, "config", description.clone());
             return Ok(Json(ConfigChange {
+                changed: true,
                 config: rec.config,
                 release: None,
             }));
@@ -171,6 +172,7 @@ pub async fn patch(
                 );
                 s.wake.notify_one();
                 return Ok(Json(ConfigChange {
+                    changed: true,
                     config: rec.config,
                     release: Some(release.version),
                 }));
