@@ -58,6 +58,16 @@ impl std::str::FromStr for PortRange {
     }
 }
 
+/// A duration with its unit (`90s`, `2m`, `1h 30m`), or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): use e.g. 90s or 2m"))
+}
+
 #[derive(Args)]
 pub struct ServerArgs {
     /// Where the store, tokens and the embedded agent's identity live.
@@ -84,6 +94,11 @@ pub struct ServerArgs {
     /// Seconds an instance keeps running after it leaves the routes, for requests in flight.
     #[arg(long, default_value_t = 5)]
     pub drain_seconds: u64,
+    /// How long a new release has to be up (every instance its formation asks for) before its
+    /// rollout fails and the release before it keeps serving: `90s`, `2m` (a bare number is
+    /// seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub start_timeout: std::time::Duration,
     /// Seconds without a heartbeat after which a host is lost and its instances move.
     #[arg(long, default_value_t = 15)]
     pub lost_after: u64,

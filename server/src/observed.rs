@@ -70,6 +70,11 @@ impl Observed {
         seen.until(now) < self.lost_after
     }
 
+    /// When this control plane started observing.
+    pub fn started(&self) -> Timestamp {
+        self.started
+    }
+
     pub fn host_alive(&self, host_id: &str, now: Timestamp) -> bool {
         self.alive_locked(&self.inner.lock().unwrap(), host_id, now)
     }
@@ -93,6 +98,7 @@ impl Observed {
                         state: r.state,
                         port: r.port,
                         container_addr: r.container_addr.clone(),
+                        restarts: r.restarts,
                     },
                 )
             })
@@ -103,6 +109,7 @@ impl Observed {
                     state: ObservedState::Starting,
                     port: None,
                     container_addr: None,
+                    restarts: 0,
                 });
             }
         }
@@ -190,6 +197,7 @@ mod tests {
                 state: ObservedState::Starting,
                 port: None,
                 container_addr: None,
+                restarts: 0,
             }
         );
     }

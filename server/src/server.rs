@@ -202,6 +202,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         max_image_upload: args.max_image_upload * 1024 * 1024,
         max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),
+        start_timeout: args.start_timeout,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -212,6 +213,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         settings: Settings {
             drain: Duration::from_secs(args.drain_seconds),
             instance_memory_mb: args.instance_memory,
+            start_timeout: args.start_timeout,
         },
         wake: wake.clone(),
     };

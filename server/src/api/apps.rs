@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use caas_api::agent::ObservedState;
+use caas_api::ReleaseStatus;
 use caas_api::{
     App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages,
     Release, ScaleRequest, ServerInfo, Timestamp,
@@ -35,7 +36,7 @@ pub(super) fn app_view(s: &AppState, rec: AppRecord) -> App {
         name: rec.name,
         created_at: rec.created_at,
         release: rec.release,
-        deploying: None,
+        deploying: rec.deploying,
         formation: rec.formation,
         buildpack: rec.buildpack,
     }
@@ -71,6 +72,7 @@ pub async fn create(
         created_at: Timestamp::now(),
         formation: BTreeMap::new(),
         release: None,
+        deploying: None,
         next_version: 1,
         config: BTreeMap::new(),
         next_build: 1,
@@ -174,7 +176,7 @@ pub async fn deploy(
         })?,
     };
     let description = format!("Deploy image {}", req.image);
-    let (_, release) = s.store.create_release::<ApiError>(
+    let (rec, release) = s.store.create_release::<ApiError>(
         &app,
         |rec, version| {
             Ok(ReleaseRecord {
@@ -187,6 +189,8 @@ pub async fn deploy(
                 process_types: BTreeMap::from([(WEB.to_string(), None)]),
                 config: rec.config.clone(),
                 launcher: false,
+                status: ReleaseStatus::Deploying,
+                error: None,
             })
         },
         |rec| {
@@ -214,11 +218,16 @@ pub async fn deploy(
         format!("Deploying v{} ({})", release.version, req.image),
     );
     s.wake.notify_one();
-    Ok((StatusCode::CREATED, Json(release_view(release))))
+    Ok((
+        StatusCode::CREATED,
+        Json(release_view(release, rec.release)),
+    ))
 }
 
-pub(super) fn release_view(r: ReleaseRecord) -> Release {
+/// A release as the API shows it; `serving` is the app's serving release.
+pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
     Release {
+        current: serving == Some(r.version),
         app: r.app,
         version: r.version,
         image: r.image,
@@ -226,9 +235,8 @@ pub(super) fn release_view(r: ReleaseRecord) -> Release {
         description: r.description,
         created_at: r.created_at,
         process_types: r.process_types,
-        status: caas_api::ReleaseStatus::Succeeded,
-        current: false,
-        error: None,
+        status: r.status,
+        error: r.error,
     }
 }
 
@@ -278,15 +286,37 @@ pub async fn releases(
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Release>>> {
-    load_app(&s, &app)?;
+    let rec = load_app(&s, &app)?;
     let mut list: Vec<Release> = s
         .store
         .releases(&app)?
         .into_iter()
-        .map(release_view)
+        .map(|r| release_view(r, rec.release))
         .collect();
     list.reverse();
     Ok(Json(list))
+}
+
+/// `GET /v1/apps/{app}/releases/{version}` (`7` or `v7`): one release, with where its rollout
+/// stands. `caas push` and `git push` wait on this.
+pub async fn release(
+    _: Admin,
+    State(s): State<AppState>,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Json<Release>> {
+    let rec = load_app(&s, &app)?;
+    let missing = || {
+        ApiError::NotFound(format!(
+            "{app} has no release {version:?}: see caas releases -a {app}"
+        ))
+    };
+    let v: u64 = version
+        .strip_prefix('v')
+        .unwrap_or(&version)
+        .parse()
+        .map_err(|_| missing())?;
+    let r = s.store.release(&app, v)?.ok_or_else(missing)?;
+    Ok(Json(release_view(r, rec.release)))
 }
 
 fn formation_view(s: &AppState, rec: &AppRecord) -> Formation {
@@ -318,7 +348,7 @@ pub async fn scale(
             "nothing to scale: give TYPE=COUNT, e.g. web=2".into(),
         ));
     }
-    let known: Vec<String> = match rec.release {
+    let known: Vec<String> = match rec.latest() {
         Some(v) => s
             .store
             .release(&app, v)?
@@ -424,28 +454,6 @@ pub async fn ps(
         .collect();
     out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
     Ok(Json(out))
-}
-
-/// Whether release `version` of an app is up: `Some(true)` when one of its web instances is,
-/// `Some(false)` when they have crashed, `None` while they are on their way.
-pub(super) fn release_state(s: &AppState, app: &str, version: u64) -> Option<bool> {
-    let allocations = s.store.allocations().ok()?;
-    let mine: Vec<_> = allocations
-        .iter()
-        .filter(|a| a.app == app && a.release == version && a.process == WEB)
-        .collect();
-    let states: Vec<ObservedState> = mine
-        .iter()
-        .filter_map(|a| s.observed.report(&a.id))
-        .map(|r| r.state)
-        .collect();
-    if states.contains(&ObservedState::Up) {
-        Some(true)
-    } else if !states.is_empty() && states.iter().all(|st| *st == ObservedState::Crashed) {
-        Some(false)
-    } else {
-        None
-    }
 }
 
 pub async fn hosts(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Host>>> {

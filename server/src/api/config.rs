@@ -10,7 +10,7 @@ use crate::store::ReleaseRecord;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use caas_api::{ConfigChange, ConfigUpdate, Release, RollbackRequest, Timestamp};
+use caas_api::{ConfigChange, ConfigUpdate, Release, ReleaseStatus, RollbackRequest, Timestamp};
 use std::collections::BTreeMap;
 
 const MAX_VALUE: usize = 32 * 1024;
@@ -63,8 +63,8 @@ fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
     }
 }
 
-/// A release that copies the current one, with new config and description. Refuses (to be
-/// retried) when the current release is not `based_on` any more.
+/// A release that copies `base`, with new config and description. Refuses (to be retried) when
+/// the app's latest release is not `based_on` any more (a deploy happened meanwhile).
 fn derived(
     base: &ReleaseRecord,
     based_on: u64,
@@ -72,7 +72,7 @@ fn derived(
     version: u64,
     description: &str,
 ) -> Result<ReleaseRecord, ApiError> {
-    if rec.release != Some(based_on) {
+    if rec.latest() != Some(based_on) {
         return Err(ApiError::Conflict(
             "the app was deployed meanwhile; try again".into(),
         ));
@@ -139,7 +139,16 @@ pub async fn patch(
                 MAX_TOTAL / 1024
             )));
         }
-        let Some(current) = rec.release else {
+        if preview == rec.config {
+            // Setting what is there, or unsetting what is not: nothing to record or restart.
+            return Ok(Json(ConfigChange {
+                changed: false,
+                config: rec.config,
+                release: None,
+            }));
+        }
+        // Built on the newest release asked for: the deploying one, else the serving one.
+        let Some(latest) = rec.latest() else {
             // Never deployed: only the app's config changes; the first release copies it.
             let rec = s.store.update_app::<ApiError>(&app, |a| {
                 apply(&mut a.config);
@@ -155,11 +164,11 @@ pub async fn patch(
         };
         let base = s
             .store
-            .release(&app, current)?
-            .ok_or_else(|| ApiError::Internal(format!("{app} v{current} is missing")))?;
+            .release(&app, latest)?
+            .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&base, current, rec, version, &description),
+            |rec, version| derived(&base, latest, rec, version, &description),
             |rec| apply(&mut rec.config),
         ) {
             Ok((rec, release)) => {
@@ -194,9 +203,9 @@ pub async fn rollback(
 ) -> ApiResult<(StatusCode, Json<Release>)> {
     for _ in 0..RETRIES {
         let rec = load_app(&s, &app)?;
-        let Some(current) = rec.release else {
+        let (Some(current), Some(latest)) = (rec.release, rec.latest()) else {
             return Err(ApiError::NotFound(format!(
-                "{app} has no releases to roll back to"
+                "{app} has no serving release to roll back from"
             )));
         };
         let target = match req.version {
@@ -205,14 +214,16 @@ pub async fn rollback(
                     "{app} has no release v{v}: see caas releases -a {app}"
                 ))
             })?,
+            // The newest release before the serving one that itself came up: rolling back to
+            // one that failed would only fail again.
             None => s
                 .store
                 .releases(&app)?
                 .into_iter()
                 .rev()
-                .find(|r| r.version < current)
+                .find(|r| r.version < current && r.status == ReleaseStatus::Succeeded)
                 .ok_or_else(|| {
-                    ApiError::NotFound(format!("{app} has no release before v{current}"))
+                    ApiError::NotFound(format!("{app} has no working release before v{current}"))
                 })?,
         };
         if s.engine.image_id(&target.image_id).await?.is_none() {
@@ -224,10 +235,10 @@ pub async fn rollback(
         let description = format!("Rollback to v{}", target.version);
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&target, current, rec, version, &description),
+            |rec, version| derived(&target, latest, rec, version, &description),
             |rec| rec.config = target.config.clone(),
         ) {
-            Ok((_, release)) => {
+            Ok((rec, release)) => {
                 s.store.flush().await?;
                 tag_release(&s, &release).await;
                 s.logs.event(
@@ -236,7 +247,10 @@ pub async fn rollback(
                     format!("{description}: deploying v{}", release.version),
                 );
                 s.wake.notify_one();
-                return Ok((StatusCode::CREATED, Json(release_view(release))));
+                return Ok((
+                    StatusCode::CREATED,
+                    Json(release_view(release, rec.release)),
+                ));
             }
             Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => continue,
             Err(e) => return Err(e.into()),

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use bytes::Bytes;
-use caas_api::{BuildEvent, SourceKind};
+use caas_api::{BuildEvent, ReleaseStatus, SourceKind};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -25,8 +25,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 const BRANCHES: [&str; 2] = ["refs/heads/main", "refs/heads/master"];
-/// How long a push waits for the new release to be up before it reports and returns.
-const UP_WAIT: Duration = Duration::from_secs(90);
+/// How long a push waits for the verdict on its release beyond the server's start timeout
+/// (after which the scheduler has decided).
+const UP_WAIT_SLACK: Duration = Duration::from_secs(30);
 
 fn plain(status: StatusCode, text: String) -> Response {
     (
@@ -418,6 +419,11 @@ impl Push {
         let Some(version) = release else {
             return Err("the build ended without a result".into());
         };
+        // The branch moves only to a commit whose release came up (or may still): a release
+        // that failed rejects the push, as a failed build does, so main never names it.
+        if !self.wait_up(version).await {
+            return Err(format!("v{version} failed to start"));
+        }
         let (repos, app, refname, new) = (
             self.s.repos.clone(),
             self.app.clone(),
@@ -432,62 +438,63 @@ impl Push {
         {
             tracing::error!(app = self.app, "push: moving {}: {e}", c.refname);
         }
-        self.wait_up(version).await;
         Ok(())
     }
 
-    async fn wait_up(&self, version: u64) {
-        let web_wanted = self
-            .s
-            .store
-            .app(&self.app)
-            .ok()
-            .flatten()
-            .is_some_and(|a| a.formation.get("web").copied().unwrap_or(0) > 0);
-        if !web_wanted {
-            return;
-        }
+    /// Waits for the server's verdict on release `version` (the scheduler decides it) and says
+    /// it. Returns `false` only when the release failed.
+    async fn wait_up(&self, version: u64) -> bool {
         self.say(&format!("-----> Waiting for v{version} to be up"))
             .await;
-        let deadline = tokio::time::Instant::now() + UP_WAIT;
+        let wait = self.s.config.start_timeout + UP_WAIT_SLACK;
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let current = self
-                .s
-                .store
-                .app(&self.app)
-                .ok()
-                .flatten()
-                .and_then(|a| a.release);
-            if let Some(newer) = current.filter(|r| *r > version) {
-                self.say(&format!(
-                    "       v{version} was replaced by v{newer} before it came up"
-                ))
-                .await;
-                return;
-            }
-            match super::apps::release_state(&self.s, &self.app, version) {
-                Some(true) => {
+            let app = self.s.store.app(&self.app).ok().flatten();
+            let release = self.s.store.release(&self.app, version).ok().flatten();
+            let (Some(app), Some(release)) = (app, release) else {
+                self.say(" !     the app was destroyed meanwhile").await;
+                return false;
+            };
+            match release.status {
+                ReleaseStatus::Succeeded => {
                     self.say(&format!(
                         "       {} deployed (v{version})",
                         self.s.config.app_url(&self.app)
                     ))
                     .await;
-                    return;
+                    return true;
                 }
-                Some(false) => {
-                    self.say(&format!(" !     v{version} crashed on start; the previous release keeps serving; see caas logs -a {}", self.app)).await;
-                    return;
+                ReleaseStatus::Failed => {
+                    let why = release.error.unwrap_or_default();
+                    let serving = match app.release {
+                        Some(v) => format!("the previous release keeps serving (v{v})"),
+                        None => "no release is serving".to_string(),
+                    };
+                    self.say(&format!(
+                        " !     v{version} failed: {why}; {serving}; see caas logs -a {}",
+                        self.app
+                    ))
+                    .await;
+                    return false;
                 }
-                None => {}
+                ReleaseStatus::Superseded => {
+                    let newer = app.deploying.or(app.release).unwrap_or(version);
+                    self.say(&format!(
+                        "       v{version} was replaced by v{newer} before it came up"
+                    ))
+                    .await;
+                    return true;
+                }
+                ReleaseStatus::Deploying => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 self.say(&format!(
-                    " !     v{version} is not up after {}s; see caas ps -a {}",
-                    UP_WAIT.as_secs(),
+                    " !     v{version} is still deploying after {}s; see caas ps -a {}",
+                    wait.as_secs(),
                     self.app
                 ))
                 .await;
-                return;
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }

@@ -36,6 +36,8 @@ pub struct ApiConfig {
     /// Largest build upload, in bytes.
     pub max_upload: u64,
     pub cluster_id: String,
+    /// How long a release has to come up (`caasd --start-timeout`).
+    pub start_timeout: std::time::Duration,
 }
 
 impl ApiConfig {
@@ -90,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
         .route("/v1/apps/{app}/deploys", post(apps::deploy))
         .route("/v1/apps/{app}/releases", get(apps::releases))
+        .route("/v1/apps/{app}/releases/{version}", get(apps::release))
         .route("/v1/apps/{app}/rollback", post(config::rollback))
         .route(
             "/v1/apps/{app}/config",

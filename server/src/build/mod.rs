@@ -24,6 +24,7 @@ use crate::logs::LogHub;
 use crate::schedule::reconcile::WEB;
 use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
 use bytes::Bytes;
+use caas_api::ReleaseStatus;
 use caas_api::{BuildEvent, BuildStatus, LogLine, LogSource, SourceKind, Timestamp};
 use futures_util::{Stream, StreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -498,6 +499,8 @@ impl Builder {
                     process_types: process_types.clone(),
                     config: rec.config.clone(),
                     launcher,
+                    status: ReleaseStatus::Deploying,
+                    error: None,
                 })
             },
             |rec| {

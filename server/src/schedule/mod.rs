@@ -1,21 +1,24 @@
-//! The scheduler: reads the store and the agents' observations, asks [`reconcile`] what to do,
-//! and writes the answer back with compare-and-swap. It owns the allocations and routes trees;
-//! nothing else writes them.
+//! The scheduler: reads the store and the agents' observations, asks [`rollout::assess`] whether
+//! deploying releases are up or failed and [`reconcile`] what to do, and writes the answers back
+//! (verdicts with a store transaction, allocations with compare-and-swap). It owns the
+//! allocations and routes trees and the end of every rollout; nothing else writes them.
 
 pub mod reconcile;
+pub mod rollout;
 
 use crate::logs::LogHub;
 use crate::observed::Observed;
-use crate::store::{ReleaseRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 use caas_api::Timestamp;
-use reconcile::{AppView, HostView, Plan, Settings, World};
+use reconcile::{AppView, HostView, Plan, ReleaseView, Settings, World};
+use rollout::Verdict;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Ticks even without a wake-up, so drain deadlines and lost hosts are noticed.
+/// Ticks even without a wake-up, so drain deadlines, start deadlines and lost hosts are noticed.
 const TICK: Duration = Duration::from_millis(500);
 /// An unplaceable instance is reported again after this long, not on every tick.
 const UNPLACED_REPEAT: Duration = Duration::from_secs(60);
@@ -28,10 +31,17 @@ pub struct Scheduler {
     pub wake: Arc<Notify>,
 }
 
+/// What one pass remembers for the next.
+#[derive(Default)]
+struct Memory {
+    /// Releases are immutable in what the scheduler reads of them, so they are cached.
+    releases: HashMap<(String, u64), ReleaseView>,
+    unplaced_said: HashMap<(String, String), Timestamp>,
+}
+
 impl Scheduler {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut releases: HashMap<(String, u64), ReleaseRecord> = HashMap::new();
-        let mut unplaced_said: HashMap<(String, String), Timestamp> = HashMap::new();
+        let mut memory = Memory::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -40,7 +50,7 @@ impl Scheduler {
             }
             // Converge: a plan that changed something may enable the next step at once.
             for _ in 0..8 {
-                match self.tick(&mut releases, &mut unplaced_said).await {
+                match self.tick(&mut memory).await {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(e) => {
@@ -52,38 +62,49 @@ impl Scheduler {
         }
     }
 
-    /// One pass. Returns whether it changed anything.
-    async fn tick(
+    fn release_view(
         &self,
-        releases: &mut HashMap<(String, u64), ReleaseRecord>,
-        unplaced_said: &mut HashMap<(String, String), Timestamp>,
-    ) -> Result<bool, StoreError> {
+        memory: &mut Memory,
+        app: &str,
+        version: Option<u64>,
+    ) -> Result<Option<ReleaseView>, StoreError> {
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        let key = (app.to_string(), version);
+        if let Some(v) = memory.releases.get(&key) {
+            return Ok(Some(v.clone()));
+        }
+        let Some(r) = self.store.release(app, version)? else {
+            return Ok(None);
+        };
+        let view = ReleaseView {
+            version,
+            types: r.process_types.into_keys().collect(),
+            created_at: r.created_at,
+        };
+        memory.releases.insert(key, view.clone());
+        Ok(Some(view))
+    }
+
+    /// One pass: first the verdicts on deploying releases, then, when there were none, the
+    /// plan for the allocations and routes. Returns whether it changed anything.
+    async fn tick(&self, memory: &mut Memory) -> Result<bool, StoreError> {
         let now = Timestamp::now();
         let mut apps = Vec::new();
         for app in self.store.apps()? {
-            let release = match app.release {
-                None => None,
-                Some(v) => {
-                    let key = (app.name.clone(), v);
-                    if !releases.contains_key(&key) {
-                        // Releases are immutable, so caching them forever is safe.
-                        match self.store.release(&app.name, v)? {
-                            Some(r) => {
-                                releases.insert(key.clone(), r);
-                            }
-                            None => continue,
-                        }
-                    }
-                    Some((v, releases[&key].process_types.keys().cloned().collect()))
-                }
-            };
+            let release = self.release_view(memory, &app.name, app.release)?;
+            let deploying = self.release_view(memory, &app.name, app.deploying)?;
             apps.push(AppView {
                 name: app.name,
                 formation: app.formation,
                 release,
+                deploying,
             });
         }
-        releases.retain(|(app, _), _| apps.iter().any(|a| &a.name == app));
+        memory
+            .releases
+            .retain(|(app, _), _| apps.iter().any(|a| &a.name == app));
 
         let hosts: Vec<HostView> = self
             .store
@@ -108,6 +129,7 @@ impl Scheduler {
         let routes: BTreeMap<_, _> = self.store.routes()?.into_iter().collect();
         let world = World {
             now,
+            started: self.observed.started(),
             apps: &apps,
             allocations: &allocations,
             hosts: &hosts,
@@ -115,25 +137,63 @@ impl Scheduler {
             routes: &routes,
             settings: &self.settings,
         };
-        let plan = reconcile::reconcile(&world, &mut crate::auth::short_id);
 
+        let verdicts = rollout::assess(&world);
+        if !verdicts.is_empty() {
+            return self.conclude(&apps, verdicts).await;
+        }
+
+        let plan = reconcile::reconcile(&world, &mut crate::auth::short_id);
         for (app, instance, reason) in &plan.unplaced {
             let key = (app.clone(), instance.clone());
-            let due = unplaced_said
+            let due = memory
+                .unplaced_said
                 .get(&key)
                 .is_none_or(|t| t.until(now) >= UNPLACED_REPEAT);
             if due {
                 self.logs
                     .event(app, "scale", format!("cannot place {instance}: {reason}"));
-                unplaced_said.insert(key, now);
+                memory.unplaced_said.insert(key, now);
             }
         }
-        unplaced_said.retain(|k, _| plan.unplaced.iter().any(|(a, i, _)| a == &k.0 && i == &k.1));
+        memory
+            .unplaced_said
+            .retain(|k, _| plan.unplaced.iter().any(|(a, i, _)| a == &k.0 && i == &k.1));
 
         if plan.is_empty() {
             return Ok(false);
         }
         self.apply(plan).await
+    }
+
+    /// Writes the verdicts on deploying releases; the next pass's plan acts on them.
+    async fn conclude(&self, apps: &[AppView], verdicts: Vec<Verdict>) -> Result<bool, StoreError> {
+        let mut changed = false;
+        for v in verdicts {
+            let outcome = v.outcome.clone().map(|_| ());
+            if !self.store.finish_rollout(&v.app, v.version, outcome)? {
+                continue; // superseded meanwhile; the next pass sees the newer release
+            }
+            changed = true;
+            let serving = apps
+                .iter()
+                .find(|a| a.name == v.app)
+                .and_then(|a| a.release.as_ref())
+                .map(|r| r.version);
+            let text = match (&v.outcome, serving) {
+                (Ok(what), _) => format!("v{} is up ({what})", v.version),
+                (Err(why), Some(old)) => {
+                    format!("v{} failed: {why}; v{old} keeps serving", v.version)
+                }
+                (Err(why), None) => {
+                    format!("v{} failed: {why}; no release is serving", v.version)
+                }
+            };
+            self.logs.event(&v.app, "deploy", text);
+        }
+        // A verdict is what `caas push` and `git push` wait for: it must survive a kill -9.
+        self.store.flush().await?;
+        Ok(changed)
     }
 
     async fn apply(&self, plan: Plan) -> Result<bool, StoreError> {

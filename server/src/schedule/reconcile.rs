@@ -1,17 +1,21 @@
 //! `reconcile(world) -> Plan`: what the cluster should do next, as data. No I/O, no clock, no
 //! randomness (ids come from the caller), so every decision is tested as a table of inputs and
-//! outputs.
+//! outputs. Whether a deploying release is up is decided before, by [`super::rollout`]; here a
+//! release is either the app's serving (`current`) one, its `deploying` one, or retired.
 //!
-//! The rules, per app and process type, with `n` the desired count for the current release:
-//! 1. Allocations of destroyed apps, on lost hosts, or whose drain deadline passed are deleted.
-//!    (Deleting is what makes an agent stop the container.)
-//! 2. The current release gets exactly one allocation for each index `1..=n`, placed on a live
-//!    host; extra ones (scaled down, duplicates) start draining.
-//! 3. Allocations of older releases keep running until the current release has `n` instances up,
-//!    then drain; an old instance that is not up itself (crashed, starting) drains at once. So a
-//!    failed deploy leaves the old release serving, and a rollout starts new before stopping old.
-//! 4. Routes are the `web` allocations that are wanted and up. An allocation whose state is
-//!    unknown (right after a control-plane restart, before its host reported) keeps its route.
+//! The rules, one function each:
+//! 1. [`remove_the_dead`]: allocations of destroyed apps, on lost hosts, or whose drain deadline
+//!    passed are deleted. (Deleting is what makes an agent stop the container.)
+//! 2. [`converge`]: the current and the deploying release each get exactly one allocation for
+//!    each index `1..=n` of each process type, placed on a live host; extra ones (scaled down,
+//!    duplicates) start draining. So while a release deploys, the one before keeps running
+//!    whole, every process type of it.
+//! 3. [`retire`]: allocations of any other release go: those of releases older than the serving
+//!    one drain (they served: in-flight requests finish), newer ones are deleted at once (a
+//!    failed or superseded release never took traffic).
+//! 4. [`routes`]: routes are the current release's `web` allocations that are wanted and up. An
+//!    allocation whose state is unknown (right after a control-plane restart, before its host
+//!    reported) keeps its route.
 
 use crate::store::{AllocationRecord, Desired, RouteKey};
 use caas_api::agent::ObservedState;
@@ -22,12 +26,23 @@ use std::time::Duration;
 /// The one routed process type.
 pub const WEB: &str = "web";
 
+/// A release as the scheduler needs it.
+#[derive(Debug, Clone)]
+pub struct ReleaseView {
+    pub version: u64,
+    /// The process types it defines.
+    pub types: BTreeSet<String>,
+    pub created_at: Timestamp,
+}
+
 #[derive(Debug, Clone)]
 pub struct AppView {
     pub name: String,
     pub formation: BTreeMap<String, u32>,
-    /// Current release and the process types it defines.
-    pub release: Option<(u64, BTreeSet<String>)>,
+    /// The release that serves.
+    pub release: Option<ReleaseView>,
+    /// The release being rolled out beside it.
+    pub deploying: Option<ReleaseView>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,22 +63,36 @@ pub struct Obs {
     pub state: ObservedState,
     pub port: Option<u16>,
     pub container_addr: Option<String>,
+    /// Restarts after crashes since the instance was placed.
+    pub restarts: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub drain: Duration,
     pub instance_memory_mb: u64,
+    /// How long a deploying release has to be up before it fails.
+    pub start_timeout: Duration,
 }
 
 pub struct World<'a> {
     pub now: Timestamp,
+    /// When this control plane started: observations before then are unknown.
+    pub started: Timestamp,
     pub apps: &'a [AppView],
     pub allocations: &'a [AllocationRecord],
     pub hosts: &'a [HostView],
     pub observed: &'a HashMap<String, Obs>,
     pub routes: &'a BTreeMap<RouteKey, String>,
     pub settings: &'a Settings,
+}
+
+impl World<'_> {
+    fn is_up(&self, a: &AllocationRecord) -> bool {
+        self.observed
+            .get(&a.id)
+            .is_some_and(|o| o.state == ObservedState::Up)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +123,12 @@ impl Plan {
             && self.put_routes.is_empty()
             && self.delete_routes.is_empty()
     }
+
+    fn drain(&mut self, a: &AllocationRecord, until: Timestamp) {
+        let mut new = a.clone();
+        new.desired = Desired::Drain { until };
+        self.update.push((a.clone(), new));
+    }
 }
 
 /// Running tallies per host while placing, so one plan does not overfill a host.
@@ -103,18 +138,51 @@ struct Capacity {
     per_app: HashMap<(String, String), u32>,
 }
 
+impl Capacity {
+    fn of(survivors: &[AllocationRecord], instance_memory_mb: u64) -> Self {
+        let mut cap = Capacity {
+            used_mb: HashMap::new(),
+            used_slots: HashMap::new(),
+            per_app: HashMap::new(),
+        };
+        for a in survivors {
+            *cap.used_mb.entry(a.host_id.clone()).or_default() += instance_memory_mb;
+            *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
+            *cap.per_app
+                .entry((a.host_id.clone(), a.app.clone()))
+                .or_default() += 1;
+        }
+        cap
+    }
+}
+
 pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
     let mut plan = Plan::default();
-    let apps: HashMap<&str, &AppView> = w.apps.iter().map(|a| (a.name.as_str(), a)).collect();
-    let hosts: HashMap<&str, &HostView> = w.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+    let survivors = remove_the_dead(w, &mut plan);
+    let mut cap = Capacity::of(&survivors, w.settings.instance_memory_mb);
+    let mut apps: Vec<&AppView> = w.apps.iter().collect();
+    apps.sort_by(|a, b| a.name.cmp(&b.name));
+    for app in apps {
+        let mine: Vec<&AllocationRecord> = survivors.iter().filter(|a| a.app == app.name).collect();
+        for release in [&app.release, &app.deploying].into_iter().flatten() {
+            converge(w, &mut plan, &mut cap, app, release, &mine, new_id);
+        }
+        retire(w, &mut plan, app, &mine);
+    }
+    routes(w, &mut plan, &survivors);
+    plan
+}
 
-    // Rule 1: what goes away regardless of desire.
-    let mut survivors: Vec<AllocationRecord> = Vec::new();
+/// Rule 1: what goes away regardless of desire. Returns the allocations that stay.
+fn remove_the_dead(w: &World<'_>, plan: &mut Plan) -> Vec<AllocationRecord> {
+    let apps: BTreeSet<&str> = w.apps.iter().map(|a| a.name.as_str()).collect();
+    let hosts: HashMap<&str, &HostView> = w.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+    let mut survivors = Vec::new();
     let mut lost_by_app: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for a in w.allocations {
         let host = hosts.get(a.host_id.as_str());
         let drained = matches!(a.desired, Desired::Drain { until } if until <= w.now);
-        if !apps.contains_key(a.app.as_str()) || drained {
+        if !apps.contains(a.app.as_str()) || drained {
             plan.delete.push(a.clone());
         } else if !host.is_some_and(|h| h.alive) {
             if a.desired == Desired::Run {
@@ -140,143 +208,130 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
             ),
         });
     }
+    survivors
+}
 
-    let mut cap = Capacity {
-        used_mb: HashMap::new(),
-        used_slots: HashMap::new(),
-        per_app: HashMap::new(),
-    };
-    for a in &survivors {
-        *cap.used_mb.entry(a.host_id.clone()).or_default() += w.settings.instance_memory_mb;
-        *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
-        *cap.per_app
-            .entry((a.host_id.clone(), a.app.clone()))
-            .or_default() += 1;
-    }
-
-    let is_up = |a: &AllocationRecord| {
-        w.observed
-            .get(&a.id)
-            .is_some_and(|o| o.state == ObservedState::Up)
-    };
-    let known_not_up = |a: &AllocationRecord| {
-        w.observed
-            .get(&a.id)
-            .is_some_and(|o| o.state != ObservedState::Up)
-    };
+/// Rule 2: one running allocation per index of every process type of `release`.
+fn converge(
+    w: &World<'_>,
+    plan: &mut Plan,
+    cap: &mut Capacity,
+    app: &AppView,
+    release: &ReleaseView,
+    mine: &[&AllocationRecord],
+    new_id: &mut dyn FnMut() -> String,
+) {
+    let processes: BTreeSet<&str> = app
+        .formation
+        .keys()
+        .map(String::as_str)
+        .chain(
+            mine.iter()
+                .filter(|a| a.release == release.version)
+                .map(|a| a.process.as_str()),
+        )
+        .collect();
     let drain_until = w.now.plus(w.settings.drain);
-    let drain = |plan: &mut Plan, a: &AllocationRecord| {
-        let mut new = a.clone();
-        new.desired = Desired::Drain { until: drain_until };
-        plan.update.push((a.clone(), new));
-    };
-
-    // Rules 2 and 3, app by app.
-    let mut sorted_apps: Vec<&AppView> = w.apps.iter().collect();
-    sorted_apps.sort_by(|a, b| a.name.cmp(&b.name));
-    for app in sorted_apps {
-        let mine: Vec<&AllocationRecord> = survivors.iter().filter(|a| a.app == app.name).collect();
-        let Some((release, ref types)) = app.release else {
-            continue;
+    for process in processes {
+        let n = if release.types.contains(process) {
+            app.formation.get(process).copied().unwrap_or(0)
+        } else {
+            0
         };
-        let processes: BTreeSet<&str> = app
-            .formation
-            .keys()
-            .map(String::as_str)
-            .chain(mine.iter().map(|a| a.process.as_str()))
+        let mut current: Vec<&AllocationRecord> = mine
+            .iter()
+            .filter(|a| {
+                a.process == process && a.release == release.version && a.desired == Desired::Run
+            })
+            .copied()
             .collect();
-        for process in processes {
-            let n = if types.contains(process) {
-                app.formation.get(process).copied().unwrap_or(0)
-            } else {
-                0
-            };
-            let running =
-                |a: &&&AllocationRecord| a.process == process && a.desired == Desired::Run;
-            let mut current: Vec<&AllocationRecord> = mine
-                .iter()
-                .filter(running)
-                .filter(|a| a.release == release)
-                .copied()
-                .collect();
-            // Up instances first, so when an index has duplicates the serving one stays.
-            current.sort_by_key(|a| (a.index, !is_up(a), a.created_at));
-            let mut kept: BTreeMap<u32, &AllocationRecord> = BTreeMap::new();
-            for a in current {
-                if a.index >= 1 && a.index <= n && !kept.contains_key(&a.index) {
-                    kept.insert(a.index, a);
-                } else {
-                    drain(&mut plan, a);
-                }
-            }
-            for index in 1..=n {
-                if kept.contains_key(&index) {
-                    continue;
-                }
-                let name = format!("{process}.{index}");
-                match place(w, &mut cap, &app.name) {
-                    Ok(host_id) => plan.create.push(AllocationRecord {
-                        id: new_id(),
-                        app: app.name.clone(),
-                        release,
-                        process: process.to_string(),
-                        index,
-                        host_id,
-                        created_at: w.now,
-                        desired: Desired::Run,
-                    }),
-                    Err(reason) => plan.unplaced.push((app.name.clone(), name, reason)),
-                }
-            }
-
-            let up = kept.values().filter(|a| is_up(a)).count() as u32;
-            let old: Vec<&AllocationRecord> = mine
-                .iter()
-                .filter(running)
-                .filter(|a| a.release != release)
-                .copied()
-                .collect();
-            if old.is_empty() {
+        // Up instances first, so when an index has duplicates the serving one stays.
+        current.sort_by_key(|a| (a.index, !w.is_up(a), a.created_at));
+        let mut kept: BTreeSet<u32> = BTreeSet::new();
+        for a in current {
+            if a.index >= 1 && a.index <= n && kept.insert(a.index) {
                 continue;
             }
-            if up >= n {
-                let mut versions: Vec<u64> = old.iter().map(|a| a.release).collect();
-                versions.sort_unstable();
-                versions.dedup();
-                let versions: Vec<String> = versions.iter().map(|v| format!("v{v}")).collect();
-                plan.events.push(Event {
+            plan.drain(a, drain_until);
+        }
+        for index in (1..=n).filter(|i| !kept.contains(i)) {
+            match place(w, cap, &app.name) {
+                Ok(host_id) => plan.create.push(AllocationRecord {
+                    id: new_id(),
                     app: app.name.clone(),
-                    tag: "deploy",
-                    text: if n > 0 {
-                        format!(
-                            "v{release} is up ({process}={n}); stopping {process} of {}",
-                            versions.join(", ")
-                        )
-                    } else {
-                        format!("stopping {process} of {}", versions.join(", "))
-                    },
-                });
-                for a in old {
-                    drain(&mut plan, a);
-                }
-            } else {
-                for a in old.into_iter().filter(|a| known_not_up(a)) {
-                    drain(&mut plan, a);
+                    release: release.version,
+                    process: process.to_string(),
+                    index,
+                    host_id,
+                    created_at: w.now,
+                    desired: Desired::Run,
+                }),
+                Err(reason) => {
+                    plan.unplaced
+                        .push((app.name.clone(), format!("{process}.{index}"), reason))
                 }
             }
         }
     }
+}
 
-    // Rule 4: routes follow the allocations as they will be after this plan.
+/// Rule 3: allocations of releases that neither serve nor deploy go.
+fn retire(w: &World<'_>, plan: &mut Plan, app: &AppView, mine: &[&AllocationRecord]) {
+    let live: BTreeSet<u64> = [&app.release, &app.deploying]
+        .into_iter()
+        .flatten()
+        .map(|r| r.version)
+        .collect();
+    // Releases older than the serving one served before it: they drain, so in-flight requests
+    // finish. Newer ones failed or were superseded before they came up, and never took traffic.
+    let serving = app.release.as_ref().map_or(0, |r| r.version);
+    let drain_until = w.now.plus(w.settings.drain);
+    let mut stopping: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for a in mine
+        .iter()
+        .filter(|a| a.desired == Desired::Run && !live.contains(&a.release))
+    {
+        if a.release < serving {
+            plan.drain(a, drain_until);
+            stopping
+                .entry(a.release)
+                .or_default()
+                .push(a.instance_name());
+        } else {
+            plan.delete.push((*a).clone());
+        }
+    }
+    for (version, names) in stopping {
+        plan.events.push(Event {
+            app: app.name.clone(),
+            tag: "deploy",
+            text: format!("Stopping v{version} ({})", names.join(", ")),
+        });
+    }
+}
+
+/// Rule 4: routes follow the allocations as they will be after this plan.
+fn routes(w: &World<'_>, plan: &mut Plan, survivors: &[AllocationRecord]) {
+    let hosts: HashMap<&str, &HostView> = w.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+    let serving: HashMap<&str, u64> = w
+        .apps
+        .iter()
+        .filter_map(|a| Some((a.name.as_str(), a.release.as_ref()?.version)))
+        .collect();
     let updated: HashMap<&str, &AllocationRecord> = plan
         .update
         .iter()
         .map(|(_, new)| (new.id.as_str(), new))
         .collect();
+    let deleted: BTreeSet<&str> = plan.delete.iter().map(|a| a.id.as_str()).collect();
     let mut desired_routes: BTreeMap<RouteKey, String> = BTreeMap::new();
-    for a in &survivors {
+    for a in survivors {
         let a = updated.get(a.id.as_str()).copied().unwrap_or(a);
-        if a.process != WEB || a.desired != Desired::Run {
+        if a.process != WEB
+            || a.desired != Desired::Run
+            || deleted.contains(a.id.as_str())
+            || serving.get(a.app.as_str()) != Some(&a.release)
+        {
             continue;
         }
         let key = RouteKey {
@@ -289,6 +344,7 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
                 state: ObservedState::Up,
                 port: Some(port),
                 container_addr,
+                ..
             }) => {
                 let host = hosts[a.host_id.as_str()];
                 let addr = match container_addr {
@@ -315,7 +371,6 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
             plan.delete_routes.push(key.clone());
         }
     }
-    plan
 }
 
 /// Filter live hosts with room (memory, a free port), then prefer the host with the fewest
@@ -365,21 +420,22 @@ fn place(w: &World<'_>, cap: &mut Capacity, app: &str) -> Result<String, String>
     }
 }
 
+/// Builders for tables of worlds, shared by the scheduler's pure cores' tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testkit {
     use super::*;
-    use ObservedState::*;
 
-    const T0: u64 = 1_000_000;
+    pub const T0: u64 = 1_000_000;
 
-    fn settings() -> Settings {
+    pub fn settings() -> Settings {
         Settings {
             drain: Duration::from_secs(5),
             instance_memory_mb: 512,
+            start_timeout: Duration::from_secs(60),
         }
     }
 
-    fn host(id: &str, alive: bool) -> HostView {
+    pub fn host(id: &str, alive: bool) -> HostView {
         HostView {
             id: id.into(),
             name: format!("{id}-name"),
@@ -391,16 +447,25 @@ mod tests {
         }
     }
 
-    fn app(name: &str, release: Option<u64>, formation: &[(&str, u32)]) -> AppView {
-        AppView {
-            name: name.into(),
-            formation: formation.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
-            release: release
-                .map(|r| (r, ["web", "worker"].iter().map(|s| s.to_string()).collect())),
+    /// A release defining `web` and `worker`.
+    pub fn release_view(version: u64, created_at: u64) -> ReleaseView {
+        ReleaseView {
+            version,
+            types: ["web", "worker"].iter().map(|s| s.to_string()).collect(),
+            created_at: Timestamp(created_at),
         }
     }
 
-    fn alloc(
+    pub fn app(name: &str, release: Option<u64>, formation: &[(&str, u32)]) -> AppView {
+        AppView {
+            name: name.into(),
+            formation: formation.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
+            release: release.map(|r| release_view(r, T0 - 100_000)),
+            deploying: None,
+        }
+    }
+
+    pub fn alloc(
         id: &str,
         app: &str,
         release: u64,
@@ -420,54 +485,61 @@ mod tests {
         }
     }
 
-    struct Case {
-        apps: Vec<AppView>,
-        allocs: Vec<AllocationRecord>,
-        hosts: Vec<HostView>,
-        observed: HashMap<String, Obs>,
-        routes: BTreeMap<RouteKey, String>,
+    pub struct Case {
+        pub apps: Vec<AppView>,
+        pub allocs: Vec<AllocationRecord>,
+        pub hosts: Vec<HostView>,
+        pub observed: HashMap<String, Obs>,
+        pub routes: BTreeMap<RouteKey, String>,
+        pub now: u64,
+        pub started: u64,
     }
 
     impl Case {
-        fn new(apps: Vec<AppView>, allocs: Vec<AllocationRecord>) -> Self {
+        pub fn new(apps: Vec<AppView>, allocs: Vec<AllocationRecord>) -> Self {
             Self {
                 apps,
                 allocs,
                 hosts: vec![host("h1", true)],
                 observed: HashMap::new(),
                 routes: BTreeMap::new(),
+                now: T0,
+                started: 0,
             }
         }
-        fn up(mut self, id: &str, port: u16) -> Self {
+        pub fn up(mut self, id: &str, port: u16) -> Self {
             self.observed.insert(
                 id.into(),
                 Obs {
-                    state: Up,
+                    state: ObservedState::Up,
                     port: Some(port),
                     container_addr: Some(format!("172.17.0.9:{port}")),
+                    restarts: 0,
                 },
             );
             self
         }
-        fn state(mut self, id: &str, state: ObservedState) -> Self {
+        pub fn state(mut self, id: &str, state: ObservedState) -> Self {
             self.observed.insert(
                 id.into(),
                 Obs {
                     state,
                     port: Some(1),
                     container_addr: None,
+                    restarts: 0,
                 },
             );
             self
         }
-        fn route(mut self, app: &str, release: u64, instance: &str, addr: &str) -> Self {
+        pub fn route(mut self, app: &str, release: u64, instance: &str, addr: &str) -> Self {
             self.routes.insert(rk(app, release, instance), addr.into());
             self
         }
-        fn run(&self) -> Plan {
+        fn with_world<T>(&self, f: impl FnOnce(&World<'_>) -> T) -> T {
             let s = settings();
             let w = World {
-                now: Timestamp(T0),
+                now: Timestamp(self.now),
+                started: Timestamp(self.started),
                 apps: &self.apps,
                 allocations: &self.allocs,
                 hosts: &self.hosts,
@@ -475,21 +547,36 @@ mod tests {
                 routes: &self.routes,
                 settings: &s,
             };
-            let mut n = 0;
-            reconcile(&w, &mut || {
-                n += 1;
-                format!("new{n}")
+            f(&w)
+        }
+        pub fn run(&self) -> Plan {
+            self.with_world(|w| {
+                let mut n = 0;
+                reconcile(w, &mut || {
+                    n += 1;
+                    format!("new{n}")
+                })
             })
+        }
+        pub fn assess(&self) -> Vec<crate::schedule::rollout::Verdict> {
+            self.with_world(crate::schedule::rollout::assess)
         }
     }
 
-    fn rk(app: &str, release: u64, instance: &str) -> RouteKey {
+    pub fn rk(app: &str, release: u64, instance: &str) -> RouteKey {
         RouteKey {
             app: app.into(),
             release,
             instance: instance.into(),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+    use ObservedState::*;
 
     fn created(plan: &Plan) -> Vec<(String, u32, String)> {
         plan.create
@@ -639,31 +726,41 @@ mod tests {
         assert!(plan.update.is_empty() && plan.create.is_empty());
     }
 
+    /// `a` serving v1, deploying v2.
+    fn rolling(formation: &[(&str, u32)]) -> AppView {
+        let mut a = app("a", Some(1), formation);
+        a.deploying = Some(release_view(2, T0 - 1000));
+        a
+    }
+
     #[test]
     fn a_rollout_starts_new_before_it_stops_old() {
-        let apps = vec![app("a", Some(2), &[("web", 1)])];
-        // Step 1: v2 is not placed yet: place it, keep v1 serving.
-        let c = Case::new(apps.clone(), vec![alloc("v1", "a", 1, "web", 1, "h1")])
-            .up("v1", 1)
-            .route("a", 1, "web.1", "10.0.0.2:1");
+        // Step 1: v2 is deploying and not placed yet: place it, keep v1 serving.
+        let c = Case::new(
+            vec![rolling(&[("web", 1)])],
+            vec![alloc("v1", "a", 1, "web", 1, "h1")],
+        )
+        .up("v1", 1)
+        .route("a", 1, "web.1", "10.0.0.2:1");
         let plan = c.run();
         assert_eq!(created(&plan), [("web".into(), 1, "h1".into())]);
         assert_eq!(plan.create[0].release, 2);
         assert!(plan.update.is_empty() && plan.delete_routes.is_empty());
 
-        // Step 2: v2 is starting: still nothing stops.
+        // Step 2: v2 is up but not promoted yet (rollout::assess decides that): it takes no
+        // traffic, and nothing stops.
         let both = vec![
             alloc("v1", "a", 1, "web", 1, "h1"),
             alloc("v2", "a", 2, "web", 1, "h1"),
         ];
-        let c = Case::new(apps.clone(), both.clone())
+        let c = Case::new(vec![rolling(&[("web", 1)])], both.clone())
             .up("v1", 1)
-            .state("v2", Starting)
+            .up("v2", 2)
             .route("a", 1, "web.1", "10.0.0.2:1");
         assert_eq!(c.run(), Plan::default());
 
-        // Step 3: v2 is up: route it, unroute and drain v1, say so.
-        let c = Case::new(apps, both)
+        // Step 3: v2 serves: route it, unroute and drain v1, say so.
+        let c = Case::new(vec![app("a", Some(2), &[("web", 1)])], both)
             .up("v1", 1)
             .up("v2", 2)
             .route("a", 1, "web.1", "10.0.0.2:1");
@@ -675,40 +772,102 @@ mod tests {
         );
         assert_eq!(plan.delete_routes, [rk("a", 1, "web.1")]);
         assert_eq!(plan.events[0].tag, "deploy");
-        assert!(
-            plan.events[0].text.contains("v2 is up"),
-            "{:?}",
-            plan.events
-        );
+        assert_eq!(plan.events[0].text, "Stopping v1 (web.1)");
     }
 
     #[test]
-    fn a_crashing_new_release_leaves_the_old_one_serving() {
-        let c = Case::new(
-            vec![app("a", Some(2), &[("web", 1)])],
-            vec![
-                alloc("v1", "a", 1, "web", 1, "h1"),
-                alloc("v2", "a", 2, "web", 1, "h1"),
-            ],
-        )
-        .up("v1", 1)
-        .state("v2", Crashed)
-        .route("a", 1, "web.1", "10.0.0.2:1");
+    fn while_a_release_deploys_every_process_type_of_the_serving_one_keeps_running() {
+        // v2's worker is up and its web crashed: v1 stays whole, web and worker.
+        let allocs = vec![
+            alloc("w1", "a", 1, "web", 1, "h1"),
+            alloc("k1", "a", 1, "worker", 1, "h1"),
+            alloc("w2", "a", 2, "web", 1, "h1"),
+            alloc("k2", "a", 2, "worker", 1, "h1"),
+        ];
+        let formation = [("web", 1), ("worker", 1)];
+        let c = Case::new(vec![rolling(&formation)], allocs.clone())
+            .up("w1", 1)
+            .up("k1", 2)
+            .state("w2", Crashed)
+            .up("k2", 3)
+            .route("a", 1, "web.1", "10.0.0.2:1");
         assert_eq!(c.run(), Plan::default());
     }
 
     #[test]
-    fn a_crashed_old_instance_drains_without_waiting_for_the_new_release() {
+    fn a_failed_release_is_removed_at_once_and_the_serving_one_is_untouched() {
+        // After the verdict: v1 serves, nothing deploys; v2's instances never took traffic.
         let c = Case::new(
-            vec![app("a", Some(2), &[("web", 1)])],
+            vec![app("a", Some(1), &[("web", 1), ("worker", 1)])],
             vec![
-                alloc("v1", "a", 1, "web", 1, "h1"),
-                alloc("v2", "a", 2, "web", 1, "h1"),
+                alloc("w1", "a", 1, "web", 1, "h1"),
+                alloc("k1", "a", 1, "worker", 1, "h1"),
+                alloc("w2", "a", 2, "web", 1, "h1"),
+                alloc("k2", "a", 2, "worker", 1, "h1"),
             ],
         )
-        .state("v1", Crashed)
-        .state("v2", Starting);
-        assert_eq!(drained(&c.run()), ["v1"]);
+        .up("w1", 1)
+        .up("k1", 2)
+        .state("w2", Crashed)
+        .up("k2", 3)
+        .route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(deleted(&plan), ["w2", "k2"]);
+        assert!(plan.update.is_empty() && plan.create.is_empty());
+        assert!(plan.put_routes.is_empty() && plan.delete_routes.is_empty());
+        assert!(plan.events.is_empty(), "{:?}", plan.events);
+    }
+
+    #[test]
+    fn a_failed_first_release_leaves_nothing_running() {
+        let c = Case::new(
+            vec![app("a", None, &[("web", 1)])],
+            vec![alloc("w1", "a", 1, "web", 1, "h1")],
+        )
+        .state("w1", Crashed);
+        assert_eq!(deleted(&c.run()), ["w1"]);
+    }
+
+    #[test]
+    fn a_superseded_release_makes_way_for_the_newer_one() {
+        let mut a = app("a", Some(1), &[("web", 1)]);
+        a.deploying = Some(release_view(3, T0));
+        let c = Case::new(
+            vec![a],
+            vec![
+                alloc("w1", "a", 1, "web", 1, "h1"),
+                alloc("w2", "a", 2, "web", 1, "h1"),
+            ],
+        )
+        .up("w1", 1)
+        .state("w2", Starting)
+        .route("a", 1, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(deleted(&plan), ["w2"]);
+        assert_eq!(plan.create.len(), 1);
+        assert_eq!(plan.create[0].release, 3);
+    }
+
+    #[test]
+    fn older_releases_still_running_drain_when_a_newer_one_serves() {
+        // A rollback made v4 of v2's image; v3 served before it.
+        let c = Case::new(
+            vec![app("a", Some(4), &[("web", 1), ("worker", 1)])],
+            vec![
+                alloc("w3", "a", 3, "web", 1, "h1"),
+                alloc("k3", "a", 3, "worker", 1, "h1"),
+                alloc("w4", "a", 4, "web", 1, "h1"),
+                alloc("k4", "a", 4, "worker", 1, "h1"),
+            ],
+        )
+        .up("w3", 1)
+        .up("k3", 2)
+        .up("w4", 3)
+        .up("k4", 4)
+        .route("a", 3, "web.1", "10.0.0.2:1");
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["w3", "k3"]);
+        assert_eq!(plan.events[0].text, "Stopping v3 (web.1, worker.1)");
     }
 
     #[test]
@@ -821,7 +980,7 @@ mod tests {
     #[test]
     fn a_process_type_the_release_lacks_is_not_run() {
         let mut a = app("a", Some(1), &[("web", 1), ("clock", 1)]);
-        a.release = Some((1, ["web".to_string()].into()));
+        a.release.as_mut().unwrap().types = ["web".to_string()].into();
         let plan = Case::new(vec![a], vec![]).run();
         assert_eq!(created(&plan), [("web".into(), 1, "h1".into())]);
     }

@@ -6,9 +6,12 @@
 //! background flush otherwise.
 //!
 //! Invariants:
-//! - an app's `release` names a release that exists; release versions of an app only grow;
-//! - releases are written in the same transaction that bumps the app's `next_version`, so a crash
-//!   leaves either the old release current or the new one, never half of one;
+//! - an app's `release` and `deploying` name releases that exist; release versions of an app
+//!   only grow;
+//! - releases are written in the same transaction that bumps the app's `next_version` and makes
+//!   them `deploying`, so a crash leaves the new release either whole or absent;
+//! - `release` changes only when a rollout succeeds ([`Store::finish_rollout`]): a release that
+//!   never came up never serves;
 //! - allocations are written only through [`Store::cas_allocation`], which bumps the assignment
 //!   index agents long-poll on.
 
@@ -16,6 +19,7 @@ mod records;
 
 pub use records::*;
 
+use caas_api::ReleaseStatus;
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -250,10 +254,12 @@ impl Store {
 
     // --- releases -------------------------------------------------------------------------
 
-    /// Records a new release and makes it the app's current one, atomically. `adjust` may change
-    /// the app in the same transaction (default formation, new config); `make` then gets the app
-    /// as it will be stored and the new version number, and may refuse (nothing is written).
-    /// Both may run more than once and must not have side effects.
+    /// Records a new release and makes it the app's deploying one, atomically; a release that
+    /// was deploying is marked superseded in the same transaction. The serving release does not
+    /// change: the scheduler promotes the new one once it is up ([`Store::finish_rollout`]).
+    /// `adjust` may change the app in the same transaction (default formation, new config);
+    /// `make` then gets the app as it will be stored and the new version number, and may refuse
+    /// (nothing is written). Both may run more than once and must not have side effects.
     pub fn create_release<E>(
         &self,
         app: &str,
@@ -273,10 +279,22 @@ impl Store {
                 .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
             let version = rec.next_version;
             adjust(&mut rec);
-            let release = make(&rec, version)
+            let mut release = make(&rec, version)
                 .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            release.status = ReleaseStatus::Deploying;
+            release.error = None;
+            if let Some(previous) = rec.deploying {
+                let key = release_key(app, previous);
+                if let Some(raw) = releases.get(&key)? {
+                    let mut old: ReleaseRecord = serde_json::from_slice(&raw)
+                        .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
+                    old.status = ReleaseStatus::Superseded;
+                    old.error = Some(format!("replaced by v{version} before it came up"));
+                    releases.insert(key, encode(&old))?;
+                }
+            }
             rec.next_version = version + 1;
-            rec.release = Some(version);
+            rec.deploying = Some(version);
             releases.insert(release_key(app, version), encode(&release))?;
             apps.insert(app, encode(&rec))?;
             Ok((rec, release))
@@ -291,6 +309,54 @@ impl Store {
             }
             .into()),
             Err(TransactionError::Abort(Abort::Rejected(e))) => Err(UpdateError::Rejected(e)),
+        }
+    }
+
+    /// Ends the rollout of `version`, atomically with the app: `Ok` makes it the serving release,
+    /// `Err(reason)` marks it failed (the serving release stays). Returns `false`, writing
+    /// nothing, when `version` is no longer the app's deploying release (a newer one replaced
+    /// it, or the app is gone).
+    pub fn finish_rollout(
+        &self,
+        app: &str,
+        version: u64,
+        outcome: std::result::Result<(), String>,
+    ) -> Result<bool> {
+        let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
+            let Some(raw) = apps.get(app)? else {
+                return Ok(false);
+            };
+            let mut rec: AppRecord = serde_json::from_slice(&raw)
+                .map_err(|e| ConflictableTransactionError::Abort(("apps", e)))?;
+            let key = release_key(app, version);
+            let Some(raw) = releases.get(&key)? else {
+                return Ok(false);
+            };
+            if rec.deploying != Some(version) {
+                return Ok(false);
+            }
+            let mut release: ReleaseRecord = serde_json::from_slice(&raw)
+                .map_err(|e| ConflictableTransactionError::Abort(("releases", e)))?;
+            rec.deploying = None;
+            match &outcome {
+                Ok(()) => {
+                    rec.release = Some(version);
+                    release.status = ReleaseStatus::Succeeded;
+                    release.error = None;
+                }
+                Err(reason) => {
+                    release.status = ReleaseStatus::Failed;
+                    release.error = Some(reason.clone());
+                }
+            }
+            releases.insert(key, encode(&release))?;
+            apps.insert(app, encode(&rec))?;
+            Ok(true)
+        });
+        match res {
+            Ok(done) => Ok(done),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+            Err(TransactionError::Abort((tree, source))) => Err(StoreError::Codec { tree, source }),
         }
     }
 
@@ -512,6 +578,7 @@ mod tests {
             created_at: Timestamp::now(),
             formation: BTreeMap::new(),
             release: None,
+            deploying: None,
             next_version: 1,
             config: BTreeMap::new(),
             next_build: 1,
@@ -530,6 +597,8 @@ mod tests {
             process_types: BTreeMap::new(),
             config: BTreeMap::new(),
             launcher: false,
+            status: ReleaseStatus::Succeeded,
+            error: None,
         }
     }
 
@@ -573,8 +642,64 @@ mod tests {
             .map(|r| r.version)
             .collect();
         assert_eq!(versions, [1, 2, 3]);
-        assert_eq!(s.app("demo").unwrap().unwrap().release, Some(3));
+        assert_eq!(s.app("demo").unwrap().unwrap().deploying, Some(3));
         assert_eq!(s.app("demo").unwrap().unwrap().next_version, 4);
+    }
+
+    fn status(s: &Store, version: u64) -> (ReleaseStatus, Option<String>) {
+        let r = s.release("demo", version).unwrap().unwrap();
+        (r.status, r.error)
+    }
+
+    #[test]
+    fn a_release_serves_only_once_its_rollout_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.create_app(&app("demo")).unwrap();
+        let new = |s: &Store| {
+            s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+                .unwrap()
+                .1
+                .version
+        };
+        assert_eq!(new(&s), 1);
+        let a = s.app("demo").unwrap().unwrap();
+        assert_eq!((a.release, a.deploying), (None, Some(1)));
+        assert_eq!(status(&s, 1).0, ReleaseStatus::Deploying);
+
+        assert!(s.finish_rollout("demo", 1, Ok(())).unwrap());
+        let a = s.app("demo").unwrap().unwrap();
+        assert_eq!((a.release, a.deploying), (Some(1), None));
+        assert_eq!(status(&s, 1), (ReleaseStatus::Succeeded, None));
+        assert!(
+            !s.finish_rollout("demo", 1, Ok(())).unwrap(),
+            "a finished rollout is not finished twice"
+        );
+
+        // A failed rollout leaves the serving release alone.
+        assert_eq!(new(&s), 2);
+        assert!(s
+            .finish_rollout("demo", 2, Err("web.1 crashed".into()))
+            .unwrap());
+        let a = s.app("demo").unwrap().unwrap();
+        assert_eq!((a.release, a.deploying), (Some(1), None));
+        assert_eq!(
+            status(&s, 2),
+            (ReleaseStatus::Failed, Some("web.1 crashed".into()))
+        );
+
+        // A newer release supersedes the deploying one; the older verdict then writes nothing.
+        assert_eq!(new(&s), 3);
+        assert_eq!(new(&s), 4);
+        assert_eq!(status(&s, 3).0, ReleaseStatus::Superseded);
+        assert!(status(&s, 3).1.unwrap().contains("v4"));
+        assert!(!s.finish_rollout("demo", 3, Ok(())).unwrap());
+        let a = s.app("demo").unwrap().unwrap();
+        assert_eq!(
+            (a.release, a.deploying, a.latest()),
+            (Some(1), Some(4), Some(4))
+        );
+        assert!(!s.finish_rollout("gone", 1, Ok(())).unwrap());
     }
 
     #[test]

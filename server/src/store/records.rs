@@ -1,7 +1,7 @@
 //! What the store keeps. These are the server's own records, not wire types: they hold fields the
 //! API never shows (config values, token hashes) and may change shape behind the API.
 
-use caas_api::Timestamp;
+use caas_api::{ReleaseStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -11,8 +11,12 @@ pub struct AppRecord {
     pub created_at: Timestamp,
     /// Desired instances per process type.
     pub formation: BTreeMap<String, u32>,
-    /// The deployed release, if any.
+    /// The release that serves: the last one whose rollout succeeded.
     pub release: Option<u64>,
+    /// The release being rolled out, if any. The scheduler makes it `release` once every
+    /// instance it needs is up, or marks it failed; a newer release supersedes it.
+    #[serde(default)]
+    pub deploying: Option<u64>,
     /// Version the next release gets; releases are numbered from 1 and never reused.
     pub next_version: u64,
     /// Config vars; every release copies them.
@@ -30,6 +34,14 @@ fn one() -> u64 {
     1
 }
 
+impl AppRecord {
+    /// The newest release the user asked for: the one deploying, else the one serving. Config
+    /// changes and rollbacks build on it.
+    pub fn latest(&self) -> Option<u64> {
+        self.deploying.or(self.release)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReleaseRecord {
     pub app: String,
@@ -44,6 +56,13 @@ pub struct ReleaseRecord {
     /// Built by a buildpack: commands run through `caas-launch` (sources `.profile.d`).
     #[serde(default)]
     pub launcher: bool,
+    /// How its rollout went. Records from before rollouts were tracked were all made current,
+    /// so the default is `succeeded`.
+    #[serde(default)]
+    pub status: ReleaseStatus,
+    /// Why it failed or was superseded.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
