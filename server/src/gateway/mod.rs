@@ -194,10 +194,7 @@ impl Gateway {
             );
         };
         if routes.backends.is_empty() {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("caas: {app} has no running web instances (scale up with: caas ps:scale web=1 -a {app})"),
-            );
+            return text(StatusCode::SERVICE_UNAVAILABLE, routes.idle.message(&app));
         }
 
         let rid = request_id(req.headers());

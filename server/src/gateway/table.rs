@@ -1,7 +1,8 @@
 //! The gateway's routing table: an immutable snapshot per change, swapped in whole, so the
 //! request path reads memory only and never waits for the store.
 
-use crate::store::{RouteKey, Store};
+use crate::schedule::reconcile::WEB;
+use crate::store::{AppRecord, RouteKey, Store};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,13 +20,65 @@ pub struct Backend {
 #[derive(Debug, Default)]
 pub struct AppRoutes {
     pub backends: Vec<Backend>,
+    /// Why there are no backends, when there are none: what the 503 says.
+    pub idle: Idle,
     next: AtomicUsize,
 }
 
+/// Why an app that exists takes no traffic, as far as the store tells: the gateway's 503 says
+/// what is the case rather than guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Idle {
+    /// It has a serving release and wants web instances, but none is up (starting, crashed).
+    #[default]
+    NoneUp,
+    /// Nothing was ever deployed, or the first release failed.
+    NoRelease,
+    /// Its first release is deploying.
+    Starting(u64),
+    /// `web=0`.
+    ScaledToZero,
+}
+
+impl Idle {
+    pub fn of(app: &AppRecord) -> Self {
+        match (app.release, app.deploying) {
+            (None, Some(v)) => Idle::Starting(v),
+            (None, None) => Idle::NoRelease,
+            (Some(_), _) if app.formation.get(WEB).copied().unwrap_or(0) == 0 => Idle::ScaledToZero,
+            (Some(_), _) => Idle::NoneUp,
+        }
+    }
+
+    /// The 503's one line.
+    pub fn message(self, app: &str) -> String {
+        match self {
+            Idle::NoneUp => format!(
+                "caas: none of {app}'s web instances is up right now (starting or crashed); see caas ps -a {app}"
+            ),
+            Idle::NoRelease => {
+                format!("caas: {app} has no release yet; deploy one with: caas push -a {app}")
+            }
+            Idle::Starting(v) => {
+                format!("caas: {app} v{v} is starting; try again in a moment")
+            }
+            Idle::ScaledToZero => format!(
+                "caas: {app} is scaled to web=0; scale up with: caas ps:scale web=1 -a {app}"
+            ),
+        }
+    }
+}
+
 impl AppRoutes {
+    #[cfg(test)]
     pub fn new(backends: Vec<Backend>) -> Self {
+        Self::with_idle(backends, Idle::default())
+    }
+
+    pub fn with_idle(backends: Vec<Backend>, idle: Idle) -> Self {
         Self {
             backends,
+            idle,
             next: AtomicUsize::new(0),
         }
     }
@@ -52,13 +105,15 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn build(
-        app_names: impl IntoIterator<Item = String>,
+        apps: impl IntoIterator<Item = (String, Idle)>,
         routes: Vec<(RouteKey, String)>,
     ) -> Self {
-        let mut apps: HashMap<String, Vec<Backend>> =
-            app_names.into_iter().map(|n| (n, Vec::new())).collect();
+        let mut apps: HashMap<String, (Idle, Vec<Backend>)> = apps
+            .into_iter()
+            .map(|(n, idle)| (n, (idle, Vec::new())))
+            .collect();
         for (key, addr) in routes {
-            let (Some(backends), Ok(addr)) = (apps.get_mut(&key.app), addr.parse()) else {
+            let (Some((_, backends)), Ok(addr)) = (apps.get_mut(&key.app), addr.parse()) else {
                 continue;
             };
             backends.push(Backend {
@@ -68,9 +123,9 @@ impl RouteTable {
         }
         let apps = apps
             .into_iter()
-            .map(|(name, mut backends)| {
+            .map(|(name, (idle, mut backends))| {
                 backends.sort_by(|a, b| a.instance.cmp(&b.instance).then(a.addr.cmp(&b.addr)));
-                (name, AppRoutes::new(backends))
+                (name, AppRoutes::with_idle(backends, idle))
             })
             .collect();
         Self { apps }
@@ -84,8 +139,11 @@ impl RouteTable {
 }
 
 fn load(store: &Store) -> Result<RouteTable, crate::store::StoreError> {
-    let names = store.apps()?.into_iter().map(|a| a.name);
-    Ok(RouteTable::build(names, store.routes()?))
+    let apps = store.apps()?.into_iter().map(|a| {
+        let idle = Idle::of(&a);
+        (a.name, idle)
+    });
+    Ok(RouteTable::build(apps, store.routes()?))
 }
 
 /// Keeps a `RouteTable` current from the store's change feed until `shutdown`.
@@ -161,7 +219,10 @@ mod tests {
             instance: inst.into(),
         };
         let t = RouteTable::build(
-            ["a".to_string(), "b".to_string()],
+            [
+                ("a".to_string(), Idle::NoneUp),
+                ("b".to_string(), Idle::NoRelease),
+            ],
             vec![
                 (key("a", "web.2"), "127.0.0.1:2".into()),
                 (key("a", "web.1"), "127.0.0.1:1".into()),
@@ -171,12 +232,37 @@ mod tests {
         );
         assert_eq!(t.apps.len(), 2);
         assert!(t.apps["b"].backends.is_empty());
+        assert_eq!(t.apps["b"].idle, Idle::NoRelease);
         let names: Vec<_> = t.apps["a"]
             .backends
             .iter()
             .map(|b| b.instance.as_str())
             .collect();
         assert_eq!(names, ["web.1", "web.2"]);
+    }
+
+    #[test]
+    fn an_idle_app_says_what_is_the_case() {
+        let rec = |release, deploying, web| AppRecord {
+            name: "a".into(),
+            created_at: caas_api::Timestamp(0),
+            formation: [(WEB.to_string(), web)].into(),
+            release,
+            deploying,
+            next_version: 3,
+            config: Default::default(),
+            next_build: 1,
+            buildpack: None,
+        };
+        assert_eq!(Idle::of(&rec(None, None, 1)), Idle::NoRelease);
+        assert_eq!(Idle::of(&rec(None, Some(1), 1)), Idle::Starting(1));
+        assert_eq!(Idle::of(&rec(Some(1), Some(2), 0)), Idle::ScaledToZero);
+        assert_eq!(Idle::of(&rec(Some(1), None, 2)), Idle::NoneUp);
+        assert!(Idle::ScaledToZero
+            .message("a")
+            .contains("caas ps:scale web=1 -a a"));
+        assert!(!Idle::NoneUp.message("a").contains("ps:scale"));
+        assert!(Idle::NoRelease.message("a").contains("caas push -a a"));
     }
 
     #[test]

@@ -129,7 +129,7 @@ async fn unknown_hosts_get_404_and_apps_without_instances_503() {
     assert_eq!(status, 404, "{body}");
     let (status, body) = get(gw, "idle.localhost", "").await;
     assert_eq!(status, 503);
-    assert!(body.contains("caas ps:scale web=1 -a idle"), "{body}");
+    assert!(body.contains("caas ps -a idle"), "{body}");
 }
 
 #[tokio::test]
