@@ -73,6 +73,23 @@ pub fn upload(client: &Client, app: &str, upload: Upload) -> Result<Response> {
     })
 }
 
+/// A progress bar style whose `{size}`, `{sent}` and `{rate}` are byte counts in the one
+/// convention of `format_bytes` (indicatif's own keys would say KiB and MiB).
+pub fn byte_progress(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("valid template")
+        .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", format_bytes(s.len().unwrap_or(0)));
+        })
+        .with_key("sent", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", format_bytes(s.pos()));
+        })
+        .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}/s", format_bytes(s.per_sec() as u64));
+        })
+        .progress_chars("=> ")
+}
+
 /// Counts what reqwest reads of the body into the bar, and turns the bar into a spinner once it
 /// has all been read: what follows is the server storing and unpacking the upload.
 struct Counting {
@@ -111,20 +128,9 @@ impl UploadProgress {
     fn start(len: u64) -> Self {
         let bar = if stderr_is_term() {
             let bar = ProgressBar::new(len);
-            bar.set_style(
-                ProgressStyle::with_template("Uploading {size} [{bar:30}] {sent} {rate} ETA {eta}")
-                    .expect("valid template")
-                    .with_key("size", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{}", format_bytes(s.len().unwrap_or(0)));
-                    })
-                    .with_key("sent", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{}", format_bytes(s.pos()));
-                    })
-                    .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                        let _ = write!(w, "{}/s", format_bytes(s.per_sec() as u64));
-                    })
-                    .progress_chars("=> "),
-            );
+            bar.set_style(byte_progress(
+                "Uploading {size} [{bar:30}] {sent} {rate} ETA {eta}",
+            ));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         } else {

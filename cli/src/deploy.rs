@@ -4,10 +4,10 @@
 
 use crate::client::Client;
 use crate::error::CliError;
-use crate::output::{note, sanitize, stderr_is_term};
+use crate::output::{format_bytes, note, sanitize, stderr_is_term};
 use anyhow::{Context, Result};
-use caas_api::{DeployImage, ErrorCode, Instance, InstanceState, LoadedImages, Release};
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use caas_api::{App, DeployImage, ErrorCode, Instance, LoadedImages, Release, ReleaseStatus};
+use indicatif::ProgressBar;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -160,13 +160,9 @@ impl UploadProgress {
     fn start(reference: &str, size_estimate: u64) -> Self {
         let bar = if stderr_is_term() {
             let bar = ProgressBar::new(size_estimate);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "Uploading {msg} [{bar:30}] {bytes}/~{total_bytes} {binary_bytes_per_sec}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
+            bar.set_style(crate::build::byte_progress(
+                "Uploading {msg} [{bar:30}] {sent}/~{size} {rate}",
+            ));
             bar.set_message(sanitize(reference));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
@@ -174,7 +170,7 @@ impl UploadProgress {
             note(&format!(
                 "Uploading {} to the server (about {})...",
                 sanitize(reference),
-                HumanBytes(size_estimate)
+                format_bytes(size_estimate)
             ));
             // Still counts the bytes, for the summary line; draws nothing.
             ProgressBar::hidden()
@@ -189,58 +185,67 @@ impl UploadProgress {
         let sent = self.bar.position();
         self.bar.finish_and_clear();
         let secs = self.started.elapsed().as_secs_f64();
-        note(&format!("Uploaded {} in {secs:.1}s", HumanBytes(sent)));
+        note(&format!("Uploaded {} in {secs:.1}s", format_bytes(sent)));
     }
 }
 
-/// Why waiting for a release ended badly.
-fn not_up(app: &str, version: u64, elapsed: Duration, instances: &[&Instance]) -> CliError {
-    let states = if instances.is_empty() {
-        "none placed yet".to_string()
-    } else {
-        instances
-            .iter()
-            .map(|i| format!("{} {}", i.name, i.state.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    CliError::Failed(sanitize(&format!(
-        "release v{version} is not up after {}s (instances: {states}); the previous release keeps serving; see caas logs -a {app}",
-        elapsed.as_secs()
-    )))
+/// `--no-wait` and `--wait-timeout`, for every command that makes a release.
+#[derive(Debug, clap::Args)]
+pub struct WaitArgs {
+    /// Return once the release is recorded, without waiting for it to be up
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for the new release to be up (the server fails a release that is not up
+    /// within its start timeout, 60 s by default)
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    pub wait_timeout: u64,
 }
 
-/// What one look at the instances says about release `version`.
-#[derive(Debug, PartialEq, Eq)]
-enum Progress {
-    Up,
-    Crashed,
-    Waiting,
-}
-
-fn assess(instances: &[&Instance]) -> Progress {
-    if instances.iter().any(|i| i.state == InstanceState::Up) {
-        Progress::Up
-    } else if instances.iter().any(|i| i.state == InstanceState::Crashed) {
-        Progress::Crashed
-    } else {
-        Progress::Waiting
+impl WaitArgs {
+    /// `None` for `--no-wait`.
+    pub fn timeout(&self) -> Option<Duration> {
+        (!self.no_wait).then(|| Duration::from_secs(self.wait_timeout))
     }
 }
 
-const POLL_EVERY: Duration = Duration::from_millis(300);
-
-/// Polls `GET /v1/apps/APP/ps` until a `web` instance of release `version` is up. Fails when one
-/// of them crashes or `timeout` passes.
 /// How waiting for a release ended, when it did not fail.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Waited {
+    /// The server says it came up and took over.
     Up,
     /// A newer release (another push, a config change) replaced it before it came up; the newer
     /// one is deploying, and waiting for the old one would never end.
     Superseded(u64),
 }
 
+const POLL_EVERY: Duration = Duration::from_millis(300);
+
+/// `instances: web.1 starting, worker.1 up`, for the spinner and for a timeout.
+fn instance_states(instances: &[Instance], version: u64) -> String {
+    instances
+        .iter()
+        .filter(|i| i.release == version)
+        .map(|i| format!("{} {}", i.name, i.state.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The error for a release the server marked failed.
+fn failed(app: &str, release: &Release, serving: Option<u64>) -> CliError {
+    let why = release.error.as_deref().unwrap_or("it did not come up");
+    let serving = match serving {
+        Some(v) => format!("the previous release keeps serving (v{v})"),
+        None => "no release is serving".to_string(),
+    };
+    CliError::Failed(sanitize(&format!(
+        "release v{} failed: {why}; {serving}; see caas logs -a {app}",
+        release.version
+    )))
+}
+
+/// Waits for the server's verdict on release `version` (`GET /v1/apps/APP/releases/vN`): the
+/// server decides whether a release is up, this only asks. A failed release is an error (exit
+/// 1) that says why and what serves; so is still waiting after `timeout`.
 pub fn wait_until_up(
     client: &Client,
     app: &str,
@@ -258,41 +263,47 @@ pub fn wait_until_up(
         ProgressBar::hidden()
     };
     let result = loop {
-        let all: Vec<Instance> = match client.get(&format!("/v1/apps/{app}/ps")) {
-            Ok(all) => all,
+        let release: Release = match client.get(&format!("/v1/apps/{app}/releases/{version}")) {
+            Ok(r) => r,
             Err(e) => break Err(e),
         };
-        let mine: Vec<&Instance> = all
-            .iter()
-            .filter(|i| i.release == version && i.process == "web")
-            .collect();
-        let elapsed = started.elapsed();
-        let progress = assess(&mine);
-        if progress != Progress::Up {
-            match client.get::<caas_api::App>(&format!("/v1/apps/{app}")) {
-                Ok(a) if a.release.is_some_and(|r| r > version) => {
-                    break Ok(Waited::Superseded(a.release.unwrap_or(version)))
+        match release.status {
+            ReleaseStatus::Succeeded => break Ok(Waited::Up),
+            ReleaseStatus::Failed | ReleaseStatus::Superseded => {
+                let a: App = match client.get(&format!("/v1/apps/{app}")) {
+                    Ok(a) => a,
+                    Err(e) => break Err(e),
+                };
+                if release.status == ReleaseStatus::Failed {
+                    break Err(failed(app, &release, a.release).into());
                 }
-                Ok(_) => {}
-                Err(e) => break Err(e),
+                break Ok(Waited::Superseded(
+                    a.deploying.or(a.release).unwrap_or(version),
+                ));
             }
+            ReleaseStatus::Deploying => {}
         }
-        match progress {
-            Progress::Up => break Ok(Waited::Up),
-            Progress::Crashed => break Err(not_up(app, version, elapsed, &mine).into()),
-            Progress::Waiting if elapsed >= timeout => {
-                break Err(not_up(app, version, elapsed, &mine).into())
-            }
-            Progress::Waiting => {}
+        // Only for people: what the instances of this release are doing.
+        let states = client
+            .get::<Vec<Instance>>(&format!("/v1/apps/{app}/ps"))
+            .map(|all| instance_states(&all, version))
+            .unwrap_or_default();
+        let elapsed = started.elapsed();
+        if elapsed >= timeout {
+            let states = if states.is_empty() {
+                String::new()
+            } else {
+                format!(" ({states})")
+            };
+            break Err(CliError::Failed(sanitize(&format!(
+                "release v{version} is still deploying after {}s{states}; the previous release keeps serving meanwhile; see caas ps -a {app}",
+                elapsed.as_secs()
+            )))
+            .into());
         }
-        let states: Vec<String> = mine
-            .iter()
-            .map(|i| format!("{} {}", i.name, i.state.as_str()))
-            .collect();
         if !states.is_empty() {
             spinner.set_message(sanitize(&format!(
-                "Waiting for v{version} to be up ({})",
-                states.join(", ")
+                "Waiting for v{version} to be up ({states})"
             )));
         }
         std::thread::sleep(
@@ -308,7 +319,7 @@ pub fn wait_until_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caas_api::Timestamp;
+    use caas_api::{InstanceState, Timestamp};
 
     #[test]
     fn parses_docker_inspect_output() {
@@ -339,13 +350,13 @@ mod tests {
         }
     }
 
-    fn instance(name: &str, state: InstanceState) -> Instance {
+    fn instance(name: &str, release: u64, state: InstanceState) -> Instance {
         Instance {
             id: "x".into(),
             name: name.into(),
             process: "web".into(),
             index: 1,
-            release: 2,
+            release,
             host: "local".into(),
             address: None,
             state,
@@ -356,26 +367,39 @@ mod tests {
     }
 
     #[test]
-    fn one_up_instance_is_enough_and_a_crash_fails() {
-        let up = instance("web.1", InstanceState::Up);
-        let crashed = instance("web.2", InstanceState::Crashed);
-        let starting = instance("web.3", InstanceState::Starting);
-        assert_eq!(assess(&[&crashed, &up]), Progress::Up);
-        assert_eq!(assess(&[&starting, &crashed]), Progress::Crashed);
-        assert_eq!(assess(&[&starting]), Progress::Waiting);
-        assert_eq!(assess(&[]), Progress::Waiting);
+    fn instance_states_name_only_the_release_waited_for() {
+        let all = [
+            instance("web.1", 1, InstanceState::Up),
+            instance("web.1", 2, InstanceState::Starting),
+            instance("worker.1", 2, InstanceState::Up),
+        ];
+        assert_eq!(instance_states(&all, 2), "web.1 starting, worker.1 up");
+        assert_eq!(instance_states(&all, 3), "");
     }
 
     #[test]
-    fn not_up_message_names_states_and_what_to_do() {
-        let crashed = instance("web.1", InstanceState::Crashed);
-        let starting = instance("web.2", InstanceState::Starting);
-        let err = not_up("demo", 3, Duration::from_secs(120), &[&crashed, &starting]);
+    fn a_failed_release_says_why_and_what_serves() {
+        let release = Release {
+            app: "demo".into(),
+            version: 3,
+            image: "caas/demo:v3".into(),
+            image_id: "sha256:x".into(),
+            description: "d".into(),
+            created_at: Timestamp::now(),
+            process_types: Default::default(),
+            status: ReleaseStatus::Failed,
+            current: false,
+            error: Some("web.1 crashed on start".into()),
+        };
+        let err = failed("demo", &release, Some(2));
         assert_eq!(err.exit_code(), 1);
         assert_eq!(
             err.to_string(),
-            "release v3 is not up after 120s (instances: web.1 crashed, web.2 starting); \
-             the previous release keeps serving; see caas logs -a demo"
+            "release v3 failed: web.1 crashed on start; the previous release keeps serving (v2); \
+             see caas logs -a demo"
         );
+        assert!(failed("demo", &release, None)
+            .to_string()
+            .contains("no release is serving"));
     }
 }

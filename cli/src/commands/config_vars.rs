@@ -3,10 +3,12 @@
 
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
+use crate::client::Client;
+use crate::deploy::{wait_until_up, WaitArgs, Waited};
 use crate::error::CliError;
-use crate::output::{print_json, sanitize, say, stdout_is_term};
+use crate::output::{note, print_json, sanitize, say, stdout_is_term};
 use anyhow::Result;
-use caas_api::{ConfigChange, ConfigUpdate};
+use caas_api::{App, ConfigChange, ConfigUpdate};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -34,6 +36,8 @@ pub struct SetArgs {
     pairs: Vec<String>,
     #[command(flatten)]
     app: AppArg,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +47,8 @@ pub struct UnsetArgs {
     keys: Vec<String>,
     #[command(flatten)]
     app: AppArg,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
 type Vars = BTreeMap<String, String>;
@@ -152,16 +158,74 @@ fn key_list<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
-/// `... done, v7`, or `... done` when the app has never been deployed and so no release was made.
-fn done(change: &ConfigChange) -> String {
+fn send(
+    client: &Client,
+    app: &str,
+    vars: BTreeMap<String, Option<String>>,
+) -> Result<ConfigChange> {
+    client.patch(&format!("/v1/apps/{app}/config"), &ConfigUpdate { vars })
+}
+
+/// Whether a config change is about to set or unset vars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Set,
+    Unset,
+}
+
+/// The one line a config change ends with, Heroku's `Setting KEYS and restarting APP... done,
+/// vN`, said only once it is true: after the new release is up, and without "restarting" when
+/// nothing runs. `runs` is whether the app wants any instance.
+fn outcome(verb: Verb, keys: &str, app: &str, change: &ConfigChange, runs: bool) -> String {
+    let (ing, many) = match verb {
+        Verb::Set => ("Setting", keys.contains(" and ")),
+        Verb::Unset => ("Unsetting", keys.contains(" and ")),
+    };
+    if !change.changed {
+        return match (verb, many) {
+            (Verb::Set, false) => format!("No change: {keys} already has that value on {app}"),
+            (Verb::Set, true) => format!("No change: {keys} already have those values on {app}"),
+            (Verb::Unset, false) => format!("No change: {keys} is not set on {app}"),
+            (Verb::Unset, true) => format!("No change: {keys} are not set on {app}"),
+        };
+    }
     match change.release {
-        Some(v) => format!("done, v{v}"),
-        None => "done".to_string(),
+        None => format!("{ing} {keys} on {app}... done (no release yet: the first deploy uses it)"),
+        Some(v) if runs => format!("{ing} {keys} and restarting {app}... done, v{v}"),
+        Some(v) => format!(
+            "{ing} {keys} on {app}... done, v{v} (nothing runs: every process type is scaled to 0)"
+        ),
     }
 }
 
-fn send(app: &str, vars: BTreeMap<String, Option<String>>) -> Result<ConfigChange> {
-    client()?.patch(&format!("/v1/apps/{app}/config"), &ConfigUpdate { vars })
+fn change(
+    verb: Verb,
+    app: &str,
+    keys: &str,
+    vars: BTreeMap<String, Option<String>>,
+    wait: &WaitArgs,
+) -> Result<()> {
+    let client = client()?;
+    let result = send(&client, app, vars)?;
+    if let (true, Some(version), Some(timeout)) = (result.changed, result.release, wait.timeout()) {
+        if let Waited::Superseded(newer) = wait_until_up(&client, app, version, timeout)? {
+            note(&format!(
+                "v{version} was replaced by v{newer} before it came up; caas releases -a {app} shows how v{newer} goes"
+            ));
+            return Ok(());
+        }
+    } else if let (true, Some(version)) = (result.changed, result.release) {
+        return say(&format!(
+            "{} {keys} on {app}... v{version} deploying",
+            match verb {
+                Verb::Set => "Setting",
+                Verb::Unset => "Unsetting",
+            }
+        ));
+    }
+    let a: App = client.get(&format!("/v1/apps/{app}"))?;
+    let runs = a.formation.values().any(|n| *n > 0);
+    say(&outcome(verb, keys, app, &result, runs))
 }
 
 pub fn set(args: SetArgs) -> Result<()> {
@@ -170,11 +234,7 @@ pub fn set(args: SetArgs) -> Result<()> {
     let app = resolve_app(args.app.app)?;
     let keys = key_list(pairs.iter().map(|(k, _)| k.as_str()));
     let vars = pairs.into_iter().map(|(k, v)| (k, Some(v))).collect();
-    let change = send(&app, vars)?;
-    say(&format!(
-        "Setting {keys} and restarting {app}... {}",
-        done(&change)
-    ))
+    change(Verb::Set, &app, &keys, vars, &args.wait)
 }
 
 pub fn unset(args: UnsetArgs) -> Result<()> {
@@ -184,11 +244,7 @@ pub fn unset(args: UnsetArgs) -> Result<()> {
     let app = resolve_app(args.app.app)?;
     let keys = key_list(args.keys.iter().map(String::as_str));
     let vars = args.keys.iter().map(|k| (k.clone(), None)).collect();
-    let change = send(&app, vars)?;
-    say(&format!(
-        "Unsetting {keys} and restarting {app}... {}",
-        done(&change)
-    ))
+    change(Verb::Unset, &app, &keys, vars, &args.wait)
 }
 
 #[cfg(test)]
@@ -261,14 +317,32 @@ mod tests {
     }
 
     #[test]
-    fn done_names_the_release_when_there_is_one() {
-        let change = |release| ConfigChange {
+    fn the_last_line_says_what_happened() {
+        let change = |release, changed| ConfigChange {
             config: Vars::new(),
             release,
-            changed: true,
+            changed,
         };
-        assert_eq!(done(&change(Some(7))), "done, v7");
-        assert_eq!(done(&change(None)), "done");
+        assert_eq!(
+            outcome(Verb::Set, "A", "demo", &change(Some(7), true), true),
+            "Setting A and restarting demo... done, v7"
+        );
+        assert_eq!(
+            outcome(Verb::Unset, "A and B", "demo", &change(Some(7), true), false),
+            "Unsetting A and B on demo... done, v7 (nothing runs: every process type is scaled to 0)"
+        );
+        assert_eq!(
+            outcome(Verb::Set, "A", "demo", &change(None, true), true),
+            "Setting A on demo... done (no release yet: the first deploy uses it)"
+        );
+        assert_eq!(
+            outcome(Verb::Set, "A", "demo", &change(None, false), true),
+            "No change: A already has that value on demo"
+        );
+        assert_eq!(
+            outcome(Verb::Unset, "A and B", "demo", &change(None, false), true),
+            "No change: A and B are not set on demo"
+        );
     }
 
     #[test]

@@ -25,16 +25,12 @@ pub struct PushArgs {
     image: Option<String>,
     #[command(flatten)]
     app: AppArg,
-    /// Return once the release is recorded, without waiting for it to be up
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for the new release to be up
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
-    wait_timeout: u64,
+    #[command(flatten)]
+    wait: deploy::WaitArgs,
 }
 
 pub fn push(args: PushArgs) -> Result<()> {
-    let wait = (!args.no_wait).then(|| Duration::from_secs(args.wait_timeout));
+    let wait = args.wait.timeout();
     match args.image {
         Some(image) => push_image_cmd(&image, args.app.app, wait),
         None => {
@@ -129,26 +125,35 @@ fn pack(dir: &Path) -> Result<source::Packed> {
     Ok(packed)
 }
 
-/// After a release is recorded: unless `wait` is `None` (`--no-wait`), wait for it to be up and
-/// print where it is served.
-fn after_release(client: &Client, name: &str, version: u64, wait: Option<Duration>) -> Result<()> {
+/// After a release is recorded: unless `wait` is `None` (`--no-wait`), wait for the server's
+/// verdict on it and print where it is served.
+pub fn after_release(
+    client: &Client,
+    name: &str,
+    version: u64,
+    wait: Option<Duration>,
+) -> Result<()> {
     let Some(timeout) = wait else {
-        return Ok(());
-    };
-    // Read after the deploy: a first deploy gives the app web=1.
-    let app: App = client.get(&format!("/v1/apps/{name}"))?;
-    if app.formation.get("web").copied().unwrap_or(0) == 0 {
         note(&format!(
-            "web is scaled to 0, so there is nothing to wait for; scale up with: caas ps:scale web=1 -a {name}"
+            "v{version} is deploying; caas releases -a {name} shows how it went"
         ));
         return Ok(());
-    }
+    };
     match deploy::wait_until_up(client, name, version, timeout)? {
-        deploy::Waited::Up => say(&sanitize(&format!("{name} is up at {}", app.url))),
+        deploy::Waited::Up => {
+            // Read after the verdict: a first deploy gives the app web=1.
+            let app: App = client.get(&format!("/v1/apps/{name}"))?;
+            if app.formation.get("web").copied().unwrap_or(0) == 0 {
+                say(&sanitize(&format!(
+                    "v{version} is released; web is scaled to 0, so nothing serves it: caas ps:scale web=1 -a {name}"
+                )))
+            } else {
+                say(&sanitize(&format!("{name} is up at {}", app.url)))
+            }
+        }
         deploy::Waited::Superseded(newer) => {
             note(&format!(
-                "v{version} was replaced by v{newer} before it came up (a newer push or config change); {name} is at {}",
-                app.url
+                "v{version} was replaced by v{newer} before it came up (a newer push or config change); caas releases -a {name} shows how v{newer} goes"
             ));
             Ok(())
         }

@@ -2,10 +2,11 @@
 
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
+use crate::deploy::{wait_until_up, WaitArgs, Waited};
 use crate::error::CliError;
 use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::{Release, RollbackRequest};
+use caas_api::{Release, ReleaseStatus, RollbackRequest};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -32,13 +33,31 @@ pub fn list(args: ReleasesArgs) -> Result<()> {
         .map(|r| {
             vec![
                 format!("v{}", r.version),
+                status(r),
                 r.description.clone(),
                 r.image.clone(),
                 format!("{} ago", age(r.created_at)),
             ]
         })
         .collect();
-    print_table(&["VERSION", "DESCRIPTION", "IMAGE", "CREATED"], &rows)
+    print_table(
+        &["VERSION", "STATUS", "DESCRIPTION", "IMAGE", "CREATED"],
+        &rows,
+    )
+}
+
+/// `current`, `deploying`, `failed: web.1 crashed on start`, `superseded`; older releases that
+/// served once show nothing.
+fn status(r: &Release) -> String {
+    match (r.status, r.current) {
+        (_, true) => "current".into(),
+        (ReleaseStatus::Succeeded, false) => String::new(),
+        (ReleaseStatus::Failed, false) => match &r.error {
+            Some(why) => format!("failed: {why}"),
+            None => "failed".into(),
+        },
+        (other, false) => other.as_str().into(),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -49,22 +68,38 @@ pub struct RollbackArgs {
     version: Option<String>,
     #[command(flatten)]
     app: AppArg,
+    #[command(flatten)]
+    wait: WaitArgs,
 }
 
 /// `caas rollback [vN]`: a new release with vN's image, process types and config; no rebuild.
+/// Like a push, it waits for the new release to be up.
 pub fn rollback(args: RollbackArgs) -> Result<()> {
     let version = args.version.as_deref().map(parse_version).transpose()?;
     let name = resolve_app(args.app.app)?;
-    let release: Release = client()?.post(
+    let client = client()?;
+    let release: Release = client.post(
         &format!("/v1/apps/{name}/rollback"),
         &RollbackRequest { version },
     )?;
     let target = version.or_else(|| rollback_target(&release.description));
     let to = target.map_or_else(String::new, |v| format!(" to v{v}"));
-    say(&format!(
-        "Rolling back {name}{to}... done, v{}",
-        release.version
-    ))
+    match args.wait.timeout() {
+        None => say(&format!(
+            "Rolling back {name}{to}... v{} deploying",
+            release.version
+        )),
+        Some(timeout) => match wait_until_up(&client, &name, release.version, timeout)? {
+            Waited::Up => say(&format!(
+                "Rolling back {name}{to}... done, v{}",
+                release.version
+            )),
+            Waited::Superseded(newer) => say(&format!(
+                "Rolling back {name}{to}... v{} was replaced by v{newer} before it came up",
+                release.version
+            )),
+        },
+    }
 }
 
 /// `v3`, `V3` or `3` → 3. Releases count from 1.
