@@ -309,8 +309,9 @@ fn a_rollout_starts_new_instances_before_stopping_old_ones() {
         .all(|(_, b)| b.starts_with("rollout one")));
     assert!(seen.last().unwrap().1.starts_with("rollout two"));
     let logs = p.caas_ok(&["logs", "-a", "rolling", "-n", "1000"]);
+    assert!(logs.contains("caas[deploy]: v2 is up (web=2)"), "{logs}");
     assert!(
-        logs.contains("caas[deploy]: v2 is up (web=2); stopping web of v1"),
+        logs.contains("caas[deploy]: Stopping v1 (web.1, web.2)"),
         "{logs}"
     );
 }
