@@ -1,6 +1,10 @@
 //! `caas`: the command-line client of the caas platform. It only speaks the HTTP API described in
 //! docs/api.md.
 
+// Output goes through writers that return errors (`output::say`, `print_json`, `writeln!`):
+// `println!` panics when stdout is a closed pipe, and `caas ... | head -1` must end quietly.
+#![deny(clippy::print_stdout)]
+
 mod app;
 mod build;
 mod client;
@@ -19,6 +23,7 @@ use commands::{
     apps, auth, buildpacks, builds, config_vars, git as git_cmd, hosts, logs, ps, push, releases,
     version,
 };
+use std::io::Write;
 
 const AFTER_HELP: &str = "\
 Server and token come from CAAS_SERVER / CAAS_TOKEN, else from the file saved by `caas login`
@@ -152,7 +157,8 @@ fn main() {
         let (code, message) = error::report(&err);
         if let Some(message) = message {
             let prefix = console::style("error:").red().bold().for_stderr();
-            eprintln!("{prefix} {}", output::sanitize(&message));
+            // Not eprintln!: a closed stderr must not turn the exit code into a panic's 101.
+            let _ = writeln!(std::io::stderr(), "{prefix} {}", output::sanitize(&message));
         }
         std::process::exit(code);
     }
