@@ -1,7 +1,7 @@
 //! The CLI's own habits, end to end: what it does with a closed stdout, a wrong server address, a
 //! missing app name, a terminal, and the Heroku shortcuts users type without thinking.
 
-use caas_e2e::{test_image, CmdOutput, Platform};
+use caas_e2e::{run, test_image, CmdOutput, Platform, CLI_TIMEOUT};
 use std::process::{Command, Stdio};
 
 /// Runs `cmd` with its stdout on a pipe whose reading end is already closed, as when
@@ -55,4 +55,35 @@ fn a_closed_stdout_ends_every_command_quietly() {
             args.join(" ")
         );
     }
+}
+
+#[test]
+fn version_prints_the_client_and_exits_6_when_the_server_cannot_be_reached() {
+    let p = Platform::start();
+    let unreachable = |args: &[&str]| {
+        run(
+            p.caas_command(args)
+                .env("CAAS_SERVER", "http://127.0.0.1:9"),
+            None,
+            CLI_TIMEOUT,
+        )
+    };
+    let out = unreachable(&["version"]);
+    assert_eq!(out.code, 6, "{out}");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("client: {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert!(out.stderr.contains("cannot reach"), "{out}");
+    let out = unreachable(&["version", "--json"]);
+    assert_eq!(out.code, 6, "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(json["client"], env!("CARGO_PKG_VERSION"), "{out}");
+    assert!(json["server"].is_null(), "{out}");
+
+    let out = p.caas_ok(&["version"]);
+    assert!(
+        out.contains(&format!("server: {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
 }
