@@ -87,3 +87,31 @@ fn version_prints_the_client_and_exits_6_when_the_server_cannot_be_reached() {
         "{out}"
     );
 }
+
+#[test]
+fn the_gateway_given_as_the_server_is_named_as_such_with_exit_6() {
+    let p = Platform::start();
+    let gateway = format!("http://{}", p.gateway());
+    for args in [
+        &["apps"][..],
+        &["apps:info", "-a", "demo"],
+        &["ps", "-a", "demo"],
+        &["version"],
+        &["login", "--server", &gateway, "--token", p.token()],
+    ] {
+        let out = run(
+            p.caas_command(args).env("CAAS_SERVER", &gateway),
+            None,
+            CLI_TIMEOUT,
+        );
+        assert_eq!(out.code, 6, "caas {}\n{out}", args.join(" "));
+        let err = out.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "{out}");
+        // The address as given, port and all, then what to use instead.
+        assert!(
+            err.contains(&format!("{gateway} is caas's gateway")),
+            "{out}"
+        );
+        assert!(err.contains("--api"), "{out}");
+    }
+}
