@@ -2,7 +2,14 @@
 //! missing app name, a terminal, and the Heroku shortcuts users type without thinking.
 
 use caas_e2e::{run, test_image, CmdOutput, Platform, CLI_TIMEOUT};
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Runs `cmd` with its stdout on a pipe whose reading end is already closed, as when
 /// `caas ... | head -1` has read its line and gone: every write the CLI makes fails with EPIPE.
@@ -114,4 +121,120 @@ fn the_gateway_given_as_the_server_is_named_as_such_with_exit_6() {
         );
         assert!(err.contains("--api"), "{out}");
     }
+}
+
+/// A pseudo-terminal: the CLI sees a terminal on stdin, stdout and stderr.
+struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+fn open_pty() -> Pty {
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: openpty writes two new descriptors into the pointers; the other arguments may be
+    // null (no name, default termios and window size).
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned by nothing else.
+    unsafe {
+        Pty {
+            master: OwnedFd::from_raw_fd(master),
+            slave: OwnedFd::from_raw_fd(slave),
+        }
+    }
+}
+
+fn echo_is_on(fd: &OwnedFd) -> bool {
+    let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+    // SAFETY: tcgetattr fills the struct on success, which is checked before it is read.
+    let rc = unsafe { libc::tcgetattr(fd.as_raw_fd(), termios.as_mut_ptr()) };
+    assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+    // SAFETY: initialised by the successful tcgetattr above.
+    unsafe { termios.assume_init() }.c_lflag & libc::ECHO != 0
+}
+
+#[test]
+fn login_asks_for_the_token_on_a_terminal_without_echoing_it() {
+    let p = Platform::start();
+    let pty = open_pty();
+    let mut cmd = p.caas_command(&["login", "--server", p.api_url()]);
+    cmd.env_remove("CAAS_TOKEN").env_remove("CAAS_SERVER");
+    for fd in 0..3 {
+        let io = Stdio::from(pty.slave.try_clone().unwrap());
+        match fd {
+            0 => cmd.stdin(io),
+            1 => cmd.stdout(io),
+            _ => cmd.stderr(io),
+        };
+    }
+    let mut child = cmd.spawn().expect("cannot run caas login");
+    // The command holds copies of the slave side; the read below ends only once all are closed.
+    drop(cmd);
+
+    // Everything the terminal shows, read as it comes; the read fails (EIO) once the CLI is gone
+    // and the last copy of the slave side is closed.
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut master = std::fs::File::from(pty.master.try_clone().unwrap());
+    let reader = {
+        let screen = screen.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = master.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+
+    // The prompt appears and the terminal stops echoing before the token is typed.
+    let deadline = Instant::now() + WAIT;
+    while !shown().contains("Token") || echo_is_on(&pty.slave) {
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            let _ = child.kill();
+            panic!(
+                "no hidden prompt for the token; the terminal shows:\n{}",
+                shown()
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut typing = std::fs::File::from(pty.master.try_clone().unwrap());
+    std::io::Write::write_all(&mut typing, format!("{}\n", p.token()).as_bytes()).unwrap();
+
+    let status = child.wait().unwrap();
+    drop(pty.slave);
+    reader.join().unwrap();
+    let shown = shown();
+    assert!(status.success(), "{status}; the terminal shows:\n{shown}");
+    assert!(shown.contains("Logged in to"), "{shown}");
+    assert!(!shown.contains(p.token()), "the token was echoed:\n{shown}");
+
+    // Saved: the CLI works without CAAS_TOKEN now.
+    let out = run(
+        p.caas_command(&["apps"]).env_remove("CAAS_TOKEN"),
+        None,
+        CLI_TIMEOUT,
+    );
+    assert_eq!(out.code, 0, "{out}");
+
+    // Without a terminal and without --token, it says how to pass one.
+    let out = run(
+        &mut p.caas_command(&["login", "--server", p.api_url()]),
+        None,
+        CLI_TIMEOUT,
+    );
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("--token TOKEN"), "{out}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
 }
