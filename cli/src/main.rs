@@ -179,10 +179,14 @@ mod tests {
         for args in [
             &["caas", "apps:create", "demo"][..],
             &["caas", "create", "demo"],
+            &["caas", "apps:create"],
             &["caas", "info", "-a", "demo", "--json"],
+            &["caas", "apps:info", "demo", "--json"],
             &["caas", "destroy", "-a", "demo", "--confirm", "demo"],
+            &["caas", "apps:destroy", "demo", "--confirm", "demo"],
             &["caas", "scale", "web=2", "-a", "demo"],
             &["caas", "ps:scale", "-a", "demo", "web=-1", "worker=1"],
+            &["caas", "login"],
             &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
             &["caas", "push", "-a", "demo"],
             &[
@@ -248,7 +252,19 @@ mod tests {
 
     #[test]
     fn usage_errors_exit_2() {
-        let err = Cli::try_parse_from(["caas", "apps:create"]).unwrap_err();
+        let err = Cli::try_parse_from(["caas", "buildpacks:set"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn an_app_named_twice_is_a_usage_error() {
+        for args in [
+            &["caas", "apps:info", "demo", "-a", "other"][..],
+            &["caas", "destroy", "demo", "-a", "demo", "--confirm", "demo"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The CLI's own habits, end to end: what it does with a closed stdout, a wrong server address, a
 //! missing app name, a terminal, and the Heroku shortcuts users type without thinking.
 
-use caas_e2e::{run, test_image, CmdOutput, Platform, CLI_TIMEOUT};
+use caas_e2e::{run, temp_dir_with, test_image, CmdOutput, Platform, CLI_TIMEOUT};
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
@@ -120,6 +120,53 @@ fn the_gateway_given_as_the_server_is_named_as_such_with_exit_6() {
             "{out}"
         );
         assert!(err.contains("--api"), "{out}");
+    }
+}
+
+#[test]
+fn apps_create_picks_a_name_and_apps_are_named_positionally_too() {
+    let p = Platform::start();
+
+    // Without a name, apps:create picks one that keeps to the app-name rule, and says which.
+    let out = p.caas_ok(&["apps:create"]);
+    let picked = out
+        .strip_prefix("Created ")
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no name in {out:?}"))
+        .to_string();
+    let parts: Vec<&str> = picked.split('-').collect();
+    assert_eq!(parts.len(), 3, "{picked}");
+    assert!(parts[2].bytes().all(|b| b.is_ascii_digit()), "{picked}");
+    let apps = p.caas_json(&["apps", "--json"]);
+    assert_eq!(apps[0]["name"], picked.as_str(), "{apps}");
+    let out = p.caas_ok(&["apps:create"]);
+    assert!(
+        !out.contains(&picked),
+        "a second app got the same name: {out}"
+    );
+
+    // The app as a positional argument or with -a, not both.
+    p.caas_ok(&["apps:create", "named"]);
+    let info = p.caas_ok(&["apps:info", "named"]);
+    assert!(info.starts_with("=== named"), "{info}");
+    assert!(info.contains("Release:    none"), "{info}");
+    assert_eq!(p.caas_ok(&["info", "-a", "named"]), info);
+    p.caas_code(2, &["apps:info", "named", "-a", "other"]);
+    let out = p.caas_code(2, &["apps:destroy", "named"]);
+    assert!(out.stderr.contains("--confirm named"), "{out}");
+    p.caas_ok(&["apps:destroy", "named", "--confirm", "named"]);
+    p.caas_code(4, &["apps:info", "named"]);
+
+    // No app given anywhere: the message names every way to give one.
+    let outside = temp_dir_with(&[]);
+    let out = run(
+        p.caas_command(&["ps"]).current_dir(outside.path()),
+        None,
+        CLI_TIMEOUT,
+    );
+    assert_eq!(out.code, 2, "{out}");
+    for way in ["-a APP", "CAAS_APP", "caas git:remote -a APP"] {
+        assert!(out.stderr.contains(way), "{way}: {out}");
     }
 }
 
