@@ -186,6 +186,8 @@ mod tests {
             &["caas", "apps:destroy", "demo", "--confirm", "demo"],
             &["caas", "scale", "web=2", "-a", "demo"],
             &["caas", "ps:scale", "-a", "demo", "web=-1", "worker=1"],
+            &["caas", "ps:scale", "-a", "demo"],
+            &["caas", "ps:scale", "web+1", "worker-2", "-a", "demo"],
             &["caas", "login"],
             &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
             &["caas", "push", "-a", "demo"],

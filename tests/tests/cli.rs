@@ -45,6 +45,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
         &["apps:info", "-a", "piped"],
         &["ps", "-a", "piped", "--json"],
         &["ps", "-a", "piped"],
+        &["ps:scale", "-a", "piped"],
         &["config", "-a", "piped", "--json"],
         &["logs", "-a", "piped"],
         &["hosts", "--json"],
@@ -168,6 +169,65 @@ fn apps_create_picks_a_name_and_apps_are_named_positionally_too() {
     for way in ["-a APP", "CAAS_APP", "caas git:remote -a APP"] {
         assert!(out.stderr.contains(way), "{way}: {out}");
     }
+}
+
+#[test]
+fn ps_scale_shows_and_changes_the_formation_and_ps_says_why_nothing_runs() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "scaly"]);
+
+    // No release yet, yet web is wanted: ps says what is missing instead of suggesting a scale.
+    p.caas_ok(&["ps:scale", "web=2", "-a", "scaly"]);
+    let ps = p.caas_ok(&["ps", "-a", "scaly"]);
+    assert!(ps.contains("no release yet"), "{ps}");
+    assert!(ps.contains("caas push -a scaly"), "{ps}");
+    assert!(!ps.contains("ps:scale"), "{ps}");
+
+    // ps:scale alone shows the formation; relative counts build on it and never go below 0.
+    assert_eq!(p.caas_ok(&["ps:scale", "-a", "scaly"]).trim(), "web=2");
+    assert_eq!(
+        p.caas_ok(&["ps:scale", "web+1", "-a", "scaly"]).trim(),
+        "Scaled scaly: web=3"
+    );
+    assert_eq!(
+        p.caas_ok(&["scale", "web-2", "-a", "scaly"]).trim(),
+        "Scaled scaly: web=1"
+    );
+    let out = p.caas_code(2, &["ps:scale", "web-2", "-a", "scaly"]);
+    assert!(out.stderr.contains("below 0"), "{out}");
+    assert_eq!(p.caas_ok(&["ps:scale", "-a", "scaly"]).trim(), "web=1");
+
+    // Released and scaled to 0: now scaling up is the answer, and ps says so.
+    p.caas_ok(&["push", "--image", &test_image("scaly"), "-a", "scaly"]);
+    p.caas_ok(&["ps:scale", "web-1", "-a", "scaly"]);
+    p.wait_for(WAIT, "ps to be empty", || {
+        let ps = p.caas_json(&["ps", "-a", "scaly", "--json"]);
+        ps.as_array().unwrap().is_empty().then_some(())
+    });
+    let ps = p.caas_ok(&["ps", "-a", "scaly"]);
+    assert!(ps.contains("scaled to 0"), "{ps}");
+    assert!(ps.contains("caas ps:scale web=1 -a scaly"), "{ps}");
+}
+
+/// An app whose web is wanted but that no host can run: ps says so and where to look, instead of
+/// suggesting a scale that is already set.
+#[test]
+fn ps_points_at_the_logs_when_no_instance_could_be_placed() {
+    let p = Platform::start_with(&["--no-agent"]);
+    p.caas_ok(&["apps:create", "stuck"]);
+    p.caas_ok(&[
+        "push",
+        "--image",
+        &test_image("stuck"),
+        "-a",
+        "stuck",
+        "--no-wait",
+    ]);
+    let ps = p.caas_ok(&["ps", "-a", "stuck"]);
+    assert!(ps.starts_with("No instances"), "{ps}");
+    assert!(ps.contains("web=1"), "{ps}");
+    assert!(ps.contains("caas logs -a stuck"), "{ps}");
+    assert!(!ps.contains("ps:scale"), "{ps}");
 }
 
 /// A pseudo-terminal: the CLI sees a terminal on stdin, stdout and stderr.
