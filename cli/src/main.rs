@@ -39,7 +39,7 @@ Exit codes:
   3  unauthorized or forbidden: run caas login
   4  not found
   5  conflict (already exists)
-  6  cannot reach the server";
+  6  cannot reach the server's API (nothing answers, or the URL is caas's gateway)";
 
 #[derive(Debug, Parser)]
 #[command(
