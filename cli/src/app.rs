@@ -25,7 +25,7 @@ fn resolve_app_from(
         .or_else(from_remote)
         .ok_or_else(|| {
             CliError::usage(
-                "no app given: pass -a APP or run caas git:remote -a APP in your repository",
+                "no app given: pass -a APP, set CAAS_APP, or run caas git:remote -a APP in your repository",
             )
         })?;
     check_app_name(&app)?;
@@ -84,7 +84,7 @@ mod tests {
         let err = resolve_app_from(None, None, no_remote).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "no app given: pass -a APP or run caas git:remote -a APP in your repository"
+            "no app given: pass -a APP, set CAAS_APP, or run caas git:remote -a APP in your repository"
         );
         assert_eq!(code(resolve_app_from(None, None, no_remote)), 2);
         assert_eq!(

@@ -1,6 +1,6 @@
 //! HTTP to the caas server, and turning its failures into [`CliError`]s.
 
-use crate::config::Settings;
+use crate::config::{Settings, DEFAULT_SERVER};
 use crate::error::CliError;
 use crate::output::sanitize;
 use anyhow::{Context, Result};
@@ -11,6 +11,10 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
+
+/// The header caasd's gateway puts on the answers it makes itself (unknown host, no instance):
+/// an answer with it comes from the gateway, which serves apps, not from the API.
+const GATEWAY_HEADER: &str = "x-caas-gateway";
 
 /// Ordinary requests give up after this; streams (logs) and uploads have no overall limit, only
 /// the connect timeout, because they legitimately last as long as the user wants.
@@ -88,7 +92,7 @@ impl Client {
         if resp.status().is_success() {
             Ok(resp)
         } else {
-            Err(error_from_response(resp).into())
+            Err(error_from_response(resp, &self.server).into())
         }
     }
 
@@ -203,11 +207,23 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     cause.to_string()
 }
 
-fn error_from_response(resp: Response) -> CliError {
+fn error_from_response(resp: Response, server: &str) -> CliError {
+    if resp.headers().contains_key(GATEWAY_HEADER) {
+        return gateway_error(server);
+    }
     let status = resp.status();
     // An error body is small; if reading it fails we still have the status.
     let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
     api_error(status, &body)
+}
+
+/// The server URL names caas's gateway. Its own answer ("no app is served at host ...") would send
+/// the user after apps; what is wrong is the address, so this is "cannot reach the API" (exit 6).
+fn gateway_error(server: &str) -> CliError {
+    CliError::Unreachable(format!(
+        "{server} is caas's gateway (it serves apps), not its API; the API is at the address of \
+         caasd's --api (default {DEFAULT_SERVER}): set CAAS_SERVER to it or run caas login --server URL"
+    ))
 }
 
 /// Turns a non-2xx answer into a [`CliError`]: the server's `ErrorBody` when it sent one, with its
@@ -321,6 +337,21 @@ mod tests {
         };
         let err = Client::new(&settings).err().unwrap();
         assert_eq!(err.downcast_ref::<CliError>().unwrap().exit_code(), 2);
+    }
+
+    #[test]
+    fn the_gateway_is_named_with_its_port_and_exits_6() {
+        let err = gateway_error("http://127.0.0.1:8080");
+        assert_eq!(err.exit_code(), 6);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("http://127.0.0.1:8080 is caas's gateway"),
+            "{text}"
+        );
+        assert!(
+            text.contains("--api (default http://127.0.0.1:7080)"),
+            "{text}"
+        );
     }
 
     #[test]

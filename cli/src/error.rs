@@ -93,16 +93,25 @@ pub fn report(err: &anyhow::Error) -> (i32, Option<String>) {
     if let Some(cli) = err.downcast_ref::<CliError>() {
         return (cli.exit_code(), Some(cli.to_string()));
     }
-    let broken_pipe = err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    });
-    if broken_pipe {
+    if err.chain().any(is_broken_pipe) {
         return (exit::OK, None);
     }
     // `{:#}` keeps the context chain on one line: "reading config ...: permission denied".
     (exit::FAILURE, Some(format!("{err:#}")))
+}
+
+/// Whether `cause` is a write to a closed pipe. The `io::Error` is not always in the chain itself:
+/// serde_json (`--json` output) wraps it and its `source()` skips it, and a custom `io::Error`
+/// hides the error it wraps the same way.
+fn is_broken_pipe(cause: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        return io.kind() == std::io::ErrorKind::BrokenPipe
+            || io.get_ref().is_some_and(|inner| is_broken_pipe(inner));
+    }
+    if let Some(json) = cause.downcast_ref::<serde_json::Error>() {
+        return json.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe);
+    }
+    false
 }
 
 #[cfg(test)]
@@ -180,5 +189,36 @@ mod tests {
         let err = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
             .context("writing output");
         assert_eq!(report(&err), (0, None));
+    }
+
+    /// A writer whose reader has gone, as stdout is under `caas ... | head -1`.
+    struct ClosedPipe;
+
+    impl std::io::Write for ClosedPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn broken_pipe_under_serde_json_exits_quietly() {
+        let err = serde_json::to_writer_pretty(ClosedPipe, &[1, 2, 3]).unwrap_err();
+        assert_eq!(report(&anyhow::Error::new(err)), (0, None));
+    }
+
+    #[test]
+    fn broken_pipe_inside_a_custom_io_error_exits_quietly() {
+        let inner = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let err = anyhow::Error::new(std::io::Error::other(inner));
+        assert_eq!(report(&err), (0, None));
+    }
+
+    #[test]
+    fn other_serde_json_errors_are_failures() {
+        let err = serde_json::from_str::<u32>("x").unwrap_err();
+        assert_eq!(report(&anyhow::Error::new(err)).0, 1);
     }
 }

@@ -1,6 +1,10 @@
 //! `caas`: the command-line client of the caas platform. It only speaks the HTTP API described in
 //! docs/api.md.
 
+// Output goes through writers that return errors (`output::say`, `print_json`, `writeln!`):
+// `println!` panics when stdout is a closed pipe, and `caas ... | head -1` must end quietly.
+#![deny(clippy::print_stdout)]
+
 mod app;
 mod build;
 mod client;
@@ -19,6 +23,7 @@ use commands::{
     apps, auth, buildpacks, builds, config_vars, git as git_cmd, hosts, logs, ps, push, releases,
     version,
 };
+use std::io::Write;
 
 const AFTER_HELP: &str = "\
 Server and token come from CAAS_SERVER / CAAS_TOKEN, else from the file saved by `caas login`
@@ -34,7 +39,7 @@ Exit codes:
   3  unauthorized or forbidden: run caas login
   4  not found
   5  conflict (already exists)
-  6  cannot reach the server";
+  6  cannot reach the server's API (nothing answers, or the URL is caas's gateway)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -152,7 +157,8 @@ fn main() {
         let (code, message) = error::report(&err);
         if let Some(message) = message {
             let prefix = console::style("error:").red().bold().for_stderr();
-            eprintln!("{prefix} {}", output::sanitize(&message));
+            // Not eprintln!: a closed stderr must not turn the exit code into a panic's 101.
+            let _ = writeln!(std::io::stderr(), "{prefix} {}", output::sanitize(&message));
         }
         std::process::exit(code);
     }
@@ -173,10 +179,16 @@ mod tests {
         for args in [
             &["caas", "apps:create", "demo"][..],
             &["caas", "create", "demo"],
+            &["caas", "apps:create"],
             &["caas", "info", "-a", "demo", "--json"],
+            &["caas", "apps:info", "demo", "--json"],
             &["caas", "destroy", "-a", "demo", "--confirm", "demo"],
+            &["caas", "apps:destroy", "demo", "--confirm", "demo"],
             &["caas", "scale", "web=2", "-a", "demo"],
             &["caas", "ps:scale", "-a", "demo", "web=-1", "worker=1"],
+            &["caas", "ps:scale", "-a", "demo"],
+            &["caas", "ps:scale", "web+1", "worker-2", "-a", "demo"],
+            &["caas", "login"],
             &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
             &["caas", "push", "-a", "demo"],
             &[
@@ -242,7 +254,19 @@ mod tests {
 
     #[test]
     fn usage_errors_exit_2() {
-        let err = Cli::try_parse_from(["caas", "apps:create"]).unwrap_err();
+        let err = Cli::try_parse_from(["caas", "buildpacks:set"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn an_app_named_twice_is_a_usage_error() {
+        for args in [
+            &["caas", "apps:info", "demo", "-a", "other"][..],
+            &["caas", "destroy", "demo", "-a", "demo", "--confirm", "demo"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        }
     }
 }

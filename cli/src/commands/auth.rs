@@ -16,7 +16,8 @@ pub struct LoginArgs {
     #[arg(long, value_name = "URL")]
     server: Option<String>,
     /// API token (the admin token is in the server's DATA_DIR/admin-token). Without this flag
-    /// the token is read from standard input, which keeps it out of the process list
+    /// caas asks for it on a terminal, without echoing it, or reads it from standard input;
+    /// both keep it out of the process list and the shell history
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
 }
@@ -37,11 +38,11 @@ pub fn login(args: LoginArgs) -> Result<()> {
     };
     let token = match args.token {
         Some(t) => t,
-        None => read_token_from_stdin()?,
+        None => read_token()?,
     };
     let token = token.trim().to_string();
     if token.is_empty() {
-        return Err(CliError::usage("the token is empty: pass --token TOKEN").into());
+        return Err(CliError::usage(NO_TOKEN).into());
     }
     let settings = Settings {
         server: server.clone(),
@@ -62,13 +63,22 @@ pub fn login(args: LoginArgs) -> Result<()> {
     say("For git pushes, run caas git:remote -a APP in your repository")
 }
 
-fn read_token_from_stdin() -> Result<String> {
+const NO_TOKEN: &str = "no token given: pass --token TOKEN, pipe it on standard input \
+     (caas login < FILE), or run caas login on a terminal to be asked for it";
+
+/// Asks on the terminal when there is one to ask on (the prompt goes to stderr, so stderr must be
+/// one too), else reads the first line of standard input.
+fn read_token() -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return Err(CliError::usage(
-            "no token given: pass --token TOKEN, or pipe the token on standard input",
-        )
-        .into());
+        if !std::io::stderr().is_terminal() {
+            return Err(CliError::usage(NO_TOKEN).into());
+        }
+        let term = console::Term::stderr();
+        term.write_str("Token (caasd's DATA_DIR/admin-token; typing is not shown): ")?;
+        return term
+            .read_secure_line()
+            .context("reading the token from the terminal");
     }
     let mut line = String::new();
     stdin

@@ -23,8 +23,9 @@ struct Versions {
 
 pub fn show(args: VersionArgs) -> Result<()> {
     let client_version = env!("CARGO_PKG_VERSION");
-    // The server's version is a nice-to-have: an unreachable or misconfigured server is reported,
-    // not an error, because `caas version` is what people run when things do not work.
+    // `caas version` is what people run when things do not work, so the client's version is
+    // printed whatever happens; a server that cannot be asked then fails the command like any
+    // other (exit 6 when unreachable), so that scripts checking the server see it.
     let (server_url, info) = match client() {
         Ok(c) => {
             let info = c.get::<ServerInfo>("/v1/info");
@@ -32,19 +33,27 @@ pub fn show(args: VersionArgs) -> Result<()> {
         }
         Err(e) => (String::new(), Err(e)),
     };
+    let (info, failure) = match info {
+        Ok(info) => (Some(info), None),
+        Err(e) => (None, Some(e)),
+    };
     if args.json.json {
-        return print_json(&Versions {
+        print_json(&Versions {
             client: client_version,
-            server_url,
-            server: info.ok(),
-        });
+            server_url: server_url.clone(),
+            server: info.clone(),
+        })?;
+    } else {
+        say(&format!("client: {client_version}"))?;
+        if let Some(info) = &info {
+            say(&sanitize(&format!(
+                "server: {} ({server_url})",
+                info.version
+            )))?;
+        }
     }
-    say(&format!("client: {client_version}"))?;
-    match info {
-        Ok(info) => say(&sanitize(&format!(
-            "server: {} ({server_url})",
-            info.version
-        ))),
-        Err(e) => say(&sanitize(&format!("server: unknown ({e:#})"))),
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }

@@ -51,6 +51,12 @@ fn text(status: StatusCode, body: String) -> Resp {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    // Marks the gateway's own answers, so that a CLI pointed here instead of at the API can
+    // tell the user so (cli/src/client.rs).
+    resp.headers_mut().insert(
+        HeaderName::from_static("x-caas-gateway"),
+        HeaderValue::from_static("1"),
+    );
     resp
 }
 
