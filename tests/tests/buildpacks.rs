@@ -22,6 +22,171 @@ fn push(p: &Platform, app: &str, dir: &Path) -> String {
     p.caas_ok(&["push", dir.to_str().unwrap(), "-a", app])
 }
 
+/// The body of `GET /` now, which must be a 200.
+fn body(p: &Platform, app: &str) -> String {
+    match p.http_get(app, "/") {
+        Ok((200, body)) => body,
+        other => panic!("{app} does not answer 200: {other:?}"),
+    }
+}
+
+fn write(dir: &Path, name: &str, contents: &str) {
+    std::fs::write(dir.join(name), contents).unwrap();
+}
+
+// --- nodejs -------------------------------------------------------------------------------------
+
+/// A lockfile for a production dependency (is-number) and a dev dependency (ms), as npm 9 wrote it.
+const NODE_LOCK: &str = r#"{
+  "name": "caas-test-node",
+  "version": "1.0.0",
+  "lockfileVersion": 3,
+  "requires": true,
+  "packages": {
+    "": {
+      "name": "caas-test-node",
+      "version": "1.0.0",
+      "dependencies": {
+        "is-number": "7.0.0"
+      },
+      "devDependencies": {
+        "ms": "2.1.3"
+      }
+    },
+    "node_modules/is-number": {
+      "version": "7.0.0",
+      "resolved": "https://registry.npmjs.org/is-number/-/is-number-7.0.0.tgz",
+      "integrity": "sha512-41Cifkg6e8TylSpdtTpeLVMqvSBEVzTttHvERD741+pnZ8ANv0004MRL43QKPDlK9cGvNp6NZWZUBlbGXYxxng==",
+      "license": "MIT",
+      "engines": {
+        "node": ">=0.12.0"
+      }
+    },
+    "node_modules/ms": {
+      "version": "2.1.3",
+      "resolved": "https://registry.npmjs.org/ms/-/ms-2.1.3.tgz",
+      "integrity": "sha512-6FlzubTLZG3J2a/NVCAleEhjzq5oxgHyaCU9yYXvcLsvoVaHJq/s5xXI6/XXP6tz7R9xAOtHnSO/tXtF3WRTlA==",
+      "dev": true,
+      "license": "MIT"
+    }
+  }
+}
+"#;
+
+/// Answers with what the install left behind: the file a postinstall script wrote, and whether
+/// the dev dependency is installed.
+const NODE_SERVER: &str = r#"const fs = require("fs");
+const http = require("http");
+function generated() {
+  try { return fs.readFileSync("generated.txt", "utf8").trim(); } catch (e) { return "nothing generated"; }
+}
+function ms() {
+  // The app's own node_modules: Debian's node also resolves modules from /usr/share/nodejs.
+  return fs.existsSync("node_modules/ms/package.json") ? "ms installed" : "ms not installed";
+}
+http.createServer((req, res) => res.end(`${generated()}; ${ms()}\n`)).listen(Number(process.env.PORT));
+"#;
+
+/// package.json with `scripts` (a JSON object's inside) and the lockfile's dependencies.
+fn package_json(scripts: &str) -> String {
+    format!(
+        r#"{{
+  "name": "caas-test-node",
+  "version": "1.0.0",
+  "private": true,
+  "scripts": {{ {scripts} }},
+  "dependencies": {{ "is-number": "7.0.0" }},
+  "devDependencies": {{ "ms": "2.1.3" }}
+}}
+"#
+    )
+}
+
+#[test]
+fn a_nodejs_rebuild_runs_a_changed_postinstall_script_with_the_lockfile_unchanged() {
+    require_stack();
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "postinstall"]);
+    let app = caas_e2e::temp_dir_with(&[
+        ("package-lock.json", NODE_LOCK),
+        ("server.js", NODE_SERVER),
+        (
+            "make.js",
+            "require('fs').writeFileSync('generated.txt', 'made by postinstall ' + process.argv[2] + '\\n');\n",
+        ),
+    ]);
+    let dir = app.path();
+    let scripts = |word: &str| {
+        package_json(&format!(
+            r#""start": "node server.js", "postinstall": "node make.js {word}""#
+        ))
+    };
+    write(dir, "package.json", &scripts("one"));
+    push(&p, "postinstall", dir);
+    assert!(body(&p, "postinstall").contains("made by postinstall one"));
+
+    // Only the postinstall script changes: package-lock.json is the same file.
+    write(dir, "package.json", &scripts("two"));
+    let out = push(&p, "postinstall", dir);
+    let got = body(&p, "postinstall");
+    assert!(
+        got.contains("made by postinstall two"),
+        "the second push's postinstall ran: {got}\n{out}"
+    );
+    assert!(
+        !out.contains("Reusing node_modules"),
+        "package.json changed: {out}"
+    );
+
+    // Unchanged: the app's own install script still runs (what it makes is not in node_modules).
+    let out = push(&p, "postinstall", dir);
+    let got = body(&p, "postinstall");
+    assert!(
+        got.contains("made by postinstall two"),
+        "an unchanged rebuild runs postinstall too: {got}\n{out}"
+    );
+}
+
+#[test]
+fn a_nodejs_rebuild_applies_a_changed_npm_config_var_and_reuses_node_modules_otherwise() {
+    require_stack();
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "npmconfig"]);
+    let app = caas_e2e::temp_dir_with(&[
+        ("package-lock.json", NODE_LOCK),
+        ("server.js", NODE_SERVER),
+        (
+            "package.json",
+            &package_json(r#""start": "node server.js""#),
+        ),
+    ]);
+    let first = push(&p, "npmconfig", app.path());
+    assert!(
+        body(&p, "npmconfig").contains("ms not installed"),
+        "{first}"
+    );
+
+    // Nothing changed: node_modules is reused as it is.
+    let out = push(&p, "npmconfig", app.path());
+    assert!(
+        out.contains("Reusing node_modules from the last build"),
+        "{out}"
+    );
+    assert!(body(&p, "npmconfig").contains("ms not installed"));
+
+    // A config var npm reads changes what `npm ci` installs: the rebuild installs again.
+    p.caas_ok(&["config:set", "NPM_CONFIG_INCLUDE=dev", "-a", "npmconfig"]);
+    let out = push(&p, "npmconfig", app.path());
+    let got = body(&p, "npmconfig");
+    assert!(got.contains("ms installed"), "{got}\n{out}");
+    assert!(!out.contains("Reusing node_modules"), "{out}");
+    assert!(out.contains("config vars"), "it says what changed: {out}");
+
+    for out in [first, out] {
+        assert_sizes_follow_the_convention(&out);
+    }
+}
+
 // --- static -------------------------------------------------------------------------------------
 
 #[test]
