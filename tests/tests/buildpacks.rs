@@ -187,6 +187,73 @@ fn a_nodejs_rebuild_applies_a_changed_npm_config_var_and_reuses_node_modules_oth
     }
 }
 
+// --- python -------------------------------------------------------------------------------------
+
+const PY_APP: &str = r#"import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    import six
+    WHAT = "six %s" % six.__version__
+except ImportError:
+    WHAT = "no six"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("python app: %s\n" % WHAT).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+#[test]
+fn a_python_rebuild_does_not_reuse_a_virtualenv_made_from_other_requirements_or_pip_config() {
+    require_stack();
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "pyreqs"]);
+    let app = caas_e2e::temp_dir_with(&[
+        ("app.py", PY_APP),
+        ("requirements.txt", "-r requirements/base.txt\n"),
+        ("requirements/base.txt", "six==1.16.0\n"),
+    ]);
+    let dir = app.path();
+    let first = push(&p, "pyreqs", dir);
+    assert!(
+        body(&p, "pyreqs").contains("python app: six 1.16.0"),
+        "{first}"
+    );
+
+    let out = push(&p, "pyreqs", dir);
+    assert!(
+        out.contains("Restoring the virtualenv from the cache"),
+        "nothing changed, the cached virtualenv is reused: {out}"
+    );
+
+    // requirements.txt is the same file; what it includes no longer asks for six.
+    write(dir, "requirements/base.txt", "# nothing any more\n");
+    let out = push(&p, "pyreqs", dir);
+    let got = body(&p, "pyreqs");
+    assert!(
+        got.contains("python app: no six"),
+        "a package no longer required is gone: {got}\n{out}"
+    );
+
+    // A pip config var changes how pip installs: no reuse either.
+    p.caas_ok(&["config:set", "PIP_NO_COMPILE=1", "-a", "pyreqs"]);
+    let out = push(&p, "pyreqs", dir);
+    assert!(!out.contains("Restoring the virtualenv"), "{out}");
+    assert!(out.contains("PIP_"), "it says what changed: {out}");
+
+    for out in [first, out] {
+        assert_sizes_follow_the_convention(&out);
+    }
+}
+
 // --- static -------------------------------------------------------------------------------------
 
 #[test]
