@@ -166,13 +166,12 @@ pub struct Built {
 }
 
 /// Follows the NDJSON stream of [`BuildEvent`]s: each output line goes to `out` as soon as it
-/// arrives (sanitised, flushed), notes go to `err`. Ends with the build's outcome: `Ok` for
+/// arrives (sanitised, flushed). Ends with the build's outcome: `Ok` for
 /// `succeeded`, a failure (exit 1) for `failed` or for a stream that stops before either.
 pub fn follow(
     stream: impl Read,
     app: &str,
     out: &mut impl Write,
-    err: &mut impl Write,
 ) -> Result<Built> {
     let broke = || {
         CliError::Failed(format!(
@@ -204,9 +203,8 @@ pub fn follow(
                 writeln!(out, "{}", sanitize(&text))?;
                 out.flush()?;
             }
-            BuildEvent::Queued { waiting_for, .. } => {
-                writeln!(err, "Waiting for build {waiting_for} to finish...")?;
-            }
+            // The server's output says so in a line of its own (which `builds:output` keeps).
+            BuildEvent::Queued { .. } => {}
             // The server's own first line says which build this is.
             BuildEvent::Started { .. } => {}
             BuildEvent::Succeeded {
@@ -235,19 +233,15 @@ pub fn follow(
 mod tests {
     use super::*;
 
-    fn run(stream: &str) -> (Result<Built>, String, String) {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let result = follow(stream.as_bytes(), "demo", &mut out, &mut err);
-        (
-            result,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
+    fn run(stream: &str) -> (Result<Built>, String) {
+        let mut out = Vec::new();
+        let result = follow(stream.as_bytes(), "demo", &mut out);
+        (result, String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn a_successful_build_prints_its_lines_and_returns_the_release() {
-        let (result, out, err) = run(concat!(
+        let (result, out) = run(concat!(
             r#"{"type":"queued","build":4,"waiting_for":3}"#,
             "\n",
             r#"{"type":"started","build":4}"#,
@@ -270,13 +264,13 @@ mod tests {
                 image_size: 61234567
             }
         );
+        // The queued event prints nothing: the server's output has a line that says so.
         assert_eq!(out, "-----> Python app detected\n[31mred[0m\ttabbed\n");
-        assert_eq!(err, "Waiting for build 3 to finish...\n");
     }
 
     #[test]
     fn a_failed_build_is_exit_1_with_its_message() {
-        let (result, out, _) = run(concat!(
+        let (result, out) = run(concat!(
             r#"{"type":"started","build":5}"#,
             "\n",
             r#"{"type":"line","text":"oops"}"#,
@@ -302,7 +296,7 @@ mod tests {
             "{\"type\":\"started\",\"build\":5}\n{\"type\":\"line\",\"text\":\"a\"}\n",
             "{\"type\":\"started\",\"build\":5}\n{\"type\":\"line\",\"te",
         ] {
-            let (result, _, _) = run(stream);
+            let (result, _) = run(stream);
             let err = result.unwrap_err();
             let cli = err.downcast_ref::<CliError>().expect("a CliError");
             assert_eq!(cli.exit_code(), 1);
@@ -315,13 +309,13 @@ mod tests {
                 Err(std::io::ErrorKind::ConnectionReset.into())
             }
         }
-        let err = follow(Broken, "demo", &mut Vec::new(), &mut Vec::new()).unwrap_err();
+        let err = follow(Broken, "demo", &mut Vec::new()).unwrap_err();
         assert_eq!(err.to_string(), want);
     }
 
     #[test]
     fn garbage_is_an_error() {
-        let (result, _, _) = run("<html>\n");
+        let (result, _) = run("<html>\n");
         assert!(result.is_err());
     }
 
@@ -346,7 +340,7 @@ mod tests {
         ]);
         let printed = out.0.clone();
         // The stream ends without an outcome, which is an error; the lines still came first.
-        assert!(follow(reader, "demo", &mut out, &mut Vec::new()).is_err());
+        assert!(follow(reader, "demo", &mut out).is_err());
         assert_eq!(&*printed.borrow(), b"one\ntwo\n");
     }
 }

@@ -110,21 +110,34 @@ pub fn display_path(path: &Path) -> String {
 #[derive(Debug)]
 pub struct Packed {
     pub file: File,
+    /// Size of the archive (compressed).
     pub len: u64,
-    /// Regular files and symlinks in the archive.
+    pub contents: Contents,
+}
+
+/// What went into an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Contents {
+    /// Regular files and symlinks.
     pub files: u64,
+    /// Bytes of the regular files, uncompressed: what the server counts as it unpacks.
+    pub bytes: u64,
 }
 
 /// Packs `dir` into a temporary file (deleted when dropped; it never had a name). Fails with a
 /// usage error when nothing is left to push after the ignore files.
 pub fn pack_to_temp(dir: &Path) -> Result<Packed> {
     let mut file = tempfile::tempfile().context("creating a temporary file to pack into")?;
-    let files = pack_dir(dir, BufWriter::new(&mut file))?;
+    let contents = pack_dir(dir, BufWriter::new(&mut file))?;
     let len = file
         .seek(SeekFrom::End(0))
         .context("measuring the packed directory")?;
     file.rewind().context("rewinding the packed directory")?;
-    Ok(Packed { file, len, files })
+    Ok(Packed {
+        file,
+        len,
+        contents,
+    })
 }
 
 /// The walk `caas push` packs: `.gitignore` files (nested ones too) and `.caasignore` files,
@@ -147,12 +160,12 @@ fn walker(dir: &Path) -> ignore::Walk {
 
 /// Writes `dir` as a gzipped tar to `out`, paths relative to `dir`. Directories are 0755, files
 /// 0755 when any execute bit is set and 0644 otherwise, owned by 0:0; symlinks stay symlinks with
-/// their target as written; sockets, FIFOs and devices are left out. Returns how many files
-/// (regular files and symlinks) went in.
-pub fn pack_dir(dir: &Path, out: impl Write) -> Result<u64> {
+/// their target as written; sockets, FIFOs and devices are left out. Returns what went in.
+pub fn pack_dir(dir: &Path, out: impl Write) -> Result<Contents> {
     let shown = display_path(dir);
     let mut tar = tar::Builder::new(GzEncoder::new(out, Compression::default()));
     let mut files = 0u64;
+    let mut bytes = 0u64;
     for entry in walker(dir) {
         let entry = entry.map_err(|e| anyhow::anyhow!("packing {shown}: {e}"))?;
         if let Some(warning) = entry.error() {
@@ -194,6 +207,7 @@ pub fn pack_dir(dir: &Path, out: impl Write) -> Result<u64> {
             header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
             header.set_size(len);
             files += 1;
+            bytes += len;
             let data = Exactly {
                 inner: file,
                 left: len,
@@ -214,7 +228,7 @@ pub fn pack_dir(dir: &Path, out: impl Write) -> Result<u64> {
     let gz = tar.into_inner().context("finishing the archive")?;
     let mut out = gz.finish().context("finishing the archive")?;
     out.flush().context("writing the archive")?;
-    Ok(files)
+    Ok(Contents { files, bytes })
 }
 
 fn mtime(meta: &std::fs::Metadata) -> u64 {
@@ -434,7 +448,7 @@ mod tests {
         fs::create_dir(root.join("empty")).unwrap();
 
         let mut bytes = Vec::new();
-        let files = pack_dir(root, &mut bytes).unwrap();
+        let contents = pack_dir(root, &mut bytes).unwrap();
         let got = unpack(&bytes);
 
         let want: Listing = [
@@ -465,7 +479,13 @@ mod tests {
         .map(|(p, (k, m, t))| (p.to_string(), (k, m, t.to_string())))
         .collect();
         assert_eq!(got, want);
-        assert_eq!(files, 15);
+        assert_eq!(contents.files, 15);
+        let file_bytes: u64 = want
+            .values()
+            .filter(|(k, _, _)| *k == 'f')
+            .map(|(_, _, t)| t.len() as u64)
+            .sum();
+        assert_eq!(contents.bytes, file_bytes);
     }
 
     #[test]
@@ -497,7 +517,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         write(tmp.path(), "index.html", "<h1>hi</h1>\n");
         let mut packed = pack_to_temp(tmp.path()).unwrap();
-        assert_eq!(packed.files, 1);
+        assert_eq!(packed.contents.files, 1);
         let mut bytes = Vec::new();
         packed.file.read_to_end(&mut bytes).unwrap();
         assert_eq!(bytes.len() as u64, packed.len);

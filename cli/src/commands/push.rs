@@ -97,7 +97,7 @@ fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Resu
     // The server's build output ends with its own `-----> Released vN (IMAGE, SIZE)` line.
     let built = {
         let mut out = std::io::stdout().lock();
-        build::follow(stream, &name, &mut out, &mut std::io::stderr())?
+        build::follow(stream, &name, &mut out)?
     };
     after_release(&client, &name, built.release, wait)
 }
@@ -116,10 +116,16 @@ fn pack(dir: &Path) -> Result<source::Packed> {
     let packed = source::pack_to_temp(dir);
     spinner.finish_and_clear();
     let packed = packed?;
-    let noun = if packed.files == 1 { "file" } else { "files" };
+    // The same figures the server's "Building" line gives, then what travels.
+    let noun = if packed.contents.files == 1 {
+        "file"
+    } else {
+        "files"
+    };
     note(&format!(
-        "Packed {shown}: {} {noun}, {}",
-        packed.files,
+        "Packed {shown}: {} {noun}, {} ({} compressed)",
+        packed.contents.files,
+        format_bytes(packed.contents.bytes),
         format_bytes(packed.len)
     ));
     Ok(packed)

@@ -407,11 +407,8 @@ impl Push {
         while let Some(ev) = rx.recv().await {
             match ev {
                 BuildEvent::Line { text } => self.say(&text).await,
-                BuildEvent::Queued { waiting_for, .. } => {
-                    self.say(&format!("-----> Waiting for build {waiting_for} to finish"))
-                        .await
-                }
-                BuildEvent::Started { .. } => {}
+                // The output says so in a line of its own.
+                BuildEvent::Queued { .. } | BuildEvent::Started { .. } => {}
                 BuildEvent::Succeeded { release: r, .. } => release = Some(r),
                 BuildEvent::Failed { .. } => return Err("build failed".into()),
             }
