@@ -25,6 +25,8 @@ impl From<BuildError> for ApiError {
             BuildError::NoApp(app) => ApiError::no_app(&app),
             BuildError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
             BuildError::Refused(m) | BuildError::Failed(m) => ApiError::Invalid(m),
+            // During the upload: the app it was for is gone.
+            BuildError::Destroyed => ApiError::NotFound(e.to_string()),
             BuildError::Store(s) => s.into(),
             BuildError::Internal(m) => ApiError::Internal(m),
         }

@@ -15,6 +15,7 @@
 //! 5. A release is recorded and the scheduler rolls it out. A failed build changes nothing that
 //!    runs.
 
+mod forget;
 mod procfile;
 mod tarball;
 pub mod unpack;
@@ -32,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{task_tracker::TaskTrackerToken, TaskTracker};
 
 pub use procfile::sh_quote;
 
@@ -70,6 +71,9 @@ pub enum BuildError {
     /// The build ran and failed.
     #[error("{0}")]
     Failed(String),
+    /// The app was destroyed while the build was being uploaded, queued or running.
+    #[error("the app was destroyed while it was building")]
+    Destroyed,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -96,10 +100,24 @@ pub struct Prepared {
     dir: PathBuf,
     files: u64,
     bytes: u64,
+    builds: Arc<AppBuilds>,
+    /// Keeps a destroy of the app waiting until this build has stopped.
+    _task: TaskTrackerToken,
 }
 
-/// The lock one build of an app holds while it runs, and the number of the build holding it.
-type AppLock = (Arc<tokio::sync::Mutex<()>>, Arc<Mutex<u64>>);
+/// One app's uploads and builds.
+#[derive(Default)]
+struct AppBuilds {
+    /// Held by the build that runs: one build of an app at a time.
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// The number of the build holding `lock`.
+    holder: Mutex<u64>,
+    /// Cancelled when the app is destroyed: its uploads and its queued and running builds stop
+    /// where they are and record nothing more.
+    destroyed: CancellationToken,
+    /// Those uploads and builds, so that a destroy can wait until all of them have stopped.
+    tasks: TaskTracker,
+}
 
 pub struct Builder {
     store: Store,
@@ -107,8 +125,10 @@ pub struct Builder {
     logs: Arc<LogHub>,
     wake: Arc<Notify>,
     settings: BuildSettings,
-    /// Per app: the lock one build holds while it runs, and the number of the build holding it.
-    apps: Mutex<HashMap<String, AppLock>>,
+    /// Per app with builds since the start (or since its last destroy).
+    apps: Mutex<HashMap<String, Arc<AppBuilds>>>,
+    /// Held by a destroy from start to end (see [`forget::Destroy`]).
+    destroys: Arc<tokio::sync::Mutex<()>>,
     slots: Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -131,6 +151,7 @@ impl Builder {
             wake,
             settings,
             apps: Mutex::new(HashMap::new()),
+            destroys: Arc::default(),
             slots: Semaphore::new(concurrency.max(1)),
             tasks: TaskTracker::new(),
             shutdown,
@@ -138,8 +159,8 @@ impl Builder {
     }
 
     /// After a restart: builds the store still shows as queued or running died with the old
-    /// process; say so, and remove their containers.
-    pub async fn recover(&self) -> Result<(), BuildError> {
+    /// process; say so, and remove their containers. Finishes what destroys left undone.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), BuildError> {
         for mut b in self.store.unfinished_builds()? {
             b.status = BuildStatus::Failed;
             b.error = Some("interrupted: caasd stopped while this build ran; push again".into());
@@ -151,7 +172,7 @@ impl Builder {
         // every app container made from it, and those must survive a restart.
         for kind in ["build", "slug"] {
             let prefix = format!("caas-{kind}-{}-", self.settings.cluster_id);
-            for id in self
+            for (id, _) in self
                 .engine
                 .containers_named(&prefix)
                 .await
@@ -160,6 +181,8 @@ impl Builder {
                 let _ = self.engine.remove(&id).await;
             }
         }
+        self.remove_trash().await;
+        self.sweep().await;
         Ok(())
     }
 
@@ -206,6 +229,34 @@ impl Builder {
         self.app_dir(app).join(format!("{number}.log"))
     }
 
+    /// The app's build cache: a volume per installation and app, mounted at `/cache`.
+    fn cache_volume(&self, app: &str) -> String {
+        format!("caas-cache-{}-{app}", self.settings.cluster_id)
+    }
+
+    /// The names of build N's containers (found again by name: see [`Builder::recover`]).
+    fn container_names(&self, app: &str, number: u64) -> [String; 2] {
+        let c = &self.settings.cluster_id;
+        [
+            format!("caas-build-{c}-{app}-{number}"),
+            format!("caas-slug-{c}-{app}-{number}"),
+        ]
+    }
+
+    /// The app's entry, with a token that makes a destroy of the app wait for the caller.
+    /// Refused while a destroy of the app is under way.
+    fn app_builds(&self, app: &str) -> Result<(Arc<AppBuilds>, TaskTrackerToken), BuildError> {
+        // Under the map's lock, which a destroy also takes to cancel: either the token is taken
+        // before the cancel (and the destroy waits for it) or the cancel is seen here.
+        let mut apps = self.apps.lock().unwrap();
+        let builds = apps.entry(app.to_string()).or_default().clone();
+        if builds.destroyed.is_cancelled() {
+            return Err(BuildError::Destroyed);
+        }
+        let token = builds.tasks.token();
+        Ok((builds, token))
+    }
+
     /// Stores and unpacks an upload as build N of `app`. Every refusal is recorded as a failed
     /// build and returned; the caller answers with it.
     pub async fn prepare<S, E>(
@@ -219,6 +270,7 @@ impl Builder {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let (builds, task) = self.app_builds(app)?;
         if self.store.app(app)?.is_none() {
             return Err(BuildError::NoApp(app.into()));
         }
@@ -228,20 +280,30 @@ impl Builder {
             SourceKind::Dir => format!("directory {file_name}"),
             _ => file_name.to_string(),
         };
-        let record = self.store.create_build(app, |number| BuildRecord {
-            app: app.into(),
-            number,
-            status: BuildStatus::Queued,
-            source: source.clone(),
-            builder: None,
-            release: None,
-            image_size: None,
-            error: None,
-            created_at: Timestamp::now(),
-            finished_at: None,
-        })?;
+        let record = self
+            .store
+            .create_build(app, |number| BuildRecord {
+                app: app.into(),
+                number,
+                status: BuildStatus::Queued,
+                source: source.clone(),
+                builder: None,
+                release: None,
+                image_size: None,
+                error: None,
+                created_at: Timestamp::now(),
+                finished_at: None,
+            })
+            .map_err(|e| match e {
+                StoreError::NotFound => BuildError::NoApp(app.into()),
+                other => other.into(),
+            })?;
         let dir = self.app_dir(app).join(record.number.to_string());
-        let result = self.receive(&dir, kind, file_name, body).await;
+        let result = tokio::select! {
+            r = self.receive(&dir, kind, file_name, body) => r,
+            // The destroy removes the folder and the record once this has returned.
+            _ = builds.destroyed.cancelled() => Err(BuildError::Destroyed),
+        };
         match result {
             Ok((files, bytes)) => {
                 self.store.flush().await?;
@@ -251,8 +313,11 @@ impl Builder {
                     dir,
                     files,
                     bytes,
+                    builds,
+                    _task: task,
                 })
             }
+            Err(BuildError::Destroyed) => Err(BuildError::Destroyed),
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
                 self.finish(record, Err(e.to_string()), None).await?;
@@ -317,16 +382,40 @@ impl Builder {
 
     async fn run(&self, p: Prepared, sink: mpsc::Sender<BuildEvent>) -> Result<(), BuildError> {
         let mut out = Output::open(self, &p, sink).await?;
-        let (lock, holder) = {
-            let mut apps = self.apps.lock().unwrap();
-            apps.entry(p.app.clone())
-                .or_insert_with(|| (Arc::default(), Arc::default()))
-                .clone()
+        let destroyed = p.builds.destroyed.clone();
+        let finished = tokio::select! {
+            r = self.queue_and_build(&p, &mut out) => Some(r),
+            _ = destroyed.cancelled() => None,
         };
+        if let Some(result) = finished {
+            return result;
+        }
+        // The app was destroyed: the build stopped wherever it was (waiting its turn included).
+        // Its containers go now, before the destroy answers; its record, folder and log are
+        // the destroy's to delete, so nothing is written here but the pusher's answer.
+        for name in self.container_names(&p.app, p.number) {
+            if let Err(e) = self.engine.remove(&name).await {
+                tracing::warn!(app = p.app, build = p.number, "removing {name}: {e}");
+            }
+        }
+        let message = BuildError::Destroyed.to_string();
+        out.event_now(BuildEvent::Line {
+            text: format!(" !     {message}"),
+        });
+        out.event_now(BuildEvent::Failed {
+            build: p.number,
+            message,
+        });
+        Ok(())
+    }
+
+    /// Waits for the app's earlier builds and a free slot, then builds and records the outcome.
+    async fn queue_and_build(&self, p: &Prepared, out: &mut Output) -> Result<(), BuildError> {
+        let lock = p.builds.lock.clone();
         let _guard = match lock.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
-                let waiting_for = *holder.lock().unwrap();
+                let waiting_for = *p.builds.holder.lock().unwrap();
                 out.event(BuildEvent::Queued {
                     build: p.number,
                     waiting_for,
@@ -340,7 +429,7 @@ impl Builder {
                 lock.lock_owned().await
             }
         };
-        *holder.lock().unwrap() = p.number;
+        *p.builds.holder.lock().unwrap() = p.number;
         let _slot = self.slots.acquire().await.map_err(internal)?;
 
         let Some(mut record) = self.store.build(&p.app, p.number)? else {
@@ -362,7 +451,7 @@ impl Builder {
         .await;
 
         let result = tokio::select! {
-            r = self.build(&p, &mut out, &mut record) => r,
+            r = self.build(p, out, &mut record) => r,
             _ = self.shutdown.cancelled() => Err(BuildError::Failed("interrupted: caasd is stopping; push again".into())),
         };
         let result = match result {
@@ -383,7 +472,7 @@ impl Builder {
                 })
             }
         };
-        self.cleanup(&p).await;
+        self.cleanup(p).await;
         match &result {
             Ok((release, image, size)) => {
                 out.line(&format!(
@@ -515,10 +604,7 @@ impl Builder {
         {
             tracing::warn!(app = p.app, "tagging {tag}: {e}");
         }
-        let _ = self
-            .engine
-            .untag(&format!("caas/{}:build-{}", p.app, p.number))
-            .await;
+        let _ = self.engine.untag(&self.build_tag(p)).await;
         self.logs.event(
             &p.app,
             "deploy",
@@ -526,6 +612,25 @@ impl Builder {
         );
         self.wake.notify_one();
         Ok((release.version, release.image, size))
+    }
+
+    /// Where a Dockerfile build puts its image until the release is recorded. Tags are shared by
+    /// every installation on the engine; this one names the installation too.
+    fn build_tag(&self, p: &Prepared) -> String {
+        format!(
+            "caas/{}:build-{}-{}",
+            p.app, self.settings.cluster_id, p.number
+        )
+    }
+
+    /// Labels of the images builds make. The installation's is what lets a destroy (and the
+    /// sweep at start) tell the images it made from images of the same name made elsewhere.
+    fn image_labels(&self, p: &Prepared) -> HashMap<String, String> {
+        HashMap::from([
+            ("caas.cluster".to_string(), self.settings.cluster_id.clone()),
+            ("caas.app".to_string(), p.app.clone()),
+            ("caas.build".to_string(), p.number.to_string()),
+        ])
     }
 
     fn labels(&self, app: &str, number: u64) -> HashMap<String, String> {
@@ -556,11 +661,8 @@ impl Builder {
         .await
         .map_err(internal)?
         .map_err(internal)?;
-        let tag = format!("caas/{}:build-{}", p.app, p.number);
-        let image_labels = HashMap::from([
-            ("caas.app".to_string(), p.app.clone()),
-            ("caas.build".to_string(), p.number.to_string()),
-        ]);
+        let tag = self.build_tag(p);
+        let image_labels = self.image_labels(p);
         let mut lines = Box::pin(self.engine.build_image(
             file_stream(&context).await?,
             &tag,
@@ -654,7 +756,7 @@ impl Builder {
         .map_err(internal)?
         .map_err(internal)?;
 
-        let cache = format!("caas-cache-{}-{}", self.settings.cluster_id, p.app);
+        let cache = self.cache_volume(&p.app);
         let mut volume_labels = self.labels(&p.app, p.number);
         volume_labels.remove("caas.build");
         volume_labels.insert("caas.role".into(), "cache".into());
@@ -662,11 +764,9 @@ impl Builder {
             .ensure_volume(&cache, volume_labels)
             .await
             .map_err(internal)?;
+        let [build_name, _] = self.container_names(&p.app, p.number);
         let spec = ContainerSpec {
-            name: format!(
-                "caas-build-{}-{}-{}",
-                self.settings.cluster_id, p.app, p.number
-            ),
+            name: build_name,
             image: stack.clone(),
             command: Command::Exec(vec!["/bin/sh".into(), "/caas/driver.sh".into()]),
             user: Some("1000:1000".into()),
@@ -800,11 +900,9 @@ impl Builder {
         slug: &Path,
         web: Option<String>,
     ) -> Result<String, BuildError> {
+        let [_, slug_name] = self.container_names(&p.app, p.number);
         let spec = ContainerSpec {
-            name: format!(
-                "caas-slug-{}-{}-{}",
-                self.settings.cluster_id, p.app, p.number
-            ),
+            name: slug_name,
             image: self.settings.stack_image.clone(),
             command: Command::ImageDefault,
             user: None,
@@ -830,10 +928,7 @@ impl Builder {
                     .map(|w| vec!["caas-launch".into(), w])
                     .unwrap_or_default(),
                 working_dir: Some("/app".into()),
-                labels: HashMap::from([
-                    ("caas.app".to_string(), p.app.clone()),
-                    ("caas.build".to_string(), p.number.to_string()),
-                ]),
+                labels: self.image_labels(p),
             };
             self.engine
                 .commit(&container, &config)
@@ -947,12 +1042,9 @@ impl Output {
         sink: mpsc::Sender<BuildEvent>,
     ) -> Result<Self, BuildError> {
         let path = b.log_path(&p.app, p.number);
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(internal)?;
+        // Truncated, not appended to: a build number is never reused by one app, so whatever a
+        // file of this name holds is not this build's.
+        let file = tokio::fs::File::create(&path).await.map_err(internal)?;
         Ok(Self {
             app: p.app.clone(),
             number: p.number,
@@ -966,6 +1058,16 @@ impl Output {
         if let Some(sink) = &self.sink {
             if sink.send(ev).await.is_err() {
                 self.sink = None; // the pusher went away; the build goes on
+            }
+        }
+    }
+
+    /// An event that must not wait for a slow pusher (a destroy is waiting for this build to
+    /// end): dropped when the pusher's queue is full.
+    fn event_now(&mut self, ev: BuildEvent) {
+        if let Some(sink) = &self.sink {
+            if sink.try_send(ev).is_err() {
+                self.sink = None;
             }
         }
     }
@@ -989,7 +1091,7 @@ impl Output {
         .await;
     }
 
-    async fn close(mut self) {
+    async fn close(&mut self) {
         let _ = self.file.flush().await;
     }
 }
