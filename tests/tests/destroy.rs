@@ -1,7 +1,8 @@
 //! Destroying an app leaves nothing of it: a new app of the same name starts from nothing, a
-//! build under way stops and its pusher hears why.
+//! build under way stops and its pusher hears why. Also what a build's record shows when the
+//! server refused its upload.
 
-use caas_e2e::{docker, repo_root, temp_dir_with, Platform};
+use caas_e2e::{docker, repo_root, run, temp_dir_with, Platform};
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -200,5 +201,43 @@ fn destroying_an_app_while_it_builds_stops_its_builds() {
     assert!(
         !p.data_dir().join("builds").join(app).exists(),
         "no build folder or log of the old app"
+    );
+}
+
+#[test]
+fn a_refused_upload_shows_why_in_its_build_output_and_in_the_list() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "refused"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let zip = tmp.path().join("evil.zip");
+    let made = run(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, zipfile; z = zipfile.ZipFile(sys.argv[1], 'w'); \
+             z.writestr('index.html', 'x'); z.writestr('../escape', 'x')",
+            )
+            .arg(&zip),
+        None,
+        Duration::from_secs(60),
+    );
+    assert!(made.success(), "{made}");
+    let pushed = p.caas_code(2, &["push", zip.to_str().unwrap(), "-a", "refused"]);
+    assert!(pushed.stderr.contains("../escape"), "{pushed}");
+
+    // Every client sees the reason, not only the one whose upload was refused.
+    let output = p.caas_ok(&["builds:output", "1", "-a", "refused"]);
+    assert!(output.contains("../escape"), "{output}");
+    let list = p.caas_ok(&["builds", "-a", "refused"]);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("#1"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("failed"), "{list}");
+    assert!(list.lines().next().unwrap().contains("REASON"), "{list}");
+    let reason = row.split("ago").nth(1).unwrap_or_default().trim();
+    assert!(
+        !reason.is_empty() && reason != "-",
+        "a short reason: {list}"
     );
 }

@@ -320,7 +320,24 @@ impl Builder {
             Err(BuildError::Destroyed) => Err(BuildError::Destroyed),
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
-                self.finish(record, Err(e.to_string()), None).await?;
+                let message = match &e {
+                    BuildError::Internal(detail) => {
+                        tracing::error!(
+                            app,
+                            build = record.number,
+                            "receiving the upload: {detail}"
+                        );
+                        "the server failed to store the upload; its log has the details".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                // The refusal is the build's output: `builds:output` shows it to every client,
+                // not only to the one whose upload it refused.
+                let log = self.log_path(app, record.number);
+                if let Err(e) = tokio::fs::write(&log, format!(" !     {message}\n")).await {
+                    tracing::warn!("writing {}: {e}", log.display());
+                }
+                self.finish(record, Err(message), None).await?;
                 Err(e)
             }
         }
