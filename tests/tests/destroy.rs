@@ -69,7 +69,15 @@ fn a_recreated_app_shows_nothing_of_the_destroyed_one() {
     }
 
     p.caas_ok(&["apps:create", app]);
-    p.caas_ok(&["push", &fixture("static"), "-a", app]);
+    let pushed = p.caas(&["push", &fixture("static"), "-a", app]);
+    assert_eq!(pushed.code, 0, "{pushed}");
+    assert!(
+        pushed
+            .stdout
+            .contains(&format!("-----> Building {app} (build 1): 2 files, "))
+            && pushed.stdout.contains(" unpacked from a "),
+        "the first line says what it counts: {pushed}"
+    );
 
     let builds = p.caas_json(&["builds", "-a", app, "--json"]);
     let builds = builds.as_array().unwrap();

@@ -98,8 +98,12 @@ pub struct Prepared {
     pub app: String,
     pub number: u64,
     dir: PathBuf,
+    kind: SourceKind,
+    /// Files (and symlinks) in the source, and bytes of their content.
     files: u64,
     bytes: u64,
+    /// Bytes received: what the client packed and sent.
+    uploaded: u64,
     builds: Arc<AppBuilds>,
     /// Keeps a destroy of the app waiting until this build has stopped.
     _task: TaskTrackerToken,
@@ -305,14 +309,16 @@ impl Builder {
             _ = builds.destroyed.cancelled() => Err(BuildError::Destroyed),
         };
         match result {
-            Ok((files, bytes)) => {
+            Ok((files, bytes, uploaded)) => {
                 self.store.flush().await?;
                 Ok(Prepared {
                     app: app.into(),
                     number: record.number,
                     dir,
+                    kind,
                     files,
                     bytes,
+                    uploaded,
                     builds,
                     _task: task,
                 })
@@ -349,7 +355,7 @@ impl Builder {
         kind: SourceKind,
         file_name: &str,
         mut body: S,
-    ) -> Result<(u64, u64), BuildError>
+    ) -> Result<(u64, u64, u64), BuildError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -379,9 +385,11 @@ impl Builder {
         let src = dir.join("src");
         let limits = self.settings.limits;
         let name = file_name.to_string();
-        tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
-            .await
-            .map_err(internal)?
+        let (files, bytes) =
+            tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
+                .await
+                .map_err(internal)??;
+        Ok((files, bytes, received))
     }
 
     /// Runs a prepared build in the background; its events go to `sink` (dropped receivers are
@@ -455,15 +463,11 @@ impl Builder {
         record.status = BuildStatus::Running;
         self.store.put_build(&record)?;
         out.event(BuildEvent::Started { build: p.number }).await;
-        let files = match p.files {
-            1 => "1 file".to_string(),
-            n => format!("{n} files"),
-        };
         out.line(&format!(
-            "-----> Building {} (build {}): {files}, {}",
+            "-----> Building {} (build {}): {}",
             p.app,
             p.number,
-            caas_api::format_bytes(p.bytes)
+            size_summary(p.kind, p.files, p.bytes, p.uploaded)
         ))
         .await;
 
@@ -955,6 +959,25 @@ impl Builder {
         .await;
         let _ = self.engine.remove(&container).await;
         result
+    }
+}
+
+/// The first line of a build says what it builds from, in the units `caas push` uses: files and
+/// symlinks counted as the CLI counts them when it packs a directory, their content's size once
+/// unpacked, and the size of the upload as sent (the CLI's "Packed DIR: N files, SIZE").
+fn size_summary(kind: SourceKind, files: u64, bytes: u64, uploaded: u64) -> String {
+    let bytes = caas_api::format_bytes(bytes);
+    let uploaded = caas_api::format_bytes(uploaded);
+    match kind {
+        // Kept whole: its size is the upload's.
+        SourceKind::War | SourceKind::Jar => format!("1 file, {uploaded} uploaded"),
+        _ => {
+            let files = match files {
+                1 => "1 file".to_string(),
+                n => format!("{n} files"),
+            };
+            format!("{files}, {bytes} unpacked from a {uploaded} upload")
+        }
     }
 }
 
