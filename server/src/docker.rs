@@ -6,8 +6,9 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use bytes::Bytes;
@@ -126,6 +127,29 @@ pub struct ExitInfo {
     pub finished_at: Option<Timestamp>,
 }
 
+/// An image as the engine knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRefs {
+    /// The content id (`sha256:...`).
+    pub id: String,
+    /// `repo:tag` references naming it.
+    pub tags: Vec<String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// What became of an image reference asked to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// A container still uses it, or (by id) other tags still name it: nothing was removed.
+    InUse,
+}
+
+/// Engines before API 1.44 list an untagged image with the pseudo tag `<none>:<none>`.
+fn real_tags(tags: Vec<String>) -> Vec<String> {
+    tags.into_iter().filter(|t| t != "<none>:<none>").collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream2 {
     Stdout,
@@ -216,6 +240,69 @@ impl Engine {
             }
         });
         tokio_stream::wrappers::ReceiverStream::new(rx)
+    }
+
+    /// An image's id, tags and labels, if the engine has it.
+    pub async fn image_refs(&self, reference: &str) -> Result<Option<ImageRefs>> {
+        match self.docker.inspect_image(reference).await {
+            Ok(img) => Ok(img.id.map(|id| ImageRefs {
+                id,
+                tags: real_tags(img.repo_tags.unwrap_or_default()),
+                labels: img.config.and_then(|c| c.labels).unwrap_or_default(),
+            })),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound => Ok(None),
+                EngineError::Other(m) if m.contains("invalid reference") => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Images (tagged or not) carrying all the given labels.
+    pub async fn images_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<ImageRefs>> {
+        let filters: HashMap<String, Vec<String>> = HashMap::from([(
+            "label".to_string(),
+            labels.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        )]);
+        let opts = ListImagesOptionsBuilder::new()
+            .all(false)
+            .filters(&filters)
+            .build();
+        Ok(self
+            .docker
+            .list_images(Some(opts))
+            .await?
+            .into_iter()
+            .map(|i| ImageRefs {
+                id: i.id,
+                tags: real_tags(i.repo_tags),
+                labels: i.labels,
+            })
+            .collect())
+    }
+
+    /// Removes a tag, or an image by id, without force: Docker then refuses to take away the
+    /// last reference of an image a container still uses (answered as `InUse`), and an image by
+    /// id that other tags still name. A reference that is already gone counts as removed.
+    pub async fn remove_image(&self, reference: &str) -> Result<Removal> {
+        match self
+            .docker
+            .remove_image(
+                reference,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(Removal::Removed),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(Removal::InUse),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound => Ok(Removal::Removed),
+                other => Err(other),
+            },
+        }
     }
 
     /// Removes a tag (and the image, if that was its last tag and nothing uses it).
@@ -322,19 +409,22 @@ impl Engine {
             .collect())
     }
 
-    /// Ids of containers, running or not, whose name starts with `prefix`.
-    pub async fn containers_named(&self, prefix: &str) -> Result<Vec<String>> {
+    /// `(id, name)` of containers, running or not, whose name starts with `prefix`.
+    pub async fn containers_named(&self, prefix: &str) -> Result<Vec<(String, String)>> {
         let list = self.list_all("name", vec![prefix.to_string()]).await?;
         // Docker's name filter matches anywhere in the name; keep true prefixes only.
         Ok(list
             .into_iter()
-            .filter(|c| {
-                c.names
+            .filter_map(|c| {
+                let name = c
+                    .names
                     .iter()
                     .flatten()
-                    .any(|n| n.trim_start_matches('/').starts_with(prefix))
+                    .map(|n| n.trim_start_matches('/'))
+                    .find(|n| n.starts_with(prefix))?
+                    .to_string();
+                Some((c.id?, name))
             })
-            .filter_map(|c| c.id)
             .collect())
     }
 
@@ -598,7 +688,15 @@ impl Engine {
         tokio::spawn(async move {
             let mut stream =
                 Box::pin(docker.build_image(opts, None, Some(bollard::body_stream(context))));
-            while let Some(item) = stream.next().await {
+            loop {
+                // A build whose caller went away (cancelled: its app was destroyed) must stop
+                // now, not at its next line of output: dropping the request makes the engine
+                // cancel the build and remove its step container.
+                let item = tokio::select! {
+                    item = stream.next() => item,
+                    _ = tx.closed() => return,
+                };
+                let Some(item) = item else { return };
                 let item = match item {
                     Ok(info) => match info.error_detail.and_then(|d| d.message) {
                         Some(detail) => Err(EngineError::Other(detail)),

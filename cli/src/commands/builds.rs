@@ -6,7 +6,7 @@ use crate::commands::apps::release_label;
 use crate::error::CliError;
 use crate::output::{age, format_bytes, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::Build;
+use caas_api::{Build, BuildStatus};
 use clap::Args;
 use std::io::{BufRead, BufReader, Read, Write};
 
@@ -50,15 +50,33 @@ pub fn list(args: BuildsArgs) -> Result<()> {
                 release_label(b.release),
                 b.image_size.map_or_else(|| "-".to_string(), format_bytes),
                 format!("{} ago", age(b.created_at)),
+                match (b.status, &b.error) {
+                    (BuildStatus::Failed, Some(error)) => short_reason(error),
+                    _ => "-".to_string(),
+                },
             ]
         })
         .collect();
     print_table(
         &[
-            "BUILD", "STATUS", "SOURCE", "BUILDER", "RELEASE", "SIZE", "CREATED",
+            "BUILD", "STATUS", "SOURCE", "BUILDER", "RELEASE", "SIZE", "CREATED", "REASON",
         ],
         &rows,
     )
+}
+
+/// Longest reason in the `caas builds` table; `builds:output N` has the whole of it.
+const REASON_WIDTH: usize = 60;
+
+/// A failed build's reason cut to fit a table row: its first line, at most [`REASON_WIDTH`]
+/// characters.
+fn short_reason(error: &str) -> String {
+    let line = error.lines().next().unwrap_or_default().trim();
+    if line.chars().count() <= REASON_WIDTH {
+        return line.to_string();
+    }
+    let cut: String = line.chars().take(REASON_WIDTH - 1).collect();
+    format!("{}…", cut.trim_end())
 }
 
 pub fn output(args: OutputArgs) -> Result<()> {
@@ -115,6 +133,19 @@ mod tests {
             let err = parse_build_number(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn reasons_are_cut_to_one_short_line() {
+        assert_eq!(
+            short_reason("the compile step failed (see the output above)"),
+            "the compile step failed (see the output above)"
+        );
+        assert_eq!(short_reason("first line\nsecond"), "first line");
+        let long = format!("{} tail", "x".repeat(70));
+        let cut = short_reason(&long);
+        assert_eq!(cut.chars().count(), REASON_WIDTH);
+        assert!(cut.ends_with('…') && cut.starts_with("xxx"), "{cut}");
     }
 
     #[test]

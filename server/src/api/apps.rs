@@ -107,7 +107,21 @@ pub async fn destroy(
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<StatusCode> {
+    // Runs to its end even when the client goes away: half a destroy would leave the name
+    // closed to builds, or files behind for the next app of that name.
+    tokio::spawn(destroy_app(s, app))
+        .await
+        .map_err(|e| ApiError::Internal(format!("destroying: {e}")))?
+}
+
+async fn destroy_app(s: AppState, app: String) -> ApiResult<StatusCode> {
+    // One destroy at a time, the app looked up inside it: of two destroys of one app, the second
+    // finds it gone instead of destroying a new app that took the name in between.
+    let mut destroy = s.builder.destroy().await;
     load_app(&s, &app)?;
+    // Builds first: once they have stopped nothing writes records of the app any more, so what
+    // the store deletes next stays deleted, and a pusher hears why its build ended.
+    destroy.stop_builds(&app).await;
     let releases = s.store.releases(&app)?;
     match s.store.delete_app(&app) {
         Ok(()) | Err(StoreError::NotFound) => {}
@@ -117,21 +131,14 @@ pub async fn destroy(
     s.logs.remove(&app);
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();
-    // Best effort: an image still used by a draining instance stays until Docker's own pruning.
     let repos = s.repos.clone();
     let name = app.clone();
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || repos.remove(&name)).await {
         tracing::warn!(app, "removing the git repository: {e}");
     }
-    let cache = format!("caas-cache-{}-{app}", s.config.cluster_id);
-    if let Err(e) = s.engine.remove_volume(&cache).await {
-        tracing::debug!(app, "removing the build cache: {e}");
-    }
-    for r in releases {
-        if let Err(e) = s.engine.untag(&r.image).await {
-            tracing::debug!(app, "removing {}: {e}", r.image);
-        }
-    }
+    // Build logs, cache, images: images that instances still use go once the agents have
+    // stopped them.
+    destroy.forget(&releases).await;
     tracing::info!(app, "app destroyed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -25,6 +25,8 @@ impl From<BuildError> for ApiError {
             BuildError::NoApp(app) => ApiError::no_app(&app),
             BuildError::TooLarge(_) => ApiError::TooLarge(e.to_string()),
             BuildError::Refused(m) | BuildError::Failed(m) => ApiError::Invalid(m),
+            // During the upload: the app it was for is gone.
+            BuildError::Destroyed => ApiError::NotFound(e.to_string()),
             BuildError::Store(s) => s.into(),
             BuildError::Internal(m) => ApiError::Internal(m),
         }
@@ -148,6 +150,16 @@ pub async fn output(
     let build = load_build(&s, &app, &number)?;
     let path = s.builder.log_path(&app, build.number);
     let file = tokio::fs::File::open(&path).await.ok();
+    if file.is_none() && build.status == BuildStatus::Failed {
+        // Refusals recorded before they were written to the build's output have only the
+        // record's reason.
+        if let Some(error) = build.error {
+            return Ok(Response::builder()
+                .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Body::from(format!(" !     {error}\n")))
+                .expect("static headers are valid"));
+        }
+    }
     let store = s.store.clone();
     let state = (
         file,

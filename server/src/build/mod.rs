@@ -15,6 +15,7 @@
 //! 5. A release is recorded and the scheduler rolls it out. A failed build changes nothing that
 //!    runs.
 
+mod forget;
 mod procfile;
 mod tarball;
 pub mod unpack;
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio_util::task::{task_tracker::TaskTrackerToken, TaskTracker};
 
 pub use procfile::sh_quote;
 
@@ -71,6 +72,9 @@ pub enum BuildError {
     /// The build ran and failed.
     #[error("{0}")]
     Failed(String),
+    /// The app was destroyed while the build was being uploaded, queued or running.
+    #[error("the app was destroyed while it was building")]
+    Destroyed,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -95,12 +99,30 @@ pub struct Prepared {
     pub app: String,
     pub number: u64,
     dir: PathBuf,
+    kind: SourceKind,
+    /// Files (and symlinks) in the source, and bytes of their content.
     files: u64,
     bytes: u64,
+    /// Bytes received: what the client packed and sent.
+    uploaded: u64,
+    builds: Arc<AppBuilds>,
+    /// Keeps a destroy of the app waiting until this build has stopped.
+    _task: TaskTrackerToken,
 }
 
-/// The lock one build of an app holds while it runs, and the number of the build holding it.
-type AppLock = (Arc<tokio::sync::Mutex<()>>, Arc<Mutex<u64>>);
+/// One app's uploads and builds.
+#[derive(Default)]
+struct AppBuilds {
+    /// Held by the build that runs: one build of an app at a time.
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// The number of the build holding `lock`.
+    holder: Mutex<u64>,
+    /// Cancelled when the app is destroyed: its uploads and its queued and running builds stop
+    /// where they are and record nothing more.
+    destroyed: CancellationToken,
+    /// Those uploads and builds, so that a destroy can wait until all of them have stopped.
+    tasks: TaskTracker,
+}
 
 pub struct Builder {
     store: Store,
@@ -108,8 +130,10 @@ pub struct Builder {
     logs: Arc<LogHub>,
     wake: Arc<Notify>,
     settings: BuildSettings,
-    /// Per app: the lock one build holds while it runs, and the number of the build holding it.
-    apps: Mutex<HashMap<String, AppLock>>,
+    /// Per app with builds since the start (or since its last destroy).
+    apps: Mutex<HashMap<String, Arc<AppBuilds>>>,
+    /// Held by a destroy from start to end (see [`forget::Destroy`]).
+    destroys: Arc<tokio::sync::Mutex<()>>,
     slots: Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -132,6 +156,7 @@ impl Builder {
             wake,
             settings,
             apps: Mutex::new(HashMap::new()),
+            destroys: Arc::default(),
             slots: Semaphore::new(concurrency.max(1)),
             tasks: TaskTracker::new(),
             shutdown,
@@ -139,8 +164,8 @@ impl Builder {
     }
 
     /// After a restart: builds the store still shows as queued or running died with the old
-    /// process; say so, and remove their containers.
-    pub async fn recover(&self) -> Result<(), BuildError> {
+    /// process; say so, and remove their containers. Finishes what destroys left undone.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), BuildError> {
         for mut b in self.store.unfinished_builds()? {
             b.status = BuildStatus::Failed;
             b.error = Some("interrupted: caasd stopped while this build ran; push again".into());
@@ -152,7 +177,7 @@ impl Builder {
         // every app container made from it, and those must survive a restart.
         for kind in ["build", "slug"] {
             let prefix = format!("caas-{kind}-{}-", self.settings.cluster_id);
-            for id in self
+            for (id, _) in self
                 .engine
                 .containers_named(&prefix)
                 .await
@@ -161,6 +186,8 @@ impl Builder {
                 let _ = self.engine.remove(&id).await;
             }
         }
+        self.remove_trash().await;
+        self.sweep().await;
         Ok(())
     }
 
@@ -207,6 +234,34 @@ impl Builder {
         self.app_dir(app).join(format!("{number}.log"))
     }
 
+    /// The app's build cache: a volume per installation and app, mounted at `/cache`.
+    fn cache_volume(&self, app: &str) -> String {
+        format!("caas-cache-{}-{app}", self.settings.cluster_id)
+    }
+
+    /// The names of build N's containers (found again by name: see [`Builder::recover`]).
+    fn container_names(&self, app: &str, number: u64) -> [String; 2] {
+        let c = &self.settings.cluster_id;
+        [
+            format!("caas-build-{c}-{app}-{number}"),
+            format!("caas-slug-{c}-{app}-{number}"),
+        ]
+    }
+
+    /// The app's entry, with a token that makes a destroy of the app wait for the caller.
+    /// Refused while a destroy of the app is under way.
+    fn app_builds(&self, app: &str) -> Result<(Arc<AppBuilds>, TaskTrackerToken), BuildError> {
+        // Under the map's lock, which a destroy also takes to cancel: either the token is taken
+        // before the cancel (and the destroy waits for it) or the cancel is seen here.
+        let mut apps = self.apps.lock().unwrap();
+        let builds = apps.entry(app.to_string()).or_default().clone();
+        if builds.destroyed.is_cancelled() {
+            return Err(BuildError::Destroyed);
+        }
+        let token = builds.tasks.token();
+        Ok((builds, token))
+    }
+
     /// Stores and unpacks an upload as build N of `app`. Every refusal is recorded as a failed
     /// build and returned; the caller answers with it.
     pub async fn prepare<S, E>(
@@ -220,6 +275,7 @@ impl Builder {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let (builds, task) = self.app_builds(app)?;
         if self.store.app(app)?.is_none() {
             return Err(BuildError::NoApp(app.into()));
         }
@@ -229,34 +285,66 @@ impl Builder {
             SourceKind::Dir => format!("directory {file_name}"),
             _ => file_name.to_string(),
         };
-        let record = self.store.create_build(app, |number| BuildRecord {
-            app: app.into(),
-            number,
-            status: BuildStatus::Queued,
-            source: source.clone(),
-            builder: None,
-            release: None,
-            image_size: None,
-            error: None,
-            created_at: Timestamp::now(),
-            finished_at: None,
-        })?;
+        let record = self
+            .store
+            .create_build(app, |number| BuildRecord {
+                app: app.into(),
+                number,
+                status: BuildStatus::Queued,
+                source: source.clone(),
+                builder: None,
+                release: None,
+                image_size: None,
+                error: None,
+                created_at: Timestamp::now(),
+                finished_at: None,
+            })
+            .map_err(|e| match e {
+                StoreError::NotFound => BuildError::NoApp(app.into()),
+                other => other.into(),
+            })?;
         let dir = self.app_dir(app).join(record.number.to_string());
-        let result = self.receive(&dir, kind, file_name, body).await;
+        let result = tokio::select! {
+            r = self.receive(&dir, kind, file_name, body) => r,
+            // The destroy removes the folder and the record once this has returned.
+            _ = builds.destroyed.cancelled() => Err(BuildError::Destroyed),
+        };
         match result {
-            Ok((files, bytes)) => {
+            Ok((files, bytes, uploaded)) => {
                 self.store.flush().await?;
                 Ok(Prepared {
                     app: app.into(),
                     number: record.number,
                     dir,
+                    kind,
                     files,
                     bytes,
+                    uploaded,
+                    builds,
+                    _task: task,
                 })
             }
+            Err(BuildError::Destroyed) => Err(BuildError::Destroyed),
             Err(e) => {
                 let _ = tokio::fs::remove_dir_all(&dir).await;
-                self.finish(record, Err(e.to_string()), None).await?;
+                let message = match &e {
+                    BuildError::Internal(detail) => {
+                        tracing::error!(
+                            app,
+                            build = record.number,
+                            "receiving the upload: {detail}"
+                        );
+                        "the server failed to store the upload; its log has the details".to_string()
+                    }
+                    other => other.to_string(),
+                };
+                // The refusal is the build's output: `builds:output` shows it to every client,
+                // not only to the one whose upload it refused.
+                let log = self.log_path(app, record.number);
+                if let Err(e) = tokio::fs::write(&log, format!(" !     {message}\n")).await {
+                    tracing::warn!("writing {}: {e}", log.display());
+                }
+                self.finish(record, Err(message), None).await?;
                 Err(e)
             }
         }
@@ -268,7 +356,7 @@ impl Builder {
         kind: SourceKind,
         file_name: &str,
         mut body: S,
-    ) -> Result<(u64, u64), BuildError>
+    ) -> Result<(u64, u64, u64), BuildError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -298,9 +386,11 @@ impl Builder {
         let src = dir.join("src");
         let limits = self.settings.limits;
         let name = file_name.to_string();
-        tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
-            .await
-            .map_err(internal)?
+        let (files, bytes) =
+            tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
+                .await
+                .map_err(internal)??;
+        Ok((files, bytes, received))
     }
 
     /// Runs a prepared build in the background; its events go to `sink` (dropped receivers are
@@ -318,16 +408,40 @@ impl Builder {
 
     async fn run(&self, p: Prepared, sink: mpsc::Sender<BuildEvent>) -> Result<(), BuildError> {
         let mut out = Output::open(self, &p, sink).await?;
-        let (lock, holder) = {
-            let mut apps = self.apps.lock().unwrap();
-            apps.entry(p.app.clone())
-                .or_insert_with(|| (Arc::default(), Arc::default()))
-                .clone()
+        let destroyed = p.builds.destroyed.clone();
+        let finished = tokio::select! {
+            r = self.queue_and_build(&p, &mut out) => Some(r),
+            _ = destroyed.cancelled() => None,
         };
+        if let Some(result) = finished {
+            return result;
+        }
+        // The app was destroyed: the build stopped wherever it was (waiting its turn included).
+        // Its containers go now, before the destroy answers; its record, folder and log are
+        // the destroy's to delete, so nothing is written here but the pusher's answer.
+        for name in self.container_names(&p.app, p.number) {
+            if let Err(e) = self.engine.remove(&name).await {
+                tracing::warn!(app = p.app, build = p.number, "removing {name}: {e}");
+            }
+        }
+        let message = BuildError::Destroyed.to_string();
+        out.event_now(BuildEvent::Line {
+            text: format!(" !     {message}"),
+        });
+        out.event_now(BuildEvent::Failed {
+            build: p.number,
+            message,
+        });
+        Ok(())
+    }
+
+    /// Waits for the app's earlier builds and a free slot, then builds and records the outcome.
+    async fn queue_and_build(&self, p: &Prepared, out: &mut Output) -> Result<(), BuildError> {
+        let lock = p.builds.lock.clone();
         let _guard = match lock.clone().try_lock_owned() {
             Ok(g) => g,
             Err(_) => {
-                let waiting_for = *holder.lock().unwrap();
+                let waiting_for = *p.builds.holder.lock().unwrap();
                 out.event(BuildEvent::Queued {
                     build: p.number,
                     waiting_for,
@@ -341,7 +455,7 @@ impl Builder {
                 lock.lock_owned().await
             }
         };
-        *holder.lock().unwrap() = p.number;
+        *p.builds.holder.lock().unwrap() = p.number;
         let _slot = self.slots.acquire().await.map_err(internal)?;
 
         let Some(mut record) = self.store.build(&p.app, p.number)? else {
@@ -350,20 +464,16 @@ impl Builder {
         record.status = BuildStatus::Running;
         self.store.put_build(&record)?;
         out.event(BuildEvent::Started { build: p.number }).await;
-        let files = match p.files {
-            1 => "1 file".to_string(),
-            n => format!("{n} files"),
-        };
         out.line(&format!(
-            "-----> Building {} (build {}): {files}, {}",
+            "-----> Building {} (build {}): {}",
             p.app,
             p.number,
-            caas_api::format_bytes(p.bytes)
+            size_summary(p.kind, p.files, p.bytes, p.uploaded)
         ))
         .await;
 
         let result = tokio::select! {
-            r = self.build(&p, &mut out, &mut record) => r,
+            r = self.build(p, out, &mut record) => r,
             _ = self.shutdown.cancelled() => Err(BuildError::Failed("interrupted: caasd is stopping; push again".into())),
         };
         let result = match result {
@@ -384,7 +494,7 @@ impl Builder {
                 })
             }
         };
-        self.cleanup(&p).await;
+        self.cleanup(p).await;
         match &result {
             Ok((release, image, size)) => {
                 out.line(&format!(
@@ -518,10 +628,7 @@ impl Builder {
         {
             tracing::warn!(app = p.app, "tagging {tag}: {e}");
         }
-        let _ = self
-            .engine
-            .untag(&format!("caas/{}:build-{}", p.app, p.number))
-            .await;
+        let _ = self.engine.untag(&self.build_tag(p)).await;
         self.logs.event(
             &p.app,
             "deploy",
@@ -529,6 +636,25 @@ impl Builder {
         );
         self.wake.notify_one();
         Ok((release.version, release.image, size))
+    }
+
+    /// Where a Dockerfile build puts its image until the release is recorded. Tags are shared by
+    /// every installation on the engine; this one names the installation too.
+    fn build_tag(&self, p: &Prepared) -> String {
+        format!(
+            "caas/{}:build-{}-{}",
+            p.app, self.settings.cluster_id, p.number
+        )
+    }
+
+    /// Labels of the images builds make. The installation's is what lets a destroy (and the
+    /// sweep at start) tell the images it made from images of the same name made elsewhere.
+    fn image_labels(&self, p: &Prepared) -> HashMap<String, String> {
+        HashMap::from([
+            ("caas.cluster".to_string(), self.settings.cluster_id.clone()),
+            ("caas.app".to_string(), p.app.clone()),
+            ("caas.build".to_string(), p.number.to_string()),
+        ])
     }
 
     fn labels(&self, app: &str, number: u64) -> HashMap<String, String> {
@@ -559,11 +685,8 @@ impl Builder {
         .await
         .map_err(internal)?
         .map_err(internal)?;
-        let tag = format!("caas/{}:build-{}", p.app, p.number);
-        let image_labels = HashMap::from([
-            ("caas.app".to_string(), p.app.clone()),
-            ("caas.build".to_string(), p.number.to_string()),
-        ]);
+        let tag = self.build_tag(p);
+        let image_labels = self.image_labels(p);
         let mut lines = Box::pin(self.engine.build_image(
             file_stream(&context).await?,
             &tag,
@@ -657,7 +780,7 @@ impl Builder {
         .map_err(internal)?
         .map_err(internal)?;
 
-        let cache = format!("caas-cache-{}-{}", self.settings.cluster_id, p.app);
+        let cache = self.cache_volume(&p.app);
         let mut volume_labels = self.labels(&p.app, p.number);
         volume_labels.remove("caas.build");
         volume_labels.insert("caas.role".into(), "cache".into());
@@ -665,11 +788,9 @@ impl Builder {
             .ensure_volume(&cache, volume_labels)
             .await
             .map_err(internal)?;
+        let [build_name, _] = self.container_names(&p.app, p.number);
         let spec = ContainerSpec {
-            name: format!(
-                "caas-build-{}-{}-{}",
-                self.settings.cluster_id, p.app, p.number
-            ),
+            name: build_name,
             image: stack.clone(),
             command: Command::Exec(vec!["/bin/sh".into(), "/caas/driver.sh".into()]),
             user: Some("1000:1000".into()),
@@ -803,11 +924,9 @@ impl Builder {
         slug: &Path,
         web: Option<String>,
     ) -> Result<String, BuildError> {
+        let [_, slug_name] = self.container_names(&p.app, p.number);
         let spec = ContainerSpec {
-            name: format!(
-                "caas-slug-{}-{}-{}",
-                self.settings.cluster_id, p.app, p.number
-            ),
+            name: slug_name,
             image: self.settings.stack_image.clone(),
             command: Command::ImageDefault,
             user: None,
@@ -833,10 +952,7 @@ impl Builder {
                     .map(|w| vec!["caas-launch".into(), w])
                     .unwrap_or_default(),
                 working_dir: Some("/app".into()),
-                labels: HashMap::from([
-                    ("caas.app".to_string(), p.app.clone()),
-                    ("caas.build".to_string(), p.number.to_string()),
-                ]),
+                labels: self.image_labels(p),
             };
             self.engine
                 .commit(&container, &config)
@@ -846,6 +962,25 @@ impl Builder {
         .await;
         let _ = self.engine.remove(&container).await;
         result
+    }
+}
+
+/// The first line of a build says what it builds from, in the units `caas push` uses: files and
+/// symlinks counted as the CLI counts them when it packs a directory, their content's size once
+/// unpacked, and the size of the upload as sent (the CLI's "Packed DIR: N files, SIZE").
+fn size_summary(kind: SourceKind, files: u64, bytes: u64, uploaded: u64) -> String {
+    let bytes = caas_api::format_bytes(bytes);
+    let uploaded = caas_api::format_bytes(uploaded);
+    match kind {
+        // Kept whole: its size is the upload's.
+        SourceKind::War | SourceKind::Jar => format!("1 file, {uploaded} uploaded"),
+        _ => {
+            let files = match files {
+                1 => "1 file".to_string(),
+                n => format!("{n} files"),
+            };
+            format!("{files}, {bytes} unpacked from a {uploaded} upload")
+        }
     }
 }
 
@@ -950,12 +1085,9 @@ impl Output {
         sink: mpsc::Sender<BuildEvent>,
     ) -> Result<Self, BuildError> {
         let path = b.log_path(&p.app, p.number);
-        let file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(internal)?;
+        // Truncated, not appended to: a build number is never reused by one app, so whatever a
+        // file of this name holds is not this build's.
+        let file = tokio::fs::File::create(&path).await.map_err(internal)?;
         Ok(Self {
             app: p.app.clone(),
             number: p.number,
@@ -969,6 +1101,16 @@ impl Output {
         if let Some(sink) = &self.sink {
             if sink.send(ev).await.is_err() {
                 self.sink = None; // the pusher went away; the build goes on
+            }
+        }
+    }
+
+    /// An event that must not wait for a slow pusher (a destroy is waiting for this build to
+    /// end): dropped when the pusher's queue is full.
+    fn event_now(&mut self, ev: BuildEvent) {
+        if let Some(sink) = &self.sink {
+            if sink.try_send(ev).is_err() {
+                self.sink = None;
             }
         }
     }
@@ -992,7 +1134,7 @@ impl Output {
         .await;
     }
 
-    async fn close(mut self) {
+    async fn close(&mut self) {
         let _ = self.file.flush().await;
     }
 }

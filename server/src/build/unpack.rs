@@ -998,15 +998,16 @@ fn write_clean(f: &mut fmt::Formatter<'_>, text: &str, max: usize, quotes: bool)
     Ok(())
 }
 
-/// A byte count for a message: in whole MiB (rounded down) from 1 MiB on, else in bytes.
+/// A limit for a message, in the units of the flag that sets it and of every other size caas
+/// prints (`caas_api::format_bytes`: MB of 1024 KB): whole MB (rounded down) from 1 MB on.
 struct Size(u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 >= MIB {
-            write!(f, "{} MiB", self.0 / MIB)
+            write!(f, "{} MB", self.0 / MIB)
         } else {
-            write!(f, "{} bytes", self.0)
+            write!(f, "{}", caas_api::format_bytes(self.0))
         }
     }
 }
@@ -1683,7 +1684,7 @@ mod tests {
         };
         let e = fx.unpack(ArchiveKind::TarGz, &limits).unwrap_err();
         assert_limit(&e, Limit::UnpackedBytes(8 * MIB));
-        assert!(e.to_string().contains("more than 8 MiB"), "{e}");
+        assert!(e.to_string().contains("more than 8 MB"), "{e}");
         assert!(e.to_string().contains("`caasd --max-unpacked-mb`"), "{e}");
         assert!(fx.dest_bytes() <= 8 * MIB, "{}", fx.dest_bytes());
     }

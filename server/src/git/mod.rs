@@ -43,8 +43,8 @@ impl Repos {
         self.root.join(format!("{app}.git"))
     }
 
-    /// The app's repository, created on first use.
-    fn open(&self, app: &str) -> Result<git2::Repository, GitError> {
+    /// The app's repository, created on first use: a push starts with the ref advertisement.
+    fn open_or_create(&self, app: &str) -> Result<git2::Repository, GitError> {
         let path = self.path(app);
         match git2::Repository::open_bare(&path) {
             Ok(r) => Ok(r),
@@ -57,9 +57,16 @@ impl Repos {
         }
     }
 
+    /// The app's repository as the ref advertisement made it. Never creates one: a push that
+    /// outlived a destroy of its app must not bring the repository back for the next app of
+    /// that name.
+    fn open(&self, app: &str) -> Result<git2::Repository, GitError> {
+        Ok(git2::Repository::open_bare(self.path(app))?)
+    }
+
     /// `(oid, refname)` of every branch, for the ref advertisement.
     pub fn refs(&self, app: &str) -> Result<Vec<(String, String)>, GitError> {
-        let repo = self.open(app)?;
+        let repo = self.open_or_create(app)?;
         let mut out = Vec::new();
         for r in repo.references_glob("refs/heads/*")? {
             let r = r?;
@@ -166,11 +173,17 @@ impl Repos {
         Ok(())
     }
 
-    /// Removes an app's repository (the app was destroyed).
+    /// Removes an app's repository (the app was destroyed). It is first renamed out of the way,
+    /// in one step: a push of the old app still writing into it then cannot leave objects where
+    /// the next app of that name will have its repository.
     pub fn remove(&self, app: &str) -> io::Result<()> {
-        match std::fs::remove_dir_all(self.path(app)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+        let trash = self
+            .root
+            .join(format!(".destroyed-{app}-{}", crate::auth::short_id()));
+        match std::fs::rename(self.path(app), &trash) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            other => other?,
         }
+        std::fs::remove_dir_all(&trash)
     }
 }

@@ -237,8 +237,8 @@ impl Store {
         }
     }
 
-    /// Deletes an app, its releases and its routes. Its allocations are left to the scheduler,
-    /// which deletes allocations of apps that no longer exist (so agents stop them).
+    /// Deletes an app, its releases, builds and routes. Its allocations are left to the
+    /// scheduler, which deletes allocations of apps that no longer exist (so agents stop them).
     pub fn delete_app(&self, name: &str) -> Result<()> {
         if self.inner.apps.remove(name)?.is_none() {
             return Err(StoreError::NotFound);
