@@ -573,12 +573,14 @@ pub struct Platform {
 
 static PLATFORMS: AtomicU32 = AtomicU32::new(0);
 
-/// A 200-port range for one platform's instances, distinct for each platform of this process and
-/// offset by the process id, within 20000-59999. (caasd also skips ports that are taken.)
+/// A 100-port range for one platform's instances, distinct for each platform of this process and
+/// offset by the process id, within 20000-32767: below Linux's ephemeral range (32768-60999), so
+/// the local end of some unrelated connection never sits on a port a test expects to be free.
+/// (caasd also skips ports that are taken.)
 fn next_port_range() -> (u16, u16) {
     const FIRST: u32 = 20_000;
-    const WIDTH: u32 = 200;
-    const SLOTS: u32 = (60_000 - FIRST) / WIDTH;
+    const WIDTH: u32 = 100;
+    const SLOTS: u32 = (32_768 - FIRST) / WIDTH;
     let n = PLATFORMS.fetch_add(1, Ordering::Relaxed);
     let slot = (std::process::id().wrapping_mul(37).wrapping_add(n)) % SLOTS;
     let start = FIRST + slot * WIDTH;
@@ -1207,7 +1209,7 @@ mod unit {
         let b = next_port_range();
         assert_ne!(a, b);
         for (lo, hi) in [a, b] {
-            assert!(lo >= 20_000 && hi < 60_000 && hi - lo == 199, "{lo}-{hi}");
+            assert!(lo >= 20_000 && hi < 32_768 && hi - lo == 99, "{lo}-{hi}");
         }
     }
 

@@ -410,7 +410,10 @@ impl Push {
                 // The output says so in a line of its own.
                 BuildEvent::Queued { .. } | BuildEvent::Started { .. } => {}
                 BuildEvent::Succeeded { release: r, .. } => release = Some(r),
-                BuildEvent::Failed { .. } => return Err("build failed".into()),
+                BuildEvent::Failed { message, .. } => {
+                    self.say(&format!(" !     {message}")).await;
+                    return Err("build failed".into());
+                }
             }
         }
         let Some(version) = release else {

@@ -36,7 +36,14 @@ export STACK=caas-bookworm
 
 step() { printf -- '-----> %s\n' "$*"; }
 info() { printf '       %s\n' "$*"; }
-err() { printf '!     %s\n' "$*"; }
+err() { printf ' !     %s\n' "$*"; }
+# fail CODE REASON: the build fails with one line of reason. caasd reads it from the file and
+# says it once (as the build's failure), so it is not printed here; what helps to fix it is,
+# before this, with info.
+fail() {
+    printf '%s\n' "$2" >/tmp/caas-failure
+    exit "$1"
+}
 now() { date +%s%N 2>/dev/null || date +%s000000000; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1fs", (b - a) / 1e9 }'; }
 
@@ -96,17 +103,15 @@ pinned=$(printf '%s' "${CAAS_BUILDPACK:-}" | tr -d ' \t\r\n')
 if [ -n "$pinned" ]; then
     if ! valid_name "$pinned" || [ ! -d "$BUILDPACKS_DIR/$pinned" ]; then
         available=$(cd "$BUILDPACKS_DIR" && for d in *; do [ -f "$d/bin/detect" ] && printf '%s, ' "$d"; done)
-        err "Buildpack $pinned does not exist. Available: ${available%, }"
-        err "Pin another with caas buildpacks:set NAME, or unpin it with caas buildpacks:clear"
-        exit 11
+        info "Pin another with caas buildpacks:set NAME, or unpin it with caas buildpacks:clear"
+        fail 11 "buildpack $pinned does not exist (available: ${available%, })"
     fi
     detect "$pinned"
     case $? in
         0) BUILDPACK=$pinned ;;
-        2) err "Buildpack $pinned is broken: it has no bin/detect"; exit 11 ;;
-        *) err "Buildpack $pinned does not apply to this app (its bin/detect failed)"
-           err "Pin another with caas buildpacks:set NAME, or unpin it with caas buildpacks:clear"
-           exit 11 ;;
+        2) fail 11 "buildpack $pinned is broken: it has no bin/detect" ;;
+        *) info "Pin another with caas buildpacks:set NAME, or unpin it with caas buildpacks:clear"
+           fail 11 "buildpack $pinned does not apply to this app (its bin/detect failed)" ;;
     esac
 else
     order=${CAAS_BUILDPACK_ORDER:-}
@@ -129,10 +134,10 @@ else
         fi
     done
     if [ -z "$BUILDPACK" ]; then
-        err "No buildpack detected this app. Tried: ${tried#, }"
-        err "Each looks for its own files at the top of the app (package.json, requirements.txt, index.html, *.war, an executable *.jar...)."
-        err "Hint: add a Procfile (e.g. 'web: ./start.sh'), or pin one with caas buildpacks:set NAME"
-        exit 10
+        info "Tried: ${tried#, }"
+        info "Each looks for its own files at the top of the app (package.json, requirements.txt, index.html, *.war, an executable *.jar...)."
+        info "Hint: add a Procfile (e.g. 'web: ./start.sh'), or pin one with caas buildpacks:set NAME"
+        fail 10 "no buildpack detected this app (tried: ${tried#, })"
     fi
 fi
 BP_DIR=$BUILDPACKS_DIR/$BUILDPACK
@@ -141,15 +146,13 @@ step "$DETECTED app detected"
 # ---------------------------------------------------------------------------------------------
 # Compile: the output goes straight to ours (no pipe, nothing buffered here).
 if [ ! -f "$BP_DIR/bin/compile" ]; then
-    err "Build failed: buildpack $BUILDPACK has no bin/compile"
-    exit 12
+    fail 12 "buildpack $BUILDPACK has no bin/compile"
 fi
 t=$(now)
 run_script "$BP_DIR/bin/compile" "$BUILD_DIR" "$CACHE_DIR" "$ENV_DIR" 2>&1
 rc=$?
 if [ "$rc" -ne 0 ]; then
-    err "Build failed: the compile step of buildpack $BUILDPACK exited with $rc"
-    exit 12
+    fail 12 "the compile step of buildpack $BUILDPACK exited with $rc (its output is above)"
 fi
 info "compiled in $(since "$t")"
 
@@ -163,14 +166,12 @@ else
     rc=$?
     if [ "$rc" -ne 0 ]; then
         sed 's/^/       /' "$BUILD_DIR/.caas/release.err"
-        err "Build failed: the release step of buildpack $BUILDPACK exited with $rc"
         rm -rf "$BUILD_DIR/.caas"
-        exit 13
+        fail 13 "the release step of buildpack $BUILDPACK exited with $rc"
     fi
     if [ ! -s "$BUILD_DIR/.caas/release.yml.tmp" ]; then
-        err "Build failed: the release step of buildpack $BUILDPACK printed nothing (it must print YAML)"
         rm -rf "$BUILD_DIR/.caas"
-        exit 13
+        fail 13 "the release step of buildpack $BUILDPACK printed nothing (it must print YAML)"
     fi
     mv "$BUILD_DIR/.caas/release.yml.tmp" "$BUILD_DIR/.caas/release.yml"
     rm -f "$BUILD_DIR/.caas/release.err"

@@ -425,9 +425,6 @@ impl Builder {
             }
         }
         let message = BuildError::Destroyed.to_string();
-        out.event_now(BuildEvent::Line {
-            text: format!(" !     {message}"),
-        });
         out.event_now(BuildEvent::Failed {
             build: p.number,
             message,
@@ -511,7 +508,9 @@ impl Builder {
                 .await;
             }
             Err(message) => {
-                out.line(&format!(" !     {message}")).await;
+                // Kept with the output (builds:output, logs), but not streamed as a line: the
+                // failed event carries it, and each client says it once.
+                out.record(&format!(" !     {message}")).await;
                 out.event(BuildEvent::Failed {
                     build: p.number,
                     message: message.clone(),
@@ -850,6 +849,32 @@ impl Builder {
         Ok((image, types, true))
     }
 
+    /// The reason the driver gave for failing (`/tmp/caas-failure` in its container), if any.
+    async fn driver_failure(&self, p: &Prepared, container: &str) -> Option<String> {
+        let path = p.dir.join("failure.tar");
+        let mut file = tokio::fs::File::create(&path).await.ok()?;
+        let mut tar = Box::pin(self.engine.download_tar(container, "/tmp/caas-failure"));
+        while let Some(chunk) = tar.next().await {
+            file.write_all(&chunk.ok()?).await.ok()?;
+        }
+        file.flush().await.ok()?;
+        let files = tokio::task::spawn_blocking(move || {
+            tarball::read_files(&path, &["caas-failure"], 4096)
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let text = files.into_iter().next()?.1;
+        // One line, as the driver wrote it, without control characters.
+        let line: String = text
+            .lines()
+            .next()?
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect();
+        (!line.trim().is_empty()).then(|| line.trim().to_string())
+    }
+
     /// Runs the driver in the prepared container; streams its output; takes `/app` out as the
     /// slug. Returns the slug's path and the buildpack that built it.
     async fn run_driver(
@@ -875,24 +900,31 @@ impl Builder {
             }
         }
         let code = self.engine.wait(container).await.map_err(internal)?;
-        match code {
-            0 => {}
-            10 => return Err(BuildError::Failed("no buildpack detected this app (the output above lists what was tried)".into())),
-            11 => return Err(BuildError::Failed("the pinned buildpack cannot build this app (see above)".into())),
-            12 => return Err(BuildError::Failed("the compile step failed (see the output above)".into())),
-            13 => return Err(BuildError::Failed("the release step failed (see the output above)".into())),
+        // For the failures it knows (10-13) the driver leaves its one-line reason in a file, so
+        // the reason is said once: as the build's failure, not also as a line of output.
+        let reason = match code {
+            10..=13 => self.driver_failure(p, container).await,
+            _ => None,
+        };
+        let generic = match code {
+            0 => None,
+            10 => Some("no buildpack detected this app".to_string()),
+            11 => Some("the pinned buildpack cannot build this app".to_string()),
+            12 => Some("the compile step failed".to_string()),
+            13 => Some("the release step failed".to_string()),
             14 => {
                 return Err(BuildError::Internal(
                     "the build container's environment is broken (driver exit 14; see the build output)".into(),
                 ))
             }
-            137 => {
-                return Err(BuildError::Failed(format!(
-                    "the build was killed: out of memory? (build containers get {} MB; caasd --build-memory)",
-                    self.settings.memory_mb
-                )))
-            }
-            n => return Err(BuildError::Failed(format!("the build exited with status {n}"))),
+            137 => Some(format!(
+                "the build was killed: out of memory? (build containers get {} MB; caasd --build-memory)",
+                self.settings.memory_mb
+            )),
+            n => Some(format!("the build exited with status {n}")),
+        };
+        if let Some(generic) = generic {
+            return Err(BuildError::Failed(reason.unwrap_or(generic)));
         }
         let slug = p.dir.join("slug.tar");
         let mut file = tokio::fs::File::create(&slug).await.map_err(internal)?;
@@ -1115,7 +1147,17 @@ impl Output {
         }
     }
 
+    /// A line of output: kept, published to the app's logs and streamed to the pusher.
     async fn line(&mut self, text: &str) {
+        self.record(text).await;
+        self.event(BuildEvent::Line {
+            text: text.to_string(),
+        })
+        .await;
+    }
+
+    /// A line kept in the build's log and published to the app's logs, not streamed.
+    async fn record(&mut self, text: &str) {
         let _ = self.file.write_all(text.as_bytes()).await;
         let _ = self.file.write_all(b"\n").await;
         let _ = self.file.flush().await;
@@ -1128,10 +1170,6 @@ impl Output {
                 text: text.to_string(),
             },
         );
-        self.event(BuildEvent::Line {
-            text: text.to_string(),
-        })
-        .await;
     }
 
     async fn close(&mut self) {
