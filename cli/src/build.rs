@@ -168,11 +168,7 @@ pub struct Built {
 /// Follows the NDJSON stream of [`BuildEvent`]s: each output line goes to `out` as soon as it
 /// arrives (sanitised, flushed). Ends with the build's outcome: `Ok` for
 /// `succeeded`, a failure (exit 1) for `failed` or for a stream that stops before either.
-pub fn follow(
-    stream: impl Read,
-    app: &str,
-    out: &mut impl Write,
-) -> Result<Built> {
+pub fn follow(stream: impl Read, app: &str, out: &mut impl Write) -> Result<Built> {
     let broke = || {
         CliError::Failed(format!(
             "the connection to the server broke during the build; see caas builds -a {app}"
