@@ -358,3 +358,42 @@ fn assert_sizes_follow_the_convention(out: &str) {
         );
     }
 }
+
+// --- jvm-jar ------------------------------------------------------------------------------------
+
+#[test]
+fn a_jar_without_main_class_is_told_about_the_jar_not_about_procfiles() {
+    require_stack();
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "plainjar"]);
+    // A library jar: a manifest, a class file, no Main-Class.
+    let tmp = tempfile::tempdir().unwrap();
+    let jar = tmp.path().join("lib.jar");
+    let out = caas_e2e::run(
+        std::process::Command::new("python3").arg("-c").arg(
+            "import sys, zipfile\n\
+             z = zipfile.ZipFile(sys.argv[1], 'w')\n\
+             z.writestr('META-INF/MANIFEST.MF', 'Manifest-Version: 1.0\\r\\nCreated-By: test\\r\\n\\r\\n')\n\
+             z.writestr('com/example/Lib.class', b'\\xca\\xfe\\xba\\xbe\\x00\\x00\\x00\\x3d')\n\
+             z.close()",
+        )
+        .arg(&jar),
+        None,
+        WAIT,
+    );
+    assert!(out.success(), "{out}");
+    let out = p.caas(&["push", jar.to_str().unwrap(), "-a", "plainjar"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stdout.contains(
+            " !     lib.jar has no Main-Class in its manifest, so there is no telling how to run it"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.stdout
+            .contains("web: java -cp lib.jar com.example.Main"),
+        "it says how to fix it: {out}"
+    );
+    assert!(!out.stderr.contains("no buildpack detected"), "{out}");
+}
