@@ -16,11 +16,13 @@ mod observed;
 mod schedule;
 mod server;
 mod store;
+mod units;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use units::{parse_duration, parse_memory, Size};
 
 #[derive(Parser)]
 #[command(
@@ -58,16 +60,6 @@ impl std::str::FromStr for PortRange {
     }
 }
 
-/// A duration with its unit (`90s`, `2m`, `1h 30m`), or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("invalid duration {s:?} ({e}): use e.g. 90s or 2m"))
-}
-
 #[derive(Args)]
 pub struct ServerArgs {
     /// Where the store, tokens and the embedded agent's identity live.
@@ -88,23 +80,25 @@ pub struct ServerArgs {
     /// Largest instance count one process type may be scaled to.
     #[arg(long, default_value_t = 20)]
     pub max_scale: u32,
-    /// Memory limit of each instance, in MB.
-    #[arg(long, default_value_t = 512)]
-    pub instance_memory: u64,
-    /// Seconds an instance keeps running after it leaves the routes, for requests in flight.
-    #[arg(long, default_value_t = 5)]
-    pub drain_seconds: u64,
+    /// Memory limit of each instance: `512M`, `1G` (a bare number is MB).
+    #[arg(long, alias = "instance-memory-mb", default_value = "512M", value_parser = parse_memory)]
+    pub instance_memory: Size,
+    /// How long an instance keeps running after it leaves the routes, for requests in flight:
+    /// `5s` (`--drain-seconds N`, the old spelling, still works).
+    #[arg(long, alias = "drain-seconds", default_value = "5s", value_parser = parse_duration)]
+    pub drain: std::time::Duration,
     /// How long a new release has to be up (every instance its formation asks for) before its
     /// rollout fails and the release before it keeps serving: `90s`, `2m` (a bare number is
     /// seconds).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub start_timeout: std::time::Duration,
-    /// Seconds without a heartbeat after which a host is lost and its instances move.
-    #[arg(long, default_value_t = 15)]
-    pub lost_after: u64,
-    /// Largest image upload accepted, in MB.
-    #[arg(long, default_value_t = 8192)]
-    pub max_image_upload: u64,
+    /// How long a host may go without a heartbeat before it is lost and its instances move:
+    /// `15s` (a bare number is seconds; at least 3s).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lost_after: std::time::Duration,
+    /// Largest image upload accepted: `8G` (a bare number is MB).
+    #[arg(long, alias = "max-image-upload-mb", default_value = "8G")]
+    pub max_image_upload: Size,
     /// Address the embedded agent publishes instances on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host_address: IpAddr,
@@ -121,9 +115,9 @@ pub struct ServerArgs {
     /// Image builds run in and built apps are laid on (stack/build.sh makes it).
     #[arg(long, default_value = "caas/stack:latest")]
     pub stack_image: String,
-    /// Memory limit of a build container, in MB.
-    #[arg(long, default_value_t = 2048)]
-    pub build_memory: u64,
+    /// Memory limit of a build container: `2G` (a bare number is MB).
+    #[arg(long, alias = "build-memory-mb", default_value = "2G", value_parser = parse_memory)]
+    pub build_memory: Size,
     /// Builds of different apps that may run at once (one app builds one at a time).
     #[arg(long, default_value_t = 2)]
     pub build_concurrency: usize,
@@ -198,6 +192,71 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("caasd: error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn server(args: &[&str]) -> ServerArgs {
+        let cli = Cli::try_parse_from(std::iter::once("caasd").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        cli.server
+    }
+
+    #[test]
+    fn flags_take_units_and_the_old_spellings_still_work() {
+        let s = server(&[
+            "--instance-memory",
+            "1G",
+            "--lost-after",
+            "20s",
+            "--drain",
+            "2s",
+            "--build-memory",
+            "3G",
+            "--max-image-upload",
+            "512M",
+            "--start-timeout",
+            "2m",
+        ]);
+        assert_eq!(s.instance_memory.mb(), 1024);
+        assert_eq!(s.lost_after, Duration::from_secs(20));
+        assert_eq!(s.drain, Duration::from_secs(2));
+        assert_eq!(s.build_memory.mb(), 3072);
+        assert_eq!(s.max_image_upload.mb(), 512);
+        assert_eq!(s.start_timeout, Duration::from_secs(120));
+
+        // Before units: bare MB and seconds, and --drain-seconds.
+        let s = server(&[
+            "--instance-memory",
+            "256",
+            "--lost-after",
+            "8",
+            "--drain-seconds",
+            "7",
+            "--build-memory",
+            "1024",
+        ]);
+        assert_eq!(s.instance_memory.mb(), 256);
+        assert_eq!(s.lost_after, Duration::from_secs(8));
+        assert_eq!(s.drain, Duration::from_secs(7));
+        assert_eq!(s.build_memory.mb(), 1024);
+
+        let defaults = server(&[]);
+        assert_eq!(defaults.instance_memory.mb(), 512);
+        assert_eq!(defaults.max_image_upload.mb(), 8192);
+
+        for bad in [
+            &["--instance-memory", "2M"][..],
+            &["--lost-after", "soon"],
+            &["--build-memory", "lots"],
+        ] {
+            let args = std::iter::once("caasd").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
     }
 }

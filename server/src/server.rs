@@ -165,7 +165,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
     let shutdown = CancellationToken::new();
     let logs = Arc::new(LogHub::new(LOG_HISTORY, LOG_FANOUT));
-    let lost_after = Duration::from_secs(args.lost_after.max(3));
+    let lost_after = args.lost_after.max(Duration::from_secs(3));
     let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
     let wake = Arc::new(Notify::new());
     let builder = Builder::new(
@@ -177,7 +177,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             root: dir.join("builds"),
             buildpacks: find_buildpacks(args.buildpacks.clone())?,
             stack_image: args.stack_image.clone(),
-            memory_mb: args.build_memory,
+            memory_mb: args.build_memory.mb(),
             max_upload: args.max_upload_mb * 1024 * 1024,
             limits: unpack::Limits {
                 max_unpacked_bytes: args.max_unpacked_mb * 1024 * 1024,
@@ -198,8 +198,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         domain: args.domain.clone(),
         app_url_template: app_url_template(&args.domain, gw_listener.local_addr()?),
         max_scale: args.max_scale,
-        instance_memory_mb: args.instance_memory,
-        max_image_upload: args.max_image_upload * 1024 * 1024,
+        instance_memory_mb: args.instance_memory.mb(),
+        max_image_upload: args.max_image_upload.bytes(),
         max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),
         start_timeout: args.start_timeout,
@@ -211,8 +211,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         observed: observed.clone(),
         logs: logs.clone(),
         settings: Settings {
-            drain: Duration::from_secs(args.drain_seconds),
-            instance_memory_mb: args.instance_memory,
+            drain: args.drain,
+            instance_memory_mb: args.instance_memory.mb(),
             start_timeout: args.start_timeout,
         },
         wake: wake.clone(),
