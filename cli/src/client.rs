@@ -138,8 +138,14 @@ impl Client {
     }
 
     /// A request whose answer is read as it arrives (`Response` is `Read`); no overall timeout.
-    pub fn get_stream(&self, path: &str) -> Result<Response> {
-        self.send(self.request(Method::GET, path))
+    /// `query` is form-encoded onto `path`.
+    pub fn get_stream(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {
+        let mut url = reqwest::Url::parse(&format!("{}{}", self.server, path))
+            .with_context(|| format!("building the URL for {path}"))?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.send(self.authorize(self.http.request(Method::GET, url)))
     }
 
     /// Streams `body` as the request body (chunked, no Content-Length), no overall timeout.

@@ -3,7 +3,8 @@
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
@@ -15,6 +16,10 @@ use bytes::Bytes;
 use caas_api::Timestamp;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
+
+/// The engine's log of one container: at most this many files of this size.
+const CONTAINER_LOG_SIZE: &str = "10m";
+const CONTAINER_LOG_FILES: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -500,6 +505,15 @@ impl Engine {
                 )])
             }),
             init: Some(true),
+            // The engine's own copy of the output, which the agent follows, is rotated: a chatty
+            // app cannot fill the disk. (caas keeps its own bounded copy in DATA_DIR/logs.)
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), CONTAINER_LOG_SIZE.to_string()),
+                    ("max-file".to_string(), CONTAINER_LOG_FILES.to_string()),
+                ])),
+            }),
             binds: (!spec.volumes.is_empty()).then(|| {
                 spec.volumes
                     .iter()

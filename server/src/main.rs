@@ -96,6 +96,10 @@ pub struct ServerArgs {
     /// `15s` (a bare number is seconds; at least 3s).
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lost_after: std::time::Duration,
+    /// How much of each app's log (app output, platform events, router and build lines) is kept
+    /// on disk, in DATA_DIR/logs: `16M` (a bare number is MB); the oldest lines go first.
+    #[arg(long, default_value = "16M")]
+    pub app_log_size: Size,
     /// Largest image upload accepted: `8G` (a bare number is MB).
     #[arg(long, alias = "max-image-upload-mb", default_value = "8G")]
     pub max_image_upload: Size,

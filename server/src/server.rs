@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-const LOG_HISTORY: usize = 1500;
+/// Lines of slack per live log reader before it is told it missed some.
 const LOG_FANOUT: usize = 4096;
 
 async fn connect_engine() -> anyhow::Result<Engine> {
@@ -164,7 +164,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let gw_addr = reachable(gw_listener.local_addr()?);
 
     let shutdown = CancellationToken::new();
-    let logs = Arc::new(LogHub::new(LOG_HISTORY, LOG_FANOUT));
+    let logs = Arc::new(LogHub::new(
+        dir.join("logs"),
+        args.app_log_size.bytes(),
+        LOG_FANOUT,
+    ));
     let lost_after = args.lost_after.max(Duration::from_secs(3));
     let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
     let wake = Arc::new(Notify::new());
@@ -218,6 +222,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         wake: wake.clone(),
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
+    tasks.spawn(logs.clone().flusher(shutdown.clone()));
 
     let routes = table::spawn_cache(store.clone(), shutdown.clone())?;
     let gateway = Gateway::new(args.domain.clone(), routes, logs.clone());

@@ -82,8 +82,12 @@ fn short_reason(error: &str) -> String {
 pub fn output(args: OutputArgs) -> Result<()> {
     let number = parse_build_number(&args.build)?;
     let name = resolve_app(args.app.app)?;
-    let follow = if args.follow { "?follow=true" } else { "" };
-    let resp = client()?.get_stream(&format!("/v1/apps/{name}/builds/{number}/output{follow}"))?;
+    let query: &[(&str, &str)] = if args.follow {
+        &[("follow", "true")]
+    } else {
+        &[]
+    };
+    let resp = client()?.get_stream(&format!("/v1/apps/{name}/builds/{number}/output"), query)?;
     let mut out = std::io::stdout().lock();
     print_text(resp, &mut out)
 }

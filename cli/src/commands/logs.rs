@@ -13,30 +13,80 @@ use std::io::{BufRead, BufReader, Read, Write};
 pub struct LogsArgs {
     #[command(flatten)]
     app: AppArg,
-    /// How many recent lines to show first
+    /// How many recent lines to show first [default: 100, or every line since --since]
     #[arg(
         short = 'n',
         long = "num",
         visible_alias = "lines",
-        value_name = "LINES",
-        default_value_t = 100
+        value_name = "LINES"
     )]
-    lines: u32,
+    lines: Option<u32>,
     /// Keep the stream open and print new lines as they happen (Ctrl-C ends it)
     #[arg(short, long)]
     tail: bool,
+    /// Only lines from these sources: app, caas, router, build (comma-separated)
+    #[arg(short, long, value_name = "SOURCE")]
+    source: Option<String>,
+    /// Only lines of one process type (web) or instance (web.1): its output and the platform's
+    /// events about it
+    #[arg(short, long, visible_alias = "dyno", value_name = "PS")]
+    ps: Option<String>,
+    /// Only lines since a time: a duration back from now (10m, 2h) or a time
+    /// (2026-11-25T07:39:33Z)
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    /// Print one JSON object per line (the API's events) instead of text
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn logs(args: LogsArgs) -> Result<()> {
     let name = resolve_app(args.app.app)?;
-    let resp = client()?.get_stream(&format!(
-        "/v1/apps/{name}/logs?lines={}&tail={}",
-        args.lines, args.tail
-    ))?;
+    let lines = args.lines.map(|n| n.to_string());
+    let mut query: Vec<(&str, &str)> = vec![("tail", if args.tail { "true" } else { "false" })];
+    for (key, value) in [
+        ("lines", &lines),
+        ("source", &args.source),
+        ("ps", &args.ps),
+        ("since", &args.since),
+    ] {
+        if let Some(v) = value {
+            query.push((key, v));
+        }
+    }
+    let resp = client()?.get_stream(&format!("/v1/apps/{name}/logs"), &query)?;
     let color = stdout_color();
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();
+    if args.json {
+        return copy_events(resp, &mut out);
+    }
     print_stream(resp, &mut out, &mut err, color)
+}
+
+/// `--json`: the server's events as they come, one object per line, each flushed at once.
+fn copy_events(stream: impl Read, out: &mut impl Write) -> Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| CliError::Failed(format!("the log stream broke off: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let line = buf.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        // Re-encoded rather than copied: what reaches the terminal is JSON, whatever came.
+        let value: serde_json::Value =
+            serde_json::from_slice(line).context("the server's log stream is not NDJSON")?;
+        serde_json::to_writer(&mut *out, &value)?;
+        out.write_all(b"\n")?;
+        out.flush()?;
+    }
 }
 
 /// Prints each event as soon as its line arrives: this runs for as long as `--tail` does, so
@@ -103,6 +153,24 @@ mod tests {
             String::from_utf8(err).unwrap(),
             "-- missed 12 lines (reader too slow) --\n"
         );
+    }
+
+    #[test]
+    fn json_copies_each_event_on_a_line_of_its_own() {
+        let stream = concat!(
+            r#"{"type":"line","ts":"2026-11-25T07:39:33.123Z","source":"app","tag":"web.1","text":"hi\u001b[2J"}"#,
+            "\n\n",
+            r#"{"type":"missed","count":2}"#,
+            "\n",
+        );
+        let mut out = Vec::new();
+        copy_events(stream.as_bytes(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains(r#""text":"hi\u001b[2J""#), "{text}");
+        assert_eq!(lines[1], r#"{"count":2,"type":"missed"}"#);
+        assert!(copy_events(&b"<html>\n"[..], &mut Vec::new()).is_err());
     }
 
     #[test]

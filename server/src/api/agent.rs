@@ -262,6 +262,7 @@ pub async fn logs(
     JsonBody(batch): JsonBody<LogBatch>,
 ) -> ApiResult<StatusCode> {
     let mut exists: HashMap<String, bool> = HashMap::new();
+    let mut by_app: Vec<(String, Vec<caas_api::LogLine>)> = Vec::new();
     for l in batch.lines {
         // Agents ship app output and their own events; router and build lines are the control
         // plane's to write.
@@ -278,8 +279,15 @@ pub async fn logs(
             }
         };
         if known {
-            s.logs.publish(&l.app, l.line);
+            match by_app.iter_mut().find(|(app, _)| *app == l.app) {
+                Some((_, lines)) => lines.push(l.line),
+                None => by_app.push((l.app, vec![l.line])),
+            }
         }
+    }
+    // Written before the answer: a batch the agent saw accepted is on disk.
+    for (app, lines) in by_app {
+        s.logs.publish_batch(&app, lines);
     }
     Ok(StatusCode::NO_CONTENT)
 }

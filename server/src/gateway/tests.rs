@@ -62,7 +62,7 @@ async fn gateway(apps: Vec<(&str, Vec<SocketAddr>)>) -> (SocketAddr, Cancellatio
     }
     let (_tx, rx) = watch::channel(Arc::new(RouteTable { apps: map }));
     std::mem::forget(_tx);
-    let gw = Gateway::new("localhost".into(), rx, Arc::new(LogHub::new(100, 100)));
+    let gw = Gateway::new("localhost".into(), rx, Arc::new(LogHub::in_memory(100)));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();

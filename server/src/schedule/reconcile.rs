@@ -301,12 +301,21 @@ fn retire(w: &World<'_>, plan: &mut Plan, app: &AppView, mine: &[&AllocationReco
             plan.delete.push((*a).clone());
         }
     }
-    for (version, names) in stopping {
+    for (version, mut names) in stopping {
+        names.sort_by_key(|n| instance_order(n));
         plan.events.push(Event {
             app: app.name.clone(),
             tag: "deploy",
             text: format!("Stopping v{version} ({})", names.join(", ")),
         });
+    }
+}
+
+/// `web.2` before `web.10`: by process type, then by index as a number.
+fn instance_order(name: &str) -> (String, u32) {
+    match name.split_once('.') {
+        Some((process, index)) => (process.to_string(), index.parse().unwrap_or(u32::MAX)),
+        None => (name.to_string(), 0),
     }
 }
 
@@ -846,6 +855,24 @@ mod tests {
         assert_eq!(deleted(&plan), ["w2"]);
         assert_eq!(plan.create.len(), 1);
         assert_eq!(plan.create[0].release, 3);
+    }
+
+    #[test]
+    fn the_stopping_event_names_instances_in_order_whatever_the_store_order() {
+        let c = Case::new(
+            vec![app("a", Some(2), &[("web", 0)])],
+            vec![
+                alloc("x10", "a", 1, "web", 10, "h1"),
+                alloc("x2", "a", 1, "web", 2, "h1"),
+                alloc("k1", "a", 1, "worker", 1, "h1"),
+                alloc("x1", "a", 1, "web", 1, "h1"),
+            ],
+        );
+        let plan = c.run();
+        assert_eq!(
+            plan.events[0].text,
+            "Stopping v1 (web.1, web.2, web.10, worker.1)"
+        );
     }
 
     #[test]
