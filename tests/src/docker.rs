@@ -1,5 +1,5 @@
-//! The Docker engine the platform runs on: the `docker` command, a check that the engine answers,
-//! and the test image.
+//! The Docker engine the platform runs on: the `docker` command, checks that the engine and the
+//! stack image are there, and the test image.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::binaries::repo_root;
 use crate::process::{run, wait_output, CmdOutput};
+
+/// The image every buildpack build runs in, and caasd's default `--stack-image`.
+pub const STACK_IMAGE: &str = "caas/stack:latest";
 
 /// Runs `docker ARGS` (timeout 120 s).
 pub fn docker(args: &[&str]) -> CmdOutput {
@@ -55,6 +58,19 @@ pub fn require_docker() {
         panic!(
             "Docker Engine is not running: start dockerd (./install.sh does it) — \
              end-to-end tests need it\n({e})"
+        );
+    }
+}
+
+/// Panics with how to get it unless the engine has the stack image (and answers at all). Tests
+/// that build from source call this first, so that a missing image is said plainly instead of as
+/// an obscure build failure. Never skips.
+pub fn require_stack() {
+    require_docker();
+    if !docker(&["image", "inspect", STACK_IMAGE]).success() {
+        panic!(
+            "the stack image {STACK_IMAGE} is missing: build it with stack/build.sh \
+             (install.sh and .ci/run do)"
         );
     }
 }

@@ -9,12 +9,7 @@
 //! let p = Platform::start();
 //! p.caas_ok(&["apps:create", "demo"]);
 //! p.caas_ok(&["push", "--image", &image, "-a", "demo"]);
-//! let body = p.wait_for(Duration::from_secs(30), "demo to answer 200", || {
-//!     match p.http_get("demo", "/") {
-//!         Ok((200, body)) => Some(body),
-//!         _ => None,
-//!     }
-//! });
+//! let body = p.wait_for(Duration::from_secs(30), "demo to answer 200", || p.ok_body("demo"));
 //! assert!(body.contains("Hello from a test"));
 //! // Dropping `p` kills caasd and removes every container of its cluster.
 //! ```
@@ -28,8 +23,8 @@
 //!
 //! Modules, by concern (everything public is re-exported here, so tests import from the crate
 //! root): `binaries` finds and builds `caas` and `caasd`; `process` runs commands with timeouts and
-//! polls; `http` is the small HTTP client; `docker` has the engine and test-image helpers;
-//! `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
+//! polls; `http` is the small HTTP client; `docker` has the engine, stack-image and test-image
+//! helpers; `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
 //! gateway and containers; `engine` is a second Docker engine.
 
 mod binaries;
@@ -41,9 +36,11 @@ mod platform;
 mod process;
 
 pub use binaries::{binaries, repo_root, Binaries};
-pub use docker::{docker, docker_ok, require_docker, test_image};
+pub use docker::{docker, docker_ok, require_docker, require_stack, test_image, STACK_IMAGE};
 pub use engine::SecondEngine;
-pub use fixtures::temp_dir_with;
+pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
-pub use platform::{CaasdInfo, Container, Platform, CLI_TIMEOUT, DOMAIN, START_TIMEOUT};
+pub use platform::{
+    CaasdInfo, Container, Platform, CLI_TIMEOUT, DOMAIN, GIT_TIMEOUT, START_TIMEOUT,
+};
 pub use process::{run, tail, wait_until, CmdOutput};

@@ -31,4 +31,25 @@ impl Platform {
             HTTP_TIMEOUT,
         )
     }
+
+    /// The body of `GET /` for `app`, when it answers 200 right now; `None` for any other answer
+    /// or none. For polling: `p.wait_for(t, "v2", || p.ok_body(app).filter(|b| b.contains("v2")))`.
+    pub fn ok_body(&self, app: &str) -> Option<String> {
+        match self.http_get(app, "/") {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// The body of `GET /` for `app`, which must answer 200 right now: panics with what came
+    /// back instead, and the tail of caasd's log.
+    pub fn body(&self, app: &str) -> String {
+        match self.http_get(app, "/") {
+            Ok((200, body)) => body,
+            other => panic!(
+                "{app} does not answer 200: {other:?}\n{}",
+                self.log_report()
+            ),
+        }
+    }
 }

@@ -21,7 +21,7 @@ mod cli;
 mod containers;
 mod gateway;
 
-pub use cli::CLI_TIMEOUT;
+pub use cli::{CLI_TIMEOUT, GIT_TIMEOUT};
 pub use containers::Container;
 
 /// How long caasd may take to bind its listeners and write `caasd.json`.
