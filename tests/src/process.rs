@@ -144,3 +144,40 @@ pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn run_feeds_stdin_and_captures_both_outputs_and_the_code() {
+        let out = run(
+            Command::new("sh").args(["-c", "cat; echo oops >&2; exit 3"]),
+            Some(b"fed in"),
+            Duration::from_secs(30),
+        );
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (3, "fed in", "oops\n")
+        );
+        assert!(!out.success());
+    }
+
+    // A hung command must fail its test, not hang it: the harness kills it at the timeout.
+    #[test]
+    #[should_panic(expected = "did not finish within")]
+    fn run_kills_a_command_past_its_timeout_and_panics() {
+        run(
+            Command::new("sleep").arg("30"),
+            None,
+            Duration::from_millis(200),
+        );
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail("a\nb", 5), "a\nb");
+        assert_eq!(tail("", 3), "");
+    }
+}
