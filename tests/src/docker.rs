@@ -1,0 +1,118 @@
+//! The Docker engine the platform runs on: the `docker` command, checks that the engine and the
+//! stack image are there, and the test image.
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::binaries::repo_root;
+use crate::process::{run, wait_output, CmdOutput};
+
+/// The image every buildpack build runs in, and caasd's default `--stack-image`.
+pub const STACK_IMAGE: &str = "caas/stack:latest";
+
+/// Runs `docker ARGS` (timeout 120 s).
+pub fn docker(args: &[&str]) -> CmdOutput {
+    run(
+        Command::new("docker").args(args),
+        None,
+        Duration::from_secs(120),
+    )
+}
+
+/// Runs `docker ARGS`, panics unless it succeeds, returns its stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    if !out.success() {
+        panic!("docker {} failed\n{out}", args.join(" "));
+    }
+    out.stdout
+}
+
+/// Panics with a clear message unless the Docker Engine answers. Never skips.
+pub fn require_docker() {
+    static DOCKER: OnceLock<Result<String, String>> = OnceLock::new();
+    let state = DOCKER.get_or_init(|| {
+        let mut cmd = Command::new("docker");
+        cmd.args(["info", "--format", "{{.ServerVersion}}"]);
+        let spawned = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        match spawned {
+            Err(e) => Err(format!("cannot run the docker command: {e}")),
+            Ok(child) => {
+                // `docker info` against a wedged daemon can hang: give it 60 s.
+                let out = wait_output(child, Duration::from_secs(60));
+                match out {
+                    Some(o) if o.code == 0 => Ok(o.stdout.trim().to_string()),
+                    Some(o) => Err(format!("docker info: {}", o.stderr.trim())),
+                    None => Err("docker info did not answer within 60 s".to_string()),
+                }
+            }
+        }
+    });
+    if let Err(e) = state {
+        panic!(
+            "Docker Engine is not running: start dockerd (./install.sh does it) — \
+             end-to-end tests need it\n({e})"
+        );
+    }
+}
+
+/// Panics with how to get it unless the engine has the stack image (and answers at all). Tests
+/// that build from source call this first, so that a missing image is said plainly instead of as
+/// an obscure build failure. Never skips.
+pub fn require_stack() {
+    require_docker();
+    if !docker(&["image", "inspect", STACK_IMAGE]).success() {
+        panic!(
+            "the stack image {STACK_IMAGE} is missing: build it with stack/build.sh \
+             (install.sh and .ci/run do)"
+        );
+    }
+}
+
+/// An image of the demo web app (examples/demo) with `GREETING` baked in, tagged
+/// `caas-test-web:<hash of greeting>`, built if missing or out of date. Safe to call from many
+/// threads and processes at once (the build script locks per tag and moves the tag atomically).
+pub fn test_image(greeting: &str) -> String {
+    require_docker();
+    static BUILT: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(tag) = built.get(greeting) {
+        return tag.clone();
+    }
+    let tag = format!("caas-test-web:{:016x}", fnv1a(greeting.as_bytes()));
+    let script = repo_root().join("examples/demo/build-image.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg("--greeting").arg(greeting).arg(&tag);
+    // Generous: the first build may apt-get install busybox-static.
+    let out = run(&mut cmd, None, Duration::from_secs(600));
+    if !out.success() {
+        panic!("building the test image {tag} failed\n{out}");
+    }
+    built.insert(greeting.to_string(), tag.clone());
+    tag
+}
+
+/// FNV-1a, 64 bits: a stable hash for tags (std's hasher may change between Rust versions).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn tags_hash_stably() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}
