@@ -354,6 +354,53 @@ pub enum LogEvent {
     },
 }
 
+// ---------------------------------------------------------------------------------------------
+// Log drains: GET/POST /v1/apps/{app}/drains, DELETE /v1/apps/{app}/drains/{id}
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/apps/{app}/drains`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AddDrain {
+    pub url: String,
+}
+
+/// A log drain of an app, with how it is doing since caasd started.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Drain {
+    /// Stable for a URL (`d.` and 12 hex digits), for `DELETE /v1/apps/{app}/drains/{id}`.
+    pub id: String,
+    pub url: String,
+    pub state: DrainState,
+    /// Lines sent and accepted by the far end.
+    pub delivered: u64,
+    /// Lines waiting to be sent.
+    pub queued: u64,
+    /// Lines dropped because the queue was full (the far end down or slow).
+    pub dropped: u64,
+    /// Why the last attempt failed, while it is failing.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainState {
+    #[default]
+    Connecting,
+    Connected,
+    /// The far end is down or refuses; lines queue (up to a bound) and it is retried.
+    Failing,
+}
+
+impl DrainState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Failing => "failing",
+        }
+    }
+}
+
 /// `GET /v1/info`: what the server is, without authentication.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServerInfo {

@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, git as git_cmd, hosts, logs, ps, push, releases,
-    version,
+    apps, auth, buildpacks, builds, config_vars, drains, git as git_cmd, hosts, logs, ps, push,
+    releases, version,
 };
 use std::io::Write;
 
@@ -88,6 +88,14 @@ enum Cmd {
     PsScale(ps::ScaleArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
+    /// List an app's log drains and how they are doing
+    Drains(drains::ListArgs),
+    /// Send an app's log lines to a syslog server or an HTTPS endpoint too
+    #[command(name = "drains:add")]
+    DrainsAdd(drains::AddArgs),
+    /// Stop sending an app's log lines to a drain
+    #[command(name = "drains:remove")]
+    DrainsRemove(drains::RemoveArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
@@ -135,6 +143,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ps(a) => ps::list(a),
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::Logs(a) => logs::logs(a),
+        Cmd::Drains(a) => drains::list(a),
+        Cmd::DrainsAdd(a) => drains::add(a),
+        Cmd::DrainsRemove(a) => drains::remove(a),
         Cmd::Releases(a) => releases::list(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),

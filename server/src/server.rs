@@ -223,6 +223,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     tasks.spawn(logs.clone().flusher(shutdown.clone()));
+    for app in store.apps()? {
+        if !app.drains.is_empty() {
+            logs.set_drains(&app.name, &app.drains);
+        }
+    }
 
     let routes = table::spawn_cache(store.clone(), shutdown.clone())?;
     let gateway = Gateway::new(args.domain.clone(), routes, logs.clone());

@@ -85,3 +85,126 @@ fn logs_survive_a_kill_9_of_caasd_and_filter_by_source_process_and_time() {
         assert!(out.stderr.contains(want), "{args:?}: {out}");
     }
 }
+
+/// A syslog receiver on loopback: everything it reads, in one string.
+struct Receiver {
+    port: u16,
+    got: std::sync::Arc<std::sync::Mutex<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (g, s) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut conns = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok((c, _)) = listener.accept() {
+                    c.set_nonblocking(true).unwrap();
+                    conns.push(c);
+                }
+                for c in &mut conns {
+                    let mut buf = [0u8; 65536];
+                    if let Ok(n @ 1..) = c.read(&mut buf) {
+                        g.lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Receiver { port, got, stop }
+    }
+
+    fn text(&self) -> String {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_syslog_drain_gets_app_and_platform_lines_and_catches_up_after_being_down() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "drained"]);
+    let rx = Receiver::start(0);
+    let url = format!("syslog://127.0.0.1:{}", rx.port);
+    let out = p.caas_ok(&["drains:add", &url, "-a", "drained"]);
+    assert!(out.contains("Successfully added drain"), "{out}");
+    p.caas_ok(&["push", "--image", &test_image("drained"), "-a", "drained"]);
+    p.wait_for(WAIT, "app and platform lines at the receiver", || {
+        let text = rx.text();
+        (text.contains(" drained app web.1 - - demo listening")
+            && text.contains(" drained caas deploy - - Deploying v1"))
+        .then_some(())
+    });
+    // Octet counting: every frame starts with its length.
+    let text = rx.text();
+    let first = text.split_once(' ').unwrap().0;
+    assert!(first.parse::<usize>().is_ok(), "{text}");
+
+    // The receiver goes away; lines queue; it comes back on the same port; they arrive.
+    let port = rx.port;
+    drop(rx);
+    p.caas_ok(&["config:set", "WHILE_DOWN=1", "-a", "drained"]);
+    let rx = Receiver::start(port);
+    p.wait_for(
+        Duration::from_secs(90),
+        "the lines of the down time",
+        || {
+            rx.text()
+                .contains("Set WHILE_DOWN config var")
+                .then_some(())
+        },
+    );
+    let drains = p.caas_json(&["drains", "-a", "drained", "--json"]);
+    assert_eq!(drains[0]["url"], url.as_str());
+    assert!(drains[0]["delivered"].as_u64().unwrap() >= 3, "{drains}");
+    assert_eq!(drains[0]["dropped"], 0, "{drains}");
+
+    // Bad input: exit 2, 4 or 5 and nothing changes.
+    for (code, args, want) in [
+        (
+            2,
+            &["drains:add", "http://127.0.0.1:1/x", "-a", "drained"][..],
+            "use syslog://HOST:PORT",
+        ),
+        (
+            2,
+            &["drains:add", "syslog://127.0.0.1", "-a", "drained"],
+            "no port",
+        ),
+        (
+            5,
+            &["drains:add", url.as_str(), "-a", "drained"],
+            "already drains to",
+        ),
+        (
+            4,
+            &["drains:remove", "syslog://127.0.0.1:9", "-a", "drained"],
+            "has no drain",
+        ),
+        (4, &["drains", "-a", "nosuchapp"], "nosuchapp"),
+    ] {
+        let out = p.caas_code(code, args);
+        assert!(out.stderr.contains(want), "{args:?}: {out}");
+    }
+    let out = p.caas_ok(&["drains:remove", &url, "-a", "drained"]);
+    assert!(out.contains("Successfully removed drain"), "{out}");
+    assert_eq!(
+        p.caas_json(&["drains", "-a", "drained", "--json"]),
+        serde_json::json!([])
+    );
+}

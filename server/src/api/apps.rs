@@ -67,17 +67,7 @@ pub async fn create(
     JsonBody(req): JsonBody<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<App>)> {
     caas_api::validate_app_name(&req.name)?;
-    let rec = AppRecord {
-        name: req.name.clone(),
-        created_at: Timestamp::now(),
-        formation: BTreeMap::new(),
-        release: None,
-        deploying: None,
-        next_version: 1,
-        config: BTreeMap::new(),
-        next_build: 1,
-        buildpack: None,
-    };
+    let rec = AppRecord::new(&req.name, Timestamp::now());
     match s.store.create_app(&rec) {
         Ok(()) => {}
         Err(StoreError::Exists) => {

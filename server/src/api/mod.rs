@@ -7,6 +7,7 @@ mod apps;
 mod auth;
 mod builds;
 mod config;
+mod drains;
 mod error;
 mod git;
 mod logs;
@@ -19,7 +20,7 @@ use crate::logs::LogHub;
 use crate::observed::Observed;
 use crate::store::Store;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -104,6 +105,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/ps", get(apps::ps))
         .route("/v1/apps/{app}/logs", get(logs::stream))
+        .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
+        .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
         .route(
             "/v1/apps/{app}/builds",
             post(builds::create).layer(upload()).get(builds::list),

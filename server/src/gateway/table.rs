@@ -244,15 +244,10 @@ mod tests {
     #[test]
     fn an_idle_app_says_what_is_the_case() {
         let rec = |release, deploying, web| AppRecord {
-            name: "a".into(),
-            created_at: caas_api::Timestamp(0),
             formation: [(WEB.to_string(), web)].into(),
             release,
             deploying,
-            next_version: 3,
-            config: Default::default(),
-            next_build: 1,
-            buildpack: None,
+            ..AppRecord::new("a", caas_api::Timestamp(0))
         };
         assert_eq!(Idle::of(&rec(None, None, 1)), Idle::NoRelease);
         assert_eq!(Idle::of(&rec(None, Some(1), 1)), Idle::Starting(1));

@@ -14,8 +14,10 @@
 //!   the app's lock, so each line reaches it once.
 
 mod disk;
+mod drain;
 mod filter;
 
+pub use drain::Target as DrainTarget;
 pub use filter::LogFilter;
 
 use caas_api::{LogLine, LogSource, Timestamp};
@@ -41,10 +43,14 @@ pub struct LogHub {
     cap: u64,
     fanout: usize,
     apps: Mutex<HashMap<String, Arc<Mutex<AppLog>>>>,
+    /// Parent of every drain's task: cancelled when the hub's flusher ends.
+    drains_stop: CancellationToken,
 }
 
 #[derive(Default)]
 struct AppLog {
+    /// Each line also goes to these, without waiting.
+    drains: Vec<drain::Drain>,
     file: Option<disk::AppFile>,
     /// Encoded lines not yet written.
     pending: Vec<u8>,
@@ -70,6 +76,7 @@ impl LogHub {
             cap,
             fanout,
             apps: Mutex::new(HashMap::new()),
+            drains_stop: CancellationToken::new(),
         }
     }
 
@@ -81,6 +88,7 @@ impl LogHub {
             cap: 0,
             fanout,
             apps: Mutex::new(HashMap::new()),
+            drains_stop: CancellationToken::new(),
         }
     }
 
@@ -131,6 +139,9 @@ impl LogHub {
                     log.memory.pop_front();
                 }
                 log.memory.push_back(line.clone());
+            }
+            for d in &log.drains {
+                d.offer(&line);
             }
             // Sent under the app's lock: a reader sees each line once, stored or live.
             if let Some(tx) = &log.tx {
@@ -219,6 +230,50 @@ impl LogHub {
             self.flush();
         }
         self.flush();
+        self.drains_stop.cancel();
+    }
+
+    /// Makes `urls` the app's drains: new ones start, removed ones stop, the others go on with
+    /// their counters. The URLs were checked when they were added.
+    pub fn set_drains(&self, app: &str, urls: &[String]) {
+        let log = self.app(app);
+        let mut log = log.lock().unwrap();
+        let mut old = std::mem::take(&mut log.drains);
+        for url in urls {
+            if let Some(i) = old.iter().position(|d| &d.url == url) {
+                log.drains.push(old.swap_remove(i));
+                continue;
+            }
+            match DrainTarget::parse(url) {
+                Ok(target) => {
+                    log.drains
+                        .push(drain::Drain::start(app, url, target, &self.drains_stop))
+                }
+                Err(e) => tracing::error!(app, "not starting a drain: {e}"),
+            }
+        }
+        // What is left in `old` stops as it drops.
+    }
+
+    /// The app's drains and how they are doing.
+    pub fn drains(&self, app: &str) -> Vec<caas_api::Drain> {
+        let log = self.app(app);
+        let log = log.lock().unwrap();
+        log.drains
+            .iter()
+            .map(|d| {
+                let (state, error) = d.stats.state();
+                caas_api::Drain {
+                    id: drain_id(&d.url),
+                    url: d.url.clone(),
+                    state,
+                    delivered: d.stats.delivered.load(std::sync::atomic::Ordering::Relaxed),
+                    queued: d.queued(),
+                    dropped: d.stats.dropped.load(std::sync::atomic::Ordering::Relaxed),
+                    error,
+                }
+            })
+            .collect()
     }
 
     /// Forgets an app: its log on disk goes, and live readers see their stream end.
@@ -240,6 +295,13 @@ impl LogHub {
             tracing::warn!(app, "removing the app's log: {e}");
         }
     }
+}
+
+/// A drain's id: stable for its URL, short, and safe in a URL path.
+pub fn drain_id(url: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(url.as_bytes());
+    format!("d.{}", &hex::encode(digest)[..12])
 }
 
 impl AppLog {

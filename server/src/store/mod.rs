@@ -573,17 +573,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn app(name: &str) -> AppRecord {
-        AppRecord {
-            name: name.into(),
-            created_at: Timestamp::now(),
-            formation: BTreeMap::new(),
-            release: None,
-            deploying: None,
-            next_version: 1,
-            config: BTreeMap::new(),
-            next_build: 1,
-            buildpack: None,
-        }
+        AppRecord::new(name, Timestamp::now())
     }
 
     fn release(app: &str, version: u64) -> ReleaseRecord {

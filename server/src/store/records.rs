@@ -28,6 +28,9 @@ pub struct AppRecord {
     /// Buildpack pinned by the user; detection otherwise.
     #[serde(default)]
     pub buildpack: Option<String>,
+    /// Log drain URLs (checked when added).
+    #[serde(default)]
+    pub drains: Vec<String>,
 }
 
 fn one() -> u64 {
@@ -35,6 +38,22 @@ fn one() -> u64 {
 }
 
 impl AppRecord {
+    /// A new app: no release, no formation, numbers from 1.
+    pub fn new(name: &str, created_at: Timestamp) -> Self {
+        Self {
+            name: name.to_string(),
+            created_at,
+            formation: BTreeMap::new(),
+            release: None,
+            deploying: None,
+            next_version: 1,
+            config: BTreeMap::new(),
+            next_build: 1,
+            buildpack: None,
+            drains: Vec::new(),
+        }
+    }
+
     /// The newest release the user asked for: the one deploying, else the one serving. Config
     /// changes and rollbacks build on it.
     pub fn latest(&self) -> Option<u64> {
