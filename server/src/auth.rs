@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 pub const ADMIN_PREFIX: &str = "caas_";
 pub const JOIN_PREFIX: &str = "caasj_";
 pub const AGENT_PREFIX: &str = "caasa_";
+pub const GATEWAY_PREFIX: &str = "caasg_";
 
 /// A new token: `prefix` + 64 hex digits of randomness from the OS.
 pub fn generate(prefix: &str) -> String {

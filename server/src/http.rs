@@ -1,24 +1,51 @@
 //! The HTTP/1.1 accept loop both listeners use (the gateway and the API): a header-read timeout
 //! against slowloris (`axum::serve` has none), bounded header buffers, upgrades passed through,
-//! and a graceful end on shutdown.
+//! an optional cap on open connections, and a graceful end: on shutdown, no new connections, and
+//! those open get `grace` to finish what they are doing before `serve` returns.
 
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BUF: usize = 64 * 1024;
-/// How long connections (a `logs --tail`, a build stream) get to finish after shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Accepts connections until `shutdown`; `service(peer)` makes each connection's service.
-pub async fn serve<F, S, B>(listener: TcpListener, shutdown: CancellationToken, service: F)
-where
+pub struct Options {
+    /// How long open connections get to finish after shutdown.
+    pub grace: Duration,
+    /// Connections open at once; past it a new one gets `overloaded` and is closed.
+    pub max_connections: Option<usize>,
+    /// A whole HTTP response, written as is.
+    pub overloaded: &'static [u8],
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            max_connections: None,
+            overloaded: b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        }
+    }
+}
+
+/// Accepts connections until `shutdown`, then waits up to `options.grace` for the open ones;
+/// `service(peer)` makes each connection's service.
+pub async fn serve<F, S, B>(
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    options: Options,
+    service: F,
+) where
     F: Fn(SocketAddr) -> S,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -27,9 +54,11 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let tracker = TaskTracker::new();
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+        let (mut stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -40,10 +69,26 @@ where
                 }
             },
         };
+        if options
+            .max_connections
+            .is_some_and(|max| open.load(Ordering::Relaxed) >= max)
+        {
+            let overloaded = options.overloaded;
+            tracker.spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    let _ = stream.write_all(overloaded).await;
+                    let _ = stream.shutdown().await;
+                })
+                .await;
+            });
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let svc = service(peer);
         let stop = shutdown.clone();
-        tokio::spawn(async move {
+        let open = open.clone();
+        open.fetch_add(1, Ordering::Relaxed);
+        tracker.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -54,10 +99,24 @@ where
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = stop.cancelled() => {
+                    // Finish the request in flight, then close; the caller bounds the wait.
                     conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
+                    let _ = conn.await;
                 }
             }
+            open.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(options.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connections still open after {:?}; closing them",
+            open.load(Ordering::Relaxed),
+            options.grace
+        );
     }
 }

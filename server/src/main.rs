@@ -13,9 +13,11 @@ mod git;
 mod http;
 mod logs;
 mod observed;
+mod routing;
 mod schedule;
 mod server;
 mod store;
+mod traffic;
 mod units;
 
 use clap::{Args, Parser, Subcommand};
@@ -41,6 +43,8 @@ struct Cli {
 enum Command {
     /// Run only an agent, for an extra host that joins a control plane.
     Agent(AgentArgs),
+    /// Run only the gateway (caasd starts one when none serves: this is for a service manager).
+    Gateway(GatewayArgs),
 }
 
 /// An inclusive port range `LOW-HIGH`.
@@ -103,6 +107,13 @@ pub struct ServerArgs {
     /// Largest image upload accepted: `8G` (a bare number is MB).
     #[arg(long, alias = "max-image-upload-mb", default_value = "8G")]
     pub max_image_upload: Size,
+    /// Client connections the gateway holds open at once; past it new ones get a 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// How long an instance may take to start answering a request before the client gets a 504:
+    /// `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: std::time::Duration,
     /// Address the embedded agent publishes instances on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host_address: IpAddr,
@@ -166,6 +177,32 @@ pub struct AgentArgs {
     pub port_range: PortRange,
 }
 
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// Where the gateway keeps its route cache, run file and log.
+    #[arg(long, default_value = "/var/lib/caas/gateway")]
+    pub data_dir: PathBuf,
+    /// Address apps are served on.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// The control plane's API URL, or `file:PATH` of its caasd.json.
+    #[arg(long, default_value = "file:/var/lib/caas/caasd.json")]
+    pub server: String,
+    /// The gateway token (the control plane's DATA_DIR/gateway-token).
+    #[arg(long, default_value = "/var/lib/caas/gateway-token")]
+    pub token_file: PathBuf,
+    /// Apps are served at APP.DOMAIN (until the control plane says otherwise).
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    /// How long requests in flight get to finish when the gateway stops: `30s`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub drain: std::time::Duration,
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: std::time::Duration,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -188,6 +225,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Agent(args)) => server::run_agent(args).await,
+            Some(Command::Gateway(args)) => server::run_gateway(args).await,
             None => server::run_server(cli.server).await,
         }
     });

@@ -6,13 +6,13 @@ use crate::api::{self, ApiConfig, AppState};
 use crate::auth;
 use crate::build::{unpack, BuildSettings, Builder};
 use crate::docker::Engine;
-use crate::gateway::{table, Gateway};
+use crate::gateway;
 use crate::logs::LogHub;
 use crate::observed::Observed;
 use crate::schedule::reconcile::Settings;
 use crate::schedule::Scheduler;
 use crate::store::{Role, Store, TokenRecord};
-use crate::{AgentArgs, ServerArgs};
+use crate::{AgentArgs, GatewayArgs, ServerArgs};
 use anyhow::Context;
 use caas_api::Timestamp;
 use std::net::SocketAddr;
@@ -64,26 +64,32 @@ fn ensure_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The join token agents register with. Its plain text lives only in `DIR/join-token`; when that
-/// file is gone or stale, a new token replaces the old one.
-fn ensure_join_token(store: &Store, dir: &Path) -> anyhow::Result<String> {
-    let path = dir.join("join-token");
+/// A token whose plain text lives only in `DIR/FILE` (the join token agents register with, the
+/// gateway's token): when that file is gone or stale, a new token replaces the old one.
+fn ensure_token_file(
+    store: &Store,
+    dir: &Path,
+    file: &str,
+    role: Role,
+    prefix: &str,
+) -> anyhow::Result<String> {
+    let path = dir.join(file);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let token = text.trim().to_string();
         if store
             .token(&auth::hash(&token))?
-            .is_some_and(|t| t.role == Role::Join)
+            .is_some_and(|t| t.role == role)
         {
             return Ok(token);
         }
     }
-    store.delete_tokens_where(|t| t.role == Role::Join)?;
-    let token = auth::generate(auth::JOIN_PREFIX);
+    store.delete_tokens_where(|t| t.role == role)?;
+    let token = auth::generate(prefix);
     store.put_token(
         &auth::hash(&token),
         &TokenRecord {
-            role: Role::Join,
-            label: "join".into(),
+            role,
+            label: file.into(),
             created_at: Timestamp::now(),
         },
     )?;
@@ -151,17 +157,37 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", dir.join("db").display()))?;
     let cluster_id = store.meta_get_or_init("cluster_id", auth::short_id)?;
     ensure_admin_token(&store, dir)?;
-    let join_token = ensure_join_token(&store, dir)?;
+    let join_token = ensure_token_file(&store, dir, "join-token", Role::Join, auth::JOIN_PREFIX)?;
+    ensure_token_file(
+        &store,
+        dir,
+        "gateway-token",
+        Role::Gateway,
+        auth::GATEWAY_PREFIX,
+    )?;
     store.flush().await?;
 
     let api_listener = TcpListener::bind(args.api)
         .await
         .with_context(|| format!("binding the API to {}", args.api))?;
-    let gw_listener = TcpListener::bind(args.gateway)
-        .await
-        .with_context(|| format!("binding the gateway to {}", args.gateway))?;
     let api_addr = reachable(api_listener.local_addr()?);
-    let gw_addr = reachable(gw_listener.local_addr()?);
+    // The gateway is a process of its own that outlives caasd: find the one serving, or start
+    // one. It follows the API's address through DATA_DIR/caasd.json, written below.
+    let gw_spec = gateway::supervise::Spec {
+        data_dir: dir.join("gateway"),
+        listen: args.gateway,
+        server: format!("file:{}", run_file.display()),
+        token_file: dir.join("gateway-token"),
+        domain: args.domain.clone(),
+        args: vec![
+            "--max-connections".into(),
+            args.max_connections.to_string(),
+            "--upstream-timeout".into(),
+            format!("{}s", args.upstream_timeout.as_secs()),
+        ],
+    };
+    let gw_bound = gateway::supervise::ensure(&gw_spec).await?;
+    let gw_addr = reachable(gw_bound);
 
     let shutdown = CancellationToken::new();
     let logs = Arc::new(LogHub::new(
@@ -200,7 +226,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .context("cleaning up after builds of the previous run")?;
     let config = Arc::new(ApiConfig {
         domain: args.domain.clone(),
-        app_url_template: app_url_template(&args.domain, gw_listener.local_addr()?),
+        app_url_template: app_url_template(&args.domain, gw_bound),
         max_scale: args.max_scale,
         instance_memory_mb: args.instance_memory.mb(),
         max_image_upload: args.max_image_upload.bytes(),
@@ -229,9 +255,6 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
 
-    let routes = table::spawn_cache(store.clone(), shutdown.clone())?;
-    let gateway = Gateway::new(args.domain.clone(), routes, logs.clone());
-    tasks.spawn(gateway.serve(gw_listener, shutdown.clone()));
 
     let state = AppState {
         store: store.clone(),
@@ -243,12 +266,15 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         builder: builder.clone(),
         repos: crate::git::Repos::new(dir.join("git")),
         repos_tmp: dir.join("git-pushes"),
+        routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
+        traffic: Arc::new(crate::traffic::Traffic::default()),
     };
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);
     tasks.spawn(crate::http::serve(
         api_listener,
         shutdown.clone(),
+        crate::http::Options::default(),
         move |_| hyper_util::service::TowerToHyperService::new(app.clone()),
     ));
 
@@ -329,4 +355,32 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         r = agent => return r.context("agent task")?,
     }
     Ok(())
+}
+
+pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let token = std::fs::read_to_string(&args.token_file)
+        .with_context(|| format!("reading the gateway token from {}", args.token_file.display()))?
+        .trim()
+        .to_string();
+    let cfg = gateway::process::GatewayConfig {
+        listen: args.listen,
+        server: args.server,
+        token,
+        data_dir: args.data_dir,
+        domain: args.domain,
+        drain: args.drain,
+        limits: gateway::Limits {
+            max_connections: args.max_connections,
+            upstream_timeout: args.upstream_timeout,
+            ..gateway::Limits::default()
+        },
+    };
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let mut gw = tokio::spawn(gateway::process::run(cfg, shutdown));
+    tokio::select! {
+        _ = signalled() => stop.cancel(),
+        r = &mut gw => return r.context("gateway task")?,
+    }
+    gw.await.context("gateway task")?
 }

@@ -1,5 +1,6 @@
 //! Extractors that authenticate a request by its bearer token and check the token's role. A
-//! handler states what it needs by taking `Admin`, `Joiner` or `AgentHost` as an argument.
+//! handler states what it needs by taking `Admin`, `Joiner`, `AgentHost` or `GatewayCaller` as an
+//! argument.
 
 use super::error::ApiError;
 use super::AppState;
@@ -66,6 +67,22 @@ impl FromRequestParts<AppState> for AgentHost {
             Role::Agent { host_id } => Ok(AgentHost(host_id)),
             _ => Err(ApiError::Forbidden(
                 "the agent API needs an agent token".into(),
+            )),
+        }
+    }
+}
+
+/// The gateway process, with the gateway token.
+pub struct GatewayCaller;
+
+impl FromRequestParts<AppState> for GatewayCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match role_of(parts, state)? {
+            Role::Gateway => Ok(GatewayCaller),
+            _ => Err(ApiError::Forbidden(
+                "the gateway API needs the gateway token".into(),
             )),
         }
     }

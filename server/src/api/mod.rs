@@ -9,6 +9,7 @@ mod builds;
 mod config;
 mod drains;
 mod error;
+mod gateway;
 mod git;
 mod logs;
 
@@ -60,6 +61,10 @@ pub struct AppState {
     pub repos: crate::git::Repos,
     /// Scratch space for pushes in flight.
     pub repos_tmp: std::path::PathBuf,
+    /// Changes whenever the routing table does (the gateway's blocking query waits on it).
+    pub routing_index: tokio::sync::watch::Receiver<u64>,
+    /// Request counts the gateway reports.
+    pub traffic: Arc<crate::traffic::Traffic>,
 }
 
 /// One value as a line of newline-delimited JSON.
@@ -122,6 +127,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/heartbeat", post(agent::heartbeat))
         .route("/v1/agent/logs", post(agent::logs))
         .route("/v1/agent/images/{id}", get(agent::image))
+        .route("/v1/gateway/routes", get(gateway::routes))
+        .route("/v1/gateway/report", post(gateway::report))
         .route("/{repo}/info/refs", get(git::info_refs))
         .route(
             "/{repo}/git-receive-pack",

@@ -11,11 +11,13 @@
 //! per request.
 
 mod pool;
+pub mod process;
+pub mod report;
+pub mod supervise;
 pub mod table;
 
-use crate::logs::LogHub;
 use bytes::Bytes;
-use caas_api::{LogLine, LogSource, Timestamp};
+use report::Reporter;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -24,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use pool::Pool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use table::RouteTable;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,11 +35,33 @@ use tokio_util::sync::CancellationToken;
 pub type UpBody = BoxBody<Bytes, hyper::Error>;
 type Resp = Response<UpBody>;
 
+/// Bounds the gateway keeps to.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections from clients open at once; past it a new one gets a 503 at once.
+    pub max_connections: usize,
+    /// How long an instance may take to start answering a request (its headers) before the
+    /// client gets a 504.
+    pub upstream_timeout: Duration,
+    /// How long an instance that refused a connection is skipped before it is tried again.
+    pub eject_for: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            upstream_timeout: Duration::from_secs(60),
+            eject_for: Duration::from_secs(5),
+        }
+    }
+}
+
 pub struct Gateway {
-    domain: String,
     table: watch::Receiver<Arc<RouteTable>>,
     pool: Pool,
-    logs: Arc<LogHub>,
+    reporter: Arc<Reporter>,
+    limits: Limits,
 }
 
 fn text(status: StatusCode, body: String) -> Resp {
@@ -133,24 +157,34 @@ fn new_request_id() -> String {
 
 impl Gateway {
     pub fn new(
-        domain: String,
         table: watch::Receiver<Arc<RouteTable>>,
-        logs: Arc<LogHub>,
+        reporter: Arc<Reporter>,
+        limits: Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
-            domain,
             table,
             pool: Pool::default(),
-            logs,
+            reporter,
+            limits,
         })
     }
 
-    /// Accepts connections until `shutdown`.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+    /// Accepts connections until `shutdown`, then gives those open up to `drain` to finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        drain: Duration,
+    ) {
         let pruner = self.clone();
         let prune_stop = shutdown.clone();
         tokio::spawn(async move { pruner.prune_pool(prune_stop).await });
-        crate::http::serve(listener, shutdown, move |peer| {
+        let options = crate::http::Options {
+            grace: drain,
+            max_connections: Some(self.limits.max_connections),
+            overloaded: b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nx-caas-gateway: 1\r\ncontent-length: 50\r\nconnection: close\r\n\r\ncaas: the gateway is at its limit of connections.\n\n",
+        };
+        crate::http::serve(listener, shutdown, options, move |peer| {
             let gw = self.clone();
             hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
@@ -175,6 +209,28 @@ impl Gateway {
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
         let started = Instant::now();
+        let (resp, app) = self.route(req, peer, started).await;
+        if let Some(app) = app {
+            let bytes = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            self.reporter
+                .request(&app, resp.status().as_u16(), started.elapsed(), bytes);
+        }
+        resp
+    }
+
+    /// Sends the request where its `Host` says; answers with the response and the app it was
+    /// for (none for a host that names no app).
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        started: Instant,
+    ) -> (Resp, Option<String>) {
         let host = req
             .headers()
             .get(header::HOST)
@@ -183,25 +239,51 @@ impl Gateway {
             .or_else(|| req.uri().authority().map(|a| a.to_string()))
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let Some(app) = table::app_for_host(&host, &self.domain).map(str::to_string) else {
-            return text(
+        let table = self.table.borrow().clone();
+        let Some(app) = table::app_for_host(&host, &table.domain).map(str::to_string) else {
+            // The port the client used, so the hint is an address that works.
+            let port = host
+                .rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(String::new(), |(_, p)| format!(":{p}"));
+            let resp = text(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "caas: no app is served at host {host:?}; apps are at http://APP.{}",
-                    self.domain
+                    "caas: no app is served at host {host:?}; apps are at http://APP.{}{port}",
+                    table.domain
                 ),
             );
+            return (resp, None);
         };
-        let table = self.table.borrow().clone();
         let Some(routes) = table.apps.get(&app) else {
-            return text(
+            let resp = text(
                 StatusCode::NOT_FOUND,
                 format!("caas: there is no app named {app:?} here"),
             );
+            return (resp, None);
         };
         if routes.backends.is_empty() {
-            return text(StatusCode::SERVICE_UNAVAILABLE, routes.idle.message(&app));
+            let resp = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                table::idle_message(routes.idle, &app),
+            );
+            return (resp, Some(app));
         }
+        let resp = self
+            .forward(req, peer, started, &app, &host, routes)
+            .await;
+        (resp, Some(app))
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        started: Instant,
+        app: &str,
+        host: &str,
+        routes: &table::AppRoutes,
+    ) -> Resp {
 
         let rid = request_id(req.headers());
         let method = req.method().clone();
@@ -249,7 +331,12 @@ impl Gateway {
         let mut request = Some(Request::from_parts(parts, body.boxed()));
 
         let mut last_error = String::new();
-        for backend in routes.rotation() {
+        // Instances that refused a connection lately go last: they are tried only when every
+        // other one failed too.
+        let (healthy, ejected): (Vec<_>, Vec<_>) = routes
+            .rotation()
+            .partition(|b| !self.pool.is_ejected(b.addr));
+        for backend in healthy.into_iter().chain(ejected) {
             // A pooled connection may have been closed by the instance meanwhile; hyper hands the
             // request back when it could not be written, and we retry on a fresh connection.
             let mut tries = 0;
@@ -262,6 +349,7 @@ impl Gateway {
                     None => match self.pool.connect(backend.addr).await {
                         Ok(s) => s,
                         Err(e) => {
+                            self.pool.eject(backend.addr, self.limits.eject_for);
                             last_error = e.to_string();
                             break; // next instance
                         }
@@ -269,7 +357,27 @@ impl Gateway {
                 };
                 let connect_ms = started.elapsed().as_millis();
                 let req = request.take().expect("request is present until sent");
-                match sender.try_send_request(req).await {
+                let sent = tokio::time::timeout(
+                    self.limits.upstream_timeout,
+                    sender.try_send_request(req),
+                )
+                .await;
+                let Ok(sent) = sent else {
+                    // Sent, and no answer in time: the client is told, not left waiting.
+                    self.log(app, format!(
+                        "at=error code=H12 desc=\"request timeout\" method={method} path={path:?} host={host} request_id={rid} dyno={} service={}ms status=504",
+                        backend.instance, started.elapsed().as_millis()
+                    ));
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "caas: {app}'s instance {} did not answer within {}s",
+                            backend.instance,
+                            self.limits.upstream_timeout.as_secs()
+                        ),
+                    );
+                };
+                match sent {
                     Ok(mut resp) => {
                         if !upgrade {
                             self.pool.recycle(backend.addr, sender);
@@ -299,7 +407,7 @@ impl Gateway {
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("-")
                             .to_string();
-                        self.log(&app, format!(
+                        self.log(app, format!(
                             "at=info method={method} path={path:?} host={host} request_id={rid} fwd=\"{}\" dyno={} connect={connect_ms}ms service={}ms status={} bytes={bytes}",
                             peer.ip(), backend.instance, started.elapsed().as_millis(), status.as_u16()
                         ));
@@ -325,7 +433,7 @@ impl Gateway {
                                 // Sent, and the instance failed mid-request: retrying could run
                                 // it twice, so the client gets the error.
                                 let err = e.into_error();
-                                self.log(&app, format!(
+                                self.log(app, format!(
                                     "at=error code=H13 desc=\"connection closed without response\" method={method} path={path:?} host={host} request_id={rid} dyno={} status=502 error={err:?}",
                                     backend.instance
                                 ));
@@ -342,7 +450,7 @@ impl Gateway {
                 }
             }
         }
-        self.log(&app, format!(
+        self.log(app, format!(
             "at=error code=H10 desc=\"no instance answered\" method={method} path={path:?} host={host} request_id={rid} status=502 error={last_error:?}"
         ));
         text(
@@ -352,15 +460,7 @@ impl Gateway {
     }
 
     fn log(&self, app: &str, text: String) {
-        self.logs.publish(
-            app,
-            LogLine {
-                ts: Timestamp::now(),
-                source: LogSource::Router,
-                tag: "router".into(),
-                text,
-            },
-        );
+        self.reporter.line(app, text);
     }
 }
 

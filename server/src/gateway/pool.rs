@@ -22,6 +22,8 @@ type Idle = (SendRequest<UpBody>, Instant);
 #[derive(Clone, Default)]
 pub struct Pool {
     idle: Arc<Mutex<HashMap<SocketAddr, Vec<Idle>>>>,
+    /// Addresses that refused a connection lately, and until when they are skipped.
+    ejected: Arc<Mutex<HashMap<SocketAddr, Instant>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +80,34 @@ impl Pool {
         });
     }
 
+    /// Skips `addr` for `how_long` (passive health: it refused or timed out a connection).
+    pub fn eject(&self, addr: SocketAddr, how_long: Duration) {
+        self.ejected
+            .lock()
+            .unwrap()
+            .insert(addr, Instant::now() + how_long);
+    }
+
+    pub fn is_ejected(&self, addr: SocketAddr) -> bool {
+        let mut ejected = self.ejected.lock().unwrap();
+        match ejected.get(&addr) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                ejected.remove(&addr);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// Drops idle connections to addresses that left the routing table, so a drained instance
     /// sees its keep-alive connections close.
     pub fn retain_addrs(&self, keep: &std::collections::HashSet<SocketAddr>) {
         self.idle
+            .lock()
+            .unwrap()
+            .retain(|addr, _| keep.contains(addr));
+        self.ejected
             .lock()
             .unwrap()
             .retain(|addr, _| keep.contains(addr));

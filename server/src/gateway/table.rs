@@ -1,14 +1,11 @@
 //! The gateway's routing table: an immutable snapshot per change, swapped in whole, so the
-//! request path reads memory only and never waits for the store.
+//! request path reads memory only and never waits for the control plane. It is made from the
+//! wire table (`caas_api::gateway::RoutingTable`) the feed brings or the disk cache holds.
 
-use crate::schedule::reconcile::WEB;
-use crate::store::{AppRecord, RouteKey, Store};
+use caas_api::gateway::{Idle, RoutingTable};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backend {
@@ -25,47 +22,21 @@ pub struct AppRoutes {
     next: AtomicUsize,
 }
 
-/// Why an app that exists takes no traffic, as far as the store tells: the gateway's 503 says
-/// what is the case rather than guessing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Idle {
-    /// It has a serving release and wants web instances, but none is up (starting, crashed).
-    #[default]
-    NoneUp,
-    /// Nothing was ever deployed, or the first release failed.
-    NoRelease,
-    /// Its first release is deploying.
-    Starting(u64),
-    /// `web=0`.
-    ScaledToZero,
-}
-
-impl Idle {
-    pub fn of(app: &AppRecord) -> Self {
-        match (app.release, app.deploying) {
-            (None, Some(v)) => Idle::Starting(v),
-            (None, None) => Idle::NoRelease,
-            (Some(_), _) if app.formation.get(WEB).copied().unwrap_or(0) == 0 => Idle::ScaledToZero,
-            (Some(_), _) => Idle::NoneUp,
+/// The 503's one line for an app that takes no traffic.
+pub fn idle_message(idle: Idle, app: &str) -> String {
+    match idle {
+        Idle::NoneUp => format!(
+            "caas: none of {app}'s web instances is up right now (starting or crashed); see caas ps -a {app}"
+        ),
+        Idle::NoRelease => {
+            format!("caas: {app} has no release yet; deploy one with: caas push -a {app}")
         }
-    }
-
-    /// The 503's one line.
-    pub fn message(self, app: &str) -> String {
-        match self {
-            Idle::NoneUp => format!(
-                "caas: none of {app}'s web instances is up right now (starting or crashed); see caas ps -a {app}"
-            ),
-            Idle::NoRelease => {
-                format!("caas: {app} has no release yet; deploy one with: caas push -a {app}")
-            }
-            Idle::Starting(v) => {
-                format!("caas: {app} v{v} is starting; try again in a moment")
-            }
-            Idle::ScaledToZero => format!(
-                "caas: {app} is scaled to web=0; scale up with: caas ps:scale web=1 -a {app}"
-            ),
+        Idle::Starting { version } => {
+            format!("caas: {app} v{version} is starting; try again in a moment")
         }
+        Idle::ScaledToZero => format!(
+            "caas: {app} is scaled to web=0; scale up with: caas ps:scale web=1 -a {app}"
+        ),
     }
 }
 
@@ -100,35 +71,35 @@ impl AppRoutes {
 /// not exist (404); one with no backends exists but runs nothing (503).
 #[derive(Debug, Default)]
 pub struct RouteTable {
+    /// Apps are served at `APP.DOMAIN`.
+    pub domain: String,
     pub apps: HashMap<String, AppRoutes>,
 }
 
 impl RouteTable {
-    pub fn build(
-        apps: impl IntoIterator<Item = (String, Idle)>,
-        routes: Vec<(RouteKey, String)>,
-    ) -> Self {
-        let mut apps: HashMap<String, (Idle, Vec<Backend>)> = apps
-            .into_iter()
-            .map(|(n, idle)| (n, (idle, Vec::new())))
-            .collect();
-        for (key, addr) in routes {
-            let (Some((_, backends)), Ok(addr)) = (apps.get_mut(&key.app), addr.parse()) else {
-                continue;
-            };
-            backends.push(Backend {
-                addr,
-                instance: key.instance,
-            });
-        }
-        let apps = apps
-            .into_iter()
-            .map(|(name, (idle, mut backends))| {
-                backends.sort_by(|a, b| a.instance.cmp(&b.instance).then(a.addr.cmp(&b.addr)));
-                (name, AppRoutes::with_idle(backends, idle))
+    /// The table the wire one describes; a backend whose address does not parse is left out.
+    pub fn from_wire(wire: &RoutingTable) -> Self {
+        let apps = wire
+            .apps
+            .iter()
+            .map(|a| {
+                let backends = a
+                    .backends
+                    .iter()
+                    .filter_map(|b| {
+                        Some(Backend {
+                            addr: b.addr.parse().ok()?,
+                            instance: b.instance.clone(),
+                        })
+                    })
+                    .collect();
+                (a.name.clone(), AppRoutes::with_idle(backends, a.idle))
             })
             .collect();
-        Self { apps }
+        Self {
+            domain: wire.domain.clone(),
+            apps,
+        }
     }
 
     pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
@@ -136,42 +107,6 @@ impl RouteTable {
             .values()
             .flat_map(|a| a.backends.iter().map(|b| b.addr))
     }
-}
-
-fn load(store: &Store) -> Result<RouteTable, crate::store::StoreError> {
-    let apps = store.apps()?.into_iter().map(|a| {
-        let idle = Idle::of(&a);
-        (a.name, idle)
-    });
-    Ok(RouteTable::build(apps, store.routes()?))
-}
-
-/// Keeps a `RouteTable` current from the store's change feed until `shutdown`.
-pub fn spawn_cache(
-    store: Store,
-    shutdown: CancellationToken,
-) -> anyhow::Result<watch::Receiver<Arc<RouteTable>>> {
-    let mut feed = store.watch_routing();
-    // Subscribe before the first load, so no change falls between the two.
-    let (tx, rx) = watch::channel(Arc::new(load(&store)?));
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                alive = feed.changed() => if !alive { return },
-            }
-            // Fold a burst of changes into one rebuild. (sled blocks writers once a
-            // subscriber lags 1024 events behind, so this loop must keep draining.)
-            while let Some(true) = futures_util::FutureExt::now_or_never(feed.changed()) {}
-            match load(&store) {
-                Ok(table) => {
-                    tx.send_replace(Arc::new(table));
-                }
-                Err(e) => tracing::error!("gateway: reloading routes: {e}"),
-            }
-        }
-    });
-    Ok(rx)
 }
 
 /// The app a `Host` header names: `APP.DOMAIN[:PORT]` → `APP`.
@@ -191,6 +126,48 @@ pub fn app_for_host<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caas_api::gateway::{AppRouting, Backend as WireBackend};
+
+    #[test]
+    fn tables_come_from_the_wire_and_skip_bad_addresses() {
+        let wire = RoutingTable {
+            index: 1,
+            domain: "example.com".into(),
+            apps: vec![
+                AppRouting {
+                    name: "a".into(),
+                    backends: vec![
+                        WireBackend {
+                            instance: "web.1".into(),
+                            addr: "127.0.0.1:1".into(),
+                        },
+                        WireBackend {
+                            instance: "web.2".into(),
+                            addr: "not-an-addr".into(),
+                        },
+                    ],
+                    idle: Idle::NoneUp,
+                },
+                AppRouting {
+                    name: "b".into(),
+                    backends: vec![],
+                    idle: Idle::NoRelease,
+                },
+            ],
+        };
+        let t = RouteTable::from_wire(&wire);
+        assert_eq!(t.domain, "example.com");
+        assert_eq!(t.apps["a"].backends.len(), 1);
+        assert_eq!(t.apps["b"].idle, Idle::NoRelease);
+    }
+
+    #[test]
+    fn an_idle_app_says_what_is_the_case() {
+        assert!(idle_message(Idle::ScaledToZero, "a").contains("caas ps:scale web=1 -a a"));
+        assert!(!idle_message(Idle::NoneUp, "a").contains("ps:scale"));
+        assert!(idle_message(Idle::NoRelease, "a").contains("caas push -a a"));
+        assert!(idle_message(Idle::Starting { version: 3 }, "a").contains("v3 is starting"));
+    }
 
     #[test]
     fn hosts_map_to_apps() {
@@ -209,55 +186,6 @@ mod tests {
         assert_eq!(app_for_host("a.b.localhost", "localhost"), None);
         assert_eq!(app_for_host("demolocalhost", "localhost"), None);
         assert_eq!(app_for_host("demo.example.com", "localhost"), None);
-    }
-
-    #[test]
-    fn tables_know_apps_without_routes_and_skip_strangers() {
-        let key = |app: &str, inst: &str| RouteKey {
-            app: app.into(),
-            release: 1,
-            instance: inst.into(),
-        };
-        let t = RouteTable::build(
-            [
-                ("a".to_string(), Idle::NoneUp),
-                ("b".to_string(), Idle::NoRelease),
-            ],
-            vec![
-                (key("a", "web.2"), "127.0.0.1:2".into()),
-                (key("a", "web.1"), "127.0.0.1:1".into()),
-                (key("zombie", "web.1"), "127.0.0.1:3".into()),
-                (key("a", "web.3"), "not-an-addr".into()),
-            ],
-        );
-        assert_eq!(t.apps.len(), 2);
-        assert!(t.apps["b"].backends.is_empty());
-        assert_eq!(t.apps["b"].idle, Idle::NoRelease);
-        let names: Vec<_> = t.apps["a"]
-            .backends
-            .iter()
-            .map(|b| b.instance.as_str())
-            .collect();
-        assert_eq!(names, ["web.1", "web.2"]);
-    }
-
-    #[test]
-    fn an_idle_app_says_what_is_the_case() {
-        let rec = |release, deploying, web| AppRecord {
-            formation: [(WEB.to_string(), web)].into(),
-            release,
-            deploying,
-            ..AppRecord::new("a", caas_api::Timestamp(0))
-        };
-        assert_eq!(Idle::of(&rec(None, None, 1)), Idle::NoRelease);
-        assert_eq!(Idle::of(&rec(None, Some(1), 1)), Idle::Starting(1));
-        assert_eq!(Idle::of(&rec(Some(1), Some(2), 0)), Idle::ScaledToZero);
-        assert_eq!(Idle::of(&rec(Some(1), None, 2)), Idle::NoneUp);
-        assert!(Idle::ScaledToZero
-            .message("a")
-            .contains("caas ps:scale web=1 -a a"));
-        assert!(!Idle::NoneUp.message("a").contains("ps:scale"));
-        assert!(Idle::NoRelease.message("a").contains("caas push -a a"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The gateway against real HTTP backends on loopback.
 
+use super::report::Reporter;
 use super::table::{AppRoutes, Backend, RouteTable};
 use super::*;
 use std::collections::HashMap;
@@ -60,13 +61,16 @@ async fn gateway(apps: Vec<(&str, Vec<SocketAddr>)>) -> (SocketAddr, Cancellatio
             .collect();
         map.insert(app.to_string(), AppRoutes::new(backends));
     }
-    let (_tx, rx) = watch::channel(Arc::new(RouteTable { apps: map }));
+    let (_tx, rx) = watch::channel(Arc::new(RouteTable {
+        domain: "localhost".into(),
+        apps: map,
+    }));
     std::mem::forget(_tx);
-    let gw = Gateway::new("localhost".into(), rx, Arc::new(LogHub::in_memory(100)));
+    let gw = Gateway::new(rx, Arc::new(Reporter::default()), Limits::default());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(gw.serve(listener, stop.clone()));
+    tokio::spawn(gw.serve(listener, stop.clone(), Duration::from_secs(1)));
     (addr, stop)
 }
 

@@ -158,6 +158,8 @@ pub enum Role {
     Join,
     /// May only speak the agent protocol, as this host.
     Agent { host_id: String },
+    /// May only speak the gateway protocol (read routes, report traffic).
+    Gateway,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

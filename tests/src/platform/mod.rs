@@ -301,6 +301,31 @@ impl Platform {
         }
     }
 
+    /// The gateway process caasd started (it outlives caasd: a restart or a kill -9 of caasd
+    /// leaves it serving), from `DATA_DIR/gateway/gateway.json`.
+    pub fn gateway_pid(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.data_dir.join("gateway/gateway.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let pid = v["pid"].as_u64()? as u32;
+        // Still that gateway, not a process that got its pid since.
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let dir = self.data_dir.join("gateway");
+        let ours = cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == dir.as_os_str().as_encoded_bytes());
+        ours.then_some(pid)
+    }
+
+    /// Kills the gateway process with SIGKILL (when the test is over, or to test without it).
+    pub fn kill_gateway(&mut self) {
+        if let Some(pid) = self.gateway_pid() {
+            // SAFETY: kill(2); the pid is the gateway of this platform's data dir.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+
     /// SIGTERMs caasd and waits (up to 30 s, then SIGKILL and panic) until it exits.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
@@ -339,6 +364,7 @@ impl Platform {
 impl Drop for Platform {
     fn drop(&mut self) {
         self.kill9();
+        self.kill_gateway();
         self.remove_cluster_objects();
         if thread::panicking() {
             if let Some(tmp) = self.tmp.take() {

@@ -1,0 +1,207 @@
+//! Request counts per app, as the gateway reports them: totals since caasd started (for
+//! `/metrics`) and one slot per second for the last ten minutes (for `caas metrics` and for
+//! autoscaling on the requests of the last seconds). Memory only: they are observations, and a
+//! restart starts them from zero, as Prometheus counters may.
+
+use caas_api::gateway::{AppTraffic, LATENCY_BUCKETS_MS};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+/// Seconds of history kept per app.
+pub const WINDOW_SECS: u64 = 600;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Counts {
+    pub status: [u64; 5],
+    pub latency: Vec<u64>,
+    pub latency_sum_ms: u64,
+    pub bytes: u64,
+}
+
+impl Counts {
+    fn add(&mut self, t: &AppTraffic) {
+        for (a, b) in self.status.iter_mut().zip(t.status) {
+            *a += b;
+        }
+        if self.latency.len() < t.latency.len() {
+            self.latency.resize(t.latency.len(), 0);
+        }
+        for (a, b) in self.latency.iter_mut().zip(&t.latency) {
+            *a += b;
+        }
+        self.latency_sum_ms += t.latency_sum_ms;
+        self.bytes += t.bytes;
+    }
+
+    fn merge(&mut self, other: &Counts) {
+        for (a, b) in self.status.iter_mut().zip(other.status) {
+            *a += b;
+        }
+        if self.latency.len() < other.latency.len() {
+            self.latency.resize(other.latency.len(), 0);
+        }
+        for (a, b) in self.latency.iter_mut().zip(&other.latency) {
+            *a += b;
+        }
+        self.latency_sum_ms += other.latency_sum_ms;
+        self.bytes += other.bytes;
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.status.iter().sum()
+    }
+
+    /// The `q` quantile (0..=1) of the latency, as the upper bound of its bucket, ms; `None`
+    /// without requests. Past the last bucket it says the last bound.
+    pub fn quantile_ms(&self, q: f64) -> Option<u64> {
+        let total: u64 = self.latency.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.latency.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(
+                    LATENCY_BUCKETS_MS
+                        .get(i)
+                        .copied()
+                        .unwrap_or(*LATENCY_BUCKETS_MS.last().expect("buckets")),
+                );
+            }
+        }
+        LATENCY_BUCKETS_MS.last().copied()
+    }
+}
+
+#[derive(Default)]
+struct AppSeries {
+    total: Counts,
+    /// `(second, counts)`, oldest first, at most [`WINDOW_SECS`] of them.
+    seconds: VecDeque<(u64, Counts)>,
+}
+
+#[derive(Default)]
+pub struct Traffic {
+    apps: Mutex<HashMap<String, AppSeries>>,
+}
+
+impl Traffic {
+    /// Adds a gateway's report, counted in the second `now_secs`.
+    pub fn record(&self, now_secs: u64, traffic: &[AppTraffic]) {
+        let mut apps = self.apps.lock().unwrap();
+        for t in traffic {
+            let series = apps.entry(t.app.clone()).or_default();
+            series.total.add(t);
+            match series.seconds.back_mut() {
+                Some((s, counts)) if *s == now_secs => counts.add(t),
+                _ => {
+                    let mut counts = Counts::default();
+                    counts.add(t);
+                    series.seconds.push_back((now_secs, counts));
+                }
+            }
+            while series
+                .seconds
+                .front()
+                .is_some_and(|(s, _)| now_secs.saturating_sub(*s) >= WINDOW_SECS)
+            {
+                series.seconds.pop_front();
+            }
+        }
+    }
+
+    /// Everything of the last `secs` seconds up to `now_secs` (this second included).
+    pub fn window(&self, app: &str, now_secs: u64, secs: u64) -> Counts {
+        let apps = self.apps.lock().unwrap();
+        let mut out = Counts::default();
+        if let Some(series) = apps.get(app) {
+            for (s, c) in &series.seconds {
+                if now_secs.saturating_sub(*s) < secs {
+                    out.merge(c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Totals since caasd started, per app.
+    pub fn totals(&self) -> Vec<(String, Counts)> {
+        let apps = self.apps.lock().unwrap();
+        let mut out: Vec<(String, Counts)> = apps
+            .iter()
+            .map(|(k, v)| (k.clone(), v.total.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Forgets an app (it was destroyed).
+    pub fn remove(&self, app: &str) {
+        self.apps.lock().unwrap().remove(app);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(app: &str, ok: u64, errors: u64, bucket: usize) -> AppTraffic {
+        let mut latency = vec![0; LATENCY_BUCKETS_MS.len() + 1];
+        latency[bucket] = ok + errors;
+        AppTraffic {
+            app: app.into(),
+            status: [0, ok, 0, 0, errors],
+            latency,
+            latency_sum_ms: 0,
+            bytes: 10,
+        }
+    }
+
+    #[test]
+    fn windows_count_the_last_seconds_and_totals_everything() {
+        let traffic = Traffic::default();
+        traffic.record(100, &[t("a", 5, 0, 0)]);
+        traffic.record(100, &[t("a", 5, 1, 0)]);
+        traffic.record(105, &[t("a", 20, 0, 4)]);
+        traffic.record(105, &[t("b", 1, 0, 0)]);
+        let last10 = traffic.window("a", 105, 10);
+        assert_eq!(last10.requests(), 31);
+        assert_eq!(last10.status[4], 1);
+        let last3 = traffic.window("a", 105, 3);
+        assert_eq!(last3.requests(), 20);
+        assert_eq!(traffic.window("a", 200, 10).requests(), 0);
+        assert_eq!(traffic.window("nobody", 105, 10), Counts::default());
+        let totals = traffic.totals();
+        assert_eq!(totals[0].0, "a");
+        assert_eq!(totals[0].1.requests(), 31);
+        assert_eq!(totals[0].1.bytes, 30);
+    }
+
+    #[test]
+    fn history_is_bounded_to_the_window() {
+        let traffic = Traffic::default();
+        for s in 0..(WINDOW_SECS * 2) {
+            traffic.record(s, &[t("a", 1, 0, 0)]);
+        }
+        let apps = traffic.apps.lock().unwrap();
+        assert_eq!(apps["a"].seconds.len() as u64, WINDOW_SECS);
+        assert_eq!(apps["a"].total.requests(), WINDOW_SECS * 2);
+    }
+
+    #[test]
+    fn quantiles_come_from_the_buckets() {
+        let mut c = Counts {
+            latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+            ..Counts::default()
+        };
+        assert_eq!(c.quantile_ms(0.5), None);
+        c.latency[0] = 90; // <= 5 ms
+        c.latency[5] = 9; // <= 250 ms
+        c.latency[LATENCY_BUCKETS_MS.len()] = 1; // slower than the last bound
+        assert_eq!(c.quantile_ms(0.5), Some(5));
+        assert_eq!(c.quantile_ms(0.95), Some(250));
+        assert_eq!(c.quantile_ms(1.0), Some(30_000));
+    }
+}
