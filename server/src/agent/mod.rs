@@ -14,6 +14,7 @@
 //! - removals of containers (graceful stops take seconds) run as short-lived tasks.
 
 mod client;
+mod containers;
 mod files;
 mod images;
 pub mod lifecycle;
@@ -24,11 +25,12 @@ mod shipper;
 
 pub use files::write_private;
 
-use crate::docker::{Command, ContainerInfo, ContainerSpec, Engine, EngineError, Publish};
+use crate::docker::{ContainerInfo, Engine, EngineError, Publish};
 use anyhow::Context;
 use caas_api::agent::{Assignment, Assignments, Heartbeat, InstanceReport, ObservedState};
 use caas_api::Timestamp;
 use client::ClientError;
+use containers::Ports;
 use images::Images;
 use lifecycle::{Backoff, Effect, Exit, Instance};
 use plan::{Action, Seen};
@@ -93,12 +95,12 @@ pub async fn run(
     let mut agent = Agent {
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
         followers: Followers::new(engine.clone(), outbox.clone()),
+        ports: Ports::new(session.cfg.port_min, session.cfg.port_max),
         session,
         engine,
         outbox,
         instances: HashMap::new(),
         removing: Arc::new(Mutex::new(HashSet::new())),
-        port_cursor: 0,
         last_report: None,
     };
     agent.main_loop(assign_rx, shutdown).await;
@@ -156,7 +158,7 @@ struct Agent {
     images: Images,
     /// Containers being stopped and removed; the engine still lists them meanwhile.
     removing: Arc<Mutex<HashSet<String>>>,
-    port_cursor: u16,
+    ports: Ports,
     last_report: Option<(Instant, ReportKey)>,
 }
 
@@ -335,25 +337,6 @@ impl Agent {
         }
     }
 
-    /// A port from this host's range that nothing listens on, starting after the last one
-    /// handed out so retries and parallel installations spread out.
-    fn next_port(&mut self, address: IpAddr, taken: &HashSet<u16>) -> Option<u16> {
-        let (min, max) = (self.session.cfg.port_min, self.session.cfg.port_max);
-        let span = (max - min) as u32 + 1;
-        for _ in 0..span {
-            let port = min + (self.port_cursor as u32 % span) as u16;
-            self.port_cursor = self.port_cursor.wrapping_add(1);
-            if taken.contains(&port) {
-                continue;
-            }
-            // Someone else (another installation, any process) may hold it: skip, don't fail.
-            if std::net::TcpListener::bind(SocketAddr::new(address, port)).is_ok() {
-                return Some(port);
-            }
-        }
-        None
-    }
-
     async fn create(
         &mut self,
         a: &Assignment,
@@ -368,21 +351,11 @@ impl Agent {
         }
         let address = self.session.cfg.address;
         let mut taken: HashSet<u16> = containers.iter().filter_map(|c| c.host_port).collect();
-        let labels = HashMap::from([
-            (LABEL_CLUSTER.to_string(), cluster.to_string()),
-            (LABEL_HOST.to_string(), host_id.to_string()),
-            (LABEL_ALLOC.to_string(), a.id.clone()),
-            ("caas.app".to_string(), a.app.clone()),
-            ("caas.release".to_string(), format!("v{}", a.release)),
-            ("caas.process".to_string(), a.process.clone()),
-            ("caas.instance".to_string(), a.instance_name()),
-        ]);
-        let short_cluster: String = cluster.chars().take(8).collect();
         let mut result = Err(EngineError::PortTaken);
         let mut port = None;
         for _ in 0..20 {
             let publish = match a.container_port {
-                Some(container_port) => match self.next_port(address, &taken) {
+                Some(container_port) => match self.ports.next(address, &taken) {
                     Some(host_port) => Some(Publish {
                         host_ip: address,
                         host_port,
@@ -392,27 +365,7 @@ impl Agent {
                 },
                 None => None,
             };
-            let spec = ContainerSpec {
-                name: format!(
-                    "caas-{short_cluster}-{}-{}-{}",
-                    a.app,
-                    a.instance_name(),
-                    a.id
-                ),
-                image: a.image.clone(),
-                command: a
-                    .command
-                    .clone()
-                    .map_or(Command::ImageDefault, Command::Shell),
-                user: None,
-                volumes: Vec::new(),
-                env: a.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-                labels: labels.clone(),
-                publish,
-                memory_mb: a.memory_mb,
-                cpu_shares: a.cpu_shares,
-                pids_limit: a.pids_limit,
-            };
+            let spec = containers::spec(a, cluster, host_id, publish);
             port = publish.map(|p| p.host_port);
             result = self.engine.run(&spec).await;
             match &result {
