@@ -1,6 +1,7 @@
 //! Images an instance needs and this host's engine lacks come from the control plane: hosts
 //! share no registry. Fetches run in the background (a large image takes a while, and
 //! heartbeats must go on meanwhile); creation is retried on later passes once the image is there.
+//! The fetches are owned here: they end when the agent's loop drops its `Images`.
 
 use super::session::Session;
 use super::shipper::Outbox;
@@ -9,6 +10,7 @@ use caas_api::agent::Assignment;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
 
 /// How long after a failed image fetch the next one is tried.
 const IMAGE_RETRY: Duration = Duration::from_secs(10);
@@ -18,6 +20,8 @@ pub(super) struct Images {
     engine: Engine,
     outbox: Outbox,
     fetches: Arc<Mutex<Fetches>>,
+    /// The running fetches (and finished ones not yet reaped); dropping this aborts them.
+    tasks: JoinSet<()>,
 }
 
 /// Images being fetched, and when a fetch last failed.
@@ -34,11 +38,13 @@ impl Images {
             engine,
             outbox,
             fetches: Arc::default(),
+            tasks: JoinSet::new(),
         }
     }
 
     /// Fetches `a`'s image unless it is being fetched, or its last fetch failed moments ago.
-    pub fn fetch(&self, a: &Assignment) {
+    pub fn fetch(&mut self, a: &Assignment) {
+        while self.tasks.try_join_next().is_some() {}
         {
             let mut fetching = self.fetches.lock().unwrap();
             if let Some(failed) = fetching.failed.get(&a.image) {
@@ -57,7 +63,7 @@ impl Images {
         );
         let outbox = self.outbox.clone();
         let (app, image, name) = (a.app.clone(), a.image.clone(), a.instance_name());
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let short: String = image
                 .trim_start_matches("sha256:")
                 .chars()

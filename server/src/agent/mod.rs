@@ -10,7 +10,7 @@
 //! - the main loop (this task) reconciles on every new assignment set and every second;
 //! - one log follower per running container feeds the shipper, which batches lines to the API
 //!   (`shipper.rs`);
-//! - image fetches run in the background (`images.rs`);
+//! - image fetches run in the background, owned by `images.rs`;
 //! - removals of containers (graceful stops take seconds) run as short-lived tasks.
 
 mod client;
