@@ -285,6 +285,12 @@ pub fn on_exit(inst: &mut Instance, exit: &Exit, now: Timestamp) -> Option<Effec
     if c.last_exit == Some(finished) {
         return None;
     }
+    // A container that never ran (created, and the agent stopped before starting it) has no
+    // finish time: its one "exit" counted when first seen. Counted again on every pass, its
+    // back-off would move ahead of every pass and it would never be started.
+    if exit.finished_at.is_none() && c.last_exit.is_some() && c.running_since.is_none() {
+        return None;
+    }
     // Never seen running by this agent: it stopped while the agent was not looking.
     let first_sight = c.last_exit.is_none() && c.running_since.is_none() && c.state == Crashed;
     let ran_long = c
@@ -677,6 +683,32 @@ mod tests {
         assert_eq!(on_exit(&mut i, &exit(137, at(10_000)), at(11_100)), None);
         assert_eq!(on_exit(&mut i, &exit(137, at(10_000)), at(12_100)), None);
         assert_eq!(i, before);
+    }
+
+    #[test]
+    fn a_container_that_never_ran_counts_once_and_is_started() {
+        let never_ran = Exit {
+            finished_at: None,
+            ..exit(0, T0)
+        };
+        let mut i = web();
+        let said = show(&on_exit(&mut i, &never_ran, at(1_000)));
+        assert!(
+            said.contains("web.1 found stopped: it exited with status 0; restarting in 1s"),
+            "{said}"
+        );
+        let due = i.backoff.unwrap().next_at;
+        assert_eq!(due, at(2_000));
+        // Listed again, still never run: nothing new, and its start stays due.
+        assert_eq!(on_exit(&mut i, &never_ran, at(2_000)), None);
+        assert_eq!(i.backoff.unwrap().next_at, due);
+        // Once it ran, a stop without a finish time is an exit again.
+        on_restarted(&mut i, "c1", at(2_000));
+        let said = show(&on_exit(&mut i, &never_ran, at(3_000)));
+        assert!(
+            said.contains("web.1 crashed: exited with status 0; restarting in 2s"),
+            "{said}"
+        );
     }
 
     #[test]
