@@ -301,6 +301,8 @@ pub fn on_exit(inst: &mut Instance, exit: &Exit, now: Timestamp) -> Option<Effec
     c.since = finished;
     c.port = c.port.or(exit.port);
     c.running_since = None;
+    // The adopted run is over: up after a restart is up from then, not from the old start.
+    c.adopted = None;
     let failures = if ran_long {
         1
     } else {
@@ -832,6 +834,19 @@ mod tests {
         }
         on_probe(&mut i, true, now.plus(Duration::from_secs(5)));
         assert_eq!(container(&i).since, now.plus(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn an_adopted_container_that_exits_before_it_is_up_is_new_when_it_comes_back() {
+        let started = at(0);
+        let now = at(3_600_000);
+        let mut i = web();
+        adopt(&mut i, "c1", true, Some(started), Some(30001), now);
+        on_exit(&mut i, &exit(1, now), now);
+        let back = now.plus(Duration::from_secs(1));
+        on_restarted(&mut i, "c1", back);
+        on_probe(&mut i, true, back);
+        assert_eq!((container(&i).state, container(&i).since), (Up, back));
     }
 
     #[test]
