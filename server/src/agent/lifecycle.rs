@@ -6,24 +6,32 @@
 //! runs the probe [`next_probe`] chooses, says the events and stops what it is told to stop.
 //!
 //! ```text
-//!             probe passes                  `unhealthy_after` failed probes in a row
-//!  Starting ─────────────────▶ Up ─────────────────────────────────────────▶ Unhealthy
-//!     ▲  │                      ▲               probe passes ("healthy again")     │
-//!     │  │                      └──────────────────────────────────────────────────┤
-//!     │  │ not up within `start_timeout`                 unhealthy for             │
-//!     │  └───────────────▶ Stop ◀───────────────────── `unhealthy_timeout` ────────┘
-//!     │                      │ the container exits (so does any exit, in any state)
-//!     │ restarted, or        ▼
-//!     └─ seen running ─── Crashed: back-off 1 s, 2 s, 4 s … 60 s, from 1 s again after a run
-//!                                  of `STABLE_AFTER`; `plan` starts it when the back-off is over
+//! state      fact                                             next       effect
+//! (none)     created, or adopted running                      Starting
+//! (none)     adopted stopped                                  Crashed
+//! (none)     creating it failed                               (none)     Restart after back-off
+//! Starting   probe passes                                     Up
+//! Starting   probe fails, `start_timeout` after it started    Starting   Stop
+//! Up         `unhealthy_after` failed probes in a row         Unhealthy  Say
+//! Unhealthy  probe passes                                     Up         Say "healthy again"
+//! Unhealthy  probe fails, `unhealthy_timeout` after that      Unhealthy  Stop
+//! any        the container exits (each exit counted once)     Crashed    Restart after back-off
+//! Crashed    restarted by the agent                           Starting   Say "Restarted"
+//! Crashed    seen running (started by hand)                   Starting
 //! ```
 //!
-//! The state is what the control plane sees (`ObservedState`); it routes only to `Up`.
+//! A stopped container exits and takes the crash path. The back-off doubles from 1 s to a minute
+//! with each crash in a row and starts over after a run of [`STABLE_AFTER`]; `plan` starts the
+//! instance again once it has passed.
+//!
+//! The state is what the control plane sees (`ObservedState`); it routes only to `Up`
+//! instances and fails a deploying release on a crash or a restart.
 //! Draining is not the agent's: the control plane takes an instance out of the routes and later
 //! out of the assignments, and `plan` then removes its container.
 //!
 //! How an instance is checked and when it is given up on are parameters of its record
-//! ([`Checks`]), not constants of the transitions, so another kind of check changes data.
+//! ([`Checks`]), not constants of the transitions: checks of other kinds (HTTP, readiness,
+//! liveness) add fields there, a choice in [`next_probe`] and rows here, not driving code.
 
 use caas_api::agent::{Assignment, HealthCheck, ObservedState};
 use caas_api::Timestamp;
