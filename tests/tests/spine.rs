@@ -192,12 +192,15 @@ fn a_killed_instance_is_replaced_and_the_crash_is_logged() {
             .is_some_and(|i| i["restarts"].as_u64() >= Some(1) && i["state"] == "up");
         (restarted && ok_body(&p, "crashy").is_some()).then_some(())
     });
-    let logs = p.caas_ok(&["logs", "-a", "crashy", "-n", "200"]);
+    // The agent's events travel apart from its heartbeats (which ps shows): wait for them.
+    let logs = p.wait_for(WAIT, "the crash and the restart in the logs", || {
+        let logs = p.caas_ok(&["logs", "-a", "crashy", "-n", "200"]);
+        logs.contains("caas[restart]: Restarted web.1").then_some(logs)
+    });
     assert!(
         logs.contains("caas[crash]: web.1 crashed: exited with status 137"),
         "{logs}"
     );
-    assert!(logs.contains("caas[restart]: Restarted web.1"), "{logs}");
     // Replaced, not duplicated.
     assert_eq!(p.running_containers("crashy").len(), 1);
 }

@@ -3,12 +3,12 @@
 //! The server's assignments are the truth. Containers of this cluster on this host that are not
 //! assigned are removed (so a reconnecting agent never leaves an old and a replacement instance
 //! both running); an assigned instance without a container gets one; an exited one is started
-//! again once its back-off has passed; duplicates keep the running one.
+//! again once its back-off (kept by `lifecycle`) has passed; duplicates keep the running one.
 
+use super::lifecycle::Backoff;
 use caas_api::agent::Assignment;
 use caas_api::Timestamp;
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// A container of this cluster on this host, as the engine lists it.
 #[derive(Debug, Clone, PartialEq)]
@@ -16,14 +16,6 @@ pub struct Seen {
     pub container_id: String,
     pub assignment_id: String,
     pub running: bool,
-}
-
-/// When an assignment may be (re)started next.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    /// Consecutive failures (crashes, failed starts).
-    pub failures: u32,
-    pub next_at: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,11 +29,6 @@ pub enum Action {
     },
     /// Stop (gracefully when running) and remove a container.
     Remove { container_id: String, running: bool },
-}
-
-/// Back-off after `failures` consecutive failures: 1 s, 2 s, 4 s, ... up to a minute.
-pub fn backoff_delay(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 pub fn plan(
@@ -229,11 +216,5 @@ mod tests {
                 },
             ]
         );
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_a_minute() {
-        let secs: Vec<u64> = (1..=9).map(|n| backoff_delay(n).as_secs()).collect();
-        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
 }
