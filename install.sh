@@ -5,7 +5,8 @@
 #   ./install.sh --no-start        build and install the binaries, start nothing
 #   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image,
 #                                  and what the tests use (git, python3, a JDK)
-#   ./install.sh --uninstall       stop caasd and remove its service and binaries (data is kept)
+#   ./install.sh --uninstall       stop caasd and its gateway, remove the service and binaries
+#                                  (data is kept)
 #   ./install.sh --agent URL --join-token TOKEN --address IP [--name NAME] [--port-range A-B]
 #                                  make this machine an extra host of the control plane at URL:
 #                                  Docker, the binaries, and `caasd agent` as a service (the join
@@ -24,6 +25,9 @@
 #   5. installs caas and caasd to /usr/local/bin and the buildpacks to /usr/local/share/caas.
 #   6. starts caasd: the systemd unit caasd.service where systemd is PID 1, else a background
 #      process with DATA_DIR/caasd.pid and DATA_DIR/caasd.log; waits for DATA_DIR/caasd.json.
+#      caasd starts the gateway as a process of its own (DATA_DIR/gateway/), which keeps serving
+#      the apps while caasd restarts or upgrades; net.ipv4.tcp_migrate_req is turned on so a new
+#      gateway takes over without resetting a connection.
 #   7. logs the CLI in with the admin token, builds the demo image (examples/demo).
 #
 # Options:
@@ -505,6 +509,33 @@ EOF
     fi
 }
 
+# The gateway (`caasd gateway`) is a process of its own that caasd starts and that outlives it,
+# so apps are served while caasd restarts or upgrades. When caasd starts it with other options or
+# a new binary, the new gateway listens beside the old one (SO_REUSEPORT) and the old one stops.
+# Linux can move the connections queued on the old listener to the new one instead of resetting
+# them (net.ipv4.tcp_migrate_req, kernel 5.14 and later): turn that on.
+tune_kernel() {
+    local knob=/proc/sys/net/ipv4/tcp_migrate_req
+    if [ -w "$knob" ] && [ "$(cat "$knob")" = 0 ]; then
+        step "Letting a new gateway take over queued connections (net.ipv4.tcp_migrate_req=1)"
+        echo 1 >"$knob"
+        if [ -d /etc/sysctl.d ]; then
+            echo "net.ipv4.tcp_migrate_req = 1" >/etc/sysctl.d/60-caas.conf
+        fi
+    fi
+}
+
+stop_gateway() {
+    local run="$DATA_DIR/gateway/gateway.json" pid
+    [ -f "$run" ] || return 0
+    pid=$(json_field "$run" pid)
+    if is_caasd "$pid"; then
+        step "Stopping the gateway (pid $pid); it finishes the requests in flight"
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 200); do is_caasd "$pid" || break; sleep 0.2; done
+    fi
+}
+
 # --- uninstall ---------------------------------------------------------------------------------
 
 uninstall_agent() {
@@ -536,6 +567,7 @@ uninstall() {
     local cluster=
     [ -f "$DATA_DIR/caasd.json" ] && cluster=$(json_field "$DATA_DIR/caasd.json" cluster_id)
     stop_background_caasd
+    stop_gateway
     rm -f "$DATA_DIR/caasd.json"
     step "Removing $BIN_DIR/caas and $BIN_DIR/caasd"
     rm -f "$BIN_DIR/caas" "$BIN_DIR/caasd"
@@ -570,6 +602,7 @@ main() {
     install_binaries
     install_buildpacks
     [ "$MODE" = no-start ] && { step "Installed; not starting caasd (--no-start)"; return; }
+    tune_kernel
     start_caasd
     login
     demo_image

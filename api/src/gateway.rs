@@ -71,7 +71,8 @@ pub struct AppTraffic {
 }
 
 /// Upper bounds of the latency buckets, in ms: Prometheus' habit of roughly doubling steps.
-pub const LATENCY_BUCKETS_MS: [u64; 12] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+pub const LATENCY_BUCKETS_MS: [u64; 12] =
+    [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 
 /// `POST /v1/gateway/report`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -402,6 +402,28 @@ impl DrainState {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Metrics: GET /v1/apps/{app}/metrics?window=SECS
+// ---------------------------------------------------------------------------------------------
+
+/// An app's traffic over the last `window_secs`, as the gateway counted it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AppMetrics {
+    pub app: String,
+    pub window_secs: u64,
+    pub requests: u64,
+    /// Requests per second over the window.
+    pub rps: f64,
+    /// Answers by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub status: [u64; 5],
+    /// Latency quantiles (upper bounds of their buckets), ms; `None` without requests.
+    pub p50_ms: Option<u64>,
+    pub p95_ms: Option<u64>,
+    pub p99_ms: Option<u64>,
+    /// Response bytes.
+    pub bytes: u64,
+}
+
 /// `GET /v1/info`: what the server is, without authentication.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ServerInfo {

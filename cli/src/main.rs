@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, drains, git as git_cmd, hosts, logs, ps, push,
-    releases, version,
+    apps, auth, buildpacks, builds, config_vars, drains, git as git_cmd, hosts, logs, metrics, ps,
+    push, releases, version,
 };
 use std::io::Write;
 
@@ -88,6 +88,8 @@ enum Cmd {
     PsScale(ps::ScaleArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
+    /// Show an app's traffic over the last minutes: requests/s, status classes, latency
+    Metrics(metrics::MetricsArgs),
     /// List an app's log drains and how they are doing
     Drains(drains::ListArgs),
     /// Send an app's log lines to a syslog server or an HTTPS endpoint too
@@ -143,6 +145,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Ps(a) => ps::list(a),
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::Logs(a) => logs::logs(a),
+        Cmd::Metrics(a) => metrics::show(a),
         Cmd::Drains(a) => drains::list(a),
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),

@@ -201,6 +201,9 @@ pub struct GatewayArgs {
     pub max_connections: usize,
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: std::time::Duration,
+    /// Set by caasd: what it started this gateway with, to know it again.
+    #[arg(long, hide = true, default_value = "")]
+    pub spec: String,
 }
 
 fn main() -> ExitCode {

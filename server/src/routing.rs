@@ -129,7 +129,11 @@ mod tests {
         assert_eq!((t.index, t.domain.as_str()), (7, "example.com"));
         let names: Vec<_> = t.apps.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        let instances: Vec<_> = t.apps[0].backends.iter().map(|b| b.instance.as_str()).collect();
+        let instances: Vec<_> = t.apps[0]
+            .backends
+            .iter()
+            .map(|b| b.instance.as_str())
+            .collect();
         assert_eq!(instances, ["web.1", "web.2"]);
         assert!(t.apps[1].backends.is_empty());
         assert_eq!(t.apps[1].idle, Idle::NoRelease);

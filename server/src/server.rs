@@ -255,7 +255,6 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
 
-
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -359,7 +358,12 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
 
 pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let token = std::fs::read_to_string(&args.token_file)
-        .with_context(|| format!("reading the gateway token from {}", args.token_file.display()))?
+        .with_context(|| {
+            format!(
+                "reading the gateway token from {}",
+                args.token_file.display()
+            )
+        })?
         .trim()
         .to_string();
     let cfg = gateway::process::GatewayConfig {
@@ -374,6 +378,7 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
             upstream_timeout: args.upstream_timeout,
             ..gateway::Limits::default()
         },
+        spec: args.spec,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

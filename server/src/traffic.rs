@@ -126,7 +126,8 @@ impl Traffic {
         out
     }
 
-    /// Totals since caasd started, per app.
+    /// Totals since caasd started, per app (for `/metrics`).
+    #[cfg(test)]
     pub fn totals(&self) -> Vec<(String, Counts)> {
         let apps = self.apps.lock().unwrap();
         let mut out: Vec<(String, Counts)> = apps

@@ -10,6 +10,7 @@ pub mod drains;
 pub mod git;
 pub mod hosts;
 pub mod logs;
+pub mod metrics;
 pub mod ps;
 pub mod push;
 pub mod releases;

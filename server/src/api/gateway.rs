@@ -36,7 +36,11 @@ pub async fn routes(
     }
     // The index before the data: a change in between makes the gateway ask once more.
     let index = *rx.borrow();
-    Ok(Json(crate::routing::load(&s.store, index, &s.config.domain)?))
+    Ok(Json(crate::routing::load(
+        &s.store,
+        index,
+        &s.config.domain,
+    )?))
 }
 
 pub async fn report(

@@ -12,6 +12,7 @@ mod error;
 mod gateway;
 mod git;
 mod logs;
+mod metrics;
 
 pub use error::ApiError;
 
@@ -110,6 +111,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/ps", get(apps::ps))
         .route("/v1/apps/{app}/logs", get(logs::stream))
+        .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
         .route(

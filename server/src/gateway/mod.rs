@@ -17,13 +17,13 @@ pub mod supervise;
 pub mod table;
 
 use bytes::Bytes;
-use report::Reporter;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use pool::Pool;
+use report::Reporter;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,9 +269,7 @@ impl Gateway {
             );
             return (resp, Some(app));
         }
-        let resp = self
-            .forward(req, peer, started, &app, &host, routes)
-            .await;
+        let resp = self.forward(req, peer, started, &app, &host, routes).await;
         (resp, Some(app))
     }
 
@@ -284,7 +282,6 @@ impl Gateway {
         host: &str,
         routes: &table::AppRoutes,
     ) -> Resp {
-
         let rid = request_id(req.headers());
         let method = req.method().clone();
         let path = req
@@ -303,7 +300,7 @@ impl Gateway {
             HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header"),
         );
         h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-        if let Ok(v) = HeaderValue::from_str(&host) {
+        if let Ok(v) = HeaderValue::from_str(host) {
             h.insert("x-forwarded-host", v);
         }
         h.insert(

@@ -113,3 +113,25 @@ impl Pool {
             .retain(|addr, _| keep.contains(addr));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ejected_address_is_skipped_until_its_time_is_up() {
+        let pool = Pool::default();
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+        );
+        assert!(!pool.is_ejected(a));
+        pool.eject(a, Duration::from_secs(60));
+        pool.eject(b, Duration::ZERO);
+        assert!(pool.is_ejected(a));
+        assert!(!pool.is_ejected(b), "its time is up");
+        // An address that left the table is forgotten.
+        pool.retain_addrs(&std::collections::HashSet::new());
+        assert!(!pool.is_ejected(a));
+    }
+}

@@ -24,6 +24,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+/// How long a stopping gateway goes on accepting beside its successor.
+const HANDOVER_OVERLAP: Duration = Duration::from_millis(500);
 /// How long the blocking query waits for a change before it asks again.
 const POLL_WAIT: Duration = Duration::from_secs(30);
 
@@ -43,6 +45,8 @@ pub struct GatewayConfig {
     /// How long requests in flight get to finish when the gateway is asked to stop.
     pub drain: Duration,
     pub limits: super::Limits,
+    /// Recorded in the run file (see `RunFile::spec`).
+    pub spec: String,
 }
 
 /// `DATA_DIR/gateway.json`: which gateway serves, written once it listens.
@@ -55,6 +59,10 @@ pub struct RunFile {
     pub requested: SocketAddr,
     pub version: String,
     pub server: String,
+    /// What it was started with (`supervise::Spec::id`): caasd keeps a gateway whose spec is its
+    /// own, and hands over to a new one otherwise.
+    #[serde(default)]
+    pub spec: String,
 }
 
 pub fn run_file(data_dir: &Path) -> PathBuf {
@@ -112,7 +120,8 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
     });
     let index = first.index;
     let (tx, rx) = watch::channel(Arc::new(RouteTable::from_wire(&first)));
-    let listener = bind(cfg.listen).with_context(|| format!("binding the gateway to {}", cfg.listen))?;
+    let listener =
+        bind(cfg.listen).with_context(|| format!("binding the gateway to {}", cfg.listen))?;
     let addr = listener.local_addr()?;
 
     let client = reqwest::Client::builder()
@@ -131,7 +140,13 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
 
     let mut tasks = tokio::task::JoinSet::new();
     let stop_feed = shutdown.child_token();
-    tasks.spawn(follow(api.clone(), tx, index, cfg.data_dir.clone(), stop_feed.clone()));
+    tasks.spawn(follow(
+        api.clone(),
+        tx,
+        index,
+        cfg.data_dir.clone(),
+        stop_feed.clone(),
+    ));
     let stop_report = CancellationToken::new();
     tasks.spawn(ship(api, reporter, stop_report.clone()));
     let serving = CancellationToken::new();
@@ -143,11 +158,15 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         requested: cfg.listen,
         version: env!("CARGO_PKG_VERSION").to_string(),
         server: cfg.server.clone(),
+        spec: cfg.spec.clone(),
     };
     crate::agent::write_private(&run_file(&cfg.data_dir), &serde_json::to_vec_pretty(&run)?)?;
     tracing::info!(%addr, "gateway ready");
 
     shutdown.cancelled().await;
+    // A newer gateway listens on the same address beside this one (SO_REUSEPORT): go on
+    // accepting a moment, so no connection waits in a queue that is about to close, then stop.
+    tokio::time::sleep(HANDOVER_OVERLAP).await;
     tracing::info!("gateway stopping: no new connections, requests in flight may finish");
     serving.cancel();
     let _ = serve.await;
@@ -257,7 +276,9 @@ async fn follow(
             }
             Err(e) => {
                 if !said {
-                    tracing::warn!("the control plane does not answer ({e}); serving the last routes");
+                    tracing::warn!(
+                        "the control plane does not answer ({e}); serving the last routes"
+                    );
                     said = true;
                 }
                 tokio::select! {

@@ -58,11 +58,14 @@ impl Reporter {
     pub fn request(&self, app: &str, status: u16, elapsed: Duration, bytes: u64) {
         let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
         let mut p = self.pending.lock().unwrap();
-        let t = p.traffic.entry(app.to_string()).or_insert_with(|| AppTraffic {
-            app: app.to_string(),
-            latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
-            ..AppTraffic::default()
-        });
+        let t = p
+            .traffic
+            .entry(app.to_string())
+            .or_insert_with(|| AppTraffic {
+                app: app.to_string(),
+                latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+                ..AppTraffic::default()
+            });
         let class = (status / 100).clamp(1, 5) as usize - 1;
         t.status[class] += 1;
         t.latency[bucket(ms)] += 1;
@@ -137,7 +140,11 @@ mod tests {
         assert_eq!(a.status, [0, 2, 0, 0, 1]);
         assert_eq!(a.latency[0], 1, "3 ms is in the 5 ms bucket");
         assert_eq!(a.latency[4], 1, "70 ms is in the 100 ms bucket");
-        assert_eq!(a.latency[LATENCY_BUCKETS_MS.len()], 1, "60 s is past the last");
+        assert_eq!(
+            a.latency[LATENCY_BUCKETS_MS.len()],
+            1,
+            "60 s is past the last"
+        );
         assert_eq!(a.latency_sum_ms, 60_073);
         assert_eq!(a.bytes, 15);
         assert_eq!(report.traffic[1].status, [0, 0, 0, 1, 0]);

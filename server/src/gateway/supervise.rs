@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 /// How long a new gateway gets to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
+#[derive(Debug, Clone)]
 pub struct Spec {
     /// The gateway's own folder: run file, route cache, log.
     pub data_dir: PathBuf,
@@ -26,6 +27,30 @@ pub struct Spec {
     pub domain: String,
     /// Extra arguments (`--drain 30s`, limits).
     pub args: Vec<String>,
+}
+
+impl Spec {
+    /// What a running gateway must match to be kept: everything it was started with, and the
+    /// binary (an upgrade replaces it). Recorded in its run file through `--spec`.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let exe = std::env::current_exe().unwrap_or_default();
+        let stamp = std::fs::metadata(&exe)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()));
+        let text = format!(
+            "{}|{}|{}|{}|{:?}|{}|{:?}|{}",
+            self.listen,
+            self.server,
+            self.token_file.display(),
+            self.domain,
+            self.args,
+            exe.display(),
+            stamp,
+            env!("CARGO_PKG_VERSION"),
+        );
+        hex::encode(&sha2::Sha256::digest(text.as_bytes())[..8])
+    }
 }
 
 fn read_run_file(data_dir: &Path) -> Option<RunFile> {
@@ -39,7 +64,7 @@ fn is_our_gateway(pid: u32, data_dir: &Path) -> bool {
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let dir = data_dir.as_os_str().as_encoded_bytes();
-    args.iter().any(|a| *a == b"gateway") && args.iter().any(|a| *a == dir)
+    args.contains(&b"gateway".as_slice()) && args.contains(&dir)
 }
 
 /// The gateway serving for `spec`, started when needed. Answers the address it listens on.
@@ -47,19 +72,23 @@ pub async fn ensure(spec: &Spec) -> anyhow::Result<SocketAddr> {
     std::fs::create_dir_all(&spec.data_dir)
         .with_context(|| format!("creating {}", spec.data_dir.display()))?;
     let running = read_run_file(&spec.data_dir).filter(|r| is_our_gateway(r.pid, &spec.data_dir));
-    let version = env!("CARGO_PKG_VERSION");
+    let id = spec.id();
     if let Some(r) = &running {
-        if r.version == version && r.requested == spec.listen && r.server == spec.server {
+        if r.spec == id {
             tracing::info!(pid = r.pid, addr = %r.addr, "the gateway is already serving");
             return Ok(r.addr);
         }
+        tracing::info!(
+            pid = r.pid,
+            "the gateway runs another binary or other options: handing over to a new one"
+        );
     }
     // A port 0 request for a gateway that replaces one takes over that one's port.
     let listen = match &running {
         Some(r) if spec.listen.port() == 0 && r.requested == spec.listen => r.addr,
         _ => spec.listen,
     };
-    let pid = spawn(spec, listen)?;
+    let pid = spawn(spec, listen, &id)?;
     let addr = wait_ready(&spec.data_dir, pid).await?;
     if let Some(old) = running {
         tracing::info!(
@@ -75,7 +104,7 @@ pub async fn ensure(spec: &Spec) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn spawn(spec: &Spec, listen: SocketAddr) -> anyhow::Result<u32> {
+fn spawn(spec: &Spec, listen: SocketAddr, id: &str) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("finding caasd's own executable")?;
     let log_path = spec.data_dir.join("gateway.log");
@@ -96,6 +125,8 @@ fn spawn(spec: &Spec, listen: SocketAddr) -> anyhow::Result<u32> {
         .arg(&spec.token_file)
         .arg("--domain")
         .arg(&spec.domain)
+        .arg("--spec")
+        .arg(id)
         .args(&spec.args)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)

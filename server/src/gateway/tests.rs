@@ -49,6 +49,14 @@ async fn dead_port() -> SocketAddr {
 }
 
 async fn gateway(apps: Vec<(&str, Vec<SocketAddr>)>) -> (SocketAddr, CancellationToken) {
+    let (addr, stop, _) = gateway_with(apps, Limits::default()).await;
+    (addr, stop)
+}
+
+async fn gateway_with(
+    apps: Vec<(&str, Vec<SocketAddr>)>,
+    limits: Limits,
+) -> (SocketAddr, CancellationToken, Arc<Reporter>) {
     let mut map = HashMap::new();
     for (app, addrs) in apps {
         let backends = addrs
@@ -66,12 +74,13 @@ async fn gateway(apps: Vec<(&str, Vec<SocketAddr>)>) -> (SocketAddr, Cancellatio
         apps: map,
     }));
     std::mem::forget(_tx);
-    let gw = Gateway::new(rx, Arc::new(Reporter::default()), Limits::default());
+    let reporter = Arc::new(Reporter::default());
+    let gw = Gateway::new(rx, reporter.clone(), limits);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     tokio::spawn(gw.serve(listener, stop.clone(), Duration::from_secs(1)));
-    (addr, stop)
+    (addr, stop, reporter)
 }
 
 /// One raw HTTP/1.1 exchange, so tests control every byte sent.
@@ -308,4 +317,77 @@ async fn websocket_upgrades_pass_through_both_ways() {
         s.read_exact(&mut got).await.unwrap();
         assert_eq!(got, msg);
     }
+}
+
+/// A backend that accepts and reads, and never answers.
+async fn silent() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            held.push(s);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_instance_that_does_not_answer_in_time_is_a_504_and_is_reported() {
+    let limits = Limits {
+        upstream_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (gw, _stop, reporter) = gateway_with(vec![("slow", vec![silent().await])], limits).await;
+    let (status, body) = get(gw, "slow.localhost", "").await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body.contains("did not answer within"), "{body}");
+    let report = reporter.take();
+    assert_eq!(report.traffic[0].status, [0, 0, 0, 0, 1]);
+    assert!(
+        report.lines[0].line.text.contains("code=H12"),
+        "{:?}",
+        report.lines
+    );
+}
+
+#[tokio::test]
+async fn past_the_connection_limit_a_client_gets_a_503_at_once() {
+    let limits = Limits {
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let (gw, _stop, _) = gateway_with(vec![("a", vec![backend("A").await])], limits).await;
+    // One connection held open (no request yet) takes the only place.
+    let _held = tokio::net::TcpStream::connect(gw).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = get(gw, "a.localhost", "").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("limit of connections"), "{body}");
+}
+
+#[tokio::test]
+async fn answered_requests_are_counted_for_their_app_and_logged() {
+    let (gw, _stop, reporter) = gateway_with(
+        vec![("a", vec![backend("A").await]), ("idle", vec![])],
+        Limits::default(),
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(get(gw, "a.localhost", "").await.0, 200);
+    }
+    assert_eq!(get(gw, "idle.localhost", "").await.0, 503);
+    assert_eq!(get(gw, "nobody.localhost", "").await.0, 404);
+    let mut report = reporter.take();
+    report.traffic.sort_by(|x, y| x.app.cmp(&y.app));
+    assert_eq!(
+        report.traffic.len(),
+        2,
+        "an unknown app is nobody's traffic"
+    );
+    assert_eq!(report.traffic[0].status, [0, 3, 0, 0, 0]);
+    assert_eq!(report.traffic[1].status, [0, 0, 0, 0, 1]);
+    assert_eq!(report.lines.len(), 3);
+    assert!(report.lines[0].line.text.starts_with("at=info method=GET"));
 }

@@ -301,6 +301,11 @@ impl Platform {
         }
     }
 
+    /// The extra caasd arguments for the next (re)start.
+    pub fn set_args(&mut self, extra_args: &[&str]) {
+        self.extra_args = extra_args.iter().map(|s| s.to_string()).collect();
+    }
+
     /// The gateway process caasd started (it outlives caasd: a restart or a kill -9 of caasd
     /// leaves it serving), from `DATA_DIR/gateway/gateway.json`.
     pub fn gateway_pid(&self) -> Option<u32> {

@@ -1,0 +1,50 @@
+//! `GET /v1/apps/{app}/metrics?window=SECS`: an app's traffic over the last seconds, from the
+//! counts the gateway reports.
+
+use super::apps::load_app;
+use super::auth::Admin;
+use super::error::{ApiError, ApiResult};
+use super::AppState;
+use crate::traffic::WINDOW_SECS;
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use caas_api::{AppMetrics, Timestamp};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct MetricsQuery {
+    #[serde(default = "default_window")]
+    window: u64,
+}
+
+fn default_window() -> u64 {
+    300
+}
+
+pub async fn app(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    Query(q): Query<MetricsQuery>,
+) -> ApiResult<Json<AppMetrics>> {
+    load_app(&s, &app)?;
+    if q.window == 0 || q.window > WINDOW_SECS {
+        return Err(ApiError::Invalid(format!(
+            "invalid window {}: give 1 to {WINDOW_SECS} seconds",
+            q.window
+        )));
+    }
+    let now = Timestamp::now().millis() / 1000;
+    let c = s.traffic.window(&app, now, q.window);
+    Ok(Json(AppMetrics {
+        app,
+        window_secs: q.window,
+        requests: c.requests(),
+        rps: c.requests() as f64 / q.window as f64,
+        status: c.status,
+        p50_ms: c.quantile_ms(0.5),
+        p95_ms: c.quantile_ms(0.95),
+        p99_ms: c.quantile_ms(0.99),
+        bytes: c.bytes,
+    }))
+}
