@@ -195,7 +195,8 @@ fn a_killed_instance_is_replaced_and_the_crash_is_logged() {
     // The agent's events travel apart from its heartbeats (which ps shows): wait for them.
     let logs = p.wait_for(WAIT, "the crash and the restart in the logs", || {
         let logs = p.caas_ok(&["logs", "-a", "crashy", "-n", "200"]);
-        logs.contains("caas[restart]: Restarted web.1").then_some(logs)
+        logs.contains("caas[restart]: Restarted web.1")
+            .then_some(logs)
     });
     assert!(
         logs.contains("caas[crash]: web.1 crashed: exited with status 137"),
