@@ -8,6 +8,7 @@
 //! before the label) only loses this app's tags, and only when another tag still names it, since
 //! removing the last tag would delete an image that may be another installation's too.
 
+use super::names::Names;
 use super::{AppBuilds, Builder};
 use crate::docker::{EngineError, Removal};
 use crate::store::ReleaseRecord;
@@ -57,7 +58,7 @@ impl Builder {
         let Some(image) = self.engine.image_refs(id).await? else {
             return Ok(true);
         };
-        let prefix = format!("caas/{app}:");
+        let prefix = format!("{}:", Names::image_repo(app));
         let (mine, others): (Vec<String>, Vec<String>) =
             image.tags.into_iter().partition(|t| t.starts_with(&prefix));
         if !built_here && others.is_empty() {
@@ -140,7 +141,7 @@ impl Builder {
                 Err(e) => return tracing::warn!("sweeping images: {e}"),
             }
         }
-        let cluster = self.settings.cluster_id.clone();
+        let cluster = self.names.cluster_id().to_string();
         let images = match self
             .engine
             .images_labelled(&[("caas.cluster", &cluster)])
@@ -213,14 +214,11 @@ impl Destroy {
         let b = &self.builder;
         // Builds that a crash of caasd interrupted left their containers (removed at the next
         // start too); builds stopped just now removed their own.
-        for kind in ["build", "slug"] {
-            let prefix = format!("caas-{kind}-{}-{app}-", b.settings.cluster_id);
+        for prefix in b.names.app_container_prefixes(app) {
             match b.engine.containers_named(&prefix).await {
                 Ok(found) => {
-                    // `x-` is also the start of app `x-y`'s names: only `PREFIX<number>` is ours.
                     for (id, name) in found {
-                        let rest = &name[prefix.len()..];
-                        if !rest.is_empty() && rest.bytes().all(|c| c.is_ascii_digit()) {
+                        if Names::is_numbered(&prefix, &name) {
                             let _ = b.engine.remove(&id).await;
                         }
                     }
@@ -229,10 +227,10 @@ impl Destroy {
             }
         }
         b.remove_app_dir(app).await;
-        if let Err(e) = b.engine.remove_volume(&b.cache_volume(app)).await {
+        if let Err(e) = b.engine.remove_volume(&b.names.cache_volume(app)).await {
             tracing::warn!(app, "removing the build cache: {e}");
         }
-        let cluster = b.settings.cluster_id.clone();
+        let cluster = b.names.cluster_id().to_string();
         let mut images: BTreeMap<String, bool> = BTreeMap::new();
         match b
             .engine
@@ -265,11 +263,8 @@ impl Builder {
     /// a stopped build's blocking work (unpacking, tarring) may still write into the old folder
     /// for a moment, and must not write where the next app of that name keeps its builds.
     async fn remove_app_dir(&self, app: &str) {
-        let dir = self.app_dir(app);
-        let trash = self
-            .settings
-            .root
-            .join(format!("{TRASH_PREFIX}{app}-{}", crate::auth::short_id()));
+        let dir = self.names.app_dir(app);
+        let trash = self.names.trash_dir(app, &crate::auth::short_id());
         match tokio::fs::rename(&dir, &trash).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -286,20 +281,13 @@ impl Builder {
 
     /// At start: folders of destroyed apps that could not be deleted then.
     pub(super) async fn remove_trash(&self) {
-        let Ok(mut entries) = tokio::fs::read_dir(&self.settings.root).await else {
+        let Ok(mut entries) = tokio::fs::read_dir(self.names.root()).await else {
             return;
         };
         while let Ok(Some(entry)) = entries.next_entry().await {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(TRASH_PREFIX)
-            {
+            if Names::is_trash(&entry.file_name().to_string_lossy()) {
                 let _ = tokio::fs::remove_dir_all(entry.path()).await;
             }
         }
     }
 }
-
-/// App names start with a letter: nothing of an app's is named like this.
-const TRASH_PREFIX: &str = ".destroyed-";

@@ -16,6 +16,7 @@
 //!    runs.
 
 mod forget;
+mod names;
 mod procfile;
 mod tarball;
 pub mod unpack;
@@ -28,6 +29,7 @@ use bytes::Bytes;
 use caas_api::ReleaseStatus;
 use caas_api::{BuildEvent, BuildStatus, LogLine, LogSource, SourceKind, Timestamp};
 use futures_util::{Stream, StreamExt};
+use names::Names;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -130,6 +132,7 @@ pub struct Builder {
     logs: Arc<LogHub>,
     wake: Arc<Notify>,
     settings: BuildSettings,
+    names: Names,
     /// Per app with builds since the start (or since its last destroy).
     apps: Mutex<HashMap<String, Arc<AppBuilds>>>,
     /// Held by a destroy from start to end (see [`forget::Destroy`]).
@@ -154,6 +157,7 @@ impl Builder {
             engine,
             logs,
             wake,
+            names: Names::new(settings.root.clone(), settings.cluster_id.clone()),
             settings,
             apps: Mutex::new(HashMap::new()),
             destroys: Arc::default(),
@@ -175,8 +179,7 @@ impl Builder {
         self.store.flush().await?;
         // By name, not by label: labels of the slug container end up in the app image and in
         // every app container made from it, and those must survive a restart.
-        for kind in ["build", "slug"] {
-            let prefix = format!("caas-{kind}-{}-", self.settings.cluster_id);
+        for prefix in self.names.container_prefixes() {
             for (id, _) in self
                 .engine
                 .containers_named(&prefix)
@@ -226,26 +229,8 @@ impl Builder {
             .collect()
     }
 
-    fn app_dir(&self, app: &str) -> PathBuf {
-        self.settings.root.join(app)
-    }
-
     pub fn log_path(&self, app: &str, number: u64) -> PathBuf {
-        self.app_dir(app).join(format!("{number}.log"))
-    }
-
-    /// The app's build cache: a volume per installation and app, mounted at `/cache`.
-    fn cache_volume(&self, app: &str) -> String {
-        format!("caas-cache-{}-{app}", self.settings.cluster_id)
-    }
-
-    /// The names of build N's containers (found again by name: see [`Builder::recover`]).
-    fn container_names(&self, app: &str, number: u64) -> [String; 2] {
-        let c = &self.settings.cluster_id;
-        [
-            format!("caas-build-{c}-{app}-{number}"),
-            format!("caas-slug-{c}-{app}-{number}"),
-        ]
+        self.names.log_path(app, number)
     }
 
     /// The app's entry, with a token that makes a destroy of the app wait for the caller.
@@ -303,7 +288,7 @@ impl Builder {
                 StoreError::NotFound => BuildError::NoApp(app.into()),
                 other => other.into(),
             })?;
-        let dir = self.app_dir(app).join(record.number.to_string());
+        let dir = self.names.build_dir(app, record.number);
         let result = tokio::select! {
             r = self.receive(&dir, kind, file_name, body) => r,
             // The destroy removes the folder and the record once this has returned.
@@ -419,7 +404,10 @@ impl Builder {
         // The app was destroyed: the build stopped wherever it was (waiting its turn included).
         // Its containers go now, before the destroy answers; its record, folder and log are
         // the destroy's to delete, so nothing is written here but the pusher's answer.
-        for name in self.container_names(&p.app, p.number) {
+        for name in [
+            self.names.build_container(&p.app, p.number),
+            self.names.slug_container(&p.app, p.number),
+        ] {
             if let Err(e) = self.engine.remove(&name).await {
                 tracing::warn!(app = p.app, build = p.number, "removing {name}: {e}");
             }
@@ -601,7 +589,7 @@ impl Builder {
                 Ok(ReleaseRecord {
                     app: p.app.clone(),
                     version,
-                    image: format!("caas/{}:v{version}", p.app),
+                    image: Names::release_image(&p.app, version),
                     image_id: image_id.clone(),
                     description: description.clone(),
                     created_at: Timestamp::now(),
@@ -622,12 +610,15 @@ impl Builder {
         let tag = format!("v{}", release.version);
         if let Err(e) = self
             .engine
-            .tag_image(&image_id, &format!("caas/{}", p.app), &tag)
+            .tag_image(&image_id, &Names::image_repo(&p.app), &tag)
             .await
         {
             tracing::warn!(app = p.app, "tagging {tag}: {e}");
         }
-        let _ = self.engine.untag(&self.build_tag(p)).await;
+        let _ = self
+            .engine
+            .untag(&self.names.build_tag(&p.app, p.number))
+            .await;
         self.logs.event(
             &p.app,
             "deploy",
@@ -635,34 +626,6 @@ impl Builder {
         );
         self.wake.notify_one();
         Ok((release.version, release.image, size))
-    }
-
-    /// Where a Dockerfile build puts its image until the release is recorded. Tags are shared by
-    /// every installation on the engine; this one names the installation too.
-    fn build_tag(&self, p: &Prepared) -> String {
-        format!(
-            "caas/{}:build-{}-{}",
-            p.app, self.settings.cluster_id, p.number
-        )
-    }
-
-    /// Labels of the images builds make. The installation's is what lets a destroy (and the
-    /// sweep at start) tell the images it made from images of the same name made elsewhere.
-    fn image_labels(&self, p: &Prepared) -> HashMap<String, String> {
-        HashMap::from([
-            ("caas.cluster".to_string(), self.settings.cluster_id.clone()),
-            ("caas.app".to_string(), p.app.clone()),
-            ("caas.build".to_string(), p.number.to_string()),
-        ])
-    }
-
-    fn labels(&self, app: &str, number: u64) -> HashMap<String, String> {
-        HashMap::from([
-            ("caas.cluster".to_string(), self.settings.cluster_id.clone()),
-            ("caas.role".to_string(), "build".to_string()),
-            ("caas.app".to_string(), app.to_string()),
-            ("caas.build".to_string(), number.to_string()),
-        ])
     }
 
     async fn docker_build(
@@ -684,8 +647,8 @@ impl Builder {
         .await
         .map_err(internal)?
         .map_err(internal)?;
-        let tag = self.build_tag(p);
-        let image_labels = self.image_labels(p);
+        let tag = self.names.build_tag(&p.app, p.number);
+        let image_labels = self.names.image_labels(&p.app, p.number);
         let mut lines = Box::pin(self.engine.build_image(
             file_stream(&context).await?,
             &tag,
@@ -779,17 +742,13 @@ impl Builder {
         .map_err(internal)?
         .map_err(internal)?;
 
-        let cache = self.cache_volume(&p.app);
-        let mut volume_labels = self.labels(&p.app, p.number);
-        volume_labels.remove("caas.build");
-        volume_labels.insert("caas.role".into(), "cache".into());
+        let cache = self.names.cache_volume(&p.app);
         self.engine
-            .ensure_volume(&cache, volume_labels)
+            .ensure_volume(&cache, self.names.cache_labels(&p.app))
             .await
             .map_err(internal)?;
-        let [build_name, _] = self.container_names(&p.app, p.number);
         let spec = ContainerSpec {
-            name: build_name,
+            name: self.names.build_container(&p.app, p.number),
             image: stack.clone(),
             command: Command::Exec(vec!["/bin/sh".into(), "/caas/driver.sh".into()]),
             user: Some("1000:1000".into()),
@@ -802,7 +761,7 @@ impl Builder {
                 ("CAAS_BUILDPACK_ORDER".into(), order.join(" ")),
                 ("HOME".into(), "/app".into()),
             ],
-            labels: self.labels(&p.app, p.number),
+            labels: self.names.build_labels(&p.app, p.number),
             publish: None,
             memory_mb: self.settings.memory_mb,
             cpu_shares: 1024,
@@ -956,9 +915,8 @@ impl Builder {
         slug: &Path,
         web: Option<String>,
     ) -> Result<String, BuildError> {
-        let [_, slug_name] = self.container_names(&p.app, p.number);
         let spec = ContainerSpec {
-            name: slug_name,
+            name: self.names.slug_container(&p.app, p.number),
             image: self.settings.stack_image.clone(),
             command: Command::ImageDefault,
             user: None,
@@ -984,7 +942,7 @@ impl Builder {
                     .map(|w| vec!["caas-launch".into(), w])
                     .unwrap_or_default(),
                 working_dir: Some("/app".into()),
-                labels: self.image_labels(p),
+                labels: self.names.image_labels(&p.app, p.number),
             };
             self.engine
                 .commit(&container, &config)
