@@ -17,6 +17,7 @@
 
 mod forget;
 mod names;
+mod output;
 mod procfile;
 mod tarball;
 pub mod unpack;
@@ -27,9 +28,10 @@ use crate::schedule::reconcile::WEB;
 use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
 use bytes::Bytes;
 use caas_api::ReleaseStatus;
-use caas_api::{BuildEvent, BuildStatus, LogLine, LogSource, SourceKind, Timestamp};
+use caas_api::{BuildEvent, BuildStatus, SourceKind, Timestamp};
 use futures_util::{Stream, StreamExt};
 use names::Names;
+use output::Output;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -326,7 +328,8 @@ impl Builder {
                 // The refusal is the build's output: `builds:output` shows it to every client,
                 // not only to the one whose upload it refused.
                 let log = self.log_path(app, record.number);
-                if let Err(e) = tokio::fs::write(&log, format!(" !     {message}\n")).await {
+                let text = format!("{}\n", output::failure_line(&message));
+                if let Err(e) = tokio::fs::write(&log, text).await {
                     tracing::warn!("writing {}: {e}", log.display());
                 }
                 self.finish(record, Err(message), None).await?;
@@ -392,7 +395,10 @@ impl Builder {
     }
 
     async fn run(&self, p: Prepared, sink: mpsc::Sender<BuildEvent>) -> Result<(), BuildError> {
-        let mut out = Output::open(self, &p, sink).await?;
+        let path = self.names.log_path(&p.app, p.number);
+        let mut out = Output::create(&path, &p.app, p.number, self.logs.clone(), sink)
+            .await
+            .map_err(internal)?;
         let destroyed = p.builds.destroyed.clone();
         let finished = tokio::select! {
             r = self.queue_and_build(&p, &mut out) => Some(r),
@@ -495,16 +501,7 @@ impl Builder {
                 })
                 .await;
             }
-            Err(message) => {
-                // Kept with the output (builds:output, logs), but not streamed as a line: the
-                // failed event carries it, and each client says it once.
-                out.record(&format!(" !     {message}")).await;
-                out.event(BuildEvent::Failed {
-                    build: p.number,
-                    message: message.clone(),
-                })
-                .await;
-            }
+            Err(message) => out.failed(message).await,
         }
         out.close().await;
         let builder_name = record.builder.clone();
@@ -1057,80 +1054,4 @@ async fn file_stream(
             }
         }),
     )
-}
-
-/// Where one build's output goes: the pusher (while connected), the log file, the log hub.
-struct Output {
-    app: String,
-    number: u64,
-    file: tokio::io::BufWriter<tokio::fs::File>,
-    sink: Option<mpsc::Sender<BuildEvent>>,
-    logs: Arc<LogHub>,
-}
-
-impl Output {
-    async fn open(
-        b: &Builder,
-        p: &Prepared,
-        sink: mpsc::Sender<BuildEvent>,
-    ) -> Result<Self, BuildError> {
-        let path = b.log_path(&p.app, p.number);
-        // Truncated, not appended to: a build number is never reused by one app, so whatever a
-        // file of this name holds is not this build's.
-        let file = tokio::fs::File::create(&path).await.map_err(internal)?;
-        Ok(Self {
-            app: p.app.clone(),
-            number: p.number,
-            file: tokio::io::BufWriter::new(file),
-            sink: Some(sink),
-            logs: b.logs.clone(),
-        })
-    }
-
-    async fn event(&mut self, ev: BuildEvent) {
-        if let Some(sink) = &self.sink {
-            if sink.send(ev).await.is_err() {
-                self.sink = None; // the pusher went away; the build goes on
-            }
-        }
-    }
-
-    /// An event that must not wait for a slow pusher (a destroy is waiting for this build to
-    /// end): dropped when the pusher's queue is full.
-    fn event_now(&mut self, ev: BuildEvent) {
-        if let Some(sink) = &self.sink {
-            if sink.try_send(ev).is_err() {
-                self.sink = None;
-            }
-        }
-    }
-
-    /// A line of output: kept, published to the app's logs and streamed to the pusher.
-    async fn line(&mut self, text: &str) {
-        self.record(text).await;
-        self.event(BuildEvent::Line {
-            text: text.to_string(),
-        })
-        .await;
-    }
-
-    /// A line kept in the build's log and published to the app's logs, not streamed.
-    async fn record(&mut self, text: &str) {
-        let _ = self.file.write_all(text.as_bytes()).await;
-        let _ = self.file.write_all(b"\n").await;
-        let _ = self.file.flush().await;
-        self.logs.publish(
-            &self.app,
-            LogLine {
-                ts: Timestamp::now(),
-                source: LogSource::Build,
-                tag: self.number.to_string(),
-                text: text.to_string(),
-            },
-        );
-    }
-
-    async fn close(&mut self) {
-        let _ = self.file.flush().await;
-    }
 }
