@@ -19,6 +19,7 @@ mod forget;
 mod names;
 mod output;
 mod procfile;
+mod record;
 mod tarball;
 pub mod unpack;
 
@@ -28,10 +29,11 @@ use crate::schedule::reconcile::WEB;
 use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
 use bytes::Bytes;
 use caas_api::ReleaseStatus;
-use caas_api::{BuildEvent, BuildStatus, SourceKind, Timestamp};
+use caas_api::{BuildEvent, SourceKind, Timestamp};
 use futures_util::{Stream, StreamExt};
 use names::Names;
 use output::Output;
+use record::Step;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -173,9 +175,8 @@ impl Builder {
     /// process; say so, and remove their containers. Finishes what destroys left undone.
     pub async fn recover(self: &Arc<Self>) -> Result<(), BuildError> {
         for mut b in self.store.unfinished_builds()? {
-            b.status = BuildStatus::Failed;
-            b.error = Some("interrupted: caasd stopped while this build ran; push again".into());
-            b.finished_at = Some(Timestamp::now());
+            let reason = "interrupted: caasd stopped while this build ran; push again".into();
+            record::advance(&mut b, Step::Fail { reason }, Timestamp::now()).map_err(internal)?;
             self.store.put_build(&b)?;
         }
         self.store.flush().await?;
@@ -266,25 +267,11 @@ impl Builder {
         if self.store.app(app)?.is_none() {
             return Err(BuildError::NoApp(app.into()));
         }
-        let source = match kind {
-            SourceKind::Dir if file_name == "directory" => "directory".to_string(),
-            SourceKind::Dir if file_name.starts_with("git ") => file_name.to_string(),
-            SourceKind::Dir => format!("directory {file_name}"),
-            _ => file_name.to_string(),
-        };
+        let source = record::source_label(kind, file_name);
         let record = self
             .store
-            .create_build(app, |number| BuildRecord {
-                app: app.into(),
-                number,
-                status: BuildStatus::Queued,
-                source: source.clone(),
-                builder: None,
-                release: None,
-                image_size: None,
-                error: None,
-                created_at: Timestamp::now(),
-                finished_at: None,
+            .create_build(app, |number| {
+                record::queued(app, number, source.clone(), Timestamp::now())
             })
             .map_err(|e| match e {
                 StoreError::NotFound => BuildError::NoApp(app.into()),
@@ -332,7 +319,7 @@ impl Builder {
                 if let Err(e) = tokio::fs::write(&log, text).await {
                     tracing::warn!("writing {}: {e}", log.display());
                 }
-                self.finish(record, Err(message), None).await?;
+                self.finish(record, Step::Fail { reason: message }).await?;
                 Err(e)
             }
         }
@@ -452,7 +439,7 @@ impl Builder {
         let Some(mut record) = self.store.build(&p.app, p.number)? else {
             return Err(BuildError::Internal("the build record vanished".into()));
         };
-        record.status = BuildStatus::Running;
+        record::advance(&mut record, Step::Start, Timestamp::now()).map_err(internal)?;
         self.store.put_build(&record)?;
         out.event(BuildEvent::Started { build: p.number }).await;
         out.line(&format!(
@@ -504,34 +491,25 @@ impl Builder {
             Err(message) => out.failed(message).await,
         }
         out.close().await;
-        let builder_name = record.builder.clone();
-        self.finish(record, result.map(|(r, _, s)| (r, s)), builder_name)
-            .await
+        let step = match result {
+            Ok((release, _, image_size)) => Step::Succeed {
+                release,
+                image_size,
+            },
+            Err(reason) => Step::Fail { reason },
+        };
+        self.finish(record, step).await
     }
 
-    async fn finish(
-        &self,
-        mut record: BuildRecord,
-        result: Result<(u64, u64), String>,
-        builder: Option<String>,
-    ) -> Result<(), BuildError> {
-        record.finished_at = Some(Timestamp::now());
-        record.builder = builder;
-        match result {
-            Ok((release, size)) => {
-                record.status = BuildStatus::Succeeded;
-                record.release = Some(release);
-                record.image_size = Some(size);
-            }
-            Err(message) => {
-                record.status = BuildStatus::Failed;
-                record.error = Some(message.clone());
-                self.logs.event(
-                    &record.app,
-                    "build",
-                    format!("Build {} failed: {message}", record.number),
-                );
-            }
+    /// Writes the build's last word: its record, finished.
+    async fn finish(&self, mut record: BuildRecord, step: Step) -> Result<(), BuildError> {
+        record::advance(&mut record, step, Timestamp::now()).map_err(internal)?;
+        if let Some(reason) = &record.error {
+            self.logs.event(
+                &record.app,
+                "build",
+                format!("Build {} failed: {reason}", record.number),
+            );
         }
         self.store.put_build(&record)?;
         self.store.flush().await?;
