@@ -9,7 +9,8 @@
 //! removing the last tag would delete an image that may be another installation's too.
 
 use super::names::Names;
-use super::{AppBuilds, Builder};
+use super::queue::Closed;
+use super::Builder;
 use crate::docker::{EngineError, Removal};
 use crate::store::ReleaseRecord;
 use std::collections::{BTreeMap, HashSet};
@@ -31,7 +32,7 @@ const STOP_WAIT: Duration = Duration::from_secs(60);
 pub struct Destroy {
     builder: Arc<Builder>,
     _one_at_a_time: OwnedMutexGuard<()>,
-    closed: Option<(String, Arc<AppBuilds>)>,
+    closed: Option<Closed>,
 }
 
 /// An image to remove: its id, and whether this installation built it.
@@ -185,15 +186,12 @@ impl Destroy {
     /// ended: each removes its containers and, from the moment it is stopped, writes nothing,
     /// so what the store holds of the app can be deleted once this returns and stays deleted.
     pub async fn stop_builds(&mut self, app: &str) {
-        let builds = {
-            let mut apps = self.builder.apps.lock().unwrap();
-            let builds = apps.entry(app.to_string()).or_default().clone();
-            builds.destroyed.cancel();
-            builds.tasks.close();
-            builds
-        };
-        self.closed = Some((app.to_string(), builds.clone()));
-        if tokio::time::timeout(STOP_WAIT, builds.tasks.wait())
+        let closed = self.builder.queue.close(app);
+        if !closed.stopped.is_empty() {
+            tracing::info!(app, builds = ?closed.stopped, "stopping the builds of the app");
+        }
+        let closed = self.closed.insert(closed);
+        if tokio::time::timeout(STOP_WAIT, closed.wait())
             .await
             .is_err()
         {
@@ -208,7 +206,7 @@ impl Destroy {
     /// stopped: leftover build containers, build folders and logs, the cache volume, and the
     /// images of `releases` (the app's, read before the store deleted them) and of its builds.
     pub async fn forget(self, releases: &[ReleaseRecord]) {
-        let Some((app, _)) = &self.closed else {
+        let Some(Closed { app, .. }) = &self.closed else {
             return;
         };
         let b = &self.builder;
@@ -249,11 +247,8 @@ impl Destroy {
 
 impl Drop for Destroy {
     fn drop(&mut self) {
-        if let Some((app, builds)) = &self.closed {
-            let mut apps = self.builder.apps.lock().unwrap();
-            if apps.get(app).is_some_and(|b| Arc::ptr_eq(b, builds)) {
-                apps.remove(app);
-            }
+        if let Some(closed) = &self.closed {
+            self.builder.queue.reopen(closed);
         }
     }
 }

@@ -19,8 +19,10 @@ mod forget;
 mod names;
 mod output;
 mod procfile;
+mod queue;
 mod record;
 mod tarball;
+mod turns;
 pub mod unpack;
 
 use crate::docker::{Command, ContainerSpec, Engine, ImageConfig};
@@ -33,14 +35,15 @@ use caas_api::{BuildEvent, SourceKind, Timestamp};
 use futures_util::{Stream, StreamExt};
 use names::Names;
 use output::Output;
+use queue::{Lease, Queue};
 use record::Step;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::{task_tracker::TaskTrackerToken, TaskTracker};
+use tokio_util::task::TaskTracker;
 
 pub use procfile::sh_quote;
 
@@ -111,23 +114,8 @@ pub struct Prepared {
     bytes: u64,
     /// Bytes received: what the client packed and sent.
     uploaded: u64,
-    builds: Arc<AppBuilds>,
-    /// Keeps a destroy of the app waiting until this build has stopped.
-    _task: TaskTrackerToken,
-}
-
-/// One app's uploads and builds.
-#[derive(Default)]
-struct AppBuilds {
-    /// Held by the build that runs: one build of an app at a time.
-    lock: Arc<tokio::sync::Mutex<()>>,
-    /// The number of the build holding `lock`.
-    holder: Mutex<u64>,
-    /// Cancelled when the app is destroyed: its uploads and its queued and running builds stop
-    /// where they are and record nothing more.
-    destroyed: CancellationToken,
-    /// Those uploads and builds, so that a destroy can wait until all of them have stopped.
-    tasks: TaskTracker,
+    /// Stops the build when the app is destroyed, and keeps the destroy waiting until it has.
+    lease: Lease,
 }
 
 pub struct Builder {
@@ -137,11 +125,9 @@ pub struct Builder {
     wake: Arc<Notify>,
     settings: BuildSettings,
     names: Names,
-    /// Per app with builds since the start (or since its last destroy).
-    apps: Mutex<HashMap<String, Arc<AppBuilds>>>,
+    queue: Queue,
     /// Held by a destroy from start to end (see [`forget::Destroy`]).
     destroys: Arc<tokio::sync::Mutex<()>>,
-    slots: Semaphore,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -163,9 +149,8 @@ impl Builder {
             wake,
             names: Names::new(settings.root.clone(), settings.cluster_id.clone()),
             settings,
-            apps: Mutex::new(HashMap::new()),
+            queue: Queue::new(concurrency),
             destroys: Arc::default(),
-            slots: Semaphore::new(concurrency.max(1)),
             tasks: TaskTracker::new(),
             shutdown,
         })
@@ -236,20 +221,6 @@ impl Builder {
         self.names.log_path(app, number)
     }
 
-    /// The app's entry, with a token that makes a destroy of the app wait for the caller.
-    /// Refused while a destroy of the app is under way.
-    fn app_builds(&self, app: &str) -> Result<(Arc<AppBuilds>, TaskTrackerToken), BuildError> {
-        // Under the map's lock, which a destroy also takes to cancel: either the token is taken
-        // before the cancel (and the destroy waits for it) or the cancel is seen here.
-        let mut apps = self.apps.lock().unwrap();
-        let builds = apps.entry(app.to_string()).or_default().clone();
-        if builds.destroyed.is_cancelled() {
-            return Err(BuildError::Destroyed);
-        }
-        let token = builds.tasks.token();
-        Ok((builds, token))
-    }
-
     /// Stores and unpacks an upload as build N of `app`. Every refusal is recorded as a failed
     /// build and returned; the caller answers with it.
     pub async fn prepare<S, E>(
@@ -263,7 +234,7 @@ impl Builder {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let (builds, task) = self.app_builds(app)?;
+        let lease = self.queue.enter(app)?;
         if self.store.app(app)?.is_none() {
             return Err(BuildError::NoApp(app.into()));
         }
@@ -281,7 +252,7 @@ impl Builder {
         let result = tokio::select! {
             r = self.receive(&dir, kind, file_name, body) => r,
             // The destroy removes the folder and the record once this has returned.
-            _ = builds.destroyed.cancelled() => Err(BuildError::Destroyed),
+            _ = lease.destroyed() => Err(BuildError::Destroyed),
         };
         match result {
             Ok((files, bytes, uploaded)) => {
@@ -294,8 +265,7 @@ impl Builder {
                     files,
                     bytes,
                     uploaded,
-                    builds,
-                    _task: task,
+                    lease,
                 })
             }
             Err(BuildError::Destroyed) => Err(BuildError::Destroyed),
@@ -386,10 +356,11 @@ impl Builder {
         let mut out = Output::create(&path, &p.app, p.number, self.logs.clone(), sink)
             .await
             .map_err(internal)?;
-        let destroyed = p.builds.destroyed.clone();
         let finished = tokio::select! {
-            r = self.queue_and_build(&p, &mut out) => Some(r),
-            _ = destroyed.cancelled() => None,
+            // A build of an app being destroyed never goes on: not even to its next await.
+            biased;
+            _ = p.lease.destroyed() => None,
+            r = self.take_turn_and_build(&p, &mut out) => Some(r),
         };
         if let Some(result) = finished {
             return result;
@@ -414,27 +385,25 @@ impl Builder {
     }
 
     /// Waits for the app's earlier builds and a free slot, then builds and records the outcome.
-    async fn queue_and_build(&self, p: &Prepared, out: &mut Output) -> Result<(), BuildError> {
-        let lock = p.builds.lock.clone();
-        let _guard = match lock.clone().try_lock_owned() {
-            Ok(g) => g,
-            Err(_) => {
-                let waiting_for = *p.builds.holder.lock().unwrap();
-                out.event(BuildEvent::Queued {
-                    build: p.number,
-                    waiting_for,
-                })
-                .await;
-                out.line(&format!(
-                    "-----> Waiting for build {waiting_for} of {} to finish",
-                    p.app
-                ))
-                .await;
-                lock.lock_owned().await
-            }
-        };
-        *p.builds.holder.lock().unwrap() = p.number;
-        let _slot = self.slots.acquire().await.map_err(internal)?;
+    async fn take_turn_and_build(&self, p: &Prepared, out: &mut Output) -> Result<(), BuildError> {
+        // Held to the end, past the record's last write: the next build of the app starts after
+        // this one has said its last word.
+        let mut ticket = self.queue.join(&p.app, p.number);
+        // The queued event names the build of this app it waits for. A wait for a slot has no
+        // such build (any app's build may free one) and is not announced.
+        if let turns::Place::BehindApp { behind } = ticket.joined() {
+            out.event(BuildEvent::Queued {
+                build: p.number,
+                waiting_for: behind,
+            })
+            .await;
+            out.line(&format!(
+                "-----> Waiting for build {behind} of {} to finish",
+                p.app
+            ))
+            .await;
+        }
+        ticket.turn().await;
 
         let Some(mut record) = self.store.build(&p.app, p.number)? else {
             return Err(BuildError::Internal("the build record vanished".into()));
