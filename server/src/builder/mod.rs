@@ -24,6 +24,7 @@ mod record;
 mod tarball;
 mod turns;
 pub mod unpack;
+mod upload;
 
 use crate::docker::{Command, ContainerSpec, Engine, ImageConfig};
 use crate::logs::LogHub;
@@ -31,11 +32,11 @@ use crate::schedule::reconcile::WEB;
 use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
 use bytes::Bytes;
 use caas_api::ReleaseStatus;
-use caas_api::{BuildEvent, SourceKind, Timestamp};
+use caas_api::{BuildEvent, Timestamp};
 use futures_util::{Stream, StreamExt};
 use names::Names;
 use output::Output;
-use queue::{Lease, Queue};
+use queue::Queue;
 use record::Step;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -44,6 +45,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use upload::Prepared;
 
 pub use procfile::sh_quote;
 
@@ -101,21 +103,6 @@ impl From<crate::store::UpdateError<BuildError>> for BuildError {
 
 fn internal(e: impl std::fmt::Display) -> BuildError {
     BuildError::Internal(e.to_string())
-}
-
-/// An upload that was stored and unpacked, ready to build.
-pub struct Prepared {
-    pub app: String,
-    pub number: u64,
-    dir: PathBuf,
-    kind: SourceKind,
-    /// Files (and symlinks) in the source, and bytes of their content.
-    files: u64,
-    bytes: u64,
-    /// Bytes received: what the client packed and sent.
-    uploaded: u64,
-    /// Stops the build when the app is destroyed, and keeps the destroy waiting until it has.
-    lease: Lease,
 }
 
 pub struct Builder {
@@ -221,123 +208,6 @@ impl Builder {
         self.names.log_path(app, number)
     }
 
-    /// Stores and unpacks an upload as build N of `app`. Every refusal is recorded as a failed
-    /// build and returned; the caller answers with it.
-    pub async fn prepare<S, E>(
-        &self,
-        app: &str,
-        kind: SourceKind,
-        file_name: &str,
-        body: S,
-    ) -> Result<Prepared, BuildError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        let lease = self.queue.enter(app)?;
-        if self.store.app(app)?.is_none() {
-            return Err(BuildError::NoApp(app.into()));
-        }
-        let source = record::source_label(kind, file_name);
-        let record = self
-            .store
-            .create_build(app, |number| {
-                record::queued(app, number, source.clone(), Timestamp::now())
-            })
-            .map_err(|e| match e {
-                StoreError::NotFound => BuildError::NoApp(app.into()),
-                other => other.into(),
-            })?;
-        let dir = self.names.build_dir(app, record.number);
-        let result = tokio::select! {
-            r = self.receive(&dir, kind, file_name, body) => r,
-            // The destroy removes the folder and the record once this has returned.
-            _ = lease.destroyed() => Err(BuildError::Destroyed),
-        };
-        match result {
-            Ok((files, bytes, uploaded)) => {
-                self.store.flush().await?;
-                Ok(Prepared {
-                    app: app.into(),
-                    number: record.number,
-                    dir,
-                    kind,
-                    files,
-                    bytes,
-                    uploaded,
-                    lease,
-                })
-            }
-            Err(BuildError::Destroyed) => Err(BuildError::Destroyed),
-            Err(e) => {
-                let _ = tokio::fs::remove_dir_all(&dir).await;
-                let message = match &e {
-                    BuildError::Internal(detail) => {
-                        tracing::error!(
-                            app,
-                            build = record.number,
-                            "receiving the upload: {detail}"
-                        );
-                        "the server failed to store the upload; its log has the details".to_string()
-                    }
-                    other => other.to_string(),
-                };
-                // The refusal is the build's output: `builds:output` shows it to every client,
-                // not only to the one whose upload it refused.
-                let log = self.log_path(app, record.number);
-                let text = format!("{}\n", output::failure_line(&message));
-                if let Err(e) = tokio::fs::write(&log, text).await {
-                    tracing::warn!("writing {}: {e}", log.display());
-                }
-                self.finish(record, Step::Fail { reason: message }).await?;
-                Err(e)
-            }
-        }
-    }
-
-    async fn receive<S, E>(
-        &self,
-        dir: &Path,
-        kind: SourceKind,
-        file_name: &str,
-        mut body: S,
-    ) -> Result<(u64, u64, u64), BuildError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        tokio::fs::create_dir_all(dir).await.map_err(internal)?;
-        let upload = dir.join("upload");
-        let mut file = tokio::fs::File::create(&upload).await.map_err(internal)?;
-        let mut received: u64 = 0;
-        while let Some(chunk) = body.next().await {
-            let chunk =
-                chunk.map_err(|e| BuildError::Refused(format!("the upload broke off: {e}")))?;
-            received += chunk.len() as u64;
-            if received > self.settings.max_upload {
-                return Err(BuildError::TooLarge(
-                    self.settings.max_upload / (1024 * 1024),
-                ));
-            }
-            file.write_all(&chunk).await.map_err(internal)?;
-        }
-        file.flush().await.map_err(internal)?;
-        drop(file);
-        if received == 0 {
-            return Err(BuildError::Refused(
-                "the upload is empty: nothing to build".into(),
-            ));
-        }
-        let src = dir.join("src");
-        let limits = self.settings.limits;
-        let name = file_name.to_string();
-        let (files, bytes) =
-            tokio::task::spawn_blocking(move || place_source(&upload, kind, &name, &src, &limits))
-                .await
-                .map_err(internal)??;
-        Ok((files, bytes, received))
-    }
-
     /// Runs a prepared build in the background; its events go to `sink` (dropped receivers are
     /// fine: the build goes on, its output stays replayable).
     pub fn spawn(self: &Arc<Self>, prepared: Prepared, sink: mpsc::Sender<BuildEvent>) {
@@ -415,7 +285,7 @@ impl Builder {
             "-----> Building {} (build {}): {}",
             p.app,
             p.number,
-            size_summary(p.kind, p.files, p.bytes, p.uploaded)
+            upload::size_summary(p.kind, &p.received)
         ))
         .await;
 
@@ -896,93 +766,6 @@ impl Builder {
         .await;
         let _ = self.engine.remove(&container).await;
         result
-    }
-}
-
-/// The first line of a build says what it builds from, in the units `caas push` uses: files and
-/// symlinks counted as the CLI counts them when it packs a directory, their content's size once
-/// unpacked, and the size of the upload as sent (the CLI's "Packed DIR: N files, SIZE").
-fn size_summary(kind: SourceKind, files: u64, bytes: u64, uploaded: u64) -> String {
-    let bytes = caas_api::format_bytes(bytes);
-    let uploaded = caas_api::format_bytes(uploaded);
-    match kind {
-        // Kept whole: its size is the upload's.
-        SourceKind::War | SourceKind::Jar => format!("1 file, {uploaded} uploaded"),
-        _ => {
-            let files = match files {
-                1 => "1 file".to_string(),
-                n => format!("{n} files"),
-            };
-            format!("{files}, {bytes} unpacked from a {uploaded} upload")
-        }
-    }
-}
-
-/// Puts an upload where the build expects it: archives unpacked into `src`, a `.war`/`.jar`
-/// copied in as a file. Refuses files that are not what their name says.
-fn place_source(
-    upload: &Path,
-    kind: SourceKind,
-    file_name: &str,
-    src: &Path,
-    limits: &unpack::Limits,
-) -> Result<(u64, u64), BuildError> {
-    std::fs::create_dir_all(src).map_err(internal)?;
-    let actual = unpack::sniff(upload);
-    let want = match kind {
-        SourceKind::Dir | SourceKind::TarGz => unpack::ArchiveKind::TarGz,
-        SourceKind::Zip | SourceKind::War | SourceKind::Jar => unpack::ArchiveKind::Zip,
-    };
-    if actual != Some(want) {
-        let what = match kind {
-            SourceKind::Dir => "a gzipped tar of a directory".to_string(),
-            SourceKind::TarGz => "a .tar.gz archive".to_string(),
-            SourceKind::Zip => "a zip archive".to_string(),
-            SourceKind::War => "a .war (zip) archive".to_string(),
-            SourceKind::Jar => "a .jar (zip) archive".to_string(),
-        };
-        return Err(BuildError::Refused(format!("{file_name} is not {what}")));
-    }
-    match kind {
-        SourceKind::War | SourceKind::Jar => {
-            // Checked as a zip (so a broken one fails here, not in Tomcat), kept whole.
-            let probe = src.with_file_name("probe");
-            std::fs::create_dir_all(&probe).map_err(internal)?;
-            let checked = unpack::unpack(upload, want, &probe, limits);
-            let _ = std::fs::remove_dir_all(&probe);
-            checked.map_err(|e| BuildError::Refused(format!("{file_name}: {e}")))?;
-            let ext = if kind == SourceKind::War {
-                "war"
-            } else {
-                "jar"
-            };
-            let stem: String = Path::new(file_name)
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .unwrap_or("app")
-                .chars()
-                .map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            let size =
-                std::fs::copy(upload, src.join(format!("{stem}.{ext}"))).map_err(internal)?;
-            Ok((1, size))
-        }
-        _ => {
-            let done = unpack::unpack(upload, want, src, limits)
-                .map_err(|e| BuildError::Refused(e.to_string()))?;
-            if done.files == 0 {
-                return Err(BuildError::Refused(
-                    "nothing to build: the upload holds no files".into(),
-                ));
-            }
-            Ok((done.files, done.bytes))
-        }
     }
 }
 
