@@ -1,20 +1,23 @@
 //! The builder: turns an upload (a directory's tarball, a `.war`, a `.jar`, a `.zip`, a
 //! `.tar.gz`) into an app image and a release.
 //!
-//! 1. [`Builder::prepare`] stores the upload (counting bytes against the limit), checks it is what
-//!    its name says, and unpacks it safely ([`unpack`]). Refusals happen here, before a build
-//!    exists to wait for, and are recorded as failed builds.
-//! 2. [`Builder::spawn`] queues the build: one at a time per app (a second push waits and is told
-//!    so), a bounded number across apps. Output streams to the pusher, to the build's log file and
-//!    to the app's log hub as it happens.
-//! 3. A `Dockerfile` at the root is built by the engine. Otherwise a throw-away container of the
-//!    stack image runs the driver (`driver.sh`) as the unprivileged user, with the per-app cache
-//!    volume, the config vars as `ENV_DIR` and the buildpacks: detect, compile, release.
-//! 4. The built `/app` is taken out as a slug and laid on a fresh container of the stack image,
-//!    committed as the app image: no compilers, caches or build leftovers in it.
-//! 5. A release is recorded and the scheduler rolls it out. A failed build changes nothing that
-//!    runs.
+//! 1. [`Builder::prepare`] (`upload.rs`) stores the upload (counting bytes against the limit),
+//!    checks it is what its name says, and unpacks it safely ([`unpack`]). Refusals happen here,
+//!    before a build exists to wait for, and are recorded as failed builds.
+//! 2. [`Builder::spawn`] queues the build (`queue.rs`, deciding with `turns.rs`): one at a time per
+//!    app (a second push waits and is told so), a bounded number across apps. Output streams to
+//!    the pusher, to the build's log file and to the app's log hub as it happens (`output.rs`).
+//! 3. A `Dockerfile` at the root is built by the engine (`dockerfile.rs`). Otherwise the buildpack
+//!    pipeline (`buildpack.rs`) runs the driver in a throw-away container of the stack image and
+//!    commits the slug it leaves on a fresh one as the app image.
+//! 4. A release is recorded and the scheduler rolls it out (here). A failed build changes nothing
+//!    that runs. The build record's status moves only through `record.rs`.
+//!
+//! A destroy of an app goes through the builder too (`forget.rs`): it stops the app's builds and
+//! removes everything the builder keeps of it, by the names in `names.rs`.
 
+mod buildpack;
+mod dockerfile;
 mod forget;
 mod names;
 mod output;
@@ -26,22 +29,20 @@ mod turns;
 pub mod unpack;
 mod upload;
 
-use crate::docker::{Command, ContainerSpec, Engine, ImageConfig};
+use crate::docker::Engine;
 use crate::logs::LogHub;
 use crate::schedule::reconcile::WEB;
 use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
 use bytes::Bytes;
-use caas_api::ReleaseStatus;
-use caas_api::{BuildEvent, Timestamp};
+use caas_api::{BuildEvent, ReleaseStatus, Timestamp};
 use futures_util::{Stream, StreamExt};
 use names::Names;
 use output::Output;
 use queue::Queue;
 use record::Step;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,8 +54,6 @@ pub use procfile::sh_quote;
 pub const BUNDLED: [&str; 6] = [
     "java-war", "jvm-jar", "nodejs", "python", "static", "procfile",
 ];
-const DRIVER: &str = include_str!("driver.sh");
-const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, Clone)]
 pub struct BuildSettings {
@@ -103,6 +102,25 @@ impl From<crate::store::UpdateError<BuildError>> for BuildError {
 
 fn internal(e: impl std::fmt::Display) -> BuildError {
     BuildError::Internal(e.to_string())
+}
+
+/// What either path (Dockerfile, buildpacks) made of the source.
+struct Image {
+    /// The engine's id of the app image.
+    id: String,
+    /// Process types and their commands; `None`: the image's own `CMD` (a Dockerfile's `web`).
+    process_types: BTreeMap<String, Option<String>>,
+    /// Commands run through `caas-launch`, which sources the slug's `.profile.d` first.
+    launcher: bool,
+}
+
+/// The release a build recorded.
+struct Released {
+    version: u64,
+    /// `caas/APP:vN`.
+    image: String,
+    /// Bytes.
+    image_size: u64,
 }
 
 pub struct Builder {
@@ -227,7 +245,8 @@ impl Builder {
             .await
             .map_err(internal)?;
         let finished = tokio::select! {
-            // A build of an app being destroyed never goes on: not even to its next await.
+            // Checked first: once its app is being destroyed a build is not polled again, so it
+            // takes no further step, however far it was.
             biased;
             _ = p.lease.destroyed() => None,
             r = self.take_turn_and_build(&p, &mut out) => Some(r),
@@ -313,17 +332,19 @@ impl Builder {
         };
         self.cleanup(p).await;
         match &result {
-            Ok((release, image, size)) => {
+            Ok(r) => {
                 out.line(&format!(
-                    "-----> Released v{release} ({image}, {})",
-                    caas_api::format_bytes(*size)
+                    "-----> Released v{} ({}, {})",
+                    r.version,
+                    r.image,
+                    caas_api::format_bytes(r.image_size)
                 ))
                 .await;
                 out.event(BuildEvent::Succeeded {
                     build: p.number,
-                    release: *release,
-                    image: image.clone(),
-                    image_size: *size,
+                    release: r.version,
+                    image: r.image.clone(),
+                    image_size: r.image_size,
                 })
                 .await;
             }
@@ -331,9 +352,9 @@ impl Builder {
         }
         out.close().await;
         let step = match result {
-            Ok((release, _, image_size)) => Step::Succeed {
-                release,
-                image_size,
+            Ok(r) => Step::Succeed {
+                release: r.version,
+                image_size: r.image_size,
             },
             Err(reason) => Step::Fail { reason },
         };
@@ -362,35 +383,44 @@ impl Builder {
         }
     }
 
-    /// The build proper: image, then release. Returns (release version, image tag, size).
+    /// The build proper: the image, by one path or the other, then the release.
     async fn build(
         &self,
         p: &Prepared,
         out: &mut Output,
         record: &mut BuildRecord,
-    ) -> Result<(u64, String, u64), BuildError> {
+    ) -> Result<Released, BuildError> {
         let app_rec = self
             .store
             .app(&p.app)?
             .ok_or_else(|| BuildError::NoApp(p.app.clone()))?;
-        let src = p.dir.join("src");
-        let dockerfile = src.join("Dockerfile").is_file();
-        let (image_id, mut process_types, launcher) = if dockerfile {
+        let image = if p.dir.join("src/Dockerfile").is_file() {
             record.builder = Some("Dockerfile".into());
             self.store.put_build(record)?;
-            self.docker_build(p, out).await?
+            self.dockerfile_build(p, out).await?
         } else {
             self.buildpack_build(p, out, record, &app_rec).await?
         };
-        if dockerfile {
-            // A Dockerfile app's web process is its image's CMD unless the Procfile says otherwise.
-            process_types.entry(WEB.to_string()).or_insert(None);
-        }
-        if process_types.is_empty() {
+        if image.process_types.is_empty() {
             return Err(BuildError::Failed(
                 "the build made no process types: add a Procfile (e.g. `web: COMMAND`)".into(),
             ));
         }
+        self.release(p, record, image).await
+    }
+
+    /// Records the release of a built image: what changes what runs, at the build's very end.
+    async fn release(
+        &self,
+        p: &Prepared,
+        record: &BuildRecord,
+        image: Image,
+    ) -> Result<Released, BuildError> {
+        let Image {
+            id: image_id,
+            process_types,
+            launcher,
+        } = image;
         let size = self.engine.image_size(&image_id).await.map_err(internal)?;
         let description = format!(
             "Build {} ({})",
@@ -439,333 +469,11 @@ impl Builder {
             format!("Deploying v{} (build {})", release.version, p.number),
         );
         self.wake.notify_one();
-        Ok((release.version, release.image, size))
-    }
-
-    async fn docker_build(
-        &self,
-        p: &Prepared,
-        out: &mut Output,
-    ) -> Result<(String, BTreeMap<String, Option<String>>, bool), BuildError> {
-        out.line("-----> Dockerfile detected: building it with the Docker engine")
-            .await;
-        let context = p.dir.join("context.tar");
-        let src = p.dir.join("src");
-        let ctx = context.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut w = tarball::TarWriter::create(&ctx)?;
-            // The context's root is `.`: entries are named as in the source folder.
-            w.tree(&src, ".", tarball::ROOT)?;
-            w.finish()
+        Ok(Released {
+            version: release.version,
+            image: release.image,
+            image_size: size,
         })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-        let tag = self.names.build_tag(&p.app, p.number);
-        let image_labels = self.names.image_labels(&p.app, p.number);
-        let mut lines = Box::pin(self.engine.build_image(
-            file_stream(&context).await?,
-            &tag,
-            self.settings.memory_mb,
-            &image_labels,
-        ));
-        let mut pending = String::new();
-        while let Some(item) = lines.next().await {
-            match item {
-                Ok(text) => {
-                    pending.push_str(&text);
-                    while let Some(i) = pending.find('\n') {
-                        let line: String = pending.drain(..=i).collect();
-                        out.line(&format!("       {}", line.trim_end())).await;
-                    }
-                }
-                Err(e) => {
-                    if !pending.trim().is_empty() {
-                        out.line(&format!("       {}", pending.trim_end())).await;
-                    }
-                    return Err(BuildError::Failed(format!(
-                        "the Dockerfile build failed: {e}"
-                    )));
-                }
-            }
-        }
-        let id = self
-            .engine
-            .image_id(&tag)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| BuildError::Failed("the Dockerfile build produced no image".into()))?;
-        let procfile = std::fs::read_to_string(p.dir.join("src/Procfile")).ok();
-        let types = match procfile {
-            Some(text) => procfile::parse_procfile(&text)
-                .map_err(|e| BuildError::Failed(e.to_string()))?
-                .into_iter()
-                .map(|(k, v)| (k, Some(v)))
-                .collect(),
-            None => BTreeMap::new(),
-        };
-        Ok((id, types, false))
-    }
-
-    async fn buildpack_build(
-        &self,
-        p: &Prepared,
-        out: &mut Output,
-        record: &mut BuildRecord,
-        app: &crate::store::AppRecord,
-    ) -> Result<(String, BTreeMap<String, Option<String>>, bool), BuildError> {
-        let stack = &self.settings.stack_image;
-        if self
-            .engine
-            .image_id(stack)
-            .await
-            .map_err(internal)?
-            .is_none()
-        {
-            return Err(BuildError::Failed(format!(
-                "the stack image {stack} is missing on the server: build it with stack/build.sh (install.sh does)"
-            )));
-        }
-        let order: Vec<String> = self.buildpacks().into_iter().map(|b| b.name).collect();
-        if let Some(pinned) = &app.buildpack {
-            out.line(&format!("-----> Using the pinned buildpack {pinned}"))
-                .await;
-        }
-
-        // Everything the build container gets, in one archive: source, config, buildpacks, driver.
-        let input = p.dir.join("input.tar");
-        let (src, bp_dir, config, input2) = (
-            p.dir.join("src"),
-            self.settings.buildpacks.clone(),
-            app.config.clone(),
-            input.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            let mut w = tarball::TarWriter::create(&input2)?;
-            w.tree(&src, "app", tarball::CAAS)?;
-            w.dir("env", tarball::CAAS, 0o700)?;
-            for (k, v) in &config {
-                w.file(&format!("env/{k}"), tarball::CAAS, 0o600, v.as_bytes())?;
-            }
-            w.tree(&bp_dir, "buildpacks", tarball::ROOT)?;
-            w.dir("caas", tarball::ROOT, 0o755)?;
-            w.file("caas/driver.sh", tarball::ROOT, 0o755, DRIVER.as_bytes())?;
-            w.finish()
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?;
-
-        let cache = self.names.cache_volume(&p.app);
-        self.engine
-            .ensure_volume(&cache, self.names.cache_labels(&p.app))
-            .await
-            .map_err(internal)?;
-        let spec = ContainerSpec {
-            name: self.names.build_container(&p.app, p.number),
-            image: stack.clone(),
-            command: Command::Exec(vec!["/bin/sh".into(), "/caas/driver.sh".into()]),
-            user: Some("1000:1000".into()),
-            volumes: vec![(cache, "/cache".into())],
-            env: vec![
-                (
-                    "CAAS_BUILDPACK".into(),
-                    app.buildpack.clone().unwrap_or_default(),
-                ),
-                ("CAAS_BUILDPACK_ORDER".into(), order.join(" ")),
-                ("HOME".into(), "/app".into()),
-            ],
-            labels: self.names.build_labels(&p.app, p.number),
-            publish: None,
-            memory_mb: self.settings.memory_mb,
-            cpu_shares: 1024,
-            pids_limit: 4096,
-        };
-        let container = self.engine.create(&spec).await.map_err(internal)?;
-        let result = self.run_driver(p, out, &container, &input).await;
-        let _ = self.engine.remove(&container).await;
-        let (slug, buildpack) = result?;
-        record.builder = Some(buildpack);
-        self.store.put_build(record)?;
-
-        let files = {
-            let slug = slug.clone();
-            tokio::task::spawn_blocking(move || {
-                tarball::read_files(&slug, &["app/Procfile", "app/.caas/release.yml"], 64 * 1024)
-            })
-            .await
-            .map_err(internal)?
-            .map_err(internal)?
-        };
-        let file = |name: &str| {
-            files
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, t)| t.as_str())
-        };
-        let mut types: BTreeMap<String, Option<String>> = file("app/.caas/release.yml")
-            .map(procfile::parse_release_yaml)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        if let Some(text) = file("app/Procfile") {
-            let procs =
-                procfile::parse_procfile(text).map_err(|e| BuildError::Failed(e.to_string()))?;
-            types.extend(procs.into_iter().map(|(k, v)| (k, Some(v))));
-        }
-
-        out.line("-----> Making the app image from the slug").await;
-        let image = self
-            .commit_slug(p, &slug, types.get(WEB).cloned().flatten())
-            .await?;
-        Ok((image, types, true))
-    }
-
-    /// The reason the driver gave for failing (`/tmp/caas-failure` in its container), if any.
-    async fn driver_failure(&self, p: &Prepared, container: &str) -> Option<String> {
-        let path = p.dir.join("failure.tar");
-        let mut file = tokio::fs::File::create(&path).await.ok()?;
-        let mut tar = Box::pin(self.engine.download_tar(container, "/tmp/caas-failure"));
-        while let Some(chunk) = tar.next().await {
-            file.write_all(&chunk.ok()?).await.ok()?;
-        }
-        file.flush().await.ok()?;
-        let files = tokio::task::spawn_blocking(move || {
-            tarball::read_files(&path, &["caas-failure"], 4096)
-        })
-        .await
-        .ok()?
-        .ok()?;
-        let text = files.into_iter().next()?.1;
-        // One line, as the driver wrote it, without control characters.
-        let line: String = text
-            .lines()
-            .next()?
-            .chars()
-            .filter(|c| !c.is_control())
-            .collect();
-        (!line.trim().is_empty()).then(|| line.trim().to_string())
-    }
-
-    /// Runs the driver in the prepared container; streams its output; takes `/app` out as the
-    /// slug. Returns the slug's path and the buildpack that built it.
-    async fn run_driver(
-        &self,
-        p: &Prepared,
-        out: &mut Output,
-        container: &str,
-        input: &Path,
-    ) -> Result<(PathBuf, String), BuildError> {
-        self.engine
-            .upload_tar(container, "/", file_stream(input).await?.map(|b| b))
-            .await
-            .map_err(internal)?;
-        self.engine.start(container).await.map_err(internal)?;
-        let mut logs = Box::pin(self.engine.follow_logs(container, 0));
-        while let Some(chunk) = logs.next().await {
-            match chunk {
-                Ok(c) => out.line(&c.text).await,
-                Err(e) => {
-                    tracing::warn!("following build output: {e}");
-                    break;
-                }
-            }
-        }
-        let code = self.engine.wait(container).await.map_err(internal)?;
-        // For the failures it knows (10-13) the driver leaves its one-line reason in a file, so
-        // the reason is said once: as the build's failure, not also as a line of output.
-        let reason = match code {
-            10..=13 => self.driver_failure(p, container).await,
-            _ => None,
-        };
-        let generic = match code {
-            0 => None,
-            10 => Some("no buildpack detected this app".to_string()),
-            11 => Some("the pinned buildpack cannot build this app".to_string()),
-            12 => Some("the compile step failed".to_string()),
-            13 => Some("the release step failed".to_string()),
-            14 => {
-                return Err(BuildError::Internal(
-                    "the build container's environment is broken (driver exit 14; see the build output)".into(),
-                ))
-            }
-            137 => Some(format!(
-                "the build was killed: out of memory? (build containers get {} MB; caasd --build-memory)",
-                self.settings.memory_mb
-            )),
-            n => Some(format!("the build exited with status {n}")),
-        };
-        if let Some(generic) = generic {
-            return Err(BuildError::Failed(reason.unwrap_or(generic)));
-        }
-        let slug = p.dir.join("slug.tar");
-        let mut file = tokio::fs::File::create(&slug).await.map_err(internal)?;
-        let mut tar = Box::pin(self.engine.download_tar(container, "/app"));
-        while let Some(chunk) = tar.next().await {
-            file.write_all(&chunk.map_err(internal)?)
-                .await
-                .map_err(internal)?;
-        }
-        file.flush().await.map_err(internal)?;
-        let slug2 = slug.clone();
-        let buildpack = tokio::task::spawn_blocking(move || {
-            tarball::read_files(&slug2, &["app/.caas/buildpack"], 1024)
-        })
-        .await
-        .map_err(internal)?
-        .map_err(internal)?
-        .into_iter()
-        .next()
-        .map(|(_, name)| name.trim().to_string())
-        .unwrap_or_else(|| "buildpack".into());
-        Ok((slug, buildpack))
-    }
-
-    /// Lays the slug on a fresh container of the stack image and commits it as the app image.
-    async fn commit_slug(
-        &self,
-        p: &Prepared,
-        slug: &Path,
-        web: Option<String>,
-    ) -> Result<String, BuildError> {
-        let spec = ContainerSpec {
-            name: self.names.slug_container(&p.app, p.number),
-            image: self.settings.stack_image.clone(),
-            command: Command::ImageDefault,
-            user: None,
-            volumes: vec![],
-            env: vec![],
-            // None: the committed image would carry them into every app container.
-            labels: HashMap::new(),
-            publish: None,
-            memory_mb: 64,
-            cpu_shares: 1024,
-            pids_limit: 64,
-        };
-        let container = self.engine.create(&spec).await.map_err(internal)?;
-        let result = async {
-            self.engine
-                .upload_tar(&container, "/", file_stream(slug).await?)
-                .await
-                .map_err(internal)?;
-            let config = ImageConfig {
-                user: Some("caas".into()),
-                env: vec![PATH_ENV.into(), "LANG=C.UTF-8".into(), "HOME=/app".into()],
-                cmd: web
-                    .map(|w| vec!["caas-launch".into(), w])
-                    .unwrap_or_default(),
-                working_dir: Some("/app".into()),
-                labels: self.names.image_labels(&p.app, p.number),
-            };
-            self.engine
-                .commit(&container, &config)
-                .await
-                .map_err(internal)
-        }
-        .await;
-        let _ = self.engine.remove(&container).await;
-        result
     }
 }
 
