@@ -14,7 +14,7 @@ mod logs;
 
 pub use error::ApiError;
 
-use crate::build::Builder;
+use crate::builder::Builder;
 use crate::docker::Engine;
 use crate::logs::LogHub;
 use crate::observed::Observed;
