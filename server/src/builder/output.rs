@@ -112,9 +112,10 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::LogFilter;
 
     async fn output(dir: &Path, queue: usize) -> (Output, mpsc::Receiver<BuildEvent>, Arc<LogHub>) {
-        let logs = Arc::new(LogHub::new(100, 16));
+        let logs = Arc::new(LogHub::in_memory(16));
         let (tx, rx) = mpsc::channel(queue);
         let out = Output::create(&dir.join("7.log"), "web", 7, logs.clone(), tx)
             .await
@@ -123,8 +124,8 @@ mod tests {
     }
 
     fn hub_lines(logs: &LogHub) -> Vec<(String, String)> {
-        let (lines, _) = logs.subscribe("web", 100);
-        lines
+        logs.subscribe("web", 100, &LogFilter::default())
+            .recent
             .into_iter()
             .map(|l| {
                 assert_eq!(l.source, LogSource::Build);
