@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the caas stack image (the base every caas build and every built app runs on) from Debian
 # packages only: debootstrap --variant=minbase bookworm, apt-get install of stack/packages in a
-# chroot, a user `caas` (uid/gid 1000, home /app), /app /cache /env, and server/src/build/launch.sh
-# as /usr/local/bin/caas-launch; the root filesystem is fed to `docker import`.
+# chroot, a user `caas` (uid/gid 1000, home /app), /app /cache /env, and
+# server/src/builder/launch.sh as /usr/local/bin/caas-launch; the root filesystem is fed to
+# `docker import`.
 #
 #   stack/build.sh [--force] [--verbose] [--mirror URL] [--no-host-cas]
 #
@@ -31,7 +32,7 @@ LABEL=caas.stack.recipe
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-LAUNCH=$ROOT/server/src/build/launch.sh
+LAUNCH=$ROOT/server/src/builder/launch.sh
 CACHE=${CAAS_STACK_CACHE:-/var/cache/caas-stack}
 
 die() { echo "stack/build.sh: error: $*" >&2; exit 1; }
@@ -91,7 +92,7 @@ fi
 recipe_hash() {
     (
         cd "$ROOT"
-        { find stack -type f ! -name '*.md' ! -name '.*'; echo server/src/build/launch.sh; } \
+        { find stack -type f ! -name '*.md' ! -name '.*'; echo server/src/builder/launch.sh; } \
             | LC_ALL=C sort | while IFS= read -r f; do
                 printf '%s\n' "$f"
                 sha256sum < "$f"

@@ -96,7 +96,7 @@ if [ -d "$SOURCE" ] && [ -f "$SOURCE/Dockerfile" ]; then
     WEB=
 else
     # One tar for the build container, ownership as caasd sets it.
-    python3 - "$WORK/input.tar" "$SOURCE" "$BUILDPACKS" "$ROOT/server/src/build/driver.sh" "${ENVS[@]+"${ENVS[@]}"}" <<'PY'
+    python3 - "$WORK/input.tar" "$SOURCE" "$BUILDPACKS" "$ROOT/server/src/builder/driver.sh" "${ENVS[@]+"${ENVS[@]}"}" <<'PY'
 import io, os, sys, tarfile, zipfile
 out, source, buildpacks, driver, envs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 

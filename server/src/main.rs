@@ -6,7 +6,7 @@
 mod agent;
 mod api;
 mod auth;
-mod build;
+mod builder;
 mod docker;
 mod gateway;
 mod git;

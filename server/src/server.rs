@@ -4,7 +4,7 @@
 use crate::agent::{self, write_private, AgentConfig};
 use crate::api::{self, ApiConfig, AppState};
 use crate::auth;
-use crate::build::{unpack, BuildSettings, Builder};
+use crate::builder::{unpack, BuildSettings, Builder};
 use crate::docker::Engine;
 use crate::gateway;
 use crate::logs::LogHub;

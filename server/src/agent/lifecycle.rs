@@ -128,6 +128,9 @@ pub struct Container {
     pub running_since: Option<Timestamp>,
     /// When an adopted container started: its first "up" dates from then, not from adoption.
     pub adopted: Option<Timestamp>,
+    /// It was made but never started (the agent stopped in between): starting it is its first
+    /// start, not a restart after a crash.
+    pub never_ran: bool,
 }
 
 impl Container {
@@ -141,6 +144,7 @@ impl Container {
             last_exit: None,
             running_since: None,
             adopted: None,
+            never_ran: false,
         }
     }
 }
@@ -233,6 +237,9 @@ pub fn on_restarted(inst: &mut Instance, container_id: &str, now: Timestamp) -> 
     c.since = now;
     c.failed_probes = 0;
     c.running_since = Some(now);
+    if std::mem::take(&mut c.never_ran) {
+        return Effect::Say(Event::new("start", format!("Started {}", inst.name)));
+    }
     inst.restarts += 1;
     Effect::Say(Event::new(
         "restart",
@@ -294,10 +301,31 @@ pub fn on_exit(inst: &mut Instance, exit: &Exit, now: Timestamp) -> Option<Effec
         return None;
     }
     // A container that never ran (created, and the agent stopped before starting it) has no
-    // finish time: its one "exit" counted when first seen. Counted again on every pass, its
-    // back-off would move ahead of every pass and it would never be started.
-    if exit.finished_at.is_none() && c.last_exit.is_some() && c.running_since.is_none() {
-        return None;
+    // finish time. It did not crash: it is started at once, once, and the instance stays
+    // starting (a rollout waiting for it must not take it for a crash).
+    if exit.finished_at.is_none() && c.running_since.is_none() {
+        if c.never_ran {
+            return None;
+        }
+        c.never_ran = true;
+        c.state = Starting;
+        c.since = now;
+        c.port = c.port.or(exit.port);
+        let failures = inst.backoff.map_or(0, |b| b.failures);
+        inst.backoff = Some(Backoff {
+            failures,
+            next_at: now,
+        });
+        return Some(Effect::Restart {
+            after: Duration::ZERO,
+            say: Event::new(
+                "start",
+                format!(
+                    "{}'s container was made but not started; starting it",
+                    inst.name
+                ),
+            ),
+        });
     }
     // Never seen running by this agent: it stopped while the agent was not looking.
     let first_sight = c.last_exit.is_none() && c.running_since.is_none() && c.state == Crashed;
@@ -696,7 +724,7 @@ mod tests {
     }
 
     #[test]
-    fn a_container_that_never_ran_counts_once_and_is_started() {
+    fn a_container_that_never_ran_is_started_once_and_is_no_crash() {
         let never_ran = Exit {
             finished_at: None,
             ..exit(0, T0)
@@ -704,19 +732,27 @@ mod tests {
         let mut i = web();
         let said = show(&on_exit(&mut i, &never_ran, at(1_000)));
         assert!(
-            said.contains("web.1 found stopped: it exited with status 0; restarting in 1s"),
+            said.contains("web.1's container was made but not started; starting it"),
             "{said}"
         );
+        let c = i.container.as_ref().unwrap();
+        assert_eq!(
+            c.state, Starting,
+            "not a crash: a rollout waiting for it goes on waiting"
+        );
         let due = i.backoff.unwrap().next_at;
-        assert_eq!(due, at(2_000));
+        assert_eq!(due, at(1_000), "started at once");
         // Listed again, still never run: nothing new, and its start stays due.
         assert_eq!(on_exit(&mut i, &never_ran, at(2_000)), None);
         assert_eq!(i.backoff.unwrap().next_at, due);
+        // Its start is its first, not a restart.
+        let said = show(&Some(on_restarted(&mut i, "c1", at(2_000))));
+        assert!(said.contains("Started web.1"), "{said}");
+        assert_eq!(i.restarts, 0);
         // Once it ran, a stop without a finish time is an exit again.
-        on_restarted(&mut i, "c1", at(2_000));
         let said = show(&on_exit(&mut i, &never_ran, at(3_000)));
         assert!(
-            said.contains("web.1 crashed: exited with status 0; restarting in 2s"),
+            said.contains("web.1 crashed: exited with status 0; restarting in 1s"),
             "{said}"
         );
     }

@@ -169,7 +169,7 @@ fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Ass
         .flatten()
         .map(|c| {
             if release.launcher {
-                format!("exec caas-launch {}", crate::build::sh_quote(&c))
+                format!("exec caas-launch {}", crate::builder::sh_quote(&c))
             } else {
                 c
             }

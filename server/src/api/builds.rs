@@ -4,7 +4,7 @@ use super::apps::load_app;
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
-use crate::build::BuildError;
+use crate::builder::BuildError;
 use crate::store::BuildRecord;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};

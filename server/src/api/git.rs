@@ -7,7 +7,7 @@
 //! a failed build rejects the push and nothing is deployed.
 
 use super::AppState;
-use crate::build::BuildError;
+use crate::builder::BuildError;
 use crate::git::protocol::{self, Command};
 use crate::store::Role;
 use axum::body::Body;

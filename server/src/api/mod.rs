@@ -16,7 +16,7 @@ mod metrics;
 
 pub use error::ApiError;
 
-use crate::build::Builder;
+use crate::builder::Builder;
 use crate::docker::Engine;
 use crate::logs::LogHub;
 use crate::observed::Observed;

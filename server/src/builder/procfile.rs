@@ -81,6 +81,19 @@ fn unquote(s: &str) -> String {
     s.to_string()
 }
 
+/// A built app's process types and their commands: the `Procfile` (what the user says) over the
+/// buildpack's `default_process_types` (`release`, what the buildpack guesses).
+pub fn process_types(
+    procfile: Option<&str>,
+    release: Option<&str>,
+) -> Result<BTreeMap<String, String>, ProcfileError> {
+    let mut types = release.map(parse_release_yaml).unwrap_or_default();
+    if let Some(text) = procfile {
+        types.extend(parse_procfile(text)?);
+    }
+    Ok(types)
+}
+
 /// Quotes `s` for a POSIX shell: one single-quoted word.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -119,6 +132,55 @@ mod tests {
         assert_eq!(p["clock"], "sh -c 'tick'");
         assert!(parse_release_yaml("default_process_types: {}\n").is_empty());
         assert!(parse_release_yaml("").is_empty());
+    }
+
+    #[test]
+    fn the_procfile_wins_over_the_buildpacks_defaults() {
+        struct Case {
+            procfile: Option<&'static str>,
+            release: Option<&'static str>,
+            want: &'static [(&'static str, &'static str)],
+        }
+        let release = Some("default_process_types:\n  web: python app.py\n  worker: python w.py\n");
+        let table = [
+            Case {
+                procfile: None,
+                release: None,
+                want: &[],
+            },
+            Case {
+                procfile: None,
+                release,
+                want: &[("web", "python app.py"), ("worker", "python w.py")],
+            },
+            Case {
+                procfile: Some("web: gunicorn app:app\nclock: python c.py\n"),
+                release,
+                want: &[
+                    ("clock", "python c.py"),
+                    ("web", "gunicorn app:app"),
+                    ("worker", "python w.py"),
+                ],
+            },
+            Case {
+                procfile: Some("web: ./run\n"),
+                release: None,
+                want: &[("web", "./run")],
+            },
+        ];
+        for c in table {
+            let got = process_types(c.procfile, c.release).unwrap();
+            let want: BTreeMap<String, String> = c
+                .want
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, want, "{:?} over {:?}", c.procfile, c.release);
+        }
+        assert_eq!(
+            process_types(Some("web"), release),
+            Err(ProcfileError::Syntax { line: 1 })
+        );
     }
 
     #[test]

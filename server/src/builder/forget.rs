@@ -8,7 +8,9 @@
 //! before the label) only loses this app's tags, and only when another tag still names it, since
 //! removing the last tag would delete an image that may be another installation's too.
 
-use super::{AppBuilds, Builder};
+use super::names::Names;
+use super::queue::Closed;
+use super::Builder;
 use crate::docker::{EngineError, Removal};
 use crate::store::ReleaseRecord;
 use std::collections::{BTreeMap, HashSet};
@@ -30,7 +32,7 @@ const STOP_WAIT: Duration = Duration::from_secs(60);
 pub struct Destroy {
     builder: Arc<Builder>,
     _one_at_a_time: OwnedMutexGuard<()>,
-    closed: Option<(String, Arc<AppBuilds>)>,
+    closed: Option<Closed>,
 }
 
 /// An image to remove: its id, and whether this installation built it.
@@ -57,7 +59,7 @@ impl Builder {
         let Some(image) = self.engine.image_refs(id).await? else {
             return Ok(true);
         };
-        let prefix = format!("caas/{app}:");
+        let prefix = format!("{}:", Names::image_repo(app));
         let (mine, others): (Vec<String>, Vec<String>) =
             image.tags.into_iter().partition(|t| t.starts_with(&prefix));
         if !built_here && others.is_empty() {
@@ -140,7 +142,7 @@ impl Builder {
                 Err(e) => return tracing::warn!("sweeping images: {e}"),
             }
         }
-        let cluster = self.settings.cluster_id.clone();
+        let cluster = self.names.cluster_id().to_string();
         let images = match self
             .engine
             .images_labelled(&[("caas.cluster", &cluster)])
@@ -184,15 +186,12 @@ impl Destroy {
     /// ended: each removes its containers and, from the moment it is stopped, writes nothing,
     /// so what the store holds of the app can be deleted once this returns and stays deleted.
     pub async fn stop_builds(&mut self, app: &str) {
-        let builds = {
-            let mut apps = self.builder.apps.lock().unwrap();
-            let builds = apps.entry(app.to_string()).or_default().clone();
-            builds.destroyed.cancel();
-            builds.tasks.close();
-            builds
-        };
-        self.closed = Some((app.to_string(), builds.clone()));
-        if tokio::time::timeout(STOP_WAIT, builds.tasks.wait())
+        let closed = self.builder.queue.close(app);
+        if !closed.stopped.is_empty() {
+            tracing::info!(app, builds = ?closed.stopped, "stopping the builds of the app");
+        }
+        let closed = self.closed.insert(closed);
+        if tokio::time::timeout(STOP_WAIT, closed.wait())
             .await
             .is_err()
         {
@@ -207,20 +206,17 @@ impl Destroy {
     /// stopped: leftover build containers, build folders and logs, the cache volume, and the
     /// images of `releases` (the app's, read before the store deleted them) and of its builds.
     pub async fn forget(self, releases: &[ReleaseRecord]) {
-        let Some((app, _)) = &self.closed else {
+        let Some(Closed { app, .. }) = &self.closed else {
             return;
         };
         let b = &self.builder;
         // Builds that a crash of caasd interrupted left their containers (removed at the next
         // start too); builds stopped just now removed their own.
-        for kind in ["build", "slug"] {
-            let prefix = format!("caas-{kind}-{}-{app}-", b.settings.cluster_id);
+        for prefix in b.names.app_container_prefixes(app) {
             match b.engine.containers_named(&prefix).await {
                 Ok(found) => {
-                    // `x-` is also the start of app `x-y`'s names: only `PREFIX<number>` is ours.
                     for (id, name) in found {
-                        let rest = &name[prefix.len()..];
-                        if !rest.is_empty() && rest.bytes().all(|c| c.is_ascii_digit()) {
+                        if Names::is_numbered(&prefix, &name) {
                             let _ = b.engine.remove(&id).await;
                         }
                     }
@@ -229,10 +225,10 @@ impl Destroy {
             }
         }
         b.remove_app_dir(app).await;
-        if let Err(e) = b.engine.remove_volume(&b.cache_volume(app)).await {
+        if let Err(e) = b.engine.remove_volume(&b.names.cache_volume(app)).await {
             tracing::warn!(app, "removing the build cache: {e}");
         }
-        let cluster = b.settings.cluster_id.clone();
+        let cluster = b.names.cluster_id().to_string();
         let mut images: BTreeMap<String, bool> = BTreeMap::new();
         match b
             .engine
@@ -251,11 +247,8 @@ impl Destroy {
 
 impl Drop for Destroy {
     fn drop(&mut self) {
-        if let Some((app, builds)) = &self.closed {
-            let mut apps = self.builder.apps.lock().unwrap();
-            if apps.get(app).is_some_and(|b| Arc::ptr_eq(b, builds)) {
-                apps.remove(app);
-            }
+        if let Some(closed) = &self.closed {
+            self.builder.queue.reopen(closed);
         }
     }
 }
@@ -265,11 +258,8 @@ impl Builder {
     /// a stopped build's blocking work (unpacking, tarring) may still write into the old folder
     /// for a moment, and must not write where the next app of that name keeps its builds.
     async fn remove_app_dir(&self, app: &str) {
-        let dir = self.app_dir(app);
-        let trash = self
-            .settings
-            .root
-            .join(format!("{TRASH_PREFIX}{app}-{}", crate::auth::short_id()));
+        let dir = self.names.app_dir(app);
+        let trash = self.names.trash_dir(app, &crate::auth::short_id());
         match tokio::fs::rename(&dir, &trash).await {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
@@ -286,20 +276,13 @@ impl Builder {
 
     /// At start: folders of destroyed apps that could not be deleted then.
     pub(super) async fn remove_trash(&self) {
-        let Ok(mut entries) = tokio::fs::read_dir(&self.settings.root).await else {
+        let Ok(mut entries) = tokio::fs::read_dir(self.names.root()).await else {
             return;
         };
         while let Ok(Some(entry)) = entries.next_entry().await {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(TRASH_PREFIX)
-            {
+            if Names::is_trash(&entry.file_name().to_string_lossy()) {
                 let _ = tokio::fs::remove_dir_all(entry.path()).await;
             }
         }
     }
 }
-
-/// App names start with a letter: nothing of an app's is named like this.
-const TRASH_PREFIX: &str = ".destroyed-";

@@ -1,0 +1,495 @@
+//! The builder: turns an upload (a directory's tarball, a `.war`, a `.jar`, a `.zip`, a
+//! `.tar.gz`) into an app image and a release.
+//!
+//! 1. [`Builder::prepare`] (`upload.rs`) stores the upload (counting bytes against the limit),
+//!    checks it is what its name says, and unpacks it safely ([`unpack`]). Refusals happen here,
+//!    before a build exists to wait for, and are recorded as failed builds.
+//! 2. [`Builder::spawn`] queues the build (`queue.rs`, deciding with `turns.rs`): one at a time per
+//!    app (a second push waits and is told so), a bounded number across apps. Output streams to
+//!    the pusher, to the build's log file and to the app's log hub as it happens (`output.rs`).
+//! 3. A `Dockerfile` at the root is built by the engine (`dockerfile.rs`). Otherwise the buildpack
+//!    pipeline (`buildpack.rs`) runs the driver in a throw-away container of the stack image and
+//!    commits the slug it leaves on a fresh one as the app image.
+//! 4. A release is recorded and the scheduler rolls it out (here). A failed build changes nothing
+//!    that runs. The build record's status moves only through `record.rs`.
+//!
+//! A destroy of an app goes through the builder too (`forget.rs`): it stops the app's builds and
+//! removes everything the builder keeps of it, by the names in `names.rs`.
+
+mod buildpack;
+mod dockerfile;
+mod forget;
+mod names;
+mod output;
+mod procfile;
+mod queue;
+mod record;
+mod tarball;
+mod turns;
+pub mod unpack;
+mod upload;
+
+use crate::docker::Engine;
+use crate::logs::LogHub;
+use crate::schedule::reconcile::WEB;
+use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
+use bytes::Bytes;
+use caas_api::{BuildEvent, ReleaseStatus, Timestamp};
+use futures_util::{Stream, StreamExt};
+use names::Names;
+use output::Output;
+use queue::Queue;
+use record::Step;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use upload::Prepared;
+
+pub use procfile::sh_quote;
+
+/// Detect order of the bundled buildpacks; others in the buildpacks folder follow by name.
+pub const BUNDLED: [&str; 6] = [
+    "java-war", "jvm-jar", "nodejs", "python", "static", "procfile",
+];
+
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// `DATA_DIR/builds`: uploads, unpacked sources and logs, one folder per app.
+    pub root: PathBuf,
+    pub buildpacks: PathBuf,
+    pub stack_image: String,
+    pub memory_mb: u64,
+    pub max_upload: u64,
+    pub limits: unpack::Limits,
+    pub cluster_id: String,
+}
+
+/// Why a build could not start or did not finish. The message is for the user, one line.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("no app named {0:?}: see caas apps")]
+    NoApp(String),
+    #[error(
+        "the upload is larger than this server accepts ({0} MB; caasd --max-upload-mb raises it)"
+    )]
+    TooLarge(u64),
+    /// Bad input: not the archive its name says, hostile entries, limits, empty.
+    #[error("{0}")]
+    Refused(String),
+    /// The build ran and failed.
+    #[error("{0}")]
+    Failed(String),
+    /// The app was destroyed while the build was being uploaded, queued or running.
+    #[error("the app was destroyed while it was building")]
+    Destroyed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::store::UpdateError<BuildError>> for BuildError {
+    fn from(e: crate::store::UpdateError<BuildError>) -> Self {
+        match e {
+            crate::store::UpdateError::Store(s) => s.into(),
+            crate::store::UpdateError::Rejected(b) => b,
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> BuildError {
+    BuildError::Internal(e.to_string())
+}
+
+/// What either path (Dockerfile, buildpacks) made of the source.
+struct Image {
+    /// The engine's id of the app image.
+    id: String,
+    /// Process types and their commands; `None`: the image's own `CMD` (a Dockerfile's `web`).
+    process_types: BTreeMap<String, Option<String>>,
+    /// Commands run through `caas-launch`, which sources the slug's `.profile.d` first.
+    launcher: bool,
+}
+
+/// The release a build recorded.
+struct Released {
+    version: u64,
+    /// `caas/APP:vN`.
+    image: String,
+    /// Bytes.
+    image_size: u64,
+}
+
+pub struct Builder {
+    store: Store,
+    engine: Engine,
+    logs: Arc<LogHub>,
+    wake: Arc<Notify>,
+    settings: BuildSettings,
+    names: Names,
+    queue: Queue,
+    /// Held by a destroy from start to end (see [`forget::Destroy`]).
+    destroys: Arc<tokio::sync::Mutex<()>>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Builder {
+    pub fn new(
+        store: Store,
+        engine: Engine,
+        logs: Arc<LogHub>,
+        wake: Arc<Notify>,
+        settings: BuildSettings,
+        concurrency: usize,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            engine,
+            logs,
+            wake,
+            names: Names::new(settings.root.clone(), settings.cluster_id.clone()),
+            settings,
+            queue: Queue::new(concurrency),
+            destroys: Arc::default(),
+            tasks: TaskTracker::new(),
+            shutdown,
+        })
+    }
+
+    /// After a restart: builds the store still shows as queued or running died with the old
+    /// process; say so, and remove their containers. Finishes what destroys left undone.
+    pub async fn recover(self: &Arc<Self>) -> Result<(), BuildError> {
+        for mut b in self.store.unfinished_builds()? {
+            let reason = "interrupted: caasd stopped while this build ran; push again".into();
+            record::advance(&mut b, Step::Fail { reason }, Timestamp::now()).map_err(internal)?;
+            self.store.put_build(&b)?;
+        }
+        self.store.flush().await?;
+        // By name, not by label: labels of the slug container end up in the app image and in
+        // every app container made from it, and those must survive a restart.
+        for prefix in self.names.container_prefixes() {
+            for (id, _) in self
+                .engine
+                .containers_named(&prefix)
+                .await
+                .map_err(internal)?
+            {
+                let _ = self.engine.remove(&id).await;
+            }
+        }
+        self.remove_trash().await;
+        self.sweep().await;
+        Ok(())
+    }
+
+    /// Waits for running builds to notice shutdown and clean up.
+    pub async fn closed(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Installed buildpacks in detect order: the bundled ones first, then the rest by name.
+    pub fn buildpacks(&self) -> Vec<caas_api::Buildpack> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.settings.buildpacks)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join("bin/detect").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                caas_api::validate_process_type(n).is_ok()
+                    || n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+            .collect();
+        names.sort_by_key(|n| {
+            (
+                BUNDLED.iter().position(|b| b == n).unwrap_or(BUNDLED.len()),
+                n.clone(),
+            )
+        });
+        names
+            .into_iter()
+            .map(|name| caas_api::Buildpack {
+                bundled: BUNDLED.contains(&name.as_str()),
+                name,
+            })
+            .collect()
+    }
+
+    pub fn log_path(&self, app: &str, number: u64) -> PathBuf {
+        self.names.log_path(app, number)
+    }
+
+    /// Runs a prepared build in the background; its events go to `sink` (dropped receivers are
+    /// fine: the build goes on, its output stays replayable).
+    pub fn spawn(self: &Arc<Self>, prepared: Prepared, sink: mpsc::Sender<BuildEvent>) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let app = prepared.app.clone();
+            let number = prepared.number;
+            if let Err(e) = this.run(prepared, sink).await {
+                tracing::error!(app, build = number, "build bookkeeping failed: {e}");
+            }
+        });
+    }
+
+    async fn run(&self, p: Prepared, sink: mpsc::Sender<BuildEvent>) -> Result<(), BuildError> {
+        let path = self.names.log_path(&p.app, p.number);
+        let mut out = Output::create(&path, &p.app, p.number, self.logs.clone(), sink)
+            .await
+            .map_err(internal)?;
+        let finished = tokio::select! {
+            // Checked first: once its app is being destroyed a build is not polled again, so it
+            // takes no further step, however far it was.
+            biased;
+            _ = p.lease.destroyed() => None,
+            r = self.take_turn_and_build(&p, &mut out) => Some(r),
+        };
+        if let Some(result) = finished {
+            return result;
+        }
+        // The app was destroyed: the build stopped wherever it was (waiting its turn included).
+        // Its containers go now, before the destroy answers; its record, folder and log are
+        // the destroy's to delete, so nothing is written here but the pusher's answer.
+        for name in [
+            self.names.build_container(&p.app, p.number),
+            self.names.slug_container(&p.app, p.number),
+        ] {
+            if let Err(e) = self.engine.remove(&name).await {
+                tracing::warn!(app = p.app, build = p.number, "removing {name}: {e}");
+            }
+        }
+        let message = BuildError::Destroyed.to_string();
+        out.event_now(BuildEvent::Failed {
+            build: p.number,
+            message,
+        });
+        Ok(())
+    }
+
+    /// Waits for the app's earlier builds and a free slot, then builds and records the outcome.
+    async fn take_turn_and_build(&self, p: &Prepared, out: &mut Output) -> Result<(), BuildError> {
+        // Held to the end, past the record's last write: the next build of the app starts after
+        // this one has said its last word.
+        let mut ticket = self.queue.join(&p.app, p.number);
+        // The queued event names the build of this app it waits for. A wait for a slot has no
+        // such build (any app's build may free one) and is not announced.
+        if let turns::Place::BehindApp { behind } = ticket.joined() {
+            out.event(BuildEvent::Queued {
+                build: p.number,
+                waiting_for: behind,
+            })
+            .await;
+            out.line(&format!(
+                "-----> Waiting for build {behind} of {} to finish",
+                p.app
+            ))
+            .await;
+        }
+        ticket.turn().await;
+
+        let Some(mut record) = self.store.build(&p.app, p.number)? else {
+            return Err(BuildError::Internal("the build record vanished".into()));
+        };
+        record::advance(&mut record, Step::Start, Timestamp::now()).map_err(internal)?;
+        self.store.put_build(&record)?;
+        out.event(BuildEvent::Started { build: p.number }).await;
+        out.line(&format!(
+            "-----> Building {} (build {}): {}",
+            p.app,
+            p.number,
+            upload::size_summary(p.kind, &p.received)
+        ))
+        .await;
+
+        let result = tokio::select! {
+            r = self.build(p, out, &mut record) => r,
+            _ = self.shutdown.cancelled() => Err(BuildError::Failed("interrupted: caasd is stopping; push again".into())),
+        };
+        let result = match result {
+            Ok(release) => Ok(release),
+            Err(e) => {
+                if let BuildError::Internal(detail) = &e {
+                    tracing::error!(
+                        app = p.app,
+                        build = p.number,
+                        "build failed internally: {detail}"
+                    );
+                }
+                Err(match e {
+                    BuildError::Internal(_) => {
+                        "the build failed inside caasd; its log has the details".to_string()
+                    }
+                    other => other.to_string(),
+                })
+            }
+        };
+        self.cleanup(p).await;
+        match &result {
+            Ok(r) => {
+                out.line(&format!(
+                    "-----> Released v{} ({}, {})",
+                    r.version,
+                    r.image,
+                    caas_api::format_bytes(r.image_size)
+                ))
+                .await;
+                out.event(BuildEvent::Succeeded {
+                    build: p.number,
+                    release: r.version,
+                    image: r.image.clone(),
+                    image_size: r.image_size,
+                })
+                .await;
+            }
+            Err(message) => out.failed(message).await,
+        }
+        out.close().await;
+        let step = match result {
+            Ok(r) => Step::Succeed {
+                release: r.version,
+                image_size: r.image_size,
+            },
+            Err(reason) => Step::Fail { reason },
+        };
+        self.finish(record, step).await
+    }
+
+    /// Writes the build's last word: its record, finished.
+    async fn finish(&self, mut record: BuildRecord, step: Step) -> Result<(), BuildError> {
+        record::advance(&mut record, step, Timestamp::now()).map_err(internal)?;
+        if let Some(reason) = &record.error {
+            self.logs.event(
+                &record.app,
+                "build",
+                format!("Build {} failed: {reason}", record.number),
+            );
+        }
+        self.store.put_build(&record)?;
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// Keeps the log; removes the upload, the source and the slug.
+    async fn cleanup(&self, p: &Prepared) {
+        if let Err(e) = tokio::fs::remove_dir_all(&p.dir).await {
+            tracing::warn!("removing {}: {e}", p.dir.display());
+        }
+    }
+
+    /// The build proper: the image, by one path or the other, then the release.
+    async fn build(
+        &self,
+        p: &Prepared,
+        out: &mut Output,
+        record: &mut BuildRecord,
+    ) -> Result<Released, BuildError> {
+        let app_rec = self
+            .store
+            .app(&p.app)?
+            .ok_or_else(|| BuildError::NoApp(p.app.clone()))?;
+        let image = if p.dir.join("src/Dockerfile").is_file() {
+            record.builder = Some("Dockerfile".into());
+            self.store.put_build(record)?;
+            self.dockerfile_build(p, out).await?
+        } else {
+            self.buildpack_build(p, out, record, &app_rec).await?
+        };
+        if image.process_types.is_empty() {
+            return Err(BuildError::Failed(
+                "the build made no process types: add a Procfile (e.g. `web: COMMAND`)".into(),
+            ));
+        }
+        self.release(p, record, image).await
+    }
+
+    /// Records the release of a built image: what changes what runs, at the build's very end.
+    async fn release(
+        &self,
+        p: &Prepared,
+        record: &BuildRecord,
+        image: Image,
+    ) -> Result<Released, BuildError> {
+        let Image {
+            id: image_id,
+            process_types,
+            launcher,
+        } = image;
+        let size = self.engine.image_size(&image_id).await.map_err(internal)?;
+        let description = format!(
+            "Build {} ({})",
+            p.number,
+            record.builder.clone().unwrap_or_default()
+        );
+        let (_, release) = self.store.create_release::<BuildError>(
+            &p.app,
+            |rec, version| {
+                Ok(ReleaseRecord {
+                    app: p.app.clone(),
+                    version,
+                    image: Names::release_image(&p.app, version),
+                    image_id: image_id.clone(),
+                    description: description.clone(),
+                    created_at: Timestamp::now(),
+                    process_types: process_types.clone(),
+                    config: rec.config.clone(),
+                    launcher,
+                    status: ReleaseStatus::Deploying,
+                    error: None,
+                })
+            },
+            |rec| {
+                if rec.formation.is_empty() && process_types.contains_key(WEB) {
+                    rec.formation.insert(WEB.into(), 1);
+                }
+            },
+        )?;
+        self.store.flush().await?;
+        let tag = format!("v{}", release.version);
+        if let Err(e) = self
+            .engine
+            .tag_image(&image_id, &Names::image_repo(&p.app), &tag)
+            .await
+        {
+            tracing::warn!(app = p.app, "tagging {tag}: {e}");
+        }
+        let _ = self
+            .engine
+            .untag(&self.names.build_tag(&p.app, p.number))
+            .await;
+        self.logs.event(
+            &p.app,
+            "deploy",
+            format!("Deploying v{} (build {})", release.version, p.number),
+        );
+        self.wake.notify_one();
+        Ok(Released {
+            version: release.version,
+            image: release.image,
+            image_size: size,
+        })
+    }
+}
+
+async fn file_stream(
+    path: &Path,
+) -> Result<impl Stream<Item = Bytes> + Send + 'static, BuildError> {
+    let file = tokio::fs::File::open(path).await.map_err(internal)?;
+    Ok(
+        tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).filter_map(|r| async move {
+            match r {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    tracing::error!("reading a build archive: {e}");
+                    None
+                }
+            }
+        }),
+    )
+}
