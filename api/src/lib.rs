@@ -9,7 +9,7 @@ pub mod gateway;
 pub mod names;
 mod time;
 
-pub use names::{validate_app_name, validate_config_key, validate_process_type, NameError};
+pub use names::{validate_app_name, validate_config_key, validate_process_type, NameError, WEB};
 
 /// A byte count for people, the same on both ends of the wire: `758 B`, `1.5 KB`, `544.2 MB`
 /// (powers of 1024, one decimal).

@@ -2,6 +2,9 @@
 //! tags, file paths and git URLs, so they are validated against a small alphabet before anything
 //! is built from them (Dokku's app-name code execution is the cautionary tale).
 
+/// The one process type that takes HTTP traffic, and the one a bare image runs as.
+pub const WEB: &str = "web";
+
 use thiserror::Error;
 
 /// Why a name was refused. The message states the rule, so the user can fix the name.

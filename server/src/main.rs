@@ -11,6 +11,7 @@ mod docker;
 mod gateway;
 mod git;
 mod http;
+mod labels;
 mod logs;
 mod observed;
 mod routing;

@@ -2,9 +2,9 @@
 //! store (apps and the routes the scheduler writes), and an index that changes whenever it does,
 //! for the gateway's blocking query (`GET /v1/gateway/routes`).
 
-use crate::schedule::reconcile::WEB;
 use crate::store::{AppRecord, RouteKey, Store, StoreError};
 use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable};
+use caas_api::WEB;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -6,7 +6,7 @@ use crate::app::resolve_app;
 use crate::error::CliError;
 use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::{App, Formation, Instance, ScaleRequest};
+use caas_api::{App, Formation, Instance, ScaleRequest, WEB};
 use clap::Args;
 use std::collections::BTreeMap;
 
@@ -80,8 +80,8 @@ fn no_instances(app: &App) -> String {
     }
     if wanted.is_empty() {
         let process = match app.formation.keys().next() {
-            Some(first) if !app.formation.contains_key("web") => first.as_str(),
-            _ => "web",
+            Some(first) if !app.formation.contains_key(WEB) => first.as_str(),
+            _ => WEB,
         };
         return format!(
             "No instances: {name} is scaled to 0. Scale up with: caas ps:scale {process}=1 -a {name}"

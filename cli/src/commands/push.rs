@@ -149,7 +149,7 @@ pub fn after_release(
         deploy::Waited::Up => {
             // Read after the verdict: a first deploy gives the app web=1.
             let app: App = client.get(&format!("/v1/apps/{name}"))?;
-            if app.formation.get("web").copied().unwrap_or(0) == 0 {
+            if app.formation.get(caas_api::WEB).copied().unwrap_or(0) == 0 {
                 say(&sanitize(&format!(
                     "v{version} is released; web is scaled to 0, so nothing serves it: caas ps:scale web=1 -a {name}"
                 )))

@@ -2,6 +2,7 @@
 
 use super::{LABEL_ALLOC, LABEL_CLUSTER, LABEL_HOST};
 use crate::docker::{Command, ContainerSpec, Publish};
+use crate::labels;
 use caas_api::agent::Assignment;
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -19,10 +20,10 @@ pub(super) fn spec(
         (LABEL_CLUSTER.to_string(), cluster.to_string()),
         (LABEL_HOST.to_string(), host_id.to_string()),
         (LABEL_ALLOC.to_string(), a.id.clone()),
-        ("caas.app".to_string(), a.app.clone()),
-        ("caas.release".to_string(), format!("v{}", a.release)),
-        ("caas.process".to_string(), a.process.clone()),
-        ("caas.instance".to_string(), a.instance_name()),
+        (labels::APP.to_string(), a.app.clone()),
+        (labels::RELEASE.to_string(), format!("v{}", a.release)),
+        (labels::PROCESS.to_string(), a.process.clone()),
+        (labels::INSTANCE.to_string(), a.instance_name()),
     ]);
     let short_cluster: String = cluster.chars().take(8).collect();
     ContainerSpec {

@@ -44,9 +44,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-const LABEL_CLUSTER: &str = "caas.cluster";
-const LABEL_HOST: &str = "caas.host";
-const LABEL_ALLOC: &str = "caas.alloc";
+use crate::labels::{ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABEL_HOST};
 
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);

@@ -4,7 +4,6 @@ use super::auth::{AgentHost, Joiner};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::auth;
-use crate::schedule::reconcile::WEB;
 use crate::store::{AllocationRecord, HostRecord, ReleaseRecord, Role, TokenRecord};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -12,6 +11,7 @@ use axum::Json;
 use caas_api::agent::{
     Assignment, Assignments, HealthCheck, Heartbeat, LogBatch, RegisterRequest, RegisterResponse,
 };
+use caas_api::WEB;
 use caas_api::{LogSource, Timestamp};
 use futures_util::StreamExt;
 use serde::Deserialize;

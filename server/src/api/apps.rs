@@ -3,8 +3,8 @@
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
+use crate::builder::Names;
 use crate::docker::EngineError;
-use crate::schedule::reconcile::WEB;
 use crate::store::{AppRecord, Desired, ReleaseRecord, StoreError};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use caas_api::agent::ObservedState;
 use caas_api::ReleaseStatus;
+use caas_api::WEB;
 use caas_api::{
     App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages,
     Release, ScaleRequest, ServerInfo, Timestamp,
@@ -180,7 +181,7 @@ pub async fn deploy(
             Ok(ReleaseRecord {
                 app: app.clone(),
                 version,
-                image: format!("caas/{app}:v{version}"),
+                image: Names::release_image(&app, version),
                 image_id: image_id.clone(),
                 description: description.clone(),
                 created_at: Timestamp::now(),
@@ -198,18 +199,7 @@ pub async fn deploy(
         },
     )?;
     s.store.flush().await?;
-    // The tag is for humans (`docker images`); containers run the content id recorded above.
-    if let Err(e) = s
-        .engine
-        .tag_image(
-            &image_id,
-            &format!("caas/{app}"),
-            &format!("v{}", release.version),
-        )
-        .await
-    {
-        tracing::warn!(app, "tagging v{}: {e}", release.version);
-    }
+    super::config::tag_release(&s, &release).await;
     s.logs.event(
         &app,
         "deploy",

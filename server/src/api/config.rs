@@ -6,6 +6,7 @@ use super::apps::{load_app, release_view};
 use super::auth::Admin;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
+use crate::builder::Names;
 use crate::store::ReleaseRecord;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,11 +21,11 @@ const RETRIES: usize = 5;
 
 /// Every release has its `caas/APP:vN` tag, config changes and rollbacks included (for humans
 /// and `docker images`; containers run the content id).
-async fn tag_release(s: &AppState, r: &ReleaseRecord) {
+pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
     let tag = format!("v{}", r.version);
     if let Err(e) = s
         .engine
-        .tag_image(&r.image_id, &format!("caas/{}", r.app), &tag)
+        .tag_image(&r.image_id, &Names::image_repo(&r.app), &tag)
         .await
     {
         tracing::warn!(app = r.app, "tagging {tag}: {e}");
@@ -79,7 +80,7 @@ fn derived(
     }
     Ok(ReleaseRecord {
         version,
-        image: format!("caas/{}:v{version}", base.app),
+        image: Names::release_image(&base.app, version),
         description: description.to_string(),
         created_at: Timestamp::now(),
         config: rec.config.clone(),

@@ -6,7 +6,7 @@
 use super::output::Output;
 use super::upload::Prepared;
 use super::{file_stream, internal, procfile, tarball, BuildError, Builder, Image};
-use crate::schedule::reconcile::WEB;
+use caas_api::WEB;
 use futures_util::StreamExt;
 
 impl Builder {

@@ -12,6 +12,7 @@ use super::names::Names;
 use super::queue::Closed;
 use super::Builder;
 use crate::docker::{EngineError, Removal};
+use crate::labels;
 use crate::store::ReleaseRecord;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -145,7 +146,7 @@ impl Builder {
         let cluster = self.names.cluster_id().to_string();
         let images = match self
             .engine
-            .images_labelled(&[("caas.cluster", &cluster)])
+            .images_labelled(&[(labels::CLUSTER, &cluster)])
             .await
         {
             Ok(images) => images,
@@ -153,7 +154,7 @@ impl Builder {
         };
         let mut unused: BTreeMap<String, Vec<Doomed>> = BTreeMap::new();
         for image in images {
-            let Some(app) = image.labels.get("caas.app") else {
+            let Some(app) = image.labels.get(labels::APP) else {
                 continue;
             };
             if caas_api::validate_app_name(app).is_ok() && !used.contains(&image.id) {
@@ -232,7 +233,7 @@ impl Destroy {
         let mut images: BTreeMap<String, bool> = BTreeMap::new();
         match b
             .engine
-            .images_labelled(&[("caas.cluster", &cluster), ("caas.app", app)])
+            .images_labelled(&[(labels::CLUSTER, &cluster), (labels::APP, app)])
             .await
         {
             Ok(built) => images.extend(built.into_iter().map(|i| (i.id, true))),

@@ -31,12 +31,11 @@ mod upload;
 
 use crate::docker::Engine;
 use crate::logs::LogHub;
-use crate::schedule::reconcile::WEB;
 use crate::store::{BuildRecord, ReleaseRecord, Store, StoreError};
 use bytes::Bytes;
+use caas_api::WEB;
 use caas_api::{BuildEvent, ReleaseStatus, Timestamp};
 use futures_util::{Stream, StreamExt};
-use names::Names;
 use output::Output;
 use queue::Queue;
 use record::Step;
@@ -48,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use upload::Prepared;
 
+pub use names::Names;
 pub use procfile::sh_quote;
 
 /// Detect order of the bundled buildpacks; others in the buildpacks folder follow by name.

@@ -7,6 +7,7 @@
 //! cache volume would be an orphan on every engine that has one, so the names do not change from
 //! one version of caasd to the next.
 
+use crate::labels;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -117,28 +118,28 @@ impl Names {
     /// sweep at start) tell the images it made from images of the same name made elsewhere.
     pub fn image_labels(&self, app: &str, number: u64) -> HashMap<String, String> {
         HashMap::from([
-            ("caas.cluster".to_string(), self.cluster_id.clone()),
-            ("caas.app".to_string(), app.to_string()),
-            ("caas.build".to_string(), number.to_string()),
+            (labels::CLUSTER.to_string(), self.cluster_id.clone()),
+            (labels::APP.to_string(), app.to_string()),
+            (labels::BUILD.to_string(), number.to_string()),
         ])
     }
 
     /// Labels of a build container.
     pub fn build_labels(&self, app: &str, number: u64) -> HashMap<String, String> {
         HashMap::from([
-            ("caas.cluster".to_string(), self.cluster_id.clone()),
+            (labels::CLUSTER.to_string(), self.cluster_id.clone()),
             ("caas.role".to_string(), "build".to_string()),
-            ("caas.app".to_string(), app.to_string()),
-            ("caas.build".to_string(), number.to_string()),
+            (labels::APP.to_string(), app.to_string()),
+            (labels::BUILD.to_string(), number.to_string()),
         ])
     }
 
     /// Labels of the app's cache volume: it outlives every build, so it names none.
     pub fn cache_labels(&self, app: &str) -> HashMap<String, String> {
         HashMap::from([
-            ("caas.cluster".to_string(), self.cluster_id.clone()),
+            (labels::CLUSTER.to_string(), self.cluster_id.clone()),
             ("caas.role".to_string(), "cache".to_string()),
-            ("caas.app".to_string(), app.to_string()),
+            (labels::APP.to_string(), app.to_string()),
         ])
     }
 }

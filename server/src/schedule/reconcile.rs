@@ -19,12 +19,9 @@
 
 use crate::store::{AllocationRecord, Desired, RouteKey};
 use caas_api::agent::ObservedState;
-use caas_api::Timestamp;
+use caas_api::{Timestamp, WEB};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
-
-/// The one routed process type.
-pub const WEB: &str = "web";
 
 /// A release as the scheduler needs it.
 #[derive(Debug, Clone)]

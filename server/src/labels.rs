@@ -1,0 +1,19 @@
+//! The labels caas puts on Docker objects, in one place: the agent finds its containers by them,
+//! the builder its build containers and images, a destroy what an app leaves behind. Values are
+//! checked names (apps, process types) or ids caas made, never user text.
+
+/// The installation (cluster id): installations sharing one Docker engine never touch each
+/// other's objects.
+pub const CLUSTER: &str = "caas.cluster";
+/// The host (agent) that runs a container.
+pub const HOST: &str = "caas.host";
+/// The allocation a container runs: a restarted agent adopts what runs by it.
+pub const ALLOC: &str = "caas.alloc";
+pub const APP: &str = "caas.app";
+/// `vN`.
+pub const RELEASE: &str = "caas.release";
+pub const PROCESS: &str = "caas.process";
+/// `web.1`.
+pub const INSTANCE: &str = "caas.instance";
+/// The build number of a build container or the image it made.
+pub const BUILD: &str = "caas.build";
