@@ -73,7 +73,14 @@ pub struct Assignment {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// How it is checked when its release has no check for its process type.
     pub health: HealthCheck,
+    /// Its release's checks of its process type (`caas checks`).
+    #[serde(default)]
+    pub checks: Vec<crate::checks::Check>,
+    /// SIGTERM to SIGKILL when it is stopped; `None`: the agent's default (10 s).
+    #[serde(default)]
+    pub stop_timeout_ms: Option<u64>,
 }
 
 impl Assignment {
@@ -98,8 +105,10 @@ pub enum ObservedState {
     Starting,
     /// Running and healthy.
     Up,
-    /// Running, health check failing after it had passed.
+    /// Running, health check (its liveness check) failing after it had passed.
     Unhealthy,
+    /// Running and alive, its readiness check failing: out of the routes until it passes.
+    Unready,
     /// Exited; a restart is scheduled with back-off.
     Crashed,
 }
@@ -116,6 +125,13 @@ pub struct InstanceReport {
     pub container_addr: Option<String>,
     pub restarts: u32,
     pub since: Timestamp,
+    /// The last check result that counted, while it is not up or a check fails: what the
+    /// check saw (`startup check GET /health: answered 500`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Its last lines of output, while it is not up (a failed rollout says them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
 }
 
 /// `POST /v1/agent/heartbeat`

@@ -5,6 +5,7 @@
 //! of the public contract (`--json` output and scripts depend on them): add fields, never rename.
 
 pub mod agent;
+pub mod checks;
 pub mod gateway;
 pub mod names;
 mod time;
@@ -145,6 +146,12 @@ pub struct Release {
     /// Why it failed or was superseded, in one line.
     #[serde(default)]
     pub error: Option<String>,
+    /// Its health checks (`caas checks`), part of it like its image and config.
+    #[serde(default)]
+    pub checks: Vec<checks::Check>,
+    /// When it failed because of one instance: that instance's last lines of output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output: Vec<String>,
 }
 
 /// Where a release's rollout stands: `GET /v1/apps/{app}/releases/{version}`.
@@ -236,8 +243,10 @@ pub enum InstanceState {
     Starting,
     /// Healthy and, for `web`, receiving traffic.
     Up,
-    /// Running but failing its health check.
+    /// Running but failing its health check (its liveness check, when it has one).
     Unhealthy,
+    /// Running but failing its readiness check: out of the routes until it passes again.
+    Unready,
     /// Exited; the host restarts it with back-off.
     Crashed,
     /// Replaced or scaled down: out of the routes, stops when the drain deadline passes.
@@ -253,6 +262,7 @@ impl InstanceState {
             Self::Starting => "starting",
             Self::Up => "up",
             Self::Unhealthy => "unhealthy",
+            Self::Unready => "unready",
             Self::Crashed => "crashed",
             Self::Draining => "draining",
             Self::Lost => "lost",
@@ -280,6 +290,10 @@ pub struct Instance {
     /// When the instance entered its current state (or was placed, if not yet reported).
     pub since: Timestamp,
     pub created_at: Timestamp,
+    /// Why it is not up, or what its failing check saw: the last check result that counted
+    /// (`startup check GET /health: answered 500`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// A host running an agent: `GET /v1/hosts`.

@@ -6,7 +6,9 @@ use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{format_bytes, note, sanitize, stderr_is_term};
 use anyhow::{Context, Result};
-use caas_api::{App, DeployImage, ErrorCode, Instance, LoadedImages, Release, ReleaseStatus};
+use caas_api::{
+    App, DeployImage, ErrorCode, Instance, InstanceState, LoadedImages, Release, ReleaseStatus,
+};
 use indicatif::ProgressBar;
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -220,14 +222,34 @@ pub enum Waited {
 
 const POLL_EVERY: Duration = Duration::from_millis(300);
 
-/// `instances: web.1 starting, worker.1 up`, for the spinner and for a timeout.
+/// `instances: web.1 starting, worker.1 up`, for the spinner and for a timeout; an instance
+/// that is not up says what its check saw last.
 fn instance_states(instances: &[Instance], version: u64) -> String {
     instances
         .iter()
         .filter(|i| i.release == version)
-        .map(|i| format!("{} {}", i.name, i.state.as_str()))
+        .map(|i| match &i.check {
+            Some(check) if i.state != InstanceState::Up => {
+                format!("{} {} [{check}]", i.name, i.state.as_str())
+            }
+            _ => format!("{} {}", i.name, i.state.as_str()),
+        })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What the instance that failed a release printed last, before the error says why.
+fn say_output(release: &Release) {
+    if release.output.is_empty() {
+        return;
+    }
+    note(&format!(
+        "The last output of the instance that failed v{}:",
+        release.version
+    ));
+    for line in &release.output {
+        note(&format!("  | {}", sanitize(line)));
+    }
 }
 
 /// The error for a release the server marked failed.
@@ -275,6 +297,8 @@ pub fn wait_until_up(
                     Err(e) => break Err(e),
                 };
                 if release.status == ReleaseStatus::Failed {
+                    spinner.finish_and_clear();
+                    say_output(&release);
                     break Err(failed(app, &release, a.release).into());
                 }
                 break Ok(Waited::Superseded(
@@ -319,7 +343,7 @@ pub fn wait_until_up(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use caas_api::{InstanceState, Timestamp};
+    use caas_api::Timestamp;
 
     #[test]
     fn parses_docker_inspect_output() {
@@ -363,6 +387,7 @@ mod tests {
             restarts: 0,
             since: Timestamp::now(),
             created_at: Timestamp::now(),
+            check: None,
         }
     }
 
@@ -375,6 +400,12 @@ mod tests {
         ];
         assert_eq!(instance_states(&all, 2), "web.1 starting, worker.1 up");
         assert_eq!(instance_states(&all, 3), "");
+        let mut checked = instance("web.1", 4, InstanceState::Starting);
+        checked.check = Some("startup check GET /health: answered 500 (1 of 5)".into());
+        assert_eq!(
+            instance_states(&[checked], 4),
+            "web.1 starting [startup check GET /health: answered 500 (1 of 5)]"
+        );
     }
 
     #[test]
@@ -390,6 +421,8 @@ mod tests {
             status: ReleaseStatus::Failed,
             current: false,
             error: Some("web.1 crashed on start".into()),
+            checks: Vec::new(),
+            output: Vec::new(),
         };
         let err = failed("demo", &release, Some(2));
         assert_eq!(err.exit_code(), 1);

@@ -5,6 +5,7 @@
 
 mod agent;
 mod api;
+mod appjson;
 mod auth;
 mod builder;
 mod docker;
@@ -88,9 +89,10 @@ pub struct ServerArgs {
     /// Memory limit of each instance: `512M`, `1G` (a bare number is MB).
     #[arg(long, alias = "instance-memory-mb", default_value = "512M", value_parser = parse_memory)]
     pub instance_memory: Size,
-    /// How long an instance keeps running after it leaves the routes, for requests in flight:
-    /// `5s` (`--drain-seconds N`, the old spelling, still works).
-    #[arg(long, alias = "drain-seconds", default_value = "5s", value_parser = parse_duration)]
+    /// How long an instance keeps running after it leaves the routes, for requests in flight,
+    /// before it gets SIGTERM: `30s` (`--drain-seconds N`, the old spelling, still works). An
+    /// app may set its own (`caas apps:settings:set drain=60s`).
+    #[arg(long, alias = "drain-seconds", default_value = "30s", value_parser = parse_duration)]
     pub drain: std::time::Duration,
     /// How long a new release has to be up (every instance its formation asks for) before its
     /// rollout fails and the release before it keeps serving: `90s`, `2m` (a bare number is
@@ -294,6 +296,7 @@ mod tests {
 
         let defaults = server(&[]);
         assert_eq!(defaults.instance_memory.mb(), 512);
+        assert_eq!(defaults.drain, Duration::from_secs(30));
         assert_eq!(defaults.max_image_upload.mb(), 8192);
 
         for bad in [

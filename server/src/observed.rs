@@ -99,6 +99,8 @@ impl Observed {
                         port: r.port,
                         container_addr: r.container_addr.clone(),
                         restarts: r.restarts,
+                        since: r.since,
+                        check: r.check.clone(),
                     },
                 )
             })
@@ -110,6 +112,8 @@ impl Observed {
                     port: None,
                     container_addr: None,
                     restarts: 0,
+                    since: self.started,
+                    check: None,
                 });
             }
         }
@@ -141,6 +145,8 @@ mod tests {
             container_addr: None,
             restarts: 0,
             since: Timestamp(0),
+            check: None,
+            output: Vec::new(),
         }
     }
 
@@ -198,6 +204,8 @@ mod tests {
                 port: None,
                 container_addr: None,
                 restarts: 0,
+                since: Timestamp(0),
+                check: None,
             }
         );
     }

@@ -233,6 +233,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),
         start_timeout: args.start_timeout,
+        settings_defaults: crate::schedule::app_defaults(args.drain),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -241,9 +242,9 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         observed: observed.clone(),
         logs: logs.clone(),
         settings: Settings {
-            drain: args.drain,
             instance_memory_mb: args.instance_memory.mb(),
             start_timeout: args.start_timeout,
+            defaults: crate::schedule::app_defaults(args.drain),
         },
         wake: wake.clone(),
     };

@@ -6,7 +6,7 @@ use crate::app::resolve_app;
 use crate::error::CliError;
 use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::{App, Formation, Instance, ScaleRequest, WEB};
+use caas_api::{App, Formation, Instance, InstanceState, ScaleRequest, WEB};
 use clap::Args;
 use std::collections::BTreeMap;
 
@@ -60,7 +60,19 @@ pub fn list(args: PsArgs) -> Result<()> {
             "INSTANCE", "RELEASE", "STATE", "HOST", "ADDRESS", "AGE", "RESTARTS",
         ],
         &rows,
-    )
+    )?;
+    // Why an instance is not up: what its check saw last.
+    for i in &instances {
+        if let (Some(check), false) = (&i.check, i.state == InstanceState::Up) {
+            say(&sanitize(&format!(
+                "{} v{} {}: {check}",
+                i.name,
+                i.release,
+                i.state.as_str()
+            )))?;
+        }
+    }
+    Ok(())
 }
 
 /// What `ps` says instead of an empty table: why nothing runs, and the one thing to do about it.

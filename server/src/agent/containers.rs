@@ -106,6 +106,8 @@ mod tests {
             cpu_shares: 512,
             pids_limit: 100,
             health: HealthCheck::Tcp,
+            checks: Vec::new(),
+            stop_timeout_ms: None,
         };
         let s = spec(&a, "0123456789abcdef", "h1", None);
         assert_eq!(s.name, "caas-01234567-shop-web.2-al1");

@@ -3,81 +3,230 @@
 //!
 //! Pure, like `plan.rs`: a record and a fact go in (a probe's result, an exit, the time), the
 //! record changes and an [`Effect`] comes out. The driving code (`mod.rs`) makes the Docker calls,
-//! runs the probe [`next_probe`] chooses, says the events and stops what it is told to stop.
+//! runs the probes [`due`] hands out (`probe.rs`), says the events and stops what it is told to.
+//!
+//! An instance has three checks ([`Checks`]): `startup` gates "up", `readiness` takes it out of
+//! the routes while failing, `liveness` gets it replaced. Each is the app's HTTP check of that
+//! kind (`caas checks:set`, `app.json`) or a default: without a startup check the readiness check
+//! gates "up" (its first pass), and without either a TCP connect to `$PORT` does (a running
+//! process, for workers); without a liveness check that same default probe runs every second.
 //!
 //! ```text
-//! state      fact                                             next       effect
-//! (none)     created, or adopted running                      Starting
-//! (none)     adopted stopped                                  Crashed
-//! (none)     creating it failed                               (none)     Restart after back-off
-//! Starting   probe passes                                     Up
-//! Starting   probe fails, `start_timeout` after it started    Starting   Stop
-//! Up         `unhealthy_after` failed probes in a row         Unhealthy  Say
-//! Unhealthy  probe passes                                     Up         Say "healthy again"
-//! Unhealthy  probe fails, `unhealthy_timeout` after that      Unhealthy  Stop
-//! any        the container exits (each exit counted once)     Crashed    Restart after back-off
-//! Crashed    restarted by the agent                           Starting   Say "Restarted"
-//! Crashed    seen running (started by hand)                   Starting
+//! state      fact                                                next       effect
+//! (none)     created, or adopted running                         Starting
+//! (none)     adopted stopped                                     Crashed
+//! (none)     creating it failed                                  (none)     Restart after back-off
+//! Starting   startup probe passes                                Up         Say (a configured check)
+//! Starting   startup check fails `attempts` times, answering     Starting   Stop
+//! Starting   startup probe fails, `start_timeout` after start    Starting   Stop
+//! Up         readiness fails `attempts` times in a row           Unready    Say
+//! Unready    readiness passes                                    Up         Say
+//! Up/Unready liveness fails `attempts` times in a row            Unhealthy  per strategy:
+//!              recreate, configured check                                   Stop
+//!              recreate, default probe                                      Say; Stop 30 s on
+//!              none / keep=N                                                Say (keep=N: the
+//!                                                                           control plane
+//!                                                                           replaces it)
+//! Unhealthy  liveness passes                                     Up         Say "healthy again"
+//! any        the container exits (each exit counted once)        Crashed    Restart after back-off
+//! Crashed    restarted by the agent                              Starting   Say "Restarted"
+//! Crashed    seen running (started by hand)                      Starting
 //! ```
 //!
-//! A stopped container exits and takes the crash path. The back-off doubles from 1 s to a minute
-//! with each crash in a row and starts over after a run of [`STABLE_AFTER`]; `plan` starts the
-//! instance again once it has passed.
+//! A startup check's failures count only once the app answers: a refused connection means it
+//! is still booting, which `start_timeout` bounds. A stopped container exits and takes the crash
+//! path; it is not probed while its stop runs. The back-off doubles from 1 s to a minute with each
+//! crash in a row and starts over after a run of [`STABLE_AFTER`]; `plan` starts the instance
+//! again once it has passed.
 //!
 //! The state is what the control plane sees (`ObservedState`); it routes only to `Up`
-//! instances and fails a deploying release on a crash or a restart.
+//! instances and fails a deploying release on a crash or a restart. Every check result that
+//! changes the state is said as a `caas[health]` line with what the probe saw, and the last
+//! failing result is kept in the record (`Container::check`) for `caas ps`.
 //! Draining is not the agent's: the control plane takes an instance out of the routes and later
 //! out of the assignments, and `plan` then removes its container.
-//!
-//! How an instance is checked and when it is given up on are parameters of its record
-//! ([`Checks`]), not constants of the transitions: checks of other kinds (HTTP, readiness,
-//! liveness) add fields there, a choice in [`next_probe`] and rows here, not driving code.
 
 use caas_api::agent::{Assignment, HealthCheck, ObservedState};
+use caas_api::checks::{format_duration, Check, CheckKind, Strategy};
 use caas_api::Timestamp;
 use std::time::Duration;
-use ObservedState::{Crashed, Starting, Unhealthy, Up};
+use ObservedState::{Crashed, Starting, Unhealthy, Unready, Up};
 
 /// An instance that ran this long before it exited starts its back-off from the beginning: it
 /// was working, so its next crash is news, not a crash loop.
 pub const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// SIGTERM to SIGKILL when the assignment does not say.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// What to try against a running instance. The lifecycle chooses it ([`next_probe`]); the
-/// driving code runs it (`probe.rs`) and hands the result to [`on_probe`].
+/// What to try against a running instance. The lifecycle chooses it ([`due`]); the driving code
+/// runs it (`probe.rs`) and hands the result to [`on_probe`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
     /// Passes while the process runs: for processes that do not listen (workers).
     Running,
     /// The process accepts a connection on its port (`$PORT`) within `timeout`.
     Connect { timeout: Duration },
+    /// `GET path` on its port answers `status` (any 2xx/3xx when `None`), with `content` in the
+    /// body when given, within `timeout`.
+    Http {
+        path: String,
+        status: Option<u16>,
+        content: Option<String>,
+        timeout: Duration,
+    },
+}
+
+/// What a probe saw, as `probe.rs` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub ok: bool,
+    /// Nothing listens (the connection was refused): the app is not up yet, or is gone.
+    pub refused: bool,
+    /// For people: `answered 200`, `answered 500`, `no answer within 2s`, `connection refused`.
+    pub detail: String,
+}
+
+impl Seen {
+    pub fn pass(detail: &str) -> Seen {
+        Seen {
+            ok: true,
+            refused: false,
+            detail: detail.into(),
+        }
+    }
+    pub fn fail(detail: &str) -> Seen {
+        Seen {
+            ok: false,
+            refused: false,
+            detail: detail.into(),
+        }
+    }
+    pub fn refused() -> Seen {
+        Seen {
+            ok: false,
+            refused: true,
+            detail: "connection refused".into(),
+        }
+    }
+}
+
+/// The three checks of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Which {
+    Startup,
+    Readiness,
+    Liveness,
+}
+
+impl Which {
+    fn at(self) -> usize {
+        self as usize
+    }
+}
+
+/// One check as the lifecycle runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub probe: Probe,
+    /// Between tries.
+    pub interval: Duration,
+    /// Failed tries in a row that count as failing.
+    pub attempts: u32,
+    /// After the container starts, before the first try.
+    pub wait: Duration,
+    /// `startup check GET /health`, for what the events say.
+    pub what: String,
+    /// The app's check (`caas checks:set`, `app.json`), not a default.
+    pub configured: bool,
 }
 
 /// How an instance is checked, and when the agent gives up on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checks {
-    pub probe: Probe,
+    /// Gates "up": the startup check, else the readiness check, else the default probe.
+    pub startup: Plan,
+    /// The app's own startup check: failing it `attempts` times (once the app answers) stops
+    /// the instance. A default only waits, up to `start_timeout`.
+    pub startup_gives_up: bool,
+    pub readiness: Option<Plan>,
+    pub liveness: Plan,
+    /// What an instance failing its liveness check gets.
+    pub strategy: Strategy,
     /// Not up this long after it (re)started: stopped, to be restarted.
     pub start_timeout: Duration,
-    /// Failed probes in a row before an up instance counts as unhealthy.
-    pub unhealthy_after: u32,
-    /// Unhealthy this long: stopped, to be restarted.
-    pub unhealthy_timeout: Duration,
+    /// Unhealthy this long before `recreate` stops it: 0 for the app's liveness check (its
+    /// attempts are the grace), 30 s for the default probe, as before checks were configurable.
+    pub replace_after: Duration,
+    /// SIGTERM to SIGKILL when it is stopped.
+    pub stop_grace: Duration,
 }
 
 impl Checks {
-    /// The checks every instance has today: the kind the control plane assigns, fixed limits.
+    /// The checks of an assignment: its release's checks of its process type, and defaults for
+    /// the kinds it has none of.
     pub fn of(a: &Assignment) -> Checks {
-        Checks {
+        let own = |kind: CheckKind| {
+            a.checks
+                .iter()
+                .find(|c| c.kind == kind && c.process == a.process)
+        };
+        let default = Plan {
             probe: match a.health {
                 HealthCheck::Running => Probe::Running,
                 HealthCheck::Tcp => Probe::Connect {
                     timeout: Duration::from_secs(2),
                 },
             },
+            interval: Duration::from_secs(1),
+            attempts: 3,
+            wait: Duration::ZERO,
+            what: "health check".into(),
+            configured: false,
+        };
+        let readiness = own(CheckKind::Readiness).map(http);
+        let (startup, startup_gives_up) = match own(CheckKind::Startup) {
+            Some(c) => (http(c), true),
+            None => (readiness.clone().unwrap_or_else(|| default.clone()), false),
+        };
+        let liveness_check = own(CheckKind::Liveness);
+        Checks {
+            startup,
+            startup_gives_up,
+            readiness,
+            liveness: liveness_check.map_or(default, http),
+            strategy: liveness_check.and_then(|c| c.strategy).unwrap_or_default(),
             start_timeout: Duration::from_secs(120),
-            unhealthy_after: 3,
-            unhealthy_timeout: Duration::from_secs(30),
+            replace_after: match liveness_check {
+                Some(_) => Duration::ZERO,
+                None => Duration::from_secs(30),
+            },
+            stop_grace: a.stop_timeout_ms.map_or(STOP_GRACE, Duration::from_millis),
         }
+    }
+
+    fn plan(&self, which: Which) -> Option<&Plan> {
+        match which {
+            Which::Startup => Some(&self.startup),
+            Which::Readiness => self.readiness.as_ref(),
+            Which::Liveness => Some(&self.liveness),
+        }
+    }
+}
+
+/// An HTTP check of the app's, as a plan.
+fn http(c: &Check) -> Plan {
+    Plan {
+        probe: Probe::Http {
+            path: c.path.clone(),
+            status: c.status,
+            content: c.content.clone(),
+            timeout: c.timeout(),
+        },
+        interval: c.interval(),
+        attempts: c.attempts,
+        wait: c.wait(),
+        what: format!("{} check GET {}", c.kind, c.path),
+        configured: true,
     }
 }
 
@@ -120,8 +269,15 @@ pub struct Container {
     pub state: ObservedState,
     /// When it entered `state` (for `Up` after an adoption: when the container started).
     pub since: Timestamp,
-    /// Failed probes in a row while up.
-    pub failed_probes: u32,
+    /// Failed tries in a row, per check ([`Which`]).
+    pub failures: [u32; 3],
+    /// When each check is due next; `None`: at once.
+    pub next_at: [Option<Timestamp>; 3],
+    /// The last failing check result that counted (`startup check GET /health: answered 500`),
+    /// until a check of that kind passes: why it is not up, for `caas ps`.
+    pub check: Option<String>,
+    /// When the lifecycle asked for it to be stopped: it is not probed while the stop runs.
+    pub stopping: Option<Timestamp>,
     /// `finished_at` of the last exit counted, so one exit counts once.
     pub last_exit: Option<Timestamp>,
     /// Since when it runs, as far as this agent knows; how long it ran decides the back-off.
@@ -140,12 +296,22 @@ impl Container {
             port,
             state,
             since,
-            failed_probes: 0,
+            failures: [0; 3],
+            next_at: [None; 3],
+            check: None,
+            stopping: None,
             last_exit: None,
             running_since: None,
             adopted: None,
             never_ran: false,
         }
+    }
+
+    /// A fresh run: every check from the start.
+    fn afresh(&mut self) {
+        self.failures = [0; 3];
+        self.next_at = [None; 3];
+        self.stopping = None;
     }
 }
 
@@ -178,8 +344,13 @@ impl Event {
 pub enum Effect {
     /// Say it; nothing else changes on the host.
     Say(Event),
-    /// Say why, then stop the container (gracefully). It exits and takes the crash path.
-    Stop { container_id: String, say: Event },
+    /// Say why, then stop the container (SIGTERM, `grace`, SIGKILL). It exits and takes the
+    /// crash path.
+    Stop {
+        container_id: String,
+        grace: Duration,
+        say: Event,
+    },
     /// Say why; the instance is started again once `after` has passed. The back-off is in the
     /// record already, and `plan` follows it: there is nothing to schedule.
     Restart { after: Duration, say: Event },
@@ -198,7 +369,6 @@ impl Instance {
         }
     }
 }
-
 /// A container was created and started for the instance. Restarts and back-off carry over:
 /// they count the instance, not the container.
 pub fn on_created(inst: &mut Instance, container_id: &str, port: Option<u16>, now: Timestamp) {
@@ -235,7 +405,8 @@ pub fn on_restarted(inst: &mut Instance, container_id: &str, now: Timestamp) -> 
         .get_or_insert_with(|| Container::new(container_id, Starting, now, None));
     c.state = Starting;
     c.since = now;
-    c.failed_probes = 0;
+    c.afresh();
+    c.check = None;
     c.running_since = Some(now);
     if std::mem::take(&mut c.never_ran) {
         return Effect::Say(Event::new("start", format!("Started {}", inst.name)));
@@ -335,6 +506,10 @@ pub fn on_exit(inst: &mut Instance, exit: &Exit, now: Timestamp) -> Option<Effec
     c.last_exit = Some(finished);
     c.state = Crashed;
     c.since = finished;
+    if c.stopping.take().is_none() {
+        // It was not stopped for failing a check: what a check said last is not why it ended.
+        c.check = None;
+    }
     c.port = c.port.or(exit.port);
     c.running_since = None;
     // The adopted run is over: up after a restart is up from then, not from the old start.
@@ -376,13 +551,80 @@ pub fn on_exit(inst: &mut Instance, exit: &Exit, now: Timestamp) -> Option<Effec
     })
 }
 
-/// The probe to run against the instance's running container now, if any.
-pub fn next_probe(inst: &Instance) -> Option<Probe> {
-    inst.container.as_ref().map(|_| inst.checks.probe.clone())
+/// The probes to run against the instance's running container now, each with the check it is
+/// for. The driving code calls it for running containers only (a container seen running is a
+/// fact too: one the lifecycle thought crashed was started by hand, and is starting), runs them
+/// and hands each result to [`on_probe`]. Handing a probe out schedules its check's next try.
+pub fn due(inst: &mut Instance, now: Timestamp) -> Vec<(Which, Probe)> {
+    let Instance {
+        checks, container, ..
+    } = inst;
+    let Some(c) = container.as_mut() else {
+        return Vec::new();
+    };
+    if c.state == Crashed {
+        // Running again: started by hand, or a restart whose end we did not see.
+        c.state = Starting;
+        c.since = now;
+        c.running_since.get_or_insert(now);
+        c.afresh();
+    }
+    if let Some(asked) = c.stopping {
+        // Its stop is under way; should it still run once the stop had time to end, the
+        // checks go on (and ask for the stop again).
+        if asked.until(now) < checks.stop_grace + Duration::from_secs(5) {
+            return Vec::new();
+        }
+        c.stopping = None;
+    }
+    let kinds: &[Which] = match c.state {
+        Starting => &[Which::Startup],
+        Up | Unready => &[Which::Readiness, Which::Liveness],
+        Unhealthy => &[Which::Liveness],
+        Crashed => &[],
+    };
+    let ran_from = c.running_since.unwrap_or(c.since);
+    let mut out = Vec::new();
+    for &which in kinds {
+        let Some(plan) = checks.plan(which) else {
+            continue;
+        };
+        if ran_from.until(now) < plan.wait {
+            continue;
+        }
+        let slot = &mut c.next_at[which.at()];
+        if slot.is_some_and(|at| now < at) {
+            continue;
+        }
+        *slot = Some(now.plus(plan.interval));
+        out.push((which, plan.probe.clone()));
+    }
+    out
 }
 
-/// A probe of the instance's running container passed (`ok`) or failed.
-pub fn on_probe(inst: &mut Instance, ok: bool, now: Timestamp) -> Option<Effect> {
+/// A probe for `which` check of the instance's running container saw `seen`. A result for a
+/// check the instance is past (a late startup result after it came up) changes nothing.
+pub fn on_probe(inst: &mut Instance, which: Which, seen: &Seen, now: Timestamp) -> Option<Effect> {
+    let state = inst.container.as_ref()?.state;
+    match (state, which) {
+        (Starting, Which::Startup) => starting(inst, seen, now),
+        (Up | Unready, Which::Readiness) => readiness(inst, seen, now),
+        (Up | Unready | Unhealthy, Which::Liveness) => liveness(inst, seen, now),
+        _ => None,
+    }
+}
+
+/// Asks for the container to be stopped, once: it is not probed while the stop runs.
+fn stop(c: &mut Container, grace: Duration, now: Timestamp, text: String) -> Effect {
+    c.stopping = Some(now);
+    Effect::Stop {
+        container_id: c.id.clone(),
+        grace,
+        say: Event::new("health", text),
+    }
+}
+
+fn starting(inst: &mut Instance, seen: &Seen, now: Timestamp) -> Option<Effect> {
     let Instance {
         name,
         checks,
@@ -390,70 +632,189 @@ pub fn on_probe(inst: &mut Instance, ok: bool, now: Timestamp) -> Option<Effect>
         ..
     } = inst;
     let c = container.as_mut()?;
-    if c.state == Crashed {
-        // Running again: started by hand, or a restart whose end we did not see.
-        c.state = Starting;
-        c.since = now;
-        c.running_since.get_or_insert(now);
-    }
-    match (c.state, ok) {
-        (Starting | Unhealthy, true) => {
-            let was = c.state;
-            c.state = Up;
-            c.since = c.adopted.take().unwrap_or(now);
-            c.failed_probes = 0;
-            (was == Unhealthy)
-                .then(|| Effect::Say(Event::new("health", format!("{name} is healthy again"))))
-        }
-        (Up, true) => {
-            c.failed_probes = 0;
-            None
-        }
-        (Starting, false) => (c.since.until(now) >= checks.start_timeout).then(|| {
-            let not_up = match checks.probe {
-                Probe::Running => "did not start",
-                Probe::Connect { .. } => "did not listen on $PORT",
-            };
-            Effect::Stop {
-                container_id: c.id.clone(),
-                say: Event::new(
-                    "health",
-                    format!(
-                        "{name} {not_up} within {}s; restarting it",
-                        checks.start_timeout.as_secs()
-                    ),
-                ),
-            }
-        }),
-        (Up, false) => {
-            c.failed_probes += 1;
-            if c.failed_probes < checks.unhealthy_after {
-                return None;
-            }
-            c.state = Unhealthy;
-            c.since = now;
-            Some(Effect::Say(Event::new(
+    let plan = &checks.startup;
+    if seen.ok {
+        c.state = Up;
+        c.since = c.adopted.take().unwrap_or(now);
+        c.failures = [0; 3];
+        c.check = None;
+        return plan.configured.then(|| {
+            Effect::Say(Event::new(
                 "health",
-                format!(
-                    "{name} failed {} health checks in a row",
-                    checks.unhealthy_after
-                ),
-            )))
-        }
-        (Unhealthy, false) => {
-            (c.since.until(now) >= checks.unhealthy_timeout).then(|| Effect::Stop {
-                container_id: c.id.clone(),
-                say: Event::new(
-                    "health",
-                    format!(
-                        "{name} stayed unhealthy for {}s; restarting it",
-                        checks.unhealthy_timeout.as_secs()
-                    ),
-                ),
-            })
-        }
-        (Crashed, _) => None, // cannot be: a crashed container that runs is starting (above)
+                format!("{name} passed its {} ({}); up", plan.what, seen.detail),
+            ))
+        });
     }
+    let counts = checks.startup_gives_up && !seen.refused;
+    let tries = &mut c.failures[Which::Startup.at()];
+    if counts {
+        *tries += 1;
+    }
+    let tries = *tries;
+    c.check = Some(match (plan.configured, counts) {
+        (true, true) => format!(
+            "{}: {} ({tries} of {})",
+            plan.what, seen.detail, plan.attempts
+        ),
+        (true, false) => format!("{}: {} (not listening yet)", plan.what, seen.detail),
+        (false, _) => format!("{}: {}", plan.what, seen.detail),
+    });
+    if counts && tries >= plan.attempts {
+        let text = format!(
+            "{name} failed its {} {tries} times ({}); restarting it",
+            plan.what, seen.detail
+        );
+        return Some(stop(c, checks.stop_grace, now, text));
+    }
+    if c.since.until(now) < checks.start_timeout {
+        return None;
+    }
+    let secs = checks.start_timeout.as_secs();
+    let text = match &plan.probe {
+        Probe::Running => format!("{name} did not start within {secs}s; restarting it"),
+        Probe::Connect { .. } => {
+            format!("{name} did not listen on $PORT within {secs}s; restarting it")
+        }
+        Probe::Http { .. } => format!(
+            "{name} did not pass its {} within {secs}s ({}); restarting it",
+            plan.what, seen.detail
+        ),
+    };
+    Some(stop(c, checks.stop_grace, now, text))
+}
+
+fn readiness(inst: &mut Instance, seen: &Seen, now: Timestamp) -> Option<Effect> {
+    let Instance {
+        name,
+        checks,
+        container,
+        ..
+    } = inst;
+    let c = container.as_mut()?;
+    let plan = checks.readiness.as_ref()?;
+    let tries = &mut c.failures[Which::Readiness.at()];
+    if seen.ok {
+        *tries = 0;
+        c.check = None;
+        if c.state != Unready {
+            return None;
+        }
+        c.state = Up;
+        c.since = now;
+        return Some(Effect::Say(Event::new(
+            "health",
+            format!(
+                "{name} passed its {} ({}); back in the routes",
+                plan.what, seen.detail
+            ),
+        )));
+    }
+    *tries += 1;
+    let tries = *tries;
+    c.check = Some(format!(
+        "{}: {} ({} in a row)",
+        plan.what, seen.detail, tries
+    ));
+    if c.state != Up || tries < plan.attempts {
+        return None;
+    }
+    c.state = Unready;
+    c.since = now;
+    Some(Effect::Say(Event::new(
+        "health",
+        format!(
+            "{name} failed its {} {tries} times in a row ({}); out of the routes until it passes",
+            plan.what, seen.detail
+        ),
+    )))
+}
+
+fn liveness(inst: &mut Instance, seen: &Seen, now: Timestamp) -> Option<Effect> {
+    let Instance {
+        name,
+        checks,
+        container,
+        ..
+    } = inst;
+    let c = container.as_mut()?;
+    let plan = &checks.liveness;
+    let tries = &mut c.failures[Which::Liveness.at()];
+    if seen.ok {
+        *tries = 0;
+        if c.state != Unhealthy {
+            return None;
+        }
+        c.state = Up;
+        c.since = now;
+        c.check = None;
+        c.failures[Which::Readiness.at()] = 0;
+        let text = match plan.configured {
+            true => format!(
+                "{name} passed its {} ({}); healthy again",
+                plan.what, seen.detail
+            ),
+            false => format!("{name} is healthy again"),
+        };
+        return Some(Effect::Say(Event::new("health", text)));
+    }
+    *tries += 1;
+    let tries = *tries;
+    if plan.configured || c.state == Unhealthy || tries >= plan.attempts {
+        c.check = Some(format!(
+            "{}: {} ({} in a row)",
+            plan.what, seen.detail, tries
+        ));
+    }
+    if c.state == Unhealthy {
+        let stayed = c.since.until(now);
+        if checks.strategy != Strategy::Recreate || stayed < checks.replace_after {
+            return None;
+        }
+        let text = format!(
+            "{name} stayed unhealthy for {}; restarting it",
+            format_duration(checks.replace_after)
+        );
+        return Some(stop(c, checks.stop_grace, now, text));
+    }
+    if tries < plan.attempts {
+        return None;
+    }
+    c.state = Unhealthy;
+    c.since = now;
+    if !plan.configured {
+        // The default probe, as before checks were configurable: unhealthy first, replaced
+        // after `replace_after` of it.
+        return Some(Effect::Say(Event::new(
+            "health",
+            format!("{name} failed {tries} health checks in a row"),
+        )));
+    }
+    let failed = format!(
+        "{name} failed its {} {tries} times in a row ({})",
+        plan.what, seen.detail
+    );
+    Some(match checks.strategy {
+        Strategy::Recreate if checks.replace_after.is_zero() => {
+            stop(c, checks.stop_grace, now, format!("{failed}; restarting it"))
+        }
+        Strategy::Recreate => Effect::Say(Event::new(
+            "health",
+            format!(
+                "{failed}; restarting it in {}",
+                format_duration(checks.replace_after)
+            ),
+        )),
+        Strategy::None => Effect::Say(Event::new(
+            "health",
+            format!("{failed}; out of the routes, left running (strategy none)"),
+        )),
+        Strategy::Keep(n) => Effect::Say(Event::new(
+            "health",
+            format!(
+                "{failed}; out of the routes, replaced while {n} other instances are up (strategy keep={n})"
+            ),
+        )),
+    })
 }
 
 #[cfg(test)]
@@ -482,7 +843,31 @@ mod tests {
             cpu_shares: 1024,
             pids_limit: 512,
             health,
+            checks: Vec::new(),
+            stop_timeout_ms: None,
         }
+    }
+
+    /// `web.1` with the app's `checks`.
+    fn web_with(checks: &[Check]) -> Instance {
+        let mut a = assignment(HealthCheck::Tcp);
+        a.checks = checks.to_vec();
+        Instance::new(&a)
+    }
+
+    /// The probe of the check the state runs (startup while starting, liveness after) passed
+    /// or failed, as the default TCP probe sees it.
+    fn probe(i: &mut Instance, ok: bool, now: Timestamp) -> Option<Effect> {
+        let which = match container(i).state {
+            Starting | Crashed => Which::Startup,
+            _ => Which::Liveness,
+        };
+        let seen = if ok {
+            Seen::pass("connected")
+        } else {
+            Seen::refused()
+        };
+        on_probe(i, which, &seen, now)
     }
 
     /// `web.1`, checked by TCP connect, with nothing known yet.
@@ -496,12 +881,16 @@ mod tests {
         on_created(&mut i, "c1", Some(30001), since);
         let c = i.container.as_mut().unwrap();
         c.state = state;
-        c.failed_probes = failed;
+        c.failures[Which::Liveness.at()] = failed;
         i
     }
 
     fn container(i: &Instance) -> &Container {
         i.container.as_ref().expect("a container")
+    }
+
+    fn container_mut(i: &mut Instance) -> &mut Container {
+        i.container.as_mut().expect("a container")
     }
 
     fn exit(status: i64, finished_at: Timestamp) -> Exit {
@@ -519,7 +908,9 @@ mod tests {
         match e {
             None => "-".into(),
             Some(Effect::Say(e)) => format!("say {}: {}", e.tag, e.text),
-            Some(Effect::Stop { container_id, say }) => {
+            Some(Effect::Stop {
+                container_id, say, ..
+            }) => {
                 format!("stop {container_id}, say {}: {}", say.tag, say.text)
             }
             Some(Effect::Restart { after, say }) => {
@@ -551,22 +942,19 @@ mod tests {
             ((Up, 2, 0), false, 5_000, (Unhealthy, 3, 5_000),
                 "say health: web.1 failed 3 health checks in a row"),
             ((Unhealthy, 3, 0), true, 5_000, (Up, 0, 5_000), "say health: web.1 is healthy again"),
-            ((Unhealthy, 3, 0), false, 29_999, (Unhealthy, 3, 0), "-"),
-            ((Unhealthy, 3, 0), false, 30_000, (Unhealthy, 3, 0),
+            ((Unhealthy, 3, 0), false, 29_999, (Unhealthy, 4, 0), "-"),
+            ((Unhealthy, 3, 0), false, 30_000, (Unhealthy, 4, 0),
                 "stop c1, say health: web.1 stayed unhealthy for 30s; restarting it"),
-            // A crashed container that runs again is starting, from now.
-            ((Crashed, 0, 0), true, 5_000, (Up, 0, 5_000), "-"),
-            ((Crashed, 0, 0), false, 5_000, (Starting, 0, 5_000), "-"),
         ];
         for &((state, failed, since), ok, now, (want_state, want_failed, want_since), want) in table
         {
             let mut i = web_in(state, at(since), failed);
-            let effect = on_probe(&mut i, ok, at(now));
+            let effect = probe(&mut i, ok, at(now));
             let c = container(&i);
             let row = format!("{state:?}/{failed} since {since}, ok={ok} at {now}");
             assert_eq!(show(&effect), want, "{row}");
             assert_eq!(
-                (c.state, c.failed_probes, c.since),
+                (c.state, c.failures[Which::Liveness.at()], c.since),
                 (want_state, want_failed, at(want_since)),
                 "{row}"
             );
@@ -574,20 +962,34 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_is_asked_for_again_until_the_container_exits() {
-        // Today's behaviour: the lifecycle stays where it was and the exit moves it on, so an
-        // app that takes long to stop is told (and the logs say) once a pass.
+    fn a_stopping_container_is_not_probed_until_its_stop_had_time_to_end() {
         let mut i = web_in(Starting, T0, 0);
         assert!(matches!(
-            on_probe(&mut i, false, at(120_000)),
+            probe(&mut i, false, at(120_000)),
             Some(Effect::Stop { .. })
         ));
+        // Grace 10 s, and 5 s more: nothing is asked of it meanwhile.
+        assert_eq!(due(&mut i, at(121_000)), []);
+        assert_eq!(due(&mut i, at(134_999)), []);
+        // Still running after that: the checks go on and ask for the stop again.
+        assert_eq!(due(&mut i, at(135_000)).len(), 1);
         assert!(matches!(
-            on_probe(&mut i, false, at(121_000)),
+            probe(&mut i, false, at(135_000)),
             Some(Effect::Stop { .. })
         ));
-        assert!(on_exit(&mut i, &exit(143, at(121_500)), at(122_000)).is_some());
-        assert_eq!(container(&i).state, Crashed);
+        assert!(on_exit(&mut i, &exit(143, at(136_000)), at(136_000)).is_some());
+        let c = container(&i);
+        assert_eq!((c.state, c.stopping), (Crashed, None));
+    }
+
+    #[test]
+    fn a_container_seen_running_after_a_crash_is_starting_from_then() {
+        let mut i = web_in(Crashed, T0, 0);
+        assert_eq!(due(&mut i, at(5_000)).len(), 1);
+        let c = container(&i);
+        assert_eq!((c.state, c.since), (Starting, at(5_000)));
+        assert_eq!(show(&probe(&mut i, true, at(6_000))), "-");
+        assert_eq!(container(&i).state, Up);
     }
 
     #[test]
@@ -596,7 +998,7 @@ mod tests {
         let said: Vec<String> = [false, false, true, false, false, false, false]
             .iter()
             .enumerate()
-            .map(|(n, &ok)| show(&on_probe(&mut i, ok, at(n as u64 * 1000))))
+            .map(|(n, &ok)| show(&probe(&mut i, ok, at(n as u64 * 1000))))
             .collect();
         assert_eq!(
             said,
@@ -616,51 +1018,53 @@ mod tests {
     #[test]
     fn limits_are_the_records_not_the_transitions() {
         let mut i = web_in(Starting, T0, 0);
-        i.checks = Checks {
-            probe: Probe::Connect {
-                timeout: Duration::from_millis(500),
-            },
-            start_timeout: Duration::from_secs(5),
-            unhealthy_after: 1,
-            unhealthy_timeout: Duration::from_secs(2),
-        };
+        i.checks.start_timeout = Duration::from_secs(5);
+        i.checks.liveness.attempts = 1;
+        i.checks.replace_after = Duration::from_secs(2);
         assert_eq!(
-            show(&on_probe(&mut i, false, at(5_000))),
+            show(&probe(&mut i, false, at(5_000))),
             "stop c1, say health: web.1 did not listen on $PORT within 5s; restarting it"
         );
-        assert_eq!(show(&on_probe(&mut i, true, at(6_000))), "-");
+        container_mut(&mut i).stopping = None;
+        assert_eq!(show(&probe(&mut i, true, at(6_000))), "-");
         assert_eq!(
-            show(&on_probe(&mut i, false, at(7_000))),
+            show(&probe(&mut i, false, at(7_000))),
             "say health: web.1 failed 1 health checks in a row"
         );
-        assert_eq!(show(&on_probe(&mut i, false, at(8_999))), "-");
+        assert_eq!(show(&probe(&mut i, false, at(8_999))), "-");
         assert_eq!(
-            show(&on_probe(&mut i, false, at(9_000))),
+            show(&probe(&mut i, false, at(9_000))),
             "stop c1, say health: web.1 stayed unhealthy for 2s; restarting it"
         );
     }
 
     #[test]
     fn the_probe_follows_the_assigned_health_check() {
-        let worker = Instance::new(&assignment(HealthCheck::Running));
+        let mut worker = Instance::new(&assignment(HealthCheck::Running));
         assert_eq!(
-            next_probe(&worker),
-            None,
+            due(&mut worker, T0),
+            [],
             "no container yet: nothing to probe"
         );
-        let mut worker = worker;
         on_created(&mut worker, "c1", None, T0);
-        assert_eq!(next_probe(&worker), Some(Probe::Running));
-        assert_eq!(show(&on_probe(&mut worker, true, at(1_000))), "-");
+        assert_eq!(due(&mut worker, T0), [(Which::Startup, Probe::Running)]);
+        let seen = Seen::pass("running");
+        assert_eq!(
+            show(&on_probe(&mut worker, Which::Startup, &seen, at(1_000))),
+            "-"
+        );
         assert_eq!(container(&worker).state, Up);
 
         let mut web = web();
         on_created(&mut web, "c1", Some(30001), T0);
         assert_eq!(
-            next_probe(&web),
-            Some(Probe::Connect {
-                timeout: Duration::from_secs(2)
-            })
+            due(&mut web, T0),
+            [(
+                Which::Startup,
+                Probe::Connect {
+                    timeout: Duration::from_secs(2)
+                }
+            )]
         );
     }
 
@@ -850,8 +1254,8 @@ mod tests {
         );
         let c = container(&i);
         assert_eq!(
-            (c.state, c.since, c.failed_probes, c.running_since),
-            (Starting, at(2_000), 0, Some(at(2_000)))
+            (c.state, c.since, c.failures, c.running_since),
+            (Starting, at(2_000), [0; 3], Some(at(2_000)))
         );
         assert_eq!(c.last_exit, Some(at(1_000)), "its exit stays counted");
         assert_eq!(on_exit(&mut i, &exit(1, at(1_000)), at(2_500)), None);
@@ -868,15 +1272,15 @@ mod tests {
             (c.state, c.since, c.running_since),
             (Starting, started, Some(started))
         );
-        on_probe(&mut i, true, now.plus(Duration::from_secs(1)));
+        probe(&mut i, true, now.plus(Duration::from_secs(1)));
         assert_eq!((container(&i).state, container(&i).since), (Up, started));
         assert_eq!(i.restarts, 0);
 
         // Its age counts once: up again after being unhealthy is up from then.
         for n in 2..=4 {
-            on_probe(&mut i, false, now.plus(Duration::from_secs(n)));
+            probe(&mut i, false, now.plus(Duration::from_secs(n)));
         }
-        on_probe(&mut i, true, now.plus(Duration::from_secs(5)));
+        probe(&mut i, true, now.plus(Duration::from_secs(5)));
         assert_eq!(container(&i).since, now.plus(Duration::from_secs(5)));
     }
 
@@ -889,7 +1293,7 @@ mod tests {
         on_exit(&mut i, &exit(1, now), now);
         let back = now.plus(Duration::from_secs(1));
         on_restarted(&mut i, "c1", back);
-        on_probe(&mut i, true, back);
+        probe(&mut i, true, back);
         assert_eq!((container(&i).state, container(&i).since), (Up, back));
     }
 
@@ -933,5 +1337,224 @@ mod tests {
         let mut none = web();
         on_listed(&mut none, "c1", Some(30001));
         assert_eq!(none.container, None, "listing is not adoption");
+    }
+
+    #[test]
+    fn checks_come_from_the_release_and_default_per_kind() {
+        let plain = web();
+        assert_eq!(
+            plain.checks.startup.probe,
+            Probe::Connect {
+                timeout: Duration::from_secs(2)
+            }
+        );
+        assert!(!plain.checks.startup_gives_up && !plain.checks.startup.configured);
+        assert_eq!(plain.checks.readiness, None);
+        assert_eq!(plain.checks.liveness, plain.checks.startup);
+        assert_eq!(
+            (plain.checks.replace_after, plain.checks.stop_grace),
+            (Duration::from_secs(30), STOP_GRACE)
+        );
+
+        // Without a startup check, the readiness check's first pass is the start.
+        let ready = Check::new("web", CheckKind::Readiness, "/ready");
+        let i = web_with(std::slice::from_ref(&ready));
+        assert_eq!(i.checks.startup.what, "readiness check GET /ready");
+        assert!(!i.checks.startup_gives_up, "it waits, as the default does");
+
+        let mut live = Check::new("web", CheckKind::Liveness, "/live");
+        live.strategy = Some(Strategy::None);
+        live.interval_ms = 5_000;
+        let mut a = assignment(HealthCheck::Tcp);
+        a.checks = vec![
+            Check::new("web", CheckKind::Startup, "/up"),
+            ready,
+            live,
+            Check::new("worker", CheckKind::Startup, "/not-mine"),
+        ];
+        a.stop_timeout_ms = Some(30_000);
+        let c = Checks::of(&a);
+        assert_eq!(c.startup.what, "startup check GET /up");
+        assert!(c.startup_gives_up);
+        assert_eq!(c.readiness.unwrap().what, "readiness check GET /ready");
+        assert_eq!(c.liveness.what, "liveness check GET /live");
+        assert_eq!(c.liveness.interval, Duration::from_secs(5));
+        assert_eq!(c.strategy, Strategy::None);
+        assert_eq!(c.replace_after, Duration::ZERO);
+        assert_eq!(c.stop_grace, Duration::from_secs(30));
+    }
+
+    /// `on_probe` for `which`, shown.
+    fn saw(i: &mut Instance, which: Which, seen: Seen, ms: u64) -> String {
+        show(&on_probe(i, which, &seen, at(ms)))
+    }
+
+    #[test]
+    fn a_startup_check_counts_answers_only_and_gives_up_after_its_attempts() {
+        let mut s = Check::new("web", CheckKind::Startup, "/health");
+        s.attempts = 3;
+        let mut i = web_with(&[s.clone()]);
+        on_created(&mut i, "c1", Some(30001), T0);
+        let st = Which::Startup;
+        // Nothing listens yet: booting, not failing.
+        assert_eq!(saw(&mut i, st, Seen::refused(), 1_000), "-");
+        assert_eq!(
+            container(&i).check.as_deref(),
+            Some("startup check GET /health: connection refused (not listening yet)")
+        );
+        assert_eq!(saw(&mut i, st, Seen::fail("answered 500"), 2_000), "-");
+        assert_eq!(
+            container(&i).check.as_deref(),
+            Some("startup check GET /health: answered 500 (1 of 3)")
+        );
+        assert_eq!(saw(&mut i, st, Seen::fail("answered 500"), 4_000), "-");
+        assert_eq!(
+            saw(&mut i, st, Seen::fail("answered 500"), 6_000),
+            "stop c1, say health: web.1 failed its startup check GET /health 3 times (answered 500); restarting it"
+        );
+        assert_eq!(container(&i).state, Starting);
+        assert_eq!(container(&i).stopping, Some(at(6_000)));
+
+        // Passing it is a line of its own, and clears what the failures said.
+        let mut i = web_with(&[s]);
+        on_created(&mut i, "c1", Some(30001), T0);
+        saw(&mut i, st, Seen::fail("no answer within 2s"), 1_000);
+        assert_eq!(
+            saw(&mut i, st, Seen::pass("answered 200"), 3_000),
+            "say health: web.1 passed its startup check GET /health (answered 200); up"
+        );
+        let c = container(&i);
+        assert_eq!(
+            (c.state, c.since, c.check.as_deref()),
+            (Up, at(3_000), None)
+        );
+        // A late result of the startup check changes nothing once it is up.
+        assert_eq!(saw(&mut i, st, Seen::fail("answered 500"), 4_000), "-");
+        assert_eq!(container(&i).state, Up);
+    }
+
+    #[test]
+    fn a_startup_check_that_never_passes_stops_at_the_start_timeout() {
+        let mut i = web_with(&[Check::new("web", CheckKind::Startup, "/health")]);
+        on_created(&mut i, "c1", Some(30001), T0);
+        assert_eq!(saw(&mut i, Which::Startup, Seen::refused(), 119_999), "-");
+        assert_eq!(
+            saw(&mut i, Which::Startup, Seen::refused(), 120_000),
+            "stop c1, say health: web.1 did not pass its startup check GET /health within 120s (connection refused); restarting it"
+        );
+    }
+
+    #[test]
+    fn readiness_takes_an_instance_out_of_the_routes_and_back() {
+        let mut r = Check::new("web", CheckKind::Readiness, "/ready");
+        r.attempts = 2;
+        let mut i = web_with(&[r]);
+        on_created(&mut i, "c1", Some(30001), T0);
+        // The gate is the readiness check: its first pass.
+        assert_eq!(
+            saw(&mut i, Which::Startup, Seen::pass("answered 200"), 1_000),
+            "say health: web.1 passed its readiness check GET /ready (answered 200); up"
+        );
+        let rd = Which::Readiness;
+        assert_eq!(saw(&mut i, rd, Seen::fail("answered 503"), 2_000), "-");
+        assert_eq!(container(&i).state, Up);
+        assert_eq!(
+            saw(&mut i, rd, Seen::fail("answered 503"), 4_000),
+            "say health: web.1 failed its readiness check GET /ready 2 times in a row (answered 503); out of the routes until it passes"
+        );
+        assert_eq!(
+            (container(&i).state, container(&i).since),
+            (Unready, at(4_000))
+        );
+        assert_eq!(saw(&mut i, rd, Seen::fail("answered 503"), 6_000), "-");
+        // Alive all along: the default liveness probe passing changes nothing.
+        assert_eq!(
+            saw(&mut i, Which::Liveness, Seen::pass("connected"), 6_500),
+            "-"
+        );
+        assert_eq!(container(&i).state, Unready);
+        assert_eq!(
+            container(&i).check.as_deref(),
+            Some("readiness check GET /ready: answered 503 (3 in a row)")
+        );
+        assert_eq!(
+            saw(&mut i, rd, Seen::pass("answered 200"), 8_000),
+            "say health: web.1 passed its readiness check GET /ready (answered 200); back in the routes"
+        );
+        let c = container(&i);
+        assert_eq!(
+            (c.state, c.since, c.check.as_deref()),
+            (Up, at(8_000), None)
+        );
+    }
+
+    #[test]
+    fn a_failing_liveness_check_gets_what_its_strategy_says() {
+        let failed = "web.1 failed its liveness check GET /live 2 times in a row (answered 500)";
+        // (strategy, what the second failure does)
+        let table = [
+            (None, format!("stop c1, say health: {failed}; restarting it")),
+            (
+                Some(Strategy::Recreate),
+                format!("stop c1, say health: {failed}; restarting it"),
+            ),
+            (
+                Some(Strategy::None),
+                format!("say health: {failed}; out of the routes, left running (strategy none)"),
+            ),
+            (
+                Some(Strategy::Keep(2)),
+                format!("say health: {failed}; out of the routes, replaced while 2 other instances are up (strategy keep=2)"),
+            ),
+        ];
+        let lv = Which::Liveness;
+        for (strategy, want) in table {
+            let mut l = Check::new("web", CheckKind::Liveness, "/live");
+            l.attempts = 2;
+            l.strategy = strategy;
+            let mut i = web_with(&[l]);
+            on_created(&mut i, "c1", Some(30001), T0);
+            saw(&mut i, Which::Startup, Seen::pass("connected"), 1_000);
+            assert_eq!(saw(&mut i, lv, Seen::fail("answered 500"), 2_000), "-");
+            assert_eq!(saw(&mut i, lv, Seen::fail("answered 500"), 4_000), want);
+            assert_eq!(container(&i).state, Unhealthy, "{strategy:?}");
+            if strategy.is_some_and(|s| s != Strategy::Recreate) {
+                // Reported, never stopped by the agent, however long it fails.
+                assert_eq!(saw(&mut i, lv, Seen::fail("answered 500"), 600_000), "-");
+                assert_eq!(
+                    saw(&mut i, lv, Seen::pass("answered 200"), 602_000),
+                    "say health: web.1 passed its liveness check GET /live (answered 200); healthy again"
+                );
+                assert_eq!(container(&i).state, Up);
+            }
+        }
+    }
+
+    #[test]
+    fn each_check_keeps_its_own_time() {
+        let mut s = Check::new("web", CheckKind::Startup, "/up");
+        s.wait_ms = 3_000;
+        let mut r = Check::new("web", CheckKind::Readiness, "/ready");
+        r.interval_ms = 5_000;
+        let mut i = web_with(&[s, r]);
+        on_created(&mut i, "c1", Some(30001), T0);
+        let kinds = |i: &mut Instance, ms: u64| -> Vec<Which> {
+            due(i, at(ms)).into_iter().map(|(w, _)| w).collect()
+        };
+        assert_eq!(kinds(&mut i, 0), [], "its initial wait");
+        assert_eq!(kinds(&mut i, 3_000), [Which::Startup]);
+        assert_eq!(kinds(&mut i, 4_000), [], "every 2 s");
+        assert_eq!(kinds(&mut i, 5_000), [Which::Startup]);
+        saw(&mut i, Which::Startup, Seen::pass("answered 200"), 5_000);
+        assert_eq!(kinds(&mut i, 5_000), [Which::Readiness, Which::Liveness]);
+        assert_eq!(
+            kinds(&mut i, 6_000),
+            [Which::Liveness],
+            "the default: every 1 s"
+        );
+        assert_eq!(kinds(&mut i, 10_000), [Which::Readiness, Which::Liveness]);
+        // Unhealthy: only liveness runs.
+        container_mut(&mut i).state = Unhealthy;
+        assert_eq!(kinds(&mut i, 20_000), [Which::Liveness]);
     }
 }

@@ -7,9 +7,13 @@
 //! instance's state, probes and restarts) and makes the Docker calls. Tasks, all owned by [`run`]
 //! and ended by its shutdown token:
 //! - the poller long-polls assignments into a `watch` channel;
-//! - the main loop (this task) reconciles on every new assignment set and every second;
+//! - the main loop (this task) reconciles on every new assignment set and every second, and
+//!   hands each probe result to the lifecycle as it comes;
+//! - probes run as tasks of their own (a slow check never holds up a pass), owned by the loop;
+//! - the heartbeat task sends what the loop last published, every 2 s and on every change, and
+//!   never waits on Docker or a probe: a stalled engine does not make this host look lost;
 //! - one log follower per running container feeds the shipper, which batches lines to the API
-//!   (`shipper.rs`);
+//!   (`shipper.rs`), and keeps each instance's last lines for the reports;
 //! - image fetches run in the background, owned by `images.rs`;
 //! - removals of containers (graceful stops take seconds) run as short-lived tasks.
 
@@ -32,7 +36,7 @@ use caas_api::Timestamp;
 use client::ClientError;
 use containers::Ports;
 use images::Images;
-use lifecycle::{Backoff, Effect, Exit, Instance};
+use lifecycle::{Backoff, Effect, Exit, Instance, Which};
 use plan::{Action, Seen};
 use session::Session;
 use shipper::{Followers, Outbox};
@@ -42,6 +46,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::labels::{ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABEL_HOST};
@@ -49,8 +54,8 @@ use crate::labels::{ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABE
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
 const POLL_WAIT: Duration = Duration::from_secs(30);
-/// SIGTERM to SIGKILL when an instance is stopped.
-const STOP_GRACE_SECS: i32 = 10;
+/// Longest a heartbeat may take before the next one is tried.
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -89,6 +94,13 @@ pub async fn run(
     ));
     let (outbox, outbox_rx) = Outbox::new();
     let shipper = tokio::spawn(shipper::ship(session.clone(), engine.clone(), outbox_rx));
+    let (reports, reports_rx) = watch::channel(Vec::new());
+    let heartbeats = tokio::spawn(heartbeat(
+        session.clone(),
+        engine.clone(),
+        reports_rx,
+        shutdown.clone(),
+    ));
 
     let mut agent = Agent {
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
@@ -99,11 +111,16 @@ pub async fn run(
         outbox,
         instances: HashMap::new(),
         removing: Arc::new(Mutex::new(HashSet::new())),
-        last_report: None,
+        probes: JoinSet::new(),
+        probing: HashSet::new(),
+        assigned: Vec::new(),
+        listed: HashMap::new(),
+        reports,
     };
     agent.main_loop(assign_rx, shutdown).await;
 
     poller.abort();
+    heartbeats.abort();
     drop(agent); // ends the followers and closes the outbox, so the shipper sends what it has and ends
     let _ = tokio::time::timeout(Duration::from_secs(2), shipper).await;
     Ok(())
@@ -144,7 +161,101 @@ async fn poll(
 }
 
 /// What a heartbeat said, to send the next one early only when it would say something else.
-type ReportKey = Vec<(String, ObservedState, Option<u16>, Option<String>)>;
+type ReportKey = Vec<(
+    String,
+    ObservedState,
+    Option<u16>,
+    Option<String>,
+    Option<String>,
+)>;
+
+fn report_key(instances: &[InstanceReport]) -> ReportKey {
+    instances
+        .iter()
+        .map(|r| {
+            (
+                r.assignment_id.clone(),
+                r.state,
+                r.port,
+                r.container_addr.clone(),
+                r.check.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Sends what the main loop last published: every [`HEARTBEAT_INTERVAL`], and at once when it
+/// says something new. It waits on nothing but the control plane (and a bounded time at that),
+/// so a Docker engine that stalls, or a slow probe, never makes the host look lost; the
+/// control plane then hears the last states the agent knew.
+async fn heartbeat(
+    session: Arc<Session>,
+    engine: Engine,
+    mut reports: watch::Receiver<Vec<InstanceReport>>,
+    shutdown: CancellationToken,
+) {
+    let mut last: Option<(Instant, ReportKey)> = None;
+    loop {
+        let wait = last.as_ref().map_or(Duration::ZERO, |(at, _)| {
+            HEARTBEAT_INTERVAL.saturating_sub(at.elapsed())
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = reports.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
+        }
+        let instances = reports.borrow_and_update().clone();
+        let key = report_key(&instances);
+        let due = match &last {
+            None => true,
+            Some((at, said)) => *said != key || at.elapsed() >= HEARTBEAT_INTERVAL,
+        };
+        if !due {
+            continue;
+        }
+        let token = session.token();
+        let sent = tokio::time::timeout(
+            HEARTBEAT_TIMEOUT,
+            session.client.heartbeat(&token, &Heartbeat { instances }),
+        )
+        .await;
+        let ok = match sent {
+            Ok(Ok(())) => {
+                last = Some((Instant::now(), key));
+                true
+            }
+            Ok(Err(ClientError::Unauthorized)) => {
+                if let Err(e) = session.reauthenticate(&engine, &token).await {
+                    tracing::error!("re-registering: {e:#}");
+                }
+                false
+            }
+            Ok(Err(e)) => {
+                tracing::warn!("heartbeat: {e}");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("heartbeat: no answer within {HEARTBEAT_TIMEOUT:?}");
+                false
+            }
+        };
+        if !ok {
+            // Tried again shortly, not at once.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+/// A probe that ended: for which assignment, container and check, and what it saw.
+struct ProbeDone {
+    assignment_id: String,
+    container_id: String,
+    which: Which,
+    seen: lifecycle::Seen,
+}
 
 struct Agent {
     session: Arc<Session>,
@@ -157,7 +268,15 @@ struct Agent {
     /// Containers being stopped and removed; the engine still lists them meanwhile.
     removing: Arc<Mutex<HashSet<String>>>,
     ports: Ports,
-    last_report: Option<(Instant, ReportKey)>,
+    /// Probes under way, each a task of its own, and which check of which assignment each is.
+    probes: JoinSet<ProbeDone>,
+    probing: HashSet<(String, Which)>,
+    /// The assignments and the engine's containers (by id) as the last pass saw them: what
+    /// reports are made of between passes.
+    assigned: Vec<Assignment>,
+    listed: HashMap<String, ContainerInfo>,
+    /// What the heartbeat task sends.
+    reports: watch::Sender<Vec<InstanceReport>>,
 }
 
 impl Agent {
@@ -187,10 +306,17 @@ impl Agent {
             if let Err(e) = self.pass(&assigned).await {
                 tracing::warn!("agent pass: {e:#}");
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = assign_rx.changed() => {}
-                _ = ticker.tick() => {}
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = assign_rx.changed() => break,
+                    _ = ticker.tick() => break,
+                    Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
+                        if let Ok(done) = done {
+                            self.probed(done);
+                        }
+                    }
+                }
             }
         }
     }
@@ -208,12 +334,16 @@ impl Agent {
             Effect::Say(e) => self.outbox.event(app, e.tag, e.text),
             // The back-off is in the record; `plan` starts the instance once it has passed.
             Effect::Restart { say, .. } => self.outbox.event(app, say.tag, say.text),
-            Effect::Stop { container_id, say } => {
+            Effect::Stop {
+                container_id,
+                grace,
+                say,
+            } => {
                 self.outbox.event(app, say.tag, say.text);
                 // Stopped, it exits and takes the crash path: back-off, restart, event.
                 let engine = self.engine.clone();
                 tokio::spawn(async move {
-                    let _ = engine.stop(&container_id, STOP_GRACE_SECS).await;
+                    let _ = engine.stop(&container_id, grace_secs(grace)).await;
                 });
             }
         }
@@ -228,6 +358,12 @@ impl Agent {
         let by_id: HashMap<&str, &Assignment> =
             assigned.iter().map(|a| (a.id.as_str(), a)).collect();
         let now = Timestamp::now();
+        // The stop timeout is the app's setting of now, not of when the instance was placed.
+        for a in assigned {
+            if let Some(inst) = self.instances.get_mut(&a.id) {
+                inst.checks.stop_grace = lifecycle::Checks::of(a).stop_grace;
+            }
+        }
 
         // Notice exits of assigned instances, once each.
         for c in containers.iter().filter(|c| !c.running) {
@@ -305,7 +441,12 @@ impl Agent {
             }
             lifecycle::on_listed(inst, &c.id, c.host_port);
         }
-        self.check_health(assigned, &containers).await;
+        self.assigned = assigned.to_vec();
+        self.listed = containers
+            .iter()
+            .map(|c| (c.id.clone(), c.clone()))
+            .collect();
+        self.start_probes();
         self.followers.converge(assigned, &containers);
 
         // Forget what is no longer assigned.
@@ -315,7 +456,7 @@ impl Agent {
         if dropped > 0 {
             tracing::warn!("dropped {dropped} log lines: the control plane is not keeping up");
         }
-        self.report(assigned, &containers).await;
+        self.publish();
         Ok(())
     }
 
@@ -427,11 +568,18 @@ impl Agent {
         if !self.removing.lock().unwrap().insert(container_id.clone()) {
             return;
         }
+        // Its instance's grace (`caas apps:settings:set stop-timeout=...`), while the agent still
+        // knows it: an unassigned instance's record goes at the end of the pass that removes it.
+        let grace = self
+            .instances
+            .values()
+            .find(|i| i.container.as_ref().is_some_and(|c| c.id == container_id))
+            .map_or(lifecycle::STOP_GRACE, |i| i.checks.stop_grace);
         let engine = self.engine.clone();
         let removing = self.removing.clone();
         tokio::spawn(async move {
             if running {
-                if let Err(e) = engine.stop(&container_id, STOP_GRACE_SECS).await {
+                if let Err(e) = engine.stop(&container_id, grace_secs(grace)).await {
                     tracing::warn!("stopping {container_id}: {e}");
                 }
             }
@@ -442,61 +590,80 @@ impl Agent {
         });
     }
 
-    /// Runs the probe each instance's lifecycle chooses against its running container, all at
-    /// once, and hands the results back to the lifecycle.
-    async fn check_health(&mut self, assigned: &[Assignment], containers: &[ContainerInfo]) {
+    /// Starts the probes each instance's lifecycle says are due against its running container,
+    /// each as a task of its own; [`Agent::probed`] takes their results as they come.
+    fn start_probes(&mut self) {
         let address = self.session.cfg.address;
-        let running: HashMap<&str, &ContainerInfo> = containers
-            .iter()
-            .filter(|c| c.running)
-            .map(|c| (c.id.as_str(), c))
-            .collect();
-        let mut probes = Vec::new();
-        for a in assigned {
-            let Some(inst) = self.instances.get(&a.id) else {
+        let now = Timestamp::now();
+        for a in &self.assigned {
+            let Some(inst) = self.instances.get_mut(&a.id) else {
                 continue;
             };
             let Some(local) = &inst.container else {
                 continue;
             };
-            let Some(c) = running.get(local.id.as_str()) else {
+            let Some(c) = self.listed.get(&local.id).filter(|c| c.running) else {
                 continue;
             };
-            let Some(chosen) = lifecycle::next_probe(inst) else {
-                continue;
-            };
-            let target = probe::aim(&chosen, c.ip, a.container_port, address, local.port);
-            probes.push(async move { (a, target.run().await) });
-        }
-        let results = futures_util::future::join_all(probes).await;
-        let now = Timestamp::now();
-        let mut news = Vec::new();
-        let mut stops = Vec::new();
-        for (a, ok) in results {
-            let Some(inst) = self.instances.get_mut(&a.id) else {
-                continue;
-            };
-            match lifecycle::on_probe(inst, ok, now) {
-                Some(e @ Effect::Stop { .. }) => stops.push((a, e)),
-                Some(e) => news.push((a, e)),
-                None => {}
+            let (container_id, ip, port) = (local.id.clone(), c.ip, local.port);
+            for (which, chosen) in lifecycle::due(inst, now) {
+                if !self.probing.insert((a.id.clone(), which)) {
+                    continue; // the last one is still under way
+                }
+                let target = probe::aim(&chosen, ip, a.container_port, address, port);
+                let (assignment_id, container_id) = (a.id.clone(), container_id.clone());
+                self.probes.spawn(async move {
+                    let seen = target.run().await;
+                    ProbeDone {
+                        assignment_id,
+                        container_id,
+                        which,
+                        seen,
+                    }
+                });
             }
-        }
-        // Every instance's news first, then the stops, each with its reason.
-        for (a, e) in news.into_iter().chain(stops) {
-            self.apply(&a.app, e);
         }
     }
 
-    async fn report(&mut self, assigned: &[Assignment], containers: &[ContainerInfo]) {
-        let present: HashMap<&str, &ContainerInfo> =
-            containers.iter().map(|c| (c.id.as_str(), c)).collect();
-        let instances: Vec<InstanceReport> = assigned
+    /// A probe ended: the lifecycle decides, its effect is carried out, and a change goes to
+    /// the heartbeat at once.
+    fn probed(&mut self, done: ProbeDone) {
+        self.probing
+            .remove(&(done.assignment_id.clone(), done.which));
+        let Some(app) = self
+            .assigned
+            .iter()
+            .find(|a| a.id == done.assignment_id)
+            .map(|a| a.app.clone())
+        else {
+            return;
+        };
+        let Some(inst) = self.instances.get_mut(&done.assignment_id) else {
+            return;
+        };
+        // The container it probed is not the instance's any more (replaced meanwhile).
+        if inst
+            .container
+            .as_ref()
+            .is_none_or(|c| c.id != done.container_id)
+        {
+            return;
+        }
+        if let Some(effect) = lifecycle::on_probe(inst, done.which, &done.seen, Timestamp::now()) {
+            self.apply(&app, effect);
+        }
+        self.publish();
+    }
+
+    /// Hands the heartbeat task what the agent knows of each assigned instance now.
+    fn publish(&self) {
+        let instances: Vec<InstanceReport> = self
+            .assigned
             .iter()
             .filter_map(|a| {
                 let i = self.instances.get(&a.id)?;
                 let l = i.container.as_ref()?;
-                let c = present.get(l.id.as_str())?;
+                let c = self.listed.get(&l.id)?;
                 let container_addr = match (c.ip, a.container_port) {
                     (Some(ip), Some(port)) => Some(SocketAddr::new(ip, port).to_string()),
                     _ => None,
@@ -509,41 +676,20 @@ impl Agent {
                     container_addr,
                     restarts: i.restarts,
                     since: l.since,
+                    check: l.check.clone(),
+                    // What it said last, while it is not up: a failed rollout quotes it.
+                    output: match l.state {
+                        ObservedState::Up => Vec::new(),
+                        _ => self.followers.tail(&a.id),
+                    },
                 })
             })
             .collect();
-        let key: Vec<_> = instances
-            .iter()
-            .map(|r| {
-                (
-                    r.assignment_id.clone(),
-                    r.state,
-                    r.port,
-                    r.container_addr.clone(),
-                )
-            })
-            .collect();
-        let due = match &self.last_report {
-            None => true,
-            Some((at, last)) => *last != key || at.elapsed() >= HEARTBEAT_INTERVAL,
-        };
-        if !due {
-            return;
-        }
-        let token = self.session.token();
-        match self
-            .session
-            .client
-            .heartbeat(&token, &Heartbeat { instances })
-            .await
-        {
-            Ok(()) => self.last_report = Some((Instant::now(), key)),
-            Err(ClientError::Unauthorized) => {
-                if let Err(e) = self.session.reauthenticate(&self.engine, &token).await {
-                    tracing::error!("re-registering: {e:#}");
-                }
-            }
-            Err(e) => tracing::warn!("heartbeat: {e}"),
-        }
+        self.reports.send_replace(instances);
     }
+}
+
+/// Docker's stop timeout, in whole seconds (at least 1).
+fn grace_secs(grace: Duration) -> i32 {
+    grace.as_secs().clamp(1, i32::MAX as u64) as i32
 }

@@ -105,6 +105,8 @@ mod tests {
             cpu_shares: 1024,
             pids_limit: 512,
             health: HealthCheck::Tcp,
+            checks: Vec::new(),
+            stop_timeout_ms: None,
         }
     }
 

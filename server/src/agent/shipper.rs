@@ -8,15 +8,19 @@ use super::LABEL_ALLOC;
 use crate::docker::{ContainerInfo, Engine};
 use caas_api::agent::{AppLogLine, Assignment, LogBatch};
 use caas_api::{LogLine, LogSource, Timestamp};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Lines waiting for the shipper; past this, lines are dropped and counted.
 const LOG_BUFFER: usize = 10_000;
+/// Lines of each instance's output kept for its reports (a failed rollout quotes them).
+const TAIL_LINES: usize = 10;
+/// Characters of one kept line.
+const TAIL_LINE_CHARS: usize = 300;
 
 /// The shipper's queue, cloned into every task that says something.
 #[derive(Clone)]
@@ -123,12 +127,16 @@ impl Drop for Follower {
     }
 }
 
+/// The last lines of output of each instance (by assignment id), across its containers.
+type Tails = Arc<Mutex<HashMap<String, VecDeque<String>>>>;
+
 /// One follower per running container of an assigned instance; owned by the agent's loop, and
 /// every one of them ends when this is dropped.
 pub(super) struct Followers {
     engine: Engine,
     outbox: Outbox,
     by_container: HashMap<String, Follower>,
+    tails: Tails,
 }
 
 impl Followers {
@@ -137,7 +145,17 @@ impl Followers {
             engine,
             outbox,
             by_container: HashMap::new(),
+            tails: Tails::default(),
         }
+    }
+
+    /// The last lines the instance of assignment `id` printed, oldest first.
+    pub fn tail(&self, id: &str) -> Vec<String> {
+        let tails = self.tails.lock().unwrap();
+        tails
+            .get(id)
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Follows a container the agent just created, from its first line.
@@ -170,6 +188,10 @@ impl Followers {
         }
         let live: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         self.by_container.retain(|id, _| live.contains(id.as_str()));
+        self.tails
+            .lock()
+            .unwrap()
+            .retain(|id, _| by_id.contains_key(id.as_str()));
     }
 
     fn spawn(&mut self, a: &Assignment, container_id: &str, since_nanos: u64) {
@@ -180,6 +202,8 @@ impl Followers {
         let app = a.app.clone();
         let tag = a.instance_name();
         let id = container_id.to_string();
+        let tails = self.tails.clone();
+        let assignment = a.id.clone();
         let handle = tokio::spawn(async move {
             use futures_util::StreamExt;
             let since_secs = (since_nanos / 1_000_000_000) as i64;
@@ -191,6 +215,14 @@ impl Followers {
                     continue; // shipped before this re-follow
                 }
                 last.store(nanos, Ordering::Relaxed);
+                {
+                    let mut tails = tails.lock().unwrap();
+                    let tail = tails.entry(assignment.clone()).or_default();
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(chunk.text.chars().take(TAIL_LINE_CHARS).collect());
+                }
                 let line = LogLine {
                     ts: Timestamp::from_millis(nanos / 1_000_000),
                     source: LogSource::App,

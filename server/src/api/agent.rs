@@ -11,6 +11,7 @@ use axum::Json;
 use caas_api::agent::{
     Assignment, Assignments, HealthCheck, Heartbeat, LogBatch, RegisterRequest, RegisterResponse,
 };
+use caas_api::checks::AppSettings;
 use caas_api::WEB;
 use caas_api::{LogSource, Timestamp};
 use futures_util::StreamExt;
@@ -129,6 +130,12 @@ pub async fn assignments(
     // miss an update.
     let index = *rx.borrow();
     let mut releases: HashMap<(String, u64), Option<ReleaseRecord>> = HashMap::new();
+    let settings: HashMap<String, AppSettings> = s
+        .store
+        .apps()?
+        .into_iter()
+        .map(|a| (a.name, a.settings))
+        .collect();
     let mut out = Vec::new();
     for a in s
         .store
@@ -141,7 +148,8 @@ pub async fn assignments(
             releases.insert(key.clone(), s.store.release(&a.app, a.release)?);
         }
         if let Some(release) = &releases[&key] {
-            out.push(assignment(&s, a, release));
+            let stop_timeout_ms = settings.get(&a.app).and_then(|st| st.stop_timeout_ms);
+            out.push(assignment(&s, a, release, stop_timeout_ms));
         }
     }
     Ok(Json(Assignments {
@@ -150,7 +158,12 @@ pub async fn assignments(
     }))
 }
 
-fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Assignment {
+fn assignment(
+    s: &AppState,
+    a: AllocationRecord,
+    release: &ReleaseRecord,
+    stop_timeout_ms: Option<u64>,
+) -> Assignment {
     let web = a.process == WEB;
     let mut env: BTreeMap<String, String> = release.config.clone();
     env.insert("CAAS_APP".into(), a.app.clone());
@@ -186,6 +199,13 @@ fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Ass
         } else {
             HealthCheck::Running
         },
+        checks: release
+            .checks
+            .iter()
+            .filter(|c| c.process == a.process)
+            .cloned()
+            .collect(),
+        stop_timeout_ms,
         env,
         id: a.id,
         app: a.app,

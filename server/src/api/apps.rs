@@ -190,6 +190,8 @@ pub async fn deploy(
                 launcher: false,
                 status: ReleaseStatus::Deploying,
                 error: None,
+                checks: rec.checks.clone(),
+                output: Vec::new(),
             })
         },
         |rec| {
@@ -225,6 +227,8 @@ pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
         process_types: r.process_types,
         status: r.status,
         error: r.error,
+        checks: r.checks,
+        output: r.output,
     }
 }
 
@@ -412,6 +416,7 @@ pub async fn ps(
                     Some(ObservedState::Starting) => InstanceState::Starting,
                     Some(ObservedState::Up) => InstanceState::Up,
                     Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
+                    Some(ObservedState::Unready) => InstanceState::Unready,
                     Some(ObservedState::Crashed) => InstanceState::Crashed,
                 }
             };
@@ -433,6 +438,7 @@ pub async fn ps(
                 restarts: report.as_ref().map_or(0, |r| r.restarts),
                 since: report.as_ref().map_or(a.created_at, |r| r.since),
                 created_at: a.created_at,
+                check: report.as_ref().and_then(|r| r.check.clone()),
                 id: a.id,
                 process: a.process,
                 index: a.index,

@@ -64,9 +64,9 @@ fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
     }
 }
 
-/// A release that copies `base`, with new config and description. Refuses (to be retried) when
+/// A release that copies `base`, with the app's config and checks and a new description. Refuses (to be retried) when
 /// the app's latest release is not `based_on` any more (a deploy happened meanwhile).
-fn derived(
+pub(super) fn derived(
     base: &ReleaseRecord,
     based_on: u64,
     rec: &crate::store::AppRecord,
@@ -84,6 +84,8 @@ fn derived(
         description: description.to_string(),
         created_at: Timestamp::now(),
         config: rec.config.clone(),
+        checks: rec.checks.clone(),
+        output: Vec::new(),
         ..base.clone()
     })
 }
@@ -237,7 +239,10 @@ pub async fn rollback(
         match s.store.create_release::<ApiError>(
             &app,
             |rec, version| derived(&target, latest, rec, version, &description),
-            |rec| rec.config = target.config.clone(),
+            |rec| {
+                rec.config = target.config.clone();
+                rec.checks = target.checks.clone();
+            },
         ) {
             Ok((rec, release)) => {
                 s.store.flush().await?;

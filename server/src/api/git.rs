@@ -465,6 +465,15 @@ impl Push {
                     return true;
                 }
                 ReleaseStatus::Failed => {
+                    if !release.output.is_empty() {
+                        self.say(&format!(
+                            "       The last output of the instance that failed v{version}:"
+                        ))
+                        .await;
+                        for line in &release.output {
+                            self.say(&format!("       | {line}")).await;
+                        }
+                    }
                     let why = release.error.unwrap_or_default();
                     let serving = match app.release {
                         Some(v) => format!("the previous release keeps serving (v{v})"),

@@ -6,6 +6,7 @@ mod agent;
 mod apps;
 mod auth;
 mod builds;
+mod checks;
 mod config;
 mod drains;
 mod error;
@@ -14,6 +15,7 @@ mod git;
 mod logs;
 mod metrics;
 
+pub use agent::CONTAINER_PORT;
 pub use error::ApiError;
 
 use crate::builder::Builder;
@@ -41,6 +43,8 @@ pub struct ApiConfig {
     pub cluster_id: String,
     /// How long a release has to come up (`caasd --start-timeout`).
     pub start_timeout: std::time::Duration,
+    /// What an app's settings are when it sets none (`caasd --drain`, the rollout defaults).
+    pub settings_defaults: caas_api::checks::AppSettings,
 }
 
 impl ApiConfig {
@@ -110,6 +114,14 @@ pub fn router(state: AppState) -> Router {
             get(apps::formation).patch(apps::scale),
         )
         .route("/v1/apps/{app}/ps", get(apps::ps))
+        .route(
+            "/v1/apps/{app}/checks",
+            get(checks::list).patch(checks::patch),
+        )
+        .route(
+            "/v1/apps/{app}/settings",
+            get(checks::settings).patch(checks::patch_settings),
+        )
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))

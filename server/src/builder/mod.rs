@@ -406,7 +406,14 @@ impl Builder {
                 "the build made no process types: add a Procfile (e.g. `web: COMMAND`)".into(),
             ));
         }
-        self.release(p, record, image).await
+        // Health checks from an app.json at the top of the source (`crate::appjson`).
+        let types = image.process_types.keys().cloned().collect();
+        let app_json =
+            crate::appjson::read(&p.dir.join("src"), &types).map_err(BuildError::Failed)?;
+        for warning in &app_json.warnings {
+            out.line(&format!("       app.json: {warning}")).await;
+        }
+        self.release(p, record, image, &app_json).await
     }
 
     /// Records the release of a built image: what changes what runs, at the build's very end.
@@ -415,6 +422,7 @@ impl Builder {
         p: &Prepared,
         record: &BuildRecord,
         image: Image,
+        app_json: &crate::appjson::AppJson,
     ) -> Result<Released, BuildError> {
         let Image {
             id: image_id,
@@ -442,12 +450,16 @@ impl Builder {
                     launcher,
                     status: ReleaseStatus::Deploying,
                     error: None,
+                    checks: rec.checks.clone(),
+                    output: Vec::new(),
                 })
             },
             |rec| {
                 if rec.formation.is_empty() && process_types.contains_key(WEB) {
                     rec.formation.insert(WEB.into(), 1);
                 }
+                let types = process_types.keys().cloned().collect();
+                rec.checks = app_json.merge(&rec.checks, &types);
             },
         )?;
         self.store.flush().await?;

@@ -9,6 +9,7 @@ pub mod rollout;
 use crate::logs::LogHub;
 use crate::observed::Observed;
 use crate::store::{Store, StoreError};
+use caas_api::checks::{Amount, AppSettings, CheckKind};
 use caas_api::Timestamp;
 use reconcile::{AppView, HostView, Plan, ReleaseView, Settings, World};
 use rollout::Verdict;
@@ -22,6 +23,20 @@ use tokio_util::sync::CancellationToken;
 const TICK: Duration = Duration::from_millis(500);
 /// An unplaceable instance is reported again after this long, not on every tick.
 const UNPLACED_REPEAT: Duration = Duration::from_secs(60);
+
+/// What an app's drain and rollout settings are when it sets none: `drain` is `caasd --drain`;
+/// SIGTERM gets 10 s before SIGKILL; a new instance must be up 2 s before a rollout counts it;
+/// a rollout may start 5 instances beyond the count (so formations of up to 5 roll at once,
+/// larger ones in batches of 5) and never goes below the count.
+pub fn app_defaults(drain: Duration) -> AppSettings {
+    AppSettings {
+        drain_ms: Some(drain.as_millis() as u64),
+        stop_timeout_ms: Some(10_000),
+        min_up_ms: Some(2_000),
+        max_surge: Some(Amount::Count(5)),
+        max_unavailable: Some(Amount::Count(0)),
+    }
+}
 
 pub struct Scheduler {
     pub store: Store,
@@ -82,6 +97,12 @@ impl Scheduler {
             version,
             types: r.process_types.into_keys().collect(),
             created_at: r.created_at,
+            strategies: r
+                .checks
+                .iter()
+                .filter(|c| c.kind == CheckKind::Liveness)
+                .map(|c| (c.process.clone(), c.strategy.unwrap_or_default()))
+                .collect(),
         };
         memory.releases.insert(key, view.clone());
         Ok(Some(view))
@@ -100,6 +121,7 @@ impl Scheduler {
                 formation: app.formation,
                 release,
                 deploying,
+                settings: app.settings,
             });
         }
         memory
@@ -171,7 +193,17 @@ impl Scheduler {
         let mut changed = false;
         for v in verdicts {
             let outcome = v.outcome.clone().map(|_| ());
-            if !self.store.finish_rollout(&v.app, v.version, outcome)? {
+            // What the instance that failed it last said, as its agent last reported.
+            let output = v
+                .culprit
+                .as_deref()
+                .and_then(|id| self.observed.report(id))
+                .map(|r| r.output)
+                .unwrap_or_default();
+            if !self
+                .store
+                .finish_rollout(&v.app, v.version, outcome, &output)?
+            {
                 continue; // superseded meanwhile; the next pass sees the newer release
             }
             changed = true;

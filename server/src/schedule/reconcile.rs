@@ -6,19 +6,28 @@
 //! The rules, one function each:
 //! 1. [`remove_the_dead`]: allocations of destroyed apps, on lost hosts, or whose drain deadline
 //!    passed are deleted. (Deleting is what makes an agent stop the container.)
-//! 2. [`converge`]: the current and the deploying release each get exactly one allocation for
-//!    each index `1..=n` of each process type, placed on a live host; extra ones (scaled down,
-//!    duplicates) start draining. So while a release deploys, the one before keeps running
-//!    whole, every process type of it.
+//! 2. [`converge`]: the current and the deploying release each get one allocation for each of
+//!    as many indices `1..=n` of each process type as [`pace`] gives them, placed on a live host;
+//!    extra ones (scaled down, duplicates, making way) start draining. A formation no larger than
+//!    the app's max-surge rolls at once: while a release deploys, the one before keeps running
+//!    whole, every process type of it. A larger one rolls in batches: the new release gets
+//!    max-surge instances more than the count, and the old one gives way by as many as the new
+//!    one has up (and settled, `min-up`), so capacity never drops below the count less
+//!    max-unavailable; an old instance that crashes or is lost meanwhile is replaced, not
+//!    drained. An instance failing its liveness check under `keep=N` is replaced while N others
+//!    of its process type are up.
 //! 3. [`retire`]: allocations of any other release go: those of releases older than the serving
-//!    one drain (they served: in-flight requests finish), newer ones are deleted at once (a
-//!    failed or superseded release never took traffic).
-//! 4. [`routes`]: routes are the current release's `web` allocations that are wanted and up. An
-//!    allocation whose state is unknown (right after a control-plane restart, before its host
-//!    reported) keeps its route.
+//!    one drain (they served: in-flight requests finish); newer ones (failed, superseded) are
+//!    deleted at once, except those that took traffic in a batched rollout: they drain, and not
+//!    before the serving release has enough instances up to take their place.
+//! 4. [`routes`]: routes are the current release's `web` allocations that are wanted and up, and
+//!    in a batched rollout the deploying release's settled ones too; an allocation of another
+//!    release keeps a route it was given while it is wanted and up. An allocation whose state is
+//!    unknown (right after a control-plane restart, before its host reported) keeps its route.
 
 use crate::store::{AllocationRecord, Desired, RouteKey};
 use caas_api::agent::ObservedState;
+use caas_api::checks::{AppSettings, Strategy};
 use caas_api::{Timestamp, WEB};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -30,6 +39,8 @@ pub struct ReleaseView {
     /// The process types it defines.
     pub types: BTreeSet<String>,
     pub created_at: Timestamp,
+    /// What its liveness checks do to a failing instance, per process type that has one.
+    pub strategies: BTreeMap<String, Strategy>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +51,8 @@ pub struct AppView {
     pub release: Option<ReleaseView>,
     /// The release being rolled out beside it.
     pub deploying: Option<ReleaseView>,
+    /// Its own drain and rollout settings (`caas apps:settings`); the rest are the defaults.
+    pub settings: AppSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -62,14 +75,81 @@ pub struct Obs {
     pub container_addr: Option<String>,
     /// Restarts after crashes since the instance was placed.
     pub restarts: u32,
+    /// When it entered `state`.
+    pub since: Timestamp,
+    /// Its last failing check result, as its agent said it.
+    pub check: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub drain: Duration,
     pub instance_memory_mb: u64,
     /// How long a deploying release has to be up before it fails.
     pub start_timeout: Duration,
+    /// What an app's settings are when it sets none (`super::app_defaults`).
+    pub defaults: AppSettings,
+}
+
+/// An app's drain and rollout settings, its own over the defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pacing {
+    pub drain: Duration,
+    /// How long a new instance must be up before a rollout counts it.
+    pub min_up: Duration,
+    pub max_surge: caas_api::checks::Amount,
+    pub max_unavailable: caas_api::checks::Amount,
+}
+
+impl Settings {
+    pub fn pacing(&self, app: &AppView) -> Pacing {
+        let (own, d) = (&app.settings, &self.defaults);
+        let ms = |a: Option<u64>, b: Option<u64>| Duration::from_millis(a.or(b).unwrap_or(0));
+        Pacing {
+            drain: ms(own.drain_ms, d.drain_ms),
+            min_up: ms(own.min_up_ms, d.min_up_ms),
+            max_surge: own
+                .max_surge
+                .or(d.max_surge)
+                .unwrap_or(caas_api::checks::Amount::Percent(100)),
+            max_unavailable: own
+                .max_unavailable
+                .or(d.max_unavailable)
+                .unwrap_or(caas_api::checks::Amount::Count(0)),
+        }
+    }
+}
+
+/// How many instances of one process type the old and the new release of a rollout run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Instances the serving release keeps.
+    pub old: u32,
+    /// Instances the deploying release may have.
+    pub new: u32,
+    /// The new release's settled instances take traffic before the verdict (a batched rollout:
+    /// old instances made way for them).
+    pub mixed: bool,
+}
+
+/// The pace of a rollout of `n` instances with `surge` more allowed and `unavailable` fewer,
+/// `ready` of the new ones up and settled. With room for the whole new release beside the old
+/// (`surge >= n`), both run whole until the verdict; otherwise the old release gives way as the
+/// new one comes up, never below `n - unavailable` up between them.
+pub fn pace(n: u32, surge: u32, unavailable: u32, ready: u32) -> Pace {
+    if surge >= n {
+        return Pace {
+            old: n,
+            new: n,
+            mixed: false,
+        };
+    }
+    let old = n.saturating_sub(unavailable.saturating_add(ready));
+    let new = n.min((n + surge).saturating_sub(old));
+    Pace {
+        old,
+        new,
+        mixed: true,
+    }
 }
 
 pub struct World<'a> {
@@ -89,6 +169,17 @@ impl World<'_> {
         self.observed
             .get(&a.id)
             .is_some_and(|o| o.state == ObservedState::Up)
+    }
+
+    /// Up for `min_up` at least: a rollout counts it.
+    pub fn is_settled(&self, a: &AllocationRecord, min_up: Duration) -> bool {
+        self.observed
+            .get(&a.id)
+            .is_some_and(|o| o.state == ObservedState::Up && o.since.plus(min_up) <= self.now)
+    }
+
+    fn state(&self, a: &AllocationRecord) -> Option<ObservedState> {
+        self.observed.get(&a.id).map(|o| o.state)
     }
 }
 
@@ -159,15 +250,77 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
     let mut cap = Capacity::of(&survivors, w.settings.instance_memory_mb);
     let mut apps: Vec<&AppView> = w.apps.iter().collect();
     apps.sort_by(|a, b| a.name.cmp(&b.name));
+    // Apps whose deploying release's web instances take traffic before the verdict: the
+    // version, and how long an instance must be up to count.
+    let mut mixed: HashMap<String, (u64, Duration)> = HashMap::new();
     for app in apps {
         let mine: Vec<&AllocationRecord> = survivors.iter().filter(|a| a.app == app.name).collect();
-        for release in [&app.release, &app.deploying].into_iter().flatten() {
-            converge(w, &mut plan, &mut cap, app, release, &mine, new_id);
+        let pacing = w.settings.pacing(app);
+        let paces = paces(w, app, &mine, &pacing);
+        if let (Some(d), Some(web)) = (&app.deploying, paces.get(WEB)) {
+            if web.mixed {
+                mixed.insert(app.name.clone(), (d.version, pacing.min_up));
+            }
         }
-        retire(w, &mut plan, app, &mine);
+        let roles = [
+            (&app.release, Role::Serving),
+            (&app.deploying, Role::Deploying),
+        ];
+        for (release, role) in roles {
+            if let Some(release) = release {
+                let how = Converge {
+                    role,
+                    paces: &paces,
+                    pacing: &pacing,
+                };
+                converge(w, &mut plan, &mut cap, app, release, &mine, &how, new_id);
+            }
+        }
+        retire(w, &mut plan, app, &mine, &pacing);
     }
-    routes(w, &mut plan, &survivors);
+    routes(w, &mut plan, &survivors, &mixed);
     plan
+}
+
+/// The pace of each process type of an app's rollout (none without one, or for a process type
+/// only one of the two releases runs).
+fn paces(
+    w: &World<'_>,
+    app: &AppView,
+    mine: &[&AllocationRecord],
+    pacing: &Pacing,
+) -> BTreeMap<String, Pace> {
+    let (Some(old), Some(new)) = (&app.release, &app.deploying) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for (process, &n) in &app.formation {
+        if n == 0 || !old.types.contains(process) || !new.types.contains(process) {
+            continue;
+        }
+        let ready: BTreeSet<u32> = mine
+            .iter()
+            .filter(|a| {
+                a.release == new.version
+                    && &a.process == process
+                    && a.desired == Desired::Run
+                    && (1..=n).contains(&a.index)
+                    && w.is_settled(a, pacing.min_up)
+            })
+            .map(|a| a.index)
+            .collect();
+        let mut surge = pacing.max_surge.of(n, true);
+        let unavailable = pacing.max_unavailable.of(n, false);
+        if surge == 0 && unavailable == 0 {
+            // Shares that round to nothing for a small count: one at a time, never stuck.
+            surge = 1;
+        }
+        out.insert(
+            process.clone(),
+            pace(n, surge, unavailable, ready.len() as u32),
+        );
+    }
+    out
 }
 
 /// Rule 1: what goes away regardless of desire. Returns the allocations that stay.
@@ -208,7 +361,22 @@ fn remove_the_dead(w: &World<'_>, plan: &mut Plan) -> Vec<AllocationRecord> {
     survivors
 }
 
-/// Rule 2: one running allocation per index of every process type of `release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Serving,
+    Deploying,
+}
+
+/// How rule 2 treats one release of an app.
+struct Converge<'a> {
+    role: Role,
+    paces: &'a BTreeMap<String, Pace>,
+    pacing: &'a Pacing,
+}
+
+/// Rule 2: one running allocation per index of every process type of `release`, for as many
+/// indices as its pace gives it.
+#[allow(clippy::too_many_arguments)]
 fn converge(
     w: &World<'_>,
     plan: &mut Plan,
@@ -216,6 +384,7 @@ fn converge(
     app: &AppView,
     release: &ReleaseView,
     mine: &[&AllocationRecord],
+    how: &Converge<'_>,
     new_id: &mut dyn FnMut() -> String,
 ) {
     let processes: BTreeSet<&str> = app
@@ -228,12 +397,18 @@ fn converge(
                 .map(|a| a.process.as_str()),
         )
         .collect();
-    let drain_until = w.now.plus(w.settings.drain);
+    let drain_until = w.now.plus(how.pacing.drain);
+    let mut making_way: Vec<String> = Vec::new();
     for process in processes {
         let n = if release.types.contains(process) {
             app.formation.get(process).copied().unwrap_or(0)
         } else {
             0
+        };
+        let target = match (how.role, how.paces.get(process)) {
+            (Role::Serving, Some(p)) => p.old,
+            (Role::Deploying, Some(p)) => p.new,
+            _ => n,
         };
         let mut current: Vec<&AllocationRecord> = mine
             .iter()
@@ -244,14 +419,30 @@ fn converge(
             .collect();
         // Up instances first, so when an index has duplicates the serving one stays.
         current.sort_by_key(|a| (a.index, !w.is_up(a), a.created_at));
-        let mut kept: BTreeSet<u32> = BTreeSet::new();
+        let mut kept: Vec<&AllocationRecord> = Vec::new();
+        let mut indices: BTreeSet<u32> = BTreeSet::new();
         for a in current {
-            if a.index >= 1 && a.index <= n && kept.insert(a.index) {
-                continue;
+            if a.index >= 1 && a.index <= n && indices.insert(a.index) {
+                kept.push(a);
+            } else {
+                plan.drain(a, drain_until);
             }
-            plan.drain(a, drain_until);
         }
-        for index in (1..=n).filter(|i| !kept.contains(i)) {
+        if how.role == Role::Serving {
+            replace_failing(w, plan, app, release, process, &mut kept, drain_until);
+        }
+        // Making way in a batched rollout: the ones not up go first, then the highest indices.
+        if kept.len() > target as usize {
+            kept.sort_by_key(|a| (w.is_up(a), std::cmp::Reverse(a.index)));
+            let excess = kept.len() - target as usize;
+            for a in kept.drain(..excess) {
+                plan.drain(a, drain_until);
+                making_way.push(a.instance_name());
+            }
+        }
+        let have: BTreeSet<u32> = kept.iter().map(|a| a.index).collect();
+        let wanted = (target as usize).saturating_sub(kept.len());
+        for index in (1..=n).filter(|i| !have.contains(i)).take(wanted) {
             match place(w, cap, &app.name) {
                 Ok(host_id) => plan.create.push(AllocationRecord {
                     id: new_id(),
@@ -270,33 +461,121 @@ fn converge(
             }
         }
     }
+    if let (false, Some(new)) = (making_way.is_empty(), &app.deploying) {
+        making_way.sort_by_key(|n| instance_order(n));
+        plan.events.push(Event {
+            app: app.name.clone(),
+            tag: "deploy",
+            text: format!(
+                "Stopping v{} ({}) to make way for v{}",
+                release.version,
+                making_way.join(", "),
+                new.version
+            ),
+        });
+    }
+}
+
+/// `keep=N`: an instance failing its liveness check is replaced (drained, and a new one placed
+/// at its index) while at least N others of its process type are up.
+fn replace_failing(
+    w: &World<'_>,
+    plan: &mut Plan,
+    app: &AppView,
+    release: &ReleaseView,
+    process: &str,
+    kept: &mut Vec<&AllocationRecord>,
+    drain_until: Timestamp,
+) {
+    let Some(&Strategy::Keep(k)) = release.strategies.get(process) else {
+        return;
+    };
+    let up = kept.iter().filter(|a| w.is_up(a)).count() as u32;
+    if up < k {
+        return;
+    }
+    let mut replaced = Vec::new();
+    kept.retain(|a| {
+        if w.state(a) != Some(ObservedState::Unhealthy) {
+            return true;
+        }
+        plan.drain(a, drain_until);
+        replaced.push(a.instance_name());
+        false
+    });
+    if !replaced.is_empty() {
+        plan.events.push(Event {
+            app: app.name.clone(),
+            tag: "health",
+            text: format!(
+                "Replacing {} of v{}: failing its liveness check, and {up} others are up (strategy keep={k})",
+                replaced.join(", "),
+                release.version
+            ),
+        });
+    }
 }
 
 /// Rule 3: allocations of releases that neither serve nor deploy go.
-fn retire(w: &World<'_>, plan: &mut Plan, app: &AppView, mine: &[&AllocationRecord]) {
+fn retire(
+    w: &World<'_>,
+    plan: &mut Plan,
+    app: &AppView,
+    mine: &[&AllocationRecord],
+    pacing: &Pacing,
+) {
     let live: BTreeSet<u64> = [&app.release, &app.deploying]
         .into_iter()
         .flatten()
         .map(|r| r.version)
         .collect();
     // Releases older than the serving one served before it: they drain, so in-flight requests
-    // finish. Newer ones failed or were superseded before they came up, and never took traffic.
+    // finish. Newer ones failed or were superseded before they came up, and never took traffic,
+    // except in a batched rollout: those that did stay while the serving release has too few
+    // instances up to take their place, then drain.
     let serving = app.release.as_ref().map_or(0, |r| r.version);
-    let drain_until = w.now.plus(w.settings.drain);
+    let drain_until = w.now.plus(pacing.drain);
+    let mut room: BTreeMap<&str, u32> = BTreeMap::new();
+    for (process, &n) in &app.formation {
+        let up = mine
+            .iter()
+            .filter(|a| {
+                a.release == serving
+                    && a.process == *process
+                    && a.desired == Desired::Run
+                    && w.is_up(a)
+            })
+            .count() as u32;
+        let floor = n.saturating_sub(pacing.max_unavailable.of(n, false));
+        room.insert(process.as_str(), floor.saturating_sub(up));
+    }
     let mut stopping: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for a in mine
+    let mut rest: Vec<&&AllocationRecord> = mine
         .iter()
         .filter(|a| a.desired == Desired::Run && !live.contains(&a.release))
-    {
-        if a.release < serving {
-            plan.drain(a, drain_until);
-            stopping
-                .entry(a.release)
-                .or_default()
-                .push(a.instance_name());
-        } else {
+        .collect();
+    rest.sort_by_key(|a| (a.release, a.index));
+    for a in rest {
+        let routed = w.routes.contains_key(&RouteKey {
+            app: a.app.clone(),
+            release: a.release,
+            instance: a.instance_name(),
+        });
+        if a.release > serving && !routed {
             plan.delete.push((*a).clone());
+            continue;
         }
+        if a.release > serving && w.is_up(a) {
+            if let Some(left) = room.get_mut(a.process.as_str()).filter(|r| **r > 0) {
+                *left -= 1;
+                continue;
+            }
+        }
+        plan.drain(a, drain_until);
+        stopping
+            .entry(a.release)
+            .or_default()
+            .push(a.instance_name());
     }
     for (version, mut names) in stopping {
         names.sort_by_key(|n| instance_order(n));
@@ -317,7 +596,12 @@ fn instance_order(name: &str) -> (String, u32) {
 }
 
 /// Rule 4: routes follow the allocations as they will be after this plan.
-fn routes(w: &World<'_>, plan: &mut Plan, survivors: &[AllocationRecord]) {
+fn routes(
+    w: &World<'_>,
+    plan: &mut Plan,
+    survivors: &[AllocationRecord],
+    mixed: &HashMap<String, (u64, Duration)>,
+) {
     let hosts: HashMap<&str, &HostView> = w.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
     let serving: HashMap<&str, u64> = w
         .apps
@@ -333,11 +617,7 @@ fn routes(w: &World<'_>, plan: &mut Plan, survivors: &[AllocationRecord]) {
     let mut desired_routes: BTreeMap<RouteKey, String> = BTreeMap::new();
     for a in survivors {
         let a = updated.get(a.id.as_str()).copied().unwrap_or(a);
-        if a.process != WEB
-            || a.desired != Desired::Run
-            || deleted.contains(a.id.as_str())
-            || serving.get(a.app.as_str()) != Some(&a.release)
-        {
+        if a.process != WEB || a.desired != Desired::Run || deleted.contains(a.id.as_str()) {
             continue;
         }
         let key = RouteKey {
@@ -345,6 +625,13 @@ fn routes(w: &World<'_>, plan: &mut Plan, survivors: &[AllocationRecord]) {
             release: a.release,
             instance: a.instance_name(),
         };
+        let serves = serving.get(a.app.as_str()) == Some(&a.release);
+        let takes_over = mixed
+            .get(&a.app)
+            .is_some_and(|&(version, min_up)| version == a.release && w.is_settled(a, min_up));
+        if !(serves || takes_over || w.routes.contains_key(&key)) {
+            continue;
+        }
         match w.observed.get(&a.id) {
             Some(Obs {
                 state: ObservedState::Up,
@@ -433,11 +720,14 @@ pub(crate) mod testkit {
 
     pub const T0: u64 = 1_000_000;
 
+    /// A drain of 5 s, no minimum up time, and room for 5 more instances in a rollout.
     pub fn settings() -> Settings {
+        let mut defaults = crate::schedule::app_defaults(Duration::from_secs(5));
+        defaults.min_up_ms = Some(0);
         Settings {
-            drain: Duration::from_secs(5),
             instance_memory_mb: 512,
             start_timeout: Duration::from_secs(60),
+            defaults,
         }
     }
 
@@ -459,6 +749,7 @@ pub(crate) mod testkit {
             version,
             types: ["web", "worker"].iter().map(|s| s.to_string()).collect(),
             created_at: Timestamp(created_at),
+            strategies: BTreeMap::new(),
         }
     }
 
@@ -468,6 +759,7 @@ pub(crate) mod testkit {
             formation: formation.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
             release: release.map(|r| release_view(r, T0 - 100_000)),
             deploying: None,
+            settings: AppSettings::default(),
         }
     }
 
@@ -499,6 +791,7 @@ pub(crate) mod testkit {
         pub routes: BTreeMap<RouteKey, String>,
         pub now: u64,
         pub started: u64,
+        pub settings: Settings,
     }
 
     impl Case {
@@ -511,6 +804,7 @@ pub(crate) mod testkit {
                 routes: BTreeMap::new(),
                 now: T0,
                 started: 0,
+                settings: settings(),
             }
         }
         pub fn up(mut self, id: &str, port: u16) -> Self {
@@ -521,6 +815,8 @@ pub(crate) mod testkit {
                     port: Some(port),
                     container_addr: Some(format!("172.17.0.9:{port}")),
                     restarts: 0,
+                    since: Timestamp(T0 - 60_000),
+                    check: None,
                 },
             );
             self
@@ -533,6 +829,8 @@ pub(crate) mod testkit {
                     port: Some(1),
                     container_addr: None,
                     restarts: 0,
+                    since: Timestamp(T0 - 60_000),
+                    check: None,
                 },
             );
             self
@@ -541,8 +839,8 @@ pub(crate) mod testkit {
             self.routes.insert(rk(app, release, instance), addr.into());
             self
         }
-        fn with_world<T>(&self, f: impl FnOnce(&World<'_>) -> T) -> T {
-            let s = settings();
+        pub fn with_world<T>(&self, f: impl FnOnce(&World<'_>) -> T) -> T {
+            let s = &self.settings;
             let w = World {
                 now: Timestamp(self.now),
                 started: Timestamp(self.started),
@@ -551,7 +849,7 @@ pub(crate) mod testkit {
                 hosts: &self.hosts,
                 observed: &self.observed,
                 routes: &self.routes,
-                settings: &s,
+                settings: s,
             };
             f(&w)
         }
@@ -1007,5 +1305,237 @@ mod tests {
         a.release.as_mut().unwrap().types = ["web".to_string()].into();
         let plan = Case::new(vec![a], vec![]).run();
         assert_eq!(created(&plan), [("web".into(), 1, "h1".into())]);
+    }
+
+    #[test]
+    fn the_pace_of_a_rollout() {
+        // (count, surge, unavailable, new ones settled) → (old kept, new allowed, mixed)
+        #[rustfmt::skip]
+        let table = [
+            ((3, 5, 0, 0), (3, 3, false)),
+            ((3, 3, 0, 2), (3, 3, false)),
+            ((10, 5, 0, 0), (10, 5, true)),
+            ((10, 5, 0, 3), (7, 8, true)),
+            ((10, 5, 0, 5), (5, 10, true)),
+            ((10, 5, 0, 10), (0, 10, true)),
+            ((4, 0, 1, 0), (3, 1, true)),
+            ((4, 0, 1, 1), (2, 2, true)),
+            ((4, 1, 1, 0), (3, 2, true)),
+        ];
+        for ((n, surge, unavailable, ready), (old, new, mixed)) in table {
+            assert_eq!(
+                pace(n, surge, unavailable, ready),
+                Pace { old, new, mixed },
+                "{n} {surge} {unavailable} {ready}"
+            );
+        }
+    }
+
+    /// Applies `plan` to the case as the scheduler and agents would: allocations written,
+    /// routes set, and what was created up by the next step.
+    fn apply(c: &mut Case, plan: &Plan, port: &mut u16) {
+        for (old, new) in &plan.update {
+            let a = c.allocs.iter_mut().find(|a| a.id == old.id).unwrap();
+            *a = new.clone();
+        }
+        let gone: BTreeSet<&str> = plan.delete.iter().map(|a| a.id.as_str()).collect();
+        c.allocs.retain(|a| !gone.contains(a.id.as_str()));
+        for a in &plan.create {
+            c.allocs.push(a.clone());
+        }
+        for k in &plan.delete_routes {
+            c.routes.remove(k);
+        }
+        for (k, addr) in &plan.put_routes {
+            c.routes.insert(k.clone(), addr.clone());
+        }
+        for a in &plan.create {
+            *port += 1;
+            c.observed.insert(
+                a.id.clone(),
+                Obs {
+                    state: Up,
+                    port: Some(*port),
+                    container_addr: None,
+                    restarts: 0,
+                    since: Timestamp(T0 - 60_000),
+                    check: None,
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn a_large_formation_rolls_in_batches_and_never_drops_below_its_count() {
+        let mut a = rolling(&[("web", 4)]);
+        a.settings.max_surge = Some(caas_api::checks::Amount::Count(1));
+        let v1: Vec<AllocationRecord> = (1..=4)
+            .map(|i| alloc(&format!("old{i}"), "a", 1, "web", i, "h1"))
+            .collect();
+        let mut c = Case::new(vec![a], v1.clone());
+        for (i, x) in v1.iter().enumerate() {
+            c = c.up(&x.id, 100 + i as u16);
+            c.routes.insert(
+                rk("a", 1, &x.instance_name()),
+                format!("10.0.0.2:{}", 100 + i),
+            );
+        }
+        let mut n = 0;
+        let mut ids = move || {
+            n += 1;
+            format!("new{n}")
+        };
+        let mut port = 200;
+        let mut said = Vec::new();
+        for step in 0..12 {
+            let plan = c.with_world(|w| reconcile(w, &mut ids));
+            said.extend(plan.events.iter().map(|e| e.text.clone()));
+            apply(&mut c, &plan, &mut port);
+            let running = c
+                .allocs
+                .iter()
+                .filter(|a| a.desired == Desired::Run)
+                .count();
+            assert!(
+                running <= 5,
+                "step {step}: {running} running, over 4 + max-surge 1"
+            );
+            assert!(
+                c.routes.len() >= 4,
+                "step {step}: {} routed, under the count: {:?}",
+                c.routes.len(),
+                c.routes
+            );
+        }
+        // Every new instance is up and routed; every old one makes way, one at a time.
+        let new_routed = c.routes.keys().filter(|k| k.release == 2).count();
+        assert_eq!(new_routed, 4, "{:?}", c.routes);
+        assert_eq!(
+            said,
+            [
+                "Stopping v1 (web.4) to make way for v2",
+                "Stopping v1 (web.3) to make way for v2",
+                "Stopping v1 (web.2) to make way for v2",
+                "Stopping v1 (web.1) to make way for v2",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_old_instance_lost_during_a_stuck_rollout_is_replaced_not_drained() {
+        for formation in [2, 8] {
+            let mut a = rolling(&[("web", formation)]);
+            a.settings.max_surge = Some(caas_api::checks::Amount::Count(1));
+            let mut allocs: Vec<AllocationRecord> = (1..=formation)
+                .map(|i| alloc(&format!("old{i}"), "a", 1, "web", i, "h22"))
+                .collect();
+            allocs[0].host_id = "h1".into();
+            let mut stuck = alloc("new1", "a", 2, "web", 1, "h22");
+            stuck.created_at = Timestamp(T0 - 500);
+            allocs.push(stuck);
+            let mut c = Case::new(vec![a], allocs.clone());
+            for x in &allocs[..formation as usize] {
+                c = c.up(&x.id, 7);
+            }
+            c = c.state("new1", ObservedState::Starting);
+            let mut room = host("h22", true);
+            room.memory_mb = 16_384;
+            c.hosts = vec![host("h1", false), room];
+            let plan = c.run();
+            assert_eq!(deleted(&plan), ["old1"], "web={formation}");
+            assert_eq!(
+                plan.create
+                    .iter()
+                    .map(|a| (a.release, a.instance_name(), a.host_id.as_str()))
+                    .collect::<Vec<_>>(),
+                [(1, "web.1".to_string(), "h22")],
+                "web={formation}: the serving release gets its web.1 back"
+            );
+            assert!(plan.update.is_empty(), "nothing drains: {:?}", plan.update);
+        }
+    }
+
+    #[test]
+    fn keep_n_replaces_a_failing_instance_while_n_others_are_up() {
+        let mut a = app("a", Some(1), &[("web", 3)]);
+        a.release
+            .as_mut()
+            .unwrap()
+            .strategies
+            .insert("web".into(), Strategy::Keep(2));
+        let allocs = vec![
+            alloc("x1", "a", 1, "web", 1, "h1"),
+            alloc("x2", "a", 1, "web", 2, "h1"),
+            alloc("x3", "a", 1, "web", 3, "h1"),
+        ];
+        let c = Case::new(vec![a.clone()], allocs.clone())
+            .state("x1", ObservedState::Unhealthy)
+            .up("x2", 2)
+            .up("x3", 3);
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["x1"]);
+        assert_eq!(created(&plan), [("web".into(), 1, "h1".into())]);
+        assert_eq!(
+            plan.events[0].text,
+            "Replacing web.1 of v1: failing its liveness check, and 2 others are up (strategy keep=2)"
+        );
+        // One other up only: it is left to be, reported.
+        let c = Case::new(vec![a], allocs)
+            .state("x1", ObservedState::Unhealthy)
+            .up("x2", 2)
+            .state("x3", ObservedState::Starting);
+        let plan = c.run();
+        assert!(plan.update.is_empty() && plan.create.is_empty(), "{plan:?}");
+    }
+
+    #[test]
+    fn a_failed_batched_release_keeps_its_routed_instances_until_the_old_one_is_back() {
+        // v2 failed after its web.1 replaced v1's web.4: v1 serves again, with three up.
+        let mut allocs: Vec<AllocationRecord> = (1..=3)
+            .map(|i| alloc(&format!("old{i}"), "a", 1, "web", i, "h1"))
+            .collect();
+        allocs.push(alloc("new1", "a", 2, "web", 1, "h1"));
+        allocs.push(alloc("new2", "a", 2, "web", 2, "h1"));
+        let mut c = Case::new(vec![app("a", Some(1), &[("web", 4)])], allocs)
+            .up("old1", 1)
+            .up("old2", 2)
+            .up("old3", 3)
+            .up("new1", 11)
+            .state("new2", ObservedState::Starting)
+            .route("a", 1, "web.1", "10.0.0.2:1")
+            .route("a", 1, "web.2", "10.0.0.2:2")
+            .route("a", 1, "web.3", "10.0.0.2:3")
+            .route("a", 2, "web.1", "10.0.0.2:11");
+        let plan = c.run();
+        assert_eq!(deleted(&plan), ["new2"], "it never took traffic");
+        assert!(
+            plan.update.is_empty(),
+            "v2's web.1 stays: {:?}",
+            plan.update
+        );
+        assert_eq!(created(&plan), [("web".into(), 4, "h1".into())]);
+        assert!(plan.delete_routes.is_empty() && plan.put_routes.is_empty());
+
+        // v1's web.4 is up: v2's web.1 drains, and leaves the routes.
+        c.allocs.retain(|a| a.id != "new2");
+        c.allocs.push(alloc("old4", "a", 1, "web", 4, "h1"));
+        let c = c.up("old4", 4);
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["new1"]);
+        assert_eq!(plan.delete_routes, [rk("a", 2, "web.1")]);
+        assert_eq!(plan.events[0].text, "Stopping v2 (web.1)");
+    }
+
+    #[test]
+    fn an_app_sets_its_own_drain() {
+        let mut a = app("a", Some(1), &[("web", 0)]);
+        a.settings.drain_ms = Some(60_000);
+        let plan = Case::new(vec![a], vec![alloc("x1", "a", 1, "web", 1, "h1")]).run();
+        assert_eq!(
+            plan.update[0].1.desired,
+            Desired::Drain {
+                until: Timestamp(T0 + 60_000)
+            }
+        );
     }
 }

@@ -4,20 +4,24 @@
 //! decides whether a release is up.
 //!
 //! A deploying release is
-//! - **up** when every process type the formation asks for has that many instances of it up;
-//!   with nothing asked for (`web=0`), it is up at once;
-//! - **failed** when one of its instances crashed (exited, or restarted) before that, or when
-//!   it is not up by its start deadline: the release's creation plus `start_timeout`, and never
-//!   sooner than `start_timeout` after this control plane started, so a restart of caasd does
-//!   not fail a rollout for want of the heartbeats that were about to come;
+//! - **up** when every process type the formation asks for has that many instances of it up,
+//!   each for the app's `min-up` at least (its startup check passed, and it stayed up); with
+//!   nothing asked for (`web=0`), it is up at once;
+//! - **failed** when one of its instances crashed (exited, restarted, or was stopped by a
+//!   failing check: the reason then says the check's last result) before that, or when it is
+//!   not up by its start deadline: `start_timeout` after the release's creation or its newest
+//!   instance's placement (a later batch), and never sooner than `start_timeout` after this
+//!   control plane started, so a restart of caasd does not fail a rollout for want of the
+//!   heartbeats that were about to come;
 //! - otherwise still deploying.
 //!
 //! A failed release never served: the release before it keeps serving, every process type of
 //! it (see rule 3 of `reconcile`).
 
 use super::reconcile::{AppView, World};
-use crate::store::Desired;
+use crate::store::{AllocationRecord, Desired};
 use caas_api::agent::ObservedState;
+use caas_api::checks::format_duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -25,6 +29,8 @@ pub struct Verdict {
     pub version: u64,
     /// `Ok(what runs)`, e.g. `web=2 worker=1`; `Err(why)` in one line.
     pub outcome: Result<String, String>,
+    /// The allocation that failed it, whose last output the release keeps.
+    pub culprit: Option<String>,
 }
 
 pub fn assess(w: &World<'_>) -> Vec<Verdict> {
@@ -33,47 +39,58 @@ pub fn assess(w: &World<'_>) -> Vec<Verdict> {
 
 fn assess_app(w: &World<'_>, app: &AppView) -> Option<Verdict> {
     let target = app.deploying.as_ref()?;
-    let verdict = |outcome| {
+    let min_up = w.settings.pacing(app).min_up;
+    let verdict = |outcome, culprit: Option<&AllocationRecord>| {
         Some(Verdict {
             app: app.name.clone(),
             version: target.version,
             outcome,
+            culprit: culprit.map(|a| a.id.clone()),
         })
     };
-    let mine: Vec<_> = w
+    let mine: Vec<&AllocationRecord> = w
         .allocations
         .iter()
         .filter(|a| a.app == app.name && a.release == target.version && a.desired == Desired::Run)
         .collect();
 
     // A crash before the release is up fails it at once: waiting would only show the same
-    // crash again after a back-off, while the pusher waits.
+    // crash again after a back-off, while the pusher waits. A check that stopped the instance
+    // says why.
     for a in &mine {
         if let Some(obs) = w.observed.get(&a.id) {
             if obs.state == ObservedState::Crashed || obs.restarts > 0 {
-                return verdict(Err(format!("{} crashed on start", a.instance_name())));
+                let why = match &obs.check {
+                    Some(check) => format!("{} failed its {check}", a.instance_name()),
+                    None => format!("{} crashed on start", a.instance_name()),
+                };
+                return verdict(Err(why), Some(a));
             }
         }
     }
 
     let mut wanted = Vec::new();
-    let mut missing = Vec::new();
+    let mut missing: Vec<(String, Option<&AllocationRecord>)> = Vec::new();
     for (process, &n) in &app.formation {
         if n == 0 || !target.types.contains(process) {
             continue;
         }
         wanted.push(format!("{process}={n}"));
         for index in 1..=n {
-            let instance = format!("{process}.{index}");
-            let state = mine
+            let of_index: Vec<&AllocationRecord> = mine
                 .iter()
                 .filter(|a| &a.process == process && a.index == index)
-                .filter_map(|a| w.observed.get(&a.id))
-                .map(|o| o.state)
-                .max_by_key(|s| *s == ObservedState::Up);
-            if state != Some(ObservedState::Up) {
-                missing.push((instance, state));
+                .copied()
+                .collect();
+            if of_index.iter().any(|a| w.is_settled(a, min_up)) {
+                continue;
             }
+            // The one furthest along speaks for the index.
+            let best = of_index
+                .iter()
+                .max_by_key(|a| w.observed.get(&a.id).map(|o| o.state == ObservedState::Up))
+                .copied();
+            missing.push((format!("{process}.{index}"), best));
         }
     }
     if missing.is_empty() {
@@ -82,11 +99,18 @@ fn assess_app(w: &World<'_>, app: &AppView) -> Option<Verdict> {
         } else {
             wanted.join(" ")
         };
-        return verdict(Ok(what));
+        return verdict(Ok(what), None);
     }
 
+    // Instances placed later (a batch of a batched rollout) get the whole timeout too.
+    let newest = mine
+        .iter()
+        .map(|a| a.created_at)
+        .max()
+        .unwrap_or(target.created_at);
     let deadline = target
         .created_at
+        .max(newest)
         .max(w.started)
         .plus(w.settings.start_timeout);
     if w.now < deadline {
@@ -95,16 +119,28 @@ fn assess_app(w: &World<'_>, app: &AppView) -> Option<Verdict> {
     let secs = w.settings.start_timeout.as_secs();
     let states: Vec<String> = missing
         .iter()
-        .map(|(name, state)| match state {
-            None if mine.iter().any(|a| a.instance_name() == *name) => format!("{name} pending"),
+        .map(|(name, a)| match a.and_then(|a| w.observed.get(&a.id)) {
+            None if a.is_some() => format!("{name} pending"),
             None => format!("{name} not placed"),
-            Some(s) => format!("{name} {}", observed_name(*s)),
+            Some(o) if o.state == ObservedState::Up => {
+                format!("{name} not up for {} yet", format_duration(min_up))
+            }
+            Some(o) => format!("{name} {}", observed_name(o.state)),
         })
         .collect();
-    verdict(Err(format!(
-        "not up within {secs}s ({})",
-        states.join(", ")
-    )))
+    let culprit = missing.iter().find_map(|(_, a)| *a);
+    let last_check = missing.iter().find_map(|(name, a)| {
+        let check = w.observed.get(&a.as_ref()?.id)?.check.as_ref()?;
+        Some(format!("; {name}'s last check: {check}"))
+    });
+    verdict(
+        Err(format!(
+            "not up within {secs}s ({}){}",
+            states.join(", "),
+            last_check.unwrap_or_default()
+        )),
+        culprit,
+    )
 }
 
 fn observed_name(s: ObservedState) -> &'static str {
@@ -112,6 +148,7 @@ fn observed_name(s: ObservedState) -> &'static str {
         ObservedState::Starting => "starting",
         ObservedState::Up => "up",
         ObservedState::Unhealthy => "unhealthy",
+        ObservedState::Unready => "unready",
         ObservedState::Crashed => "crashed",
     }
 }
@@ -247,5 +284,66 @@ mod tests {
         };
         let c = Case::new(vec![deploying(&[("web", 1)])], vec![w1]).up("w1", 1);
         assert_eq!(outcome(&c), None);
+    }
+
+    #[test]
+    fn an_instance_counts_once_it_stayed_up_for_min_up() {
+        let mut c = Case::new(
+            vec![deploying(&[("web", 1)])],
+            vec![alloc("w1", "a", 2, "web", 1, "h1")],
+        )
+        .up("w1", 1);
+        c.settings.defaults.min_up_ms = Some(2_000);
+        c.observed.get_mut("w1").unwrap().since = caas_api::Timestamp(T0 - 1_999);
+        assert_eq!(outcome(&c), None, "up, not for 2 s yet");
+        c.observed.get_mut("w1").unwrap().since = caas_api::Timestamp(T0 - 2_000);
+        assert_eq!(outcome(&c), Some(Ok("web=1".into())));
+        // An app's own min-up.
+        c.apps[0].settings.min_up_ms = Some(5_000);
+        assert_eq!(outcome(&c), None);
+    }
+
+    #[test]
+    fn a_check_that_stopped_an_instance_is_the_reason_and_its_output_is_kept() {
+        let mut c = Case::new(
+            vec![deploying(&[("web", 2)])],
+            vec![
+                alloc("w1", "a", 2, "web", 1, "h1"),
+                alloc("w2", "a", 2, "web", 2, "h1"),
+            ],
+        )
+        .up("w1", 1)
+        .state("w2", Crashed);
+        c.observed.get_mut("w2").unwrap().check =
+            Some("startup check GET /health: answered 500 (5 of 5)".into());
+        let v = c.assess().remove(0);
+        assert_eq!(
+            v.outcome,
+            Err("web.2 failed its startup check GET /health: answered 500 (5 of 5)".into())
+        );
+        assert_eq!(v.culprit.as_deref(), Some("w2"));
+    }
+
+    #[test]
+    fn the_deadline_says_the_last_check_and_a_later_batch_gets_its_own() {
+        let mut late = alloc("w2", "a", 2, "web", 2, "h1");
+        late.created_at = caas_api::Timestamp(T0 + 30_000);
+        let mut c = Case::new(
+            vec![deploying(&[("web", 2)])],
+            vec![alloc("w1", "a", 2, "web", 1, "h1"), late],
+        )
+        .state("w1", Starting)
+        .state("w2", Starting);
+        c.observed.get_mut("w1").unwrap().check =
+            Some("startup check GET /health: connection refused (not listening yet)".into());
+        c.now = T0 + 60_000;
+        assert_eq!(outcome(&c), None, "web.2 was placed 30 s after the release");
+        c.now = T0 + 90_000;
+        let v = c.assess().remove(0);
+        assert_eq!(
+            v.outcome,
+            Err("not up within 60s (web.1 starting, web.2 starting); web.1's last check: startup check GET /health: connection refused (not listening yet)".into())
+        );
+        assert_eq!(v.culprit.as_deref(), Some("w1"));
     }
 }

@@ -313,14 +313,15 @@ impl Store {
     }
 
     /// Ends the rollout of `version`, atomically with the app: `Ok` makes it the serving release,
-    /// `Err(reason)` marks it failed (the serving release stays). Returns `false`, writing
-    /// nothing, when `version` is no longer the app's deploying release (a newer one replaced
-    /// it, or the app is gone).
+    /// `Err(reason)` marks it failed (the serving release stays), with `output`, the last lines
+    /// of the instance that failed it. Returns `false`, writing nothing, when `version` is no
+    /// longer the app's deploying release (a newer one replaced it, or the app is gone).
     pub fn finish_rollout(
         &self,
         app: &str,
         version: u64,
         outcome: std::result::Result<(), String>,
+        output: &[String],
     ) -> Result<bool> {
         let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
             let Some(raw) = apps.get(app)? else {
@@ -347,6 +348,7 @@ impl Store {
                 Err(reason) => {
                     release.status = ReleaseStatus::Failed;
                     release.error = Some(reason.clone());
+                    release.output = output.to_vec();
                 }
             }
             releases.insert(key, encode(&release))?;
@@ -491,6 +493,12 @@ impl Store {
         Ok(swapped)
     }
 
+    /// Makes agents ask for their assignments again: something they carry besides the
+    /// allocations changed (an app's stop timeout).
+    pub fn touch_assignments(&self) {
+        self.inner.assignment_index.send_modify(|i| *i += 1);
+    }
+
     pub fn assignment_index(&self) -> watch::Receiver<u64> {
         self.inner.assignment_index.subscribe()
     }
@@ -589,6 +597,8 @@ mod tests {
             launcher: false,
             status: ReleaseStatus::Succeeded,
             error: None,
+            checks: Vec::new(),
+            output: Vec::new(),
         }
     }
 
@@ -657,19 +667,24 @@ mod tests {
         assert_eq!((a.release, a.deploying), (None, Some(1)));
         assert_eq!(status(&s, 1).0, ReleaseStatus::Deploying);
 
-        assert!(s.finish_rollout("demo", 1, Ok(())).unwrap());
+        assert!(s.finish_rollout("demo", 1, Ok(()), &[]).unwrap());
         let a = s.app("demo").unwrap().unwrap();
         assert_eq!((a.release, a.deploying), (Some(1), None));
         assert_eq!(status(&s, 1), (ReleaseStatus::Succeeded, None));
         assert!(
-            !s.finish_rollout("demo", 1, Ok(())).unwrap(),
+            !s.finish_rollout("demo", 1, Ok(()), &[]).unwrap(),
             "a finished rollout is not finished twice"
         );
 
         // A failed rollout leaves the serving release alone.
         assert_eq!(new(&s), 2);
         assert!(s
-            .finish_rollout("demo", 2, Err("web.1 crashed".into()))
+            .finish_rollout(
+                "demo",
+                2,
+                Err("web.1 crashed".into()),
+                &["last words".into()]
+            )
             .unwrap());
         let a = s.app("demo").unwrap().unwrap();
         assert_eq!((a.release, a.deploying), (Some(1), None));
@@ -677,19 +692,23 @@ mod tests {
             status(&s, 2),
             (ReleaseStatus::Failed, Some("web.1 crashed".into()))
         );
+        assert_eq!(
+            s.release("demo", 2).unwrap().unwrap().output,
+            ["last words"]
+        );
 
         // A newer release supersedes the deploying one; the older verdict then writes nothing.
         assert_eq!(new(&s), 3);
         assert_eq!(new(&s), 4);
         assert_eq!(status(&s, 3).0, ReleaseStatus::Superseded);
         assert!(status(&s, 3).1.unwrap().contains("v4"));
-        assert!(!s.finish_rollout("demo", 3, Ok(())).unwrap());
+        assert!(!s.finish_rollout("demo", 3, Ok(()), &[]).unwrap());
         let a = s.app("demo").unwrap().unwrap();
         assert_eq!(
             (a.release, a.deploying, a.latest()),
             (Some(1), Some(4), Some(4))
         );
-        assert!(!s.finish_rollout("gone", 1, Ok(())).unwrap());
+        assert!(!s.finish_rollout("gone", 1, Ok(()), &[]).unwrap());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What the store keeps. These are the server's own records, not wire types: they hold fields the
 //! API never shows (config values, token hashes) and may change shape behind the API.
 
+use caas_api::checks::{AppSettings, Check};
 use caas_api::{ReleaseStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -31,6 +32,13 @@ pub struct AppRecord {
     /// Log drain URLs (checked when added).
     #[serde(default)]
     pub drains: Vec<String>,
+    /// Health checks (`caas checks:set`, a build's `app.json`); every release copies them, as
+    /// it copies the config.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// Rollout and drain settings (`caas apps:settings:set`); they apply at once, no release.
+    #[serde(default)]
+    pub settings: AppSettings,
 }
 
 fn one() -> u64 {
@@ -51,6 +59,8 @@ impl AppRecord {
             next_build: 1,
             buildpack: None,
             drains: Vec::new(),
+            checks: Vec::new(),
+            settings: AppSettings::default(),
         }
     }
 
@@ -82,6 +92,12 @@ pub struct ReleaseRecord {
     /// Why it failed or was superseded.
     #[serde(default)]
     pub error: Option<String>,
+    /// Its health checks, copied from the app's when it was made.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    /// When it failed because of one instance: that instance's last lines of output.
+    #[serde(default)]
+    pub output: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
