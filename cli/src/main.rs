@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, drains, git as git_cmd, hosts, logs, metrics, ps,
-    push, releases, version,
+    apps, auth, buildpacks, builds, checks, config_vars, drains, git as git_cmd, hosts, logs,
+    metrics, ps, push, releases, version,
 };
 use std::io::Write;
 
@@ -66,6 +66,15 @@ enum Cmd {
     /// Destroy an app with its releases and instances
     #[command(name = "apps:destroy", visible_alias = "destroy")]
     AppsDestroy(apps::DestroyArgs),
+    /// Show how an app's rollouts and drains go (drain, stop-timeout, min-up, max-surge, ...)
+    #[command(name = "apps:settings")]
+    AppsSettings(checks::SettingsArgs),
+    /// Change how an app's rollouts and drains go, e.g. drain=60s max-surge=2
+    #[command(name = "apps:settings:set")]
+    AppsSettingsSet(checks::SettingsSetArgs),
+    /// Put an app's settings back to the server's defaults
+    #[command(name = "apps:settings:unset")]
+    AppsSettingsUnset(checks::SettingsUnsetArgs),
     /// Build a directory or archive into a release, or deploy a Docker image
     Push(push::PushArgs),
     /// List an app's builds, newest first
@@ -86,6 +95,14 @@ enum Cmd {
     /// Set how many instances of each process type run
     #[command(name = "ps:scale", visible_alias = "scale")]
     PsScale(ps::ScaleArgs),
+    /// List an app's health checks
+    Checks(checks::ListArgs),
+    /// Set a health check of a process type (a new release, rolled out like a config change)
+    #[command(name = "checks:set")]
+    ChecksSet(checks::SetArgs),
+    /// Remove a process type's health checks (all, or one kind)
+    #[command(name = "checks:clear")]
+    ChecksClear(checks::ClearArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
@@ -136,6 +153,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AppsCreate(a) => apps::create(a),
         Cmd::AppsInfo(a) => apps::info(a),
         Cmd::AppsDestroy(a) => apps::destroy(a),
+        Cmd::AppsSettings(a) => checks::settings(a),
+        Cmd::AppsSettingsSet(a) => checks::settings_set(a),
+        Cmd::AppsSettingsUnset(a) => checks::settings_unset(a),
         Cmd::Push(a) => push::push(a),
         Cmd::Builds(a) => builds::list(a),
         Cmd::BuildsOutput(a) => builds::output(a),
@@ -144,6 +164,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::BuildpacksClear(a) => buildpacks::clear(a),
         Cmd::Ps(a) => ps::list(a),
         Cmd::PsScale(a) => ps::scale(a),
+        Cmd::Checks(a) => checks::list(a),
+        Cmd::ChecksSet(a) => checks::set(a),
+        Cmd::ChecksClear(a) => checks::clear(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Drains(a) => drains::list(a),
@@ -240,6 +263,61 @@ mod tests {
             &["caas", "releases:rollback", "3", "-a", "demo"],
             &["caas", "git:remote", "-a", "demo"],
             &["caas", "git:remote", "-a", "demo", "-r", "prod"],
+            &["caas", "checks", "-a", "demo", "--json"],
+            &[
+                "caas",
+                "checks:set",
+                "web",
+                "--path",
+                "/health",
+                "-a",
+                "demo",
+            ],
+            &[
+                "caas",
+                "checks:set",
+                "web",
+                "--path",
+                "/h",
+                "--kind",
+                "liveness",
+                "--timeout",
+                "2s",
+                "--interval",
+                "2s",
+                "--attempts",
+                "5",
+                "--wait",
+                "0s",
+                "--content",
+                "ok",
+                "--status",
+                "200",
+                "--strategy",
+                "keep=1",
+                "-a",
+                "demo",
+                "--no-wait",
+            ],
+            &[
+                "caas",
+                "checks:clear",
+                "web",
+                "--kind",
+                "readiness",
+                "-a",
+                "demo",
+            ],
+            &["caas", "apps:settings", "-a", "demo", "--json"],
+            &[
+                "caas",
+                "apps:settings:set",
+                "drain=60s",
+                "max-surge=25%",
+                "-a",
+                "demo",
+            ],
+            &["caas", "apps:settings:unset", "drain", "-a", "demo"],
             &["caas", "git:credential", "get"],
             &["caas", "git:credential", "store"],
         ] {

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod auth;
 pub mod buildpacks;
 pub mod builds;
+pub mod checks;
 pub mod config_vars;
 pub mod drains;
 pub mod git;
