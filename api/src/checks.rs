@@ -321,7 +321,8 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".into();
     }
-    if !ms.is_multiple_of(1000) {
+    // Fractions of a second are said only where they matter: below a minute.
+    if !ms.is_multiple_of(1000) && ms < 60_000 {
         return if ms < 1000 {
             format!("{ms}ms")
         } else {

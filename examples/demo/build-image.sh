@@ -12,7 +12,14 @@
 #
 # and logs one line per request to the container's stderr (so `caas logs` shows it). GREETING
 # defaults to "Hello from caas"; --greeting bakes another default into the image (ENV), which the
-# container's environment still overrides. It runs as an unprivileged user and needs no
+# container's environment still overrides.
+#
+# For health checks and drains it also answers
+#   GET /cgi-bin/health     "ok" with status 200, or the status in /tmp/health-status when that
+#                           file exists (`docker exec ... sh -c 'echo 503 > /tmp/health-status'`),
+#                           else $HEALTH_STATUS (e.g. `caas config:set HEALTH_STATUS=500`); the
+#                           file is removed at every start, so a restarted instance is healthy
+#   GET /cgi-bin/sleep?N    "slept N" after N seconds (at most 120), for requests in flight It runs as an unprivileged user and needs no
 # capability and no writable file system (fine with --cap-drop ALL, no-new-privileges, --read-only).
 #
 # Quick and idempotent: the image carries a label with a hash of its recipe (this script, the
@@ -145,6 +152,8 @@ cat > "$root/app/start" <<'EOF'
 #!/bin/sh
 # caas demo app: serve HTTP on $PORT with busybox httpd.
 port="${PORT:-5000}"
+# A fresh start is a healthy one (see cgi-bin/health).
+rm -f /tmp/health-status
 echo "demo listening on port $port as ${CAAS_INSTANCE:-standalone}"
 httpd -f -p "$port" -h /app/www &
 pid=$!
@@ -165,7 +174,33 @@ length=$(printf '%s\n' "$body" | wc -c)
 printf 'Content-Type: text/plain; charset=utf-8\r\nContent-Length: %s\r\nConnection: close\r\n\r\n' "$length"
 [ "$REQUEST_METHOD" = HEAD ] || printf '%s\n' "$body"
 EOF
-chmod 0755 "$root/app/start" "$root/app/www/cgi-bin/index.cgi"
+# Health: 200 "ok", unless /tmp/health-status or $HEALTH_STATUS says another status.
+cat > "$root/app/www/cgi-bin/health" <<'EOF'
+#!/bin/sh
+status="${HEALTH_STATUS:-200}"
+[ -r /tmp/health-status ] && status=$(cat /tmp/health-status)
+case "$status" in
+    2??) body=ok ;;
+    *) body="not ok" ;;
+esac
+echo "health $status for $REQUEST_METHOD $REQUEST_URI" >&2
+printf 'Status: %s\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n%s\n' "$status" "$body"
+EOF
+
+# A slow request: sleeps N seconds (the query string, at most 120), then answers.
+cat > "$root/app/www/cgi-bin/sleep" <<'EOF'
+#!/bin/sh
+n="${QUERY_STRING:-1}"
+case "$n" in
+    ''|*[!0-9]*) n=1 ;;
+esac
+[ "$n" -gt 120 ] && n=120
+echo "sleeping $n s for ${HTTP_X_REQUEST_ID:-a request}" >&2
+sleep "$n"
+printf 'Content-Type: text/plain\r\nConnection: close\r\n\r\nslept %s\n' "$n"
+EOF
+chmod 0755 "$root/app/start" "$root/app/www/cgi-bin/index.cgi" "$root/app/www/cgi-bin/health" \
+    "$root/app/www/cgi-bin/sleep"
 
 # --- import -----------------------------------------------------------------------------------
 changes=(

@@ -16,6 +16,7 @@ pub struct SecondEngine {
     child: Child,
     dir: tempfile::TempDir,
     bridge: String,
+    id: u32,
 }
 
 fn ip(args: &[&str]) -> CmdOutput {
@@ -30,7 +31,6 @@ impl SecondEngine {
             .tempdir()
             .unwrap();
         let d = dir.path();
-        let log = std::fs::File::create(d.join("dockerd.log")).unwrap();
         // Unique per engine: per process, and per engine within a process.
         static ENGINES: AtomicU32 = AtomicU32::new(0);
         let n = ENGINES.fetch_add(1, Ordering::Relaxed);
@@ -51,38 +51,62 @@ impl SecondEngine {
             let out = ip(&args);
             assert!(out.success(), "ip {}: {out}", args.join(" "));
         }
-        let child = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", d.join("docker.sock").display()))
-            .arg(format!("--bridge={bridge}"))
-            .args(["--iptables=false", "--ip-masq=false"])
-            .args(["--containerd-namespace", &format!("caas-e2e-{id}")])
-            .args([
-                "--containerd-plugins-namespace",
-                &format!("caas-e2e-{id}-plugins"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting a second dockerd");
-        let engine = SecondEngine { child, dir, bridge };
+        let child = spawn_dockerd(d, &bridge, id);
+        let engine = SecondEngine {
+            child,
+            dir,
+            bridge,
+            id,
+        };
+        engine.wait_ready();
+        engine
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !engine.docker(&["info"]).success() {
+        while !self.docker(&["info"]).success() {
             assert!(
                 Instant::now() < deadline,
                 "the second dockerd did not start:\n{}",
-                engine.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        engine
+    }
+
+    /// Stops dockerd as a service manager would (SIGTERM: it stops its containers, which are
+    /// not live-restored) and starts it again on the same data, as after an upgrade or a crash.
+    pub fn restart(&mut self) {
+        self.stop_dockerd();
+        self.child = spawn_dockerd(self.dir.path(), &self.bridge, self.id);
+        self.wait_ready();
+    }
+
+    /// Freezes dockerd (SIGSTOP): every Docker call to it hangs until [`SecondEngine::resume`],
+    /// as when an engine stalls; its containers keep running.
+    pub fn pause(&self) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGCONT) };
+    }
+
+    fn stop_dockerd(&mut self) {
+        self.resume();
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `DOCKER_HOST` for this engine.
@@ -108,19 +132,39 @@ impl SecondEngine {
 
 impl Drop for SecondEngine {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child, not yet reaped.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop_dockerd();
         // Its overlay mounts are gone with it; the data root and the bridge can go.
         let _ = std::fs::remove_dir_all(self.dir.path().join("data"));
         let _ = ip(&["link", "del", &self.bridge]);
     }
+}
+
+/// A dockerd on `dir`'s data, socket and pid file, with its own bridge and containerd namespace.
+fn spawn_dockerd(dir: &std::path::Path, bridge: &str, id: u32) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .unwrap();
+    Command::new("dockerd")
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", dir.join("docker.sock").display()))
+        .arg(format!("--bridge={bridge}"))
+        .args(["--iptables=false", "--ip-masq=false"])
+        .args(["--containerd-namespace", &format!("caas-e2e-{id}")])
+        .args([
+            "--containerd-plugins-namespace",
+            &format!("caas-e2e-{id}-plugins"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("starting a second dockerd")
 }

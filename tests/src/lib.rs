@@ -25,8 +25,10 @@
 //! root): `binaries` finds and builds `caas` and `caasd`; `process` runs commands with timeouts and
 //! polls; `http` is the small HTTP client; `docker` has the engine, stack-image and test-image
 //! helpers; `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
-//! gateway and containers; `engine` is a second Docker engine.
+//! gateway and containers; `engine` is a second Docker engine; `agent` is a `caasd agent` of a
+//! test's own (another host).
 
+mod agent;
 mod binaries;
 mod docker;
 mod engine;
@@ -35,6 +37,7 @@ mod http;
 mod platform;
 mod process;
 
+pub use agent::AgentProcess;
 pub use binaries::{binaries, repo_root, Binaries};
 pub use docker::{docker, docker_ok, require_docker, require_stack, test_image, STACK_IMAGE};
 pub use engine::SecondEngine;

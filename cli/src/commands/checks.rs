@@ -255,7 +255,7 @@ pub struct SettingsArgs {
 #[derive(Debug, Args)]
 pub struct SettingsSetArgs {
     /// KEY=VALUE pairs: drain=60s, stop-timeout=20s, min-up=5s, max-surge=2, max-unavailable=25%
-    #[arg(required = true, value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    #[arg(required = true, value_name = "KEY=VALUE")]
     pairs: Vec<String>,
     #[command(flatten)]
     app: AppArg,
