@@ -2,8 +2,7 @@
 //! latest image and config, written whole in one store transaction like a config change, and
 //! rolls out like one; settings (drain, stop timeout, rollout pace) apply at once, no release.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::config::{derived, tag_release};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
@@ -21,11 +20,11 @@ use std::collections::BTreeSet;
 const RETRIES: usize = 5;
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Check>>> {
-    Ok(Json(load_app(&s, &app)?.checks))
+    Ok(Json(load_app(&s, &caller, &app, Access::Read)?.checks))
 }
 
 /// The process types a check may name: those of the app's latest release (`web` before the
@@ -118,16 +117,16 @@ fn describe(req: &ChecksUpdate) -> String {
 }
 
 pub async fn patch(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<ChecksUpdate>,
 ) -> ApiResult<Json<ChecksChange>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Manage)?;
     validate(&req, &process_types(&s, &rec)?).map_err(ApiError::Invalid)?;
     let description = describe(&req);
     for _ in 0..RETRIES {
-        let rec = load_app(&s, &app)?;
+        let rec = load_app(&s, &caller, &app, Access::Manage)?;
         let next = applied(&rec.checks, &req);
         if next == rec.checks {
             return Ok(Json(ChecksChange {
@@ -144,6 +143,7 @@ pub async fn patch(
             })?;
             s.store.flush().await?;
             s.logs.event(&app, "checks", description.clone());
+            super::audit(&s, &caller, "checks", Some(&app), description.clone());
             return Ok(Json(ChecksChange {
                 checks: rec.checks,
                 release: None,
@@ -166,6 +166,13 @@ pub async fn patch(
                     &app,
                     "checks",
                     format!("{description}; deploying v{}", release.version),
+                );
+                super::audit(
+                    &s,
+                    &caller,
+                    "checks",
+                    Some(&app),
+                    format!("{description} -> v{}", release.version),
                 );
                 s.wake.notify_one();
                 return Ok(Json(ChecksChange {
@@ -192,11 +199,11 @@ fn settings_view(s: &AppState, rec: AppRecord) -> SettingsView {
 }
 
 pub async fn settings(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<SettingsView>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     Ok(Json(settings_view(&s, rec)))
 }
 
@@ -218,12 +225,12 @@ fn settings_applied(
 }
 
 pub async fn patch_settings(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<SettingsUpdate>,
 ) -> ApiResult<Json<SettingsView>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Manage)?;
     let defaults = &s.config.settings_defaults;
     settings_applied(&rec.settings, &req, defaults).map_err(ApiError::Invalid)?;
     let rec = s.store.update_app::<ApiError>(&app, |a| {
@@ -239,8 +246,9 @@ pub async fn patch_settings(
             None => format!("{k} back to its default"),
         })
         .collect();
-    s.logs
-        .event(&app, "settings", format!("Set {}", said.join(", ")));
+    let said = format!("Set {}", said.join(", "));
+    s.logs.event(&app, "settings", said.clone());
+    super::audit(&s, &caller, "apps:settings", Some(&app), said);
     // Agents learn a new stop timeout with their next assignment list.
     s.store.touch_assignments();
     s.wake.notify_one();
