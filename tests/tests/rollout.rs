@@ -143,7 +143,8 @@ fn a_web_process_that_never_listens_fails_at_the_start_deadline_and_the_gateway_
     assert_eq!(out.code, 1, "{out}");
     assert!(
         out.stderr.contains(
-            "release v1 failed: not up within 4s (web.1 starting); no release is serving"
+            "release v1 failed: not up within 4s (web.1 starting); \
+             web.1's last check: health check: connection refused; no release is serving"
         ),
         "{out}"
     );
