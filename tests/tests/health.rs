@@ -561,3 +561,87 @@ fn checks_come_from_app_json_and_an_app_json_that_is_not_json_fails_the_build() 
     assert_eq!(p.caas_json(&["checks", "-a", "manifest", "--json"]), checks);
     assert_eq!(p.body("manifest"), "manifest one\n");
 }
+
+#[test]
+fn a_formation_larger_than_max_surge_rolls_in_batches_without_dropping_a_request() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "herd"]);
+    p.caas_ok(&["push", "--image", &test_image("herd one"), "-a", "herd"]);
+    p.caas_ok(&["ps:scale", "web=3", "-a", "herd"]);
+    p.caas_ok(&[
+        "apps:settings:set",
+        "max-surge=1",
+        "min-up=1s",
+        "drain=5s",
+        "-a",
+        "herd",
+    ]);
+    p.wait_for(WAIT, "three up", || {
+        (p.states("herd") == ["web.1 v1 up", "web.2 v1 up", "web.3 v1 up"]).then_some(())
+    });
+    let load = Load::start(p.gateway(), "herd");
+    // Watch the formation from a thread while the CLI waits for the rollout.
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(Mutex::new(0usize));
+    let watcher = {
+        let (stop, most) = (stop.clone(), most.clone());
+        let (api, token) = (p.api_url().to_string(), p.token().to_string());
+        std::thread::spawn(move || {
+            let api: SocketAddr = api.trim_start_matches("http://").parse().unwrap();
+            let auth = format!("Bearer {token}");
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(r) = http_request(
+                    api,
+                    "GET",
+                    &api.to_string(),
+                    "/v1/apps/herd/ps",
+                    &[("Authorization", &auth)],
+                    b"",
+                    Duration::from_secs(10),
+                ) {
+                    let all: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                    let running = all
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .filter(|i| i["state"] != "draining")
+                        .count();
+                    let mut m = most.lock().unwrap();
+                    *m = (*m).max(running);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let out = p.caas_ok(&["config:set", "GREETING=herd two", "-a", "herd"]);
+    assert!(out.contains("done, v2"), "{out}");
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let seen = load.finish();
+    let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {}: {failed:?}",
+        failed.len(),
+        seen.len()
+    );
+    assert!(
+        *most.lock().unwrap() <= 4,
+        "at most 3 + max-surge 1 at once, saw {}",
+        most.lock().unwrap()
+    );
+    let logs = logs(&p, "herd");
+    for want in [
+        "caas[deploy]: Stopping v1 (web.3) to make way for v2",
+        "caas[deploy]: Stopping v1 (web.2) to make way for v2",
+        // The last one goes once v2 is up, as in any rollout.
+        "caas[deploy]: v2 is up (web=3)",
+        "caas[deploy]: Stopping v1 (web.1)",
+    ] {
+        assert!(logs.contains(want), "missing {want:?} in\n{logs}");
+    }
+    p.wait_for(WAIT, "only v2 to answer", || {
+        p.ok_body("herd").filter(|b| b.starts_with("herd two"))
+    });
+}
