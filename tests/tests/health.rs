@@ -132,6 +132,10 @@ fn a_release_answering_500_on_its_check_never_takes_traffic_and_the_old_one_serv
     let took = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let seen = load.finish();
+    println!(
+        "measured: v3 failed {took:?} after config:set; {} requests meanwhile",
+        seen.len()
+    );
     assert_eq!(out.code, 1, "{out}");
     assert!(
         out.stderr.contains(
@@ -355,6 +359,7 @@ fn a_10s_request_started_just_before_a_deploy_completes() {
     assert!(out.contains("done, v2"), "{out}");
     assert!(p.body("slow").starts_with("slow two"));
     let (answer, took) = request.join().unwrap();
+    println!("measured: the 10 s request took {took:?} across the deploy");
     let answer = answer.expect("an answer");
     assert_eq!((answer.status, answer.body.as_str()), (200, "slept 10\n"));
     assert!(took >= Duration::from_secs(10), "{took:?}");
@@ -619,6 +624,11 @@ fn a_formation_larger_than_max_surge_rolls_in_batches_without_dropping_a_request
     stop.store(true, Ordering::Relaxed);
     watcher.join().unwrap();
     let seen = load.finish();
+    println!(
+        "measured: {} requests during the batched rollout, at most {} instances at once",
+        seen.len(),
+        most.lock().unwrap()
+    );
     let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
     assert!(
         failed.is_empty(),
