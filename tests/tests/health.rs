@@ -91,6 +91,14 @@ fn logs(p: &Platform, app: &str) -> String {
     p.caas_ok(&["logs", "-a", app, "-n", "2000", "--source", "caas"])
 }
 
+/// Waits until the app's platform lines hold `want`: an agent's events travel apart from its
+/// heartbeats, so they may come a moment after the state `ps` shows.
+fn wait_log(p: &Platform, app: &str, want: &str) {
+    p.wait_for(WAIT, &format!("{want:?} in the logs"), || {
+        logs(p, app).contains(want).then_some(())
+    });
+}
+
 #[test]
 fn a_release_answering_500_on_its_check_never_takes_traffic_and_the_old_one_serves_throughout() {
     let p = Platform::start();
@@ -174,13 +182,12 @@ fn a_release_answering_500_on_its_check_never_takes_traffic_and_the_old_one_serv
     );
     assert_eq!(releases[0]["checks"][0]["path"], CHECK, "{releases}");
     assert_eq!(releases[1]["current"], true);
-    let logs = logs(&p, "gate");
     for want in [
         "caas[health]: web.1 passed its startup check GET /cgi-bin/health (answered 200); up",
         "caas[health]: web.1 failed its startup check GET /cgi-bin/health 3 times (answered 500); restarting it",
         "caas[deploy]: v3 failed: web.1 failed its startup check GET /cgi-bin/health: answered 500 (3 of 3); v2 keeps serving",
     ] {
-        assert!(logs.contains(want), "missing {want:?} in\n{logs}");
+        wait_log(&p, "gate", want);
     }
     assert_eq!(p.body("gate").split(':').next(), Some("gate one"));
 }
@@ -191,6 +198,8 @@ fn readiness_takes_an_instance_out_of_the_routes_and_back() {
     p.caas_ok(&["apps:create", "ready"]);
     p.caas_ok(&["push", "--image", &test_image("ready"), "-a", "ready"]);
     p.caas_ok(&["ps:scale", "web=2", "-a", "ready"]);
+    // Old instances gone at once, so `states` shows the new ones only.
+    p.caas_ok(&["apps:settings:set", "drain=1s", "-a", "ready"]);
     p.caas_ok(&[
         "checks:set",
         "web",
@@ -239,12 +248,11 @@ fn readiness_takes_an_instance_out_of_the_routes_and_back() {
         (bodies.iter().any(|b| b.contains("web.1")) && bodies.iter().any(|b| b.contains("web.2")))
             .then_some(())
     });
-    let logs = logs(&p, "ready");
     for want in [
         "caas[health]: web.2 failed its readiness check GET /cgi-bin/health 2 times in a row (answered 503); out of the routes until it passes",
         "caas[health]: web.2 passed its readiness check GET /cgi-bin/health (answered 200); back in the routes",
     ] {
-        assert!(logs.contains(want), "missing {want:?} in\n{logs}");
+        wait_log(&p, "ready", want);
     }
 }
 
@@ -253,6 +261,7 @@ fn a_failing_liveness_check_gets_the_instance_restarted_or_only_reported() {
     let p = Platform::start();
     p.caas_ok(&["apps:create", "alive"]);
     p.caas_ok(&["push", "--image", &test_image("alive"), "-a", "alive"]);
+    p.caas_ok(&["apps:settings:set", "drain=1s", "-a", "alive"]);
     p.caas_ok(&[
         "checks:set",
         "web",
@@ -278,17 +287,12 @@ fn a_failing_liveness_check_gets_the_instance_restarted_or_only_reported() {
         (ps.len() == 1 && ps[0]["restarts"] == 1 && ps[0]["state"] == "up").then_some(())
     });
     assert!(p.ok_body("alive").is_some());
-    let logs_now = logs(&p, "alive");
-    assert!(
-        logs_now.contains(
-            "caas[health]: web.1 failed its liveness check GET /cgi-bin/health 2 times in a row (answered 500); restarting it"
-        ),
-        "{logs_now}"
+    wait_log(
+        &p,
+        "alive",
+        "caas[health]: web.1 failed its liveness check GET /cgi-bin/health 2 times in a row (answered 500); restarting it",
     );
-    assert!(
-        logs_now.contains("caas[restart]: Restarted web.1 (restart 1)"),
-        "{logs_now}"
-    );
+    wait_log(&p, "alive", "caas[restart]: Restarted web.1 (restart 1)");
 
     // Strategy none: reported, out of the routes, never restarted.
     p.caas_ok(&[
@@ -323,14 +327,15 @@ fn a_failing_liveness_check_gets_the_instance_restarted_or_only_reported() {
     p.wait_for(WAIT, "web.1 healthy again", || {
         (p.states("alive") == ["web.1 v3 up"]).then_some(())
     });
-    let logs = logs(&p, "alive");
-    assert!(
-        logs.contains("out of the routes, left running (strategy none)"),
-        "{logs}"
+    wait_log(
+        &p,
+        "alive",
+        "out of the routes, left running (strategy none)",
     );
-    assert!(
-        logs.contains("caas[health]: web.1 passed its liveness check GET /cgi-bin/health (answered 200); healthy again"),
-        "{logs}"
+    wait_log(
+        &p,
+        "alive",
+        "caas[health]: web.1 passed its liveness check GET /cgi-bin/health (answered 200); healthy again",
     );
 }
 
@@ -540,12 +545,10 @@ fn checks_come_from_app_json_and_an_app_json_that_is_not_json_fails_the_build() 
         "{table}"
     );
     assert!(table.contains("app.json"), "{table}");
-    let logs = logs(&p, "manifest");
-    assert!(
-        logs.contains(
-            "caas[health]: web.1 passed its startup check GET /health.txt (answered 200); up"
-        ),
-        "{logs}"
+    wait_log(
+        &p,
+        "manifest",
+        "caas[health]: web.1 passed its startup check GET /health.txt (answered 200); up",
     );
 
     // Not JSON: the build fails with where, and nothing else changes.
