@@ -171,6 +171,12 @@ enum Cmd {
     TokensRevoke(users::RevokeTokenArgs),
     /// Who changed what, when and from where
     Audit(users::AuditArgs),
+    /// Let a host join: a one-time join token for it and the command to run there (admins)
+    #[command(name = "hosts:add")]
+    HostsAdd(hosts::AddArgs),
+    /// Remove a host: its credentials stop working, its instances start elsewhere (admins)
+    #[command(name = "hosts:remove")]
+    HostsRemove(hosts::RemoveArgs),
     /// Show the client's and the server's version
     Version(version::VersionArgs),
 }
@@ -211,6 +217,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),
+        Cmd::HostsAdd(a) => hosts::add(a),
+        Cmd::HostsRemove(a) => hosts::remove(a),
         Cmd::Users(a) => users::list(a),
         Cmd::UsersAdd(a) => users::add(a),
         Cmd::UsersRemove(a) => users::remove(a),

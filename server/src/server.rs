@@ -72,6 +72,43 @@ fn ensure_admin(store: &Store, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The embedded agent's join token: for the control plane's own host only, made anew at every
+/// start and never written down. Join tokens of the first version (for any host, from
+/// `DIR/join-token`) are removed: hosts now join with a token made for them (`caas hosts:add`).
+fn embedded_join_token(store: &Store, dir: &Path, host: &str) -> anyhow::Result<String> {
+    let legacy = dir.join("join-token");
+    if legacy.exists() {
+        let _ = std::fs::remove_file(&legacy);
+        tracing::warn!(
+            "removed {}: hosts now join with a token made for each (caas hosts:add NAME)",
+            legacy.display()
+        );
+    }
+    store.delete_tokens_where(|t| match &t.role {
+        Role::Join {
+            host: None,
+            colocated,
+            ..
+        } => !colocated,
+        Role::Join { colocated, .. } => *colocated,
+        _ => false,
+    })?;
+    let token = auth::generate(auth::JOIN_PREFIX);
+    store.put_token(
+        &auth::hash(&token),
+        &TokenRecord::new(
+            Role::Join {
+                host: Some(host.to_string()),
+                address: None,
+                once: false,
+                colocated: true,
+            },
+            "embedded agent",
+        ),
+    )?;
+    Ok(token)
+}
+
 /// A token whose plain text lives only in `DIR/FILE` (the join token agents register with, the
 /// gateway's token): when that file is gone or stale, a new token replaces the old one.
 fn ensure_token_file(
@@ -158,7 +195,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", dir.join("db").display()))?;
     let cluster_id = store.meta_get_or_init("cluster_id", auth::short_id)?;
     ensure_admin(&store, dir)?;
-    let join_token = ensure_token_file(&store, dir, "join-token", Role::Join, auth::JOIN_PREFIX)?;
+    let join_token = embedded_join_token(&store, dir, &args.host_name)?;
     ensure_token_file(
         &store,
         dir,
@@ -217,6 +254,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 ..unpack::Limits::default()
             },
             cluster_id: cluster_id.clone(),
+            timeout: args.build_timeout,
         },
         args.build_concurrency,
         shutdown.clone(),
@@ -270,6 +308,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
         auth_failures: Arc::default(),
+        gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
     };
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);

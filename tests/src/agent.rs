@@ -1,5 +1,6 @@
-//! A `caasd agent` of a test's own: another host joining a platform with the join token, on an
-//! address and port range of its own, optionally driving another Docker engine.
+//! A `caasd agent` of a test's own: another host joining a platform with a join token made for
+//! it (`caas hosts:add`), on an address and port range of its own, optionally driving another
+//! Docker engine.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -15,8 +16,9 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Starts `caasd agent --name NAME --address ADDRESS` for `p`, on the 100 ports above the
-    /// platform's own range; with `docker_host`, against that engine (`SecondEngine::host`).
+    /// Adds the host (`caas hosts:add NAME --address ADDRESS`) and starts `caasd agent` with the
+    /// join token that printed, for `p`, on the 100 ports above the platform's own range; with
+    /// `docker_host`, against that engine (`SecondEngine::host`).
     pub fn start(
         p: &Platform,
         name: &str,
@@ -28,6 +30,7 @@ impl AgentProcess {
             .tempdir()
             .unwrap();
         let (lo, _) = p.port_range();
+        let token = join_token(p, name, address);
         let log = File::create(data_dir.path().join("agent.log")).unwrap();
         let mut cmd = Command::new(&binaries().caasd);
         if let Some(host) = docker_host {
@@ -36,8 +39,7 @@ impl AgentProcess {
         let child = cmd
             .arg("agent")
             .args(["--server", p.api_url()])
-            .arg("--join-token-file")
-            .arg(p.data_dir().join("join-token"))
+            .args(["--join-token", &token])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--address", address, "--name", name])
@@ -67,6 +69,16 @@ impl AgentProcess {
             let _ = c.wait();
         }
     }
+}
+
+/// `caas hosts:add NAME --address IP`: the join token it printed.
+fn join_token(p: &Platform, name: &str, address: &str) -> String {
+    let out = p.caas_ok(&["hosts:add", name, "--address", address]);
+    let after = out
+        .split("--join-token ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no token in {out}"));
+    after.split_whitespace().next().unwrap().to_string()
 }
 
 impl Drop for AgentProcess {

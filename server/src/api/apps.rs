@@ -1,6 +1,6 @@
 //! The user API: apps, deploys, images, releases, formation, instances, hosts.
 
-use super::auth::{load_app, Access, Admin, Caller};
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::Names;
@@ -14,8 +14,8 @@ use caas_api::agent::ObservedState;
 use caas_api::ReleaseStatus;
 use caas_api::WEB;
 use caas_api::{
-    App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages,
-    Release, ScaleRequest, ServerInfo, Timestamp,
+    App, CreateApp, DeployImage, Formation, Instance, InstanceState, LoadedImages, Release,
+    ScaleRequest, ServerInfo, Timestamp,
 };
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
@@ -299,10 +299,18 @@ pub async fn releases(
 
 /// `GET /v1/apps/{app}/releases/{version}` (`7` or `v7`): one release, with where its rollout
 /// stands. `caas push` and `git push` wait on this.
+#[derive(serde::Deserialize)]
+pub struct ReleaseQuery {
+    /// For a release that came up: answer once the gateway serves it.
+    #[serde(default)]
+    served: bool,
+}
+
 pub async fn release(
     caller: Caller,
     State(s): State<AppState>,
     Path((app, version)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<ReleaseQuery>,
 ) -> ApiResult<Json<Release>> {
     let rec = load_app(&s, &caller, &app, Access::Read)?;
     let missing = || {
@@ -316,6 +324,9 @@ pub async fn release(
         .parse()
         .map_err(|_| missing())?;
     let r = s.store.release(&app, v)?.ok_or_else(missing)?;
+    if q.served && r.status == ReleaseStatus::Succeeded && rec.release == Some(v) {
+        super::until_served(&s, &app, v).await;
+    }
     Ok(Json(release_view(r, rec.release)))
 }
 
@@ -463,31 +474,6 @@ pub async fn ps(
         .collect();
     out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
     Ok(Json(out))
-}
-
-pub async fn hosts(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Host>>> {
-    let now = Timestamp::now();
-    let allocations = s.store.allocations()?;
-    let hosts = s
-        .store
-        .hosts()?
-        .into_iter()
-        .map(|h| Host {
-            state: if s.observed.host_alive(&h.id, now) {
-                HostState::Ready
-            } else {
-                HostState::Lost
-            },
-            instances: allocations.iter().filter(|a| a.host_id == h.id).count() as u32,
-            id: h.id,
-            name: h.name,
-            address: h.address,
-            memory_mb: h.memory_mb,
-            cpus: h.cpus,
-            registered_at: h.registered_at,
-        })
-        .collect();
-    Ok(Json(hosts))
 }
 
 #[cfg(test)]

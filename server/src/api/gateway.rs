@@ -78,6 +78,13 @@ pub async fn report(
         }
     }
     s.traffic.record(Timestamp::now().millis() / 1000, &traffic);
+    if let Some(i) = report.serving_index {
+        s.gateway_serving.send_if_modified(|v| {
+            let changed = *v != i;
+            *v = i;
+            changed
+        });
+    }
     if report.dropped_lines > 0 {
         tracing::warn!(
             "the gateway dropped {} router lines while the control plane was away",

@@ -12,6 +12,7 @@ mod drains;
 mod error;
 mod gateway;
 mod git;
+mod hosts;
 mod logs;
 mod metrics;
 mod users;
@@ -73,6 +74,43 @@ pub struct AppState {
     pub traffic: Arc<crate::traffic::Traffic>,
     /// Failed authentications per client address.
     pub auth_failures: Arc<auth::Failures>,
+    /// The routing index the gateway says it serves (0 until it reports).
+    pub gateway_serving: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// Waits (a few seconds at most) until the gateway serves what the routes say now, so a deploy
+/// that is up is up at its URL. Without a gateway that reports, it does not wait.
+pub(crate) async fn until_served(s: &AppState, app: &str, version: u64) {
+    use std::time::Duration;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    // The scheduler writes a new release's routes in the pass after it promoted it.
+    let web_wanted = s
+        .store
+        .app(app)
+        .ok()
+        .flatten()
+        .is_some_and(|a| a.formation.get(caas_api::WEB).copied().unwrap_or(0) > 0);
+    if web_wanted {
+        loop {
+            let routed = s
+                .store
+                .routes()
+                .is_ok_and(|r| r.iter().any(|(k, _)| k.app == app && k.release == version));
+            if routed || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Route writes bump the index right after they land: let that settle, then the gateway must
+    // serve at least that.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let target = *s.routing_index.borrow();
+    let mut served = s.gateway_serving.subscribe();
+    if *served.borrow() == 0 {
+        return;
+    }
+    let _ = tokio::time::timeout_at(deadline, served.wait_for(|i| *i >= target)).await;
 }
 
 /// Records a change in the audit log: who, from where, what. A failure to record is logged,
@@ -163,7 +201,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/buildpack", put(builds::set_buildpack))
         .route("/v1/buildpacks", get(builds::buildpacks))
         .route("/v1/images", post(apps::load_images).layer(upload()))
-        .route("/v1/hosts", get(apps::hosts))
+        .route("/v1/hosts", get(hosts::list).post(hosts::add))
+        .route("/v1/hosts/{name}", delete(hosts::remove))
         .route("/v1/whoami", get(users::whoami))
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{name}", delete(users::remove))

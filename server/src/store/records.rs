@@ -181,8 +181,21 @@ pub enum Role {
     Admin,
     /// A person (or a CI job) using the user API as this user.
     User { name: String },
-    /// May only register agents.
-    Join,
+    /// May only register an agent: the host named, at the address given (else the address the
+    /// registration comes from), once when `once`. A token of the first version (no fields) is
+    /// refused at start.
+    Join {
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        address: Option<String>,
+        /// Used up by its first registration.
+        #[serde(default)]
+        once: bool,
+        /// The embedded agent's: it may register as the control plane's own host.
+        #[serde(default)]
+        colocated: bool,
+    },
     /// May only speak the agent protocol, as this host.
     Agent { host_id: String },
     /// May only speak the gateway protocol (read routes, report traffic).
