@@ -132,6 +132,11 @@ pub struct InstanceReport {
     /// Its last lines of output, while it is not up (a failed rollout says them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<String>,
+    /// Found running by an agent that (re)started, and not checked since: `state` (starting)
+    /// says nothing yet. The control plane keeps what it knew of the instance, its route
+    /// included, until the agent's first probe of it decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchecked: bool,
 }
 
 /// `POST /v1/agent/heartbeat`

@@ -50,6 +50,7 @@ impl Observed {
                 r.state,
                 r.port,
                 r.container_addr.clone(),
+                r.unchecked,
             )
         };
         let changed = match inner.reports.get(host_id) {
@@ -107,16 +108,25 @@ impl Observed {
 
     /// The scheduler's view: for every allocation id a host has reported, its state. For hosts
     /// that have reported at least once, `assigned` allocations missing from the report are
-    /// `Starting` (placed, not running yet); on hosts that have not, they stay unknown.
+    /// `Starting` (placed, not running yet); on hosts that have not, they stay unknown, and so
+    /// do instances reported `unchecked` (found running by a restarted agent, not probed yet).
     pub fn snapshot(
         &self,
         assigned: impl Iterator<Item = (String, String)>,
     ) -> HashMap<String, Obs> {
         let inner = self.inner.lock().unwrap();
+        let unchecked: std::collections::HashSet<&str> = inner
+            .reports
+            .values()
+            .flatten()
+            .filter(|r| r.unchecked)
+            .map(|r| r.assignment_id.as_str())
+            .collect();
         let mut out: HashMap<String, Obs> = inner
             .reports
             .values()
             .flatten()
+            .filter(|r| !r.unchecked)
             .map(|r| {
                 (
                     r.assignment_id.clone(),
@@ -132,7 +142,7 @@ impl Observed {
             })
             .collect();
         for (alloc_id, host_id) in assigned {
-            if inner.reports.contains_key(&host_id) {
+            if inner.reports.contains_key(&host_id) && !unchecked.contains(alloc_id.as_str()) {
                 out.entry(alloc_id).or_insert(Obs {
                     state: ObservedState::Starting,
                     port: None,
@@ -173,6 +183,7 @@ mod tests {
             since: Timestamp(0),
             check: None,
             output: Vec::new(),
+            unchecked: false,
         }
     }
 
@@ -234,5 +245,25 @@ mod tests {
                 check: None,
             }
         );
+    }
+
+    #[test]
+    fn instances_a_restarted_agent_has_not_checked_yet_stay_unknown() {
+        let o = Observed::new(Timestamp(0), Duration::from_secs(15));
+        let assigned = || {
+            vec![
+                ("a".to_string(), "h".to_string()),
+                ("b".to_string(), "h".to_string()),
+            ]
+            .into_iter()
+        };
+        let mut adopted = report("a", ObservedState::Starting);
+        adopted.unchecked = true;
+        o.heartbeat("h", vec![adopted], Timestamp(1));
+        let snap = o.snapshot(assigned());
+        assert!(!snap.contains_key("a"), "unknown, not starting: {snap:?}");
+        assert_eq!(snap["b"].state, ObservedState::Starting);
+        o.heartbeat("h", vec![report("a", ObservedState::Up)], Timestamp(2));
+        assert_eq!(o.snapshot(assigned())["a"].state, ObservedState::Up);
     }
 }

@@ -105,6 +105,12 @@ fn kill_9_of_caasd_under_constant_load_drops_no_request_and_routes_follow_when_i
             Some(gateway),
             "a restart of caasd leaves the gateway running"
         );
+        // Under load while the restarted agent adopts the instances and reports them: an
+        // instance it has not probed yet must not leave the routes.
+        p.wait_for(WAIT, "both instances reported up again", || {
+            (p.states("steady") == ["web.1 v1 up", "web.2 v1 up"]).then_some(())
+        });
+        std::thread::sleep(Duration::from_secs(1));
     }
     // Routes follow the control plane again: a new release takes the traffic.
     p.caas_ok(&["push", "--image", &test_image("steady two"), "-a", "steady"]);

@@ -37,7 +37,9 @@
 //! is still booting, which `start_timeout` bounds. A stopped container exits and takes the crash
 //! path; it is not probed while its stop runs. The back-off doubles from 1 s to a minute with each
 //! crash in a row and starts over after a run of [`STABLE_AFTER`]; `plan` starts the instance
-//! again once it has passed.
+//! again once it has passed. A container adopted running is reported unchecked until its first
+//! startup probe ([`Container::unchecked`]): it most likely was up, and the control plane keeps
+//! its route meanwhile.
 //!
 //! The state is what the control plane sees (`ObservedState`); it routes only to `Up`
 //! instances and fails a deploying release on a crash or a restart. Every check result that
@@ -305,6 +307,16 @@ impl Container {
             adopted: None,
             never_ran: false,
         }
+    }
+
+    /// Adopted running (the agent restarted) and not checked since: `Starting` until its first
+    /// startup probe, but it most likely was up and in the routes. The report says so
+    /// (`InstanceReport::unchecked`) and the control plane keeps what it knew, rather than take
+    /// every instance of the host out of the routes until its probe (503s under load after a
+    /// restart of caasd with its embedded agent). The first probe result, pass or failure, ends
+    /// it.
+    pub fn unchecked(&self) -> bool {
+        self.state == Starting && self.adopted.is_some() && self.check.is_none()
     }
 
     /// A fresh run: every check from the start.
@@ -1282,6 +1294,32 @@ mod tests {
         }
         probe(&mut i, true, now.plus(Duration::from_secs(5)));
         assert_eq!(container(&i).since, now.plus(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn an_adopted_running_container_is_unchecked_until_its_first_probe() {
+        let now = at(3_600_000);
+        let mut i = web();
+        adopt(&mut i, "c1", true, Some(at(0)), Some(30001), now);
+        assert!(container(&i).unchecked());
+        probe(&mut i, true, now.plus(Duration::from_secs(1)));
+        assert!(!container(&i).unchecked());
+        assert_eq!(container(&i).state, Up);
+
+        // A first probe that fails ends it too: it is starting, out of the routes.
+        let mut i = web();
+        adopt(&mut i, "c1", true, Some(at(0)), Some(30001), now);
+        probe(&mut i, false, now.plus(Duration::from_secs(1)));
+        assert!(!container(&i).unchecked());
+        assert_eq!(container(&i).state, Starting);
+
+        // Only adopted running ones: a new container and a stopped one are what they say.
+        let mut i = web();
+        on_created(&mut i, "c1", Some(30001), now);
+        assert!(!container(&i).unchecked());
+        let mut i = web();
+        adopt(&mut i, "c1", false, Some(at(0)), Some(30001), now);
+        assert!(!container(&i).unchecked());
     }
 
     #[test]

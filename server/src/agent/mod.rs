@@ -194,6 +194,16 @@ async fn heartbeat(
     mut reports: watch::Receiver<Vec<InstanceReport>>,
     shutdown: CancellationToken,
 ) {
+    // The first heartbeat says what the first pass found (the containers listed and adopted),
+    // not the empty list the channel starts with: that would tell the control plane every
+    // instance of this host is starting, and take them out of the routes until the next one.
+    // It waits a bounded time, so an engine that stalls as the agent starts still does not
+    // make the host look lost.
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = reports.changed() => {}
+        _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+    }
     let mut last: Option<(Instant, ReportKey)> = None;
     loop {
         let wait = last.as_ref().map_or(Duration::ZERO, |(at, _)| {
@@ -682,6 +692,7 @@ impl Agent {
                         ObservedState::Up => Vec::new(),
                         _ => self.followers.tail(&a.id),
                     },
+                    unchecked: l.unchecked(),
                 })
             })
             .collect();
