@@ -10,7 +10,8 @@
 #   --duration S      seconds of load per target and round (default 10)
 #   --connections C   wrk connections (default 64)
 #   --threads T       wrk threads (default 2)
-#   --pin             wrk on CPU 0, the proxy (caasd, or nginx's master and workers) on CPU 1;
+#   --pin             wrk on CPU 0, the proxy (caasd's gateway process, or nginx's master and
+#                     workers) on CPU 1;
 #                     the app instance and Docker's port proxy stay unpinned (default: nothing
 #                     pinned, the scheduler shares the cores between everything)
 #   --bin-dir DIR     take caas and caasd from DIR (default: target/release, brought up to date)
@@ -228,9 +229,9 @@ start_nginx() {
 }
 
 if [ "$PIN" = 1 ]; then
-    taskset -a -p -c 1 "$CAASD_PID" >/dev/null
+    taskset -a -p -c 1 "$(bench_gateway_pid)" >/dev/null
     WRK=(taskset -c 0 wrk)
-    say "pinned: wrk on CPU 0, caasd and nginx on CPU 1; the instance and docker-proxy unpinned"
+    say "pinned: wrk on CPU 0, caas's gateway and nginx on CPU 1; the instance and docker-proxy unpinned"
 else
     WRK=(wrk)
 fi
@@ -247,7 +248,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # proxy_pids NAME: the processes of the proxy in front of target NAME (none without a proxy).
 proxy_pids() {
     case "$1" in
-        caas) echo "$CAASD_PID" ;;
+        caas) bench_gateway_pid ;;
         nginx|nginx+log) echo "$NGINX_PID"; pgrep -P "$NGINX_PID" || true ;;
     esac
 }
@@ -325,7 +326,7 @@ echo
 echo "gateway vs nginx: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS rounds," \
     "$(nproc) cores, $([ "$PIN" = 1 ] && echo "wrk on CPU 0 and the proxy on CPU 1" || echo "nothing pinned")"
 echo "backend: node http server in one caas instance at $BACKEND (through Docker's port proxy)"
-echo "proxy CPU: user+system time of caasd / nginx's processes during the load, per request (us)"
+echo "proxy CPU: user+system time of caas's gateway / nginx's processes during the load, per request (us)"
 printf '%-6s %-12s %12s %10s %10s %12s %8s\n' round target "req/s" "p50 ms" "p99 ms" "proxy us/req" errors
 for run in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do

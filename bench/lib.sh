@@ -4,7 +4,8 @@
 # messages) before sourcing, and calls bench_cleanup_caasd from its own EXIT trap.
 #
 # Variables it sets: ROOT, BIN_DIR, CAAS, CAASD (bench_binaries); WORK (bench_workdir);
-# CAASD_PID, CAAS_SERVER, CAAS_TOKEN, GATEWAY, CLUSTER (bench_start_caasd).
+# CAASD_ARGS, CAASD_PID, CAAS_SERVER, CAAS_TOKEN, GATEWAY, CLUSTER (bench_start_caasd; CAASD_PID
+# and CAAS_SERVER again with bench_launch_caasd).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 POLL_INTERVAL=${POLL_INTERVAL:-0.02}
@@ -46,15 +47,28 @@ json_field() {
 
 # Starts a throwaway caasd on $WORK/data with loopback listeners on free ports and the given
 # instance port range (e.g. 44000-44999), this repo's buildpacks, and the CLI pointed at it
-# (HOME, CAAS_CONFIG, CAAS_SERVER, CAAS_TOKEN exported).
+# (HOME, CAAS_CONFIG, CAAS_SERVER, CAAS_TOKEN exported). caasd starts its gateway, a process of
+# its own that outlives it (bench_cleanup_caasd stops it).
 bench_start_caasd() {
     local port_range=$1
     export HOME=$WORK/home CAAS_CONFIG=$WORK/home/config.json
     mkdir -p "$HOME"
     say "starting a throwaway caasd ($WORK/data)"
-    "$CAASD" --data-dir "$WORK/data" --api 127.0.0.1:0 --gateway 127.0.0.1:0 --domain localhost \
-        --port-range "$port_range" --buildpacks "$ROOT/buildpacks" \
-        >"$WORK/caasd.log" 2>&1 </dev/null &
+    CAASD_ARGS=(--data-dir "$WORK/data" --api 127.0.0.1:0 --gateway 127.0.0.1:0 --domain localhost
+        --port-range "$port_range" --buildpacks "$ROOT/buildpacks")
+    bench_launch_caasd
+    GATEWAY=$(json_field "$WORK/data/caasd.json" gateway)
+    CLUSTER=$(json_field "$WORK/data/caasd.json" cluster_id)
+    CAAS_TOKEN=$(cat "$WORK/data/admin-token")
+    export CAAS_TOKEN
+    say "caasd $CAASD_PID: API $CAAS_SERVER, gateway $GATEWAY, cluster $CLUSTER"
+}
+
+# Runs caasd with CAASD_ARGS (again) and waits for the caasd.json it writes once it serves; sets
+# CAASD_PID and CAAS_SERVER (the API port is new at every start; the gateway's stays).
+bench_launch_caasd() {
+    rm -f "$WORK/data/caasd.json"
+    "$CAASD" "${CAASD_ARGS[@]}" >>"$WORK/caasd.log" 2>&1 </dev/null &
     CAASD_PID=$!
     local i
     for i in $(seq 1 300); do
@@ -64,21 +78,37 @@ bench_start_caasd() {
         sleep 0.2
     done
     CAAS_SERVER=$(json_field "$WORK/data/caasd.json" api)
-    GATEWAY=$(json_field "$WORK/data/caasd.json" gateway)
-    CLUSTER=$(json_field "$WORK/data/caasd.json" cluster_id)
-    CAAS_TOKEN=$(cat "$WORK/data/admin-token")
-    export CAAS_SERVER CAAS_TOKEN
-    say "caasd $CAASD_PID: API $CAAS_SERVER, gateway $GATEWAY, cluster $CLUSTER"
+    export CAAS_SERVER
 }
 
-# Stops the caasd this script started, removes every container and build-cache volume of its
-# cluster, and the temp dir. Images are the caller's business (it knows which ones it made).
+# The pid of the gateway process of $WORK/data (from its run file, and only while that process is
+# still a gateway of this data dir); nothing when none runs.
+bench_gateway_pid() {
+    local run=$WORK/data/gateway/gateway.json pid cmdline
+    [ -s "$run" ] || return 0
+    pid=$(json_field "$run" pid)
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+    cmdline=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null) || return 0
+    grep -qxF "$WORK/data/gateway" <<<"$cmdline" && echo "$pid"
+    return 0
+}
+
+# Stops the caasd this script started and its gateway, removes every container and build-cache
+# volume of its cluster, and the temp dir. Images are the caller's business (it knows which ones
+# it made).
 # Safe under set -e (a trap may call it before the script's own set +e).
 bench_cleanup_caasd() {
     if [ -n "${CAASD_PID:-}" ] && kill -0 "$CAASD_PID" 2>/dev/null; then
         kill -TERM "$CAASD_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$CAASD_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$CAASD_PID" 2>/dev/null || true
+    fi
+    local gw
+    gw=$(bench_gateway_pid)
+    if [ -n "$gw" ]; then
+        kill -TERM "$gw" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$gw" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$gw" 2>/dev/null || true
     fi
     if [ -n "${CLUSTER:-}" ]; then
         local ids vols
