@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod plan;
 mod probe;
 mod session;
+mod shipped;
 mod shipper;
 
 pub use files::write_private;
@@ -88,11 +89,19 @@ pub async fn run(
         shutdown.clone(),
     ));
     let (outbox, outbox_rx) = Outbox::new();
-    let shipper = tokio::spawn(shipper::ship(session.clone(), engine.clone(), outbox_rx));
+    let shipped = Arc::new(shipped::Shipped::load(
+        session.cfg.data_dir.join("shipped.json"),
+    ));
+    let shipper = tokio::spawn(shipper::ship(
+        session.clone(),
+        engine.clone(),
+        shipped.clone(),
+        outbox_rx,
+    ));
 
     let mut agent = Agent {
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
-        followers: Followers::new(engine.clone(), outbox.clone()),
+        followers: Followers::new(engine.clone(), outbox.clone(), shipped),
         ports: Ports::new(session.cfg.port_min, session.cfg.port_max),
         session,
         engine,
@@ -105,7 +114,13 @@ pub async fn run(
 
     poller.abort();
     drop(agent); // ends the followers and closes the outbox, so the shipper sends what it has and ends
-    let _ = tokio::time::timeout(Duration::from_secs(2), shipper).await;
+    let mut shipper = shipper;
+    if tokio::time::timeout(Duration::from_secs(2), &mut shipper)
+        .await
+        .is_err()
+    {
+        shipper.abort(); // the control plane is away: what it did not take is re-read next start
+    }
     Ok(())
 }
 
