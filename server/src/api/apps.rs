@@ -382,6 +382,29 @@ pub async fn scale(
     Ok(Json(formation_view(&s, &rec)))
 }
 
+/// An instance's state as `caas ps` shows it: its allocation's, else its host's, else what its
+/// agent last reported.
+pub(super) fn instance_state(
+    s: &AppState,
+    a: &crate::store::AllocationRecord,
+    report: Option<&caas_api::agent::InstanceReport>,
+    now: Timestamp,
+) -> InstanceState {
+    if matches!(a.desired, Desired::Drain { .. }) {
+        InstanceState::Draining
+    } else if !s.observed.host_alive(&a.host_id, now) {
+        InstanceState::Lost
+    } else {
+        match report.map(|r| r.state) {
+            None => InstanceState::Pending,
+            Some(ObservedState::Starting) => InstanceState::Starting,
+            Some(ObservedState::Up) => InstanceState::Up,
+            Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
+            Some(ObservedState::Crashed) => InstanceState::Crashed,
+        }
+    }
+}
+
 pub async fn ps(
     _: Admin,
     State(s): State<AppState>,
@@ -402,19 +425,7 @@ pub async fn ps(
         .filter(|a| a.app == app)
         .map(|a| {
             let report = s.observed.report(&a.id);
-            let state = if matches!(a.desired, Desired::Drain { .. }) {
-                InstanceState::Draining
-            } else if !s.observed.host_alive(&a.host_id, now) {
-                InstanceState::Lost
-            } else {
-                match report.as_ref().map(|r| r.state) {
-                    None => InstanceState::Pending,
-                    Some(ObservedState::Starting) => InstanceState::Starting,
-                    Some(ObservedState::Up) => InstanceState::Up,
-                    Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
-                    Some(ObservedState::Crashed) => InstanceState::Crashed,
-                }
-            };
+            let state = instance_state(&s, &a, report.as_ref(), now);
             let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
                 s.store
                     .host(&a.host_id)
