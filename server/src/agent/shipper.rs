@@ -132,7 +132,7 @@ pub(super) async fn ship(
                     let _ = session.reauthenticate(&engine, &token).await;
                 }
                 Err(e) => {
-                    if attempt % 20 == 0 {
+                    if attempt.is_multiple_of(20) {
                         tracing::warn!(
                             "shipping {} log lines (attempt {}): {e}",
                             batch.lines.len(),
