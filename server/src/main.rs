@@ -13,6 +13,7 @@ mod git;
 mod http;
 mod labels;
 mod logs;
+mod metrics;
 mod observed;
 mod routing;
 mod schedule;

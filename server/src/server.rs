@@ -236,6 +236,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    let counters = Arc::new(crate::metrics::Counters::default());
     let scheduler = Scheduler {
         store: store.clone(),
         observed: observed.clone(),
@@ -246,6 +247,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             start_timeout: args.start_timeout,
         },
         wake: wake.clone(),
+        counters: counters.clone(),
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     tasks.spawn(logs.clone().flusher(shutdown.clone()));
@@ -267,6 +269,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         repos_tmp: dir.join("git-pushes"),
         routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
+        counters,
     };
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);

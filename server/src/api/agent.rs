@@ -248,6 +248,9 @@ pub async fn heartbeat(
     State(s): State<AppState>,
     JsonBody(hb): JsonBody<Heartbeat>,
 ) -> ApiResult<StatusCode> {
+    s.counters.heartbeat(&host_id);
+    s.counters
+        .dropped(crate::metrics::Dropped::Agent, hb.dropped_log_lines);
     if s.observed
         .heartbeat(&host_id, hb.instances, Timestamp::now())
     {

@@ -13,6 +13,7 @@ mod gateway;
 mod git;
 mod logs;
 mod metrics;
+mod prometheus;
 
 pub use error::ApiError;
 
@@ -66,6 +67,8 @@ pub struct AppState {
     pub routing_index: tokio::sync::watch::Receiver<u64>,
     /// Request counts the gateway reports.
     pub traffic: Arc<crate::traffic::Traffic>,
+    /// The platform's own counts (`GET /metrics`).
+    pub counters: Arc<crate::metrics::Counters>,
 }
 
 /// One value as a line of newline-delimited JSON.
@@ -95,6 +98,7 @@ pub fn router(state: AppState) -> Router {
     let upload = || DefaultBodyLimit::disable();
     Router::new()
         .route("/v1/info", get(apps::info))
+        .route("/metrics", get(prometheus::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
         .route("/v1/apps/{app}/deploys", post(apps::deploy))
