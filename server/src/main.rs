@@ -4,8 +4,10 @@
 //! else returns `anyhow::Result`.
 
 mod agent;
+mod alerts;
 mod api;
 mod auth;
+mod autoscale;
 mod builder;
 mod docker;
 mod gateway;

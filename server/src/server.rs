@@ -270,7 +270,30 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
         counters,
+        autoscale: Arc::new(crate::autoscale::Status::default()),
+        alerts: Arc::new(crate::alerts::Raised::default()),
     };
+    tasks.spawn(
+        crate::autoscale::Autoscaler {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            observed: state.observed.clone(),
+            logs: state.logs.clone(),
+            wake: state.wake.clone(),
+            status: state.autoscale.clone(),
+            max_scale: args.max_scale,
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
+        crate::alerts::Alerter {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            logs: state.logs.clone(),
+            raised: state.alerts.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);
     tasks.spawn(crate::http::serve(

@@ -361,6 +361,12 @@ pub async fn scale(
         }
         wanted.insert(process.clone(), count as u32);
     }
+    if let Some((process, a)) = rec.autoscale.iter().find(|(p, _)| wanted.contains_key(*p)) {
+        return Err(ApiError::Conflict(format!(
+            "{process} is autoscaled ({}): change it with caas autoscale:set {process} -a {app}, or turn it off with caas autoscale:off {process} -a {app}",
+            super::scaling::describe(process, a)
+        )));
+    }
     let mut before = BTreeMap::new();
     let rec = s.store.update_app::<ApiError>(&app, |a| {
         before = a.formation.clone();

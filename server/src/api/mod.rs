@@ -14,6 +14,7 @@ mod git;
 mod logs;
 mod metrics;
 mod prometheus;
+mod scaling;
 
 pub use error::ApiError;
 
@@ -69,6 +70,10 @@ pub struct AppState {
     pub traffic: Arc<crate::traffic::Traffic>,
     /// The platform's own counts (`GET /metrics`).
     pub counters: Arc<crate::metrics::Counters>,
+    /// What the autoscaler last saw and did.
+    pub autoscale: Arc<crate::autoscale::Status>,
+    /// The alerts raised now.
+    pub alerts: Arc<crate::alerts::Raised>,
 }
 
 /// One value as a line of newline-delimited JSON.
@@ -116,6 +121,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/ps", get(apps::ps))
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
+        .route("/v1/apps/{app}/autoscale", get(scaling::list))
+        .route(
+            "/v1/apps/{app}/autoscale/{process}",
+            put(scaling::set).delete(scaling::off),
+        )
+        .route(
+            "/v1/apps/{app}/alerts",
+            get(scaling::alerts)
+                .put(scaling::set_alerts)
+                .delete(scaling::clear_alerts),
+        )
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
         .route(

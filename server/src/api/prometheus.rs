@@ -47,9 +47,7 @@ fn gather(s: &AppState) -> ApiResult<Snapshot> {
             builds.push(BuildSample {
                 app: app.name.clone(),
                 status: b.status.as_str(),
-                seconds: b
-                    .finished_at
-                    .map(|f| b.created_at.until(f).as_secs_f64()),
+                seconds: b.finished_at.map(|f| b.created_at.until(f).as_secs_f64()),
             });
         }
         let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();

@@ -258,8 +258,7 @@ impl Collector for Scrape {
 
         // Builds and deploys.
         let mut builds: std::collections::BTreeMap<(String, &str), u64> = Default::default();
-        let mut durations: std::collections::BTreeMap<String, (Vec<u64>, f64)> =
-            Default::default();
+        let mut durations: std::collections::BTreeMap<String, (Vec<u64>, f64)> = Default::default();
         for b in &s.builds {
             *builds.entry((b.app.clone(), b.status)).or_default() += 1;
             if let Some(secs) = b.seconds {
@@ -472,7 +471,10 @@ mod tests {
                     seconds: None,
                 },
             ],
-            deploys: vec![("demo".into(), "failed", 1), ("demo".into(), "succeeded", 3)],
+            deploys: vec![
+                ("demo".into(), "failed", 1),
+                ("demo".into(), "succeeded", 3),
+            ],
             store_bytes: 4096,
             scheduler_passes: 17,
             heartbeats: vec![("local".into(), 9)],
@@ -482,34 +484,88 @@ mod tests {
         };
         let text = encode(snapshot);
         for (series, want) in [
-            (r#"caas_requests_total{app="demo",process="web",status="2xx"}"#, 8.0),
-            (r#"caas_requests_total{app="demo",process="web",status="5xx"}"#, 1.0),
-            (r#"caas_request_duration_seconds_bucket{app="demo",process="web",le="0.005"}"#, 7.0),
-            (r#"caas_request_duration_seconds_bucket{app="demo",process="web",le="0.1"}"#, 9.0),
-            (r#"caas_request_duration_seconds_bucket{app="demo",process="web",le="+Inf"}"#, 10.0),
-            (r#"caas_request_duration_seconds_count{app="demo",process="web"}"#, 10.0),
-            (r#"caas_request_duration_seconds_sum{app="demo",process="web"}"#, 31.25),
-            (r#"caas_response_bytes_total{app="demo",process="web"}"#, 1234.0),
-            (r#"caas_instances{app="demo",process="web",state="up"}"#, 2.0),
-            (r#"caas_instance_restarts_total{app="demo",process="web",instance="web.1"}"#, 2.0),
-            (r#"caas_instance_cpu_percent{app="demo",process="web",instance="web.1"}"#, 12.5),
-            (r#"caas_instance_cpu_seconds_total{app="demo",process="web",instance="web.1"}"#, 3.25),
-            (r#"caas_instance_memory_bytes{app="demo",process="web",instance="web.1"}"#, 1048576.0),
+            (
+                r#"caas_requests_total{app="demo",process="web",status="2xx"}"#,
+                8.0,
+            ),
+            (
+                r#"caas_requests_total{app="demo",process="web",status="5xx"}"#,
+                1.0,
+            ),
+            (
+                r#"caas_request_duration_seconds_bucket{app="demo",process="web",le="0.005"}"#,
+                7.0,
+            ),
+            (
+                r#"caas_request_duration_seconds_bucket{app="demo",process="web",le="0.1"}"#,
+                9.0,
+            ),
+            (
+                r#"caas_request_duration_seconds_bucket{app="demo",process="web",le="+Inf"}"#,
+                10.0,
+            ),
+            (
+                r#"caas_request_duration_seconds_count{app="demo",process="web"}"#,
+                10.0,
+            ),
+            (
+                r#"caas_request_duration_seconds_sum{app="demo",process="web"}"#,
+                31.25,
+            ),
+            (
+                r#"caas_response_bytes_total{app="demo",process="web"}"#,
+                1234.0,
+            ),
+            (
+                r#"caas_instances{app="demo",process="web",state="up"}"#,
+                2.0,
+            ),
+            (
+                r#"caas_instance_restarts_total{app="demo",process="web",instance="web.1"}"#,
+                2.0,
+            ),
+            (
+                r#"caas_instance_cpu_percent{app="demo",process="web",instance="web.1"}"#,
+                12.5,
+            ),
+            (
+                r#"caas_instance_cpu_seconds_total{app="demo",process="web",instance="web.1"}"#,
+                3.25,
+            ),
+            (
+                r#"caas_instance_memory_bytes{app="demo",process="web",instance="web.1"}"#,
+                1048576.0,
+            ),
             (r#"caas_builds_total{app="demo",status="succeeded"}"#, 1.0),
-            (r#"caas_build_duration_seconds_bucket{app="demo",le="60"}"#, 1.0),
-            (r#"caas_build_duration_seconds_bucket{app="demo",le="30"}"#, 0.0),
-            (r#"caas_build_duration_seconds_bucket{app="demo",le="+Inf"}"#, 1.0),
+            (
+                r#"caas_build_duration_seconds_bucket{app="demo",le="60"}"#,
+                1.0,
+            ),
+            (
+                r#"caas_build_duration_seconds_bucket{app="demo",le="30"}"#,
+                0.0,
+            ),
+            (
+                r#"caas_build_duration_seconds_bucket{app="demo",le="+Inf"}"#,
+                1.0,
+            ),
             (r#"caas_deploys_total{app="demo",outcome="failed"}"#, 1.0),
             ("caas_store_size_bytes", 4096.0),
             ("caas_scheduler_passes_total", 17.0),
             (r#"caas_agent_heartbeats_total{host="local"}"#, 9.0),
             (r#"caas_log_lines_total{app="demo",source="app"}"#, 100.0),
-            (r#"caas_log_drain_dropped_total{app="demo",drain="d.1"}"#, 10.0),
+            (
+                r#"caas_log_drain_dropped_total{app="demo",drain="d.1"}"#,
+                10.0,
+            ),
             (r#"caas_log_dropped_lines_total{where="reader"}"#, 5.0),
         ] {
             assert_eq!(sample(&text, series), Some(want), "{series}\n{text}");
         }
-        assert!(text.contains("# TYPE caas_requests_total counter"), "{text}");
+        assert!(
+            text.contains("# TYPE caas_requests_total counter"),
+            "{text}"
+        );
         assert!(
             text.contains("# TYPE caas_request_duration_seconds histogram"),
             "{text}"

@@ -66,7 +66,10 @@ impl Counters {
     pub fn dropped_lines(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("agent", self.agent_dropped_lines.load(Ordering::Relaxed)),
-            ("gateway", self.gateway_dropped_lines.load(Ordering::Relaxed)),
+            (
+                "gateway",
+                self.gateway_dropped_lines.load(Ordering::Relaxed),
+            ),
             ("reader", self.reader_missed_lines.load(Ordering::Relaxed)),
         ]
     }
