@@ -255,6 +255,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn conditions_hold_from_the_window_counts() {
         // (what, settings, counts) -> [(condition, holds)]
         let rows: Vec<(&str, AlertSettings, Counts, Vec<(&str, bool)>)> = vec![

@@ -68,7 +68,12 @@ fn gather(s: &AppState) -> ApiResult<Snapshot> {
         .collect();
     let mut log_lines = Vec::new();
     let mut drains = Vec::new();
-    for (app, lines, app_drains) in s.logs.stats() {
+    for crate::logs::AppLogStats {
+        app,
+        lines,
+        drains: app_drains,
+    } in s.logs.stats()
+    {
         log_lines.extend(
             lines
                 .into_iter()

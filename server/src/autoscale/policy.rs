@@ -166,6 +166,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn one_pass_decides_from_the_load_the_bounds_and_the_cool_down() {
         let low = |s| Memory {
             low_since: Some(at(s)),

@@ -63,6 +63,15 @@ struct AppLog {
     counts: [u64; 4],
 }
 
+/// An app's log figures since caasd started (`GET /metrics`).
+pub struct AppLogStats {
+    pub app: String,
+    /// Lines published, by source (sources with none left out).
+    pub lines: Vec<(LogSource, u64)>,
+    /// `(drain id, delivered, dropped)`.
+    pub drains: Vec<(String, u64, u64)>,
+}
+
 /// What a reader gets: the stored lines it asked for and a receiver for what comes after them.
 pub struct Subscription {
     pub recent: Vec<LogLine>,
@@ -279,9 +288,8 @@ impl LogHub {
             .collect()
     }
 
-    /// Lines published per app and source since caasd started, with every drain's counters:
-    /// `(app, [(source, lines)], [(drain id, delivered, dropped)])`.
-    pub fn stats(&self) -> Vec<(String, Vec<(LogSource, u64)>, Vec<(String, u64, u64)>)> {
+    /// Lines published per app and source since caasd started, with every drain's counters.
+    pub fn stats(&self) -> Vec<AppLogStats> {
         use std::sync::atomic::Ordering::Relaxed;
         let apps: Vec<(String, Arc<Mutex<AppLog>>)> = self
             .apps
@@ -316,10 +324,14 @@ impl LogHub {
                         )
                     })
                     .collect();
-                (name, lines, drains)
+                AppLogStats {
+                    app: name,
+                    lines,
+                    drains,
+                }
             })
             .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.app.cmp(&b.app));
         out
     }
 
