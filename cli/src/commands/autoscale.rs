@@ -30,10 +30,10 @@ pub struct SetArgs {
     #[arg(long)]
     max: u32,
     /// Target requests per second per instance over the last 10 s (web only)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     rps: Option<String>,
     /// Target CPU per instance, percent of one core: 70%
-    #[arg(long, value_name = "PERCENT")]
+    #[arg(long, value_name = "PERCENT", allow_negative_numbers = true)]
     cpu: Option<String>,
     /// How long the load must stay low before instances are removed: 30s, 5m
     #[arg(long, value_name = "DURATION")]
