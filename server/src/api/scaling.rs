@@ -3,8 +3,7 @@
 //! settings live in the app's record; the autoscaler and the alerter (spawned beside the API)
 //! act on them.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::autoscale::policy::trim;
@@ -29,11 +28,11 @@ fn view(s: &AppState, rec: &AppRecord, process: &str, settings: &AutoscaleSettin
 }
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Autoscale>>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     Ok(Json(
         rec.autoscale
             .iter()
@@ -117,12 +116,12 @@ fn check_autoscale(
 }
 
 pub async fn set(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, process)): Path<(String, String)>,
     JsonBody(settings): JsonBody<AutoscaleSettings>,
 ) -> ApiResult<Json<Autoscale>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Manage)?;
     let known: Vec<String> = match rec.latest() {
         Some(v) => s
             .store
@@ -137,20 +136,19 @@ pub async fn set(
         Ok(())
     })?;
     s.store.flush().await?;
-    s.logs.event(
-        &app,
-        "autoscale",
-        format!("Autoscaling {}", describe(&process, &settings)),
-    );
+    let what = describe(&process, &settings);
+    super::audit(&s, &caller, "autoscale:set", Some(&app), what.clone());
+    s.logs
+        .event(&app, "autoscale", format!("Autoscaling {what}"));
     Ok(Json(view(&s, &rec, &process, &settings)))
 }
 
 pub async fn off(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, process)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Manage)?;
     if !rec.autoscale.contains_key(&process) {
         return Err(ApiError::NotFound(format!(
             "{process} of {app} is not autoscaled (see caas autoscale -a {app})"
@@ -161,6 +159,7 @@ pub async fn off(
         Ok(())
     })?;
     s.store.flush().await?;
+    super::audit(&s, &caller, "autoscale:off", Some(&app), process.clone());
     s.logs.event(
         &app,
         "autoscale",
@@ -181,11 +180,11 @@ fn alerts_view(s: &AppState, rec: AppRecord) -> Alerts {
 }
 
 pub async fn alerts(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Alerts>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     Ok(Json(alerts_view(&s, rec)))
 }
 
@@ -219,18 +218,19 @@ fn check_alerts(a: &AlertSettings) -> ApiResult<()> {
 }
 
 pub async fn set_alerts(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(settings): JsonBody<AlertSettings>,
 ) -> ApiResult<Json<Alerts>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     check_alerts(&settings)?;
     let rec = s.store.update_app::<ApiError>(&app, |a| {
         a.alerts = Some(settings.clone());
         Ok(())
     })?;
     s.store.flush().await?;
+    super::audit(&s, &caller, "alerts:set", Some(&app), "");
     let mut what = Vec::new();
     if let Some(p) = settings.p95_ms {
         what.push(format!("p95 above {p} ms"));
@@ -256,11 +256,11 @@ pub async fn set_alerts(
 }
 
 pub async fn clear_alerts(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Manage)?;
     if rec.alerts.is_none() {
         return Ok(StatusCode::NO_CONTENT);
     }
@@ -270,6 +270,7 @@ pub async fn clear_alerts(
     })?;
     s.store.flush().await?;
     s.alerts.forget(&app);
+    super::audit(&s, &caller, "alerts:clear", Some(&app), "");
     s.logs.event(&app, "alert", "Alerts are off");
     Ok(StatusCode::NO_CONTENT)
 }
