@@ -157,7 +157,8 @@ watch_up() {
 timeline() {
     local since
     since=$(date -u -d "@$(( $1 / 1000 - 1 ))" +%Y-%m-%dT%H:%M:%SZ)
-    "$CAAS" logs -a "$APP" --since "$since" --source caas --json >"$WORK/timeline.json" 2>/dev/null || true
+    "$CAAS" logs -a "$APP" --since "$since" --source caas --json >"$WORK/timeline.json" 2>"$WORK/timeline.err" \
+        || { echo "caas logs for the timeline failed:" >&2; head -n 3 "$WORK/timeline.err" >&2; }
     python3 - "$1" "$WORK/timeline.json" "$2" <<'EOF'
 import json, sys, datetime
 t0, path, ups = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -185,9 +186,9 @@ EOF
 declare -a A_RPS A_P50 A_P99 A_ERR A_DEC A_FIRST A_LAST A_N A_BACK F_RPS F_P50 F_P99 F_ERR
 for run in $(seq 1 "$RUNS"); do
     # With autoscaling.
+    sleep 12 # the autoscaler's 10 s window holds nothing of the last step
     "$CAAS" autoscale:set web --min 1 --max "$MAX" --rps "$TARGET" --cooldown "${COOLDOWN}s" -a "$APP" >/dev/null
     [ "$(wait_at_one "$(now_ms)")" != timeout ] || die "the app did not come back to one instance"
-    sleep 12 # the autoscaler's 10 s window holds nothing of the last step
     : >"$WORK/ups-$run"
     watch_up "$WORK/ups-$run" &
     WATCH_PID=$!
@@ -199,6 +200,7 @@ for run in $(seq 1 "$RUNS"); do
     end=$(now_ms)
     read -r A_DEC[$run] A_FIRST[$run] A_LAST[$run] A_N[$run] <<<"$(timeline "$T0" "$WORK/ups-$run")"
     A_BACK[$run]=$(wait_at_one "$end")
+    { grep -o '"text":"Scaled web[^"]*"' "$WORK/timeline.json" || true; } | head -n 4 >&2
     say "step $run with autoscaling: $RPS req/s, p50 $P50 ms, p99 $P99 ms, errors $ERRS; first scale-up decided at ${A_DEC[$run]} ms, a second instance up at ${A_FIRST[$run]} ms, the last at ${A_LAST[$run]} ms (${A_N[$run]} up at most); back at 1 instance ${A_BACK[$run]} ms after the load"
 
     # The peer: the same step against one instance, autoscaling off.

@@ -77,6 +77,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+trap 'echo "$BENCH: a command failed at line $LINENO" >&2' ERR
 
 # --- the writer image -------------------------------------------------------------------------
 say "building the writer image $IMAGE"
@@ -167,6 +168,11 @@ ticks() {
 # container_ticks: the writer container's CPU (its cgroup), in clock ticks.
 container_ticks() {
     local f
+    f=/sys/fs/cgroup/cpuacct/docker/$CONTAINER/cpuacct.usage # cgroup v1: ns
+    if [ -r "$f" ]; then
+        awk -v hz="$CLK_TCK" '{ printf "%d\n", $1 * hz / 1e9 }' "$f"
+        return 0
+    fi
     for f in "/sys/fs/cgroup/system.slice/docker-$CONTAINER.scope/cpu.stat" \
              "/sys/fs/cgroup/docker/$CONTAINER/cpu.stat"; do
         if [ -r "$f" ]; then
@@ -218,13 +224,13 @@ for run in $(seq 1 "$RUNS"); do
     wait "$READER_PID" 2>/dev/null || true
     READER_PID=
     r_end=${r_done:-$r_last} d_end=${d_done:-$d_last}
-    R_RATE[$run]=$(awk -v n="$r_prev" -v ms=$((r_end - t0)) 'BEGIN { printf "%.0f\n", ms > 0 ? n * 1000 / ms : 0 }')
-    D_RATE[$run]=$(awk -v n="$d_prev" -v ms=$((d_end - t0)) 'BEGIN { printf "%.0f\n", ms > 0 ? n * 1000 / ms : 0 }')
+    R_RATE[$run]=$(awk -v n="$r_prev" -v ms=$((r_end - t0)) 'BEGIN { printf "%.0f\n", (ms > 0) ? n * 1000 / ms : 0 }')
+    D_RATE[$run]=$(awk -v n="$d_prev" -v ms=$((d_end - t0)) 'BEGIN { printf "%.0f\n", (ms > 0) ? n * 1000 / ms : 0 }')
     uniq=$(grep -o "bench-line $run:[0-9]*" "$out" | sort -u | wc -l)
     R_LOST[$run]=$((LINES - uniq))
     R_DUP[$run]=$((r_prev - uniq))
     D_LOST[$run]=$((LINES - d_prev))
-    missed=$(grep -o 'missed [0-9]* lines' "$out" "$WORK/reader-$run.err" 2>/dev/null | awk '{ n += $2 } END { print n + 0 }')
+    missed=$(cat "$out" "$WORK/reader-$run.err" 2>/dev/null | { grep -o 'missed [0-9]* lines' || true; } | awk '{ n += $2 } END { print n + 0 }')
     RSS[$run]=$(awk '/^VmRSS:/ { printf "%.0f\n", $2 / 1024 }' "/proc/$CAASD_PID/status")
     HWM[$run]=$(awk '/^VmHWM:/ { printf "%.0f\n", $2 / 1024 }' "/proc/$CAASD_PID/status")
     say "burst $run: the writer took ${wrote_ms} ms ($(cat "$WORK/go-$run.txt" | tr -d '\n')); reader ${R_RATE[$run]} lines/s, lost ${R_LOST[$run]} (told of $missed missed), dup ${R_DUP[$run]}; drain ${D_RATE[$run]} lines/s, lost ${D_LOST[$run]}; caasd RSS ${RSS[$run]} MiB (peak ${HWM[$run]}); CPU s: writer ${C_WRITER[$run]}, dockerd+containerd ${C_DOCKER[$run]}, caasd ${C_CAASD[$run]}, reader ${C_READER[$run]}, receiver ${C_RECV[$run]}"

@@ -123,6 +123,8 @@ fn ndjson_response(body: axum::body::Body) -> axum::response::Response {
 
 /// JSON bodies are small; uploads have their own, larger limit.
 const JSON_LIMIT: usize = 1024 * 1024;
+/// The gateway's reports: 50,000 router lines of up to a few hundred bytes.
+const GATEWAY_REPORT_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     // Uploads stream to disk or to the engine with limits of their own; the default limit (for
@@ -189,7 +191,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/logs", post(agent::logs))
         .route("/v1/agent/images/{id}", get(agent::image))
         .route("/v1/gateway/routes", get(gateway::routes))
-        .route("/v1/gateway/report", post(gateway::report))
+        // A report holds up to 50,000 router lines (what the gateway kept while the control plane
+        // was slow or away): far past the JSON limit, which would refuse it for ever after, and
+        // with it the request counts that metrics and autoscaling live on.
+        .route(
+            "/v1/gateway/report",
+            post(gateway::report).layer(DefaultBodyLimit::max(GATEWAY_REPORT_LIMIT)),
+        )
         .route("/{repo}/info/refs", get(git::info_refs))
         .route(
             "/{repo}/git-receive-pack",
