@@ -4,8 +4,10 @@
 //! else returns `anyhow::Result`.
 
 mod agent;
+mod alerts;
 mod api;
 mod auth;
+mod autoscale;
 mod builder;
 mod docker;
 mod gateway;
@@ -13,6 +15,7 @@ mod git;
 mod http;
 mod labels;
 mod logs;
+mod metrics;
 mod observed;
 mod routing;
 mod schedule;

@@ -167,6 +167,7 @@ mod tests {
             container_addr: None,
             restarts: 0,
             since: Timestamp(0),
+            usage: None,
         }
     }
 

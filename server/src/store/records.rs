@@ -31,6 +31,12 @@ pub struct AppRecord {
     /// Log drain URLs (checked when added).
     #[serde(default)]
     pub drains: Vec<String>,
+    /// Autoscaled process types: the autoscaler owns their count in `formation`.
+    #[serde(default)]
+    pub autoscale: BTreeMap<String, caas_api::metrics::AutoscaleSettings>,
+    /// The conditions that raise `caas[alert]` lines.
+    #[serde(default)]
+    pub alerts: Option<caas_api::metrics::AlertSettings>,
     /// Users who may use it besides admins (its creator, and those given access).
     #[serde(default)]
     pub access: std::collections::BTreeSet<String>,
@@ -57,6 +63,8 @@ impl AppRecord {
             next_build: 1,
             buildpack: None,
             drains: Vec::new(),
+            autoscale: BTreeMap::new(),
+            alerts: None,
             access: Default::default(),
             owner: None,
         }
