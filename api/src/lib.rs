@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod checks;
 pub mod gateway;
+pub mod metrics;
 pub mod names;
 mod time;
 pub mod users;
@@ -468,6 +469,9 @@ pub struct AppMetrics {
     pub p99_ms: Option<u64>,
     /// Response bytes.
     pub bytes: u64,
+    /// Every instance with its CPU and memory, as their agents last read them.
+    #[serde(default)]
+    pub instances: Vec<metrics::InstanceMetrics>,
 }
 
 /// `GET /v1/info`: what the server is, without authentication.

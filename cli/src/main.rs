@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, checks, config_vars, drains, git as git_cmd, hosts, logs,
-    metrics, ps, push, releases, users, version,
+    alerts, apps, auth, autoscale, buildpacks, builds, checks, config_vars, drains, git as git_cmd,
+    hosts, logs, metrics, ps, push, releases, users, version,
 };
 use std::io::Write;
 
@@ -107,6 +107,22 @@ enum Cmd {
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
     Metrics(metrics::MetricsArgs),
+    /// Show an app's alert conditions and what is raised now
+    Alerts(alerts::ShowArgs),
+    /// Raise a caas[alert] line (and call a webhook) while p95 latency or the 5xx rate is too high
+    #[command(name = "alerts:set")]
+    AlertsSet(alerts::SetArgs),
+    /// Turn an app's alerts off
+    #[command(name = "alerts:clear")]
+    AlertsClear(alerts::ClearArgs),
+    /// Show an app's autoscaled process types and their last decisions
+    Autoscale(autoscale::ListArgs),
+    /// Keep a process type between --min and --max, sized for --rps or --cpu per instance
+    #[command(name = "autoscale:set")]
+    AutoscaleSet(autoscale::SetArgs),
+    /// Stop autoscaling a process type (it keeps its count)
+    #[command(name = "autoscale:off")]
+    AutoscaleOff(autoscale::OffArgs),
     /// List an app's log drains and how they are doing
     Drains(drains::ListArgs),
     /// Send an app's log lines to a syslog server or an HTTPS endpoint too
@@ -203,6 +219,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::ChecksClear(a) => checks::clear(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
+        Cmd::Alerts(a) => alerts::show(a),
+        Cmd::AlertsSet(a) => alerts::set(a),
+        Cmd::AlertsClear(a) => alerts::clear(a),
+        Cmd::Autoscale(a) => autoscale::list(a),
+        Cmd::AutoscaleSet(a) => autoscale::set(a),
+        Cmd::AutoscaleOff(a) => autoscale::off(a),
         Cmd::Drains(a) => drains::list(a),
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),
@@ -367,6 +389,54 @@ mod tests {
             &["caas", "apps:settings:unset", "drain", "-a", "demo"],
             &["caas", "git:credential", "get"],
             &["caas", "git:credential", "store"],
+            &[
+                "caas",
+                "alerts:set",
+                "-a",
+                "demo",
+                "--p95",
+                "500ms",
+                "--5xx-rate",
+                "1%",
+            ],
+            &[
+                "caas",
+                "alerts:set",
+                "--5xx-rate",
+                "1%",
+                "--webhook",
+                "https://h/x",
+                "-a",
+                "d",
+            ],
+            &["caas", "alerts", "-a", "demo", "--json"],
+            &["caas", "alerts:clear", "-a", "demo"],
+            &[
+                "caas",
+                "autoscale:set",
+                "web",
+                "--min",
+                "1",
+                "--max",
+                "10",
+                "--rps",
+                "100",
+                "-a",
+                "demo",
+            ],
+            &[
+                "caas",
+                "autoscale:set",
+                "worker",
+                "--max",
+                "3",
+                "--cpu",
+                "70%",
+                "--cooldown",
+                "30s",
+            ],
+            &["caas", "autoscale", "-a", "demo", "--json"],
+            &["caas", "autoscale:off", "web", "-a", "demo"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -4,9 +4,11 @@
 //! else returns `anyhow::Result`.
 
 mod agent;
+mod alerts;
 mod api;
 mod appjson;
 mod auth;
+mod autoscale;
 mod builder;
 mod docker;
 mod gateway;
@@ -14,6 +16,7 @@ mod git;
 mod http;
 mod labels;
 mod logs;
+mod metrics;
 mod observed;
 mod routing;
 mod schedule;

@@ -184,6 +184,7 @@ mod tests {
             check: None,
             output: Vec::new(),
             unchecked: false,
+            usage: None,
         }
     }
 

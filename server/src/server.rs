@@ -276,6 +276,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    let counters = Arc::new(crate::metrics::Counters::default());
     let scheduler = Scheduler {
         store: store.clone(),
         observed: observed.clone(),
@@ -286,6 +287,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             defaults: crate::schedule::app_defaults(args.drain),
         },
         wake: wake.clone(),
+        counters: counters.clone(),
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     tasks.spawn(logs.clone().flusher(shutdown.clone()));
@@ -307,9 +309,33 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         repos_tmp: dir.join("git-pushes"),
         routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
+        counters,
+        autoscale: Arc::new(crate::autoscale::Status::default()),
+        alerts: Arc::new(crate::alerts::Raised::default()),
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
     };
+    tasks.spawn(
+        crate::autoscale::Autoscaler {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            observed: state.observed.clone(),
+            logs: state.logs.clone(),
+            wake: state.wake.clone(),
+            status: state.autoscale.clone(),
+            max_scale: args.max_scale,
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
+        crate::alerts::Alerter {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            logs: state.logs.clone(),
+            raised: state.alerts.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);
     tasks.spawn(crate::http::serve(

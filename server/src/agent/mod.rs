@@ -20,18 +20,21 @@
 mod client;
 mod containers;
 mod files;
+mod heartbeat;
 mod images;
 pub mod lifecycle;
 pub mod plan;
 mod probe;
 mod session;
+mod shipped;
 mod shipper;
+mod stats;
 
 pub use files::write_private;
 
 use crate::docker::{ContainerInfo, Engine, EngineError, Publish};
 use anyhow::Context;
-use caas_api::agent::{Assignment, Assignments, Heartbeat, InstanceReport, ObservedState};
+use caas_api::agent::{Assignment, Assignments, InstanceReport, ObservedState};
 use caas_api::Timestamp;
 use client::ClientError;
 use containers::Ports;
@@ -43,8 +46,9 @@ use shipper::{Followers, Outbox};
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -93,18 +97,29 @@ pub async fn run(
         shutdown.clone(),
     ));
     let (outbox, outbox_rx) = Outbox::new();
-    let shipper = tokio::spawn(shipper::ship(session.clone(), engine.clone(), outbox_rx));
+    let shipped = Arc::new(shipped::Shipped::load(
+        session.cfg.data_dir.join("shipped.json"),
+    ));
+    let shipper = tokio::spawn(shipper::ship(
+        session.clone(),
+        engine.clone(),
+        shipped.clone(),
+        outbox_rx,
+    ));
     let (reports, reports_rx) = watch::channel(Vec::new());
-    let heartbeats = tokio::spawn(heartbeat(
+    let dropped_lines = Arc::new(AtomicU64::new(0));
+    let heartbeats = tokio::spawn(heartbeat::heartbeat(
         session.clone(),
         engine.clone(),
         reports_rx,
+        dropped_lines.clone(),
         shutdown.clone(),
     ));
 
     let mut agent = Agent {
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
-        followers: Followers::new(engine.clone(), outbox.clone()),
+        followers: Followers::new(engine.clone(), outbox.clone(), shipped),
+        stats: stats::Stats::start(engine.clone()),
         ports: Ports::new(session.cfg.port_min, session.cfg.port_max),
         session,
         engine,
@@ -116,13 +131,20 @@ pub async fn run(
         assigned: Vec::new(),
         listed: HashMap::new(),
         reports,
+        dropped_lines,
     };
     agent.main_loop(assign_rx, shutdown).await;
 
     poller.abort();
     heartbeats.abort();
     drop(agent); // ends the followers and closes the outbox, so the shipper sends what it has and ends
-    let _ = tokio::time::timeout(Duration::from_secs(2), shipper).await;
+    let mut shipper = shipper;
+    if tokio::time::timeout(Duration::from_secs(2), &mut shipper)
+        .await
+        .is_err()
+    {
+        shipper.abort(); // the control plane is away: what it did not take is re-read next start
+    }
     Ok(())
 }
 
@@ -160,105 +182,6 @@ async fn poll(
     }
 }
 
-/// What a heartbeat said, to send the next one early only when it would say something else.
-type ReportKey = Vec<(
-    String,
-    ObservedState,
-    Option<u16>,
-    Option<String>,
-    Option<String>,
-)>;
-
-fn report_key(instances: &[InstanceReport]) -> ReportKey {
-    instances
-        .iter()
-        .map(|r| {
-            (
-                r.assignment_id.clone(),
-                r.state,
-                r.port,
-                r.container_addr.clone(),
-                r.check.clone(),
-            )
-        })
-        .collect()
-}
-
-/// Sends what the main loop last published: every [`HEARTBEAT_INTERVAL`], and at once when it
-/// says something new. It waits on nothing but the control plane (and a bounded time at that),
-/// so a Docker engine that stalls, or a slow probe, never makes the host look lost; the
-/// control plane then hears the last states the agent knew.
-async fn heartbeat(
-    session: Arc<Session>,
-    engine: Engine,
-    mut reports: watch::Receiver<Vec<InstanceReport>>,
-    shutdown: CancellationToken,
-) {
-    // The first heartbeat says what the first pass found (the containers listed and adopted),
-    // not the empty list the channel starts with: that would tell the control plane every
-    // instance of this host is starting, and take them out of the routes until the next one.
-    // It waits a bounded time, so an engine that stalls as the agent starts still does not
-    // make the host look lost.
-    tokio::select! {
-        _ = shutdown.cancelled() => return,
-        _ = reports.changed() => {}
-        _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
-    }
-    let mut last: Option<(Instant, ReportKey)> = None;
-    loop {
-        let wait = last.as_ref().map_or(Duration::ZERO, |(at, _)| {
-            HEARTBEAT_INTERVAL.saturating_sub(at.elapsed())
-        });
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = reports.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(wait) => {}
-        }
-        let instances = reports.borrow_and_update().clone();
-        let key = report_key(&instances);
-        let due = match &last {
-            None => true,
-            Some((at, said)) => *said != key || at.elapsed() >= HEARTBEAT_INTERVAL,
-        };
-        if !due {
-            continue;
-        }
-        let token = session.token();
-        let sent = tokio::time::timeout(
-            HEARTBEAT_TIMEOUT,
-            session.client.heartbeat(&token, &Heartbeat { instances }),
-        )
-        .await;
-        let ok = match sent {
-            Ok(Ok(())) => {
-                last = Some((Instant::now(), key));
-                true
-            }
-            Ok(Err(ClientError::Unauthorized)) => {
-                if let Err(e) = session.reauthenticate(&engine, &token).await {
-                    tracing::error!("re-registering: {e:#}");
-                }
-                false
-            }
-            Ok(Err(e)) => {
-                tracing::warn!("heartbeat: {e}");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("heartbeat: no answer within {HEARTBEAT_TIMEOUT:?}");
-                false
-            }
-        };
-        if !ok {
-            // Tried again shortly, not at once.
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
-    }
-}
-
 /// A probe that ended: for which assignment, container and check, and what it saw.
 struct ProbeDone {
     assignment_id: String,
@@ -274,6 +197,8 @@ struct Agent {
     /// Per assignment id: its lifecycle record. Forgotten when it is no longer assigned.
     instances: HashMap<String, Instance>,
     followers: Followers,
+    /// CPU and memory of the running containers, for the heartbeat.
+    stats: stats::Stats,
     images: Images,
     /// Containers being stopped and removed; the engine still lists them meanwhile.
     removing: Arc<Mutex<HashSet<String>>>,
@@ -287,6 +212,9 @@ struct Agent {
     listed: HashMap<String, ContainerInfo>,
     /// What the heartbeat task sends.
     reports: watch::Sender<Vec<InstanceReport>>,
+    /// Log lines dropped since the last heartbeat that went through (the heartbeat task sends
+    /// and resets the count).
+    dropped_lines: Arc<AtomicU64>,
 }
 
 impl Agent {
@@ -466,6 +394,18 @@ impl Agent {
         if dropped > 0 {
             tracing::warn!("dropped {dropped} log lines: the control plane is not keeping up");
         }
+        self.dropped_lines.fetch_add(dropped, Ordering::Relaxed);
+        self.stats.watch(
+            containers
+                .iter()
+                .filter(|c| {
+                    c.running
+                        && c.labels
+                            .get(LABEL_ALLOC)
+                            .is_some_and(|id| by_id.contains_key(id.as_str()))
+                })
+                .map(|c| c.id.as_str()),
+        );
         self.publish();
         Ok(())
     }
@@ -693,6 +633,7 @@ impl Agent {
                         _ => self.followers.tail(&a.id),
                     },
                     unchecked: l.unchecked(),
+                    usage: self.stats.usage(&l.id),
                 })
             })
             .collect();

@@ -352,6 +352,9 @@ pub async fn heartbeat(
             before - hb.instances.len()
         );
     }
+    s.counters.heartbeat(&host_id);
+    s.counters
+        .dropped(crate::metrics::Dropped::Agent, hb.dropped_log_lines);
     if s.observed
         .heartbeat(&host_id, hb.instances, Timestamp::now())
     {

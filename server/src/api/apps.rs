@@ -384,6 +384,12 @@ pub async fn scale(
         }
         wanted.insert(process.clone(), count as u32);
     }
+    if let Some((process, a)) = rec.autoscale.iter().find(|(p, _)| wanted.contains_key(*p)) {
+        return Err(ApiError::Conflict(format!(
+            "{process} is autoscaled ({}): change it with caas autoscale:set {process} -a {app}, or turn it off with caas autoscale:off {process} -a {app}",
+            super::scaling::describe(process, a)
+        )));
+    }
     let mut before = BTreeMap::new();
     let rec = s.store.update_app::<ApiError>(&app, |a| {
         before = a.formation.clone();
@@ -412,6 +418,30 @@ pub async fn scale(
     Ok(Json(formation_view(&s, &rec)))
 }
 
+/// An instance's state as `caas ps` shows it: its allocation's, else its host's, else what its
+/// agent last reported.
+pub(super) fn instance_state(
+    s: &AppState,
+    a: &crate::store::AllocationRecord,
+    report: Option<&caas_api::agent::InstanceReport>,
+    now: Timestamp,
+) -> InstanceState {
+    if matches!(a.desired, Desired::Drain { .. }) {
+        InstanceState::Draining
+    } else if !s.observed.host_alive(&a.host_id, now) {
+        InstanceState::Lost
+    } else {
+        match report.map(|r| r.state) {
+            None => InstanceState::Pending,
+            Some(ObservedState::Starting) => InstanceState::Starting,
+            Some(ObservedState::Up) => InstanceState::Up,
+            Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
+            Some(ObservedState::Unready) => InstanceState::Unready,
+            Some(ObservedState::Crashed) => InstanceState::Crashed,
+        }
+    }
+}
+
 pub async fn ps(
     caller: Caller,
     State(s): State<AppState>,
@@ -432,20 +462,7 @@ pub async fn ps(
         .filter(|a| a.app == app)
         .map(|a| {
             let report = s.observed.report(&a.id);
-            let state = if matches!(a.desired, Desired::Drain { .. }) {
-                InstanceState::Draining
-            } else if !s.observed.host_alive(&a.host_id, now) {
-                InstanceState::Lost
-            } else {
-                match report.as_ref().map(|r| r.state) {
-                    None => InstanceState::Pending,
-                    Some(ObservedState::Starting) => InstanceState::Starting,
-                    Some(ObservedState::Up) => InstanceState::Up,
-                    Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
-                    Some(ObservedState::Unready) => InstanceState::Unready,
-                    Some(ObservedState::Crashed) => InstanceState::Crashed,
-                }
-            };
+            let state = instance_state(&s, &a, report.as_ref(), now);
             let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
                 s.store
                     .host(&a.host_id)

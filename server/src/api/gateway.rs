@@ -85,6 +85,8 @@ pub async fn report(
             changed
         });
     }
+    s.counters
+        .dropped(crate::metrics::Dropped::Gateway, report.dropped_lines);
     if report.dropped_lines > 0 {
         tracing::warn!(
             "the gateway dropped {} router lines while the control plane was away",

@@ -15,6 +15,8 @@ mod git;
 mod hosts;
 mod logs;
 mod metrics;
+mod prometheus;
+mod scaling;
 mod users;
 
 pub use agent::CONTAINER_PORT;
@@ -72,6 +74,12 @@ pub struct AppState {
     pub routing_index: tokio::sync::watch::Receiver<u64>,
     /// Request counts the gateway reports.
     pub traffic: Arc<crate::traffic::Traffic>,
+    /// The platform's own counts (`GET /metrics`).
+    pub counters: Arc<crate::metrics::Counters>,
+    /// What the autoscaler last saw and did.
+    pub autoscale: Arc<crate::autoscale::Status>,
+    /// The alerts raised now.
+    pub alerts: Arc<crate::alerts::Raised>,
     /// Failed authentications per client address.
     pub auth_failures: Arc<auth::Failures>,
     /// The routing index the gateway says it serves (0 until it reports).
@@ -157,6 +165,8 @@ fn ndjson_response(body: axum::body::Body) -> axum::response::Response {
 
 /// JSON bodies are small; uploads have their own, larger limit.
 const JSON_LIMIT: usize = 1024 * 1024;
+/// The gateway's reports: 50,000 router lines of up to a few hundred bytes.
+const GATEWAY_REPORT_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     // Uploads stream to disk or to the engine with limits of their own; the default limit (for
@@ -165,6 +175,7 @@ pub fn router(state: AppState) -> Router {
     let upload = || DefaultBodyLimit::disable();
     Router::new()
         .route("/v1/info", get(apps::info))
+        .route("/metrics", get(prometheus::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
         .route("/v1/apps/{app}/deploys", post(apps::deploy))
@@ -190,6 +201,17 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
+        .route("/v1/apps/{app}/autoscale", get(scaling::list))
+        .route(
+            "/v1/apps/{app}/autoscale/{process}",
+            put(scaling::set).delete(scaling::off),
+        )
+        .route(
+            "/v1/apps/{app}/alerts",
+            get(scaling::alerts)
+                .put(scaling::set_alerts)
+                .delete(scaling::clear_alerts),
+        )
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
         .route(
@@ -220,7 +242,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/logs", post(agent::logs))
         .route("/v1/agent/images/{id}", get(agent::image))
         .route("/v1/gateway/routes", get(gateway::routes))
-        .route("/v1/gateway/report", post(gateway::report))
+        // A report holds up to 50,000 router lines (what the gateway kept while the control plane
+        // was slow or away): far past the JSON limit, which would refuse it for ever after, and
+        // with it the request counts that metrics and autoscaling live on.
+        .route(
+            "/v1/gateway/report",
+            post(gateway::report).layer(DefaultBodyLimit::max(GATEWAY_REPORT_LIMIT)),
+        )
         .route("/{repo}/info/refs", get(git::info_refs))
         .route(
             "/{repo}/git-receive-pack",

@@ -132,6 +132,11 @@ impl Store {
         })
     }
 
+    /// The store's size on disk, bytes (`GET /metrics`).
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+
     /// Makes everything written so far durable. Call before acknowledging a change.
     pub async fn flush(&self) -> Result<()> {
         self.inner.db.flush_async().await?;

@@ -39,6 +39,12 @@ pub struct AppRecord {
     /// Rollout and drain settings (`caas apps:settings:set`); they apply at once, no release.
     #[serde(default)]
     pub settings: AppSettings,
+    /// Autoscaled process types: the autoscaler owns their count in `formation`.
+    #[serde(default)]
+    pub autoscale: BTreeMap<String, caas_api::metrics::AutoscaleSettings>,
+    /// The conditions that raise `caas[alert]` lines.
+    #[serde(default)]
+    pub alerts: Option<caas_api::metrics::AlertSettings>,
     /// Users who may use it besides admins (its creator, and those given access).
     #[serde(default)]
     pub access: std::collections::BTreeSet<String>,
@@ -67,6 +73,8 @@ impl AppRecord {
             drains: Vec::new(),
             checks: Vec::new(),
             settings: AppSettings::default(),
+            autoscale: BTreeMap::new(),
+            alerts: None,
             access: Default::default(),
             owner: None,
         }
