@@ -100,7 +100,15 @@ pub async fn run(
         outbox_rx,
     ));
 
+    // Where the host's disk is read for the heartbeat: the engine's root dir (images and
+    // containers), else the agent's own data dir.
+    let disk_path = match engine.info().await {
+        Ok(info) => info.root_dir,
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| session.cfg.data_dir.clone());
     let mut agent = Agent {
+        disk_path,
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
         followers: Followers::new(engine.clone(), outbox.clone(), shipped),
         stats: stats::Stats::start(engine.clone()),
@@ -180,6 +188,7 @@ struct Agent {
     last_report: Option<(Instant, ReportKey)>,
     /// Log lines dropped since the last heartbeat that went through.
     dropped_lines: u64,
+    disk_path: std::path::PathBuf,
 }
 
 impl Agent {
@@ -574,6 +583,7 @@ impl Agent {
                 &Heartbeat {
                     instances,
                     dropped_log_lines: self.dropped_lines,
+                    disk: crate::free_space::usage(&self.disk_path).ok(),
                 },
             )
             .await
