@@ -40,7 +40,7 @@ use futures_util::{Stream, StreamExt};
 use output::Output;
 use queue::Queue;
 use record::Step;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
@@ -206,6 +206,21 @@ impl Builder {
 
     /// Installed buildpacks in detect order: the bundled ones first, then the rest by name.
     /// The limits every upload is held to (a git push is checked against them too).
+    /// The installation's isolated network, made if missing (the agent makes it too).
+    async fn ensure_network(&self) -> Result<String, BuildError> {
+        let cluster = self.names.cluster_id();
+        let name = crate::labels::network(cluster);
+        self.engine
+            .ensure_isolated_network(
+                &name,
+                &crate::labels::bridge(cluster),
+                HashMap::from([(crate::labels::CLUSTER.to_string(), cluster.to_string())]),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(name)
+    }
+
     /// Refuses new work (`what`: "the upload", "the push") while the disk is below the floor.
     pub fn room_for(&self, what: &str) -> Result<(), BuildError> {
         self.settings.floor.check(what).map_err(BuildError::NoRoom)

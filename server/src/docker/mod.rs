@@ -3,6 +3,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod stats;
 
 pub use stats::Usage;
@@ -103,6 +104,8 @@ pub struct ContainerSpec {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// The network to join instead of the engine's default bridge.
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
