@@ -57,6 +57,13 @@ pub(super) async fn heartbeat(
         _ = reports.changed() => {}
         _ = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
     }
+    // Where the host's disk is read for each heartbeat: the engine's root dir (images and
+    // containers), else the agent's own data dir (also when the engine does not answer now).
+    let root_dir = match tokio::time::timeout(HEARTBEAT_TIMEOUT, engine.info()).await {
+        Ok(Ok(info)) => info.root_dir,
+        _ => None,
+    };
+    let disk_path = root_dir.unwrap_or_else(|| session.cfg.data_dir.clone());
     let mut last: Option<(Instant, ReportKey)> = None;
     loop {
         let wait = last.as_ref().map_or(Duration::ZERO, |(at, _)| {
@@ -85,6 +92,7 @@ pub(super) async fn heartbeat(
                 &Heartbeat {
                     instances,
                     dropped_log_lines: dropped,
+                    disk: crate::free_space::usage(&disk_path).ok(),
                 },
             ),
         )

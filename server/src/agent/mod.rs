@@ -20,6 +20,7 @@
 mod client;
 mod containers;
 mod files;
+mod firewall;
 mod heartbeat;
 mod images;
 pub mod lifecycle;
@@ -53,7 +54,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::labels::{ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABEL_HOST};
+use crate::labels::{self, ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABEL_HOST};
 
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
@@ -88,6 +89,7 @@ pub async fn run(
         return Ok(());
     };
     let session = Arc::new(session);
+    isolate(&session, &engine).await;
 
     let (assign_tx, assign_rx) = watch::channel(None);
     let poller = tokio::spawn(poll(
@@ -146,6 +148,37 @@ pub async fn run(
         shipper.abort(); // the control plane is away: what it did not take is re-read next start
     }
     Ok(())
+}
+
+/// The installation's network for containers, and the firewall rules that keep them from the
+/// control plane's API and link-local addresses. Failures are logged, not fatal: apps still run.
+async fn isolate(session: &Session, engine: &Engine) {
+    let (cluster, _) = session.labels();
+    let bridge = labels::bridge(&cluster);
+    let network_labels = HashMap::from([(LABEL_CLUSTER.to_string(), cluster.clone())]);
+    if let Err(e) = engine
+        .ensure_isolated_network(&labels::network(&cluster), &bridge, network_labels)
+        .await
+    {
+        tracing::error!("creating the network for instances: {e}");
+    }
+    let api = reqwest::Url::parse(&session.cfg.server)
+        .ok()
+        .and_then(|u| u.socket_addrs(|| None).ok())
+        .and_then(|a| a.into_iter().next());
+    let Some(api) = api else {
+        tracing::error!(
+            "cannot tell the control plane's address from {}: instances are not kept from it",
+            session.cfg.server
+        );
+        return;
+    };
+    if let Err(e) = firewall::install(&cluster, &bridge, api) {
+        tracing::error!(
+            "installing the firewall rules that keep instances from caasd's API and link-local \
+             addresses: {e}"
+        );
+    }
 }
 
 async fn poll(
