@@ -67,7 +67,7 @@ fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
 
 /// A release that copies `base`, with new config and description. Refuses (to be retried) when
 /// the app's latest release is not `based_on` any more (a deploy happened meanwhile).
-fn derived(
+pub(super) fn derived(
     base: &ReleaseRecord,
     based_on: u64,
     rec: &crate::store::AppRecord,
@@ -85,6 +85,7 @@ fn derived(
         description: description.to_string(),
         created_at: Timestamp::now(),
         config: rec.config.clone(),
+        resources: rec.resources.clone(),
         ..base.clone()
     })
 }
