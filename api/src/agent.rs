@@ -73,6 +73,9 @@ pub struct Assignment {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// A hard CPU cap in cores, if the process type has one (`caas ps:resize --cpu`).
+    #[serde(default)]
+    pub cpus: Option<f64>,
     /// How it is checked when its release has no check for its process type.
     pub health: HealthCheck,
     /// Its release's checks of its process type (`caas checks`).

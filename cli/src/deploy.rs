@@ -390,6 +390,8 @@ mod tests {
             since: Timestamp::now(),
             created_at: Timestamp::now(),
             check: None,
+            memory_mb: 512,
+            cpus: None,
         }
     }
 

@@ -21,7 +21,7 @@ mod testutil;
 use clap::{Parser, Subcommand};
 use commands::{
     alerts, apps, auth, autoscale, buildpacks, builds, checks, config_vars, drains, git as git_cmd,
-    hosts, logs, metrics, ps, push, releases, users, version,
+    hosts, logs, metrics, ps, push, releases, resize, users, version,
 };
 use std::io::Write;
 
@@ -103,6 +103,9 @@ enum Cmd {
     /// Remove a process type's health checks (all, or one kind)
     #[command(name = "checks:clear")]
     ChecksClear(checks::ClearArgs),
+    /// Set a process type's memory limit and CPU cap (a new release replaces its instances)
+    #[command(name = "ps:resize", visible_alias = "resize")]
+    PsResize(resize::ResizeArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
@@ -217,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Checks(a) => checks::list(a),
         Cmd::ChecksSet(a) => checks::set(a),
         Cmd::ChecksClear(a) => checks::clear(a),
+        Cmd::PsResize(a) => resize::resize(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Alerts(a) => alerts::show(a),

@@ -87,6 +87,7 @@ pub(super) fn derived(
         config: rec.config.clone(),
         checks: rec.checks.clone(),
         output: Vec::new(),
+        resources: rec.resources.clone(),
         ..base.clone()
     })
 }

@@ -106,6 +106,11 @@ impl Scheduler {
                 .filter(|c| c.kind == CheckKind::Liveness)
                 .map(|c| (c.process.clone(), c.strategy.unwrap_or_default()))
                 .collect(),
+            memory_mb: r
+                .resources
+                .iter()
+                .filter_map(|(p, res)| Some((p.clone(), res.memory_mb?)))
+                .collect(),
         };
         memory.releases.insert(key, view.clone());
         Ok(Some(view))

@@ -41,6 +41,8 @@ pub struct ReleaseView {
     pub created_at: Timestamp,
     /// What its liveness checks do to a failing instance, per process type that has one.
     pub strategies: BTreeMap<String, Strategy>,
+    /// Memory of the process types resized from the default (`caas ps:resize`), MB.
+    pub memory_mb: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -234,7 +236,12 @@ impl Capacity {
             per_app: HashMap::new(),
         };
         for a in survivors {
-            *cap.used_mb.entry(a.host_id.clone()).or_default() += instance_memory_mb;
+            let mb = if a.memory_mb > 0 {
+                a.memory_mb
+            } else {
+                instance_memory_mb
+            };
+            *cap.used_mb.entry(a.host_id.clone()).or_default() += mb;
             *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
             *cap.per_app
                 .entry((a.host_id.clone(), a.app.clone()))
@@ -440,11 +447,17 @@ fn converge(
                 making_way.push(a.instance_name());
             }
         }
+        let need = release
+            .memory_mb
+            .get(process)
+            .copied()
+            .unwrap_or(w.settings.instance_memory_mb);
         let have: BTreeSet<u32> = kept.iter().map(|a| a.index).collect();
         let wanted = (target as usize).saturating_sub(kept.len());
         for index in (1..=n).filter(|i| !have.contains(i)).take(wanted) {
-            match place(w, cap, &app.name) {
+            match place(w, cap, &app.name, need) {
                 Ok(host_id) => plan.create.push(AllocationRecord {
+                    memory_mb: need,
                     id: new_id(),
                     app: app.name.clone(),
                     release: release.version,
@@ -668,8 +681,8 @@ fn routes(
 
 /// Filter live hosts with room (memory, a free port), then prefer the host with the fewest
 /// instances of this app (spread), then the most free memory, then the id (determinism).
-fn place(w: &World<'_>, cap: &mut Capacity, app: &str) -> Result<String, String> {
-    let need = w.settings.instance_memory_mb;
+/// A host for an instance of `app` that needs `need` MB.
+fn place(w: &World<'_>, cap: &mut Capacity, app: &str, need: u64) -> Result<String, String> {
     let best = w
         .hosts
         .iter()

@@ -21,6 +21,7 @@ fn release(app: &str, version: u64) -> ReleaseRecord {
         error: None,
         checks: Vec::new(),
         output: Vec::new(),
+        resources: BTreeMap::new(),
     }
 }
 
@@ -172,6 +173,7 @@ fn allocation_cas_detects_a_lost_race_and_bumps_the_index() {
         host_id: "h".into(),
         created_at: Timestamp::now(),
         desired: Desired::Run,
+        memory_mb: 0,
     };
     assert!(s.cas_allocation("a1", None, Some(&a)).unwrap());
     assert!(

@@ -23,6 +23,7 @@ pub(super) fn assignment(health: HealthCheck) -> Assignment {
         memory_mb: 512,
         cpu_shares: 1024,
         pids_limit: 512,
+        cpus: None,
         health,
         checks: Vec::new(),
         stop_timeout_ms: None,

@@ -32,6 +32,7 @@ pub fn release_view(version: u64, created_at: u64) -> ReleaseView {
         types: ["web", "worker"].iter().map(|s| s.to_string()).collect(),
         created_at: Timestamp(created_at),
         strategies: BTreeMap::new(),
+        memory_mb: BTreeMap::new(),
     }
 }
 
@@ -62,6 +63,7 @@ pub fn alloc(
         host_id: host.into(),
         created_at: Timestamp(T0 - 1000),
         desired: Desired::Run,
+        memory_mb: 512,
     }
 }
 
