@@ -42,6 +42,10 @@ pub struct AppRouting {
     /// What the 503 says when `backends` is empty.
     #[serde(default)]
     pub idle: Idle,
+    /// Custom domains served as this app besides `APP.DOMAIN`: exact names and `*.` wildcards
+    /// (lowercase, no trailing dot).
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 /// `GET /v1/gateway/routes`: every app and where its traffic goes.

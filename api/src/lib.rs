@@ -5,6 +5,7 @@
 //! of the public contract (`--json` output and scripts depend on them): add fields, never rename.
 
 pub mod agent;
+pub mod domains;
 pub mod gateway;
 pub mod names;
 mod time;

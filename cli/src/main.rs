@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, drains, git as git_cmd, hosts, logs, metrics, ps,
-    push, releases, version,
+    apps, auth, buildpacks, builds, config_vars, domains, drains, git as git_cmd, hosts, logs,
+    metrics, ps, push, releases, version,
 };
 use std::io::Write;
 
@@ -98,6 +98,14 @@ enum Cmd {
     /// Stop sending an app's log lines to a drain
     #[command(name = "drains:remove")]
     DrainsRemove(drains::RemoveArgs),
+    /// List an app's custom domains
+    Domains(domains::ListArgs),
+    /// Serve an app at a domain of yours too (www.example.com, or *.example.com)
+    #[command(name = "domains:add")]
+    DomainsAdd(domains::AddArgs),
+    /// Stop serving an app at one of its custom domains
+    #[command(name = "domains:remove")]
+    DomainsRemove(domains::RemoveArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
@@ -149,6 +157,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Drains(a) => drains::list(a),
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),
+        Cmd::Domains(a) => domains::list(a),
+        Cmd::DomainsAdd(a) => domains::add(a),
+        Cmd::DomainsRemove(a) => domains::remove(a),
         Cmd::Releases(a) => releases::list(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
@@ -242,6 +253,9 @@ mod tests {
             &["caas", "git:remote", "-a", "demo", "-r", "prod"],
             &["caas", "git:credential", "get"],
             &["caas", "git:credential", "store"],
+            &["caas", "domains", "-a", "demo", "--json"],
+            &["caas", "domains:add", "*.example.com", "-a", "demo"],
+            &["caas", "domains:remove", "www.example.com", "-a", "demo"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

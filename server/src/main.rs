@@ -115,6 +115,14 @@ pub struct ServerArgs {
     /// `60s`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: std::time::Duration,
+    /// Largest request body the gateway passes on to an app: `100M` (a bare number is MB);
+    /// larger ones get a 413.
+    #[arg(long, default_value = "100M")]
+    pub max_body: Size,
+    /// How long a client connection to the gateway may sit idle (no byte moving, no request
+    /// being answered) before it is closed: `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Address the embedded agent publishes instances on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host_address: IpAddr,
@@ -202,6 +210,12 @@ pub struct GatewayArgs {
     pub max_connections: usize,
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: std::time::Duration,
+    /// Largest request body passed on: `100M`.
+    #[arg(long, default_value = "100M")]
+    pub max_body: Size,
+    /// How long an idle client connection is kept: `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Set by caasd: what it started this gateway with, to know it again.
     #[arg(long, hide = true, default_value = "")]
     pub spec: String,

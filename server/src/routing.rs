@@ -2,7 +2,7 @@
 //! store (apps and the routes the scheduler writes), and an index that changes whenever it does,
 //! for the gateway's blocking query (`GET /v1/gateway/routes`).
 
-use crate::store::{AppRecord, RouteKey, Store, StoreError};
+use crate::store::{AppRecord, DomainRecord, RouteKey, Store, StoreError};
 use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable};
 use caas_api::WEB;
 use std::collections::BTreeMap;
@@ -19,13 +19,33 @@ pub fn idle_of(app: &AppRecord) -> Idle {
     }
 }
 
-/// The routing table for `apps` and `routes`: every app, its backends sorted by instance.
-pub fn table(
-    index: u64,
-    domain: &str,
-    apps: &[AppRecord],
-    routes: Vec<(RouteKey, String)>,
-) -> RoutingTable {
+/// What the table is made of, as the store has it.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub apps: Vec<AppRecord>,
+    pub routes: Vec<(RouteKey, String)>,
+    /// Custom domains: `(hostname, record)`.
+    pub domains: Vec<(String, DomainRecord)>,
+}
+
+impl Inputs {
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            apps: store.apps()?,
+            routes: store.routes()?,
+            domains: store.domains()?,
+        })
+    }
+}
+
+/// The routing table for `inputs`: every app with its backends sorted by instance and its
+/// domains sorted by name; routes and domains of apps that do not exist are left out.
+pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
+    let Inputs {
+        apps,
+        routes,
+        domains,
+    } = inputs;
     let mut by_app: BTreeMap<&str, AppRouting> = apps
         .iter()
         .map(|a| {
@@ -35,6 +55,7 @@ pub fn table(
                     name: a.name.clone(),
                     backends: Vec::new(),
                     idle: idle_of(a),
+                    domains: Vec::new(),
                 },
             )
         })
@@ -47,10 +68,16 @@ pub fn table(
             });
         }
     }
+    for (hostname, d) in domains {
+        if let Some(app) = by_app.get_mut(d.app.as_str()) {
+            app.domains.push(hostname);
+        }
+    }
     let mut apps: Vec<AppRouting> = by_app.into_values().collect();
     for a in &mut apps {
         a.backends
             .sort_by(|x, y| x.instance.cmp(&y.instance).then(x.addr.cmp(&y.addr)));
+        a.domains.sort();
     }
     RoutingTable {
         index,
@@ -61,7 +88,7 @@ pub fn table(
 
 /// Reads the table from the store now.
 pub fn load(store: &Store, index: u64, domain: &str) -> Result<RoutingTable, StoreError> {
-    Ok(table(index, domain, &store.apps()?, store.routes()?))
+    Ok(table(index, domain, Inputs::load(store)?))
 }
 
 /// An index that changes whenever a route or an app is written, until `shutdown`. It starts from
@@ -116,16 +143,29 @@ mod tests {
             release: 1,
             instance: inst.into(),
         };
+        let dom = |app: &str| DomainRecord {
+            app: app.into(),
+            created_at: Timestamp(0),
+        };
         let t = table(
             7,
             "example.com",
-            &[rec("a", Some(1), None, 2), rec("b", None, None, 1)],
-            vec![
-                (key("a", "web.2"), "127.0.0.1:2".into()),
-                (key("a", "web.1"), "127.0.0.1:1".into()),
-                (key("zombie", "web.1"), "127.0.0.1:3".into()),
-            ],
+            Inputs {
+                apps: vec![rec("a", Some(1), None, 2), rec("b", None, None, 1)],
+                routes: vec![
+                    (key("a", "web.2"), "127.0.0.1:2".into()),
+                    (key("a", "web.1"), "127.0.0.1:1".into()),
+                    (key("zombie", "web.1"), "127.0.0.1:3".into()),
+                ],
+                domains: vec![
+                    ("www.a.test".into(), dom("a")),
+                    ("*.a.test".into(), dom("a")),
+                    ("ghost.test".into(), dom("zombie")),
+                ],
+            },
         );
+        assert_eq!(t.apps[0].domains, ["*.a.test", "www.a.test"]);
+        assert!(t.apps[1].domains.is_empty());
         assert_eq!((t.index, t.domain.as_str()), (7, "example.com"));
         let names: Vec<_> = t.apps.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);

@@ -184,6 +184,10 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             args.max_connections.to_string(),
             "--upstream-timeout".into(),
             format!("{}s", args.upstream_timeout.as_secs()),
+            "--max-body".into(),
+            format!("{}B", args.max_body.bytes()),
+            "--idle-timeout".into(),
+            format!("{}s", args.idle_timeout.as_secs().max(1)),
         ],
     };
     let gw_bound = gateway::supervise::ensure(&gw_spec).await?;
@@ -376,6 +380,8 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         limits: gateway::Limits {
             max_connections: args.max_connections,
             upstream_timeout: args.upstream_timeout,
+            max_body: args.max_body.bytes(),
+            idle_timeout: args.idle_timeout,
             ..gateway::Limits::default()
         },
         spec: args.spec,

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod buildpacks;
 pub mod builds;
 pub mod config_vars;
+pub mod domains;
 pub mod drains;
 pub mod git;
 pub mod hosts;

@@ -7,6 +7,7 @@ mod apps;
 mod auth;
 mod builds;
 mod config;
+mod domains;
 mod drains;
 mod error;
 mod gateway;
@@ -114,6 +115,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
+        .route(
+            "/v1/apps/{app}/domains",
+            get(domains::list).post(domains::add),
+        )
+        .route("/v1/apps/{app}/domains/{hostname}", delete(domains::remove))
         .route(
             "/v1/apps/{app}/builds",
             post(builds::create).layer(upload()).get(builds::list),

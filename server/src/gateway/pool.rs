@@ -2,7 +2,7 @@
 //! is handed over, so a refused connection can move on to the next instance without having
 //! consumed the request body.
 
-use super::UpBody;
+use super::ReqBody;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_IDLE_PER_ADDR: usize = 64;
 
 /// A connection ready for a request, and since when it waits.
-type Idle = (SendRequest<UpBody>, Instant);
+type Idle = (SendRequest<ReqBody>, Instant);
 
 #[derive(Clone, Default)]
 pub struct Pool {
@@ -38,7 +38,7 @@ pub enum ConnectError {
 
 impl Pool {
     /// An idle connection if one is usable.
-    pub fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<UpBody>> {
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<ReqBody>> {
         let mut idle = self.idle.lock().unwrap();
         let list = idle.get_mut(&addr)?;
         while let Some((sender, since)) = list.pop() {
@@ -49,7 +49,7 @@ impl Pool {
         None
     }
 
-    pub async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpBody>, ConnectError> {
+    pub async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ReqBody>, ConnectError> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| ConnectError::Timeout(addr))?
@@ -66,7 +66,7 @@ impl Pool {
     }
 
     /// Returns a connection to the pool once its current response has been read whole.
-    pub fn recycle(&self, addr: SocketAddr, mut sender: SendRequest<UpBody>) {
+    pub fn recycle(&self, addr: SocketAddr, mut sender: SendRequest<ReqBody>) {
         let pool = self.clone();
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {

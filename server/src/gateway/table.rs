@@ -74,11 +74,25 @@ pub struct RouteTable {
     /// Apps are served at `APP.DOMAIN`.
     pub domain: String,
     pub apps: HashMap<String, AppRoutes>,
+    /// Custom domains, exact names: host → app.
+    pub exact: HashMap<String, String>,
+    /// Custom domains, wildcards: `example.com` (for `*.example.com`) → app.
+    pub wildcard: HashMap<String, String>,
 }
 
 impl RouteTable {
     /// The table the wire one describes; a backend whose address does not parse is left out.
     pub fn from_wire(wire: &RoutingTable) -> Self {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for a in &wire.apps {
+            for d in &a.domains {
+                match d.strip_prefix("*.") {
+                    Some(suffix) => wildcard.insert(suffix.to_string(), a.name.clone()),
+                    None => exact.insert(d.clone(), a.name.clone()),
+                };
+            }
+        }
         let apps = wire
             .apps
             .iter()
@@ -99,7 +113,31 @@ impl RouteTable {
         Self {
             domain: wire.domain.clone(),
             apps,
+            exact,
+            wildcard,
         }
+    }
+
+    /// The app a request's host (`Host` or `:authority`, lowercase) names: an exact custom
+    /// domain first, then a wildcard one, then `APP.DOMAIN`.
+    pub fn app_for<'a>(&'a self, host: &'a str) -> Option<&'a str> {
+        let name = strip_port(host);
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if !self.exact.is_empty() {
+            if let Some(app) = self.exact.get(name) {
+                return Some(app);
+            }
+        }
+        if !self.wildcard.is_empty() {
+            if let Some((label, suffix)) = name.split_once('.') {
+                if !label.is_empty() {
+                    if let Some(app) = self.wildcard.get(suffix) {
+                        return Some(app);
+                    }
+                }
+            }
+        }
+        app_for_host(host, &self.domain)
     }
 
     pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
@@ -109,12 +147,17 @@ impl RouteTable {
     }
 }
 
-/// The app a `Host` header names: `APP.DOMAIN[:PORT]` → `APP`.
-pub fn app_for_host<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
-    let host = match host.rsplit_once(':') {
+/// `HOST[:PORT]` → `HOST`.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
-    };
+    }
+}
+
+/// The app a `Host` header names: `APP.DOMAIN[:PORT]` → `APP`.
+pub fn app_for_host<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
+    let host = strip_port(host);
     let host = host.strip_suffix('.').unwrap_or(host);
     let app = host.strip_suffix(domain)?.strip_suffix('.')?;
     if app.is_empty() || app.contains('.') {
@@ -147,11 +190,13 @@ mod tests {
                         },
                     ],
                     idle: Idle::NoneUp,
+                    domains: vec!["www.a.test".into(), "*.a.test".into()],
                 },
                 AppRouting {
                     name: "b".into(),
                     backends: vec![],
                     idle: Idle::NoRelease,
+                    domains: vec!["x.a.test".into(), "*.b.a.test".into()],
                 },
             ],
         };
@@ -159,6 +204,42 @@ mod tests {
         assert_eq!(t.domain, "example.com");
         assert_eq!(t.apps["a"].backends.len(), 1);
         assert_eq!(t.apps["b"].idle, Idle::NoRelease);
+    }
+
+    #[test]
+    fn hosts_pick_the_exact_name_then_the_wildcard_then_app_domain() {
+        let wire = RoutingTable {
+            index: 1,
+            domain: "example.com".into(),
+            apps: ["a", "b"]
+                .iter()
+                .map(|n| AppRouting {
+                    name: n.to_string(),
+                    backends: vec![],
+                    idle: Idle::NoneUp,
+                    domains: match *n {
+                        "a" => vec!["www.a.test".into(), "*.a.test".into()],
+                        _ => vec!["x.a.test".into(), "*.b.a.test".into()],
+                    },
+                })
+                .collect(),
+        };
+        let t = RouteTable::from_wire(&wire);
+        for (host, app) in [
+            ("www.a.test", Some("a")),
+            ("www.a.test:8443", Some("a")),
+            ("www.a.test.", Some("a")),
+            ("y.a.test", Some("a")),
+            ("x.a.test", Some("b")),
+            ("z.b.a.test", Some("b")),
+            ("a.test", None),
+            ("q.z.a.test", None),
+            (".a.test", None),
+            ("b.example.com", Some("b")),
+            ("c.example.com", Some("c")),
+        ] {
+            assert_eq!(t.app_for(host), app, "{host}");
+        }
     }
 
     #[test]

@@ -15,8 +15,10 @@
 //! - allocations are written only through [`Store::cas_allocation`], which bumps the assignment
 //!   index agents long-poll on.
 
+mod edge;
 mod records;
 
+pub use edge::*;
 pub use records::*;
 
 use caas_api::ReleaseStatus;
@@ -70,6 +72,8 @@ struct Inner {
     routes: sled::Tree,
     tokens: sled::Tree,
     meta: sled::Tree,
+    /// Custom domains: host name → `DomainRecord` (`edge.rs`).
+    domains: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -113,6 +117,7 @@ impl Store {
             routes: tree("routes")?,
             tokens: tree("tokens")?,
             meta: tree("meta")?,
+            domains: tree("domains")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
         };
@@ -249,6 +254,7 @@ impl Store {
                 tree.remove(k?)?;
             }
         }
+        self.forget_app_edge(name)?;
         Ok(())
     }
 
@@ -547,6 +553,7 @@ impl Store {
         RoutingWatch {
             routes: self.inner.routes.watch_prefix(b""),
             apps: self.inner.apps.watch_prefix(b""),
+            edge: self.edge_watch(),
         }
     }
 }
@@ -554,6 +561,8 @@ impl Store {
 pub struct RoutingWatch {
     routes: sled::Subscriber,
     apps: sled::Subscriber,
+    /// Domains, certificates, TCP routes (`edge.rs`).
+    edge: EdgeWatch,
 }
 
 impl RoutingWatch {
@@ -562,6 +571,7 @@ impl RoutingWatch {
         tokio::select! {
             ev = &mut self.routes => ev.is_some(),
             ev = &mut self.apps => ev.is_some(),
+            alive = self.edge.changed() => alive,
         }
     }
 }

@@ -1,0 +1,124 @@
+//! `domains`, `domains:add`, `domains:remove`: the custom domains an app is served at, besides
+//! `APP.DOMAIN`.
+
+use super::{client, AppArg, JsonArg};
+use crate::app::resolve_app;
+use crate::output::{age, print_json, print_table, sanitize, say};
+use anyhow::Result;
+use caas_api::domains::{AddDomain, Domain};
+use clap::Args;
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    app: AppArg,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The host name: www.example.com, or a wildcard *.example.com (quote it in the shell)
+    hostname: String,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// The host name, as caas domains lists it
+    hostname: String,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+/// A host name as one path segment: anything but letters, digits, `.`, `-` and `*` is
+/// percent-encoded (the server refuses such names anyway, with its own message).
+pub(crate) fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// What to tell the user to do in DNS for `d`.
+pub(crate) fn dns_advice(d: &Domain) -> String {
+    if d.dns_record == "CNAME" {
+        format!(
+            "Point it at the app: a CNAME record {} -> {}",
+            d.hostname, d.dns_target
+        )
+    } else {
+        format!(
+            "Point it at the app: an ALIAS (or ANAME) record {} -> {}, or A/AAAA records with the addresses {} has (a zone's apex cannot have a CNAME)",
+            d.hostname, d.dns_target, d.dns_target
+        )
+    }
+}
+
+pub fn list(args: ListArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let domains: Vec<Domain> = client()?.get(&format!("/v1/apps/{name}/domains"))?;
+    if args.json.json {
+        return print_json(&domains);
+    }
+    if domains.is_empty() {
+        return say(&format!(
+            "{name} has no custom domains. Add one with: caas domains:add www.example.com -a {name}"
+        ));
+    }
+    let rows: Vec<Vec<String>> = domains
+        .iter()
+        .map(|d| {
+            vec![
+                sanitize(&d.hostname),
+                d.kind.as_str().to_string(),
+                format!("{} {}", d.dns_record, sanitize(&d.dns_target)),
+                age(d.created_at),
+            ]
+        })
+        .collect();
+    print_table(&["DOMAIN", "KIND", "DNS RECORD", "ADDED"], &rows)
+}
+
+pub fn add(args: AddArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let d: Domain = client()?.post(
+        &format!("/v1/apps/{name}/domains"),
+        &AddDomain {
+            hostname: args.hostname,
+        },
+    )?;
+    say(&sanitize(&format!(
+        "Added {} to {name}.\n{}",
+        d.hostname,
+        dns_advice(&d)
+    )))
+}
+
+pub fn remove(args: RemoveArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    client()?.delete(&format!(
+        "/v1/apps/{name}/domains/{}",
+        path_segment(&args.hostname)
+    ))?;
+    say(&sanitize(&format!(
+        "Removed {} from {name}",
+        args.hostname.trim()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_one_path_segment() {
+        assert_eq!(path_segment("*.example.com"), "*.example.com");
+        assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
+    }
+}

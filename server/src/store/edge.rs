@@ -1,0 +1,169 @@
+//! What the gateway serves besides `APP.DOMAIN`: custom domains (a tree of their own, keyed by
+//! host name, so a name belongs to at most one app without a lock: compare-and-swap decides).
+
+use super::{decode, encode, Result, Store, StoreError};
+use caas_api::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One custom domain; the key is the normalized host name (`www.example.com`, `*.example.com`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DomainRecord {
+    pub app: String,
+    pub created_at: Timestamp,
+}
+
+/// Why a domain could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// Another app has it (which one is not said: the caller may not see that app).
+    #[error("taken by another app")]
+    TakenByOther,
+    #[error("already one of the app's domains")]
+    AlreadyOurs,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sled::Error> for DomainError {
+    fn from(e: sled::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl Store {
+    /// Gives `hostname` to `app`, unless an app that exists has it. A record left by an app
+    /// that is gone (a destroy racing an add) is taken over.
+    pub fn add_domain(
+        &self,
+        hostname: &str,
+        rec: &DomainRecord,
+    ) -> std::result::Result<(), DomainError> {
+        let tree = &self.inner.domains;
+        loop {
+            let current = tree.get(hostname)?;
+            if let Some(raw) = &current {
+                let other: DomainRecord = decode("domains", raw)?;
+                if other.app == rec.app {
+                    return Err(DomainError::AlreadyOurs);
+                }
+                if self.inner.apps.contains_key(&other.app)? {
+                    return Err(DomainError::TakenByOther);
+                }
+            }
+            if tree
+                .compare_and_swap(hostname, current, Some(encode(rec)))?
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes `hostname` from `app`; `false` when the app does not have it.
+    pub fn remove_domain(&self, app: &str, hostname: &str) -> Result<bool> {
+        let tree = &self.inner.domains;
+        let Some(raw) = tree.get(hostname)? else {
+            return Ok(false);
+        };
+        let rec: DomainRecord = decode("domains", &raw)?;
+        if rec.app != app {
+            return Ok(false);
+        }
+        Ok(tree
+            .compare_and_swap(hostname, Some(raw), None as Option<&[u8]>)?
+            .is_ok())
+    }
+
+    /// Every domain: `(hostname, record)`, sorted by host name.
+    pub fn domains(&self) -> Result<Vec<(String, DomainRecord)>> {
+        self.inner
+            .domains
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("domains", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The domains of one app, sorted by host name.
+    pub fn app_domains(&self, app: &str) -> Result<Vec<(String, DomainRecord)>> {
+        Ok(self
+            .domains()?
+            .into_iter()
+            .filter(|(_, d)| d.app == app)
+            .collect())
+    }
+
+    /// Removes everything of `app` kept here (its destroy).
+    pub(super) fn forget_app_edge(&self, app: &str) -> Result<()> {
+        for (hostname, _) in self.app_domains(app)? {
+            self.remove_domain(app, &hostname)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn edge_watch(&self) -> EdgeWatch {
+        EdgeWatch {
+            subscribers: vec![self.inner.domains.watch_prefix(b"")],
+        }
+    }
+}
+
+/// Changes to the trees of this file, for the routing index.
+pub struct EdgeWatch {
+    subscribers: Vec<sled::Subscriber>,
+}
+
+impl EdgeWatch {
+    /// Waits for the next change. Returns `false` when the store is closed.
+    pub async fn changed(&mut self) -> bool {
+        let (event, _, _) = futures_util::future::select_all(self.subscribers.iter_mut()).await;
+        event.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::AppRecord;
+
+    fn rec(app: &str) -> DomainRecord {
+        DomainRecord {
+            app: app.into(),
+            created_at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn a_domain_belongs_to_one_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        for a in ["one", "two"] {
+            s.create_app(&AppRecord::new(a, Timestamp::now())).unwrap();
+        }
+        s.add_domain("www.example.com", &rec("one")).unwrap();
+        assert!(matches!(
+            s.add_domain("www.example.com", &rec("two")),
+            Err(DomainError::TakenByOther)
+        ));
+        assert!(matches!(
+            s.add_domain("www.example.com", &rec("one")),
+            Err(DomainError::AlreadyOurs)
+        ));
+        assert!(!s.remove_domain("two", "www.example.com").unwrap());
+        assert_eq!(s.app_domains("one").unwrap().len(), 1);
+        // A destroyed app lets go of its names.
+        s.delete_app("one").unwrap();
+        assert!(s.domains().unwrap().is_empty());
+        s.add_domain("www.example.com", &rec("two")).unwrap();
+        // A record of an app that is gone does not block anyone.
+        s.add_domain("left.example.com", &rec("ghost")).unwrap();
+        s.add_domain("left.example.com", &rec("two")).unwrap();
+        assert!(s.remove_domain("two", "www.example.com").unwrap());
+        assert_eq!(s.app_domains("two").unwrap().len(), 1);
+    }
+}
