@@ -44,6 +44,70 @@ pub struct Domain {
     pub created_at: Timestamp,
 }
 
+/// How the gateway serves an app besides where: `GET/PATCH /v1/apps/{app}/routing`. A `PATCH`
+/// sets the fields it names (`null` or absent: unchanged).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RoutingSettings {
+    /// Plain HTTP requests get a 308 to the same URL over HTTPS.
+    #[serde(default)]
+    pub redirect_https: bool,
+}
+
+/// `PATCH /v1/apps/{app}/routing`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RoutingUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_https: Option<bool>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates: GET/POST /v1/apps/{app}/certs, DELETE /v1/apps/{app}/certs/{id}
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/apps/{app}/certs`: a certificate chain (leaf first) and its private key, PEM.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AddCert {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CertSource {
+    /// Added with `caas certs:add`.
+    #[default]
+    Uploaded,
+    /// Obtained over ACME (`caas certs:auto on`).
+    Auto,
+}
+
+impl CertSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uploaded => "uploaded",
+            Self::Auto => "auto",
+        }
+    }
+}
+
+/// One of an app's certificates, as the API shows it: never its private key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cert {
+    /// The first 12 hex digits of the SHA-256 of the leaf certificate.
+    pub id: String,
+    /// The names it is valid for (its subject alternative names).
+    pub names: Vec<String>,
+    /// Which of the app's names it serves (the others are served with another certificate).
+    #[serde(default)]
+    pub serves: Vec<String>,
+    pub issuer: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    #[serde(default)]
+    pub source: CertSource,
+    pub created_at: Timestamp,
+}
+
 /// Why a host name was refused. The message states the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HostnameError {

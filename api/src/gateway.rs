@@ -46,6 +46,28 @@ pub struct AppRouting {
     /// (lowercase, no trailing dot).
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Plain HTTP requests get a 308 to HTTPS.
+    #[serde(default)]
+    pub redirect_https: bool,
+}
+
+/// A certificate the gateway serves over TLS, with its private key (the gateway token's API
+/// only; the user API never shows a key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsCert {
+    /// Stable for the certificate (a hash of the leaf), so the gateway parses each one once.
+    pub id: String,
+    /// The app whose names it serves (those of `names` that route to it); `None` for the
+    /// platform's own, served for everything else (`*.DOMAIN`, and names no certificate covers).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The names it is valid for, lowercase (`*.` for wildcards).
+    pub names: Vec<String>,
+    /// When it expires, ms since the epoch: of two that cover a name, the later one serves.
+    #[serde(default)]
+    pub not_after_ms: u64,
+    pub chain_pem: String,
+    pub key_pem: String,
 }
 
 /// `GET /v1/gateway/routes`: every app and where its traffic goes.
@@ -56,6 +78,9 @@ pub struct RoutingTable {
     /// The apps' domain (`APP.DOMAIN`).
     pub domain: String,
     pub apps: Vec<AppRouting>,
+    /// Certificates for TLS, picked by SNI.
+    #[serde(default)]
+    pub certs: Vec<TlsCert>,
 }
 
 /// Requests of one app since the last report, by the gateway that served them.

@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, domains, drains, git as git_cmd, hosts, logs,
-    metrics, ps, push, releases, version,
+    apps, auth, buildpacks, builds, certs, config_vars, domains, drains, git as git_cmd, hosts,
+    logs, metrics, ps, push, releases, version,
 };
 use std::io::Write;
 
@@ -106,6 +106,17 @@ enum Cmd {
     /// Stop serving an app at one of its custom domains
     #[command(name = "domains:remove")]
     DomainsRemove(domains::RemoveArgs),
+    /// Redirect an app's plain HTTP requests to HTTPS (on/off), or show whether it does
+    #[command(name = "domains:redirect-https")]
+    DomainsRedirectHttps(domains::RedirectArgs),
+    /// List an app's TLS certificates
+    Certs(certs::ListArgs),
+    /// Add a TLS certificate (PEM chain and key) for an app's domains
+    #[command(name = "certs:add")]
+    CertsAdd(certs::AddArgs),
+    /// Remove one of an app's TLS certificates
+    #[command(name = "certs:remove")]
+    CertsRemove(certs::RemoveArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
@@ -160,6 +171,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Domains(a) => domains::list(a),
         Cmd::DomainsAdd(a) => domains::add(a),
         Cmd::DomainsRemove(a) => domains::remove(a),
+        Cmd::DomainsRedirectHttps(a) => domains::redirect_https(a),
+        Cmd::Certs(a) => certs::list(a),
+        Cmd::CertsAdd(a) => certs::add(a),
+        Cmd::CertsRemove(a) => certs::remove(a),
         Cmd::Releases(a) => releases::list(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
@@ -256,6 +271,11 @@ mod tests {
             &["caas", "domains", "-a", "demo", "--json"],
             &["caas", "domains:add", "*.example.com", "-a", "demo"],
             &["caas", "domains:remove", "www.example.com", "-a", "demo"],
+            &["caas", "domains:redirect-https", "on", "-a", "demo"],
+            &["caas", "domains:redirect-https", "-a", "demo"],
+            &["caas", "certs", "-a", "demo", "--json"],
+            &["caas", "certs:add", "c.pem", "k.pem", "-a", "demo"],
+            &["caas", "certs:remove", "0123456789ab", "-a", "demo"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

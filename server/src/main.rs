@@ -18,6 +18,7 @@ mod routing;
 mod schedule;
 mod server;
 mod store;
+mod tls;
 mod traffic;
 mod units;
 
@@ -76,6 +77,18 @@ pub struct ServerArgs {
     /// Address of the HTTP gateway apps are served on (port 0 picks a free port).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub gateway: SocketAddr,
+    /// Address the gateway serves HTTPS on (e.g. 0.0.0.0:443; port 0 picks a free port):
+    /// certificates are picked by SNI.
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
+    /// The platform's certificate (PEM chain, leaf first), normally a wildcard for *.DOMAIN,
+    /// served for every name no app's certificate covers; without it caasd makes a self-signed
+    /// one. Re-read when the file changes.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Apps are served at APP.DOMAIN; `localhost` needs no DNS set-up.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -194,6 +207,9 @@ pub struct GatewayArgs {
     /// Address apps are served on.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address apps are served on over HTTPS, if any.
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
     /// The control plane's API URL, or `file:PATH` of its caasd.json.
     #[arg(long, default_value = "file:/var/lib/caas/caasd.json")]
     pub server: String,

@@ -2,8 +2,8 @@
 //! store (apps and the routes the scheduler writes), and an index that changes whenever it does,
 //! for the gateway's blocking query (`GET /v1/gateway/routes`).
 
-use crate::store::{AppRecord, DomainRecord, RouteKey, Store, StoreError};
-use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable};
+use crate::store::{AppRecord, CertRecord, DomainRecord, RouteKey, Store, StoreError};
+use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable, TlsCert};
 use caas_api::WEB;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
@@ -26,6 +26,8 @@ pub struct Inputs {
     pub routes: Vec<(RouteKey, String)>,
     /// Custom domains: `(hostname, record)`.
     pub domains: Vec<(String, DomainRecord)>,
+    /// Certificates, the platform's own included.
+    pub certs: Vec<CertRecord>,
 }
 
 impl Inputs {
@@ -34,6 +36,7 @@ impl Inputs {
             apps: store.apps()?,
             routes: store.routes()?,
             domains: store.domains()?,
+            certs: store.certs()?,
         })
     }
 }
@@ -45,6 +48,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
         apps,
         routes,
         domains,
+        certs,
     } = inputs;
     let mut by_app: BTreeMap<&str, AppRouting> = apps
         .iter()
@@ -56,6 +60,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
                     backends: Vec::new(),
                     idle: idle_of(a),
                     domains: Vec::new(),
+                    redirect_https: a.redirect_https,
                 },
             )
         })
@@ -79,10 +84,25 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
             .sort_by(|x, y| x.instance.cmp(&y.instance).then(x.addr.cmp(&y.addr)));
         a.domains.sort();
     }
+    let known: std::collections::HashSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    let mut certs: Vec<TlsCert> = certs
+        .into_iter()
+        .filter(|c| c.app.as_deref().is_none_or(|a| known.contains(a)))
+        .map(|c| TlsCert {
+            id: c.id,
+            app: c.app,
+            names: c.names,
+            not_after_ms: c.not_after.millis(),
+            chain_pem: c.chain_pem,
+            key_pem: c.key_pem,
+        })
+        .collect();
+    certs.sort_by(|a, b| a.app.cmp(&b.app).then(a.id.cmp(&b.id)));
     RoutingTable {
         index,
         domain: domain.to_string(),
         apps,
+        certs,
     }
 }
 
@@ -162,6 +182,7 @@ mod tests {
                     ("*.a.test".into(), dom("a")),
                     ("ghost.test".into(), dom("zombie")),
                 ],
+                certs: vec![],
             },
         );
         assert_eq!(t.apps[0].domains, ["*.a.test", "www.a.test"]);

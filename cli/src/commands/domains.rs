@@ -3,9 +3,10 @@
 
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
+use crate::error::CliError;
 use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::domains::{AddDomain, Domain};
+use caas_api::domains::{AddDomain, Domain, RoutingSettings, RoutingUpdate};
 use clap::Args;
 
 #[derive(Debug, Args)]
@@ -30,6 +31,43 @@ pub struct RemoveArgs {
     hostname: String,
     #[command(flatten)]
     app: AppArg,
+}
+
+#[derive(Debug, Args)]
+pub struct RedirectArgs {
+    /// on: answer plain HTTP with a 308 to HTTPS; off: serve it; nothing: show which
+    state: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+/// `on`/`off` (and the usual spellings of both).
+pub(crate) fn on_off(text: &str) -> Result<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "enable" | "enabled" => Ok(true),
+        "off" | "false" | "no" | "disable" | "disabled" => Ok(false),
+        _ => Err(CliError::usage(format!("{:?}: say on or off", sanitize(text))).into()),
+    }
+}
+
+pub fn redirect_https(args: RedirectArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let path = format!("/v1/apps/{name}/routing");
+    let client = client()?;
+    let settings: RoutingSettings = match &args.state {
+        None => client.get(&path)?,
+        Some(state) => client.patch(
+            &path,
+            &RoutingUpdate {
+                redirect_https: Some(on_off(state)?),
+            },
+        )?,
+    };
+    say(&if settings.redirect_https {
+        format!("{name}: plain HTTP is redirected to HTTPS (308)")
+    } else {
+        format!("{name}: plain HTTP is served, not redirected")
+    })
 }
 
 /// A host name as one path segment: anything but letters, digits, `.`, `-` and `*` is

@@ -5,6 +5,7 @@ pub mod apps;
 pub mod auth;
 pub mod buildpacks;
 pub mod builds;
+pub mod certs;
 pub mod config_vars;
 pub mod domains;
 pub mod drains;

@@ -10,7 +10,10 @@ use crate::store::{DomainError, DomainRecord};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use caas_api::domains::{dns_record_for, validate_hostname, AddDomain, Domain, DomainKind};
+use caas_api::domains::{
+    dns_record_for, validate_hostname, AddDomain, Domain, DomainKind, RoutingSettings,
+    RoutingUpdate,
+};
 use caas_api::Timestamp;
 
 /// Domains one app may have.
@@ -116,4 +119,45 @@ pub async fn remove(
     s.logs
         .event(&app, "domain", format!("Removed domain {normalized}"));
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn settings_of(rec: &crate::store::AppRecord) -> RoutingSettings {
+    RoutingSettings {
+        redirect_https: rec.redirect_https,
+    }
+}
+
+pub async fn routing(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<RoutingSettings>> {
+    Ok(Json(settings_of(&load_app(&s, &app)?)))
+}
+
+pub async fn set_routing(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+    JsonBody(req): JsonBody<RoutingUpdate>,
+) -> ApiResult<Json<RoutingSettings>> {
+    load_app(&s, &app)?;
+    let before = settings_of(&load_app(&s, &app)?);
+    let rec = s.store.update_app::<ApiError>(&app, |a| {
+        if let Some(on) = req.redirect_https {
+            a.redirect_https = on;
+        }
+        Ok(())
+    })?;
+    s.store.flush().await?;
+    let after = settings_of(&rec);
+    if after.redirect_https != before.redirect_https {
+        let what = if after.redirect_https {
+            "Plain HTTP now redirects to HTTPS"
+        } else {
+            "Plain HTTP no longer redirects to HTTPS"
+        };
+        s.logs.event(&app, "routing", what.to_string());
+    }
+    Ok(Json(after))
 }

@@ -6,6 +6,7 @@ mod agent;
 mod apps;
 mod auth;
 mod builds;
+mod certs;
 mod config;
 mod domains;
 mod drains;
@@ -120,6 +121,12 @@ pub fn router(state: AppState) -> Router {
             get(domains::list).post(domains::add),
         )
         .route("/v1/apps/{app}/domains/{hostname}", delete(domains::remove))
+        .route(
+            "/v1/apps/{app}/routing",
+            get(domains::routing).patch(domains::set_routing),
+        )
+        .route("/v1/apps/{app}/certs", get(certs::list).post(certs::add))
+        .route("/v1/apps/{app}/certs/{id}", delete(certs::remove))
         .route(
             "/v1/apps/{app}/builds",
             post(builds::create).layer(upload()).get(builds::list),

@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BUF: usize = 64 * 1024;
 
 /// What a request knows about the connection it arrived on.
@@ -28,6 +30,8 @@ pub struct Conn {
     pub peer: SocketAddr,
     /// The gateway's port the client connected to (`X-Forwarded-Port`).
     pub port: u16,
+    /// It came over TLS.
+    pub https: bool,
     /// Requests of this connection sent whole and waiting for their instance's answer: the
     /// idle limit does not apply while there is one.
     pub busy: Arc<AtomicUsize>,
@@ -92,9 +96,10 @@ pub struct Options {
 }
 
 /// Accepts connections until `shutdown`, then waits up to `options.grace` for the open ones;
-/// `service(conn)` makes each connection's service.
+/// `service(conn)` makes each connection's service. With `tls`, connections are TLS.
 pub async fn serve<F, S, B>(
     listener: TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     shutdown: CancellationToken,
     options: Options,
     service: F,
@@ -111,6 +116,8 @@ pub async fn serve<F, S, B>(
     let open = Arc::new(AtomicUsize::new(0));
     let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let epoch = Instant::now();
+    let https = tls.is_some();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -140,8 +147,10 @@ pub async fn serve<F, S, B>(
         let svc = service(Conn {
             peer,
             port,
+            https,
             busy: busy.clone(),
         });
+        let acceptor = acceptor.clone();
         let stop = shutdown.clone();
         let open = open.clone();
         let idle_timeout = options.idle_timeout;
@@ -153,22 +162,22 @@ pub async fn serve<F, S, B>(
                 last: last.clone(),
                 epoch,
             };
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_BUF)
-                .serve_connection(TokioIo::new(io), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let idle = watch_idle(&last, &busy, epoch, idle_timeout);
-            tokio::pin!(idle);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = &mut idle => {}
-                _ = stop.cancelled() => {
-                    // Finish the request in flight, then close; the caller bounds the wait.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            let idle = Idle {
+                last,
+                busy,
+                epoch,
+                limit: idle_timeout,
+            };
+            match acceptor {
+                None => serve_connection(io, svc, stop, idle).await,
+                Some(acceptor) => {
+                    let accepted = tokio::select! {
+                        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => r,
+                        _ = stop.cancelled() => Ok(Err(io::ErrorKind::Interrupted.into())),
+                    };
+                    if let Ok(Ok(tls)) = accepted {
+                        serve_connection(tls, svc, stop, idle).await;
+                    }
                 }
             }
             open.fetch_sub(1, Ordering::Relaxed);
@@ -185,6 +194,45 @@ pub async fn serve<F, S, B>(
             open.load(Ordering::Relaxed),
             options.grace
         );
+    }
+}
+
+/// What the idle limit watches on one connection.
+struct Idle {
+    last: Arc<AtomicU64>,
+    busy: Arc<AtomicUsize>,
+    epoch: Instant,
+    limit: Duration,
+}
+
+/// Serves HTTP on one connection until it ends, goes idle, or `stop` (then the request in flight
+/// may finish; the caller bounds the wait).
+async fn serve_connection<I, S, B>(io: I, svc: S, stop: CancellationToken, idle: Idle)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let quiet = watch_idle(&idle.last, &idle.busy, idle.epoch, idle.limit);
+    tokio::pin!(quiet);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = &mut quiet => {}
+        _ = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod process;
 pub mod report;
 pub mod supervise;
 pub mod table;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -73,6 +74,8 @@ pub struct Gateway {
     pool: Pool,
     reporter: Arc<Reporter>,
     limits: Limits,
+    /// The HTTPS listener's port, when there is one: where plain HTTP is redirected to.
+    https_port: std::sync::OnceLock<u16>,
 }
 
 fn text(status: StatusCode, body: String) -> Resp {
@@ -177,26 +180,31 @@ impl Gateway {
             pool: Pool::default(),
             reporter,
             limits,
+            https_port: std::sync::OnceLock::new(),
         })
     }
 
-    /// Accepts connections until `shutdown`, then gives those open up to `drain` to finish.
+    /// Accepts connections until `shutdown`, then gives those open up to `drain` to finish;
+    /// with `tls`, an HTTPS listener.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
         shutdown: CancellationToken,
         drain: Duration,
     ) {
-        let pruner = self.clone();
-        let prune_stop = shutdown.clone();
-        tokio::spawn(async move { pruner.prune_pool(prune_stop).await });
+        if tls.is_some() {
+            if let Ok(addr) = listener.local_addr() {
+                let _ = self.https_port.set(addr.port());
+            }
+        }
         let options = listen::Options {
             grace: drain,
             max_connections: self.limits.max_connections,
             overloaded: b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nx-caas-gateway: 1\r\ncontent-length: 50\r\nconnection: close\r\n\r\ncaas: the gateway is at its limit of connections.\n\n",
             idle_timeout: self.limits.idle_timeout,
         };
-        listen::serve(listener, shutdown, options, move |conn| {
+        listen::serve(listener, tls, shutdown, options, move |conn| {
             let gw = self.clone();
             let conn = Arc::new(conn);
             hyper::service::service_fn(move |req| {
@@ -208,8 +216,8 @@ impl Gateway {
         .await
     }
 
-    /// Drops pooled connections to instances that left the table.
-    async fn prune_pool(&self, shutdown: CancellationToken) {
+    /// Drops pooled connections to instances that left the table, until `shutdown`.
+    pub async fn prune_pool(self: Arc<Self>, shutdown: CancellationToken) {
         let mut table = self.table.clone();
         loop {
             tokio::select! {
@@ -272,6 +280,11 @@ impl Gateway {
             );
             return (resp, None);
         };
+        if routes.redirect_https && !conn.https {
+            if let Some(port) = self.https_port.get() {
+                return (redirect_to_https(&req, &host, *port), Some(app));
+            }
+        }
         if routes.backends.is_empty() {
             let resp = text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -326,7 +339,10 @@ impl Gateway {
         let ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header");
         h.insert("x-forwarded-for", ip.clone());
         h.insert("x-real-ip", ip);
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        h.insert(
+            "x-forwarded-proto",
+            HeaderValue::from_static(if conn.https { "https" } else { "http" }),
+        );
         h.insert("x-forwarded-port", HeaderValue::from(conn.port));
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert("x-forwarded-host", v);
@@ -513,6 +529,28 @@ fn empty_body() -> ReqBody {
     http_body_util::Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A 308 to the same URL over HTTPS on the gateway's HTTPS port.
+fn redirect_to_https<B>(req: &Request<B>, host: &str, port: u16) -> Resp {
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{name}{path}")
+    } else {
+        format!("https://{name}:{port}{path}")
+    };
+    let mut resp = text(
+        StatusCode::PERMANENT_REDIRECT,
+        format!("caas: this app is served over HTTPS: {location}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
 }
 
 fn too_large(max: u64) -> Resp {

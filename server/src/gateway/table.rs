@@ -19,6 +19,8 @@ pub struct AppRoutes {
     pub backends: Vec<Backend>,
     /// Why there are no backends, when there are none: what the 503 says.
     pub idle: Idle,
+    /// Plain HTTP gets a 308 to HTTPS.
+    pub redirect_https: bool,
     next: AtomicUsize,
 }
 
@@ -50,6 +52,7 @@ impl AppRoutes {
         Self {
             backends,
             idle,
+            redirect_https: false,
             next: AtomicUsize::new(0),
         }
     }
@@ -78,11 +81,19 @@ pub struct RouteTable {
     pub exact: HashMap<String, String>,
     /// Custom domains, wildcards: `example.com` (for `*.example.com`) → app.
     pub wildcard: HashMap<String, String>,
+    /// Certificates for the HTTPS listener, by name.
+    pub certs: super::tls::Certs,
 }
 
 impl RouteTable {
     /// The table the wire one describes; a backend whose address does not parse is left out.
+    #[cfg(test)]
     pub fn from_wire(wire: &RoutingTable) -> Self {
+        Self::from_wire_cached(wire, &super::tls::CertCache::default())
+    }
+
+    /// [`RouteTable::from_wire`], with certificates parsed before taken from `cache`.
+    pub fn from_wire_cached(wire: &RoutingTable, cache: &super::tls::CertCache) -> Self {
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         for a in &wire.apps {
@@ -107,7 +118,9 @@ impl RouteTable {
                         })
                     })
                     .collect();
-                (a.name.clone(), AppRoutes::with_idle(backends, a.idle))
+                let mut routes = AppRoutes::with_idle(backends, a.idle);
+                routes.redirect_https = a.redirect_https;
+                (a.name.clone(), routes)
             })
             .collect();
         Self {
@@ -115,6 +128,7 @@ impl RouteTable {
             apps,
             exact,
             wildcard,
+            certs: super::tls::Certs::build(wire, cache),
         }
     }
 
@@ -191,14 +205,17 @@ mod tests {
                     ],
                     idle: Idle::NoneUp,
                     domains: vec!["www.a.test".into(), "*.a.test".into()],
+                    redirect_https: false,
                 },
                 AppRouting {
                     name: "b".into(),
                     backends: vec![],
                     idle: Idle::NoRelease,
                     domains: vec!["x.a.test".into(), "*.b.a.test".into()],
+                    redirect_https: true,
                 },
             ],
+            certs: vec![],
         };
         let t = RouteTable::from_wire(&wire);
         assert_eq!(t.domain, "example.com");
@@ -221,8 +238,10 @@ mod tests {
                         "a" => vec!["www.a.test".into(), "*.a.test".into()],
                         _ => vec!["x.a.test".into(), "*.b.a.test".into()],
                     },
+                    redirect_https: false,
                 })
                 .collect(),
+            certs: vec![],
         };
         let t = RouteTable::from_wire(&wire);
         for (host, app) in [

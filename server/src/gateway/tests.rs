@@ -92,7 +92,7 @@ async fn gateway_with(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(gw.serve(listener, stop.clone(), Duration::from_secs(1)));
+    tokio::spawn(gw.serve(listener, None, stop.clone(), Duration::from_secs(1)));
     (addr, stop, reporter)
 }
 

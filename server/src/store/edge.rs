@@ -1,5 +1,7 @@
 //! What the gateway serves besides `APP.DOMAIN`: custom domains (a tree of their own, keyed by
-//! host name, so a name belongs to at most one app without a lock: compare-and-swap decides).
+//! host name, so a name belongs to at most one app without a lock: compare-and-swap decides) and
+//! certificates with their private keys (the data dir is caasd's alone; the user API never
+//! returns a key).
 
 use super::{decode, encode, Result, Store, StoreError};
 use caas_api::Timestamp;
@@ -10,6 +12,33 @@ use serde::{Deserialize, Serialize};
 pub struct DomainRecord {
     pub app: String,
     pub created_at: Timestamp,
+}
+
+/// A certificate with its key: one of an app's (`APP/ID`), or the platform's own (`_platform`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CertRecord {
+    /// `None` for the platform's own.
+    pub app: Option<String>,
+    pub id: String,
+    pub names: Vec<String>,
+    pub issuer: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub chain_pem: String,
+    pub key_pem: String,
+    #[serde(default)]
+    pub source: caas_api::domains::CertSource,
+    pub created_at: Timestamp,
+    /// Where the platform's own came from (`--tls-cert` path, or `self-signed`).
+    #[serde(default)]
+    pub origin: String,
+}
+
+/// The key of the platform's own certificate (no app name starts with `_`).
+const PLATFORM_CERT: &str = "_platform";
+
+fn cert_key(app: &str, id: &str) -> String {
+    format!("{app}/{id}")
 }
 
 /// Why a domain could not be added.
@@ -98,17 +127,67 @@ impl Store {
             .collect())
     }
 
+    // --- certificates -------------------------------------------------------------------
+
+    /// Adds (or replaces, same id) one of an app's certificates.
+    pub fn put_cert(&self, rec: &CertRecord) -> Result<()> {
+        let key = match &rec.app {
+            Some(app) => cert_key(app, &rec.id),
+            None => PLATFORM_CERT.to_string(),
+        };
+        self.inner.certs.insert(key, encode(rec))?;
+        Ok(())
+    }
+
+    /// An app's certificates, by id.
+    pub fn app_certs(&self, app: &str) -> Result<Vec<CertRecord>> {
+        self.inner
+            .certs
+            .scan_prefix(format!("{app}/"))
+            .values()
+            .map(|v| decode("certs", &v?))
+            .collect()
+    }
+
+    /// Every certificate, the platform's own included.
+    pub fn certs(&self) -> Result<Vec<CertRecord>> {
+        self.inner
+            .certs
+            .iter()
+            .values()
+            .map(|v| decode("certs", &v?))
+            .collect()
+    }
+
+    pub fn remove_cert(&self, app: &str, id: &str) -> Result<bool> {
+        Ok(self.inner.certs.remove(cert_key(app, id))?.is_some())
+    }
+
+    pub fn platform_cert(&self) -> Result<Option<CertRecord>> {
+        self.inner
+            .certs
+            .get(PLATFORM_CERT)?
+            .map(|v| decode("certs", &v))
+            .transpose()
+    }
+
     /// Removes everything of `app` kept here (its destroy).
     pub(super) fn forget_app_edge(&self, app: &str) -> Result<()> {
         for (hostname, _) in self.app_domains(app)? {
             self.remove_domain(app, &hostname)?;
+        }
+        for c in self.app_certs(app)? {
+            self.remove_cert(app, &c.id)?;
         }
         Ok(())
     }
 
     pub(super) fn edge_watch(&self) -> EdgeWatch {
         EdgeWatch {
-            subscribers: vec![self.inner.domains.watch_prefix(b"")],
+            subscribers: vec![
+                self.inner.domains.watch_prefix(b""),
+                self.inner.certs.watch_prefix(b""),
+            ],
         }
     }
 }

@@ -74,6 +74,9 @@ struct Inner {
     meta: sled::Tree,
     /// Custom domains: host name → `DomainRecord` (`edge.rs`).
     domains: sled::Tree,
+    /// Certificates: `APP/ID` (and `_platform` for the platform's own) → `CertRecord`
+    /// (`edge.rs`).
+    certs: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -118,6 +121,7 @@ impl Store {
             tokens: tree("tokens")?,
             meta: tree("meta")?,
             domains: tree("domains")?,
+            certs: tree("certs")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
         };

@@ -31,6 +31,9 @@ pub struct AppRecord {
     /// Log drain URLs (checked when added).
     #[serde(default)]
     pub drains: Vec<String>,
+    /// Plain HTTP requests get a 308 to HTTPS (`caas domains:redirect-https on`).
+    #[serde(default)]
+    pub redirect_https: bool,
 }
 
 fn one() -> u64 {
@@ -51,6 +54,7 @@ impl AppRecord {
             next_build: 1,
             buildpack: None,
             drains: Vec::new(),
+            redirect_https: false,
         }
     }
 

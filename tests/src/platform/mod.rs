@@ -39,6 +39,9 @@ pub struct CaasdInfo {
     pub api: String,
     /// e.g. `127.0.0.1:41235`
     pub gateway: String,
+    /// The gateway's HTTPS address, when caasd was started with `--https`.
+    #[serde(default)]
+    pub https: Option<String>,
     pub cluster_id: String,
     pub pid: u32,
 }
@@ -216,6 +219,16 @@ impl Platform {
     /// The gateway's address.
     pub fn gateway(&self) -> SocketAddr {
         self.gateway.expect("caasd is not started")
+    }
+
+    /// The gateway's HTTPS address (caasd started with `--https 127.0.0.1:0`).
+    pub fn https(&self) -> SocketAddr {
+        self.info()
+            .https
+            .as_deref()
+            .expect("caasd was started without --https")
+            .parse()
+            .expect("caasd.json: https is an address")
     }
 
     /// The admin token.
