@@ -49,6 +49,9 @@ pub struct AppRouting {
     /// Plain HTTP requests get a 308 to HTTPS.
     #[serde(default)]
     pub redirect_https: bool,
+    /// Who may reach it (`crate::access::allowed`): `(action, normalized CIDR)`.
+    #[serde(default)]
+    pub access: Vec<(crate::access::AccessAction, String)>,
 }
 
 /// A certificate the gateway serves over TLS, with its private key (the gateway token's API

@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, certs, config_vars, domains, drains, git as git_cmd, hosts,
-    logs, metrics, ps, push, releases, version,
+    access, apps, auth, buildpacks, builds, certs, config_vars, domains, drains, git as git_cmd,
+    hosts, logs, metrics, ps, push, releases, version,
 };
 use std::io::Write;
 
@@ -109,6 +109,18 @@ enum Cmd {
     /// Redirect an app's plain HTTP requests to HTTPS (on/off), or show whether it does
     #[command(name = "domains:redirect-https")]
     DomainsRedirectHttps(domains::RedirectArgs),
+    /// List who may reach an app: its allow and deny rules
+    #[command(name = "access-rules")]
+    AccessRules(access::ListArgs),
+    /// Refuse an app's clients from an address or network (403 on HTTP, closed on TCP)
+    #[command(name = "access-rules:deny")]
+    AccessRulesDeny(access::RuleArgs),
+    /// Admit an app's clients from an address or network (then only allowed networks are)
+    #[command(name = "access-rules:allow")]
+    AccessRulesAllow(access::RuleArgs),
+    /// Remove an app's rules for an address or network
+    #[command(name = "access-rules:remove")]
+    AccessRulesRemove(access::RuleArgs),
     /// List an app's TLS certificates
     Certs(certs::ListArgs),
     /// Add a TLS certificate (PEM chain and key) for an app's domains
@@ -172,6 +184,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::DomainsAdd(a) => domains::add(a),
         Cmd::DomainsRemove(a) => domains::remove(a),
         Cmd::DomainsRedirectHttps(a) => domains::redirect_https(a),
+        Cmd::AccessRules(a) => access::list(a),
+        Cmd::AccessRulesDeny(a) => access::deny(a),
+        Cmd::AccessRulesAllow(a) => access::allow(a),
+        Cmd::AccessRulesRemove(a) => access::remove(a),
         Cmd::Certs(a) => certs::list(a),
         Cmd::CertsAdd(a) => certs::add(a),
         Cmd::CertsRemove(a) => certs::remove(a),
@@ -274,6 +290,16 @@ mod tests {
             &["caas", "domains:redirect-https", "on", "-a", "demo"],
             &["caas", "domains:redirect-https", "-a", "demo"],
             &["caas", "certs", "-a", "demo", "--json"],
+            &["caas", "access-rules", "-a", "demo", "--json"],
+            &["caas", "access-rules:deny", "203.0.113.0/24", "-a", "demo"],
+            &["caas", "access-rules:allow", "::1", "-a", "demo"],
+            &[
+                "caas",
+                "access-rules:remove",
+                "203.0.113.0/24",
+                "-a",
+                "demo",
+            ],
             &["caas", "certs:add", "c.pem", "k.pem", "-a", "demo"],
             &["caas", "certs:remove", "0123456789ab", "-a", "demo"],
         ] {

@@ -61,6 +61,11 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
                     idle: idle_of(a),
                     domains: Vec::new(),
                     redirect_https: a.redirect_https,
+                    access: a
+                        .access_rules
+                        .iter()
+                        .map(|r| (r.action, r.cidr.clone()))
+                        .collect(),
                 },
             )
         })

@@ -124,10 +124,7 @@ pub fn remove(args: RemoveArgs) -> Result<()> {
         wanted.clone()
     } else {
         let certs: Vec<Cert> = client.get(&format!("/v1/apps/{name}/certs"))?;
-        let found: Vec<&Cert> = certs
-            .iter()
-            .filter(|c| c.names.contains(&wanted))
-            .collect();
+        let found: Vec<&Cert> = certs.iter().filter(|c| c.names.contains(&wanted)).collect();
         match found.as_slice() {
             [one] => one.id.clone(),
             [] => {

@@ -1,6 +1,7 @@
 //! One module per group of commands. Each command takes its parsed arguments and returns
 //! `anyhow::Result<()>`; errors that decide the exit code are [`crate::error::CliError`]s.
 
+pub mod access;
 pub mod apps;
 pub mod auth;
 pub mod buildpacks;

@@ -2,6 +2,7 @@
 //! protocol under `/v1/agent`. Handlers validate, write the store (flushing before they answer
 //! success), and wake the scheduler; they never talk to agents or containers directly.
 
+mod access;
 mod agent;
 mod apps;
 mod auth;
@@ -127,6 +128,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/certs", get(certs::list).post(certs::add))
         .route("/v1/apps/{app}/certs/{id}", delete(certs::remove))
+        .route(
+            "/v1/apps/{app}/access-rules",
+            get(access::list).post(access::add).delete(access::remove),
+        )
         .route(
             "/v1/apps/{app}/builds",
             post(builds::create).layer(upload()).get(builds::list),

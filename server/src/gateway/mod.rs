@@ -280,6 +280,22 @@ impl Gateway {
             );
             return (resp, None);
         };
+        if !routes.admits(conn.peer.ip()) {
+            self.log(
+                &app,
+                format!(
+                    "at=error code=H26 desc=\"access denied\" method={} path={:?} host={host} fwd=\"{}\" status=403",
+                    req.method(),
+                    req.uri().path(),
+                    conn.peer.ip()
+                ),
+            );
+            let resp = text(
+                StatusCode::FORBIDDEN,
+                format!("caas: {app} does not admit requests from this address"),
+            );
+            return (resp, Some(app));
+        }
         if routes.redirect_https && !conn.https {
             if let Some(port) = self.https_port.get() {
                 return (redirect_to_https(&req, &host, *port), Some(app));

@@ -2,6 +2,7 @@
 //! request path reads memory only and never waits for the control plane. It is made from the
 //! wire table (`caas_api::gateway::RoutingTable`) the feed brings or the disk cache holds.
 
+use caas_api::access::{AccessAction, Cidr};
 use caas_api::gateway::{Idle, RoutingTable};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ pub struct AppRoutes {
     pub idle: Idle,
     /// Plain HTTP gets a 308 to HTTPS.
     pub redirect_https: bool,
+    /// Who may reach it; empty: everyone.
+    pub access: Vec<(AccessAction, Cidr)>,
     next: AtomicUsize,
 }
 
@@ -53,8 +56,14 @@ impl AppRoutes {
             backends,
             idle,
             redirect_https: false,
+            access: Vec::new(),
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether a client at `ip` may reach the app.
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.access.is_empty() || caas_api::access::allowed(&self.access, ip)
     }
 
     /// Backends in the order to try them: round robin for the first, then the others, so a
@@ -120,6 +129,11 @@ impl RouteTable {
                     .collect();
                 let mut routes = AppRoutes::with_idle(backends, a.idle);
                 routes.redirect_https = a.redirect_https;
+                routes.access = a
+                    .access
+                    .iter()
+                    .filter_map(|(action, cidr)| Some((*action, Cidr::parse(cidr).ok()?)))
+                    .collect();
                 (a.name.clone(), routes)
             })
             .collect();
@@ -206,6 +220,7 @@ mod tests {
                     idle: Idle::NoneUp,
                     domains: vec!["www.a.test".into(), "*.a.test".into()],
                     redirect_https: false,
+                    access: vec![],
                 },
                 AppRouting {
                     name: "b".into(),
@@ -213,6 +228,7 @@ mod tests {
                     idle: Idle::NoRelease,
                     domains: vec!["x.a.test".into(), "*.b.a.test".into()],
                     redirect_https: true,
+                    access: vec![],
                 },
             ],
             certs: vec![],
@@ -239,6 +255,7 @@ mod tests {
                         _ => vec!["x.a.test".into(), "*.b.a.test".into()],
                     },
                     redirect_https: false,
+                    access: vec![],
                 })
                 .collect(),
             certs: vec![],

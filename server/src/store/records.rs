@@ -34,6 +34,9 @@ pub struct AppRecord {
     /// Plain HTTP requests get a 308 to HTTPS (`caas domains:redirect-https on`).
     #[serde(default)]
     pub redirect_https: bool,
+    /// Who may reach the app (`caas access-rules:deny/allow`), in the order added.
+    #[serde(default)]
+    pub access_rules: Vec<caas_api::access::AccessRule>,
 }
 
 fn one() -> u64 {
@@ -55,6 +58,7 @@ impl AppRecord {
             buildpack: None,
             drains: Vec::new(),
             redirect_https: false,
+            access_rules: Vec::new(),
         }
     }
 
