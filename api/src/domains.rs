@@ -51,6 +51,10 @@ pub struct RoutingSettings {
     /// Plain HTTP requests get a 308 to the same URL over HTTPS.
     #[serde(default)]
     pub redirect_https: bool,
+    /// The app's web process speaks HTTP/2 on `$PORT` (cleartext, prior knowledge, as gRPC
+    /// servers do): the gateway talks HTTP/2 to it, end to end.
+    #[serde(default)]
+    pub http2: bool,
 }
 
 /// `PATCH /v1/apps/{app}/routing`
@@ -58,6 +62,8 @@ pub struct RoutingSettings {
 pub struct RoutingUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_https: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ pub struct AppRouting {
     /// Who may reach it (`crate::access::allowed`): `(action, normalized CIDR)`.
     #[serde(default)]
     pub access: Vec<(crate::access::AccessAction, String)>,
+    /// Its instances speak HTTP/2 (cleartext, prior knowledge): the gateway talks HTTP/2 to them.
+    #[serde(default)]
+    pub backend_h2: bool,
 }
 
 /// A certificate the gateway serves over TLS, with its private key (the gateway token's API

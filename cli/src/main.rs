@@ -106,6 +106,9 @@ enum Cmd {
     /// Stop serving an app at one of its custom domains
     #[command(name = "domains:remove")]
     DomainsRemove(domains::RemoveArgs),
+    /// Say that an app's web process speaks HTTP/2 (on/off; gRPC), or show whether it does
+    #[command(name = "apps:http2")]
+    AppsHttp2(domains::Http2Args),
     /// Redirect an app's plain HTTP requests to HTTPS (on/off), or show whether it does
     #[command(name = "domains:redirect-https")]
     DomainsRedirectHttps(domains::RedirectArgs),
@@ -184,6 +187,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::DomainsAdd(a) => domains::add(a),
         Cmd::DomainsRemove(a) => domains::remove(a),
         Cmd::DomainsRedirectHttps(a) => domains::redirect_https(a),
+        Cmd::AppsHttp2(a) => domains::http2(a),
         Cmd::AccessRules(a) => access::list(a),
         Cmd::AccessRulesDeny(a) => access::deny(a),
         Cmd::AccessRulesAllow(a) => access::allow(a),
@@ -289,6 +293,7 @@ mod tests {
             &["caas", "domains:remove", "www.example.com", "-a", "demo"],
             &["caas", "domains:redirect-https", "on", "-a", "demo"],
             &["caas", "domains:redirect-https", "-a", "demo"],
+            &["caas", "apps:http2", "on", "-a", "demo"],
             &["caas", "certs", "-a", "demo", "--json"],
             &["caas", "access-rules", "-a", "demo", "--json"],
             &["caas", "access-rules:deny", "203.0.113.0/24", "-a", "demo"],

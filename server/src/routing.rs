@@ -66,6 +66,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
                         .iter()
                         .map(|r| (r.action, r.cidr.clone()))
                         .collect(),
+                    backend_h2: a.backend_h2,
                 },
             )
         })

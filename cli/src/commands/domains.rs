@@ -60,6 +60,7 @@ pub fn redirect_https(args: RedirectArgs) -> Result<()> {
             &path,
             &RoutingUpdate {
                 redirect_https: Some(on_off(state)?),
+                ..RoutingUpdate::default()
             },
         )?,
     };
@@ -159,4 +160,34 @@ mod tests {
         assert_eq!(path_segment("*.example.com"), "*.example.com");
         assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
     }
+}
+
+#[derive(Debug, Args)]
+pub struct Http2Args {
+    /// on: the app's web process speaks HTTP/2 on $PORT (cleartext, prior knowledge, as gRPC
+    /// servers do) and the gateway talks HTTP/2 to it; off: HTTP/1.1; nothing: show which
+    state: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
+}
+
+pub fn http2(args: Http2Args) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let path = format!("/v1/apps/{name}/routing");
+    let client = client()?;
+    let settings: RoutingSettings = match &args.state {
+        None => client.get(&path)?,
+        Some(state) => client.patch(
+            &path,
+            &RoutingUpdate {
+                http2: Some(on_off(state)?),
+                ..RoutingUpdate::default()
+            },
+        )?,
+    };
+    say(&if settings.http2 {
+        format!("{name}: the gateway talks HTTP/2 to its web process (gRPC works end to end)")
+    } else {
+        format!("{name}: the gateway talks HTTP/1.1 to its web process")
+    })
 }

@@ -124,6 +124,7 @@ pub async fn remove(
 fn settings_of(rec: &crate::store::AppRecord) -> RoutingSettings {
     RoutingSettings {
         redirect_https: rec.redirect_https,
+        http2: rec.backend_h2,
     }
 }
 
@@ -147,6 +148,9 @@ pub async fn set_routing(
         if let Some(on) = req.redirect_https {
             a.redirect_https = on;
         }
+        if let Some(on) = req.http2 {
+            a.backend_h2 = on;
+        }
         Ok(())
     })?;
     s.store.flush().await?;
@@ -156,6 +160,14 @@ pub async fn set_routing(
             "Plain HTTP now redirects to HTTPS"
         } else {
             "Plain HTTP no longer redirects to HTTPS"
+        };
+        s.logs.event(&app, "routing", what.to_string());
+    }
+    if after.http2 != before.http2 {
+        let what = if after.http2 {
+            "The gateway talks HTTP/2 to the web process"
+        } else {
+            "The gateway talks HTTP/1.1 to the web process"
         };
         s.logs.event(&app, "routing", what.to_string());
     }

@@ -6,7 +6,7 @@
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -169,14 +169,18 @@ pub async fn serve<F, S, B>(
                 limit: idle_timeout,
             };
             match acceptor {
-                None => serve_connection(io, svc, stop, idle).await,
+                None => serve_connection(io, Proto::Either, svc, stop, idle).await,
                 Some(acceptor) => {
                     let accepted = tokio::select! {
                         r = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)) => r,
                         _ = stop.cancelled() => Ok(Err(io::ErrorKind::Interrupted.into())),
                     };
                     if let Ok(Ok(tls)) = accepted {
-                        serve_connection(tls, svc, stop, idle).await;
+                        let proto = match tls.get_ref().1.alpn_protocol() {
+                            Some(b"h2") => Proto::H2,
+                            _ => Proto::H1,
+                        };
+                        serve_connection(tls, proto, svc, stop, idle).await;
                     }
                 }
             }
@@ -205,9 +209,23 @@ struct Idle {
     limit: Duration,
 }
 
+/// Which HTTP a connection speaks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// Cleartext: HTTP/1.1, or HTTP/2 when the client opens with its preface (prior knowledge).
+    Either,
+    /// TLS with ALPN `h2`.
+    H2,
+    /// TLS without it.
+    H1,
+}
+
+/// Concurrent streams one HTTP/2 client connection may have open.
+const MAX_STREAMS: u32 = 256;
+
 /// Serves HTTP on one connection until it ends, goes idle, or `stop` (then the request in flight
 /// may finish; the caller bounds the wait).
-async fn serve_connection<I, S, B>(io: I, svc: S, stop: CancellationToken, idle: Idle)
+async fn serve_connection<I, S, B>(io: I, proto: Proto, svc: S, stop: CancellationToken, idle: Idle)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -217,12 +235,23 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let conn = hyper::server::conn::http1::Builder::new()
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_BUF)
-        .serve_connection(TokioIo::new(io), svc)
-        .with_upgrades();
+        .max_buf_size(MAX_BUF);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_BUF as u32);
+    let builder = match proto {
+        Proto::Either => builder,
+        Proto::H2 => builder.http2_only(),
+        Proto::H1 => builder.http1_only(),
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let quiet = watch_idle(&idle.last, &idle.busy, idle.epoch, idle.limit);
     tokio::pin!(quiet);

@@ -24,7 +24,7 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use pool::Pool;
+use pool::{Pool, Sender};
 use report::Reporter;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -367,14 +367,36 @@ impl Gateway {
             "x-request-id",
             HeaderValue::from_str(&rid).expect("checked or generated ASCII"),
         );
+        // An HTTP/2 client names the host in `:authority` only; an HTTP/1.1 instance needs it as
+        // `Host`.
+        if !h.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(host) {
+                h.insert(header::HOST, v);
+            }
+        }
+        let upgrade = upgrade && !routes.h2;
         if let (true, Some(u)) = (upgrade, upgrade_value) {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u);
         }
-        // Origin-form towards the instance.
-        parts.uri = path
-            .parse()
-            .unwrap_or_else(|_| "/".parse().expect("static"));
+        // Origin-form towards an HTTP/1.1 instance; HTTP/2 needs `:scheme` and `:authority`.
+        parts.uri = if routes.h2 {
+            hyper::Uri::builder()
+                .scheme("http")
+                .authority(host)
+                .path_and_query(path.as_str())
+                .build()
+                .or_else(|_| format!("http://localhost{path}").parse())
+                .unwrap_or_else(|_| "http://localhost/".parse().expect("static"))
+        } else {
+            path.parse()
+                .unwrap_or_else(|_| "/".parse().expect("static"))
+        };
+        if routes.h2 {
+            parts.version = hyper::Version::HTTP_2;
+        } else {
+            parts.version = hyper::Version::HTTP_11;
+        }
         // A bodiless GET/HEAD/OPTIONS can be sent again to the next instance when one fails
         // without answering (an instance dying, or Docker's proxy accepting for a dead one).
         let replay = (!upgrade
@@ -412,18 +434,30 @@ impl Gateway {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let pooled = self.pool.take_idle(backend.addr);
-                let fresh = pooled.is_none();
-                let mut sender = match pooled {
-                    Some(s) => s,
-                    None => match self.pool.connect(backend.addr).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            self.pool.eject(backend.addr, self.limits.eject_for);
-                            last_error = e.to_string();
-                            break; // next instance
-                        }
-                    },
+                let connected = if routes.h2 {
+                    // The shared connection; a new one when it failed to take the request.
+                    let fresh = tries > 1;
+                    self.pool
+                        .h2(backend.addr, fresh)
+                        .await
+                        .map(|s| (Sender::H2(s), fresh))
+                } else {
+                    match self.pool.take_idle(backend.addr) {
+                        Some(s) => Ok((Sender::H1(s), false)),
+                        None => self
+                            .pool
+                            .connect(backend.addr)
+                            .await
+                            .map(|s| (Sender::H1(s), true)),
+                    }
+                };
+                let (mut sender, fresh) = match connected {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.pool.eject(backend.addr, self.limits.eject_for);
+                        last_error = e.to_string();
+                        break; // next instance
+                    }
                 };
                 let connect_ms = started.elapsed().as_millis();
                 let req = request.take().expect("request is present until sent");
@@ -449,7 +483,7 @@ impl Gateway {
                 };
                 match sent {
                     Ok(mut resp) => {
-                        if !upgrade {
+                        if let (false, Sender::H1(sender)) = (upgrade, sender) {
                             self.pool.recycle(backend.addr, sender);
                         }
                         let status = resp.status();

@@ -24,6 +24,8 @@ pub struct AppRoutes {
     pub redirect_https: bool,
     /// Who may reach it; empty: everyone.
     pub access: Vec<(AccessAction, Cidr)>,
+    /// Its instances speak HTTP/2 (cleartext, prior knowledge).
+    pub h2: bool,
     next: AtomicUsize,
 }
 
@@ -57,6 +59,7 @@ impl AppRoutes {
             idle,
             redirect_https: false,
             access: Vec::new(),
+            h2: false,
             next: AtomicUsize::new(0),
         }
     }
@@ -129,6 +132,7 @@ impl RouteTable {
                     .collect();
                 let mut routes = AppRoutes::with_idle(backends, a.idle);
                 routes.redirect_https = a.redirect_https;
+                routes.h2 = a.backend_h2;
                 routes.access = a
                     .access
                     .iter()
@@ -221,6 +225,7 @@ mod tests {
                     domains: vec!["www.a.test".into(), "*.a.test".into()],
                     redirect_https: false,
                     access: vec![],
+                    backend_h2: false,
                 },
                 AppRouting {
                     name: "b".into(),
@@ -229,6 +234,7 @@ mod tests {
                     domains: vec!["x.a.test".into(), "*.b.a.test".into()],
                     redirect_https: true,
                     access: vec![],
+                    backend_h2: false,
                 },
             ],
             certs: vec![],
@@ -256,6 +262,7 @@ mod tests {
                     },
                     redirect_https: false,
                     access: vec![],
+                    backend_h2: false,
                 })
                 .collect(),
             certs: vec![],

@@ -143,7 +143,8 @@ impl rustls::server::ResolvesServerCert for Resolver {
     }
 }
 
-/// The HTTPS listener's configuration: TLS 1.2 and 1.3, certificates from the table.
+/// The HTTPS listener's configuration: TLS 1.2 and 1.3, certificates from the table, HTTP/2 or
+/// HTTP/1.1 by ALPN.
 pub fn server_config(table: watch::Receiver<Arc<RouteTable>>) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -151,6 +152,6 @@ pub fn server_config(table: watch::Receiver<Arc<RouteTable>>) -> Arc<rustls::Ser
         .expect("the default protocol versions are supported")
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Resolver(table)));
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }

@@ -37,6 +37,9 @@ pub struct AppRecord {
     /// Who may reach the app (`caas access-rules:deny/allow`), in the order added.
     #[serde(default)]
     pub access_rules: Vec<caas_api::access::AccessRule>,
+    /// The web process speaks HTTP/2 (`caas apps:http2 on`).
+    #[serde(default)]
+    pub backend_h2: bool,
 }
 
 fn one() -> u64 {
@@ -59,6 +62,7 @@ impl AppRecord {
             drains: Vec::new(),
             redirect_https: false,
             access_rules: Vec::new(),
+            backend_h2: false,
         }
     }
 
