@@ -10,8 +10,12 @@ pub mod domains;
 pub mod gateway;
 pub mod names;
 mod time;
+pub mod users;
 
-pub use names::{validate_app_name, validate_config_key, validate_process_type, NameError, WEB};
+pub use names::{
+    validate_app_name, validate_config_key, validate_process_type, validate_user_name, NameError,
+    WEB,
+};
 
 /// A byte count for people, the same on both ends of the wire: `758 B`, `1.5 KB`, `544.2 MB`
 /// (powers of 1024, one decimal).
@@ -70,6 +74,9 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (Docker Engine) is not answering (503).
     Unavailable,
+    /// Too many failed authentications from this address; `Retry-After` says when to try
+    /// again (429).
+    RateLimited,
 }
 
 // ---------------------------------------------------------------------------------------------

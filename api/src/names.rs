@@ -18,6 +18,8 @@ pub enum NameError {
     ConfigKey(String),
     #[error("config key {0:?} is set by caas itself and cannot be changed")]
     ReservedConfigKey(String),
+    #[error("invalid user name {0:?}: use 2 to 32 characters, lowercase letters, digits, '.', '_' and '-', starting with a letter")]
+    User(String),
 }
 
 pub const APP_NAME_MAX: usize = 30;
@@ -34,6 +36,21 @@ pub fn validate_app_name(name: &str) -> Result<(), NameError> {
         Ok(())
     } else {
         Err(NameError::App(name.to_string()))
+    }
+}
+
+/// `^[a-z][a-z0-9._-]{1,31}$`
+pub fn validate_user_name(name: &str) -> Result<(), NameError> {
+    let b = name.as_bytes();
+    let ok = (2..=32).contains(&b.len())
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError::User(name.to_string()))
     }
 }
 

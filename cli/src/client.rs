@@ -327,12 +327,18 @@ mod tests {
     #[test]
     fn unknown_codes_fall_back_to_the_status() {
         // A newer server may add codes; the status still gives a sensible exit code.
-        let body = br#"{"code":"rate_limited","message":"slow down"}"#;
-        let err = api_error(StatusCode::TOO_MANY_REQUESTS, body);
+        let body = br#"{"code":"some_future_code","message":"slow down"}"#;
+        let err = api_error(StatusCode::SERVICE_UNAVAILABLE, body);
         assert_eq!(err.to_string(), "slow down");
         assert_eq!(err.exit_code(), 1);
         let err = api_error(StatusCode::UNPROCESSABLE_ENTITY, body);
         assert_eq!(err.exit_code(), 2);
+        // Known now: too many failed logins is about authentication.
+        let limited = br#"{"code":"rate_limited","message":"slow down"}"#;
+        assert_eq!(
+            api_error(StatusCode::TOO_MANY_REQUESTS, limited).exit_code(),
+            3
+        );
     }
 
     #[test]

@@ -57,7 +57,9 @@ impl CliError {
                 // Input the server refuses is invalid input, whether its content (a hostile
                 // archive, 422) or its size (413).
                 Some(ErrorCode::InvalidInput | ErrorCode::TooLarge) => exit::USAGE,
-                Some(ErrorCode::Unauthorized | ErrorCode::Forbidden) => exit::UNAUTHORIZED,
+                Some(ErrorCode::Unauthorized | ErrorCode::Forbidden | ErrorCode::RateLimited) => {
+                    exit::UNAUTHORIZED
+                }
                 Some(ErrorCode::NotFound) => exit::NOT_FOUND,
                 Some(ErrorCode::Conflict) => exit::CONFLICT,
                 Some(
@@ -68,7 +70,7 @@ impl CliError {
                 ) => exit::FAILURE,
                 None => match status {
                     400 | 413 | 422 => exit::USAGE,
-                    401 | 403 => exit::UNAUTHORIZED,
+                    401 | 403 | 429 => exit::UNAUTHORIZED,
                     404 => exit::NOT_FOUND,
                     409 => exit::CONFLICT,
                     _ => exit::FAILURE,
@@ -140,6 +142,7 @@ mod tests {
             (422, Some(ErrorCode::BuildFailed), 1),
             (500, Some(ErrorCode::Internal), 1),
             (503, Some(ErrorCode::Unavailable), 1),
+            (429, Some(ErrorCode::RateLimited), 3),
         ];
         for (status, code, want) in cases {
             assert_eq!(api(status, code).exit_code(), want, "{status} {code:?}");

@@ -21,7 +21,7 @@ mod testutil;
 use clap::{Parser, Subcommand};
 use commands::{
     access, apps, auth, buildpacks, builds, certs, config_vars, domains, drains, git as git_cmd,
-    hosts, logs, metrics, ps, push, releases, version,
+    hosts, logs, metrics, ps, push, releases, users, version,
 };
 use std::io::Write;
 
@@ -160,6 +160,34 @@ enum Cmd {
     Logout,
     /// List the hosts that run instances
     Hosts(hosts::HostsArgs),
+    /// List the users (admins only)
+    Users(users::ListArgs),
+    /// Add a user and print their first token (admins only)
+    #[command(name = "users:add")]
+    UsersAdd(users::AddUserArgs),
+    /// Remove a user, their tokens and their access (admins only)
+    #[command(name = "users:remove")]
+    UsersRemove(users::RemoveUserArgs),
+    /// Show who the token in use belongs to
+    Whoami(users::ListArgs),
+    /// List who may use an app besides admins
+    Access(users::AccessArgs),
+    /// Give a user access to an app (its owner or an admin)
+    #[command(name = "access:add")]
+    AccessAdd(users::GrantArgs),
+    /// Take a user's access to an app (its owner or an admin)
+    #[command(name = "access:remove")]
+    AccessRemove(users::GrantArgs),
+    /// List your tokens (never their secrets)
+    Tokens(users::ListArgs),
+    /// Make a token: for CI, scoped to one app with --app, expiring with --expires
+    #[command(name = "tokens:create")]
+    TokensCreate(users::CreateTokenArgs),
+    /// Revoke a token; it stops working at once, open streams included
+    #[command(name = "tokens:revoke")]
+    TokensRevoke(users::RevokeTokenArgs),
+    /// Who changed what, when and from where
+    Audit(users::AuditArgs),
     /// Show the client's and the server's version
     Version(version::VersionArgs),
 }
@@ -206,6 +234,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),
+        Cmd::Users(a) => users::list(a),
+        Cmd::UsersAdd(a) => users::add(a),
+        Cmd::UsersRemove(a) => users::remove(a),
+        Cmd::Whoami(a) => users::whoami(a),
+        Cmd::Access(a) => users::access(a),
+        Cmd::AccessAdd(a) => users::grant(a),
+        Cmd::AccessRemove(a) => users::revoke(a),
+        Cmd::Tokens(a) => users::tokens(a),
+        Cmd::TokensCreate(a) => users::create_token(a),
+        Cmd::TokensRevoke(a) => users::revoke_token(a),
+        Cmd::Audit(a) => users::audit(a),
         Cmd::Version(a) => version::show(a),
     }
 }

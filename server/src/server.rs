@@ -11,7 +11,7 @@ use crate::logs::LogHub;
 use crate::observed::Observed;
 use crate::schedule::reconcile::Settings;
 use crate::schedule::Scheduler;
-use crate::store::{Role, Store, TokenRecord};
+use crate::store::{Role, Store, TokenRecord, UserRecord};
 use crate::{AgentArgs, GatewayArgs, ServerArgs};
 use anyhow::Context;
 use caas_api::Timestamp;
@@ -43,24 +43,32 @@ async fn signalled() {
     }
 }
 
-/// The admin token is created on first start; only its hash is stored, the token itself goes to
-/// `DIR/admin-token` for `install.sh` and the operator.
-fn ensure_admin_token(store: &Store, dir: &Path) -> anyhow::Result<()> {
-    if store.has_token_with_role(&Role::Admin)? {
+/// The first admin user, `admin`, and its token are created on first start; only the token's
+/// hash is stored, the token itself goes to `DIR/admin-token` for `install.sh` and the operator.
+/// The admin token of a store from before users becomes the `admin` user's.
+fn ensure_admin(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    store.migrate_to_users()?;
+    if store.users()?.iter().any(|u| u.admin) {
         return Ok(());
     }
+    store.put_user(&UserRecord {
+        name: "admin".into(),
+        admin: true,
+        created_at: Timestamp::now(),
+    })?;
     let token = auth::generate(auth::ADMIN_PREFIX);
     store.put_token(
         &auth::hash(&token),
-        &TokenRecord {
-            role: Role::Admin,
-            label: "admin (first start)".into(),
-            created_at: Timestamp::now(),
-        },
+        &TokenRecord::new(
+            Role::User {
+                name: "admin".into(),
+            },
+            "admin (first start)",
+        ),
     )?;
     let path = dir.join("admin-token");
     write_private(&path, format!("{token}\n").as_bytes())?;
-    tracing::info!("created the admin API token in {}", path.display());
+    tracing::info!("created the admin user and its token in {}", path.display());
     Ok(())
 }
 
@@ -85,14 +93,7 @@ fn ensure_token_file(
     }
     store.delete_tokens_where(|t| t.role == role)?;
     let token = auth::generate(prefix);
-    store.put_token(
-        &auth::hash(&token),
-        &TokenRecord {
-            role,
-            label: file.into(),
-            created_at: Timestamp::now(),
-        },
-    )?;
+    store.put_token(&auth::hash(&token), &TokenRecord::new(role, file))?;
     write_private(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
@@ -306,7 +307,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let store = Store::open(&dir.join("db"))
         .with_context(|| format!("opening the store in {}", dir.join("db").display()))?;
     let cluster_id = store.meta_get_or_init("cluster_id", auth::short_id)?;
-    ensure_admin_token(&store, dir)?;
+    ensure_admin(&store, dir)?;
     let join_token = ensure_token_file(&store, dir, "join-token", Role::Join, auth::JOIN_PREFIX)?;
     ensure_token_file(
         &store,
@@ -433,6 +434,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         repos_tmp: dir.join("git-pushes"),
         routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
+        auth_failures: Arc::default(),
     };
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let app = api::router(state);
@@ -440,7 +442,17 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         api_listener,
         shutdown.clone(),
         crate::http::Options::default(),
-        move |_| hyper_util::service::TowerToHyperService::new(app.clone()),
+        move |peer| {
+            // Who is calling, for the audit log and the per-address limit on failed logins.
+            let app = tower::ServiceExt::map_request(
+                app.clone(),
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(api::auth::ClientAddr(peer));
+                    req
+                },
+            );
+            hyper_util::service::TowerToHyperService::new(app)
+        },
     ));
 
     if !args.no_agent {

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ps;
 pub mod push;
 pub mod releases;
+pub mod users;
 pub mod version;
 
 use crate::client::Client;

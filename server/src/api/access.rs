@@ -1,8 +1,7 @@
 //! Per-app access rules: `GET/POST/DELETE /v1/apps/{app}/access-rules`. The rules are intent in the
 //! app's record; the gateway checks every request (403) and TCP connection (closed) against them.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use axum::extract::{Path, Query, State};
@@ -15,20 +14,22 @@ use caas_api::Timestamp;
 const MAX_RULES: usize = 100;
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<AccessRule>>> {
-    Ok(Json(load_app(&s, &app)?.access_rules))
+    Ok(Json(
+        load_app(&s, &caller, &app, Access::Read)?.access_rules,
+    ))
 }
 
 pub async fn add(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<AccessRuleRequest>,
 ) -> ApiResult<(StatusCode, Json<AccessRule>)> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let cidr = Cidr::parse(&req.cidr)
         .map_err(ApiError::Invalid)?
         .to_string();
@@ -56,21 +57,20 @@ pub async fn add(
         Ok(())
     })?;
     s.store.flush().await?;
-    s.logs.event(
-        &app,
-        "access",
-        format!("Added access rule: {} {cidr}", rule.action.as_str()),
-    );
+    let what = format!("{} {cidr}", rule.action.as_str());
+    super::audit(&s, &caller, "access-rules:add", Some(&app), what.clone());
+    s.logs
+        .event(&app, "access", format!("Added access rule: {what}"));
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
 pub async fn remove(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     Query(req): Query<AccessRuleRequest>,
 ) -> ApiResult<StatusCode> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let cidr = Cidr::parse(&req.cidr)
         .map_err(ApiError::Invalid)?
         .to_string();
@@ -89,10 +89,9 @@ pub async fn remove(
         )));
     }
     s.store.flush().await?;
-    s.logs.event(
-        &app,
-        "access",
-        format!("Removed access rule: {} {cidr}", req.action.as_str()),
-    );
+    let what = format!("{} {cidr}", req.action.as_str());
+    super::audit(&s, &caller, "access-rules:remove", Some(&app), what.clone());
+    s.logs
+        .event(&app, "access", format!("Removed access rule: {what}"));
     Ok(StatusCode::NO_CONTENT)
 }

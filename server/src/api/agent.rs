@@ -84,13 +84,12 @@ pub async fn register(
     let token = auth::generate(auth::AGENT_PREFIX);
     s.store.put_token(
         &auth::hash(&token),
-        &TokenRecord {
-            role: Role::Agent {
+        &TokenRecord::new(
+            Role::Agent {
                 host_id: id.clone(),
             },
-            label: format!("agent {}", req.name),
-            created_at: Timestamp::now(),
-        },
+            &format!("agent {}", req.name),
+        ),
     )?;
     s.store.flush().await?;
     tracing::info!(

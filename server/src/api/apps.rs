@@ -1,6 +1,6 @@
 //! The user API: apps, deploys, images, releases, formation, instances, hosts.
 
-use super::auth::Admin;
+use super::auth::{load_app, Access, Admin, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::Names;
@@ -43,32 +43,29 @@ pub(super) fn app_view(s: &AppState, rec: AppRecord) -> App {
     }
 }
 
-/// Loads an app or answers 404. Validates the name first, so a hostile name never reaches a
-/// key, path or command.
-pub fn load_app(s: &AppState, name: &str) -> ApiResult<AppRecord> {
-    if caas_api::validate_app_name(name).is_err() {
-        return Err(ApiError::no_app(name));
-    }
-    s.store.app(name)?.ok_or_else(|| ApiError::no_app(name))
-}
-
-pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<App>>> {
+/// The apps the caller may see.
+pub async fn list(caller: Caller, State(s): State<AppState>) -> ApiResult<Json<Vec<App>>> {
     let apps = s
         .store
         .apps()?
         .into_iter()
+        .filter(|a| caller.sees(a))
         .map(|a| app_view(&s, a))
         .collect();
     Ok(Json(apps))
 }
 
 pub async fn create(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     JsonBody(req): JsonBody<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<App>)> {
+    caller.unscoped()?;
     caas_api::validate_app_name(&req.name)?;
-    let rec = AppRecord::new(&req.name, Timestamp::now());
+    let mut rec = AppRecord::new(&req.name, Timestamp::now());
+    // Its creator may use it, and give others access.
+    rec.access.insert(caller.user.clone());
+    rec.owner = Some(caller.user.clone());
     match s.store.create_app(&rec) {
         Ok(()) => {}
         Err(StoreError::Exists) => {
@@ -80,24 +77,28 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     s.store.flush().await?;
-    s.logs.event(&rec.name, "api", "App created");
+    s.logs
+        .event(&rec.name, "api", format!("App created by {}", caller.user));
+    super::audit(&s, &caller, "apps:create", Some(&rec.name), "");
     Ok((StatusCode::CREATED, Json(app_view(&s, rec))))
 }
 
 pub async fn show(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<App>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     Ok(Json(app_view(&s, rec)))
 }
 
 pub async fn destroy(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<StatusCode> {
+    load_app(&s, &caller, &app, Access::Manage)?;
+    super::audit(&s, &caller, "apps:destroy", Some(&app), "");
     // Runs to its end even when the client goes away: half a destroy would leave the name
     // closed to builds, or files behind for the next app of that name.
     tokio::spawn(destroy_app(s, app))
@@ -109,7 +110,7 @@ async fn destroy_app(s: AppState, app: String) -> ApiResult<StatusCode> {
     // One destroy at a time, the app looked up inside it: of two destroys of one app, the second
     // finds it gone instead of destroying a new app that took the name in between.
     let mut destroy = s.builder.destroy().await;
-    load_app(&s, &app)?;
+    s.store.app(&app)?.ok_or_else(|| ApiError::no_app(&app))?;
     // Builds first: once they have stopped nothing writes records of the app any more, so what
     // the store deletes next stays deleted, and a pusher hears why its build ended.
     destroy.stop_builds(&app).await;
@@ -153,12 +154,12 @@ fn validate_image_ref(image: &str) -> ApiResult<()> {
 }
 
 pub async fn deploy(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<DeployImage>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Deploy)?;
     validate_image_ref(&req.image)?;
     let image_id = match &req.image_id {
         Some(id) => {
@@ -205,6 +206,13 @@ pub async fn deploy(
         "deploy",
         format!("Deploying v{} ({})", release.version, req.image),
     );
+    super::audit(
+        &s,
+        &caller,
+        "deploy",
+        Some(&app),
+        format!("v{} image {}", release.version, req.image),
+    );
     s.wake.notify_one();
     Ok((
         StatusCode::CREATED,
@@ -230,7 +238,7 @@ pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
 
 /// `docker load` of an uploaded `docker save` archive, streamed into the engine with a size cap.
 pub async fn load_images(
-    _: Admin,
+    _: Caller,
     State(s): State<AppState>,
     body: Body,
 ) -> ApiResult<Json<LoadedImages>> {
@@ -270,11 +278,11 @@ pub async fn load_images(
 }
 
 pub async fn releases(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Release>>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     let mut list: Vec<Release> = s
         .store
         .releases(&app)?
@@ -288,11 +296,11 @@ pub async fn releases(
 /// `GET /v1/apps/{app}/releases/{version}` (`7` or `v7`): one release, with where its rollout
 /// stands. `caas push` and `git push` wait on this.
 pub async fn release(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, version)): Path<(String, String)>,
 ) -> ApiResult<Json<Release>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     let missing = || {
         ApiError::NotFound(format!(
             "{app} has no release {version:?}: see caas releases -a {app}"
@@ -316,21 +324,21 @@ fn formation_view(s: &AppState, rec: &AppRecord) -> Formation {
 }
 
 pub async fn formation(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Formation>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
     Ok(Json(formation_view(&s, &rec)))
 }
 
 pub async fn scale(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<ScaleRequest>,
 ) -> ApiResult<Json<Formation>> {
-    let rec = load_app(&s, &app)?;
+    let rec = load_app(&s, &caller, &app, Access::Manage)?;
     if req.quantities.is_empty() {
         return Err(ApiError::Invalid(
             "nothing to scale: give TYPE=COUNT, e.g. web=2".into(),
@@ -378,16 +386,23 @@ pub async fn scale(
         "scale",
         format!("Scaled to {} (was {})", summary.join(" "), was.join(" ")),
     );
+    super::audit(
+        &s,
+        &caller,
+        "ps:scale",
+        Some(&app),
+        format!("{} (was {})", summary.join(" "), was.join(" ")),
+    );
     s.wake.notify_one();
     Ok(Json(formation_view(&s, &rec)))
 }
 
 pub async fn ps(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Instance>>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     let now = Timestamp::now();
     let hosts: BTreeMap<String, String> = s
         .store

@@ -1,7 +1,6 @@
 //! Builds: push an upload, stream the build, list builds, replay their output, buildpacks.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::BuildError;
@@ -81,18 +80,19 @@ fn display_name(name: Option<String>, kind: SourceKind) -> ApiResult<String> {
 /// the archive its name says, hostile entries) answer with an error status before anything
 /// streams; after that the answer is the build's event stream.
 pub async fn create(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     Query(q): Query<CreateQuery>,
     body: Body,
 ) -> ApiResult<Response> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Deploy)?;
     let name = display_name(q.name, q.source)?;
     let prepared = s
         .builder
         .prepare(&app, q.source, &name, body.into_data_stream())
         .await?;
+    super::audit(&s, &caller, "push", Some(&app), format!("build of {name}"));
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     s.builder.spawn(prepared, tx);
     let stream = ReceiverStream::new(rx).map(|ev: BuildEvent| super::ndjson(&ev));
@@ -100,11 +100,11 @@ pub async fn create(
 }
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Build>>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     let mut builds: Vec<Build> = s.store.builds(&app)?.into_iter().map(view).collect();
     builds.reverse();
     Ok(Json(builds))
@@ -124,11 +124,11 @@ fn load_build(s: &AppState, app: &str, number: &str) -> ApiResult<BuildRecord> {
 }
 
 pub async fn show(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, number)): Path<(String, String)>,
 ) -> ApiResult<Json<Build>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     Ok(Json(view(load_build(&s, &app, &number)?)))
 }
 
@@ -141,12 +141,12 @@ pub struct OutputQuery {
 /// `GET /v1/apps/{app}/builds/{n}/output[?follow=true]`: the build's output as text; with
 /// `follow`, more as it comes until the build ends.
 pub async fn output(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, number)): Path<(String, String)>,
     Query(q): Query<OutputQuery>,
 ) -> ApiResult<Response> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     let build = load_build(&s, &app, &number)?;
     let path = s.builder.log_path(&app, build.number);
     let file = tokio::fs::File::open(&path).await.ok();
@@ -214,17 +214,17 @@ pub async fn output(
         .expect("static headers are valid"))
 }
 
-pub async fn buildpacks(_: Admin, State(s): State<AppState>) -> Json<Vec<Buildpack>> {
+pub async fn buildpacks(_: Caller, State(s): State<AppState>) -> Json<Vec<Buildpack>> {
     Json(s.builder.buildpacks())
 }
 
 pub async fn set_buildpack(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<SetBuildpack>,
 ) -> ApiResult<Json<caas_api::App>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     if let Some(name) = &req.buildpack {
         let known: Vec<String> = s.builder.buildpacks().into_iter().map(|b| b.name).collect();
         if !known.contains(name) {
@@ -239,5 +239,7 @@ pub async fn set_buildpack(
         Ok(())
     })?;
     s.store.flush().await?;
+    let detail = req.buildpack.clone().unwrap_or_else(|| "(detect)".into());
+    super::audit(&s, &caller, "buildpacks:set", Some(&app), detail);
     Ok(Json(super::apps::app_view(&s, rec)))
 }

@@ -4,8 +4,7 @@
 //! covers. Private keys are kept in the store and reach only the gateway (its token's API); no
 //! answer here carries one.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::store::CertRecord;
@@ -45,11 +44,11 @@ pub(super) fn cert_view(rec: &CertRecord, names: &[String]) -> Cert {
 }
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Cert>>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     let names = app_names(&s, &app)?;
     let certs = s
         .store
@@ -61,12 +60,12 @@ pub async fn list(
 }
 
 pub async fn add(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<AddCert>,
 ) -> ApiResult<(StatusCode, Json<Cert>)> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     if req.cert_pem.len() > MAX_PEM || req.key_pem.len() > MAX_PEM {
         return Err(ApiError::Invalid(format!(
             "the certificate or key file is over {} KB; give the PEM files of one certificate",
@@ -123,6 +122,13 @@ pub async fn add(
     };
     s.store.put_cert(&rec)?;
     s.store.flush().await?;
+    super::audit(
+        &s,
+        &caller,
+        "certs:add",
+        Some(&app),
+        format!("{} {}", rec.id, rec.names.join(",")),
+    );
     s.logs.event(
         &app,
         "cert",
@@ -132,11 +138,11 @@ pub async fn add(
 }
 
 pub async fn remove(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let sane = id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
     if !sane || !s.store.remove_cert(&app, &id)? {
         return Err(ApiError::NotFound(format!(
@@ -144,6 +150,7 @@ pub async fn remove(
         )));
     }
     s.store.flush().await?;
+    super::audit(&s, &caller, "certs:remove", Some(&app), id.clone());
     s.logs
         .event(&app, "cert", format!("Removed certificate {id}"));
     Ok(StatusCode::NO_CONTENT)

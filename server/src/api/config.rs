@@ -2,8 +2,8 @@
 //! one store transaction (the app's config, its current release and the release record change
 //! together or not at all), then roll it out like any deploy.
 
-use super::apps::{load_app, release_view};
-use super::auth::Admin;
+use super::apps::release_view;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::Names;
@@ -33,11 +33,11 @@ pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
 }
 
 pub async fn get(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<BTreeMap<String, String>>> {
-    Ok(Json(load_app(&s, &app)?.config))
+    Ok(Json(load_app(&s, &caller, &app, Access::Manage)?.config))
 }
 
 fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
@@ -89,12 +89,12 @@ fn derived(
 }
 
 pub async fn patch(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<ConfigUpdate>,
 ) -> ApiResult<Json<ConfigChange>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     if req.vars.is_empty() {
         return Err(ApiError::Invalid(
             "nothing to change: give KEY=VALUE (or KEY to unset)".into(),
@@ -126,7 +126,7 @@ pub async fn patch(
     };
     let description = describe(&req.vars);
     for _ in 0..RETRIES {
-        let rec = load_app(&s, &app)?;
+        let rec = load_app(&s, &caller, &app, Access::Manage)?;
         let mut preview = rec.config.clone();
         apply(&mut preview);
         if preview
@@ -157,6 +157,7 @@ pub async fn patch(
             })?;
             s.store.flush().await?;
             s.logs.event(&app, "config", description.clone());
+            super::audit(&s, &caller, "config", Some(&app), description.clone());
             return Ok(Json(ConfigChange {
                 changed: true,
                 config: rec.config,
@@ -180,6 +181,13 @@ pub async fn patch(
                     "config",
                     format!("{description}; deploying v{}", release.version),
                 );
+                super::audit(
+                    &s,
+                    &caller,
+                    "config",
+                    Some(&app),
+                    format!("{description} -> v{}", release.version),
+                );
                 s.wake.notify_one();
                 return Ok(Json(ConfigChange {
                     changed: true,
@@ -197,13 +205,13 @@ pub async fn patch(
 }
 
 pub async fn rollback(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<RollbackRequest>,
 ) -> ApiResult<(StatusCode, Json<Release>)> {
     for _ in 0..RETRIES {
-        let rec = load_app(&s, &app)?;
+        let rec = load_app(&s, &caller, &app, Access::Deploy)?;
         let (Some(current), Some(latest)) = (rec.release, rec.latest()) else {
             return Err(ApiError::NotFound(format!(
                 "{app} has no serving release to roll back from"
@@ -246,6 +254,13 @@ pub async fn rollback(
                     &app,
                     "deploy",
                     format!("{description}: deploying v{}", release.version),
+                );
+                super::audit(
+                    &s,
+                    &caller,
+                    "rollback",
+                    Some(&app),
+                    format!("{description} -> v{}", release.version),
                 );
                 s.wake.notify_one();
                 return Ok((

@@ -2,8 +2,7 @@
 //! The names are intent in the store's `domains` tree; the gateway learns them from the routing
 //! table (`routing.rs`), within moments of the write.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::store::{DomainError, DomainRecord};
@@ -30,11 +29,11 @@ pub(super) fn domain_view(s: &AppState, app: &str, hostname: String, rec: &Domai
 }
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Domain>>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     let domains = s
         .store
         .app_domains(&app)?
@@ -64,12 +63,12 @@ fn check_hostname(s: &AppState, app: &str, name: &str) -> ApiResult<String> {
 }
 
 pub async fn add(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<AddDomain>,
 ) -> ApiResult<(StatusCode, Json<Domain>)> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let hostname = check_hostname(&s, &app, &req.hostname)?;
     if s.store.app_domains(&app)?.len() >= MAX_DOMAINS {
         return Err(ApiError::Invalid(format!(
@@ -95,6 +94,7 @@ pub async fn add(
         Err(DomainError::Store(e)) => return Err(e.into()),
     }
     s.store.flush().await?;
+    super::audit(&s, &caller, "domains:add", Some(&app), hostname.clone());
     s.logs
         .event(&app, "domain", format!("Added domain {hostname}"));
     Ok((
@@ -104,11 +104,11 @@ pub async fn add(
 }
 
 pub async fn remove(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, hostname)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let normalized = caas_api::domains::normalize_hostname(&hostname);
     if !s.store.remove_domain(&app, &normalized)? {
         return Err(ApiError::NotFound(format!(
@@ -116,6 +116,13 @@ pub async fn remove(
         )));
     }
     s.store.flush().await?;
+    super::audit(
+        &s,
+        &caller,
+        "domains:remove",
+        Some(&app),
+        normalized.clone(),
+    );
     s.logs
         .event(&app, "domain", format!("Removed domain {normalized}"));
     Ok(StatusCode::NO_CONTENT)
@@ -129,21 +136,25 @@ fn settings_of(rec: &crate::store::AppRecord) -> RoutingSettings {
 }
 
 pub async fn routing(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<RoutingSettings>> {
-    Ok(Json(settings_of(&load_app(&s, &app)?)))
+    Ok(Json(settings_of(&load_app(
+        &s,
+        &caller,
+        &app,
+        Access::Read,
+    )?)))
 }
 
 pub async fn set_routing(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<RoutingUpdate>,
 ) -> ApiResult<Json<RoutingSettings>> {
-    load_app(&s, &app)?;
-    let before = settings_of(&load_app(&s, &app)?);
+    let before = settings_of(&load_app(&s, &caller, &app, Access::Manage)?);
     let rec = s.store.update_app::<ApiError>(&app, |a| {
         if let Some(on) = req.redirect_https {
             a.redirect_https = on;
@@ -155,6 +166,18 @@ pub async fn set_routing(
     })?;
     s.store.flush().await?;
     let after = settings_of(&rec);
+    if after != before {
+        super::audit(
+            &s,
+            &caller,
+            "routing",
+            Some(&app),
+            format!(
+                "redirect_https={} http2={}",
+                after.redirect_https, after.http2
+            ),
+        );
+    }
     if after.redirect_https != before.redirect_https {
         let what = if after.redirect_https {
             "Plain HTTP now redirects to HTTPS"

@@ -1,8 +1,7 @@
 //! Log drains: `GET/POST /v1/apps/{app}/drains`, `DELETE /v1/apps/{app}/drains/{id}`. The URLs are
 //! intent (in the app's record); the hub runs them and counts what they delivered and dropped.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::logs::{drain_id, DrainTarget};
@@ -15,21 +14,21 @@ use caas_api::{AddDrain, Drain};
 const MAX_DRAINS: usize = 10;
 
 pub async fn list(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<Drain>>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     Ok(Json(s.logs.drains(&app)))
 }
 
 pub async fn add(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     JsonBody(req): JsonBody<AddDrain>,
 ) -> ApiResult<(StatusCode, Json<Drain>)> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let url = req.url.trim().to_string();
     DrainTarget::parse(&url).map_err(ApiError::Invalid)?;
     let rec = s.store.update_app::<ApiError>(&app, |a| {
@@ -58,11 +57,11 @@ pub async fn add(
 }
 
 pub async fn remove(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Manage)?;
     let mut found = false;
     let rec = s.store.update_app::<ApiError>(&app, |a| {
         let before = a.drains.len();

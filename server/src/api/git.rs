@@ -6,14 +6,16 @@
 //! the pusher as `remote:` lines while it happens. The branch moves only when the build succeeds;
 //! a failed build rejects the push and nothing is deployed.
 
+use super::auth::{self, load_app, Access, Caller, ClientAddr};
+use super::error::ApiError;
 use super::AppState;
 use crate::builder::BuildError;
 use crate::git::protocol::{self, Command};
-use crate::store::Role;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use base64::Engine as _;
 use bytes::Bytes;
 use caas_api::{BuildEvent, ReleaseStatus, SourceKind};
@@ -63,30 +65,35 @@ fn token(headers: &HeaderMap) -> Option<String> {
     Some(text.split_once(':')?.1.to_string())
 }
 
-/// Checks the token and the repository name; the app's name when both are good.
-fn authorize(s: &AppState, headers: &HeaderMap, repo: &str) -> Result<String, Box<Response>> {
-    let t = token(headers).ok_or_else(|| Box::new(unauthorized()))?;
-    match s.store.token(&crate::auth::hash(&t)) {
-        Ok(Some(rec)) if rec.role == Role::Admin => {}
-        Ok(_) => return Err(Box::new(unauthorized())),
-        Err(e) => {
-            tracing::error!("git auth: {e}");
-            return Err(Box::new(plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the server failed; see its log".into(),
-            )));
-        }
-    }
+/// Checks the token and the repository name: the app's name and who pushes, when the caller may
+/// deploy to it. An app the caller may not see answers as one that does not exist.
+fn authorize(
+    s: &AppState,
+    headers: &HeaderMap,
+    addr: Option<std::net::SocketAddr>,
+    repo: &str,
+) -> Result<(String, Caller), Box<Response>> {
     let app = repo.strip_suffix(".git").unwrap_or(repo);
-    let exists =
-        caas_api::validate_app_name(app).is_ok() && s.store.app(app).ok().flatten().is_some();
-    if !exists {
-        return Err(Box::new(plain(
-            StatusCode::NOT_FOUND,
-            format!("no app named {app:?}: create it with caas apps:create NAME"),
-        )));
-    }
-    Ok(app.to_string())
+    let refused = |e: ApiError| -> Box<Response> {
+        Box::new(match e {
+            ApiError::Unauthorized => unauthorized(),
+            ApiError::NotFound(_) => plain(
+                StatusCode::NOT_FOUND,
+                format!("no app named {app:?}: create it with caas apps:create NAME"),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!("git auth: {detail}");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the server failed; see its log".into(),
+                )
+            }
+            other => other.into_response(),
+        })
+    };
+    let caller = auth::caller(s, token(headers).as_deref(), addr).map_err(refused)?;
+    load_app(s, &caller, app, Access::Deploy).map_err(refused)?;
+    Ok((app.to_string(), caller))
 }
 
 #[derive(Deserialize)]
@@ -98,6 +105,7 @@ pub async fn info_refs(
     State(s): State<AppState>,
     Path(repo): Path<String>,
     Query(q): Query<InfoQuery>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
 ) -> Response {
     if q.service.as_deref() != Some("git-receive-pack") {
@@ -106,8 +114,9 @@ pub async fn info_refs(
             "caas app repositories take pushes only: git push caas main".into(),
         );
     }
-    let app = match authorize(&s, &headers, &repo) {
-        Ok(app) => app,
+    let addr = client.map(|c| c.0 .0);
+    let app = match authorize(&s, &headers, addr, &repo) {
+        Ok((app, _)) => app,
         Err(resp) => return *resp,
     };
     let repos = s.repos.clone();
@@ -137,11 +146,13 @@ pub async fn info_refs(
 pub async fn receive_pack(
     State(s): State<AppState>,
     Path(repo): Path<String>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let app = match authorize(&s, &headers, &repo) {
-        Ok(app) => app,
+    let addr = client.map(|c| c.0 .0);
+    let (app, caller) = match authorize(&s, &headers, addr, &repo) {
+        Ok(ok) => ok,
         Err(resp) => return *resp,
     };
     let gzip = headers
@@ -177,6 +188,7 @@ pub async fn receive_pack(
         let push = Push {
             s: state,
             app,
+            caller,
             tx,
             sideband,
             work: work.clone(),
@@ -280,6 +292,8 @@ mod async_gzip {
 struct Push {
     s: AppState,
     app: String,
+    /// Who pushes: audited, and the push stops when their token is revoked.
+    caller: Caller,
     tx: mpsc::Sender<Bytes>,
     sideband: bool,
     work: PathBuf,
@@ -404,7 +418,14 @@ impl Push {
         let (tx, mut rx) = mpsc::channel(256);
         self.s.builder.spawn(prepared, tx);
         let mut release = None;
+        let mut checked = std::time::Instant::now();
         while let Some(ev) = rx.recv().await {
+            if checked.elapsed() >= Duration::from_secs(1) {
+                checked = std::time::Instant::now();
+                if !self.token_valid().await {
+                    return Err("token revoked".into());
+                }
+            }
             match ev {
                 BuildEvent::Line { text } => self.say(&text).await,
                 // The output says so in a line of its own.
@@ -419,6 +440,17 @@ impl Push {
         let Some(version) = release else {
             return Err("the build ended without a result".into());
         };
+        super::audit(
+            &self.s,
+            &self.caller,
+            "git:push",
+            Some(&self.app),
+            format!(
+                "{} {} -> v{version}",
+                c.refname,
+                &c.new[..c.new.len().min(12)]
+            ),
+        );
         // The branch moves only to a commit whose release came up (or may still): a release
         // that failed rejects the push, as a failed build does, so main never names it.
         if !self.wait_up(version).await {
@@ -441,6 +473,16 @@ impl Push {
         Ok(())
     }
 
+    /// Whether the pusher's token still works; says so when it does not.
+    async fn token_valid(&self) -> bool {
+        if auth::still_valid(&self.s, &self.caller.token_hash) {
+            return true;
+        }
+        self.say(" !     the token of this push was revoked; it stops here")
+            .await;
+        false
+    }
+
     /// Waits for the server's verdict on release `version` (the scheduler decides it) and says
     /// it. Returns `false` only when the release failed.
     async fn wait_up(&self, version: u64) -> bool {
@@ -449,6 +491,9 @@ impl Push {
         let wait = self.s.config.start_timeout + UP_WAIT_SLACK;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            if !self.token_valid().await {
+                return false;
+            }
             let app = self.s.store.app(&self.app).ok().flatten();
             let release = self.s.store.release(&self.app, version).ok().flatten();
             let (Some(app), Some(release)) = (app, release) else {

@@ -1,8 +1,7 @@
 //! `GET /v1/apps/{app}/logs?lines=N&tail=BOOL&source=app,caas&ps=web.1&since=10m`: stored lines,
 //! then (with `tail`) live ones, as newline-delimited JSON `LogEvent`s, filtered alike.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::logs::LogFilter;
@@ -46,12 +45,12 @@ fn parse_since(text: &str) -> Result<Timestamp, ApiError> {
 }
 
 pub async fn stream(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     Query(q): Query<LogQuery>,
 ) -> ApiResult<Response> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     let since = q.since.as_deref().map(parse_since).transpose()?;
     let filter =
         LogFilter::parse(q.source.as_deref(), q.ps.as_deref(), since).map_err(ApiError::Invalid)?;
@@ -81,7 +80,17 @@ pub async fn stream(
             };
             std::future::ready(event)
         });
-        Body::from_stream(head.chain(live))
+        // The stream ends when the reader's token is revoked (checked every second).
+        let (state, hash) = (s.clone(), caller.token_hash.clone());
+        let revoked = async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if !super::auth::still_valid(&state, &hash) {
+                    return;
+                }
+            }
+        };
+        Body::from_stream(head.chain(live).take_until(Box::pin(revoked)))
     } else {
         Body::from_stream(head)
     };

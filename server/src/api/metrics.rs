@@ -1,8 +1,7 @@
 //! `GET /v1/apps/{app}/metrics?window=SECS`: an app's traffic over the last seconds, from the
 //! counts the gateway reports.
 
-use super::apps::load_app;
-use super::auth::Admin;
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::traffic::WINDOW_SECS;
@@ -22,12 +21,12 @@ fn default_window() -> u64 {
 }
 
 pub async fn app(
-    _: Admin,
+    caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
     Query(q): Query<MetricsQuery>,
 ) -> ApiResult<Json<AppMetrics>> {
-    load_app(&s, &app)?;
+    load_app(&s, &caller, &app, Access::Read)?;
     if q.window == 0 || q.window > WINDOW_SECS {
         return Err(ApiError::Invalid(format!(
             "invalid window {}: give 1 to {WINDOW_SECS} seconds",

@@ -5,7 +5,7 @@
 mod access;
 mod agent;
 mod apps;
-mod auth;
+pub mod auth;
 mod builds;
 mod certs;
 mod config;
@@ -16,6 +16,7 @@ mod gateway;
 mod git;
 mod logs;
 mod metrics;
+mod users;
 
 pub use error::ApiError;
 
@@ -69,6 +70,33 @@ pub struct AppState {
     pub routing_index: tokio::sync::watch::Receiver<u64>,
     /// Request counts the gateway reports.
     pub traffic: Arc<crate::traffic::Traffic>,
+    /// Failed authentications per client address.
+    pub auth_failures: Arc<auth::Failures>,
+}
+
+/// Records a change in the audit log: who, from where, what. A failure to record is logged,
+/// not the caller's problem.
+pub(crate) fn audit(
+    s: &AppState,
+    caller: &auth::Caller,
+    action: &str,
+    app: Option<&str>,
+    detail: impl Into<String>,
+) {
+    let rec = crate::store::AuditRecord {
+        at: caas_api::Timestamp::now(),
+        user: caller.user.clone(),
+        token: caller.token_id.clone(),
+        address: caller
+            .addr
+            .map_or_else(|| "-".to_string(), |a| a.ip().to_string()),
+        action: action.to_string(),
+        app: app.map(str::to_string),
+        detail: detail.into(),
+    };
+    if let Err(e) = s.store.audit(&rec) {
+        tracing::error!("writing the audit log: {e}");
+    }
 }
 
 /// One value as a line of newline-delimited JSON.
@@ -142,6 +170,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/buildpacks", get(builds::buildpacks))
         .route("/v1/images", post(apps::load_images).layer(upload()))
         .route("/v1/hosts", get(apps::hosts))
+        .route("/v1/whoami", get(users::whoami))
+        .route("/v1/users", get(users::list).post(users::create))
+        .route("/v1/users/{name}", delete(users::remove))
+        .route("/v1/tokens", get(users::tokens).post(users::create_token))
+        .route("/v1/tokens/{id}", delete(users::revoke_token))
+        .route(
+            "/v1/apps/{app}/access",
+            get(users::access).post(users::grant),
+        )
+        .route("/v1/apps/{app}/access/{user}", delete(users::revoke))
+        .route("/v1/audit", get(users::audit))
         .route("/v1/agent/register", post(agent::register))
         .route("/v1/agent/assignments", get(agent::assignments))
         .route("/v1/agent/heartbeat", post(agent::heartbeat))

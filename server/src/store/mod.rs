@@ -57,6 +57,9 @@ pub enum UpdateError<E> {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Audit entries kept; older ones go first.
+pub const AUDIT_KEEP: usize = 100_000;
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -71,6 +74,8 @@ struct Inner {
     hosts: sled::Tree,
     routes: sled::Tree,
     tokens: sled::Tree,
+    users: sled::Tree,
+    audit: sled::Tree,
     meta: sled::Tree,
     /// Custom domains: host name → `DomainRecord` (`edge.rs`).
     domains: sled::Tree,
@@ -119,6 +124,8 @@ impl Store {
             hosts: tree("hosts")?,
             routes: tree("routes")?,
             tokens: tree("tokens")?,
+            users: tree("users")?,
+            audit: tree("audit")?,
             meta: tree("meta")?,
             domains: tree("domains")?,
             certs: tree("certs")?,
@@ -169,17 +176,6 @@ impl Store {
         Ok(())
     }
 
-    pub fn has_token_with_role(&self, role: &Role) -> Result<bool> {
-        for kv in self.inner.tokens.iter() {
-            let (_, v) = kv?;
-            let rec: TokenRecord = decode("tokens", &v)?;
-            if &rec.role == role {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     pub fn delete_tokens_where(&self, pred: impl Fn(&TokenRecord) -> bool) -> Result<()> {
         for kv in self.inner.tokens.iter() {
             let (k, v) = kv?;
@@ -188,6 +184,141 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Every token with its hash.
+    pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
+        self.inner
+            .tokens
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    decode("tokens", &v)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub fn delete_token(&self, hash: &str) -> Result<()> {
+        self.inner.tokens.remove(hash)?;
+        Ok(())
+    }
+
+    /// Before users: the admin token(s) become the first admin user's, `admin`. Idempotent; run
+    /// at every start.
+    pub fn migrate_to_users(&self) -> Result<()> {
+        for (hash, mut rec) in self.tokens()? {
+            if rec.role == Role::Admin {
+                if self.user("admin")?.is_none() {
+                    self.put_user(&UserRecord {
+                        name: "admin".into(),
+                        admin: true,
+                        created_at: rec.created_at,
+                    })?;
+                }
+                rec.role = Role::User {
+                    name: "admin".into(),
+                };
+                if rec.id.is_empty() {
+                    rec.id = crate::auth::short_id();
+                }
+                self.put_token(&hash, &rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    // --- users ----------------------------------------------------------------------------
+
+    pub fn users(&self) -> Result<Vec<UserRecord>> {
+        self.inner
+            .users
+            .iter()
+            .map(|kv| decode("users", &kv?.1))
+            .collect()
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        self.inner
+            .users
+            .get(name)?
+            .map(|v| decode("users", &v))
+            .transpose()
+    }
+
+    pub fn put_user(&self, rec: &UserRecord) -> Result<()> {
+        self.inner.users.insert(&rec.name, encode(rec))?;
+        Ok(())
+    }
+
+    /// Adds a user; `Exists` when the name is taken.
+    pub fn create_user(&self, rec: &UserRecord) -> Result<()> {
+        match self.inner.users.compare_and_swap(
+            &rec.name,
+            None as Option<&[u8]>,
+            Some(encode(rec)),
+        )? {
+            Ok(()) => Ok(()),
+            Err(_) => Err(StoreError::Exists),
+        }
+    }
+
+    /// Removes a user, its tokens, and its access to every app.
+    pub fn delete_user(&self, name: &str) -> Result<()> {
+        if self.inner.users.remove(name)?.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        let role = Role::User {
+            name: name.to_string(),
+        };
+        self.delete_tokens_where(|t| t.role == role)?;
+        for app in self.apps()? {
+            if app.access.contains(name) {
+                match self.update_app::<std::convert::Infallible>(&app.name, |a| {
+                    a.access.remove(name);
+                    Ok(())
+                }) {
+                    Ok(_) | Err(UpdateError::Store(StoreError::NotFound)) => {}
+                    Err(UpdateError::Store(e)) => return Err(e),
+                    Err(UpdateError::Rejected(never)) => match never {},
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // --- audit ----------------------------------------------------------------------------
+
+    /// Appends a change to the audit log, which keeps the newest [`AUDIT_KEEP`] entries.
+    pub fn audit(&self, rec: &AuditRecord) -> Result<()> {
+        // Keys sort by time: milliseconds, then a sequence number against collisions.
+        let seq = self.inner.db.generate_id()?;
+        let mut key = rec.at.millis().to_be_bytes().to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.inner.audit.insert(key, encode(rec))?;
+        while self.inner.audit.len() > AUDIT_KEEP {
+            if self.inner.audit.pop_min()?.is_none() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest `limit` entries (of one app, when given), newest first.
+    pub fn audit_log(&self, app: Option<&str>, limit: usize) -> Result<Vec<AuditRecord>> {
+        let mut out = Vec::new();
+        for v in self.inner.audit.iter().values().rev() {
+            let rec: AuditRecord = decode("audit", &v?)?;
+            if app.is_none_or(|a| rec.app.as_deref() == Some(a)) {
+                out.push(rec);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
     }
 
     // --- apps -----------------------------------------------------------------------------

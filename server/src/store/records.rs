@@ -40,6 +40,12 @@ pub struct AppRecord {
     /// The web process speaks HTTP/2 (`caas apps:http2 on`).
     #[serde(default)]
     pub backend_h2: bool,
+    /// Users who may use it besides admins (its creator, and those given access).
+    #[serde(default)]
+    pub access: std::collections::BTreeSet<String>,
+    /// Who created it: besides admins, the one who may give and take access.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 fn one() -> u64 {
@@ -63,6 +69,8 @@ impl AppRecord {
             redirect_https: false,
             access_rules: Vec::new(),
             backend_h2: false,
+            access: Default::default(),
+            owner: None,
         }
     }
 
@@ -164,8 +172,11 @@ impl HostRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "role", rename_all = "snake_case")]
 pub enum Role {
-    /// Everything on the user API.
+    /// The admin token of the first version, before users: becomes the `admin` user's token at
+    /// the next start (`Store::migrate_to_users`).
     Admin,
+    /// A person (or a CI job) using the user API as this user.
+    User { name: String },
     /// May only register agents.
     Join,
     /// May only speak the agent protocol, as this host.
@@ -177,8 +188,56 @@ pub enum Role {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TokenRecord {
     pub role: Role,
+    /// What it is for ("CI deploys"), as its creator said.
     pub label: String,
     pub created_at: Timestamp,
+    /// Shown and used to revoke it (`caas tokens:revoke ID`); never the secret.
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// Only this app, and only deploying to it and reading it.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// Roughly: written at most once a minute.
+    #[serde(default)]
+    pub last_used: Option<Timestamp>,
+}
+
+impl TokenRecord {
+    pub fn new(role: Role, label: &str) -> Self {
+        Self {
+            role,
+            label: label.to_string(),
+            created_at: Timestamp::now(),
+            id: crate::auth::short_id(),
+            expires_at: None,
+            app: None,
+            last_used: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    /// Everything, users and hosts included; a member only the apps it created or was given.
+    pub admin: bool,
+    pub created_at: Timestamp,
+}
+
+/// One change, for `caas audit`: who, from where, what, on which app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRecord {
+    pub at: Timestamp,
+    pub user: String,
+    /// The token's id.
+    pub token: String,
+    pub address: String,
+    pub action: String,
+    pub app: Option<String>,
+    /// Keys, counts, versions: never a config value or a secret.
+    pub detail: String,
 }
 
 /// A route key: `APP/vRELEASE/PROCESS.INDEX`. The value is `HOST_IP:PORT`.
