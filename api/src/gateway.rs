@@ -87,6 +87,19 @@ pub struct RoutingTable {
     /// Certificates for TLS, picked by SNI.
     #[serde(default)]
     pub certs: Vec<TlsCert>,
+    /// TCP routes: public ports that forward to an app's web instances.
+    #[serde(default)]
+    pub tcp: Vec<TcpRoute>,
+}
+
+/// A public TCP port of the gateway and where its connections go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TcpRoute {
+    pub port: u16,
+    pub app: String,
+    /// The instances' port; `None`: the port of their HTTP backend address.
+    #[serde(default)]
+    pub target: Option<u16>,
 }
 
 /// Requests of one app since the last report, by the gateway that served them.

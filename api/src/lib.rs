@@ -9,6 +9,7 @@ pub mod agent;
 pub mod domains;
 pub mod gateway;
 pub mod names;
+pub mod ports;
 mod time;
 pub mod users;
 

@@ -21,7 +21,7 @@ mod testutil;
 use clap::{Parser, Subcommand};
 use commands::{
     access, apps, auth, buildpacks, builds, certs, config_vars, domains, drains, git as git_cmd,
-    hosts, logs, metrics, ps, push, releases, users, version,
+    hosts, logs, metrics, ports, ps, push, releases, users, version,
 };
 use std::io::Write;
 
@@ -124,6 +124,14 @@ enum Cmd {
     /// Remove an app's rules for an address or network
     #[command(name = "access-rules:remove")]
     AccessRulesRemove(access::RuleArgs),
+    /// List an app's TCP routes
+    Ports(ports::ListArgs),
+    /// Open a public TCP port on the gateway that forwards to an app's web instances
+    #[command(name = "ports:add")]
+    PortsAdd(ports::AddArgs),
+    /// Close one of an app's TCP routes
+    #[command(name = "ports:remove")]
+    PortsRemove(ports::RemoveArgs),
     /// List an app's TLS certificates
     Certs(certs::ListArgs),
     /// Add a TLS certificate (PEM chain and key) for an app's domains
@@ -220,6 +228,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AccessRulesDeny(a) => access::deny(a),
         Cmd::AccessRulesAllow(a) => access::allow(a),
         Cmd::AccessRulesRemove(a) => access::remove(a),
+        Cmd::Ports(a) => ports::list(a),
+        Cmd::PortsAdd(a) => ports::add(a),
+        Cmd::PortsRemove(a) => ports::remove(a),
         Cmd::Certs(a) => certs::list(a),
         Cmd::CertsAdd(a) => certs::add(a),
         Cmd::CertsRemove(a) => certs::remove(a),
@@ -335,6 +346,10 @@ mod tests {
             &["caas", "apps:http2", "on", "-a", "demo"],
             &["caas", "certs", "-a", "demo", "--json"],
             &["caas", "access-rules", "-a", "demo", "--json"],
+            &["caas", "ports", "-a", "demo", "--json"],
+            &["caas", "ports:add", "tcp", "-a", "demo", "--target", "5432"],
+            &["caas", "ports:add", "tcp", "--port", "10001", "-a", "demo"],
+            &["caas", "ports:remove", "10001", "-a", "demo"],
             &["caas", "access-rules:deny", "203.0.113.0/24", "-a", "demo"],
             &["caas", "access-rules:allow", "::1", "-a", "demo"],
             &[

@@ -89,6 +89,9 @@ pub struct ServerArgs {
     /// The private key of --tls-cert (PEM).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Public ports the gateway gives TCP routes from (caas ports:add tcp).
+    #[arg(long, default_value = "10000-10999")]
+    pub tcp_ports: PortRange,
     /// Apps are served at APP.DOMAIN; `localhost` needs no DNS set-up.
     #[arg(long, default_value = "localhost")]
     pub domain: String,

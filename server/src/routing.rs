@@ -2,8 +2,10 @@
 //! store (apps and the routes the scheduler writes), and an index that changes whenever it does,
 //! for the gateway's blocking query (`GET /v1/gateway/routes`).
 
-use crate::store::{AppRecord, CertRecord, DomainRecord, RouteKey, Store, StoreError};
-use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable, TlsCert};
+use crate::store::{
+    AppRecord, CertRecord, DomainRecord, RouteKey, Store, StoreError, TcpRouteRecord,
+};
+use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable, TcpRoute, TlsCert};
 use caas_api::WEB;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
@@ -28,6 +30,8 @@ pub struct Inputs {
     pub domains: Vec<(String, DomainRecord)>,
     /// Certificates, the platform's own included.
     pub certs: Vec<CertRecord>,
+    /// TCP routes.
+    pub tcp: Vec<TcpRouteRecord>,
 }
 
 impl Inputs {
@@ -37,6 +41,7 @@ impl Inputs {
             routes: store.routes()?,
             domains: store.domains()?,
             certs: store.certs()?,
+            tcp: store.tcp_routes()?,
         })
     }
 }
@@ -49,6 +54,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
         routes,
         domains,
         certs,
+        tcp,
     } = inputs;
     let mut by_app: BTreeMap<&str, AppRouting> = apps
         .iter()
@@ -104,11 +110,22 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
         })
         .collect();
     certs.sort_by(|a, b| a.app.cmp(&b.app).then(a.id.cmp(&b.id)));
+    let mut tcp: Vec<TcpRoute> = tcp
+        .into_iter()
+        .filter(|r| known.contains(r.app.as_str()))
+        .map(|r| TcpRoute {
+            port: r.port,
+            app: r.app,
+            target: r.target,
+        })
+        .collect();
+    tcp.sort_by_key(|r| r.port);
     RoutingTable {
         index,
         domain: domain.to_string(),
         apps,
         certs,
+        tcp,
     }
 }
 
@@ -189,6 +206,7 @@ mod tests {
                     ("ghost.test".into(), dom("zombie")),
                 ],
                 certs: vec![],
+                tcp: vec![],
             },
         );
         assert_eq!(t.apps[0].domains, ["*.a.test", "www.a.test"]);

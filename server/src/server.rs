@@ -392,6 +392,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),
         start_timeout: args.start_timeout,
+        tcp_ports: (args.tcp_ports.0, args.tcp_ports.1),
+        gateway_ip: args.gateway.ip(),
     });
 
     let mut tasks = tokio::task::JoinSet::new();

@@ -101,7 +101,8 @@ pub fn test_image(greeting: &str) -> String {
 
 /// The echo app (`tests/fixtures/echo`): node on the stack image, answering every request with
 /// JSON of what it received (HTTP version, method, path, headers, body size), over HTTP/1.1 on
-/// `$PORT`, or cleartext HTTP/2 (h2c, prior knowledge) with the config var `ECHO_PROTOCOL=h2c`. Tagged `caas-test-echo:<hash of the fixture and the
+/// `$PORT`, or cleartext HTTP/2 (h2c, prior knowledge) with the config var `ECHO_PROTOCOL=h2c`;
+/// with `ECHO_TCP_PORT=N` it also answers each line sent to port N with `INSTANCE: LINE`. Tagged `caas-test-echo:<hash of the fixture and the
 /// stack image>`, built when missing. Needs the stack image.
 pub fn echo_image() -> String {
     require_stack();

@@ -14,6 +14,7 @@ pub mod git;
 pub mod hosts;
 pub mod logs;
 pub mod metrics;
+pub mod ports;
 pub mod ps;
 pub mod push;
 pub mod releases;

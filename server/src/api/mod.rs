@@ -16,6 +16,7 @@ mod gateway;
 mod git;
 mod logs;
 mod metrics;
+mod ports;
 mod users;
 
 pub use error::ApiError;
@@ -45,6 +46,10 @@ pub struct ApiConfig {
     pub cluster_id: String,
     /// How long a release has to come up (`caasd --start-timeout`).
     pub start_timeout: std::time::Duration,
+    /// Public ports TCP routes are given from (`caasd --tcp-ports`), inclusive.
+    pub tcp_ports: (u16, u16),
+    /// The address the gateway listens on, where TCP routes listen too.
+    pub gateway_ip: std::net::IpAddr,
 }
 
 impl ApiConfig {
@@ -156,6 +161,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/certs", get(certs::list).post(certs::add))
         .route("/v1/apps/{app}/certs/{id}", delete(certs::remove))
+        .route("/v1/apps/{app}/ports", get(ports::list).post(ports::add))
+        .route("/v1/apps/{app}/ports/{port}", delete(ports::remove))
         .route(
             "/v1/apps/{app}/access-rules",
             get(access::list).post(access::add).delete(access::remove),

@@ -16,6 +16,7 @@ pub mod process;
 pub mod report;
 pub mod supervise;
 pub mod table;
+mod tcp;
 pub mod tls;
 
 use bytes::Bytes;

@@ -83,7 +83,7 @@ fn cache_file(data_dir: &Path) -> PathBuf {
 
 /// Binds `addr` with `SO_REUSEPORT`, so a newer gateway can take over the address without a
 /// moment when nothing listens.
-fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+pub(super) fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -153,6 +153,7 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
     }
     let reporter = Arc::new(Reporter::default());
     let tls_config = super::tls::server_config(rx.clone());
+    let tcp_table = rx.clone();
     let gateway = Gateway::new(rx, reporter.clone(), cfg.limits.clone());
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -166,7 +167,7 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         stop_feed.clone(),
     ));
     let stop_report = CancellationToken::new();
-    tasks.spawn(ship(api, reporter, stop_report.clone()));
+    tasks.spawn(ship(api, reporter.clone(), stop_report.clone()));
     let serving = CancellationToken::new();
     tokio::spawn(gateway.clone().prune_pool(serving.clone()));
     let serve_https = https.map(|l| {
@@ -177,6 +178,13 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         )
     });
     let serve = tokio::spawn(gateway.serve(listener, None, serving.clone(), cfg.drain));
+    let serve_tcp = tokio::spawn(super::tcp::run(
+        tcp_table,
+        cfg.listen.ip(),
+        reporter.clone(),
+        serving.clone(),
+        cfg.drain,
+    ));
 
     let run = RunFile {
         pid: std::process::id(),
@@ -204,6 +212,7 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
     if let Some(s) = serve_https {
         let _ = s.await;
     }
+    let _ = serve_tcp.await;
     // The last router lines and counts go out before the process ends.
     stop_report.cancel();
     stop_feed.cancel();

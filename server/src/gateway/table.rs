@@ -95,6 +95,16 @@ pub struct RouteTable {
     pub wildcard: HashMap<String, String>,
     /// Certificates for the HTTPS listener, by name.
     pub certs: super::tls::Certs,
+    /// TCP routes by public port.
+    pub tcp: HashMap<u16, TcpTarget>,
+}
+
+/// Where a TCP route's connections go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpTarget {
+    pub app: String,
+    /// The instances' port; `None`: the port of their HTTP address.
+    pub target: Option<u16>,
 }
 
 impl RouteTable {
@@ -147,6 +157,19 @@ impl RouteTable {
             exact,
             wildcard,
             certs: super::tls::Certs::build(wire, cache),
+            tcp: wire
+                .tcp
+                .iter()
+                .map(|r| {
+                    (
+                        r.port,
+                        TcpTarget {
+                            app: r.app.clone(),
+                            target: r.target,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -238,6 +261,7 @@ mod tests {
                 },
             ],
             certs: vec![],
+            tcp: vec![],
         };
         let t = RouteTable::from_wire(&wire);
         assert_eq!(t.domain, "example.com");
@@ -266,6 +290,7 @@ mod tests {
                 })
                 .collect(),
             certs: vec![],
+            tcp: vec![],
         };
         let t = RouteTable::from_wire(&wire);
         for (host, app) in [

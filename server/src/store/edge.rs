@@ -41,6 +41,16 @@ fn cert_key(app: &str, id: &str) -> String {
     format!("{app}/{id}")
 }
 
+/// A TCP route: a public port of the gateway and the app it forwards to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TcpRouteRecord {
+    pub app: String,
+    pub port: u16,
+    /// The instances' port; `None`: their `$PORT`.
+    pub target: Option<u16>,
+    pub created_at: Timestamp,
+}
+
 /// Why a domain could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
@@ -171,6 +181,56 @@ impl Store {
             .transpose()
     }
 
+    // --- TCP routes -----------------------------------------------------------------------
+
+    /// Gives `rec.port` to `rec.app` unless a route of an app that exists has it; `false` when
+    /// taken.
+    pub fn add_tcp_route(&self, rec: &TcpRouteRecord) -> Result<bool> {
+        let tree = &self.inner.tcp_ports;
+        let key = rec.port.to_be_bytes();
+        loop {
+            let current = tree.get(key)?;
+            if let Some(raw) = &current {
+                let other: TcpRouteRecord = decode("tcp_ports", raw)?;
+                if self.inner.apps.contains_key(&other.app)? {
+                    return Ok(false);
+                }
+            }
+            if tree
+                .compare_and_swap(key, current, Some(encode(rec)))?
+                .is_ok()
+            {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Every TCP route, by port.
+    pub fn tcp_routes(&self) -> Result<Vec<TcpRouteRecord>> {
+        self.inner
+            .tcp_ports
+            .iter()
+            .values()
+            .map(|v| decode("tcp_ports", &v?))
+            .collect()
+    }
+
+    /// Takes `port` from `app`; `false` when the app does not have it.
+    pub fn remove_tcp_route(&self, app: &str, port: u16) -> Result<bool> {
+        let tree = &self.inner.tcp_ports;
+        let key = port.to_be_bytes();
+        let Some(raw) = tree.get(key)? else {
+            return Ok(false);
+        };
+        let rec: TcpRouteRecord = decode("tcp_ports", &raw)?;
+        if rec.app != app {
+            return Ok(false);
+        }
+        Ok(tree
+            .compare_and_swap(key, Some(raw), None as Option<&[u8]>)?
+            .is_ok())
+    }
+
     /// Removes everything of `app` kept here (its destroy).
     pub(super) fn forget_app_edge(&self, app: &str) -> Result<()> {
         for (hostname, _) in self.app_domains(app)? {
@@ -178,6 +238,11 @@ impl Store {
         }
         for c in self.app_certs(app)? {
             self.remove_cert(app, &c.id)?;
+        }
+        for r in self.tcp_routes()? {
+            if r.app == app {
+                self.remove_tcp_route(app, r.port)?;
+            }
         }
         Ok(())
     }
@@ -187,6 +252,7 @@ impl Store {
             subscribers: vec![
                 self.inner.domains.watch_prefix(b""),
                 self.inner.certs.watch_prefix(b""),
+                self.inner.tcp_ports.watch_prefix(b""),
             ],
         }
     }

@@ -82,6 +82,8 @@ struct Inner {
     /// Certificates: `APP/ID` (and `_platform` for the platform's own) → `CertRecord`
     /// (`edge.rs`).
     certs: sled::Tree,
+    /// TCP routes: public port (big-endian) → `TcpRouteRecord` (`edge.rs`).
+    tcp_ports: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -129,6 +131,7 @@ impl Store {
             meta: tree("meta")?,
             domains: tree("domains")?,
             certs: tree("certs")?,
+            tcp_ports: tree("tcp_ports")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
         };
