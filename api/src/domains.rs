@@ -55,6 +55,9 @@ pub struct RoutingSettings {
     /// servers do): the gateway talks HTTP/2 to it, end to end.
     #[serde(default)]
     pub http2: bool,
+    /// Certificates for the app's domains are obtained and renewed over ACME (`caas certs:auto`).
+    #[serde(default)]
+    pub certs_auto: bool,
 }
 
 /// `PATCH /v1/apps/{app}/routing`
@@ -64,6 +67,8 @@ pub struct RoutingUpdate {
     pub redirect_https: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certs_auto: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -112,6 +117,57 @@ pub struct Cert {
     #[serde(default)]
     pub source: CertSource,
     pub created_at: Timestamp,
+}
+
+/// `GET /v1/apps/{app}/certs/auto`: automatic certificates, and where each name's stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AutoCerts {
+    pub enabled: bool,
+    /// The ACME server's directory (`caasd --acme-directory`).
+    pub directory: String,
+    /// One per custom domain of the app, by host name.
+    pub orders: Vec<AcmeOrder>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AcmeState {
+    /// Not asked for yet, or being asked for now.
+    Pending,
+    /// A certificate was obtained; it is renewed 30 days before it expires.
+    Valid,
+    /// The last order failed (`error` says why); it is tried again at `next_try`.
+    Failed,
+    /// caas cannot obtain it (a wildcard needs a DNS-01 challenge).
+    Unsupported,
+}
+
+impl AcmeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Valid => "valid",
+            Self::Failed => "failed",
+            Self::Unsupported => "unsupported",
+        }
+    }
+}
+
+/// Where one name's automatic certificate stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AcmeOrder {
+    pub hostname: String,
+    pub state: AcmeState,
+    /// Why the last order failed, in one line.
+    #[serde(default)]
+    pub error: Option<String>,
+    pub updated_at: Timestamp,
+    /// When a failed order is tried again.
+    #[serde(default)]
+    pub next_try: Option<Timestamp>,
+    /// The certificate it obtained.
+    #[serde(default)]
+    pub cert_id: Option<String>,
 }
 
 /// Why a host name was refused. The message states the rule.

@@ -90,6 +90,16 @@ pub struct RoutingTable {
     /// TCP routes: public ports that forward to an app's web instances.
     #[serde(default)]
     pub tcp: Vec<TcpRoute>,
+    /// ACME HTTP-01 challenges the gateway answers: `GET /.well-known/acme-challenge/TOKEN` on
+    /// any host gets the key authorization.
+    #[serde(default)]
+    pub challenges: Vec<AcmeChallenge>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcmeChallenge {
+    pub token: String,
+    pub key_authorization: String,
 }
 
 /// A public TCP port of the gateway and where its connections go.

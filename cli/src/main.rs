@@ -140,6 +140,9 @@ enum Cmd {
     /// Remove one of an app's TLS certificates
     #[command(name = "certs:remove")]
     CertsRemove(certs::RemoveArgs),
+    /// Obtain and renew certificates for an app's custom domains over ACME (on/off), or show them
+    #[command(name = "certs:auto")]
+    CertsAuto(certs::AutoArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
@@ -234,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Certs(a) => certs::list(a),
         Cmd::CertsAdd(a) => certs::add(a),
         Cmd::CertsRemove(a) => certs::remove(a),
+        Cmd::CertsAuto(a) => certs::auto(a),
         Cmd::Releases(a) => releases::list(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
@@ -361,6 +365,8 @@ mod tests {
             ],
             &["caas", "certs:add", "c.pem", "k.pem", "-a", "demo"],
             &["caas", "certs:remove", "0123456789ab", "-a", "demo"],
+            &["caas", "certs:auto", "on", "-a", "demo"],
+            &["caas", "certs:auto", "-a", "demo", "--json"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

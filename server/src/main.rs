@@ -3,6 +3,7 @@
 //! `main` parses arguments and decides how errors print and which exit code they get; everything
 //! else returns `anyhow::Result`.
 
+mod acme;
 mod agent;
 mod api;
 mod auth;
@@ -92,6 +93,14 @@ pub struct ServerArgs {
     /// Public ports the gateway gives TCP routes from (caas ports:add tcp).
     #[arg(long, default_value = "10000-10999")]
     pub tcp_ports: PortRange,
+    /// The ACME server's directory URL, where `caas certs:auto on` obtains certificates (an
+    /// HTTP-01 challenge the gateway answers on --gateway, which must be reachable on port 80).
+    #[arg(long, default_value = acme::LETS_ENCRYPT)]
+    pub acme_directory: String,
+    /// A PEM certificate to trust for the ACME server instead of the system's roots (a private
+    /// ACME server's).
+    #[arg(long)]
+    pub acme_ca_file: Option<PathBuf>,
     /// Apps are served at APP.DOMAIN; `localhost` needs no DNS set-up.
     #[arg(long, default_value = "localhost")]
     pub domain: String,

@@ -5,7 +5,9 @@
 use crate::store::{
     AppRecord, CertRecord, DomainRecord, RouteKey, Store, StoreError, TcpRouteRecord,
 };
-use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable, TcpRoute, TlsCert};
+use caas_api::gateway::{
+    AcmeChallenge, AppRouting, Backend, Idle, RoutingTable, TcpRoute, TlsCert,
+};
 use caas_api::WEB;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
@@ -32,6 +34,8 @@ pub struct Inputs {
     pub certs: Vec<CertRecord>,
     /// TCP routes.
     pub tcp: Vec<TcpRouteRecord>,
+    /// ACME HTTP-01 challenges: `(token, key authorization)`.
+    pub challenges: Vec<(String, String)>,
 }
 
 impl Inputs {
@@ -42,6 +46,7 @@ impl Inputs {
             domains: store.domains()?,
             certs: store.certs()?,
             tcp: store.tcp_routes()?,
+            challenges: store.challenges()?,
         })
     }
 }
@@ -55,6 +60,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
         domains,
         certs,
         tcp,
+        challenges,
     } = inputs;
     let mut by_app: BTreeMap<&str, AppRouting> = apps
         .iter()
@@ -126,6 +132,13 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
         apps,
         certs,
         tcp,
+        challenges: challenges
+            .into_iter()
+            .map(|(token, key_authorization)| AcmeChallenge {
+                token,
+                key_authorization,
+            })
+            .collect(),
     }
 }
 
@@ -207,6 +220,7 @@ mod tests {
                 ],
                 certs: vec![],
                 tcp: vec![],
+                challenges: vec![],
             },
         );
         assert_eq!(t.apps[0].domains, ["*.a.test", "www.a.test"]);

@@ -394,6 +394,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         start_timeout: args.start_timeout,
         tcp_ports: (args.tcp_ports.0, args.tcp_ports.1),
         gateway_ip: args.gateway.ip(),
+        acme_directory: args.acme_directory.clone(),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -424,6 +425,22 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         }
     }
 
+    if let Some(file) = &args.acme_ca_file {
+        std::fs::metadata(file)
+            .with_context(|| format!("reading --acme-ca-file {}", file.display()))?;
+    }
+    let routing_index = crate::routing::spawn_index(&store, shutdown.clone());
+    let acme = crate::acme::Acme::new(
+        store.clone(),
+        logs.clone(),
+        crate::acme::Settings {
+            directory: args.acme_directory.clone(),
+            ca_file: args.acme_ca_file.clone(),
+            gateway: gw_addr,
+        },
+    );
+    tasks.spawn(acme.run(routing_index.clone(), shutdown.clone()));
+
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -434,7 +451,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         builder: builder.clone(),
         repos: crate::git::Repos::new(dir.join("git")),
         repos_tmp: dir.join("git-pushes"),
-        routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
+        routing_index,
         traffic: Arc::new(crate::traffic::Traffic::default()),
         auth_failures: Arc::default(),
     };

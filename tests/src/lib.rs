@@ -32,6 +32,7 @@ mod docker;
 mod engine;
 mod fixtures;
 mod http;
+mod pebble;
 mod platform;
 mod process;
 mod tls;
@@ -43,6 +44,7 @@ pub use docker::{
 pub use engine::SecondEngine;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
+pub use pebble::{Pebble, PebblePorts};
 pub use platform::{
     CaasdInfo, Container, Platform, CLI_TIMEOUT, DOMAIN, GIT_TIMEOUT, START_TIMEOUT,
 };

@@ -1,12 +1,12 @@
 //! `certs`, `certs:add`, `certs:remove`: an app's TLS certificates, picked by SNI for the app's
-//! names they cover.
+//! names they cover; `certs:auto`: certificates obtained and renewed over ACME.
 
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
 use crate::error::CliError;
 use crate::output::{format_ts, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::domains::{AddCert, Cert};
+use caas_api::domains::{AcmeOrder, AddCert, AutoCerts, Cert, RoutingSettings, RoutingUpdate};
 use caas_api::Timestamp;
 use clap::Args;
 use std::path::PathBuf;
@@ -35,6 +35,17 @@ pub struct RemoveArgs {
     cert: String,
     #[command(flatten)]
     app: AppArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AutoArgs {
+    /// on: obtain and renew certificates for the app's custom domains over ACME; off: stop;
+    /// nothing: show where each name's certificate stands
+    state: Option<String>,
+    #[command(flatten)]
+    app: AppArg,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// Largest PEM file read (the server takes 64 KB).
@@ -74,15 +85,27 @@ fn expiry(c: &Cert) -> String {
 
 pub fn list(args: ListArgs) -> Result<()> {
     let name = resolve_app(args.app.app)?;
-    let certs: Vec<Cert> = client()?.get(&format!("/v1/apps/{name}/certs"))?;
+    let client = client()?;
+    let certs: Vec<Cert> = client.get(&format!("/v1/apps/{name}/certs"))?;
     if args.json.json {
         return print_json(&certs);
     }
+    let auto: AutoCerts = client.get(&format!("/v1/apps/{name}/certs/auto"))?;
     if certs.is_empty() {
-        return say(&format!(
+        say(&format!(
             "{name} has no certificates of its own (HTTPS serves the platform's). Add one with: caas certs:add CERT.pem KEY.pem -a {name}"
-        ));
+        ))?;
+    } else {
+        print_certs(&certs)?;
     }
+    if auto.enabled {
+        say("")?;
+        print_auto(&name, &auto)?;
+    }
+    Ok(())
+}
+
+fn print_certs(certs: &[Cert]) -> Result<()> {
     let rows: Vec<Vec<String>> = certs
         .iter()
         .map(|c| {
@@ -145,4 +168,63 @@ pub fn remove(args: RemoveArgs) -> Result<()> {
     };
     client.delete(&format!("/v1/apps/{name}/certs/{id}"))?;
     say(&sanitize(&format!("Removed certificate {id} from {name}")))
+}
+
+pub fn auto(args: AutoArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let client = client()?;
+    if let Some(state) = &args.state {
+        let on = super::domains::on_off(state)?;
+        let _: RoutingSettings = client.patch(
+            &format!("/v1/apps/{name}/routing"),
+            &RoutingUpdate {
+                certs_auto: Some(on),
+                ..RoutingUpdate::default()
+            },
+        )?;
+        if !args.json.json {
+            return say(&if on {
+                format!("{name}: certificates for its custom domains are obtained and renewed over ACME; see caas certs -a {name}")
+            } else {
+                format!("{name}: certificates are no longer obtained over ACME (those obtained stay until removed)")
+            });
+        }
+    }
+    let auto: AutoCerts = client.get(&format!("/v1/apps/{name}/certs/auto"))?;
+    if args.json.json {
+        return print_json(&auto);
+    }
+    print_auto(&name, &auto)
+}
+
+fn print_auto(name: &str, auto: &AutoCerts) -> Result<()> {
+    if !auto.enabled {
+        return say(&format!(
+            "{name}: automatic certificates are off; turn them on with: caas certs:auto on -a {name}"
+        ));
+    }
+    say(&sanitize(&format!(
+        "Automatic certificates (ACME, {}):",
+        auto.directory
+    )))?;
+    if auto.orders.is_empty() {
+        return say(&format!(
+            "{name} has no custom domains yet; add one with: caas domains:add NAME -a {name}"
+        ));
+    }
+    let rows: Vec<Vec<String>> = auto.orders.iter().map(order_row).collect();
+    print_table(&["DOMAIN", "STATE", "CERTIFICATE", "DETAIL"], &rows)
+}
+
+fn order_row(o: &AcmeOrder) -> Vec<String> {
+    let mut detail = o.error.clone().unwrap_or_default();
+    if let Some(t) = o.next_try {
+        detail = format!("{detail} (next try {})", format_ts(t));
+    }
+    vec![
+        sanitize(&o.hostname),
+        o.state.as_str().to_string(),
+        o.cert_id.clone().unwrap_or_else(|| "-".into()),
+        sanitize(detail.trim()),
+    ]
 }

@@ -1,4 +1,5 @@
-//! Certificates: `GET/POST /v1/apps/{app}/certs`, `DELETE /v1/apps/{app}/certs/{id}`. A
+//! Certificates: `GET/POST /v1/apps/{app}/certs`, `DELETE /v1/apps/{app}/certs/{id}`, and
+//! where automatic ones stand, `GET /v1/apps/{app}/certs/auto` (`crate::acme` obtains them). A
 //! certificate is checked before it is stored (it parses, its key is the leaf's, it is not
 //! expired, it covers one of the app's names); the gateway picks it by SNI for the app's names it
 //! covers. Private keys are kept in the store and reach only the gateway (its token's API); no
@@ -11,7 +12,7 @@ use crate::store::CertRecord;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use caas_api::domains::{AddCert, Cert, CertSource};
+use caas_api::domains::{AcmeOrder, AcmeState, AddCert, AutoCerts, Cert, CertSource};
 use caas_api::Timestamp;
 
 /// Certificates one app may have.
@@ -154,4 +155,52 @@ pub async fn remove(
     s.logs
         .event(&app, "cert", format!("Removed certificate {id}"));
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/apps/{app}/certs/auto`: whether certificates come over ACME, and one order per custom
+/// domain (a domain the ACME client has not got to yet is `pending`).
+pub async fn auto(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<AutoCerts>> {
+    let rec = load_app(&s, &caller, &app, Access::Read)?;
+    let records = s.store.acme_orders()?;
+    let now = Timestamp::now();
+    let orders = if rec.certs_auto {
+        s.store
+            .app_domains(&app)?
+            .into_iter()
+            .map(|(hostname, _)| {
+                match records
+                    .iter()
+                    .find(|o| o.app == app && o.hostname == hostname)
+                {
+                    Some(o) => AcmeOrder {
+                        hostname,
+                        state: o.state,
+                        error: o.error.clone(),
+                        updated_at: o.updated_at,
+                        next_try: o.next_try,
+                        cert_id: o.cert_id.clone(),
+                    },
+                    None => AcmeOrder {
+                        hostname,
+                        state: AcmeState::Pending,
+                        error: None,
+                        updated_at: now,
+                        next_try: None,
+                        cert_id: None,
+                    },
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Json(AutoCerts {
+        enabled: rec.certs_auto,
+        directory: s.config.acme_directory.clone(),
+        orders,
+    }))
 }

@@ -132,6 +132,7 @@ fn settings_of(rec: &crate::store::AppRecord) -> RoutingSettings {
     RoutingSettings {
         redirect_https: rec.redirect_https,
         http2: rec.backend_h2,
+        certs_auto: rec.certs_auto,
     }
 }
 
@@ -162,6 +163,9 @@ pub async fn set_routing(
         if let Some(on) = req.http2 {
             a.backend_h2 = on;
         }
+        if let Some(on) = req.certs_auto {
+            a.certs_auto = on;
+        }
         Ok(())
     })?;
     s.store.flush().await?;
@@ -173,8 +177,8 @@ pub async fn set_routing(
             "routing",
             Some(&app),
             format!(
-                "redirect_https={} http2={}",
-                after.redirect_https, after.http2
+                "redirect_https={} http2={} certs_auto={}",
+                after.redirect_https, after.http2, after.certs_auto
             ),
         );
     }
@@ -191,6 +195,14 @@ pub async fn set_routing(
             "The gateway talks HTTP/2 to the web process"
         } else {
             "The gateway talks HTTP/1.1 to the web process"
+        };
+        s.logs.event(&app, "routing", what.to_string());
+    }
+    if after.certs_auto != before.certs_auto {
+        let what = if after.certs_auto {
+            "Certificates for the custom domains are obtained and renewed over ACME"
+        } else {
+            "Certificates are no longer obtained over ACME (those obtained stay until removed)"
         };
         s.logs.event(&app, "routing", what.to_string());
     }

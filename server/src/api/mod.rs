@@ -50,6 +50,8 @@ pub struct ApiConfig {
     pub tcp_ports: (u16, u16),
     /// The address the gateway listens on, where TCP routes listen too.
     pub gateway_ip: std::net::IpAddr,
+    /// The ACME server's directory (`caasd --acme-directory`).
+    pub acme_directory: String,
 }
 
 impl ApiConfig {
@@ -160,6 +162,7 @@ pub fn router(state: AppState) -> Router {
             get(domains::routing).patch(domains::set_routing),
         )
         .route("/v1/apps/{app}/certs", get(certs::list).post(certs::add))
+        .route("/v1/apps/{app}/certs/auto", get(certs::auto))
         .route("/v1/apps/{app}/certs/{id}", delete(certs::remove))
         .route("/v1/apps/{app}/ports", get(ports::list).post(ports::add))
         .route("/v1/apps/{app}/ports/{port}", delete(ports::remove))

@@ -259,6 +259,9 @@ impl Gateway {
             Err(why) => return (text(StatusCode::BAD_REQUEST, why.into()), None),
         };
         let table = self.table.borrow().clone();
+        if let Some(key_authorization) = table.challenge(req.uri().path()) {
+            return (text(StatusCode::OK, key_authorization.to_string()), None);
+        }
         let Some(app) = table.app_for(&host).map(str::to_string) else {
             // The port the client used, so the hint is an address that works.
             let port = host

@@ -97,7 +97,12 @@ pub struct RouteTable {
     pub certs: super::tls::Certs,
     /// TCP routes by public port.
     pub tcp: HashMap<u16, TcpTarget>,
+    /// ACME HTTP-01 challenges: token → key authorization.
+    pub challenges: HashMap<String, String>,
 }
+
+/// Where ACME HTTP-01 challenges are asked for (RFC 8555 §8.3).
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
 
 /// Where a TCP route's connections go.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,7 +175,22 @@ impl RouteTable {
                     )
                 })
                 .collect(),
+            challenges: wire
+                .challenges
+                .iter()
+                .map(|c| (c.token.clone(), c.key_authorization.clone()))
+                .collect(),
         }
+    }
+
+    /// The key authorization for a request of `path`, when it asks for an ACME challenge this
+    /// gateway answers (on any host: the ACME server asks at the name being validated).
+    pub fn challenge(&self, path: &str) -> Option<&str> {
+        if self.challenges.is_empty() {
+            return None;
+        }
+        let token = path.strip_prefix(ACME_CHALLENGE)?;
+        self.challenges.get(token).map(String::as_str)
     }
 
     /// The app a request's host (`Host` or `:authority`, lowercase) names: an exact custom
@@ -262,11 +282,21 @@ mod tests {
             ],
             certs: vec![],
             tcp: vec![],
+            challenges: vec![caas_api::gateway::AcmeChallenge {
+                token: "tok".into(),
+                key_authorization: "tok.thumb".into(),
+            }],
         };
         let t = RouteTable::from_wire(&wire);
         assert_eq!(t.domain, "example.com");
         assert_eq!(t.apps["a"].backends.len(), 1);
         assert_eq!(t.apps["b"].idle, Idle::NoRelease);
+        assert_eq!(
+            t.challenge("/.well-known/acme-challenge/tok"),
+            Some("tok.thumb")
+        );
+        assert_eq!(t.challenge("/.well-known/acme-challenge/other"), None);
+        assert_eq!(t.challenge("/tok"), None);
     }
 
     #[test]
@@ -291,6 +321,7 @@ mod tests {
                 .collect(),
             certs: vec![],
             tcp: vec![],
+            challenges: vec![],
         };
         let t = RouteTable::from_wire(&wire);
         for (host, app) in [

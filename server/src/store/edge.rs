@@ -51,6 +51,24 @@ pub struct TcpRouteRecord {
     pub created_at: Timestamp,
 }
 
+/// Where one name's automatic certificate stands (`caas certs:auto`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AcmeOrderRecord {
+    pub app: String,
+    pub hostname: String,
+    pub state: caas_api::domains::AcmeState,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub updated_at: Timestamp,
+    #[serde(default)]
+    pub next_try: Option<Timestamp>,
+    /// Failed orders in a row, for the back-off.
+    #[serde(default)]
+    pub failures: u32,
+    #[serde(default)]
+    pub cert_id: Option<String>,
+}
+
 /// Why a domain could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum DomainError {
@@ -231,6 +249,72 @@ impl Store {
             .is_ok())
     }
 
+    // --- ACME -------------------------------------------------------------------------------
+
+    pub fn acme_orders(&self) -> Result<Vec<AcmeOrderRecord>> {
+        self.inner
+            .acme
+            .scan_prefix("order/")
+            .values()
+            .map(|v| decode("acme", &v?))
+            .collect()
+    }
+
+    pub fn put_acme_order(&self, rec: &AcmeOrderRecord) -> Result<()> {
+        self.inner
+            .acme
+            .insert(format!("order/{}", rec.hostname), encode(rec))?;
+        Ok(())
+    }
+
+    pub fn remove_acme_order(&self, hostname: &str) -> Result<()> {
+        self.inner.acme.remove(format!("order/{hostname}"))?;
+        Ok(())
+    }
+
+    /// The ACME account's credentials (JSON) for a directory, by its id.
+    pub fn acme_account(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .inner
+            .acme
+            .get(format!("account/{id}"))?
+            .map(|v| v.to_vec()))
+    }
+
+    pub fn put_acme_account(&self, id: &str, credentials: &[u8]) -> Result<()> {
+        self.inner
+            .acme
+            .insert(format!("account/{id}"), credentials)?;
+        Ok(())
+    }
+
+    /// HTTP-01 challenges to answer: `(token, key authorization)`.
+    pub fn challenges(&self) -> Result<Vec<(String, String)>> {
+        self.inner
+            .challenges
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((
+                    String::from_utf8_lossy(&k).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    pub fn put_challenge(&self, token: &str, key_authorization: &str) -> Result<()> {
+        self.inner
+            .challenges
+            .insert(token, key_authorization.as_bytes())?;
+        Ok(())
+    }
+
+    pub fn remove_challenge(&self, token: &str) -> Result<()> {
+        self.inner.challenges.remove(token)?;
+        Ok(())
+    }
+
     /// Removes everything of `app` kept here (its destroy).
     pub(super) fn forget_app_edge(&self, app: &str) -> Result<()> {
         for (hostname, _) in self.app_domains(app)? {
@@ -244,6 +328,11 @@ impl Store {
                 self.remove_tcp_route(app, r.port)?;
             }
         }
+        for o in self.acme_orders()? {
+            if o.app == app {
+                self.remove_acme_order(&o.hostname)?;
+            }
+        }
         Ok(())
     }
 
@@ -253,6 +342,7 @@ impl Store {
                 self.inner.domains.watch_prefix(b""),
                 self.inner.certs.watch_prefix(b""),
                 self.inner.tcp_ports.watch_prefix(b""),
+                self.inner.challenges.watch_prefix(b""),
             ],
         }
     }

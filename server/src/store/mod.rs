@@ -84,6 +84,10 @@ struct Inner {
     certs: sled::Tree,
     /// TCP routes: public port (big-endian) → `TcpRouteRecord` (`edge.rs`).
     tcp_ports: sled::Tree,
+    /// ACME: `order/HOST` → `AcmeOrderRecord`, `account/ID` → account credentials (`edge.rs`).
+    acme: sled::Tree,
+    /// ACME HTTP-01 challenges the gateway answers: token → key authorization (`edge.rs`).
+    challenges: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -132,6 +136,8 @@ impl Store {
             domains: tree("domains")?,
             certs: tree("certs")?,
             tcp_ports: tree("tcp_ports")?,
+            acme: tree("acme")?,
+            challenges: tree("challenges")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
         };

@@ -40,6 +40,9 @@ pub struct AppRecord {
     /// The web process speaks HTTP/2 (`caas apps:http2 on`).
     #[serde(default)]
     pub backend_h2: bool,
+    /// Certificates for its domains come over ACME (`caas certs:auto on`).
+    #[serde(default)]
+    pub certs_auto: bool,
     /// Users who may use it besides admins (its creator, and those given access).
     #[serde(default)]
     pub access: std::collections::BTreeSet<String>,
@@ -69,6 +72,7 @@ impl AppRecord {
             redirect_https: false,
             access_rules: Vec::new(),
             backend_h2: false,
+            certs_auto: false,
             access: Default::default(),
             owner: None,
         }
