@@ -2,8 +2,10 @@
 //! `anyhow::Result<()>`; errors that decide the exit code are [`crate::error::CliError`]s.
 
 pub mod access;
+pub mod alerts;
 pub mod apps;
 pub mod auth;
+pub mod autoscale;
 pub mod buildpacks;
 pub mod builds;
 pub mod certs;
