@@ -220,6 +220,10 @@ enum Proto {
     H1,
 }
 
+/// How long a connection that has not sent its first request yet gets for it once the listener
+/// stops.
+const FIRST_REQUEST_WAIT: Duration = Duration::from_millis(500);
+
 /// Concurrent streams one HTTP/2 client connection may have open.
 const MAX_STREAMS: u32 = 256;
 
@@ -251,18 +255,33 @@ where
         Proto::H2 => builder.http2_only(),
         Proto::H1 => builder.http1_only(),
     };
+    // Notes the connection's first request, for the stop below.
+    let first = Arc::new(tokio::sync::Notify::new());
+    let svc = {
+        let first = first.clone();
+        hyper::service::service_fn(move |req| {
+            first.notify_one();
+            svc.call(req)
+        })
+    };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let quiet = watch_idle(&idle.last, &idle.busy, idle.epoch, idle.limit);
     tokio::pin!(quiet);
     tokio::select! {
-        _ = conn.as_mut() => {}
-        _ = &mut quiet => {}
-        _ = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+        _ = conn.as_mut() => return,
+        _ = &mut quiet => return,
+        _ = stop.cancelled() => {}
     }
+    // A connection accepted just before the stop may hold a request not read yet: closing it
+    // now would reset it. It gets a moment for its first request, which is then answered.
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = first.notified() => {}
+        _ = tokio::time::sleep(FIRST_REQUEST_WAIT) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 /// Resolves once the connection has been idle for `limit`: no byte read or written since, and no
