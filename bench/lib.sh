@@ -4,7 +4,7 @@
 # messages) before sourcing, and calls bench_cleanup_caasd from its own EXIT trap.
 #
 # Variables it sets: ROOT, BIN_DIR, CAAS, CAASD (bench_binaries); WORK (bench_workdir);
-# CAASD_PID, CAAS_SERVER, CAAS_TOKEN, GATEWAY, CLUSTER (bench_start_caasd).
+# CAASD_PID, GATEWAY_PID, CAAS_SERVER, CAAS_TOKEN, GATEWAY, HTTPS, CLUSTER (bench_start_caasd).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 POLL_INTERVAL=${POLL_INTERVAL:-0.02}
@@ -45,15 +45,17 @@ json_field() {
 }
 
 # Starts a throwaway caasd on $WORK/data with loopback listeners on free ports and the given
-# instance port range (e.g. 44000-44999), this repo's buildpacks, and the CLI pointed at it
-# (HOME, CAAS_CONFIG, CAAS_SERVER, CAAS_TOKEN exported).
+# instance port range (e.g. 44000-44999), this repo's buildpacks, any further caasd arguments,
+# and the CLI pointed at it (HOME, CAAS_CONFIG, CAAS_SERVER, CAAS_TOKEN exported). The gateway
+# is a process of its own (GATEWAY_PID), which outlives caasd: bench_cleanup_caasd stops both.
 bench_start_caasd() {
     local port_range=$1
+    shift
     export HOME=$WORK/home CAAS_CONFIG=$WORK/home/config.json
     mkdir -p "$HOME"
     say "starting a throwaway caasd ($WORK/data)"
     "$CAASD" --data-dir "$WORK/data" --api 127.0.0.1:0 --gateway 127.0.0.1:0 --domain localhost \
-        --port-range "$port_range" --buildpacks "$ROOT/buildpacks" \
+        --port-range "$port_range" --buildpacks "$ROOT/buildpacks" "$@" \
         >"$WORK/caasd.log" 2>&1 </dev/null &
     CAASD_PID=$!
     local i
@@ -65,10 +67,14 @@ bench_start_caasd() {
     done
     CAAS_SERVER=$(json_field "$WORK/data/caasd.json" api)
     GATEWAY=$(json_field "$WORK/data/caasd.json" gateway)
+    # shellcheck disable=SC2034 # for the sourcing script: "null" without --https
+    HTTPS=$(json_field "$WORK/data/caasd.json" https)
+    GATEWAY_PID=$(json_field "$WORK/data/gateway/gateway.json" pid)
+    [[ "$GATEWAY_PID" =~ ^[0-9]+$ ]] || die "no gateway pid in $WORK/data/gateway/gateway.json"
     CLUSTER=$(json_field "$WORK/data/caasd.json" cluster_id)
     CAAS_TOKEN=$(cat "$WORK/data/admin-token")
     export CAAS_SERVER CAAS_TOKEN
-    say "caasd $CAASD_PID: API $CAAS_SERVER, gateway $GATEWAY, cluster $CLUSTER"
+    say "caasd $CAASD_PID: API $CAAS_SERVER, gateway $GATEWAY (pid $GATEWAY_PID), cluster $CLUSTER"
 }
 
 # Stops the caasd this script started, removes every container and build-cache volume of its
@@ -79,6 +85,12 @@ bench_cleanup_caasd() {
         kill -TERM "$CAASD_PID" 2>/dev/null || true
         for _ in $(seq 1 100); do kill -0 "$CAASD_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$CAASD_PID" 2>/dev/null || true
+    fi
+    # The gateway outlives caasd by design: stop the one this caasd started.
+    if [ -n "${GATEWAY_PID:-}" ] && kill -0 "$GATEWAY_PID" 2>/dev/null; then
+        kill -TERM "$GATEWAY_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$GATEWAY_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$GATEWAY_PID" 2>/dev/null || true
     fi
     if [ -n "${CLUSTER:-}" ]; then
         local ids vols
