@@ -73,6 +73,9 @@ pub struct Assignment {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// A hard CPU cap in cores, if the process type has one (`caas ps:resize --cpu`).
+    #[serde(default)]
+    pub cpus: Option<f64>,
     pub health: HealthCheck,
 }
 
@@ -128,6 +131,9 @@ pub struct Heartbeat {
     /// Log lines the agent dropped since its last heartbeat (its queue was full).
     #[serde(default)]
     pub dropped_log_lines: u64,
+    /// The filesystem of the host's engine (or the agent's data dir), read at each heartbeat.
+    #[serde(default)]
+    pub disk: Option<crate::DiskUsage>,
 }
 
 /// `POST /v1/agent/logs`: a batch of lines, each for one app.

@@ -76,6 +76,8 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (Docker Engine) is not answering (503).
     Unavailable,
+    /// Too little free disk on the server for new work; nothing was changed (507).
+    InsufficientStorage,
     /// Too many failed authentications from this address; `Retry-After` says when to try
     /// again (429).
     RateLimited,
@@ -291,6 +293,33 @@ pub struct Instance {
     /// When the instance entered its current state (or was placed, if not yet reported).
     pub since: Timestamp,
     pub created_at: Timestamp,
+    /// Its memory limit (what placement reserves for it), MB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Its CPU cap in cores (`None`: no cap, a fair share of the host).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+}
+
+/// A process type's resources (`caas ps:resize`): `None` keeps the operator's default.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Resources {
+    /// Memory limit, MB: the container may not use more, and placement reserves it.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// CPU cap in cores (`0.5`, `2`): a hard cap, not only a share.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+}
+
+/// `PUT /v1/apps/{app}/resources/{process}`: what changed, and the release it made (none while
+/// the app has never been deployed, or when nothing changed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resize {
+    pub process: String,
+    pub resources: Resources,
+    pub release: Option<u64>,
+    pub changed: bool,
 }
 
 /// A host running an agent: `GET /v1/hosts`.
@@ -301,10 +330,27 @@ pub struct Host {
     /// Address instances are published on.
     pub address: String,
     pub state: HostState,
+    /// Memory the host offers to the scheduler.
     pub memory_mb: u64,
+    /// Memory the scheduler counts as taken by the instances placed on the host.
+    #[serde(default)]
+    pub reserved_mb: u64,
+    /// Memory its instances use now (from the engine's stats), when the host has reported it.
+    #[serde(default)]
+    pub used_mb: Option<u64>,
+    /// The engine's filesystem on the host (images, containers), as last reported.
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
     pub cpus: u32,
     pub instances: u32,
     pub registered_at: Timestamp,
+}
+
+/// Total and free bytes of a filesystem.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DiskUsage {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
 }
 
 /// `POST /v1/hosts`: let a host join, once, with a token made for it.

@@ -21,7 +21,7 @@ mod testutil;
 use clap::{Parser, Subcommand};
 use commands::{
     access, alerts, apps, auth, autoscale, buildpacks, builds, certs, config_vars, domains, drains,
-    git as git_cmd, hosts, logs, metrics, ports, ps, push, releases, users, version,
+    git as git_cmd, hosts, logs, metrics, ports, ps, push, releases, resize, users, version,
 };
 use std::io::Write;
 
@@ -86,6 +86,9 @@ enum Cmd {
     /// Set how many instances of each process type run
     #[command(name = "ps:scale", visible_alias = "scale")]
     PsScale(ps::ScaleArgs),
+    /// Set a process type's memory limit and CPU cap (a new release replaces its instances)
+    #[command(name = "ps:resize", visible_alias = "resize")]
+    PsResize(resize::ResizeArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
@@ -239,6 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::BuildpacksClear(a) => buildpacks::clear(a),
         Cmd::Ps(a) => ps::list(a),
         Cmd::PsScale(a) => ps::scale(a),
+        Cmd::PsResize(a) => resize::resize(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Alerts(a) => alerts::show(a),

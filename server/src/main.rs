@@ -11,6 +11,7 @@ mod auth;
 mod autoscale;
 mod builder;
 mod docker;
+mod free_space;
 mod gateway;
 mod git;
 mod http;
@@ -116,6 +117,12 @@ pub struct ServerArgs {
     /// Memory limit of each instance: `512M`, `1G` (a bare number is MB).
     #[arg(long, alias = "instance-memory-mb", default_value = "512M", value_parser = parse_memory)]
     pub instance_memory: Size,
+    /// The most memory `caas ps:resize --memory` may give one instance.
+    #[arg(long, default_value = "4G", value_parser = parse_memory)]
+    pub max_instance_memory: Size,
+    /// The largest CPU cap `caas ps:resize --cpu` may give one instance, in cores.
+    #[arg(long, default_value_t = 4.0)]
+    pub max_instance_cpus: f64,
     /// How long an instance keeps running after it leaves the routes, for requests in flight:
     /// `5s` (`--drain-seconds N`, the old spelling, still works).
     #[arg(long, alias = "drain-seconds", default_value = "5s", value_parser = parse_duration)]
@@ -173,6 +180,14 @@ pub struct ServerArgs {
     /// How long a build may run before it is stopped and fails: `30m`.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub build_timeout: std::time::Duration,
+    /// Free disk space kept for running apps: below it, on the data dir's or the engine's
+    /// filesystem, new builds, uploads and pushes are refused up front. `1G`.
+    #[arg(long, default_value = "1G", value_parser = parse_memory)]
+    pub min_free_disk: Size,
+    /// Images of this many newest releases of each app are kept for rollbacks; older ones are
+    /// removed (0 keeps every one).
+    #[arg(long, default_value_t = 10)]
+    pub keep_releases: usize,
     /// Builds of different apps that may run at once (one app builds one at a time).
     #[arg(long, default_value_t = 2)]
     pub build_concurrency: usize,

@@ -20,6 +20,7 @@ pub mod ports;
 pub mod ps;
 pub mod push;
 pub mod releases;
+pub mod resize;
 pub mod users;
 pub mod version;
 

@@ -30,6 +30,7 @@ pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
     {
         tracing::warn!(app = r.app, "tagging {tag}: {e}");
     }
+    s.builder.prune_later(&r.app);
 }
 
 pub async fn get(
@@ -66,7 +67,7 @@ fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
 
 /// A release that copies `base`, with new config and description. Refuses (to be retried) when
 /// the app's latest release is not `based_on` any more (a deploy happened meanwhile).
-fn derived(
+pub(super) fn derived(
     base: &ReleaseRecord,
     based_on: u64,
     rec: &crate::store::AppRecord,
@@ -84,6 +85,7 @@ fn derived(
         description: description.to_string(),
         created_at: Timestamp::now(),
         config: rec.config.clone(),
+        resources: rec.resources.clone(),
         ..base.clone()
     })
 }
@@ -237,7 +239,8 @@ pub async fn rollback(
         };
         if s.engine.image_id(&target.image_id).await?.is_none() {
             return Err(ApiError::Conflict(format!(
-                "the image of v{} is no longer on the server; deploy it again instead",
+                "the image of v{} is no longer on the server (caasd keeps the images of the last \
+                 releases: --keep-releases); deploy it again instead",
                 target.version
             )));
         }

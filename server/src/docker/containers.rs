@@ -130,6 +130,7 @@ impl Engine {
             // Same as memory: no swap on top of the limit.
             memory_swap: Some((spec.memory_mb * 1024 * 1024) as i64),
             cpu_shares: Some(spec.cpu_shares as i64),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9).round() as i64),
             pids_limit: Some(spec.pids_limit),
             security_opt: Some(vec!["no-new-privileges".into()]),
             cap_drop: Some(vec!["ALL".into()]),
@@ -149,6 +150,7 @@ impl Engine {
                 )])
             }),
             init: Some(true),
+            network_mode: spec.network.clone(),
             // The engine's own copy of the output, which the agent follows, is rotated: a chatty
             // app cannot fill the disk. (caas keeps its own bounded copy in DATA_DIR/logs.)
             log_config: Some(HostConfigLogConfig {

@@ -768,6 +768,7 @@ mod tests {
             launcher: false,
             status: ReleaseStatus::Succeeded,
             error: None,
+            resources: BTreeMap::new(),
         }
     }
 
@@ -910,6 +911,7 @@ mod tests {
             host_id: "h".into(),
             created_at: Timestamp::now(),
             desired: Desired::Run,
+            memory_mb: 0,
         };
         assert!(s.cas_allocation("a1", None, Some(&a)).unwrap());
         assert!(
