@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install.sh — set up caas on this machine (Debian 12, as root), from this checkout.
 #
-#   ./install.sh [--data-dir DIR] [--api ADDR] [--gateway ADDR] [--domain DOMAIN]
+#   ./install.sh [--data-dir DIR] [--api ADDR] [--gateway ADDR] [--domain DOMAIN] [--https ADDR]
+#                [--tls-cert FILE --tls-key FILE]
 #   ./install.sh --no-start        build and install the binaries, start nothing
 #   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image,
 #                                  and what the tests use (git, python3, a JDK)
@@ -35,6 +36,11 @@
 #   --api ADDR       API listen address (caasd's default: 127.0.0.1:7080)
 #   --gateway ADDR   gateway listen address (caasd's default: 0.0.0.0:8080)
 #   --domain DOMAIN  apps are served at http://APP.DOMAIN (caasd's default: localhost)
+#   --https ADDR     the gateway also serves HTTPS there (e.g. 0.0.0.0:443); certificates are
+#                    picked by SNI (caas certs:add), else the platform's (below)
+#   --tls-cert FILE, --tls-key FILE
+#                    the platform's certificate and key (PEM), normally a wildcard for *.DOMAIN;
+#                    without them caasd serves a self-signed one and says so
 #   --bin-dir DIR    where to install caas and caasd (default /usr/local/bin)
 set -euo pipefail
 
@@ -46,6 +52,9 @@ DOCKERD_LOG=/var/log/dockerd.log
 API_ADDR=
 GATEWAY_ADDR=
 DOMAIN=
+HTTPS_ADDR=
+TLS_CERT=
+TLS_KEY=
 MODE=full
 AGENT_SERVER=
 JOIN_TOKEN=
@@ -67,13 +76,16 @@ parse_args() {
     while [ $# -gt 0 ]; do
         case "$1" in
             -h|--help) usage; exit 0 ;;
-            --data-dir|--api|--gateway|--domain|--bin-dir)
+            --data-dir|--api|--gateway|--domain|--bin-dir|--https|--tls-cert|--tls-key)
                 if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
                 case "$1" in
                     --data-dir) DATA_DIR=$2; DATA_DIR_SET=1 ;;
                     --api) API_ADDR=$2 ;;
                     --gateway) GATEWAY_ADDR=$2 ;;
                     --domain) DOMAIN=$2 ;;
+                    --https) HTTPS_ADDR=$2 ;;
+                    --tls-cert) TLS_CERT=$2 ;;
+                    --tls-key) TLS_KEY=$2 ;;
                     --bin-dir) BIN_DIR=$2 ;;
                 esac
                 shift 2 ;;
@@ -81,6 +93,9 @@ parse_args() {
             --api=*) API_ADDR=${1#*=}; shift ;;
             --gateway=*) GATEWAY_ADDR=${1#*=}; shift ;;
             --domain=*) DOMAIN=${1#*=}; shift ;;
+            --https=*) HTTPS_ADDR=${1#*=}; shift ;;
+            --tls-cert=*) TLS_CERT=${1#*=}; shift ;;
+            --tls-key=*) TLS_KEY=${1#*=}; shift ;;
             --bin-dir=*) BIN_DIR=${1#*=}; shift ;;
             --agent|--join-token|--address|--name|--port-range)
                 if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
@@ -98,6 +113,11 @@ parse_args() {
             *) die "unknown argument: $1 (see --help)" ;;
         esac
     done
+    if [ -n "$TLS_CERT" ] || [ -n "$TLS_KEY" ]; then
+        [ -n "$TLS_CERT" ] && [ -n "$TLS_KEY" ] || die "--tls-cert and --tls-key go together"
+        case "$TLS_CERT" in /*) ;; *) TLS_CERT="$(pwd)/$TLS_CERT" ;; esac
+        case "$TLS_KEY" in /*) ;; *) TLS_KEY="$(pwd)/$TLS_KEY" ;; esac
+    fi
     if [ "$MODE" = agent ]; then
         [ -n "$JOIN_TOKEN" ] || die "--agent needs --join-token TOKEN: run caas hosts:add NAME on the control plane"
         [ -n "$AGENT_ADDRESS" ] || die "--agent needs --address IP: this host's address, reachable from the control plane"
@@ -150,10 +170,11 @@ install_packages() {
 }
 
 # What the end-to-end tests use beyond the platform itself: git (pushes), python3 (hostile test
-# archives) and a JDK (the .jar and .war fixtures are compiled in the tests). Only for
-# --deps-only and CI; a plain install does not need them.
+# archives), a JDK (the .jar and .war fixtures are compiled in the tests) and pebble (the ACME
+# server the certs:auto tests obtain certificates from). Only for --deps-only and CI; a plain
+# install does not need them.
 install_test_packages() {
-    local wanted=(git python3)
+    local wanted=(git python3 pebble)
     command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1 || wanted+=(default-jdk-headless)
     local missing
     missing=$(apt_missing "${wanted[@]}")
@@ -161,7 +182,7 @@ install_test_packages() {
     if command -v python3 >/dev/null 2>&1; then missing=$(echo " $missing " | sed 's/ python3 / /'); fi
     missing=$(echo "$missing" | xargs)
     if [ -z "$missing" ]; then
-        step "Test tools: all there (git, python3, javac, jar)"
+        step "Test tools: all there (git, python3, javac, jar, pebble)"
         return
     fi
     step "Installing what the tests use: $missing"
@@ -282,6 +303,8 @@ caasd_args() {
     [ -n "$API_ADDR" ] && CAASD_ARGS+=(--api "$API_ADDR")
     [ -n "$GATEWAY_ADDR" ] && CAASD_ARGS+=(--gateway "$GATEWAY_ADDR")
     [ -n "$DOMAIN" ] && CAASD_ARGS+=(--domain "$DOMAIN")
+    [ -n "$HTTPS_ADDR" ] && CAASD_ARGS+=(--https "$HTTPS_ADDR")
+    [ -n "$TLS_CERT" ] && CAASD_ARGS+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
     return 0
 }
 

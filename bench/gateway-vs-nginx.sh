@@ -4,17 +4,19 @@
 # directly at the address caas routes to is the ceiling.
 #
 #   bench/gateway-vs-nginx.sh [--runs N] [--duration S] [--connections C] [--threads T] [--pin]
-#                             [--bin-dir DIR]
+#                             [--bin-dir DIR] [--perf DIR]
 #
 #   --runs N          rounds over the targets (default 3); medians are taken over the rounds
 #   --duration S      seconds of load per target and round (default 10)
 #   --connections C   wrk connections (default 64)
 #   --threads T       wrk threads (default 2)
-#   --pin             wrk on CPU 0, the proxy (caasd's gateway process, or nginx's master and
-#                     workers) on CPU 1;
+#   --pin             wrk on CPU 0, the proxy (caasd, or nginx's master and workers) on CPU 1;
 #                     the app instance and Docker's port proxy stay unpinned (default: nothing
 #                     pinned, the scheduler shares the cores between everything)
 #   --bin-dir DIR     take caas and caasd from DIR (default: target/release, brought up to date)
+#   --perf DIR        profile caas's gateway with perf during the first round of caas, caas-tls and
+#                     caas-h2 (perf record -F 499 -g); DIR gets perf-TARGET.data and the report
+#                     perf-TARGET.txt (self time by DSO and symbol), whose top lines are printed
 #
 # Setup: a throwaway caasd (temp data dir, loopback listeners), and a backend image built locally
 # FROM caas/stack:latest: node's http server answering every request with a 29-byte text body,
@@ -25,6 +27,11 @@
 # temp config, worker_processes auto) proxies with upstream keepalive 64, HTTP/1.1,
 # `Connection: ""`, and sets Host, X-Forwarded-For/Proto/Host and X-Request-Id as caas does.
 #
+# Both proxies also terminate TLS with the same certificate (an ECDSA P-256 one for *.localhost
+# the script makes with openssl; caasd gets it as --tls-cert/--tls-key, nginx as
+# ssl_certificate), and speak HTTP/2 to clients over TLS (ALPN h2); to the instance both speak
+# HTTP/1.1 over keep-alive connections.
+#
 # Each round runs `wrk -tT -cC -dSs --latency -H 'Host: APP.localhost'` against, in this order:
 #   instance-ip  the container's own address, which caas and nginx route to (the ceiling: node
 #                alone);
@@ -34,6 +41,12 @@
 #   nginx        nginx with access_log off;
 #   nginx+log    nginx writing one access-log line per request to a file (format close to caas's
 #                router line): the fairer peer, since caas logs every request.
+#   caas-tls     caas's gateway over HTTPS (HTTP/1.1; wrk sends no SNI: the platform's certificate)
+#   nginx-tls    nginx over HTTPS, writing its access log
+# and `h2load -tT -cC -m1 -DS -H ':authority: APP.localhost'` (HTTP/2 over TLS, one stream per
+# connection at a time like wrk; p50/p99 from its per-request log) against:
+#   caas-h2      caas's gateway
+#   nginx-h2     nginx, writing its access log
 # One unmeasured 3-second warm-up per target comes first. It prints every round, the medians of
 # requests/s and of p50/p99 latency, and the ratios caas/nginx, and removes everything it created
 # (the caasd, its containers, the backend image and its caas/APP tags, nginx, the temp dirs).
@@ -52,6 +65,7 @@ CONNECTIONS=64
 THREADS=2
 PIN=0
 BIN_DIR=
+PERF_DIR=
 RUN_TIMEOUT=120
 WARMUP=3
 STACK=caas/stack:latest
@@ -66,6 +80,7 @@ while [ $# -gt 0 ]; do
         --threads) [ $# -ge 2 ] || die "--threads needs a value"; THREADS=$2; shift 2 ;;
         --pin) PIN=1; shift ;;
         --bin-dir) [ $# -ge 2 ] || die "--bin-dir needs a value"; BIN_DIR=$2; shift 2 ;;
+        --perf) [ $# -ge 2 ] || die "--perf needs a value"; PERF_DIR=$2; shift 2 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
@@ -75,12 +90,19 @@ done
 
 command -v curl >/dev/null 2>&1 || die "curl is needed (apt-get install curl)"
 command -v wrk >/dev/null 2>&1 || die "wrk is needed (apt-get install wrk)"
+command -v h2load >/dev/null 2>&1 || die "h2load is needed (apt-get install nghttp2-client)"
+command -v openssl >/dev/null 2>&1 || die "openssl is needed to make the benchmark's certificate (apt-get install openssl)"
 NGINX=$(command -v nginx || true)
 [ -n "$NGINX" ] || [ ! -x /usr/sbin/nginx ] || NGINX=/usr/sbin/nginx
-[ -n "$NGINX" ] || die "nginx is needed (apt-get install nginx-light)"
+[ -n "$NGINX" ] || die "nginx is needed (apt-get install nginx)"
 command -v setpriv >/dev/null 2>&1 || die "setpriv is needed (util-linux)"
 docker info >/dev/null 2>&1 || die "Docker Engine is not running: start dockerd (./install.sh --deps-only does it)"
 docker image inspect "$STACK" >/dev/null 2>&1 || die "no $STACK image: run stack/build.sh first"
+if [ -n "$PERF_DIR" ]; then
+    command -v perf >/dev/null 2>&1 || die "--perf needs perf (apt-get install linux-perf)"
+    mkdir -p "$PERF_DIR" || die "cannot create $PERF_DIR"
+    PERF_DIR=$(cd "$PERF_DIR" && pwd)
+fi
 if [ "$PIN" = 1 ]; then
     command -v taskset >/dev/null 2>&1 || die "--pin needs taskset (util-linux)"
     [ "$(nproc)" -ge 2 ] || die "--pin needs 2 CPUs"
@@ -104,6 +126,7 @@ stop_nginx() {
 
 cleanup() {
     set +e
+    [ -z "${PERF_PID:-}" ] || kill -INT "$PERF_PID" 2>/dev/null
     stop_nginx
     bench_cleanup_caasd
     [ -n "$NGDIR" ] && rm -rf "$NGDIR"
@@ -142,8 +165,17 @@ EOF
 DOCKER_BUILDKIT=0 docker build --pull=false --force-rm -q -t "$BACKEND_IMAGE" "$WORK/backend" >/dev/null \
     || die "docker build of the backend image failed"
 
+# --- the certificate both proxies serve -------------------------------------------------------
+mkdir -p "$WORK/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=*.localhost" -addext "subjectAltName=DNS:*.localhost,DNS:localhost" \
+    -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" >/dev/null 2>&1 \
+    || die "openssl could not make the benchmark's certificate"
+
 # --- caasd and the app ------------------------------------------------------------------------
-bench_start_caasd 45000-45999
+bench_start_caasd 45000-45999 --https 127.0.0.1:0 \
+    --tls-cert "$WORK/tls/cert.pem" --tls-key "$WORK/tls/key.pem"
+[[ "$HTTPS" =~ ^[0-9.]+:[0-9]+$ ]] || die "caasd serves no HTTPS"
 "$CAAS" apps:create "$APP" >/dev/null
 say "deploying $BACKEND_IMAGE as $APP"
 "$CAAS" push --image "$BACKEND_IMAGE" -a "$APP" >"$WORK/push.log" 2>&1 \
@@ -161,7 +193,8 @@ curl -fsS --max-time 5 -H "$HOST_HEADER" "http://$GATEWAY/" >/dev/null || die "t
 # --- nginx ------------------------------------------------------------------------------------
 NGDIR=$(mktemp -d "${TMPDIR:-/tmp}/caas-bench-nginx.XXXXXX")
 mkdir -p "$NGDIR/temp"
-NGINX_PORT=$(free_port 47000 47999)
+NGINX_PORT=$(free_port 47000 47499)
+NGINX_TLS_PORT=$(free_port 47500 47999)
 # write_nginx_conf off|file
 write_nginx_conf() {
     local access
@@ -203,8 +236,24 @@ http {
             proxy_set_header X-Request-Id \$request_id;
         }
     }
+    server {
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl http2;
+        ssl_certificate $NGDIR/cert.pem;
+        ssl_certificate_key $NGDIR/key.pem;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+        }
+    }
 }
 EOF
+    cp "$WORK/tls/cert.pem" "$WORK/tls/key.pem" "$NGDIR/"
 }
 # start_nginx off|file
 start_nginx() {
@@ -229,11 +278,13 @@ start_nginx() {
 }
 
 if [ "$PIN" = 1 ]; then
-    taskset -a -p -c 1 "$(bench_gateway_pid)" >/dev/null
+    taskset -a -p -c 1 "$GATEWAY_PID" >/dev/null
     WRK=(taskset -c 0 wrk)
-    say "pinned: wrk on CPU 0, caas's gateway and nginx on CPU 1; the instance and docker-proxy unpinned"
+    H2LOAD=(taskset -c 0 h2load)
+    say "pinned: wrk and h2load on CPU 0, caas's gateway and nginx on CPU 1; the instance, caasd and docker-proxy unpinned"
 else
     WRK=(wrk)
+    H2LOAD=(h2load)
 fi
 
 # --- load -------------------------------------------------------------------------------------
@@ -248,8 +299,8 @@ CLK_TCK=$(getconf CLK_TCK)
 # proxy_pids NAME: the processes of the proxy in front of target NAME (none without a proxy).
 proxy_pids() {
     case "$1" in
-        caas) bench_gateway_pid ;;
-        nginx|nginx+log) echo "$NGINX_PID"; pgrep -P "$NGINX_PID" || true ;;
+        caas*) echo "$GATEWAY_PID" ;;
+        nginx*) echo "$NGINX_PID"; pgrep -P "$NGINX_PID" || true ;;
     esac
 }
 # cpu_ticks PID...: user + system CPU time of the processes (all their threads), in clock ticks.
@@ -268,16 +319,24 @@ load() {
     pids=$(proxy_pids "$name")
     # shellcheck disable=SC2086 # a list of pids
     before=$(cpu_ticks $pids)
-    "${WRK[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -H "$HOST_HEADER" "$url" >"$out" 2>&1 \
-        || { cat "$out" >&2; die "wrk against $name failed"; }
-    # shellcheck disable=SC2086
-    after=$(cpu_ticks $pids)
-    n=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+    if [[ "$name" == *-h2 ]]; then
+        h2 "$url" "$secs" "$out"
+        # shellcheck disable=SC2086
+        after=$(cpu_ticks $pids)
+        n=$H2N
+    else
+        "${WRK[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -H "$HOST_HEADER" "$url" >"$out" 2>&1 \
+            || { cat "$out" >&2; die "wrk against $name failed"; }
+        # shellcheck disable=SC2086
+        after=$(cpu_ticks $pids)
+        n=$(awk '$2 == "requests" && $3 == "in" { print $1 }' "$out")
+    fi
     CPU=-
     if [ -n "$pids" ] && [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -gt 0 ]; then
         CPU=$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$n" 'BEGIN { printf "%.1f\n", d * 1e6 / hz / n }')
     fi
     cat "$out" >>"$WORK/wrk-all.txt"
+    [[ "$name" != *-h2 ]] || return 0
     RPS=$(awk '/^Requests\/sec:/ { printf "%.0f\n", $2 }' "$out")
     P50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
     P99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
@@ -286,19 +345,42 @@ load() {
                 END { print n + 0 }' "$out")
 }
 
-TARGETS=(instance-ip direct caas nginx nginx+log)
+# h2 URL SECONDS OUT: h2load over TLS (ALPN h2); sets RPS, P50, P99, ERRS and H2N (requests
+# done). Latencies come from h2load's per-request log (microseconds to the end of each answer).
+h2() {
+    local url=$1 secs=$2 out=$3 log=$3.log
+    rm -f "$log"
+    "${H2LOAD[@]}" -t"$THREADS" -c"$CONNECTIONS" -m1 -D"$secs" --log-file="$log" \
+        -H ":authority: $APP.localhost" "$url" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "h2load against $url failed"; }
+    grep -q "Application protocol: h2" "$out" || { cat "$out" >&2; die "h2load did not speak HTTP/2 to $url"; }
+    RPS=$(awk '/^finished in/ { gsub(/,/, ""); printf "%.0f\n", $4 }' "$out")
+    H2N=$(awk '/^requests:/ { print $8 }' "$out")
+    ERRS=$(awk '/^requests:/ { n += $10 + $12 } /^status codes:/ { n += $7 + $9 } END { print n + 0 }' "$out")
+    P50=$(percentile 0.50 "$log")
+    P99=$(percentile 0.99 "$log")
+}
+# percentile P LOG: the P-th latency (ms) of h2load's per-request log (third column, us).
+percentile() {
+    cut -f3 "$2" | sort -n | awk -v p="$1" '{ v[NR] = $1 }
+        END { if (NR) printf "%.2f\n", v[int((NR - 1) * p) + 1] / 1000; else print "n/a" }'
+}
+
+TARGETS=(instance-ip direct caas nginx nginx+log caas-tls nginx-tls caas-h2 nginx-h2)
 url_of() {
     case "$1" in
         instance-ip) echo "http://$INSTANCE_IP:5000/" ;;
         direct) echo "http://$BACKEND/" ;;
         caas) echo "http://$GATEWAY/" ;;
         nginx|nginx+log) echo "http://127.0.0.1:$NGINX_PORT/" ;;
+        caas-tls|caas-h2) echo "https://$HTTPS/" ;;
+        nginx-tls|nginx-h2) echo "https://127.0.0.1:$NGINX_TLS_PORT/" ;;
     esac
 }
 prepare() {
     case "$1" in
         nginx) start_nginx off ;;
-        nginx+log) start_nginx file ;;
+        nginx+log|nginx-tls|nginx-h2) start_nginx file ;;
         *) stop_nginx ;;
     esac
 }
@@ -309,10 +391,17 @@ for t in "${TARGETS[@]}"; do
     prepare "$t"
     load "$t" "$(url_of "$t")" "$WARMUP"
 done
+PERF_PID=
 for run in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
         prepare "$t"
+        if [ -n "$PERF_DIR" ] && [ "$run" = 1 ] && [[ "$t" == caas* ]]; then
+            perf record -F 499 -g -p "$GATEWAY_PID" -o "$PERF_DIR/perf-$t.data" -- sleep "$DURATION" \
+                >"$PERF_DIR/perf-$t.log" 2>&1 &
+            PERF_PID=$!
+        fi
         load "$t" "$(url_of "$t")" "$DURATION"
+        if [ -n "$PERF_PID" ]; then wait "$PERF_PID" || true; PERF_PID=; fi
         RR[$t]+="$RPS " R50[$t]+="$P50 " R99[$t]+="$P99 " RE[$t]+="$ERRS " RC[$t]+="$CPU "
         say "round $run, $t: $RPS req/s, p50 $P50 ms, p99 $P99 ms, errors $ERRS, proxy CPU $CPU us/request"
         [ "$t" != nginx+log ] || say "  nginx access log: $(wc -l <"$NGDIR/access.log") lines"
@@ -325,8 +414,8 @@ nth() { echo "$1" | awk -v i="$2" '{ print $i }'; }
 echo
 echo "gateway vs nginx: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS rounds," \
     "$(nproc) cores, $([ "$PIN" = 1 ] && echo "wrk on CPU 0 and the proxy on CPU 1" || echo "nothing pinned")"
-echo "backend: node http server in one caas instance at $BACKEND (through Docker's port proxy)"
-echo "proxy CPU: user+system time of caas's gateway / nginx's processes during the load, per request (us)"
+echo "backend: node http server in one caas instance at $INSTANCE_IP:5000 (its container address; published at $BACKEND)"
+echo "proxy CPU: user+system time of caas's gateway process / nginx's processes during the load, per request (us)"
 printf '%-6s %-12s %12s %10s %10s %12s %8s\n' round target "req/s" "p50 ms" "p99 ms" "proxy us/req" errors
 for run in $(seq 1 "$RUNS"); do
     for t in "${TARGETS[@]}"; do
@@ -350,11 +439,22 @@ for t in "${TARGETS[@]}"; do
     printf '%-12s %12s %10s %10s %12s %12s\n' "$t" "${MR[$t]}" "${M50[$t]}" "${M99[$t]}" \
         "${MC[$t]}" "$(ratio "${MR[$t]}" "${MR[direct]}")"
 done
-for peer in nginx+log nginx; do
-    echo "caas/$peer (medians): req/s $(ratio "${MR[caas]}" "${MR[$peer]}")," \
-        "p50 $(ratio "${M50[caas]}" "${M50[$peer]}"), p99 $(ratio "${M99[caas]}" "${M99[$peer]}")," \
-        "proxy CPU/request $(ratio "${MC[caas]}" "${MC[$peer]}")"
+for pair in caas:nginx+log caas:nginx caas-tls:nginx-tls caas-h2:nginx-h2; do
+    c=${pair%%:*} peer=${pair#*:}
+    echo "$c/$peer (medians): req/s $(ratio "${MR[$c]}" "${MR[$peer]}")," \
+        "p50 $(ratio "${M50[$c]}" "${M50[$peer]}"), p99 $(ratio "${M99[$c]}" "${M99[$peer]}")," \
+        "proxy CPU/request $(ratio "${MC[$c]}" "${MC[$peer]}")"
 done
+if [ -n "$PERF_DIR" ]; then
+    for t in caas caas-tls caas-h2; do
+        [ -s "$PERF_DIR/perf-$t.data" ] || continue
+        perf report -i "$PERF_DIR/perf-$t.data" --stdio --no-children --sort dso,symbol \
+            --percent-limit 0.5 >"$PERF_DIR/perf-$t.txt" 2>/dev/null || true
+        echo
+        echo "perf, $t: self time by DSO and symbol (top lines of $PERF_DIR/perf-$t.txt)"
+        grep -E '^ +[0-9.]+%' "$PERF_DIR/perf-$t.txt" | head -n 25 | sed 's/[ -]*$//' | cut -c1-110
+    done
+fi
 total_errs=0
 for t in "${TARGETS[@]}"; do for e in ${RE[$t]}; do total_errs=$((total_errs + e)); done; done
 [ "$total_errs" = 0 ] || echo "WARNING: $total_errs socket errors or non-2xx/3xx answers (see the rounds above)"

@@ -4,8 +4,8 @@
 # messages) before sourcing, and calls bench_cleanup_caasd from its own EXIT trap.
 #
 # Variables it sets: ROOT, BIN_DIR, CAAS, CAASD (bench_binaries); WORK (bench_workdir);
-# CAASD_ARGS, CAASD_PID, CAAS_SERVER, CAAS_TOKEN, GATEWAY, CLUSTER (bench_start_caasd; CAASD_PID
-# and CAAS_SERVER again with bench_launch_caasd).
+# CAASD_ARGS, CAASD_PID, GATEWAY_PID, CAAS_SERVER, CAAS_TOKEN, GATEWAY, HTTPS, CLUSTER
+# (bench_start_caasd; CAASD_PID and CAAS_SERVER again with bench_launch_caasd).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 POLL_INTERVAL=${POLL_INTERVAL:-0.02}
@@ -46,18 +46,22 @@ json_field() {
 }
 
 # Starts a throwaway caasd on $WORK/data with loopback listeners on free ports and the given
-# instance port range (e.g. 44000-44999), this repo's buildpacks, and the CLI pointed at it
-# (HOME, CAAS_CONFIG, CAAS_SERVER, CAAS_TOKEN exported). caasd starts its gateway, a process of
-# its own that outlives it (bench_cleanup_caasd stops it).
+# instance port range (e.g. 44000-44999), this repo's buildpacks, any further caasd arguments,
+# and the CLI pointed at it (HOME, CAAS_CONFIG, CAAS_SERVER, CAAS_TOKEN exported). caasd starts
+# its gateway, a process of its own (GATEWAY_PID) that outlives it (bench_cleanup_caasd stops it).
 bench_start_caasd() {
     local port_range=$1
+    shift
     export HOME=$WORK/home CAAS_CONFIG=$WORK/home/config.json
     mkdir -p "$HOME"
     say "starting a throwaway caasd ($WORK/data)"
     CAASD_ARGS=(--data-dir "$WORK/data" --api 127.0.0.1:0 --gateway 127.0.0.1:0 --domain localhost
-        --port-range "$port_range" --buildpacks "$ROOT/buildpacks")
+        --port-range "$port_range" --buildpacks "$ROOT/buildpacks" "$@")
     bench_launch_caasd
     GATEWAY=$(json_field "$WORK/data/caasd.json" gateway)
+    HTTPS=$(json_field "$WORK/data/caasd.json" https)
+    GATEWAY_PID=$(bench_gateway_pid)
+    [[ "$GATEWAY_PID" =~ ^[0-9]+$ ]] || die "no gateway pid in $WORK/data/gateway/gateway.json"
     CLUSTER=$(json_field "$WORK/data/caasd.json" cluster_id)
     CAAS_TOKEN=$(cat "$WORK/data/admin-token")
     export CAAS_TOKEN

@@ -65,27 +65,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bench_workdir
-# bench_start_caasd has no room for extra flags: start caasd here the same way.
-export HOME=$WORK/home CAAS_CONFIG=$WORK/home/config.json
-mkdir -p "$HOME"
-"$CAASD" --data-dir "$WORK/data" --api 127.0.0.1:0 --gateway 127.0.0.1:0 --domain localhost \
-    --port-range 40000-41999 --instance-memory "$INSTANCE_MEMORY" \
-    >"$WORK/caasd.log" 2>&1 </dev/null &
-CAASD_PID=$!
-for i in $(seq 1 300); do
-    [ -s "$WORK/data/caasd.json" ] && break
-    kill -0 "$CAASD_PID" 2>/dev/null || { tail -n 20 "$WORK/caasd.log" >&2; die "caasd exited at start"; }
-    sleep 0.2
-done
-CAAS_SERVER=$(json_field "$WORK/data/caasd.json" api)
-GATEWAY=$(json_field "$WORK/data/caasd.json" gateway)
-CLUSTER=$(json_field "$WORK/data/caasd.json" cluster_id)
-CAAS_TOKEN=$(cat "$WORK/data/admin-token")
-export CAAS_SERVER CAAS_TOKEN
+bench_start_caasd 40000-41999 --instance-memory "$INSTANCE_MEMORY"
 
 rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo n/a; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-gateway_pid() { json_field "$WORK/data/gateway/gateway.json" pid; }
 
 # ms_of CMD...: wall time of one run, in ms.
 ms_of() {
@@ -143,6 +126,6 @@ for size in ${SIZES//,/ }; do
     printf '%-6s %-9s %-10s %-10s %-9s %-9s %-9s %-9s %-16s %-16s\n' \
         "$size" "$(awk -v m="$deployed" 'BEGIN { printf "%.1f", m / 1000 }')" \
         "$(awk -v m="$all_up" 'BEGIN { printf "%.1f", m / 1000 }')" \
-        "$(rss_mb "$CAASD_PID")" "$idle" "$(rss_mb "$(gateway_pid)")" "$apps_ms" "$ps_ms" \
+        "$(rss_mb "$CAASD_PID")" "$idle" "$(rss_mb "$GATEWAY_PID")" "$apps_ms" "$ps_ms" \
         "$gp50/$gp99" "$dp50/$dp99"
 done

@@ -42,6 +42,38 @@ pub struct AppRouting {
     /// What the 503 says when `backends` is empty.
     #[serde(default)]
     pub idle: Idle,
+    /// Custom domains served as this app besides `APP.DOMAIN`: exact names and `*.` wildcards
+    /// (lowercase, no trailing dot).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Plain HTTP requests get a 308 to HTTPS.
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Who may reach it (`crate::access::allowed`): `(action, normalized CIDR)`.
+    #[serde(default)]
+    pub access: Vec<(crate::access::AccessAction, String)>,
+    /// Its instances speak HTTP/2 (cleartext, prior knowledge): the gateway talks HTTP/2 to them.
+    #[serde(default)]
+    pub backend_h2: bool,
+}
+
+/// A certificate the gateway serves over TLS, with its private key (the gateway token's API
+/// only; the user API never shows a key).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TlsCert {
+    /// Stable for the certificate (a hash of the leaf), so the gateway parses each one once.
+    pub id: String,
+    /// The app whose names it serves (those of `names` that route to it); `None` for the
+    /// platform's own, served for everything else (`*.DOMAIN`, and names no certificate covers).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// The names it is valid for, lowercase (`*.` for wildcards).
+    pub names: Vec<String>,
+    /// When it expires, ms since the epoch: of two that cover a name, the later one serves.
+    #[serde(default)]
+    pub not_after_ms: u64,
+    pub chain_pem: String,
+    pub key_pem: String,
 }
 
 /// `GET /v1/gateway/routes`: every app and where its traffic goes.
@@ -52,6 +84,32 @@ pub struct RoutingTable {
     /// The apps' domain (`APP.DOMAIN`).
     pub domain: String,
     pub apps: Vec<AppRouting>,
+    /// Certificates for TLS, picked by SNI.
+    #[serde(default)]
+    pub certs: Vec<TlsCert>,
+    /// TCP routes: public ports that forward to an app's web instances.
+    #[serde(default)]
+    pub tcp: Vec<TcpRoute>,
+    /// ACME HTTP-01 challenges the gateway answers: `GET /.well-known/acme-challenge/TOKEN` on
+    /// any host gets the key authorization.
+    #[serde(default)]
+    pub challenges: Vec<AcmeChallenge>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AcmeChallenge {
+    pub token: String,
+    pub key_authorization: String,
+}
+
+/// A public TCP port of the gateway and where its connections go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TcpRoute {
+    pub port: u16,
+    pub app: String,
+    /// The instances' port; `None`: the port of their HTTP backend address.
+    #[serde(default)]
+    pub target: Option<u16>,
 }
 
 /// Requests of one app since the last report, by the gateway that served them.

@@ -4,11 +4,14 @@
 //! API is JSON over HTTP; each type below names the endpoint that carries it. Field names are part
 //! of the public contract (`--json` output and scripts depend on them): add fields, never rename.
 
+pub mod access;
 pub mod agent;
 pub mod checks;
+pub mod domains;
 pub mod gateway;
 pub mod metrics;
 pub mod names;
+pub mod ports;
 mod time;
 pub mod users;
 

@@ -20,8 +20,9 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    alerts, apps, auth, autoscale, buildpacks, builds, checks, config_vars, drains, git as git_cmd,
-    hosts, logs, metrics, ps, push, releases, resize, users, version,
+    access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
+    drains, git as git_cmd, hosts, logs, metrics, ports, ps, push, releases, resize, users,
+    version,
 };
 use std::io::Write;
 
@@ -134,6 +135,51 @@ enum Cmd {
     /// Stop sending an app's log lines to a drain
     #[command(name = "drains:remove")]
     DrainsRemove(drains::RemoveArgs),
+    /// List an app's custom domains
+    Domains(domains::ListArgs),
+    /// Serve an app at a domain of yours too (www.example.com, or *.example.com)
+    #[command(name = "domains:add")]
+    DomainsAdd(domains::AddArgs),
+    /// Stop serving an app at one of its custom domains
+    #[command(name = "domains:remove")]
+    DomainsRemove(domains::RemoveArgs),
+    /// Say that an app's web process speaks HTTP/2 (on/off; gRPC), or show whether it does
+    #[command(name = "apps:http2")]
+    AppsHttp2(domains::Http2Args),
+    /// Redirect an app's plain HTTP requests to HTTPS (on/off), or show whether it does
+    #[command(name = "domains:redirect-https")]
+    DomainsRedirectHttps(domains::RedirectArgs),
+    /// List who may reach an app: its allow and deny rules
+    #[command(name = "access-rules")]
+    AccessRules(access::ListArgs),
+    /// Refuse an app's clients from an address or network (403 on HTTP, closed on TCP)
+    #[command(name = "access-rules:deny")]
+    AccessRulesDeny(access::RuleArgs),
+    /// Admit an app's clients from an address or network (then only allowed networks are)
+    #[command(name = "access-rules:allow")]
+    AccessRulesAllow(access::RuleArgs),
+    /// Remove an app's rules for an address or network
+    #[command(name = "access-rules:remove")]
+    AccessRulesRemove(access::RuleArgs),
+    /// List an app's TCP routes
+    Ports(ports::ListArgs),
+    /// Open a public TCP port on the gateway that forwards to an app's web instances
+    #[command(name = "ports:add")]
+    PortsAdd(ports::AddArgs),
+    /// Close one of an app's TCP routes
+    #[command(name = "ports:remove")]
+    PortsRemove(ports::RemoveArgs),
+    /// List an app's TLS certificates
+    Certs(certs::ListArgs),
+    /// Add a TLS certificate (PEM chain and key) for an app's domains
+    #[command(name = "certs:add")]
+    CertsAdd(certs::AddArgs),
+    /// Remove one of an app's TLS certificates
+    #[command(name = "certs:remove")]
+    CertsRemove(certs::RemoveArgs),
+    /// Obtain and renew certificates for an app's custom domains over ACME (on/off), or show them
+    #[command(name = "certs:auto")]
+    CertsAuto(certs::AutoArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
@@ -232,6 +278,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Drains(a) => drains::list(a),
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),
+        Cmd::Domains(a) => domains::list(a),
+        Cmd::DomainsAdd(a) => domains::add(a),
+        Cmd::DomainsRemove(a) => domains::remove(a),
+        Cmd::DomainsRedirectHttps(a) => domains::redirect_https(a),
+        Cmd::AppsHttp2(a) => domains::http2(a),
+        Cmd::AccessRules(a) => access::list(a),
+        Cmd::AccessRulesDeny(a) => access::deny(a),
+        Cmd::AccessRulesAllow(a) => access::allow(a),
+        Cmd::AccessRulesRemove(a) => access::remove(a),
+        Cmd::Ports(a) => ports::list(a),
+        Cmd::PortsAdd(a) => ports::add(a),
+        Cmd::PortsRemove(a) => ports::remove(a),
+        Cmd::Certs(a) => certs::list(a),
+        Cmd::CertsAdd(a) => certs::add(a),
+        Cmd::CertsRemove(a) => certs::remove(a),
+        Cmd::CertsAuto(a) => certs::auto(a),
         Cmd::Releases(a) => releases::list(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
@@ -393,6 +455,31 @@ mod tests {
             &["caas", "apps:settings:unset", "drain", "-a", "demo"],
             &["caas", "git:credential", "get"],
             &["caas", "git:credential", "store"],
+            &["caas", "domains", "-a", "demo", "--json"],
+            &["caas", "domains:add", "*.example.com", "-a", "demo"],
+            &["caas", "domains:remove", "www.example.com", "-a", "demo"],
+            &["caas", "domains:redirect-https", "on", "-a", "demo"],
+            &["caas", "domains:redirect-https", "-a", "demo"],
+            &["caas", "apps:http2", "on", "-a", "demo"],
+            &["caas", "certs", "-a", "demo", "--json"],
+            &["caas", "access-rules", "-a", "demo", "--json"],
+            &["caas", "ports", "-a", "demo", "--json"],
+            &["caas", "ports:add", "tcp", "-a", "demo", "--target", "5432"],
+            &["caas", "ports:add", "tcp", "--port", "10001", "-a", "demo"],
+            &["caas", "ports:remove", "10001", "-a", "demo"],
+            &["caas", "access-rules:deny", "203.0.113.0/24", "-a", "demo"],
+            &["caas", "access-rules:allow", "::1", "-a", "demo"],
+            &[
+                "caas",
+                "access-rules:remove",
+                "203.0.113.0/24",
+                "-a",
+                "demo",
+            ],
+            &["caas", "certs:add", "c.pem", "k.pem", "-a", "demo"],
+            &["caas", "certs:remove", "0123456789ab", "-a", "demo"],
+            &["caas", "certs:auto", "on", "-a", "demo"],
+            &["caas", "certs:auto", "-a", "demo", "--json"],
             &[
                 "caas",
                 "alerts:set",

@@ -3,6 +3,7 @@
 //! `main` parses arguments and decides how errors print and which exit code they get; everything
 //! else returns `anyhow::Result`.
 
+mod acme;
 mod agent;
 mod alerts;
 mod api;
@@ -23,6 +24,7 @@ mod routing;
 mod schedule;
 mod server;
 mod store;
+mod tls;
 mod traffic;
 mod units;
 
@@ -81,6 +83,29 @@ pub struct ServerArgs {
     /// Address of the HTTP gateway apps are served on (port 0 picks a free port).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub gateway: SocketAddr,
+    /// Address the gateway serves HTTPS on (e.g. 0.0.0.0:443; port 0 picks a free port):
+    /// certificates are picked by SNI.
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
+    /// The platform's certificate (PEM chain, leaf first), normally a wildcard for *.DOMAIN,
+    /// served for every name no app's certificate covers; without it caasd makes a self-signed
+    /// one. Re-read when the file changes.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Public ports the gateway gives TCP routes from (caas ports:add tcp).
+    #[arg(long, default_value = "10000-10999")]
+    pub tcp_ports: PortRange,
+    /// The ACME server's directory URL, where `caas certs:auto on` obtains certificates (an
+    /// HTTP-01 challenge the gateway answers on --gateway, which must be reachable on port 80).
+    #[arg(long, default_value = acme::LETS_ENCRYPT)]
+    pub acme_directory: String,
+    /// A PEM certificate to trust for the ACME server instead of the system's roots (a private
+    /// ACME server's).
+    #[arg(long)]
+    pub acme_ca_file: Option<PathBuf>,
     /// Apps are served at APP.DOMAIN; `localhost` needs no DNS set-up.
     #[arg(long, default_value = "localhost")]
     pub domain: String,
@@ -127,6 +152,14 @@ pub struct ServerArgs {
     /// `60s`.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: std::time::Duration,
+    /// Largest request body the gateway passes on to an app: `100M` (a bare number is MB);
+    /// larger ones get a 413.
+    #[arg(long, default_value = "100M")]
+    pub max_body: Size,
+    /// How long a client connection to the gateway may sit idle (no byte moving, no request
+    /// being answered) before it is closed: `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Address the embedded agent publishes instances on.
     #[arg(long, default_value = "127.0.0.1")]
     pub host_address: IpAddr,
@@ -209,6 +242,9 @@ pub struct GatewayArgs {
     /// Address apps are served on.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address apps are served on over HTTPS, if any.
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
     /// The control plane's API URL, or `file:PATH` of its caasd.json.
     #[arg(long, default_value = "file:/var/lib/caas/caasd.json")]
     pub server: String,
@@ -225,6 +261,12 @@ pub struct GatewayArgs {
     pub max_connections: usize,
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub upstream_timeout: std::time::Duration,
+    /// Largest request body passed on: `100M`.
+    #[arg(long, default_value = "100M")]
+    pub max_body: Size,
+    /// How long an idle client connection is kept: `60s`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
     /// Set by caasd: what it started this gateway with, to know it again.
     #[arg(long, hide = true, default_value = "")]
     pub spec: String,

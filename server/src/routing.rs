@@ -2,8 +2,12 @@
 //! store (apps and the routes the scheduler writes), and an index that changes whenever it does,
 //! for the gateway's blocking query (`GET /v1/gateway/routes`).
 
-use crate::store::{AppRecord, RouteKey, Store, StoreError};
-use caas_api::gateway::{AppRouting, Backend, Idle, RoutingTable};
+use crate::store::{
+    AppRecord, CertRecord, DomainRecord, RouteKey, Store, StoreError, TcpRouteRecord,
+};
+use caas_api::gateway::{
+    AcmeChallenge, AppRouting, Backend, Idle, RoutingTable, TcpRoute, TlsCert,
+};
 use caas_api::WEB;
 use std::collections::BTreeMap;
 use tokio::sync::watch;
@@ -19,13 +23,45 @@ pub fn idle_of(app: &AppRecord) -> Idle {
     }
 }
 
-/// The routing table for `apps` and `routes`: every app, its backends sorted by instance.
-pub fn table(
-    index: u64,
-    domain: &str,
-    apps: &[AppRecord],
-    routes: Vec<(RouteKey, String)>,
-) -> RoutingTable {
+/// What the table is made of, as the store has it.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub apps: Vec<AppRecord>,
+    pub routes: Vec<(RouteKey, String)>,
+    /// Custom domains: `(hostname, record)`.
+    pub domains: Vec<(String, DomainRecord)>,
+    /// Certificates, the platform's own included.
+    pub certs: Vec<CertRecord>,
+    /// TCP routes.
+    pub tcp: Vec<TcpRouteRecord>,
+    /// ACME HTTP-01 challenges: `(token, key authorization)`.
+    pub challenges: Vec<(String, String)>,
+}
+
+impl Inputs {
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        Ok(Self {
+            apps: store.apps()?,
+            routes: store.routes()?,
+            domains: store.domains()?,
+            certs: store.certs()?,
+            tcp: store.tcp_routes()?,
+            challenges: store.challenges()?,
+        })
+    }
+}
+
+/// The routing table for `inputs`: every app with its backends sorted by instance and its
+/// domains sorted by name; routes and domains of apps that do not exist are left out.
+pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
+    let Inputs {
+        apps,
+        routes,
+        domains,
+        certs,
+        tcp,
+        challenges,
+    } = inputs;
     let mut by_app: BTreeMap<&str, AppRouting> = apps
         .iter()
         .map(|a| {
@@ -35,6 +71,14 @@ pub fn table(
                     name: a.name.clone(),
                     backends: Vec::new(),
                     idle: idle_of(a),
+                    domains: Vec::new(),
+                    redirect_https: a.redirect_https,
+                    access: a
+                        .access_rules
+                        .iter()
+                        .map(|r| (r.action, r.cidr.clone()))
+                        .collect(),
+                    backend_h2: a.backend_h2,
                 },
             )
         })
@@ -47,21 +91,60 @@ pub fn table(
             });
         }
     }
+    for (hostname, d) in domains {
+        if let Some(app) = by_app.get_mut(d.app.as_str()) {
+            app.domains.push(hostname);
+        }
+    }
     let mut apps: Vec<AppRouting> = by_app.into_values().collect();
     for a in &mut apps {
         a.backends
             .sort_by(|x, y| x.instance.cmp(&y.instance).then(x.addr.cmp(&y.addr)));
+        a.domains.sort();
     }
+    let known: std::collections::HashSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    let mut certs: Vec<TlsCert> = certs
+        .into_iter()
+        .filter(|c| c.app.as_deref().is_none_or(|a| known.contains(a)))
+        .map(|c| TlsCert {
+            id: c.id,
+            app: c.app,
+            names: c.names,
+            not_after_ms: c.not_after.millis(),
+            chain_pem: c.chain_pem,
+            key_pem: c.key_pem,
+        })
+        .collect();
+    certs.sort_by(|a, b| a.app.cmp(&b.app).then(a.id.cmp(&b.id)));
+    let mut tcp: Vec<TcpRoute> = tcp
+        .into_iter()
+        .filter(|r| known.contains(r.app.as_str()))
+        .map(|r| TcpRoute {
+            port: r.port,
+            app: r.app,
+            target: r.target,
+        })
+        .collect();
+    tcp.sort_by_key(|r| r.port);
     RoutingTable {
         index,
         domain: domain.to_string(),
         apps,
+        certs,
+        tcp,
+        challenges: challenges
+            .into_iter()
+            .map(|(token, key_authorization)| AcmeChallenge {
+                token,
+                key_authorization,
+            })
+            .collect(),
     }
 }
 
 /// Reads the table from the store now.
 pub fn load(store: &Store, index: u64, domain: &str) -> Result<RoutingTable, StoreError> {
-    Ok(table(index, domain, &store.apps()?, store.routes()?))
+    Ok(table(index, domain, Inputs::load(store)?))
 }
 
 /// The index that changes whenever a route or an app is written, until `shutdown`: route writes
@@ -117,16 +200,32 @@ mod tests {
             release: 1,
             instance: inst.into(),
         };
+        let dom = |app: &str| DomainRecord {
+            app: app.into(),
+            created_at: Timestamp(0),
+        };
         let t = table(
             7,
             "example.com",
-            &[rec("a", Some(1), None, 2), rec("b", None, None, 1)],
-            vec![
-                (key("a", "web.2"), "127.0.0.1:2".into()),
-                (key("a", "web.1"), "127.0.0.1:1".into()),
-                (key("zombie", "web.1"), "127.0.0.1:3".into()),
-            ],
+            Inputs {
+                apps: vec![rec("a", Some(1), None, 2), rec("b", None, None, 1)],
+                routes: vec![
+                    (key("a", "web.2"), "127.0.0.1:2".into()),
+                    (key("a", "web.1"), "127.0.0.1:1".into()),
+                    (key("zombie", "web.1"), "127.0.0.1:3".into()),
+                ],
+                domains: vec![
+                    ("www.a.test".into(), dom("a")),
+                    ("*.a.test".into(), dom("a")),
+                    ("ghost.test".into(), dom("zombie")),
+                ],
+                certs: vec![],
+                tcp: vec![],
+                challenges: vec![],
+            },
         );
+        assert_eq!(t.apps[0].domains, ["*.a.test", "www.a.test"]);
+        assert!(t.apps[1].domains.is_empty());
         assert_eq!((t.index, t.domain.as_str()), (7, "example.com"));
         let names: Vec<_> = t.apps.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);

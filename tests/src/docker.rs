@@ -99,6 +99,42 @@ pub fn test_image(greeting: &str) -> String {
     tag
 }
 
+/// The echo app (`tests/fixtures/echo`): node on the stack image, answering every request with
+/// JSON of what it received (HTTP version, method, path, headers, body size), over HTTP/1.1 on
+/// `$PORT`, or cleartext HTTP/2 (h2c, prior knowledge) with the config var `ECHO_PROTOCOL=h2c`;
+/// with `ECHO_TCP_PORT=N` it also answers each line sent to port N with `INSTANCE: LINE`. Tagged `caas-test-echo:<hash of the fixture and the
+/// stack image>`, built when missing. Needs the stack image.
+pub fn echo_image() -> String {
+    require_stack();
+    static BUILT: Mutex<Option<String>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(tag) = built.as_ref() {
+        return tag.clone();
+    }
+    let dir = repo_root().join("tests/fixtures/echo");
+    let mut recipe = Vec::new();
+    for f in ["server.js", "Dockerfile"] {
+        recipe.extend(std::fs::read(dir.join(f)).expect("the echo fixture is there"));
+    }
+    recipe.extend(docker_ok(&["image", "inspect", "--format", "{{.Id}}", STACK_IMAGE]).bytes());
+    let tag = format!("caas-test-echo:{:016x}", fnv1a(&recipe));
+    if !docker(&["image", "inspect", &tag]).success() {
+        let out = run(
+            Command::new("docker")
+                .env("DOCKER_BUILDKIT", "0")
+                .args(["build", "--pull=false", "--force-rm", "-q", "-t", &tag])
+                .arg(&dir),
+            None,
+            Duration::from_secs(300),
+        );
+        if !out.success() {
+            panic!("building the echo image {tag} failed\n{out}");
+        }
+    }
+    *built = Some(tag.clone());
+    tag
+}
+
 /// FNV-1a, 64 bits: a stable hash for tags (std's hasher may change between Rust versions).
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {

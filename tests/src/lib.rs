@@ -34,16 +34,22 @@ mod docker;
 mod engine;
 mod fixtures;
 mod http;
+mod pebble;
 mod platform;
 mod process;
+mod tls;
 
 pub use agent::AgentProcess;
 pub use binaries::{binaries, repo_root, Binaries};
-pub use docker::{docker, docker_ok, require_docker, require_stack, test_image, STACK_IMAGE};
+pub use docker::{
+    docker, docker_ok, echo_image, require_docker, require_stack, test_image, STACK_IMAGE,
+};
 pub use engine::SecondEngine;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
+pub use pebble::{Pebble, PebblePorts};
 pub use platform::{
     CaasdInfo, Container, Platform, CLI_TIMEOUT, DOMAIN, GIT_TIMEOUT, START_TIMEOUT,
 };
 pub use process::{run, tail, wait_until, CmdOutput};
+pub use tls::{Issued, TestCa};

@@ -68,6 +68,13 @@ fn a_member_cannot_see_or_touch_an_app_not_theirs() {
         &["apps:settings", "-a", "anns"],
         &["apps:settings:set", "drain=1m", "-a", "anns"],
         &["access", "-a", "anns"],
+        &["domains", "-a", "anns"],
+        &["domains:add", "www.anns.test", "-a", "anns"],
+        &["domains:redirect-https", "on", "-a", "anns"],
+        &["apps:http2", "-a", "anns"],
+        &["certs", "-a", "anns"],
+        &["access-rules", "-a", "anns"],
+        &["access-rules:deny", "10.0.0.0/8", "-a", "anns"],
         &["apps:destroy", "anns", "--confirm", "anns"],
     ] {
         attempt(&p, "bob on ann's app", &bob, args, 4, missing);

@@ -1,19 +1,23 @@
 //! One module per group of commands. Each command takes its parsed arguments and returns
 //! `anyhow::Result<()>`; errors that decide the exit code are [`crate::error::CliError`]s.
 
+pub mod access;
 pub mod alerts;
 pub mod apps;
 pub mod auth;
 pub mod autoscale;
 pub mod buildpacks;
 pub mod builds;
+pub mod certs;
 pub mod checks;
 pub mod config_vars;
+pub mod domains;
 pub mod drains;
 pub mod git;
 pub mod hosts;
 pub mod logs;
 pub mod metrics;
+pub mod ports;
 pub mod ps;
 pub mod push;
 pub mod releases;

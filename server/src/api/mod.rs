@@ -2,12 +2,15 @@
 //! protocol under `/v1/agent`. Handlers validate, write the store (flushing before they answer
 //! success), and wake the scheduler; they never talk to agents or containers directly.
 
+mod access;
 mod agent;
 mod apps;
 pub mod auth;
 mod builds;
+mod certs;
 mod checks;
 mod config;
+mod domains;
 mod drains;
 mod error;
 mod gateway;
@@ -15,6 +18,7 @@ mod git;
 mod hosts;
 mod logs;
 mod metrics;
+mod ports;
 mod prometheus;
 mod resources;
 mod scaling;
@@ -53,6 +57,12 @@ pub struct ApiConfig {
     pub start_timeout: std::time::Duration,
     /// What an app's settings are when it sets none (`caasd --drain`, the rollout defaults).
     pub settings_defaults: caas_api::checks::AppSettings,
+    /// Public ports TCP routes are given from (`caasd --tcp-ports`), inclusive.
+    pub tcp_ports: (u16, u16),
+    /// The address the gateway listens on, where TCP routes listen too.
+    pub gateway_ip: std::net::IpAddr,
+    /// The ACME server's directory (`caasd --acme-directory`).
+    pub acme_directory: String,
 }
 
 impl ApiConfig {
@@ -220,6 +230,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
+        .route(
+            "/v1/apps/{app}/domains",
+            get(domains::list).post(domains::add),
+        )
+        .route("/v1/apps/{app}/domains/{hostname}", delete(domains::remove))
+        .route(
+            "/v1/apps/{app}/routing",
+            get(domains::routing).patch(domains::set_routing),
+        )
+        .route("/v1/apps/{app}/certs", get(certs::list).post(certs::add))
+        .route("/v1/apps/{app}/certs/auto", get(certs::auto))
+        .route("/v1/apps/{app}/certs/{id}", delete(certs::remove))
+        .route("/v1/apps/{app}/ports", get(ports::list).post(ports::add))
+        .route("/v1/apps/{app}/ports/{port}", delete(ports::remove))
+        .route(
+            "/v1/apps/{app}/access-rules",
+            get(access::list).post(access::add).delete(access::remove),
+        )
         .route(
             "/v1/apps/{app}/builds",
             post(builds::create).layer(upload()).get(builds::list),

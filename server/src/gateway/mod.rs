@@ -10,11 +10,14 @@
 //! passes WebSocket upgrades through, streams bodies both ways, and writes one `router` log line
 //! per request.
 
+mod listen;
 mod pool;
 pub mod process;
 pub mod report;
 pub mod supervise;
 pub mod table;
+mod tcp;
+pub mod tls;
 
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -22,9 +25,8 @@ use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use pool::Pool;
+use pool::{Pool, Sender};
 use report::Reporter;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use table::RouteTable;
@@ -33,6 +35,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub type UpBody = BoxBody<Bytes, hyper::Error>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request body on its way to an instance: the client's, capped at `Limits::max_body`.
+pub type ReqBody = BoxBody<Bytes, BoxError>;
 type Resp = Response<UpBody>;
 
 /// Bounds the gateway keeps to.
@@ -45,6 +50,12 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// How long an instance that refused a connection is skipped before it is tried again.
     pub eject_for: Duration,
+    /// The largest request body passed on, in bytes: a larger declared length gets a 413 at
+    /// once, a longer stream is cut off there (and gets a 413 if no answer has begun).
+    pub max_body: u64,
+    /// A client connection on which nothing moved for this long, with no request being
+    /// answered, is closed.
+    pub idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -53,6 +64,8 @@ impl Default for Limits {
             max_connections: 10_000,
             upstream_timeout: Duration::from_secs(60),
             eject_for: Duration::from_secs(5),
+            max_body: 100 * 1024 * 1024,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -62,6 +75,8 @@ pub struct Gateway {
     pool: Pool,
     reporter: Arc<Reporter>,
     limits: Limits,
+    /// The HTTPS listener's port, when there is one: where plain HTTP is redirected to.
+    https_port: std::sync::OnceLock<u16>,
 }
 
 fn text(status: StatusCode, body: String) -> Resp {
@@ -166,36 +181,44 @@ impl Gateway {
             pool: Pool::default(),
             reporter,
             limits,
+            https_port: std::sync::OnceLock::new(),
         })
     }
 
-    /// Accepts connections until `shutdown`, then gives those open up to `drain` to finish.
+    /// Accepts connections until `shutdown`, then gives those open up to `drain` to finish;
+    /// with `tls`, an HTTPS listener.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
         shutdown: CancellationToken,
         drain: Duration,
     ) {
-        let pruner = self.clone();
-        let prune_stop = shutdown.clone();
-        tokio::spawn(async move { pruner.prune_pool(prune_stop).await });
-        let options = crate::http::Options {
+        if tls.is_some() {
+            if let Ok(addr) = listener.local_addr() {
+                let _ = self.https_port.set(addr.port());
+            }
+        }
+        let options = listen::Options {
             grace: drain,
-            max_connections: Some(self.limits.max_connections),
+            max_connections: self.limits.max_connections,
             overloaded: b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nx-caas-gateway: 1\r\ncontent-length: 50\r\nconnection: close\r\n\r\ncaas: the gateway is at its limit of connections.\n\n",
+            idle_timeout: self.limits.idle_timeout,
         };
-        crate::http::serve(listener, shutdown, options, move |peer| {
+        listen::serve(listener, tls, shutdown, options, move |conn| {
             let gw = self.clone();
+            let conn = Arc::new(conn);
             hyper::service::service_fn(move |req| {
                 let gw = gw.clone();
-                async move { Ok::<_, std::convert::Infallible>(gw.handle(req, peer).await) }
+                let conn = conn.clone();
+                async move { Ok::<_, std::convert::Infallible>(gw.handle(req, &conn).await) }
             })
         })
         .await
     }
 
-    /// Drops pooled connections to instances that left the table.
-    async fn prune_pool(&self, shutdown: CancellationToken) {
+    /// Drops pooled connections to instances that left the table, until `shutdown`.
+    pub async fn prune_pool(self: Arc<Self>, shutdown: CancellationToken) {
         let mut table = self.table.clone();
         loop {
             tokio::select! {
@@ -207,9 +230,9 @@ impl Gateway {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    async fn handle(&self, req: Request<Incoming>, conn: &listen::Conn) -> Resp {
         let started = Instant::now();
-        let (resp, app) = self.route(req, peer, started).await;
+        let (resp, app) = self.route(req, conn, started).await;
         if let Some(app) = app {
             let bytes = resp
                 .headers()
@@ -228,19 +251,18 @@ impl Gateway {
     async fn route(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: &listen::Conn,
         started: Instant,
     ) -> (Resp, Option<String>) {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let host = match request_host(&req) {
+            Ok(host) => host,
+            Err(why) => return (text(StatusCode::BAD_REQUEST, why.into()), None),
+        };
         let table = self.table.borrow().clone();
-        let Some(app) = table::app_for_host(&host, &table.domain).map(str::to_string) else {
+        if let Some(key_authorization) = table.challenge(req.uri().path()) {
+            return (text(StatusCode::OK, key_authorization.to_string()), None);
+        }
+        let Some(app) = table.app_for(&host).map(str::to_string) else {
             // The port the client used, so the hint is an address that works.
             let port = host
                 .rsplit_once(':')
@@ -262,6 +284,27 @@ impl Gateway {
             );
             return (resp, None);
         };
+        if !routes.admits(conn.peer.ip()) {
+            self.log(
+                &app,
+                format!(
+                    "at=error code=H26 desc=\"access denied\" method={} path={:?} host={host} fwd=\"{}\" status=403",
+                    req.method(),
+                    req.uri().path(),
+                    conn.peer.ip()
+                ),
+            );
+            let resp = text(
+                StatusCode::FORBIDDEN,
+                format!("caas: {app} does not admit requests from this address"),
+            );
+            return (resp, Some(app));
+        }
+        if routes.redirect_https && !conn.https {
+            if let Some(port) = self.https_port.get() {
+                return (redirect_to_https(&req, &host, *port), Some(app));
+            }
+        }
         if routes.backends.is_empty() {
             let resp = text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -269,21 +312,34 @@ impl Gateway {
             );
             return (resp, Some(app));
         }
-        let resp = self.forward(req, peer, started, &app, &host, routes).await;
+        let resp = self.forward(req, conn, started, &app, &host, routes).await;
         (resp, Some(app))
     }
 
     async fn forward(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: &listen::Conn,
         started: Instant,
         app: &str,
         host: &str,
         routes: &table::AppRoutes,
     ) -> Resp {
+        let peer = conn.peer;
         let rid = request_id(req.headers());
         let method = req.method().clone();
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limits.max_body) {
+            self.log(app, format!(
+                "at=error code=H27 desc=\"request body too large\" method={method} host={host} request_id={rid} fwd=\"{}\" status=413",
+                peer.ip()
+            ));
+            return too_large(self.limits.max_body);
+        }
         let path = req
             .uri()
             .path_and_query()
@@ -295,11 +351,19 @@ impl Gateway {
             upgrade.then(|| hyper::upgrade::on(Request::from_parts(parts.clone(), ())));
         strip_hop_by_hop(&mut parts.headers);
         let h = &mut parts.headers;
+        // Whatever the client said about where it came from is dropped; what the gateway saw
+        // is said instead.
+        for name in CLIENT_FORWARDING_HEADERS {
+            h.remove(*name);
+        }
+        let ip = HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header");
+        h.insert("x-forwarded-for", ip.clone());
+        h.insert("x-real-ip", ip);
         h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_str(&peer.ip().to_string()).expect("an IP is a valid header"),
+            "x-forwarded-proto",
+            HeaderValue::from_static(if conn.https { "https" } else { "http" }),
         );
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        h.insert("x-forwarded-port", HeaderValue::from(conn.port));
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert("x-forwarded-host", v);
         }
@@ -307,15 +371,36 @@ impl Gateway {
             "x-request-id",
             HeaderValue::from_str(&rid).expect("checked or generated ASCII"),
         );
-        h.remove("forwarded");
+        // An HTTP/2 client names the host in `:authority` only; an HTTP/1.1 instance needs it as
+        // `Host`.
+        if !h.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(host) {
+                h.insert(header::HOST, v);
+            }
+        }
+        let upgrade = upgrade && !routes.h2;
         if let (true, Some(u)) = (upgrade, upgrade_value) {
             h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             h.insert(header::UPGRADE, u);
         }
-        // Origin-form towards the instance.
-        parts.uri = path
-            .parse()
-            .unwrap_or_else(|_| "/".parse().expect("static"));
+        // Origin-form towards an HTTP/1.1 instance; HTTP/2 needs `:scheme` and `:authority`.
+        parts.uri = if routes.h2 {
+            hyper::Uri::builder()
+                .scheme("http")
+                .authority(host)
+                .path_and_query(path.as_str())
+                .build()
+                .or_else(|_| format!("http://localhost{path}").parse())
+                .unwrap_or_else(|_| "http://localhost/".parse().expect("static"))
+        } else {
+            path.parse()
+                .unwrap_or_else(|_| "/".parse().expect("static"))
+        };
+        if routes.h2 {
+            parts.version = hyper::Version::HTTP_2;
+        } else {
+            parts.version = hyper::Version::HTTP_11;
+        }
         // A bodiless GET/HEAD/OPTIONS can be sent again to the next instance when one fails
         // without answering (an instance dying, or Docker's proxy accepting for a dead one).
         let replay = (!upgrade
@@ -325,6 +410,20 @@ impl Gateway {
             )
             && body.is_end_stream())
         .then(|| parts.clone());
+        let over = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // While the instance works on a request the client has sent whole, the client's
+        // connection may be quiet for longer than the idle limit.
+        let waiting = listen::Waiting::new(&conn.busy);
+        let _done = waiting.end_on_drop();
+        if body.is_end_stream() {
+            waiting.begin();
+        }
+        let body = Capped {
+            inner: body,
+            left: self.limits.max_body,
+            over: over.clone(),
+            sent: Some(waiting.clone()),
+        };
         let mut request = Some(Request::from_parts(parts, body.boxed()));
 
         let mut last_error = String::new();
@@ -339,18 +438,30 @@ impl Gateway {
             let mut tries = 0;
             loop {
                 tries += 1;
-                let pooled = self.pool.take_idle(backend.addr);
-                let fresh = pooled.is_none();
-                let mut sender = match pooled {
-                    Some(s) => s,
-                    None => match self.pool.connect(backend.addr).await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            self.pool.eject(backend.addr, self.limits.eject_for);
-                            last_error = e.to_string();
-                            break; // next instance
-                        }
-                    },
+                let connected = if routes.h2 {
+                    // The shared connection; a new one when it failed to take the request.
+                    let fresh = tries > 1;
+                    self.pool
+                        .h2(backend.addr, fresh)
+                        .await
+                        .map(|s| (Sender::H2(s), fresh))
+                } else {
+                    match self.pool.take_idle(backend.addr) {
+                        Some(s) => Ok((Sender::H1(s), false)),
+                        None => self
+                            .pool
+                            .connect(backend.addr)
+                            .await
+                            .map(|s| (Sender::H1(s), true)),
+                    }
+                };
+                let (mut sender, fresh) = match connected {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.pool.eject(backend.addr, self.limits.eject_for);
+                        last_error = e.to_string();
+                        break; // next instance
+                    }
                 };
                 let connect_ms = started.elapsed().as_millis();
                 let req = request.take().expect("request is present until sent");
@@ -376,7 +487,7 @@ impl Gateway {
                 };
                 match sent {
                     Ok(mut resp) => {
-                        if !upgrade {
+                        if let (false, Sender::H1(sender)) = (upgrade, sender) {
                             self.pool.recycle(backend.addr, sender);
                         }
                         let status = resp.status();
@@ -426,6 +537,13 @@ impl Gateway {
                                 last_error = e.into_error().to_string();
                                 break; // next instance
                             }
+                            None if over.load(std::sync::atomic::Ordering::Relaxed) => {
+                                self.log(app, format!(
+                                    "at=error code=H27 desc=\"request body too large\" method={method} path={path:?} host={host} request_id={rid} dyno={} status=413",
+                                    backend.instance
+                                ));
+                                return too_large(self.limits.max_body);
+                            }
                             None => {
                                 // Sent, and the instance failed mid-request: retrying could run
                                 // it twice, so the client gets the error.
@@ -461,10 +579,147 @@ impl Gateway {
     }
 }
 
-fn empty_body() -> UpBody {
+fn empty_body() -> ReqBody {
     http_body_util::Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// A 308 to the same URL over HTTPS on the gateway's HTTPS port.
+fn redirect_to_https<B>(req: &Request<B>, host: &str, port: u16) -> Resp {
+    let name = match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = if port == 443 {
+        format!("https://{name}{path}")
+    } else {
+        format!("https://{name}:{port}{path}")
+    };
+    let mut resp = text(
+        StatusCode::PERMANENT_REDIRECT,
+        format!("caas: this app is served over HTTPS: {location}"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn too_large(max: u64) -> Resp {
+    let mut resp = text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "caas: the request body is larger than the gateway takes ({})",
+            caas_api::format_bytes(max)
+        ),
+    );
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Headers a client may send to claim where it came from, or which proxy it passed: dropped
+/// from every request, then the gateway sets `X-Forwarded-For/Proto/Port/Host` and `X-Real-IP`
+/// to what it saw. (`Forwarded` too, which the gateway does not set.)
+const CLIENT_FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-proto",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-prefix",
+    "x-forwarded-client-cert",
+    "x-original-forwarded-for",
+    "x-real-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "front-end-https",
+    "x-url-scheme",
+];
+
+/// The host a request is for, lowercase: the authority of an absolute-form target or of an
+/// HTTP/2 request (`:authority`), else the one `Host` header. More than one `Host` header, or a
+/// `Host` that is not text, is refused.
+fn request_host<B>(req: &Request<B>) -> Result<String, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("caas: the request has more than one Host header");
+    }
+    if let Some(authority) = req.uri().authority() {
+        return Ok(authority.as_str().to_ascii_lowercase());
+    }
+    match first {
+        Some(v) => v
+            .to_str()
+            .map(str::to_ascii_lowercase)
+            .map_err(|_| "caas: the Host header is not a host name"),
+        None => Ok(String::new()),
+    }
+}
+
+/// The client's body, counted: past `left` bytes it fails (and says so in `over`), so an instance
+/// never receives more than the limit and the request is not taken for complete.
+struct Capped {
+    inner: Incoming,
+    left: u64,
+    over: Arc<std::sync::atomic::AtomicBool>,
+    /// Told when the body has been read whole.
+    sent: Option<Arc<listen::Waiting>>,
+}
+
+impl hyper::body::Body for Capped {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match std::pin::Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    if n > self.left {
+                        self.over.store(true, std::sync::atomic::Ordering::Relaxed);
+                        return Poll::Ready(Some(Err("the request body is over the limit".into())));
+                    }
+                    self.left -= n;
+                }
+                if self.inner.is_end_stream() {
+                    if let Some(w) = self.sent.take() {
+                        w.begin();
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                if let Some(w) = self.sent.take() {
+                    w.begin();
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
 //! Keep-alive connections to instances, per address. Connecting is done here, before a request
 //! is handed over, so a refused connection can move on to the next instance without having
-//! consumed the request body.
+//! consumed the request body. HTTP/1.1 connections carry one request at a time and wait in an
+//! idle list; an app that speaks HTTP/2 gets one shared connection per instance, which carries
+//! every request to it at once.
 
-use super::UpBody;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use super::ReqBody;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1::SendRequest, http2};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -17,13 +21,34 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 const MAX_IDLE_PER_ADDR: usize = 64;
 
 /// A connection ready for a request, and since when it waits.
-type Idle = (SendRequest<UpBody>, Instant);
+type Idle = (SendRequest<ReqBody>, Instant);
 
 #[derive(Clone, Default)]
 pub struct Pool {
     idle: Arc<Mutex<HashMap<SocketAddr, Vec<Idle>>>>,
     /// Addresses that refused a connection lately, and until when they are skipped.
     ejected: Arc<Mutex<HashMap<SocketAddr, Instant>>>,
+    /// The HTTP/2 connection to each instance of an app that speaks it.
+    h2: Arc<Mutex<HashMap<SocketAddr, http2::SendRequest<ReqBody>>>>,
+}
+
+/// A connection to an instance, ready for a request.
+pub enum Sender {
+    H1(SendRequest<ReqBody>),
+    H2(http2::SendRequest<ReqBody>),
+}
+
+impl Sender {
+    /// Sends `req`; when it could not be sent at all, the error hands it back.
+    pub async fn try_send_request(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> Result<Response<Incoming>, hyper::client::conn::TrySendError<Request<ReqBody>>> {
+        match self {
+            Self::H1(s) => s.try_send_request(req).await,
+            Self::H2(s) => s.try_send_request(req).await,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +63,7 @@ pub enum ConnectError {
 
 impl Pool {
     /// An idle connection if one is usable.
-    pub fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<UpBody>> {
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<SendRequest<ReqBody>> {
         let mut idle = self.idle.lock().unwrap();
         let list = idle.get_mut(&addr)?;
         while let Some((sender, since)) = list.pop() {
@@ -49,7 +74,7 @@ impl Pool {
         None
     }
 
-    pub async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<UpBody>, ConnectError> {
+    pub async fn connect(&self, addr: SocketAddr) -> Result<SendRequest<ReqBody>, ConnectError> {
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| ConnectError::Timeout(addr))?
@@ -65,8 +90,37 @@ impl Pool {
         Ok(sender)
     }
 
+    /// The shared HTTP/2 connection to `addr`: the open one, or (`fresh`, or none is open) a new
+    /// one.
+    pub async fn h2(
+        &self,
+        addr: SocketAddr,
+        fresh: bool,
+    ) -> Result<http2::SendRequest<ReqBody>, ConnectError> {
+        if !fresh {
+            if let Some(s) = self.h2.lock().unwrap().get(&addr) {
+                if !s.is_closed() {
+                    return Ok(s.clone());
+                }
+            }
+        }
+        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Timeout(addr))?
+            .map_err(|e| ConnectError::Io(addr, e))?;
+        let _ = tcp.set_nodelay(true);
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| ConnectError::Handshake(addr, e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        self.h2.lock().unwrap().insert(addr, sender.clone());
+        Ok(sender)
+    }
+
     /// Returns a connection to the pool once its current response has been read whole.
-    pub fn recycle(&self, addr: SocketAddr, mut sender: SendRequest<UpBody>) {
+    pub fn recycle(&self, addr: SocketAddr, mut sender: SendRequest<ReqBody>) {
         let pool = self.clone();
         tokio::spawn(async move {
             if sender.ready().await.is_ok() {
@@ -108,6 +162,10 @@ impl Pool {
             .unwrap()
             .retain(|addr, _| keep.contains(addr));
         self.ejected
+            .lock()
+            .unwrap()
+            .retain(|addr, _| keep.contains(addr));
+        self.h2
             .lock()
             .unwrap()
             .retain(|addr, _| keep.contains(addr));

@@ -13,6 +13,7 @@
 
 use super::report::{Reporter, SHIP_EVERY};
 use super::table::RouteTable;
+use super::tls::CertCache;
 use super::Gateway;
 use anyhow::Context;
 use caas_api::gateway::{GatewayReport, RoutingTable};
@@ -33,6 +34,8 @@ const POLL_WAIT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
+    /// Where to serve HTTPS, if anywhere.
+    pub https: Option<SocketAddr>,
     /// The control plane's API: a URL (`http://10.0.0.1:7080`), or `file:PATH` of a caasd run
     /// file (`DATA_DIR/caasd.json`) to read it from, so the gateway follows a control plane on
     /// this machine whose API address changes between starts.
@@ -63,6 +66,11 @@ pub struct RunFile {
     /// own, and hands over to a new one otherwise.
     #[serde(default)]
     pub spec: String,
+    /// The address it serves HTTPS on, and the one it was asked for.
+    #[serde(default)]
+    pub https: Option<SocketAddr>,
+    #[serde(default)]
+    pub https_requested: Option<SocketAddr>,
 }
 
 pub fn run_file(data_dir: &Path) -> PathBuf {
@@ -75,7 +83,7 @@ fn cache_file(data_dir: &Path) -> PathBuf {
 
 /// Binds `addr` with `SO_REUSEPORT`, so a newer gateway can take over the address without a
 /// moment when nothing listens.
-fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+pub(super) fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -119,10 +127,18 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         ..RoutingTable::default()
     });
     let index = first.index;
-    let (tx, rx) = watch::channel(Arc::new(RouteTable::from_wire(&first)));
+    let certs = Arc::new(CertCache::default());
+    let (tx, rx) = watch::channel(Arc::new(RouteTable::from_wire_cached(&first, &certs)));
     let listener =
         bind(cfg.listen).with_context(|| format!("binding the gateway to {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let https = match cfg.https {
+        Some(a) => {
+            Some(bind(a).with_context(|| format!("binding the gateway's HTTPS listener to {a}"))?)
+        }
+        None => None,
+    };
+    let https_addr = https.as_ref().map(|l| l.local_addr()).transpose()?;
 
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
@@ -136,6 +152,8 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         tracing::info!("following the control plane's API address in {path}");
     }
     let reporter = Arc::new(Reporter::default());
+    let tls_config = super::tls::server_config(rx.clone());
+    let tcp_table = rx.clone();
     if index != 0 {
         reporter.serving(index);
     }
@@ -149,12 +167,28 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         reporter.clone(),
         index,
         cfg.data_dir.clone(),
+        certs,
         stop_feed.clone(),
     ));
     let stop_report = CancellationToken::new();
-    tasks.spawn(ship(api, reporter, stop_report.clone()));
+    tasks.spawn(ship(api, reporter.clone(), stop_report.clone()));
     let serving = CancellationToken::new();
-    let serve = tokio::spawn(gateway.serve(listener, serving.clone(), cfg.drain));
+    tokio::spawn(gateway.clone().prune_pool(serving.clone()));
+    let serve_https = https.map(|l| {
+        tokio::spawn(
+            gateway
+                .clone()
+                .serve(l, Some(tls_config), serving.clone(), cfg.drain),
+        )
+    });
+    let serve = tokio::spawn(gateway.serve(listener, None, serving.clone(), cfg.drain));
+    let serve_tcp = tokio::spawn(super::tcp::run(
+        tcp_table,
+        cfg.listen.ip(),
+        reporter.clone(),
+        serving.clone(),
+        cfg.drain,
+    ));
 
     let run = RunFile {
         pid: std::process::id(),
@@ -163,9 +197,14 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         version: env!("CARGO_PKG_VERSION").to_string(),
         server: cfg.server.clone(),
         spec: cfg.spec.clone(),
+        https: https_addr,
+        https_requested: cfg.https,
     };
     crate::agent::write_private(&run_file(&cfg.data_dir), &serde_json::to_vec_pretty(&run)?)?;
-    tracing::info!(%addr, "gateway ready");
+    match https_addr {
+        Some(h) => tracing::info!(%addr, https = %h, "gateway ready"),
+        None => tracing::info!(%addr, "gateway ready"),
+    }
 
     shutdown.cancelled().await;
     // A newer gateway listens on the same address beside this one (SO_REUSEPORT): go on
@@ -174,6 +213,10 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
     tracing::info!("gateway stopping: no new connections, requests in flight may finish");
     serving.cancel();
     let _ = serve.await;
+    if let Some(s) = serve_https {
+        let _ = s.await;
+    }
+    let _ = serve_tcp.await;
     // The last router lines and counts go out before the process ends.
     stop_report.cancel();
     stop_feed.cancel();
@@ -258,6 +301,7 @@ async fn follow(
     reporter: Arc<Reporter>,
     mut index: u64,
     data_dir: PathBuf,
+    certs: Arc<CertCache>,
     stop: CancellationToken,
 ) {
     let mut said = false;
@@ -274,7 +318,7 @@ async fn follow(
                 }
                 if table.index != index {
                     index = table.index;
-                    tx.send_replace(Arc::new(RouteTable::from_wire(&table)));
+                    tx.send_replace(Arc::new(RouteTable::from_wire_cached(&table, &certs)));
                     reporter.serving(index);
                     let dir = data_dir.clone();
                     let _ = tokio::task::spawn_blocking(move || save_cache(&dir, &table)).await;

@@ -22,6 +22,8 @@ pub struct Spec {
     /// The gateway's own folder: run file, route cache, log.
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where to serve HTTPS, if anywhere.
+    pub https: Option<SocketAddr>,
     pub server: String,
     pub token_file: PathBuf,
     pub domain: String,
@@ -39,8 +41,9 @@ impl Spec {
             .ok()
             .map(|m| (m.len(), m.modified().ok()));
         let text = format!(
-            "{}|{}|{}|{}|{:?}|{}|{:?}|{}",
+            "{}|{:?}|{}|{}|{}|{:?}|{}|{:?}|{}",
             self.listen,
+            self.https,
             self.server,
             self.token_file.display(),
             self.domain,
@@ -67,8 +70,15 @@ fn is_our_gateway(pid: u32, data_dir: &Path) -> bool {
     args.contains(&b"gateway".as_slice()) && args.contains(&dir)
 }
 
-/// The gateway serving for `spec`, started when needed. Answers the address it listens on.
-pub async fn ensure(spec: &Spec) -> anyhow::Result<SocketAddr> {
+/// Where a gateway serves: HTTP, and HTTPS when asked to.
+#[derive(Debug, Clone, Copy)]
+pub struct Serving {
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+}
+
+/// The gateway serving for `spec`, started when needed. Answers the addresses it listens on.
+pub async fn ensure(spec: &Spec) -> anyhow::Result<Serving> {
     std::fs::create_dir_all(&spec.data_dir)
         .with_context(|| format!("creating {}", spec.data_dir.display()))?;
     let running = read_run_file(&spec.data_dir).filter(|r| is_our_gateway(r.pid, &spec.data_dir));
@@ -76,7 +86,10 @@ pub async fn ensure(spec: &Spec) -> anyhow::Result<SocketAddr> {
     if let Some(r) = &running {
         if r.spec == id {
             tracing::info!(pid = r.pid, addr = %r.addr, "the gateway is already serving");
-            return Ok(r.addr);
+            return Ok(Serving {
+                http: r.addr,
+                https: r.https,
+            });
         }
         tracing::info!(
             pid = r.pid,
@@ -88,7 +101,13 @@ pub async fn ensure(spec: &Spec) -> anyhow::Result<SocketAddr> {
         Some(r) if spec.listen.port() == 0 && r.requested == spec.listen => r.addr,
         _ => spec.listen,
     };
-    let pid = spawn(spec, listen, &id)?;
+    let https = match (&running, spec.https) {
+        (Some(r), Some(want)) if want.port() == 0 && r.https_requested == Some(want) => {
+            r.https.or(Some(want))
+        }
+        (_, want) => want,
+    };
+    let pid = spawn(spec, listen, https, &id)?;
     let addr = wait_ready(&spec.data_dir, pid).await?;
     if let Some(old) = running {
         tracing::info!(
@@ -104,7 +123,12 @@ pub async fn ensure(spec: &Spec) -> anyhow::Result<SocketAddr> {
     Ok(addr)
 }
 
-fn spawn(spec: &Spec, listen: SocketAddr, id: &str) -> anyhow::Result<u32> {
+fn spawn(
+    spec: &Spec,
+    listen: SocketAddr,
+    https: Option<SocketAddr>,
+    id: &str,
+) -> anyhow::Result<u32> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("finding caasd's own executable")?;
     let log_path = spec.data_dir.join("gateway.log");
@@ -127,6 +151,7 @@ fn spawn(spec: &Spec, listen: SocketAddr, id: &str) -> anyhow::Result<u32> {
         .arg(&spec.domain)
         .arg("--spec")
         .arg(id)
+        .args(https.map(|a| format!("--https={a}")))
         .args(&spec.args)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -143,11 +168,14 @@ fn spawn(spec: &Spec, listen: SocketAddr, id: &str) -> anyhow::Result<u32> {
     Ok(pid)
 }
 
-async fn wait_ready(data_dir: &Path, pid: u32) -> anyhow::Result<SocketAddr> {
+async fn wait_ready(data_dir: &Path, pid: u32) -> anyhow::Result<Serving> {
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Some(r) = read_run_file(data_dir).filter(|r| r.pid == pid) {
-            return Ok(r.addr);
+            return Ok(Serving {
+                http: r.addr,
+                https: r.https,
+            });
         }
         if !Path::new(&format!("/proc/{pid}")).exists() || Instant::now() >= deadline {
             let log = std::fs::read_to_string(data_dir.join("gateway.log")).unwrap_or_default();

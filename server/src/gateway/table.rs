@@ -2,6 +2,7 @@
 //! request path reads memory only and never waits for the control plane. It is made from the
 //! wire table (`caas_api::gateway::RoutingTable`) the feed brings or the disk cache holds.
 
+use caas_api::access::{AccessAction, Cidr};
 use caas_api::gateway::{Idle, RoutingTable};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +20,12 @@ pub struct AppRoutes {
     pub backends: Vec<Backend>,
     /// Why there are no backends, when there are none: what the 503 says.
     pub idle: Idle,
+    /// Plain HTTP gets a 308 to HTTPS.
+    pub redirect_https: bool,
+    /// Who may reach it; empty: everyone.
+    pub access: Vec<(AccessAction, Cidr)>,
+    /// Its instances speak HTTP/2 (cleartext, prior knowledge).
+    pub h2: bool,
     next: AtomicUsize,
 }
 
@@ -50,8 +57,16 @@ impl AppRoutes {
         Self {
             backends,
             idle,
+            redirect_https: false,
+            access: Vec::new(),
+            h2: false,
             next: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether a client at `ip` may reach the app.
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        self.access.is_empty() || caas_api::access::allowed(&self.access, ip)
     }
 
     /// Backends in the order to try them: round robin for the first, then the others, so a
@@ -74,11 +89,48 @@ pub struct RouteTable {
     /// Apps are served at `APP.DOMAIN`.
     pub domain: String,
     pub apps: HashMap<String, AppRoutes>,
+    /// Custom domains, exact names: host → app.
+    pub exact: HashMap<String, String>,
+    /// Custom domains, wildcards: `example.com` (for `*.example.com`) → app.
+    pub wildcard: HashMap<String, String>,
+    /// Certificates for the HTTPS listener, by name.
+    pub certs: super::tls::Certs,
+    /// TCP routes by public port.
+    pub tcp: HashMap<u16, TcpTarget>,
+    /// ACME HTTP-01 challenges: token → key authorization.
+    pub challenges: HashMap<String, String>,
+}
+
+/// Where ACME HTTP-01 challenges are asked for (RFC 8555 §8.3).
+const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
+
+/// Where a TCP route's connections go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpTarget {
+    pub app: String,
+    /// The instances' port; `None`: the port of their HTTP address.
+    pub target: Option<u16>,
 }
 
 impl RouteTable {
     /// The table the wire one describes; a backend whose address does not parse is left out.
+    #[cfg(test)]
     pub fn from_wire(wire: &RoutingTable) -> Self {
+        Self::from_wire_cached(wire, &super::tls::CertCache::default())
+    }
+
+    /// [`RouteTable::from_wire`], with certificates parsed before taken from `cache`.
+    pub fn from_wire_cached(wire: &RoutingTable, cache: &super::tls::CertCache) -> Self {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for a in &wire.apps {
+            for d in &a.domains {
+                match d.strip_prefix("*.") {
+                    Some(suffix) => wildcard.insert(suffix.to_string(), a.name.clone()),
+                    None => exact.insert(d.clone(), a.name.clone()),
+                };
+            }
+        }
         let apps = wire
             .apps
             .iter()
@@ -93,13 +145,74 @@ impl RouteTable {
                         })
                     })
                     .collect();
-                (a.name.clone(), AppRoutes::with_idle(backends, a.idle))
+                let mut routes = AppRoutes::with_idle(backends, a.idle);
+                routes.redirect_https = a.redirect_https;
+                routes.h2 = a.backend_h2;
+                routes.access = a
+                    .access
+                    .iter()
+                    .filter_map(|(action, cidr)| Some((*action, Cidr::parse(cidr).ok()?)))
+                    .collect();
+                (a.name.clone(), routes)
             })
             .collect();
         Self {
             domain: wire.domain.clone(),
             apps,
+            exact,
+            wildcard,
+            certs: super::tls::Certs::build(wire, cache),
+            tcp: wire
+                .tcp
+                .iter()
+                .map(|r| {
+                    (
+                        r.port,
+                        TcpTarget {
+                            app: r.app.clone(),
+                            target: r.target,
+                        },
+                    )
+                })
+                .collect(),
+            challenges: wire
+                .challenges
+                .iter()
+                .map(|c| (c.token.clone(), c.key_authorization.clone()))
+                .collect(),
         }
+    }
+
+    /// The key authorization for a request of `path`, when it asks for an ACME challenge this
+    /// gateway answers (on any host: the ACME server asks at the name being validated).
+    pub fn challenge(&self, path: &str) -> Option<&str> {
+        if self.challenges.is_empty() {
+            return None;
+        }
+        let token = path.strip_prefix(ACME_CHALLENGE)?;
+        self.challenges.get(token).map(String::as_str)
+    }
+
+    /// The app a request's host (`Host` or `:authority`, lowercase) names: an exact custom
+    /// domain first, then a wildcard one, then `APP.DOMAIN`.
+    pub fn app_for<'a>(&'a self, host: &'a str) -> Option<&'a str> {
+        let name = strip_port(host);
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if !self.exact.is_empty() {
+            if let Some(app) = self.exact.get(name) {
+                return Some(app);
+            }
+        }
+        if !self.wildcard.is_empty() {
+            if let Some((label, suffix)) = name.split_once('.') {
+                if !label.is_empty() {
+                    if let Some(app) = self.wildcard.get(suffix) {
+                        return Some(app);
+                    }
+                }
+            }
+        }
+        app_for_host(host, &self.domain)
     }
 
     pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
@@ -109,12 +222,17 @@ impl RouteTable {
     }
 }
 
-/// The app a `Host` header names: `APP.DOMAIN[:PORT]` → `APP`.
-pub fn app_for_host<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
-    let host = match host.rsplit_once(':') {
+/// `HOST[:PORT]` → `HOST`.
+fn strip_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
-    };
+    }
+}
+
+/// The app a `Host` header names: `APP.DOMAIN[:PORT]` → `APP`.
+pub fn app_for_host<'h>(host: &'h str, domain: &str) -> Option<&'h str> {
+    let host = strip_port(host);
     let host = host.strip_suffix('.').unwrap_or(host);
     let app = host.strip_suffix(domain)?.strip_suffix('.')?;
     if app.is_empty() || app.contains('.') {
@@ -147,18 +265,80 @@ mod tests {
                         },
                     ],
                     idle: Idle::NoneUp,
+                    domains: vec!["www.a.test".into(), "*.a.test".into()],
+                    redirect_https: false,
+                    access: vec![],
+                    backend_h2: false,
                 },
                 AppRouting {
                     name: "b".into(),
                     backends: vec![],
                     idle: Idle::NoRelease,
+                    domains: vec!["x.a.test".into(), "*.b.a.test".into()],
+                    redirect_https: true,
+                    access: vec![],
+                    backend_h2: false,
                 },
             ],
+            certs: vec![],
+            tcp: vec![],
+            challenges: vec![caas_api::gateway::AcmeChallenge {
+                token: "tok".into(),
+                key_authorization: "tok.thumb".into(),
+            }],
         };
         let t = RouteTable::from_wire(&wire);
         assert_eq!(t.domain, "example.com");
         assert_eq!(t.apps["a"].backends.len(), 1);
         assert_eq!(t.apps["b"].idle, Idle::NoRelease);
+        assert_eq!(
+            t.challenge("/.well-known/acme-challenge/tok"),
+            Some("tok.thumb")
+        );
+        assert_eq!(t.challenge("/.well-known/acme-challenge/other"), None);
+        assert_eq!(t.challenge("/tok"), None);
+    }
+
+    #[test]
+    fn hosts_pick_the_exact_name_then_the_wildcard_then_app_domain() {
+        let wire = RoutingTable {
+            index: 1,
+            domain: "example.com".into(),
+            apps: ["a", "b"]
+                .iter()
+                .map(|n| AppRouting {
+                    name: n.to_string(),
+                    backends: vec![],
+                    idle: Idle::NoneUp,
+                    domains: match *n {
+                        "a" => vec!["www.a.test".into(), "*.a.test".into()],
+                        _ => vec!["x.a.test".into(), "*.b.a.test".into()],
+                    },
+                    redirect_https: false,
+                    access: vec![],
+                    backend_h2: false,
+                })
+                .collect(),
+            certs: vec![],
+            tcp: vec![],
+            challenges: vec![],
+        };
+        let t = RouteTable::from_wire(&wire);
+        for (host, app) in [
+            ("www.a.test", Some("a")),
+            ("www.a.test:8443", Some("a")),
+            ("www.a.test.", Some("a")),
+            ("y.a.test", Some("a")),
+            ("x.a.test", Some("b")),
+            ("z.b.a.test", Some("b")),
+            ("a.test", None),
+            ("q.z.a.test", None),
+            (".a.test", None),
+            ("b.example.com", Some("b")),
+            ("c.example.com", Some("c")),
+        ] {
+            assert_eq!(t.app_for(host), app, "{host}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use super::report::Reporter;
 use super::table::{AppRoutes, Backend, RouteTable};
 use super::*;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A backend that answers `NAME` plus the forwarding headers it received.
@@ -21,16 +22,24 @@ async fn backend(name: &'static str) -> SocketAddr {
                             .map(|v| v.to_str().unwrap().to_string())
                             .unwrap_or_default()
                     };
-                    let body = format!(
-                        "{name} xff={} xfh={} xfp={} rid={} cl={} te={} path={}",
+                    let head = format!(
+                        "{name} xff={} xfh={} xfp={} xri={} xfport={} fwd={} rid={} cl={} te={}",
                         h("x-forwarded-for"),
                         h("x-forwarded-host"),
                         h("x-forwarded-proto"),
+                        h("x-real-ip"),
+                        h("x-forwarded-port"),
+                        h("forwarded"),
                         h("x-request-id"),
                         h("content-length"),
                         h("transfer-encoding"),
-                        req.uri()
                     );
+                    let uri = req.uri().clone();
+                    let got = req.into_body().collect().await.map(|b| b.to_bytes().len());
+                    let body = match got {
+                        Ok(n) if n > 0 => format!("{head} body={n} path={uri}"),
+                        _ => format!("{head} path={uri}"),
+                    };
                     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(body))))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -69,17 +78,21 @@ async fn gateway_with(
             .collect();
         map.insert(app.to_string(), AppRoutes::new(backends));
     }
-    let (_tx, rx) = watch::channel(Arc::new(RouteTable {
+    let mut table = RouteTable {
         domain: "localhost".into(),
         apps: map,
-    }));
+        ..RouteTable::default()
+    };
+    table.exact.insert("www.custom.test".into(), "demo".into());
+    table.wildcard.insert("custom.test".into(), "demo".into());
+    let (_tx, rx) = watch::channel(Arc::new(table));
     std::mem::forget(_tx);
     let reporter = Arc::new(Reporter::default());
     let gw = Gateway::new(rx, reporter.clone(), limits);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(gw.serve(listener, stop.clone(), Duration::from_secs(1)));
+    tokio::spawn(gw.serve(listener, None, stop.clone(), Duration::from_secs(1)));
     (addr, stop, reporter)
 }
 
@@ -166,6 +179,89 @@ async fn forwarding_headers_are_set_and_spoofs_overwritten() {
     assert!(body.contains("xfp=http "), "{body}");
     assert!(body.contains("rid=abc-123 "), "{body}");
     assert!(body.ends_with("path=/p?q=1"), "{body}");
+}
+
+#[tokio::test]
+async fn custom_domains_route_exact_then_wildcard_and_duplicate_hosts_are_refused() {
+    let (gw, _stop) = gateway(vec![("demo", vec![backend("A").await])]).await;
+    for host in ["www.custom.test", "WWW.Custom.Test:443", "x.custom.test"] {
+        let (status, body) = get(gw, host, "").await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    assert_eq!(get(gw, "custom.test", "").await.0, 404);
+    assert_eq!(get(gw, "a.b.custom.test", "").await.0, 404);
+    let (status, body) = get(gw, "demo.localhost", "Host: evil.localhost\r\n").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("more than one Host"), "{body}");
+    // An absolute-form target names the host; Host is then ignored (RFC 9112 §3.2.2).
+    let (status, body) = raw(
+        gw,
+        "GET http://www.custom.test/x HTTP/1.1\r\nHost: nope.localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn client_set_forwarding_headers_are_replaced() {
+    let (gw, _stop) = gateway(vec![("demo", vec![backend("A").await])]).await;
+    let (status, body) = get(
+        gw,
+        "demo.localhost",
+        "X-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-Port: 1\r\nX-Forwarded-Proto: https\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("xri=127.0.0.1 "), "{body}");
+    assert!(body.contains("xfp=http "), "{body}");
+    assert!(body.contains(&format!("xfport={} ", gw.port())), "{body}");
+    assert!(body.contains("fwd= "), "{body}");
+}
+
+#[tokio::test]
+async fn request_bodies_over_the_limit_get_a_413() {
+    let limits = Limits {
+        max_body: 10,
+        ..Limits::default()
+    };
+    let (gw, _stop, _) = gateway_with(vec![("demo", vec![backend("A").await])], limits).await;
+    let (status, body) = raw(
+        gw,
+        "POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("body=10 "), "{body}");
+    let (status, body) = raw(
+        gw,
+        "POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 11\r\nConnection: close\r\n\r\n0123456789a",
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+    // A chunked body is cut off where it passes the limit.
+    let (status, body) = raw(
+        gw,
+        "POST / HTTP/1.1\r\nHost: demo.localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n8\r\n01234567\r\n8\r\n01234567\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 413, "{body}");
+}
+
+#[tokio::test]
+async fn idle_client_connections_are_closed() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let (gw, _stop, _) = gateway_with(vec![("demo", vec![backend("A").await])], limits).await;
+    let mut s = tokio::net::TcpStream::connect(gw).await.unwrap();
+    // Half a request, then nothing: the connection is closed.
+    s.write_all(b"POST / HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 5\r\n\r\nab")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the connection was not closed");
 }
 
 #[tokio::test]

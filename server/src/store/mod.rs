@@ -15,8 +15,10 @@
 //! - allocations are written only through [`Store::cas_allocation`], which bumps the assignment
 //!   index agents long-poll on.
 
+mod edge;
 mod records;
 
+pub use edge::*;
 pub use records::*;
 
 use caas_api::ReleaseStatus;
@@ -75,6 +77,17 @@ struct Inner {
     users: sled::Tree,
     audit: sled::Tree,
     meta: sled::Tree,
+    /// Custom domains: host name → `DomainRecord` (`edge.rs`).
+    domains: sled::Tree,
+    /// Certificates: `APP/ID` (and `_platform` for the platform's own) → `CertRecord`
+    /// (`edge.rs`).
+    certs: sled::Tree,
+    /// TCP routes: public port (big-endian) → `TcpRouteRecord` (`edge.rs`).
+    tcp_ports: sled::Tree,
+    /// ACME: `order/HOST` → `AcmeOrderRecord`, `account/ID` → account credentials (`edge.rs`).
+    acme: sled::Tree,
+    /// ACME HTTP-01 challenges the gateway answers: token → key authorization (`edge.rs`).
+    challenges: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -123,6 +136,11 @@ impl Store {
             users: tree("users")?,
             audit: tree("audit")?,
             meta: tree("meta")?,
+            domains: tree("domains")?,
+            certs: tree("certs")?,
+            tcp_ports: tree("tcp_ports")?,
+            acme: tree("acme")?,
+            challenges: tree("challenges")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
@@ -389,6 +407,7 @@ impl Store {
                 tree.remove(k?)?;
             }
         }
+        self.forget_app_edge(name)?;
         Ok(())
     }
 
@@ -711,6 +730,7 @@ impl Store {
         RoutingWatch {
             routes: self.inner.routes.watch_prefix(b""),
             apps: self.inner.apps.watch_prefix(b""),
+            edge: self.edge_watch(),
         }
     }
 }
@@ -718,6 +738,8 @@ impl Store {
 pub struct RoutingWatch {
     routes: sled::Subscriber,
     apps: sled::Subscriber,
+    /// Domains, certificates, TCP routes (`edge.rs`).
+    edge: EdgeWatch,
 }
 
 impl RoutingWatch {
@@ -726,6 +748,7 @@ impl RoutingWatch {
         tokio::select! {
             ev = &mut self.routes => ev.is_some(),
             ev = &mut self.apps => ev.is_some(),
+            alive = self.edge.changed() => alive,
         }
     }
 }

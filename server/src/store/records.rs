@@ -39,6 +39,18 @@ pub struct AppRecord {
     /// Rollout and drain settings (`caas apps:settings:set`); they apply at once, no release.
     #[serde(default)]
     pub settings: AppSettings,
+    /// Plain HTTP requests get a 308 to HTTPS (`caas domains:redirect-https on`).
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// Who may reach the app (`caas access-rules:deny/allow`), in the order added.
+    #[serde(default)]
+    pub access_rules: Vec<caas_api::access::AccessRule>,
+    /// The web process speaks HTTP/2 (`caas apps:http2 on`).
+    #[serde(default)]
+    pub backend_h2: bool,
+    /// Certificates for its domains come over ACME (`caas certs:auto on`).
+    #[serde(default)]
+    pub certs_auto: bool,
     /// Autoscaled process types: the autoscaler owns their count in `formation`.
     #[serde(default)]
     pub autoscale: BTreeMap<String, caas_api::metrics::AutoscaleSettings>,
@@ -76,6 +88,10 @@ impl AppRecord {
             drains: Vec::new(),
             checks: Vec::new(),
             settings: AppSettings::default(),
+            redirect_https: false,
+            access_rules: Vec::new(),
+            backend_h2: false,
+            certs_auto: false,
             autoscale: BTreeMap::new(),
             alerts: None,
             access: Default::default(),

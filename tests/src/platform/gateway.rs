@@ -4,6 +4,9 @@ use std::io;
 
 use super::{Platform, DOMAIN};
 use crate::http::{http_request, HttpResponse, HTTP_TIMEOUT};
+use crate::process::{run, CmdOutput};
+use std::process::Command;
+use std::time::Duration;
 
 impl Platform {
     /// `GET path` through the gateway with `Host: APP.localhost`: `(status, body)`.
@@ -29,6 +32,39 @@ impl Platform {
             headers,
             body,
             HTTP_TIMEOUT,
+        )
+    }
+
+    /// `curl -sS ARGS URL` for `https://HOST:PORT/PATH` on the gateway's HTTPS listener, with
+    /// `HOST` resolved to it (`--resolve`), so SNI and certificate checks are what a client on
+    /// the real name gets. Add `--cacert FILE`, `-k`, `--http2`... as needed; `-w` output is
+    /// stdout after the body.
+    pub fn curl_https(&self, host: &str, path: &str, args: &[&str]) -> CmdOutput {
+        let addr = self.https();
+        let url = format!("https://{host}:{}{path}", addr.port());
+        let resolve = format!("{host}:{}:{}", addr.port(), addr.ip());
+        run(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "20", "--resolve", &resolve])
+                .args(args)
+                .arg(url),
+            None,
+            Duration::from_secs(30),
+        )
+    }
+
+    /// `curl -sS ARGS http://HOST:PORT/PATH` against the gateway's plain HTTP listener.
+    pub fn curl_http(&self, host: &str, path: &str, args: &[&str]) -> CmdOutput {
+        let addr = self.gateway();
+        let url = format!("http://{host}:{}{path}", addr.port());
+        let resolve = format!("{host}:{}:{}", addr.port(), addr.ip());
+        run(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "20", "--resolve", &resolve])
+                .args(args)
+                .arg(url),
+            None,
+            Duration::from_secs(30),
         )
     }
 

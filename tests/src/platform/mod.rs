@@ -26,6 +26,10 @@ pub use containers::Container;
 
 /// How long caasd may take to bind its listeners and write `caasd.json`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many ports at the top of a platform's range are its gateway's TCP route ports
+/// ([`Platform::tcp_ports`]).
+pub const TCP_PORTS: u16 = 10;
+
 /// The domain every test platform serves apps under (`APP.localhost`).
 pub const DOMAIN: &str = "localhost";
 
@@ -39,6 +43,9 @@ pub struct CaasdInfo {
     pub api: String,
     /// e.g. `127.0.0.1:41235`
     pub gateway: String,
+    /// The gateway's HTTPS address, when caasd was started with `--https`.
+    #[serde(default)]
+    pub https: Option<String>,
     pub cluster_id: String,
     pub pid: u32,
 }
@@ -150,7 +157,11 @@ impl Platform {
             .append(true)
             .open(&self.log_path)
             .expect("cannot open caasd's log file");
-        let range = format!("{}-{}", self.port_range.0, self.port_range.1);
+        // The top ports of the platform's range are the gateway's TCP route ports
+        // (`caas ports:add`); instances get the rest.
+        let (lo, hi) = self.port_range;
+        let range = format!("{lo}-{}", hi - TCP_PORTS);
+        let tcp_ports = format!("{}-{hi}", hi - TCP_PORTS + 1);
         let mut cmd = Command::new(caasd);
         cmd.arg("--data-dir")
             .arg(&self.data_dir)
@@ -159,6 +170,9 @@ impl Platform {
             .args(["--domain", DOMAIN])
             .args(["--port-range", &range])
             .args(&self.extra_args);
+        if !self.extra_args.iter().any(|a| a == "--tcp-ports") {
+            cmd.args(["--tcp-ports", &tcp_ports]);
+        }
         clear_caas_env(&mut cmd);
         let _ = writeln!(log, "=== caas-e2e: {cmd:?}");
         cmd.stdin(Stdio::null())
@@ -243,6 +257,16 @@ impl Platform {
         self.gateway.expect("caasd is not started")
     }
 
+    /// The gateway's HTTPS address (caasd started with `--https 127.0.0.1:0`).
+    pub fn https(&self) -> SocketAddr {
+        self.info()
+            .https
+            .as_deref()
+            .expect("caasd was started without --https")
+            .parse()
+            .expect("caasd.json: https is an address")
+    }
+
     /// The admin token.
     pub fn token(&self) -> &str {
         &self.token
@@ -266,9 +290,15 @@ impl Platform {
         &self.log_path
     }
 
-    /// The host port range given to caasd for app instances.
+    /// The host port range of this platform: caasd's instance ports, and at its top the
+    /// gateway's TCP route ports ([`Platform::tcp_ports`]).
     pub fn port_range(&self) -> (u16, u16) {
         self.port_range
+    }
+
+    /// The gateway's TCP route ports (`caasd --tcp-ports`): the top [`TCP_PORTS`] of the range.
+    pub fn tcp_ports(&self) -> (u16, u16) {
+        (self.port_range.1 - TCP_PORTS + 1, self.port_range.1)
     }
 
     /// The pid of the running caasd.
