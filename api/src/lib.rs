@@ -152,6 +152,16 @@ pub struct Release {
     /// Why it failed or was superseded, in one line.
     #[serde(default)]
     pub error: Option<String>,
+    /// The user who made it (a deploy, a push, a config change, a rollback); `None` for releases
+    /// from before this was recorded.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// The build that made it, for a build's release.
+    #[serde(default)]
+    pub build: Option<u64>,
+    /// The names of its config vars (never their values).
+    #[serde(default)]
+    pub config_keys: Vec<String>,
 }
 
 /// Where a release's rollout stands: `GET /v1/apps/{app}/releases/{version}`.
@@ -287,6 +297,21 @@ pub struct Instance {
     /// When the instance entered its current state (or was placed, if not yet reported).
     pub since: Timestamp,
     pub created_at: Timestamp,
+}
+
+/// `POST /v1/apps/{app}/ps/restart` and `POST /v1/apps/{app}/ps/stop`: which instances. A
+/// process type (`web`) names all of its instances, an instance name (`web.1`) one; no target
+/// (restart only) means every instance of the app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct InstancesRequest {
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// The answer to a restart or a stop: the instances it applies to, e.g. `["web.1", "web.2"]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct InstancesChanged {
+    pub instances: Vec<String>,
 }
 
 /// A host running an agent: `GET /v1/hosts`.

@@ -390,6 +390,9 @@ mod tests {
             status: ReleaseStatus::Failed,
             current: false,
             error: Some("web.1 crashed on start".into()),
+            created_by: None,
+            build: None,
+            config_keys: Vec::new(),
         };
         let err = failed("demo", &release, Some(2));
         assert_eq!(err.exit_code(), 1);

@@ -234,6 +234,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),
         start_timeout: args.start_timeout,
+        drain: args.drain,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -271,7 +272,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         auth_failures: Arc::default(),
     };
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
-    let app = api::router(state);
+    let api_router = api::router(state);
+    // The dashboard at `/` is a client of the same router (in-process); the API stays under /v1.
+    let app = api_router
+        .clone()
+        .merge(crate::dashboard::router(api_router));
     tasks.spawn(crate::http::serve(
         api_listener,
         shutdown.clone(),

@@ -191,6 +191,8 @@ pub async fn deploy(
                 launcher: false,
                 status: ReleaseStatus::Deploying,
                 error: None,
+                created_by: Some(caller.user.clone()),
+                build: None,
             })
         },
         |rec| {
@@ -224,6 +226,9 @@ pub async fn deploy(
 pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
     Release {
         current: serving == Some(r.version),
+        config_keys: r.config.keys().cloned().collect(),
+        created_by: r.created_by,
+        build: r.build,
         app: r.app,
         version: r.version,
         image: r.image,

@@ -88,10 +88,11 @@ pub async fn create(
 ) -> ApiResult<Response> {
     load_app(&s, &caller, &app, Access::Deploy)?;
     let name = display_name(q.name, q.source)?;
-    let prepared = s
+    let mut prepared = s
         .builder
         .prepare(&app, q.source, &name, body.into_data_stream())
         .await?;
+    prepared.user = Some(caller.user.clone());
     super::audit(&s, &caller, "push", Some(&app), format!("build of {name}"));
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     s.builder.spawn(prepared, tx);

@@ -72,6 +72,7 @@ fn derived(
     rec: &crate::store::AppRecord,
     version: u64,
     description: &str,
+    user: &str,
 ) -> Result<ReleaseRecord, ApiError> {
     if rec.latest() != Some(based_on) {
         return Err(ApiError::Conflict(
@@ -84,6 +85,8 @@ fn derived(
         description: description.to_string(),
         created_at: Timestamp::now(),
         config: rec.config.clone(),
+        created_by: Some(user.to_string()),
+        build: None,
         ..base.clone()
     })
 }
@@ -170,7 +173,7 @@ pub async fn patch(
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&base, latest, rec, version, &description),
+            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
             |rec| apply(&mut rec.config),
         ) {
             Ok((rec, release)) => {
@@ -244,7 +247,7 @@ pub async fn rollback(
         let description = format!("Rollback to v{}", target.version);
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&target, latest, rec, version, &description),
+            |rec, version| derived(&target, latest, rec, version, &description, &caller.user),
             |rec| rec.config = target.config.clone(),
         ) {
             Ok((rec, release)) => {

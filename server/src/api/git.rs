@@ -403,7 +403,10 @@ impl Push {
             .prepare(&self.app, SourceKind::Dir, &source, body)
             .await
         {
-            Ok(p) => p,
+            Ok(mut p) => {
+                p.user = Some(self.caller.user.clone());
+                p
+            }
             Err(e) => {
                 let message = match &e {
                     BuildError::Internal(_) => {

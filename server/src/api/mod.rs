@@ -11,6 +11,7 @@ mod drains;
 mod error;
 mod gateway;
 mod git;
+mod instances;
 mod logs;
 mod metrics;
 mod users;
@@ -42,6 +43,8 @@ pub struct ApiConfig {
     pub cluster_id: String,
     /// How long a release has to come up (`caasd --start-timeout`).
     pub start_timeout: std::time::Duration,
+    /// How long a replaced instance keeps serving (`caasd --drain`): restarts drain this long.
+    pub drain: std::time::Duration,
 }
 
 impl ApiConfig {
@@ -138,6 +141,8 @@ pub fn router(state: AppState) -> Router {
             get(apps::formation).patch(apps::scale),
         )
         .route("/v1/apps/{app}/ps", get(apps::ps))
+        .route("/v1/apps/{app}/ps/restart", post(instances::restart))
+        .route("/v1/apps/{app}/ps/stop", post(instances::stop))
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))

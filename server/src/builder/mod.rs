@@ -442,6 +442,8 @@ impl Builder {
                     launcher,
                     status: ReleaseStatus::Deploying,
                     error: None,
+                    created_by: p.user.clone(),
+                    build: Some(p.number),
                 })
             },
             |rec| {

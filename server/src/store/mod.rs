@@ -720,6 +720,8 @@ mod tests {
             launcher: false,
             status: ReleaseStatus::Succeeded,
             error: None,
+            created_by: None,
+            build: None,
         }
     }
 

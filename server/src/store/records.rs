@@ -90,6 +90,12 @@ pub struct ReleaseRecord {
     /// Why it failed or was superseded.
     #[serde(default)]
     pub error: Option<String>,
+    /// The user who made it; `None` for records from before this was kept.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// The build that made it.
+    #[serde(default)]
+    pub build: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
