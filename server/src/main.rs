@@ -7,6 +7,7 @@ mod agent;
 mod api;
 mod auth;
 mod builder;
+mod dashboard;
 mod docker;
 mod gateway;
 mod git;
