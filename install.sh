@@ -150,10 +150,11 @@ install_packages() {
 }
 
 # What the end-to-end tests use beyond the platform itself: git (pushes), python3 (hostile test
-# archives) and a JDK (the .jar and .war fixtures are compiled in the tests). Only for
-# --deps-only and CI; a plain install does not need them.
+# archives), a JDK (the .jar and .war fixtures are compiled in the tests), and Chromium with its
+# WebDriver (the dashboard is tested in a real headless browser). Only for --deps-only and CI; a
+# plain install does not need them.
 install_test_packages() {
-    local wanted=(git python3)
+    local wanted=(git python3 chromium chromium-driver)
     command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1 || wanted+=(default-jdk-headless)
     local missing
     missing=$(apt_missing "${wanted[@]}")
@@ -161,7 +162,7 @@ install_test_packages() {
     if command -v python3 >/dev/null 2>&1; then missing=$(echo " $missing " | sed 's/ python3 / /'); fi
     missing=$(echo "$missing" | xargs)
     if [ -z "$missing" ]; then
-        step "Test tools: all there (git, python3, javac, jar)"
+        step "Test tools: all there (git, python3, javac, jar, chromium, chromedriver)"
         return
     fi
     step "Installing what the tests use: $missing"

@@ -25,9 +25,11 @@
 //! root): `binaries` finds and builds `caas` and `caasd`; `process` runs commands with timeouts and
 //! polls; `http` is the small HTTP client; `docker` has the engine, stack-image and test-image
 //! helpers; `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
-//! gateway and containers; `engine` is a second Docker engine.
+//! gateway and containers; `engine` is a second Docker engine; `browser` is a headless Chromium
+//! driven over WebDriver, for the dashboard.
 
 mod binaries;
+mod browser;
 mod docker;
 mod engine;
 mod fixtures;
@@ -36,8 +38,10 @@ mod platform;
 mod process;
 
 pub use binaries::{binaries, repo_root, Binaries};
+pub use browser::{Browser, PAGE_TIMEOUT};
 pub use docker::{docker, docker_ok, require_docker, require_stack, test_image, STACK_IMAGE};
 pub use engine::SecondEngine;
+pub use fantoccini;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
 pub use platform::{
