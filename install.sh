@@ -10,7 +10,7 @@
 #   ./install.sh --agent URL --join-token TOKEN --address IP [--name NAME] [--port-range A-B]
 #                                  make this machine an extra host of the control plane at URL:
 #                                  Docker, the binaries, and `caasd agent` as a service (the join
-#                                  token is the control plane's DATA_DIR/join-token; IP is this
+#                                  token comes from `caas hosts:add NAME` on the control plane; IP is this
 #                                  host's address the gateway can reach; data in /var/lib/caas-agent)
 #
 # What it does, step by step (each step is skipped when already done, so re-running it is safe
@@ -99,7 +99,7 @@ parse_args() {
         esac
     done
     if [ "$MODE" = agent ]; then
-        [ -n "$JOIN_TOKEN" ] || die "--agent needs --join-token TOKEN (the control plane's DATA_DIR/join-token)"
+        [ -n "$JOIN_TOKEN" ] || die "--agent needs --join-token TOKEN: run caas hosts:add NAME on the control plane"
         [ -n "$AGENT_ADDRESS" ] || die "--agent needs --address IP: this host's address, reachable from the control plane"
         [ -n "$AGENT_NAME" ] || AGENT_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
         [ -n "$DATA_DIR_SET" ] || DATA_DIR=/var/lib/caas-agent

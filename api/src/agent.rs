@@ -116,12 +116,18 @@ pub struct InstanceReport {
     pub container_addr: Option<String>,
     pub restarts: u32,
     pub since: Timestamp,
+    /// CPU and memory, read from the engine every few seconds.
+    #[serde(default)]
+    pub usage: Option<crate::metrics::InstanceUsage>,
 }
 
 /// `POST /v1/agent/heartbeat`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct Heartbeat {
     pub instances: Vec<InstanceReport>,
+    /// Log lines the agent dropped since its last heartbeat (its queue was full).
+    #[serde(default)]
+    pub dropped_log_lines: u64,
 }
 
 /// `POST /v1/agent/logs`: a batch of lines, each for one app.

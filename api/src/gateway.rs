@@ -82,4 +82,8 @@ pub struct GatewayReport {
     /// Lines the gateway dropped because the control plane was away too long to hold them.
     #[serde(default)]
     pub dropped_lines: u64,
+    /// The index of the routing table the gateway serves now: the control plane knows from it
+    /// when a change of routes reaches clients (a deploy is "up at URL" then, not before).
+    #[serde(default)]
+    pub serving_index: Option<u64>,
 }

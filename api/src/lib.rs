@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod gateway;
+pub mod metrics;
 pub mod names;
 mod time;
 pub mod users;
@@ -328,6 +329,31 @@ pub struct Host {
     pub registered_at: Timestamp,
 }
 
+/// `POST /v1/hosts`: let a host join, once, with a token made for it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AddHost {
+    pub name: String,
+    /// The address it will register (that the gateway reaches it at); without one, the address
+    /// it registers from.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// How long the token works, seconds (default an hour).
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+}
+
+/// The answer to `POST /v1/hosts`: the one-time join token, and the commands that use it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HostJoin {
+    pub name: String,
+    pub token: String,
+    pub expires_at: Timestamp,
+    /// `./install.sh --agent ...` to run on the host, from a checkout of caas.
+    pub install_command: String,
+    /// `caasd agent ...`, for a host that has the binary already.
+    pub agent_command: String,
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum HostState {
@@ -454,6 +480,9 @@ pub struct AppMetrics {
     pub p99_ms: Option<u64>,
     /// Response bytes.
     pub bytes: u64,
+    /// Every instance with its CPU and memory, as their agents last read them.
+    #[serde(default)]
+    pub instances: Vec<metrics::InstanceMetrics>,
 }
 
 /// `GET /v1/info`: what the server is, without authentication.

@@ -263,7 +263,9 @@ pub fn wait_until_up(
         ProgressBar::hidden()
     };
     let result = loop {
-        let release: Release = match client.get(&format!("/v1/apps/{app}/releases/{version}")) {
+        // `served`: the answer for a release that came up waits until the gateway serves it.
+        let path = format!("/v1/apps/{app}/releases/{version}?served=true");
+        let release: Release = match client.get(&path) {
             Ok(r) => r,
             Err(e) => break Err(e),
         };

@@ -20,8 +20,8 @@ mod testutil;
 
 use clap::{Parser, Subcommand};
 use commands::{
-    apps, auth, buildpacks, builds, config_vars, drains, git as git_cmd, hosts, logs, metrics, ps,
-    push, releases, users, version,
+    alerts, apps, auth, autoscale, buildpacks, builds, config_vars, drains, git as git_cmd, hosts,
+    logs, metrics, ps, push, releases, users, version,
 };
 use std::io::Write;
 
@@ -90,6 +90,22 @@ enum Cmd {
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
     Metrics(metrics::MetricsArgs),
+    /// Show an app's alert conditions and what is raised now
+    Alerts(alerts::ShowArgs),
+    /// Raise a caas[alert] line (and call a webhook) while p95 latency or the 5xx rate is too high
+    #[command(name = "alerts:set")]
+    AlertsSet(alerts::SetArgs),
+    /// Turn an app's alerts off
+    #[command(name = "alerts:clear")]
+    AlertsClear(alerts::ClearArgs),
+    /// Show an app's autoscaled process types and their last decisions
+    Autoscale(autoscale::ListArgs),
+    /// Keep a process type between --min and --max, sized for --rps or --cpu per instance
+    #[command(name = "autoscale:set")]
+    AutoscaleSet(autoscale::SetArgs),
+    /// Stop autoscaling a process type (it keeps its count)
+    #[command(name = "autoscale:off")]
+    AutoscaleOff(autoscale::OffArgs),
     /// List an app's log drains and how they are doing
     Drains(drains::ListArgs),
     /// Send an app's log lines to a syslog server or an HTTPS endpoint too
@@ -154,6 +170,12 @@ enum Cmd {
     TokensRevoke(users::RevokeTokenArgs),
     /// Who changed what, when and from where
     Audit(users::AuditArgs),
+    /// Let a host join: a one-time join token for it and the command to run there (admins)
+    #[command(name = "hosts:add")]
+    HostsAdd(hosts::AddArgs),
+    /// Remove a host: its credentials stop working, its instances start elsewhere (admins)
+    #[command(name = "hosts:remove")]
+    HostsRemove(hosts::RemoveArgs),
     /// Show the client's and the server's version
     Version(version::VersionArgs),
 }
@@ -174,6 +196,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
+        Cmd::Alerts(a) => alerts::show(a),
+        Cmd::AlertsSet(a) => alerts::set(a),
+        Cmd::AlertsClear(a) => alerts::clear(a),
+        Cmd::Autoscale(a) => autoscale::list(a),
+        Cmd::AutoscaleSet(a) => autoscale::set(a),
+        Cmd::AutoscaleOff(a) => autoscale::off(a),
         Cmd::Drains(a) => drains::list(a),
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),
@@ -188,6 +216,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),
+        Cmd::HostsAdd(a) => hosts::add(a),
+        Cmd::HostsRemove(a) => hosts::remove(a),
         Cmd::Users(a) => users::list(a),
         Cmd::UsersAdd(a) => users::add(a),
         Cmd::UsersRemove(a) => users::remove(a),
@@ -281,6 +311,54 @@ mod tests {
             &["caas", "git:remote", "-a", "demo", "-r", "prod"],
             &["caas", "git:credential", "get"],
             &["caas", "git:credential", "store"],
+            &[
+                "caas",
+                "alerts:set",
+                "-a",
+                "demo",
+                "--p95",
+                "500ms",
+                "--5xx-rate",
+                "1%",
+            ],
+            &[
+                "caas",
+                "alerts:set",
+                "--5xx-rate",
+                "1%",
+                "--webhook",
+                "https://h/x",
+                "-a",
+                "d",
+            ],
+            &["caas", "alerts", "-a", "demo", "--json"],
+            &["caas", "alerts:clear", "-a", "demo"],
+            &[
+                "caas",
+                "autoscale:set",
+                "web",
+                "--min",
+                "1",
+                "--max",
+                "10",
+                "--rps",
+                "100",
+                "-a",
+                "demo",
+            ],
+            &[
+                "caas",
+                "autoscale:set",
+                "worker",
+                "--max",
+                "3",
+                "--cpu",
+                "70%",
+                "--cooldown",
+                "30s",
+            ],
+            &["caas", "autoscale", "-a", "demo", "--json"],
+            &["caas", "autoscale:off", "web", "-a", "demo"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

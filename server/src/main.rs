@@ -4,8 +4,10 @@
 //! else returns `anyhow::Result`.
 
 mod agent;
+mod alerts;
 mod api;
 mod auth;
+mod autoscale;
 mod builder;
 mod dashboard;
 mod docker;
@@ -14,6 +16,7 @@ mod git;
 mod http;
 mod labels;
 mod logs;
+mod metrics;
 mod observed;
 mod routing;
 mod schedule;
@@ -135,6 +138,9 @@ pub struct ServerArgs {
     /// Memory limit of a build container: `2G` (a bare number is MB).
     #[arg(long, alias = "build-memory-mb", default_value = "2G", value_parser = parse_memory)]
     pub build_memory: Size,
+    /// How long a build may run before it is stopped and fails: `30m`.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub build_timeout: std::time::Duration,
     /// Builds of different apps that may run at once (one app builds one at a time).
     #[arg(long, default_value_t = 2)]
     pub build_concurrency: usize,

@@ -16,8 +16,14 @@ pub struct Observed {
     inner: Mutex<Inner>,
 }
 
+/// How long an app stays one a host may write log lines for after its last instance there went
+/// (a stopping container's last lines come after its allocation is gone).
+const RECENT_APP: Duration = Duration::from_secs(300);
+
 #[derive(Default)]
 struct Inner {
+    /// host id → apps assigned to it lately, and when last.
+    recent_apps: HashMap<String, HashMap<String, Timestamp>>,
     last_seen: HashMap<String, Timestamp>,
     /// host id → its last report of every instance it runs.
     reports: HashMap<String, Vec<InstanceReport>>,
@@ -68,6 +74,26 @@ impl Observed {
             .unwrap_or(self.started)
             .max(self.started);
         seen.until(now) < self.lost_after
+    }
+
+    /// The apps a host is assigned instances of now.
+    pub fn note_assigned(&self, host_id: &str, apps: impl Iterator<Item = String>, now: Timestamp) {
+        let mut inner = self.inner.lock().unwrap();
+        let recent = inner.recent_apps.entry(host_id.to_string()).or_default();
+        for app in apps {
+            recent.insert(app, now);
+        }
+        recent.retain(|_, at| at.until(now) < RECENT_APP);
+    }
+
+    /// Whether `host_id` ran an instance of `app` lately (it may ship that app's lines).
+    pub fn ran_lately(&self, host_id: &str, app: &str, now: Timestamp) -> bool {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .recent_apps
+            .get(host_id)
+            .and_then(|apps| apps.get(app))
+            .is_some_and(|at| at.until(now) < RECENT_APP)
     }
 
     /// When this control plane started observing.
@@ -141,6 +167,7 @@ mod tests {
             container_addr: None,
             restarts: 0,
             since: Timestamp(0),
+            usage: None,
         }
     }
 

@@ -64,11 +64,12 @@ pub fn load(store: &Store, index: u64, domain: &str) -> Result<RoutingTable, Sto
     Ok(table(index, domain, &store.apps()?, store.routes()?))
 }
 
-/// An index that changes whenever a route or an app is written, until `shutdown`. It starts from
-/// the clock, so a restarted control plane never repeats an index a gateway already saw.
+/// The index that changes whenever a route or an app is written, until `shutdown`: route writes
+/// bump it themselves (`Store::put_route`); app writes reach it through the store's change feed.
 pub fn spawn_index(store: &Store, shutdown: CancellationToken) -> watch::Receiver<u64> {
     let mut feed = store.watch_routing();
-    let (tx, rx) = watch::channel(caas_api::Timestamp::now().millis());
+    let rx = store.routing_index();
+    let store = store.clone();
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -78,7 +79,7 @@ pub fn spawn_index(store: &Store, shutdown: CancellationToken) -> watch::Receive
             // Fold a burst of changes into one step. (sled blocks writers once a subscriber
             // lags 1024 events behind, so this loop must keep draining.)
             while let Some(true) = futures_util::FutureExt::now_or_never(feed.changed()) {}
-            tx.send_modify(|i| *i += 1);
+            store.routing_changed();
         }
     });
     rx

@@ -72,6 +72,43 @@ fn ensure_admin(store: &Store, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The embedded agent's join token: for the control plane's own host only, made anew at every
+/// start and never written down. Join tokens of the first version (for any host, from
+/// `DIR/join-token`) are removed: hosts now join with a token made for them (`caas hosts:add`).
+fn embedded_join_token(store: &Store, dir: &Path, host: &str) -> anyhow::Result<String> {
+    let legacy = dir.join("join-token");
+    if legacy.exists() {
+        let _ = std::fs::remove_file(&legacy);
+        tracing::warn!(
+            "removed {}: hosts now join with a token made for each (caas hosts:add NAME)",
+            legacy.display()
+        );
+    }
+    store.delete_tokens_where(|t| match &t.role {
+        Role::Join {
+            host: None,
+            colocated,
+            ..
+        } => !colocated,
+        Role::Join { colocated, .. } => *colocated,
+        _ => false,
+    })?;
+    let token = auth::generate(auth::JOIN_PREFIX);
+    store.put_token(
+        &auth::hash(&token),
+        &TokenRecord::new(
+            Role::Join {
+                host: Some(host.to_string()),
+                address: None,
+                once: false,
+                colocated: true,
+            },
+            "embedded agent",
+        ),
+    )?;
+    Ok(token)
+}
+
 /// A token whose plain text lives only in `DIR/FILE` (the join token agents register with, the
 /// gateway's token): when that file is gone or stale, a new token replaces the old one.
 fn ensure_token_file(
@@ -158,7 +195,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", dir.join("db").display()))?;
     let cluster_id = store.meta_get_or_init("cluster_id", auth::short_id)?;
     ensure_admin(&store, dir)?;
-    let join_token = ensure_token_file(&store, dir, "join-token", Role::Join, auth::JOIN_PREFIX)?;
+    let join_token = embedded_join_token(&store, dir, &args.host_name)?;
     ensure_token_file(
         &store,
         dir,
@@ -217,6 +254,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 ..unpack::Limits::default()
             },
             cluster_id: cluster_id.clone(),
+            timeout: args.build_timeout,
         },
         args.build_concurrency,
         shutdown.clone(),
@@ -238,6 +276,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     });
 
     let mut tasks = tokio::task::JoinSet::new();
+    let counters = Arc::new(crate::metrics::Counters::default());
     let scheduler = Scheduler {
         store: store.clone(),
         observed: observed.clone(),
@@ -248,6 +287,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             start_timeout: args.start_timeout,
         },
         wake: wake.clone(),
+        counters: counters.clone(),
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     tasks.spawn(logs.clone().flusher(shutdown.clone()));
@@ -269,8 +309,33 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         repos_tmp: dir.join("git-pushes"),
         routing_index: crate::routing::spawn_index(&store, shutdown.clone()),
         traffic: Arc::new(crate::traffic::Traffic::default()),
+        counters,
+        autoscale: Arc::new(crate::autoscale::Status::default()),
+        alerts: Arc::new(crate::alerts::Raised::default()),
         auth_failures: Arc::default(),
+        gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
     };
+    tasks.spawn(
+        crate::autoscale::Autoscaler {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            observed: state.observed.clone(),
+            logs: state.logs.clone(),
+            wake: state.wake.clone(),
+            status: state.autoscale.clone(),
+            max_scale: args.max_scale,
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
+        crate::alerts::Alerter {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            logs: state.logs.clone(),
+            raised: state.alerts.clone(),
+        }
+        .run(shutdown.clone()),
+    );
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let api_router = api::router(state);
     // The dashboard at `/` is a client of the same router (in-process); the API stays under /v1.

@@ -127,7 +127,6 @@ impl Traffic {
     }
 
     /// Totals since caasd started, per app (for `/metrics`).
-    #[cfg(test)]
     pub fn totals(&self) -> Vec<(String, Counts)> {
         let apps = self.apps.lock().unwrap();
         let mut out: Vec<(String, Counts)> = apps

@@ -24,6 +24,12 @@ impl Agent {
     /// With `docker_host`, the agent drives that engine instead of the default one.
     fn start_on(p: &Platform, data_dir: tempfile::TempDir, docker_host: Option<&str>) -> Agent {
         let (lo, _) = p.port_range();
+        // A token made for this host; a restarted agent keeps the identity it got with it.
+        let token = if data_dir.path().join("identity.json").exists() {
+            "used".to_string()
+        } else {
+            join_token(p, "host2", "127.0.0.2")
+        };
         let log = File::create(data_dir.path().join("agent.log")).unwrap();
         let mut cmd = Command::new(&binaries().caasd);
         if let Some(host) = docker_host {
@@ -32,8 +38,7 @@ impl Agent {
         let child = cmd
             .arg("agent")
             .args(["--server", p.api_url()])
-            .arg("--join-token-file")
-            .arg(p.data_dir().join("join-token"))
+            .args(["--join-token", &token])
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--address", "127.0.0.2", "--name", "host2"])
@@ -66,6 +71,16 @@ impl Drop for Agent {
             eprintln!("--- the second agent's log ---\n{log}");
         }
     }
+}
+
+/// `caas hosts:add NAME --address IP`: the join token it printed.
+fn join_token(p: &Platform, name: &str, address: &str) -> String {
+    let out = p.caas_ok(&["hosts:add", name, "--address", address]);
+    let after = out
+        .split("--join-token ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no token in {out}"));
+    after.split_whitespace().next().unwrap().to_string()
 }
 
 fn hosts(p: &Platform) -> Vec<(String, String)> {

@@ -208,3 +208,74 @@ fn a_syslog_drain_gets_app_and_platform_lines_and_catches_up_after_being_down() 
         serde_json::json!([])
     );
 }
+
+/// What an adopted instance printed while caasd was down is read back from the engine when caasd
+/// comes back: every line once, before and after, through two `kill -9`s.
+#[test]
+fn output_written_while_caasd_was_down_is_recovered_once() {
+    let mut p = Platform::start();
+    p.caas_ok(&["apps:create", "gap"]);
+    p.caas_ok(&["push", "--image", &test_image("gap"), "-a", "gap"]);
+    p.wait_for(WAIT, "gap to answer", || p.ok_body("gap"));
+    // The demo app prints `request GET / from ADDR id=X-Request-Id` for every request; the
+    // gateway keeps serving while caasd is away.
+    let hit = |p: &Platform, id: &str| {
+        let r = p
+            .http("GET", "gap.localhost", "/", &[("X-Request-Id", id)], b"")
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(r.status, 200, "{id}: {}", r.body);
+    };
+    let app_logs =
+        |p: &Platform| p.caas_ok(&["logs", "-a", "gap", "-n", "1000", "--source", "app"]);
+    let ids: Vec<String> = ["before", "down1", "down2"]
+        .iter()
+        .flat_map(|phase| (0..4).map(move |i| format!("{phase}-{i}")))
+        .collect();
+    let count = |logs: &str, id: &str| {
+        logs.lines()
+            .filter(|l| l.ends_with(&format!(" id={id}")))
+            .count()
+    };
+
+    for id in &ids[0..4] {
+        hit(&p, id);
+    }
+    p.wait_for(WAIT, "the lines before the kill", || {
+        (count(&app_logs(&p), "before-3") == 1).then_some(())
+    });
+    p.kill9();
+    for id in &ids[4..8] {
+        hit(&p, id);
+    }
+    p.restart();
+    p.wait_for(WAIT, "the lines written while caasd was down", || {
+        let logs = app_logs(&p);
+        ids[..8]
+            .iter()
+            .all(|id| count(&logs, id) >= 1)
+            .then_some(())
+    });
+
+    // Once more, to a caasd that has just taken over the container.
+    p.kill9();
+    for id in &ids[8..] {
+        hit(&p, id);
+    }
+    p.restart();
+    let logs = p.wait_for(WAIT, "the lines of the second gap", || {
+        let logs = app_logs(&p);
+        ids.iter().all(|id| count(&logs, id) >= 1).then_some(logs)
+    });
+    for id in &ids {
+        assert_eq!(
+            count(&logs, id),
+            1,
+            "{id} is not there exactly once:\n{logs}"
+        );
+    }
+    assert_eq!(
+        logs.matches("demo listening").count(),
+        1,
+        "the start line came back twice:\n{logs}"
+    );
+}

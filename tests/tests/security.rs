@@ -355,3 +355,217 @@ fn users_access_and_the_audit_log_refuse_bad_input_and_record_who_did_what() {
     attempt(&p, "ann", &ann, &["audit"], 2, "only admins see every app");
     assert!(p.caas_ok(&["audit"]).contains("users:add"));
 }
+
+/// A raw request to the API, as a rogue agent would make it.
+fn api(p: &Platform, method: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let addr: std::net::SocketAddr = p.api_url().trim_start_matches("http://").parse().unwrap();
+    let bearer = format!("Bearer {token}");
+    let r = caas_e2e::http_request(
+        addr,
+        method,
+        "127.0.0.1",
+        path,
+        &[
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ],
+        body.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    println!("tried: {method} {path} -> {} {}", r.status, r.body.trim());
+    (r.status, r.body)
+}
+
+fn register(
+    p: &Platform,
+    token: &str,
+    name: &str,
+    address: &str,
+    colocated: bool,
+) -> (u16, String) {
+    let body = serde_json::json!({
+        "name": name, "address": address, "memory_mb": 1024, "cpus": 1,
+        "port_min": 40000, "port_max": 40010, "colocated": colocated,
+    });
+    api(p, "POST", "/v1/agent/register", token, &body.to_string())
+}
+
+fn join_token(p: &Platform, name: &str, address: &str) -> String {
+    let out = p.caas_ok(&["hosts:add", name, "--address", address]);
+    let after = out.split("--join-token ").nth(1).expect("a token");
+    after.split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_rogue_agent_cannot_take_over_names_routes_logs_or_images() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "victim"]);
+    p.caas_ok(&["push", "--image", &test_image("victim"), "-a", "victim"]);
+    let ps = p.caas_json(&["ps", "-a", "victim", "--json"]);
+    let victim_alloc = ps[0]["id"].as_str().unwrap().to_string();
+    let release = p.caas_json(&["releases", "-a", "victim", "--json"]);
+    let image_id = release[0]["image_id"].as_str().unwrap().to_string();
+
+    // A join token is for one host, once.
+    let token = join_token(&p, "evil", "127.0.0.1");
+    let (status, _) = register(&p, &token, "local", "127.0.0.1", false);
+    assert_eq!(status, 403, "a token for evil does not register local");
+    let (status, _) = register(&p, &token, "evil", "127.0.0.1", true);
+    assert_eq!(status, 403, "only the embedded agent is colocated");
+    let (status, _) = register(&p, &token, "evil", "10.9.9.9", false);
+    assert_eq!(status, 403, "not another address than the token's");
+    let (status, body) = register(&p, &token, "evil", "127.0.0.1", false);
+    assert_eq!(status, 200, "{body}");
+    let agent_token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = register(&p, &token, "evil", "127.0.0.1", false);
+    assert_eq!(status, 401, "a join token works once");
+    // An address not named by the token must be the one it connects from.
+    let unbound = {
+        let out = p.caas_ok(&["hosts:add", "evil2"]);
+        let after = out.split("--join-token ").nth(1).unwrap();
+        after.split_whitespace().next().unwrap().to_string()
+    };
+    let (status, _) = register(&p, &unbound, "evil2", "10.9.9.9", false);
+    assert_eq!(status, 403, "an address the agent does not connect from");
+
+    // Reporting another host's instance up at the API's port: ignored.
+    let api_port: u16 = p.api_url().rsplit(':').next().unwrap().parse().unwrap();
+    let hb = serde_json::json!({"instances": [{
+        "assignment_id": victim_alloc, "container_id": "x", "state": "up",
+        "port": api_port, "container_addr": p.api_url().trim_start_matches("http://"),
+        "restarts": 0, "since": "2026-01-01T00:00:00Z",
+    }]});
+    let (status, _) = api(
+        &p,
+        "POST",
+        "/v1/agent/heartbeat",
+        &agent_token,
+        &hb.to_string(),
+    );
+    assert_eq!(status, 204);
+    std::thread::sleep(Duration::from_secs(2));
+    let ps = p.caas_json(&["ps", "-a", "victim", "--json"]);
+    assert_eq!(ps.as_array().unwrap().len(), 1, "{ps}");
+    assert_eq!(ps[0]["host"], "local", "{ps}");
+    for _ in 0..5 {
+        let body = p.body("victim");
+        assert!(
+            body.starts_with("victim"),
+            "the app still answers itself: {body}"
+        );
+    }
+
+    // Lines into an app not placed on it: dropped.
+    let lines = serde_json::json!({"lines": [{"app": "victim", "line": {
+        "ts": "2026-01-01T00:00:00Z", "source": "caas", "tag": "deploy",
+        "text": "FORGED v9 is up",
+    }}]});
+    let (status, _) = api(
+        &p,
+        "POST",
+        "/v1/agent/logs",
+        &agent_token,
+        &lines.to_string(),
+    );
+    assert_eq!(status, 204);
+    let logs = p.caas_ok(&["logs", "-a", "victim"]);
+    assert!(!logs.contains("FORGED"), "{logs}");
+
+    // The image of an app not placed on it: refused.
+    let (status, _) = api(
+        &p,
+        "GET",
+        &format!("/v1/agent/images/{image_id}"),
+        &agent_token,
+        "",
+    );
+    assert_eq!(status, 403);
+
+    // Removed, its credentials stop at once.
+    p.caas_ok(&["hosts:remove", "evil", "--confirm", "evil"]);
+    let (status, _) = api(
+        &p,
+        "GET",
+        "/v1/agent/assignments?index=0&wait=0",
+        &agent_token,
+        "",
+    );
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_build_is_stopped_at_its_time_limit() {
+    caas_e2e::require_stack();
+    let p = Platform::start_with(&["--build-timeout", "3s"]);
+    p.caas_ok(&["apps:create", "slow"]);
+    let src = caas_e2e::temp_dir_with(&[("Dockerfile", "FROM caas/stack:latest\nRUN sleep 120\n")]);
+    let started = std::time::Instant::now();
+    let out = p.caas(&["push", src.path().to_str().unwrap(), "-a", "slow"]);
+    println!(
+        "tried: a build that sleeps 120 s under a 3 s limit -> exit {} after {:?}: {}",
+        out.code,
+        started.elapsed(),
+        out.stderr.trim()
+    );
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stderr.contains("took longer than 3s"), "{out}");
+    // Its containers are gone.
+    p.wait_for(
+        Duration::from_secs(30),
+        "the build's containers to go",
+        || {
+            let names = caas_e2e::docker_ok(&["ps", "-a", "--format", "{{.Names}}"]);
+            (!names.contains(&format!("caas-build-{}-slow", p.cluster_id()))).then_some(())
+        },
+    );
+}
+
+#[test]
+fn a_git_tree_bomb_is_refused_before_it_is_written_out() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "bomb"]);
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str], stdin: Option<&[u8]>| {
+        let out = run(&mut p.git_command(dir.path(), args), stdin, CLI_TIMEOUT);
+        assert!(out.success(), "git {args:?}: {out}");
+        out.stdout.trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"], None);
+    // One blob, then trees that name the level below ten times: 10^6 files in a few KB.
+    let mut object = git(&["hash-object", "-w", "--stdin"], Some(b"boom\n"));
+    let mut kind = "100644 blob";
+    for _ in 0..6 {
+        let listing: String = (0..10)
+            .map(|i| format!("{kind} {object}\tn{i}\n"))
+            .collect();
+        object = git(&["mktree"], Some(listing.as_bytes()));
+        kind = "040000 tree";
+    }
+    let commit = git(&["commit-tree", &object, "-m", "bomb"], None);
+    git(&["update-ref", "refs/heads/main", &commit], None);
+    let remote = p.caas_in(dir.path(), &["git:remote", "-a", "bomb"]);
+    assert!(remote.success(), "{remote}");
+    let started = std::time::Instant::now();
+    let out = run(
+        &mut p.git_command(dir.path(), &["push", "caas", "main"]),
+        None,
+        CLI_TIMEOUT,
+    );
+    println!(
+        "tried: a git tree of a million files in a few KB -> refused after {:?}: {}",
+        started.elapsed(),
+        out.stderr
+            .lines()
+            .filter(|l| l.contains('!'))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("more than 100000 entries"), "{out}");
+    let builds = p.caas_json(&["builds", "-a", "bomb", "--json"]);
+    assert_eq!(builds, serde_json::json!([]), "nothing was built");
+}

@@ -70,7 +70,38 @@ fn render(m: &AppMetrics) -> String {
         ms(m.p95_ms),
         ms(m.p99_ms),
         format_bytes(m.bytes),
-    )
+    ) + &render_instances(m)
+}
+
+/// One line per instance: its state, CPU and memory.
+fn render_instances(m: &AppMetrics) -> String {
+    let mut out = String::new();
+    for i in &m.instances {
+        let (cpu, mem) = match &i.usage {
+            Some(u) => (
+                u.cpu_percent
+                    .map_or_else(|| "-".to_string(), |c| format!("{c:.1}%")),
+                if u.memory_limit_bytes > 0 {
+                    format!(
+                        "{} of {}",
+                        format_bytes(u.memory_bytes),
+                        format_bytes(u.memory_limit_bytes)
+                    )
+                } else {
+                    format_bytes(u.memory_bytes)
+                },
+            ),
+            None => ("-".to_string(), "-".to_string()),
+        };
+        out.push_str(&format!(
+            "{:<10} {} v{} {}  cpu {cpu}  memory {mem}\n",
+            if out.is_empty() { "instances" } else { "" },
+            i.name,
+            i.release,
+            i.state.as_str(),
+        ));
+    }
+    out
 }
 
 pub fn show(args: MetricsArgs) -> Result<()> {
@@ -97,6 +128,9 @@ mod tests {
         }
     }
 
+    use caas_api::metrics::{InstanceMetrics, InstanceUsage};
+    use caas_api::InstanceState;
+
     #[test]
     fn renders_a_few_lines() {
         let m = AppMetrics {
@@ -109,6 +143,27 @@ mod tests {
             p95_ms: Some(25),
             p99_ms: None,
             bytes: 2048,
+            instances: vec![
+                InstanceMetrics {
+                    name: "web.1".into(),
+                    process: "web".into(),
+                    release: 3,
+                    state: InstanceState::Up,
+                    usage: Some(InstanceUsage {
+                        cpu_percent: Some(12.25),
+                        cpu_seconds: 4.0,
+                        memory_bytes: 3 << 20,
+                        memory_limit_bytes: 512 << 20,
+                    }),
+                },
+                InstanceMetrics {
+                    name: "web.2".into(),
+                    process: "web".into(),
+                    release: 3,
+                    state: InstanceState::Starting,
+                    usage: None,
+                },
+            ],
         };
         assert_eq!(
             render(&m),
@@ -116,7 +171,10 @@ mod tests {
              requests   200 (0.67/s)\n\
              responses  2xx 190  3xx 0  4xx 8  5xx 2 (1.0%)\n\
              latency    p50 5 ms  p95 25 ms  p99 -\n\
-             sent       2.0 KB\n"
+             sent       2.0 KB\n\
+             instances  web.1 v3 up  cpu 12.2%  memory 3.0 MB of 512.0 MB\n"
+                .to_string()
+                + "           web.2 v3 starting  cpu -  memory -\n"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! One module per group of commands. Each command takes its parsed arguments and returns
 //! `anyhow::Result<()>`; errors that decide the exit code are [`crate::error::CliError`]s.
 
+pub mod alerts;
 pub mod apps;
 pub mod auth;
+pub mod autoscale;
 pub mod buildpacks;
 pub mod builds;
 pub mod config_vars;

@@ -21,7 +21,9 @@ pub mod lifecycle;
 pub mod plan;
 mod probe;
 mod session;
+mod shipped;
 mod shipper;
+mod stats;
 
 pub use files::write_private;
 
@@ -88,11 +90,20 @@ pub async fn run(
         shutdown.clone(),
     ));
     let (outbox, outbox_rx) = Outbox::new();
-    let shipper = tokio::spawn(shipper::ship(session.clone(), engine.clone(), outbox_rx));
+    let shipped = Arc::new(shipped::Shipped::load(
+        session.cfg.data_dir.join("shipped.json"),
+    ));
+    let shipper = tokio::spawn(shipper::ship(
+        session.clone(),
+        engine.clone(),
+        shipped.clone(),
+        outbox_rx,
+    ));
 
     let mut agent = Agent {
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
-        followers: Followers::new(engine.clone(), outbox.clone()),
+        followers: Followers::new(engine.clone(), outbox.clone(), shipped),
+        stats: stats::Stats::start(engine.clone()),
         ports: Ports::new(session.cfg.port_min, session.cfg.port_max),
         session,
         engine,
@@ -100,12 +111,19 @@ pub async fn run(
         instances: HashMap::new(),
         removing: Arc::new(Mutex::new(HashSet::new())),
         last_report: None,
+        dropped_lines: 0,
     };
     agent.main_loop(assign_rx, shutdown).await;
 
     poller.abort();
     drop(agent); // ends the followers and closes the outbox, so the shipper sends what it has and ends
-    let _ = tokio::time::timeout(Duration::from_secs(2), shipper).await;
+    let mut shipper = shipper;
+    if tokio::time::timeout(Duration::from_secs(2), &mut shipper)
+        .await
+        .is_err()
+    {
+        shipper.abort(); // the control plane is away: what it did not take is re-read next start
+    }
     Ok(())
 }
 
@@ -153,11 +171,15 @@ struct Agent {
     /// Per assignment id: its lifecycle record. Forgotten when it is no longer assigned.
     instances: HashMap<String, Instance>,
     followers: Followers,
+    /// CPU and memory of the running containers, for the heartbeat.
+    stats: stats::Stats,
     images: Images,
     /// Containers being stopped and removed; the engine still lists them meanwhile.
     removing: Arc<Mutex<HashSet<String>>>,
     ports: Ports,
     last_report: Option<(Instant, ReportKey)>,
+    /// Log lines dropped since the last heartbeat that went through.
+    dropped_lines: u64,
 }
 
 impl Agent {
@@ -315,6 +337,18 @@ impl Agent {
         if dropped > 0 {
             tracing::warn!("dropped {dropped} log lines: the control plane is not keeping up");
         }
+        self.dropped_lines += dropped;
+        self.stats.watch(
+            containers
+                .iter()
+                .filter(|c| {
+                    c.running
+                        && c.labels
+                            .get(LABEL_ALLOC)
+                            .is_some_and(|id| by_id.contains_key(id.as_str()))
+                })
+                .map(|c| c.id.as_str()),
+        );
         self.report(assigned, &containers).await;
         Ok(())
     }
@@ -509,6 +543,7 @@ impl Agent {
                     container_addr,
                     restarts: i.restarts,
                     since: l.since,
+                    usage: self.stats.usage(&l.id),
                 })
             })
             .collect();
@@ -534,10 +569,19 @@ impl Agent {
         match self
             .session
             .client
-            .heartbeat(&token, &Heartbeat { instances })
+            .heartbeat(
+                &token,
+                &Heartbeat {
+                    instances,
+                    dropped_log_lines: self.dropped_lines,
+                },
+            )
             .await
         {
-            Ok(()) => self.last_report = Some((Instant::now(), key)),
+            Ok(()) => {
+                self.last_report = Some((Instant::now(), key));
+                self.dropped_lines = 0;
+            }
             Err(ClientError::Unauthorized) => {
                 if let Err(e) = self.session.reauthenticate(&self.engine, &token).await {
                     tracing::error!("re-registering: {e:#}");

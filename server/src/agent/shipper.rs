@@ -1,9 +1,12 @@
 //! Everything the agent says ends up in an app's logs through here: container output (one
 //! follower per running container) and platform events (`caas[TAG]: TEXT`), queued in the
-//! [`Outbox`] and sent to the control plane in batches by [`ship`].
+//! [`Outbox`] and sent to the control plane in batches by [`ship`]. What the control plane
+//! accepted of each container is remembered ([`Shipped`]), so an adopted container is followed
+//! from there, not from now.
 
 use super::client::ClientError;
 use super::session::Session;
+use super::shipped::{Resume, Shipped};
 use super::LABEL_ALLOC;
 use crate::docker::{ContainerInfo, Engine};
 use caas_api::agent::{AppLogLine, Assignment, LogBatch};
@@ -18,16 +21,22 @@ use tokio::task::JoinHandle;
 /// Lines waiting for the shipper; past this, lines are dropped and counted.
 const LOG_BUFFER: usize = 10_000;
 
+/// A line waiting for the shipper, with the container and engine timestamp it came from.
+pub(super) struct Queued {
+    line: AppLogLine,
+    from: Option<(Arc<str>, u64)>,
+}
+
 /// The shipper's queue, cloned into every task that says something.
 #[derive(Clone)]
 pub(super) struct Outbox {
-    tx: mpsc::Sender<AppLogLine>,
+    tx: mpsc::Sender<Queued>,
     dropped: Arc<AtomicU64>,
 }
 
 impl Outbox {
     /// An outbox and the end [`ship`] reads. The shipper ends when every clone is dropped.
-    pub fn new() -> (Outbox, mpsc::Receiver<AppLogLine>) {
+    pub fn new() -> (Outbox, mpsc::Receiver<Queued>) {
         let (tx, rx) = mpsc::channel(LOG_BUFFER);
         let outbox = Outbox {
             tx,
@@ -51,16 +60,23 @@ impl Outbox {
     /// Hands a line to the shipper without waiting: when its buffer is full the line is dropped
     /// and counted, so a chatty app never slows the agent down.
     pub fn line(&self, app: &str, line: LogLine) {
-        if self
-            .tx
-            .try_send(AppLogLine {
-                app: app.into(),
-                line,
-            })
-            .is_err()
-        {
+        let line = AppLogLine {
+            app: app.into(),
+            line,
+        };
+        if self.tx.try_send(Queued { line, from: None }).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A line of a container's output. It waits for room: the engine keeps the container's
+    /// output meanwhile, so waiting slows only this follower, never the app.
+    async fn output(&self, line: AppLogLine, container: &Arc<str>, nanos: u64) {
+        let queued = Queued {
+            line,
+            from: Some((container.clone(), nanos)),
+        };
+        let _ = self.tx.send(queued).await;
     }
 
     /// Lines dropped since the last call.
@@ -73,7 +89,8 @@ impl Outbox {
 pub(super) async fn ship(
     session: Arc<Session>,
     engine: Engine,
-    mut rx: mpsc::Receiver<AppLogLine>,
+    shipped: Arc<Shipped>,
+    mut rx: mpsc::Receiver<Queued>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut lines = vec![first];
@@ -89,23 +106,43 @@ pub(super) async fn ship(
                 _ = &mut deadline => break,
             }
         }
+        let mut from = Vec::new();
+        let lines = lines
+            .into_iter()
+            .map(|q| {
+                from.extend(q.from);
+                q.line
+            })
+            .collect();
         let batch = LogBatch { lines };
-        for attempt in 0..3 {
+        // Held until the control plane takes it (followers wait meanwhile; the engine keeps
+        // their output), so a control plane that restarts loses nothing.
+        let mut attempt = 0u32;
+        loop {
             let token = session.token();
             match session.client.ship_logs(&token, &batch).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    for (container, nanos) in &from {
+                        shipped.delivered(container, *nanos);
+                    }
+                    shipped.save();
+                    break;
+                }
                 Err(ClientError::Unauthorized) => {
                     let _ = session.reauthenticate(&engine, &token).await;
                 }
                 Err(e) => {
-                    tracing::warn!(
-                        "shipping {} log lines (attempt {}): {e}",
-                        batch.lines.len(),
-                        attempt + 1
-                    );
+                    if attempt.is_multiple_of(20) {
+                        tracing::warn!(
+                            "shipping {} log lines (attempt {}): {e}",
+                            batch.lines.len(),
+                            attempt + 1
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
+            attempt += 1;
         }
     }
 }
@@ -128,14 +165,16 @@ impl Drop for Follower {
 pub(super) struct Followers {
     engine: Engine,
     outbox: Outbox,
+    shipped: Arc<Shipped>,
     by_container: HashMap<String, Follower>,
 }
 
 impl Followers {
-    pub fn new(engine: Engine, outbox: Outbox) -> Followers {
+    pub fn new(engine: Engine, outbox: Outbox, shipped: Arc<Shipped>) -> Followers {
         Followers {
             engine,
             outbox,
+            shipped,
             by_container: HashMap::new(),
         }
     }
@@ -163,13 +202,18 @@ impl Followers {
                 Some(f) if !f.handle.is_finished() => continue,
                 // It ended with the container; the container runs again: resume after the last line.
                 Some(f) => f.last_nanos.load(Ordering::Relaxed),
-                // Adopted from before a restart: its old output was shipped (or is lost); go on from now.
-                None => now_nanos,
+                // Adopted from before a restart: after what was delivered of it, so what it
+                // printed while nobody followed is recovered from the engine.
+                None => match self.shipped.resume(&c.id) {
+                    Resume::After(nanos) => nanos,
+                    Resume::Now => now_nanos,
+                },
             };
             self.spawn(a, &c.id, since);
         }
         let live: HashSet<&str> = containers.iter().map(|c| c.id.as_str()).collect();
         self.by_container.retain(|id, _| live.contains(id.as_str()));
+        self.shipped.retain(&live);
     }
 
     fn spawn(&mut self, a: &Assignment, container_id: &str, since_nanos: u64) {
@@ -180,6 +224,7 @@ impl Followers {
         let app = a.app.clone();
         let tag = a.instance_name();
         let id = container_id.to_string();
+        let container: Arc<str> = Arc::from(container_id);
         let handle = tokio::spawn(async move {
             use futures_util::StreamExt;
             let since_secs = (since_nanos / 1_000_000_000) as i64;
@@ -197,7 +242,11 @@ impl Followers {
                     tag: tag.clone(),
                     text: chunk.text,
                 };
-                outbox.line(&app, line);
+                let line = AppLogLine {
+                    app: app.clone(),
+                    line,
+                };
+                outbox.output(line, &container, nanos).await;
             }
         });
         self.by_container

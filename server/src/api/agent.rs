@@ -25,7 +25,7 @@ const PIDS_LIMIT: i64 = 512;
 /// Longest a blocking query may wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-fn validate_host_name(name: &str) -> ApiResult<()> {
+pub(super) fn validate_host_name(name: &str) -> ApiResult<()> {
     let b = name.as_bytes();
     let ok = (1..=63).contains(&b.len())
         && b[0].is_ascii_alphanumeric()
@@ -41,12 +41,12 @@ fn validate_host_name(name: &str) -> ApiResult<()> {
 }
 
 pub async fn register(
-    _: Joiner,
+    joiner: Joiner,
     State(s): State<AppState>,
     JsonBody(req): JsonBody<RegisterRequest>,
 ) -> ApiResult<Json<RegisterResponse>> {
     validate_host_name(&req.name)?;
-    req.address.parse::<std::net::IpAddr>().map_err(|_| {
+    let address: std::net::IpAddr = req.address.parse().map_err(|_| {
         ApiError::Invalid(format!(
             "invalid host address {:?}: give an IP address",
             req.address
@@ -58,8 +58,55 @@ pub async fn register(
             req.port_min, req.port_max
         )));
     }
-    // A host that registers again under its name keeps its id, so what runs there stays its own.
+    // What the join token allows, and nothing else: its host name; its address, or else the
+    // address the registration comes from (so an agent cannot send the gateway elsewhere); the
+    // control plane's own host only for the embedded agent.
+    let refuse = |why: String| {
+        tracing::warn!(
+            host = req.name,
+            address = req.address,
+            "refused a registration: {why}"
+        );
+        ApiError::Forbidden(why)
+    };
+    if let Some(bound) = &joiner.host {
+        if *bound != req.name {
+            return Err(refuse(format!(
+                "this join token is for host {bound:?}, not {:?}",
+                req.name
+            )));
+        }
+    }
+    if req.colocated && !joiner.colocated {
+        return Err(refuse(
+            "only the control plane's embedded agent registers as its own host".into(),
+        ));
+    }
+    let allowed = match (&joiner.address, joiner.colocated) {
+        (Some(a), _) => a.parse::<std::net::IpAddr>().ok() == Some(address),
+        (None, true) => true,
+        (None, false) => joiner.peer.is_some_and(|p| p.ip() == address),
+    };
+    if !allowed {
+        return Err(refuse(format!(
+            "host {:?} may only register the address its join token names or the one it \
+             connects from, not {address}",
+            req.name
+        )));
+    }
     let existing = s.store.hosts()?.into_iter().find(|h| h.name == req.name);
+    // A registered host's name is taken: only a token made for that name (caas hosts:add NAME
+    // again, or the embedded agent's) registers it anew, keeping its id so what runs there stays
+    // its own.
+    if existing.is_some() && joiner.host.as_deref() != Some(req.name.as_str()) {
+        return Err(ApiError::Conflict(format!(
+            "a host named {:?} is registered already; remove it (caas hosts:remove) or pick another name",
+            req.name
+        )));
+    }
+    if joiner.once {
+        s.store.delete_token(&joiner.token_hash)?;
+    }
     let id = existing
         .as_ref()
         .map_or_else(auth::short_id, |h| h.id.clone());
@@ -128,7 +175,7 @@ pub async fn assignments(
     // miss an update.
     let index = *rx.borrow();
     let mut releases: HashMap<(String, u64), Option<ReleaseRecord>> = HashMap::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Assignment> = Vec::new();
     for a in s
         .store
         .allocations()?
@@ -143,6 +190,11 @@ pub async fn assignments(
             out.push(assignment(&s, a, release));
         }
     }
+    s.observed.note_assigned(
+        &host_id,
+        out.iter().map(|a| a.app.clone()),
+        Timestamp::now(),
+    );
     Ok(Json(Assignments {
         index,
         assignments: out,
@@ -245,8 +297,44 @@ pub async fn image(
 pub async fn heartbeat(
     AgentHost(host_id): AgentHost,
     State(s): State<AppState>,
-    JsonBody(hb): JsonBody<Heartbeat>,
+    JsonBody(mut hb): JsonBody<Heartbeat>,
 ) -> ApiResult<StatusCode> {
+    // An agent reports for the instances placed on its own host, published in its own port
+    // range: anything else (another host's instance, a port the gateway must not be sent to,
+    // a container address from a host that is not the control plane's) is dropped and logged.
+    let Some(host) = s.store.host(&host_id)? else {
+        return Err(ApiError::Forbidden(
+            "this host was removed: join again with a token from caas hosts:add".into(),
+        ));
+    };
+    let mine: std::collections::HashSet<String> = s
+        .store
+        .allocations()?
+        .into_iter()
+        .filter(|a| a.host_id == host_id)
+        .map(|a| a.id)
+        .collect();
+    let before = hb.instances.len();
+    hb.instances.retain(|r| {
+        mine.contains(&r.assignment_id)
+            && r.port
+                .is_none_or(|p| (host.port_min..=host.port_max).contains(&p))
+    });
+    if !host.colocated {
+        for r in &mut hb.instances {
+            r.container_addr = None;
+        }
+    }
+    if hb.instances.len() != before {
+        tracing::warn!(
+            host = host.name,
+            "dropped {} instance reports that were not this host's to make",
+            before - hb.instances.len()
+        );
+    }
+    s.counters.heartbeat(&host_id);
+    s.counters
+        .dropped(crate::metrics::Dropped::Agent, hb.dropped_log_lines);
     if s.observed
         .heartbeat(&host_id, hb.instances, Timestamp::now())
     {
@@ -256,10 +344,13 @@ pub async fn heartbeat(
 }
 
 pub async fn logs(
-    AgentHost(_): AgentHost,
+    AgentHost(host_id): AgentHost,
     State(s): State<AppState>,
     JsonBody(batch): JsonBody<LogBatch>,
 ) -> ApiResult<StatusCode> {
+    // An agent speaks for the apps it runs instances of, or did lately (a stopping container's
+    // last lines come after its allocation went), and no others.
+    let now = Timestamp::now();
     let mut exists: HashMap<String, bool> = HashMap::new();
     let mut by_app: Vec<(String, Vec<caas_api::LogLine>)> = Vec::new();
     for l in batch.lines {
@@ -271,8 +362,9 @@ pub async fn logs(
         let known = match exists.get(&l.app) {
             Some(k) => *k,
             None => {
-                let k =
-                    caas_api::validate_app_name(&l.app).is_ok() && s.store.app(&l.app)?.is_some();
+                let k = s.observed.ran_lately(&host_id, &l.app, now)
+                    && caas_api::validate_app_name(&l.app).is_ok()
+                    && s.store.app(&l.app)?.is_some();
                 exists.insert(l.app.clone(), k);
                 k
             }

@@ -1,6 +1,6 @@
 //! The user API: apps, deploys, images, releases, formation, instances, hosts.
 
-use super::auth::{load_app, Access, Admin, Caller};
+use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::Names;
@@ -14,8 +14,8 @@ use caas_api::agent::ObservedState;
 use caas_api::ReleaseStatus;
 use caas_api::WEB;
 use caas_api::{
-    App, CreateApp, DeployImage, Formation, Host, HostState, Instance, InstanceState, LoadedImages,
-    Release, ScaleRequest, ServerInfo, Timestamp,
+    App, CreateApp, DeployImage, Formation, Instance, InstanceState, LoadedImages, Release,
+    ScaleRequest, ServerInfo, Timestamp,
 };
 use futures_util::StreamExt;
 use std::collections::BTreeMap;
@@ -300,10 +300,18 @@ pub async fn releases(
 
 /// `GET /v1/apps/{app}/releases/{version}` (`7` or `v7`): one release, with where its rollout
 /// stands. `caas push` and `git push` wait on this.
+#[derive(serde::Deserialize)]
+pub struct ReleaseQuery {
+    /// For a release that came up: answer once the gateway serves it.
+    #[serde(default)]
+    served: bool,
+}
+
 pub async fn release(
     caller: Caller,
     State(s): State<AppState>,
     Path((app, version)): Path<(String, String)>,
+    axum::extract::Query(q): axum::extract::Query<ReleaseQuery>,
 ) -> ApiResult<Json<Release>> {
     let rec = load_app(&s, &caller, &app, Access::Read)?;
     let missing = || {
@@ -317,6 +325,9 @@ pub async fn release(
         .parse()
         .map_err(|_| missing())?;
     let r = s.store.release(&app, v)?.ok_or_else(missing)?;
+    if q.served && r.status == ReleaseStatus::Succeeded && rec.release == Some(v) {
+        super::until_served(&s, &app, v).await;
+    }
     Ok(Json(release_view(r, rec.release)))
 }
 
@@ -374,6 +385,12 @@ pub async fn scale(
         }
         wanted.insert(process.clone(), count as u32);
     }
+    if let Some((process, a)) = rec.autoscale.iter().find(|(p, _)| wanted.contains_key(*p)) {
+        return Err(ApiError::Conflict(format!(
+            "{process} is autoscaled ({}): change it with caas autoscale:set {process} -a {app}, or turn it off with caas autoscale:off {process} -a {app}",
+            super::scaling::describe(process, a)
+        )));
+    }
     let mut before = BTreeMap::new();
     let rec = s.store.update_app::<ApiError>(&app, |a| {
         before = a.formation.clone();
@@ -402,6 +419,29 @@ pub async fn scale(
     Ok(Json(formation_view(&s, &rec)))
 }
 
+/// An instance's state as `caas ps` shows it: its allocation's, else its host's, else what its
+/// agent last reported.
+pub(super) fn instance_state(
+    s: &AppState,
+    a: &crate::store::AllocationRecord,
+    report: Option<&caas_api::agent::InstanceReport>,
+    now: Timestamp,
+) -> InstanceState {
+    if matches!(a.desired, Desired::Drain { .. }) {
+        InstanceState::Draining
+    } else if !s.observed.host_alive(&a.host_id, now) {
+        InstanceState::Lost
+    } else {
+        match report.map(|r| r.state) {
+            None => InstanceState::Pending,
+            Some(ObservedState::Starting) => InstanceState::Starting,
+            Some(ObservedState::Up) => InstanceState::Up,
+            Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
+            Some(ObservedState::Crashed) => InstanceState::Crashed,
+        }
+    }
+}
+
 pub async fn ps(
     caller: Caller,
     State(s): State<AppState>,
@@ -422,19 +462,7 @@ pub async fn ps(
         .filter(|a| a.app == app)
         .map(|a| {
             let report = s.observed.report(&a.id);
-            let state = if matches!(a.desired, Desired::Drain { .. }) {
-                InstanceState::Draining
-            } else if !s.observed.host_alive(&a.host_id, now) {
-                InstanceState::Lost
-            } else {
-                match report.as_ref().map(|r| r.state) {
-                    None => InstanceState::Pending,
-                    Some(ObservedState::Starting) => InstanceState::Starting,
-                    Some(ObservedState::Up) => InstanceState::Up,
-                    Some(ObservedState::Unhealthy) => InstanceState::Unhealthy,
-                    Some(ObservedState::Crashed) => InstanceState::Crashed,
-                }
-            };
+            let state = instance_state(&s, &a, report.as_ref(), now);
             let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
                 s.store
                     .host(&a.host_id)
@@ -462,31 +490,6 @@ pub async fn ps(
         .collect();
     out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
     Ok(Json(out))
-}
-
-pub async fn hosts(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Host>>> {
-    let now = Timestamp::now();
-    let allocations = s.store.allocations()?;
-    let hosts = s
-        .store
-        .hosts()?
-        .into_iter()
-        .map(|h| Host {
-            state: if s.observed.host_alive(&h.id, now) {
-                HostState::Ready
-            } else {
-                HostState::Lost
-            },
-            instances: allocations.iter().filter(|a| a.host_id == h.id).count() as u32,
-            id: h.id,
-            name: h.name,
-            address: h.address,
-            memory_mb: h.memory_mb,
-            cpus: h.cpus,
-            registered_at: h.registered_at,
-        })
-        .collect();
-    Ok(Json(hosts))
 }
 
 #[cfg(test)]

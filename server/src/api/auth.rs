@@ -234,17 +234,39 @@ pub fn load_app(s: &AppState, caller: &Caller, name: &str, what: Access) -> ApiR
     Ok(rec)
 }
 
-/// A host joining the cluster with the join token.
-pub struct Joiner;
+/// A host joining the cluster with a join token (`caas hosts:add NAME` makes one), and what the
+/// token allows: which name, which address, whether it is the embedded agent's.
+pub struct Joiner {
+    pub token_hash: String,
+    pub host: Option<String>,
+    pub address: Option<String>,
+    pub once: bool,
+    pub colocated: bool,
+    /// Where the registration comes from.
+    pub peer: Option<SocketAddr>,
+}
 
 impl FromRequestParts<AppState> for Joiner {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match token_of(parts, state)?.1.role {
-            Role::Join => Ok(Joiner),
+        let (hash, rec) = token_of(parts, state)?;
+        match rec.role {
+            Role::Join {
+                host,
+                address,
+                once,
+                colocated,
+            } => Ok(Joiner {
+                token_hash: hash,
+                host,
+                address,
+                once,
+                colocated,
+                peer: parts.extensions.get::<ClientAddr>().map(|c| c.0),
+            }),
             _ => Err(ApiError::Forbidden(
-                "registering a host needs the join token".into(),
+                "registering a host needs a join token: caas hosts:add NAME makes one".into(),
             )),
         }
     }

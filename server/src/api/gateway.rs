@@ -78,6 +78,15 @@ pub async fn report(
         }
     }
     s.traffic.record(Timestamp::now().millis() / 1000, &traffic);
+    if let Some(i) = report.serving_index {
+        s.gateway_serving.send_if_modified(|v| {
+            let changed = *v != i;
+            *v = i;
+            changed
+        });
+    }
+    s.counters
+        .dropped(crate::metrics::Dropped::Gateway, report.dropped_lines);
     if report.dropped_lines > 0 {
         tracing::warn!(
             "the gateway dropped {} router lines while the control plane was away",

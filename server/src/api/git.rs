@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::builder::BuildError;
 use crate::git::protocol::{self, Command};
+use crate::git::{GitError, PushLimits};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -327,15 +328,19 @@ impl Push {
             .unwrap_or(false);
         if has_pack {
             let (repos, app, raw2) = (self.s.repos.clone(), self.app.clone(), raw.clone());
+            let limits = self.limits();
             let ingested =
-                tokio::task::spawn_blocking(move || repos.ingest_pack(&app, &raw2, offset)).await;
-            if let Err(e) = ingested
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-            {
-                tracing::warn!(app = self.app, "push: unpacking: {e}");
-                self.say(&format!(" !     the pushed pack could not be read: {e}"))
+                tokio::task::spawn_blocking(move || repos.ingest_pack(&app, &raw2, offset, limits))
                     .await;
+            let failed = match ingested {
+                Ok(Ok(())) => None,
+                Ok(Err(GitError::TooBig(why))) => Some(why),
+                Ok(Err(e)) => Some(format!("the pushed pack could not be read: {e}")),
+                Err(e) => Some(format!("the pushed pack could not be read: {e}")),
+            };
+            if let Some(e) = failed {
+                tracing::warn!(app = self.app, "push: unpacking: {e}");
+                self.say(&format!(" !     {e}")).await;
                 let results = commands
                     .iter()
                     .map(|c| (c.refname.clone(), Err("unpacker error".to_string())))
@@ -375,7 +380,9 @@ impl Push {
             c.new.clone(),
             tarball.clone(),
         );
-        let exported = tokio::task::spawn_blocking(move || repos.export(&app, &new, &out)).await;
+        let limits = self.limits();
+        let exported =
+            tokio::task::spawn_blocking(move || repos.export(&app, &new, &out, limits)).await;
         let exported = match exported {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {
@@ -476,6 +483,17 @@ impl Push {
         Ok(())
     }
 
+    /// What a push may hold: the builder's limits on uploads, counted on the git side first.
+    fn limits(&self) -> PushLimits {
+        let l = self.s.builder.limits();
+        PushLimits {
+            // History has more objects than the tree has files.
+            max_objects: l.max_entries.saturating_mul(10),
+            max_entries: l.max_entries,
+            max_bytes: l.max_unpacked_bytes,
+        }
+    }
+
     /// Whether the pusher's token still works; says so when it does not.
     async fn token_valid(&self) -> bool {
         if auth::still_valid(&self.s, &self.caller.token_hash) {
@@ -505,6 +523,7 @@ impl Push {
             };
             match release.status {
                 ReleaseStatus::Succeeded => {
+                    super::until_served(&self.s, &self.app, version).await;
                     self.say(&format!(
                         "       {} deployed (v{version})",
                         self.s.config.app_url(&self.app)

@@ -70,11 +70,13 @@ pub async fn stream(
             .map(|l| super::ndjson(&LogEvent::Line(l))),
     );
     let body = if q.tail {
+        let counters = s.counters.clone();
         let live = BroadcastStream::new(sub.live).filter_map(move |item| {
             let event = match item {
                 Ok(line) if filter.matches(&line) => Some(super::ndjson(&LogEvent::Line(line))),
                 Ok(_) => None,
                 Err(BroadcastStreamRecvError::Lagged(count)) => {
+                    counters.dropped(crate::metrics::Dropped::Reader, count);
                     Some(super::ndjson(&LogEvent::Missed { count }))
                 }
             };

@@ -1,12 +1,14 @@
 //! `GET /v1/apps/{app}/metrics?window=SECS`: an app's traffic over the last seconds, from the
 //! counts the gateway reports.
 
+use super::apps::instance_state;
 use super::auth::{load_app, Access, Caller};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::traffic::WINDOW_SECS;
 use axum::extract::{Path, Query, State};
 use axum::Json;
+use caas_api::metrics::InstanceMetrics;
 use caas_api::{AppMetrics, Timestamp};
 use serde::Deserialize;
 
@@ -35,6 +37,7 @@ pub async fn app(
     }
     let now = Timestamp::now().millis() / 1000;
     let c = s.traffic.window(&app, now, q.window);
+    let instances = instances(&s, &app)?;
     Ok(Json(AppMetrics {
         app,
         window_secs: q.window,
@@ -45,5 +48,31 @@ pub async fn app(
         p95_ms: c.quantile_ms(0.95),
         p99_ms: c.quantile_ms(0.99),
         bytes: c.bytes,
+        instances,
     }))
+}
+
+/// The app's instances with their CPU and memory, as `caas ps` orders them.
+fn instances(s: &AppState, app: &str) -> ApiResult<Vec<InstanceMetrics>> {
+    let now = Timestamp::now();
+    let mut out: Vec<(u32, InstanceMetrics)> = s
+        .store
+        .allocations()?
+        .into_iter()
+        .filter(|a| a.app == app)
+        .map(|a| {
+            let report = s.observed.report(&a.id);
+            let state = instance_state(s, &a, report.as_ref(), now);
+            let m = InstanceMetrics {
+                name: a.instance_name(),
+                process: a.process.clone(),
+                release: a.release,
+                state,
+                usage: report.and_then(|r| r.usage),
+            };
+            (a.index, m)
+        })
+        .collect();
+    out.sort_by(|(ia, a), (ib, b)| (&a.process, ia, a.release).cmp(&(&b.process, ib, b.release)));
+    Ok(out.into_iter().map(|(_, m)| m).collect())
 }

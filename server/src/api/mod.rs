@@ -11,9 +11,12 @@ mod drains;
 mod error;
 mod gateway;
 mod git;
+mod hosts;
 mod instances;
 mod logs;
 mod metrics;
+mod prometheus;
+mod scaling;
 mod users;
 
 pub use error::ApiError;
@@ -70,8 +73,51 @@ pub struct AppState {
     pub routing_index: tokio::sync::watch::Receiver<u64>,
     /// Request counts the gateway reports.
     pub traffic: Arc<crate::traffic::Traffic>,
+    /// The platform's own counts (`GET /metrics`).
+    pub counters: Arc<crate::metrics::Counters>,
+    /// What the autoscaler last saw and did.
+    pub autoscale: Arc<crate::autoscale::Status>,
+    /// The alerts raised now.
+    pub alerts: Arc<crate::alerts::Raised>,
     /// Failed authentications per client address.
     pub auth_failures: Arc<auth::Failures>,
+    /// The routing index the gateway says it serves (0 until it reports).
+    pub gateway_serving: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// Waits (a few seconds at most) until the gateway serves what the routes say now, so a deploy
+/// that is up is up at its URL. Without a gateway that reports, it does not wait.
+pub(crate) async fn until_served(s: &AppState, app: &str, version: u64) {
+    use std::time::Duration;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    // The scheduler writes a new release's routes in the pass after it promoted it.
+    let web_wanted = s
+        .store
+        .app(app)
+        .ok()
+        .flatten()
+        .is_some_and(|a| a.formation.get(caas_api::WEB).copied().unwrap_or(0) > 0);
+    if web_wanted {
+        loop {
+            let routed = s
+                .store
+                .routes()
+                .is_ok_and(|r| r.iter().any(|(k, _)| k.app == app && k.release == version));
+            if routed || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Route writes bump the index right after they land: let that settle, then the gateway must
+    // serve at least that.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let target = *s.routing_index.borrow();
+    let mut served = s.gateway_serving.subscribe();
+    if *served.borrow() == 0 {
+        return;
+    }
+    let _ = tokio::time::timeout_at(deadline, served.wait_for(|i| *i >= target)).await;
 }
 
 /// Records a change in the audit log: who, from where, what. A failure to record is logged,
@@ -118,6 +164,8 @@ fn ndjson_response(body: axum::body::Body) -> axum::response::Response {
 
 /// JSON bodies are small; uploads have their own, larger limit.
 const JSON_LIMIT: usize = 1024 * 1024;
+/// The gateway's reports: 50,000 router lines of up to a few hundred bytes.
+const GATEWAY_REPORT_LIMIT: usize = 64 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     // Uploads stream to disk or to the engine with limits of their own; the default limit (for
@@ -126,6 +174,7 @@ pub fn router(state: AppState) -> Router {
     let upload = || DefaultBodyLimit::disable();
     Router::new()
         .route("/v1/info", get(apps::info))
+        .route("/metrics", get(prometheus::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
         .route("/v1/apps/{app}/deploys", post(apps::deploy))
@@ -145,6 +194,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/ps/stop", post(instances::stop))
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
+        .route("/v1/apps/{app}/autoscale", get(scaling::list))
+        .route(
+            "/v1/apps/{app}/autoscale/{process}",
+            put(scaling::set).delete(scaling::off),
+        )
+        .route(
+            "/v1/apps/{app}/alerts",
+            get(scaling::alerts)
+                .put(scaling::set_alerts)
+                .delete(scaling::clear_alerts),
+        )
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
         .route(
@@ -156,7 +216,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/buildpack", put(builds::set_buildpack))
         .route("/v1/buildpacks", get(builds::buildpacks))
         .route("/v1/images", post(apps::load_images).layer(upload()))
-        .route("/v1/hosts", get(apps::hosts))
+        .route("/v1/hosts", get(hosts::list).post(hosts::add))
+        .route("/v1/hosts/{name}", delete(hosts::remove))
         .route("/v1/whoami", get(users::whoami))
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{name}", delete(users::remove))
@@ -174,7 +235,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agent/logs", post(agent::logs))
         .route("/v1/agent/images/{id}", get(agent::image))
         .route("/v1/gateway/routes", get(gateway::routes))
-        .route("/v1/gateway/report", post(gateway::report))
+        // A report holds up to 50,000 router lines (what the gateway kept while the control plane
+        // was slow or away): far past the JSON limit, which would refuse it for ever after, and
+        // with it the request counts that metrics and autoscaling live on.
+        .route(
+            "/v1/gateway/report",
+            post(gateway::report).layer(DefaultBodyLimit::max(GATEWAY_REPORT_LIMIT)),
+        )
         .route("/{repo}/info/refs", get(git::info_refs))
         .route(
             "/{repo}/git-receive-pack",

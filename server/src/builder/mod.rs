@@ -65,6 +65,8 @@ pub struct BuildSettings {
     pub max_upload: u64,
     pub limits: unpack::Limits,
     pub cluster_id: String,
+    /// A build still running after this long is stopped and fails (`caasd --build-timeout`).
+    pub timeout: std::time::Duration,
 }
 
 /// Why a build could not start or did not finish. The message is for the user, one line.
@@ -194,6 +196,11 @@ impl Builder {
     }
 
     /// Installed buildpacks in detect order: the bundled ones first, then the rest by name.
+    /// The limits every upload is held to (a git push is checked against them too).
+    pub fn limits(&self) -> unpack::Limits {
+        self.settings.limits
+    }
+
     pub fn buildpacks(&self) -> Vec<caas_api::Buildpack> {
         let mut names: Vec<String> = std::fs::read_dir(&self.settings.buildpacks)
             .into_iter()
@@ -308,9 +315,15 @@ impl Builder {
         ))
         .await;
 
+        let timeout = self.settings.timeout;
         let result = tokio::select! {
             r = self.build(p, out, &mut record) => r,
             _ = self.shutdown.cancelled() => Err(BuildError::Failed("interrupted: caasd is stopping; push again".into())),
+            // The build's containers go in `cleanup` below, so a stuck build holds nothing.
+            _ = tokio::time::sleep(timeout) => Err(BuildError::Failed(format!(
+                "the build took longer than {} and was stopped (caasd --build-timeout)",
+                humantime::format_duration(timeout)
+            ))),
         };
         let result = match result {
             Ok(release) => Ok(release),

@@ -470,10 +470,65 @@ const S_IFSOCK: u32 = 0o140000;
 /// Longest symlink target read from a zip entry.
 const MAX_LINK_TARGET: u64 = 4096;
 
+/// Bytes of central directory allowed per entry allowed: a header is 46 bytes plus a name (up to
+/// 64 KiB, but rarely more than a few hundred bytes) and extra fields.
+const CENTRAL_BYTES_PER_ENTRY: u64 = 1024;
+
+/// What a zip's end-of-central-directory record (zip64's when there is one) declares: the entry
+/// count and the central directory's size. Read before the zip crate reads the central
+/// directory into memory, so an archive declaring millions of entries is refused first.
+fn zip_declared(file: &mut File) -> std::io::Result<Option<(u64, u64)>> {
+    use std::io::{Seek, SeekFrom};
+    let len = file.seek(SeekFrom::End(0))?;
+    // The record is 22 bytes plus a comment of up to 64 KiB, at the very end.
+    let tail_len = len.min(22 + 65_535 + 20);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail)?;
+    let Some(eocd) = tail.windows(4).rposition(|w| w == b"PK\x05\x06") else {
+        return Ok(None);
+    };
+    let rec = &tail[eocd..];
+    if rec.len() < 22 {
+        return Ok(None);
+    }
+    let u16_at = |b: &[u8], i: usize| u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    let u32_at =
+        |b: &[u8], i: usize| u64::from(u32::from_le_bytes(b[i..i + 4].try_into().unwrap()));
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    let (mut entries, mut size) = (u16_at(rec, 10), u32_at(rec, 12));
+    // zip64: the locator (20 bytes) just before the record points at the zip64 record.
+    if (entries == 0xFFFF || size == 0xFFFF_FFFF) && eocd >= 20 {
+        let loc = &tail[eocd - 20..eocd];
+        if loc[..4] == *b"PK\x06\x07" {
+            let at = u64_at(loc, 8);
+            if at < len {
+                file.seek(SeekFrom::Start(at))?;
+                let mut z = [0u8; 56];
+                if file.read_exact(&mut z).is_ok() && z[..4] == *b"PK\x06\x06" {
+                    entries = u64_at(&z, 32);
+                    size = u64_at(&z, 40);
+                }
+            }
+        }
+    }
+    Ok(Some((entries, size)))
+}
+
 fn unpack_zip(archive: &Path, tree: &mut Tree<'_>) -> Result<(), UnpackError> {
-    let file = File::open(archive).map_err(|e| io_error(archive, e))?;
+    let mut file = File::open(archive).map_err(|e| io_error(archive, e))?;
     let size = file.metadata().map_err(|e| io_error(archive, e))?.len();
     tree.counters.compressed.set(size);
+    if let Some((entries, central)) = zip_declared(&mut file).map_err(|e| io_error(archive, e))? {
+        let max = tree.limits.max_entries;
+        if entries > max || central > max.saturating_mul(CENTRAL_BYTES_PER_ENTRY) {
+            return Err(UnpackError::LimitExceeded {
+                limit: Limit::Entries(max),
+                entry: format!("the central directory ({entries} entries, {central} bytes)"),
+            });
+        }
+    }
+    std::io::Seek::rewind(&mut file).map_err(|e| io_error(archive, e))?;
     let mut zip =
         zip::ZipArchive::new(BufReader::new(file)).map_err(|e| UnpackError::NotAnArchive {
             kind: ArchiveKind::Zip,
@@ -1737,6 +1792,28 @@ mod tests {
             "{e:?}"
         );
         assert!(fx.dest_bytes() <= 100, "{}", fx.dest_bytes());
+    }
+
+    #[test]
+    fn a_zip_declaring_millions_of_entries_is_refused_before_its_directory_is_read() {
+        let fx = Fx::new();
+        fx.zip(|z| {
+            z.start_file("a.txt", opts(0o644)).unwrap();
+            z.write_all(b"a").unwrap();
+        });
+        let mut bytes = fs::read(fx.upload()).unwrap();
+        let eocd = bytes.windows(4).rposition(|w| w == b"PK\x05\x06").unwrap();
+        // 65 534 entries and a 4 GiB - 2 central directory, as claimed by the record.
+        bytes[eocd + 8..eocd + 10].copy_from_slice(&0xFFFEu16.to_le_bytes());
+        bytes[eocd + 10..eocd + 12].copy_from_slice(&0xFFFEu16.to_le_bytes());
+        bytes[eocd + 12..eocd + 16].copy_from_slice(&0xFFFF_FFFEu32.to_le_bytes());
+        fs::write(fx.upload(), &bytes).unwrap();
+        let e = fx.unpack_err(ArchiveKind::Zip);
+        assert!(
+            matches!(&e, UnpackError::LimitExceeded { limit: Limit::Entries(_), entry } if entry.contains("central directory")),
+            "{e:?}"
+        );
+        assert_eq!(fx.dest_bytes(), 0);
     }
 
     #[test]

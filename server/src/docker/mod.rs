@@ -3,6 +3,9 @@
 
 mod containers;
 mod images;
+mod stats;
+
+pub use stats::Usage;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{

@@ -136,6 +136,9 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
         tracing::info!("following the control plane's API address in {path}");
     }
     let reporter = Arc::new(Reporter::default());
+    if index != 0 {
+        reporter.serving(index);
+    }
     let gateway = Gateway::new(rx, reporter.clone(), cfg.limits.clone());
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -143,6 +146,7 @@ pub async fn run(cfg: GatewayConfig, shutdown: CancellationToken) -> anyhow::Res
     tasks.spawn(follow(
         api.clone(),
         tx,
+        reporter.clone(),
         index,
         cfg.data_dir.clone(),
         stop_feed.clone(),
@@ -251,6 +255,7 @@ impl Api {
 async fn follow(
     api: Api,
     tx: watch::Sender<Arc<RouteTable>>,
+    reporter: Arc<Reporter>,
     mut index: u64,
     data_dir: PathBuf,
     stop: CancellationToken,
@@ -270,6 +275,7 @@ async fn follow(
                 if table.index != index {
                     index = table.index;
                     tx.send_replace(Arc::new(RouteTable::from_wire(&table)));
+                    reporter.serving(index);
                     let dir = data_dir.clone();
                     let _ = tokio::task::spawn_blocking(move || save_cache(&dir, &table)).await;
                 }
@@ -292,16 +298,28 @@ async fn follow(
 
 /// Sends reports every [`SHIP_EVERY`] until `stop`, then once more.
 async fn ship(api: Api, reporter: Arc<Reporter>, stop: CancellationToken) {
+    let mut reported_index = None;
     loop {
         let last = tokio::select! {
             _ = stop.cancelled() => true,
             _ = tokio::time::sleep(SHIP_EVERY) => false,
+            // A new table is said at once: a deploy waits to hear it serves.
+            _ = reporter.changed.notified() => false,
         };
         let report = reporter.take();
-        if !report.lines.is_empty() || !report.traffic.is_empty() || report.dropped_lines > 0 {
-            if let Err(e) = api.report(&report).await {
-                tracing::debug!("reporting to the control plane: {e}");
-                reporter.restore(report);
+        let news = report.serving_index != reported_index;
+        if news
+            || !report.lines.is_empty()
+            || !report.traffic.is_empty()
+            || report.dropped_lines > 0
+        {
+            let index = report.serving_index;
+            match api.report(&report).await {
+                Ok(()) => reported_index = index,
+                Err(e) => {
+                    tracing::debug!("reporting to the control plane: {e}");
+                    reporter.restore(report);
+                }
             }
         }
         if last {

@@ -18,6 +18,10 @@ const MAX_LINES: usize = 50_000;
 #[derive(Default)]
 pub struct Reporter {
     pending: Mutex<Pending>,
+    /// The routing table's index the gateway serves, and a wake-up for the shipper when it
+    /// changes (reported at once: a deploy waits for it).
+    serving: std::sync::atomic::AtomicU64,
+    pub changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -73,13 +77,22 @@ impl Reporter {
         t.bytes += bytes;
     }
 
+    /// The gateway now serves the table with this index.
+    pub fn serving(&self, index: u64) {
+        self.serving
+            .store(index, std::sync::atomic::Ordering::Relaxed);
+        self.changed.notify_one();
+    }
+
     /// Everything since the last take.
     pub fn take(&self) -> GatewayReport {
         let mut p = self.pending.lock().unwrap();
+        let serving = self.serving.load(std::sync::atomic::Ordering::Relaxed);
         GatewayReport {
             lines: std::mem::take(&mut p.lines),
             traffic: std::mem::take(&mut p.traffic).into_values().collect(),
             dropped_lines: std::mem::take(&mut p.dropped),
+            serving_index: (serving != 0).then_some(serving),
         }
     }
 

@@ -20,6 +20,19 @@ pub enum GitError {
     Io(#[from] io::Error),
     #[error("{0} is not a commit this repository has")]
     NoCommit(String),
+    /// Past a limit: what, and the flag that raises it.
+    #[error("{0}")]
+    TooBig(String),
+}
+
+/// What a push may hold, checked before anything is written out: objects in the pack, and the
+/// entries and bytes of the tree a commit expands to (a tree that names one subtree many times
+/// expands to far more than the pack's size).
+#[derive(Debug, Clone, Copy)]
+pub struct PushLimits {
+    pub max_objects: u64,
+    pub max_entries: u64,
+    pub max_bytes: u64,
 }
 
 #[derive(Clone)]
@@ -79,8 +92,29 @@ impl Repos {
     }
 
     /// Indexes a received pack (the part of `file` from `offset` on) into the object store.
-    pub fn ingest_pack(&self, app: &str, file: &Path, offset: u64) -> Result<(), GitError> {
+    pub fn ingest_pack(
+        &self,
+        app: &str,
+        file: &Path,
+        offset: u64,
+        limits: PushLimits,
+    ) -> Result<(), GitError> {
         use std::io::Seek;
+        // The pack's header says how many objects follow: refused before one is indexed.
+        {
+            let mut f = File::open(file)?;
+            f.seek(io::SeekFrom::Start(offset))?;
+            let mut header = [0u8; 12];
+            if f.read_exact(&mut header).is_ok() && &header[..4] == b"PACK" {
+                let count = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+                if u64::from(count) > limits.max_objects {
+                    return Err(GitError::TooBig(format!(
+                        "the push holds {count} git objects; this server takes at most {} (caasd --max-archive-entries raises it)",
+                        limits.max_objects
+                    )));
+                }
+            }
+        }
         let repo = self.open(app)?;
         let odb = repo.odb()?;
         let mut writer = odb.packwriter()?;
@@ -100,7 +134,13 @@ impl Repos {
 
     /// Writes the tree of `commit` as a gzipped tar to `out` (what the CLI makes of a
     /// directory), so a git push builds through exactly the same path as `caas push`.
-    pub fn export(&self, app: &str, commit: &str, out: &Path) -> Result<Exported, GitError> {
+    pub fn export(
+        &self,
+        app: &str,
+        commit: &str,
+        out: &Path,
+        limits: PushLimits,
+    ) -> Result<Exported, GitError> {
         let repo = self.open(app)?;
         let oid = git2::Oid::from_str(commit).map_err(|_| GitError::NoCommit(commit.into()))?;
         let commit = repo
@@ -111,10 +151,19 @@ impl Repos {
         let mut tar = tar::Builder::new(gz);
         let mut submodules = Vec::new();
         let mut failure: Option<GitError> = None;
+        let (mut entries, mut bytes) = (0u64, 0u64);
         tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
             let Ok(name) = entry.name() else {
                 return git2::TreeWalkResult::Skip;
             };
+            entries += 1;
+            if entries > limits.max_entries {
+                failure = Some(GitError::TooBig(format!(
+                    "the pushed tree has more than {} entries (caasd --max-archive-entries raises it)",
+                    limits.max_entries
+                )));
+                return git2::TreeWalkResult::Abort;
+            }
             let path = format!("{dir}{name}");
             let mode = entry.filemode();
             let result: Result<(), GitError> = (|| {
@@ -137,6 +186,13 @@ impl Repos {
                     }
                     (Some(git2::ObjectType::Blob), _) => {
                         let blob = repo.find_blob(entry.id())?;
+                        bytes += blob.content().len() as u64;
+                        if bytes > limits.max_bytes {
+                            return Err(GitError::TooBig(format!(
+                                "the pushed tree holds more than {} MB (caasd --max-unpacked-mb raises it)",
+                                limits.max_bytes / (1024 * 1024)
+                            )));
+                        }
                         h.set_entry_type(tar::EntryType::Regular);
                         h.set_mode(if mode == 0o100755 { 0o755 } else { 0o644 });
                         h.set_size(blob.content().len() as u64);

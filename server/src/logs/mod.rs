@@ -59,6 +59,17 @@ struct AppLog {
     tx: Option<broadcast::Sender<LogLine>>,
     /// A write failed (disk full?): said once, not on every line.
     failing: bool,
+    /// Lines published since caasd started, by source (`GET /metrics`).
+    counts: [u64; 4],
+}
+
+/// An app's log figures since caasd started (`GET /metrics`).
+pub struct AppLogStats {
+    pub app: String,
+    /// Lines published, by source (sources with none left out).
+    pub lines: Vec<(LogSource, u64)>,
+    /// `(drain id, delivered, dropped)`.
+    pub drains: Vec<(String, u64, u64)>,
 }
 
 /// What a reader gets: the stored lines it asked for and a receiver for what comes after them.
@@ -125,6 +136,7 @@ impl LogHub {
         let log = self.app(app);
         let mut log = log.lock().unwrap();
         for mut line in lines {
+            log.counts[line.source as usize] += 1;
             if line.text.len() > MAX_LINE {
                 let mut cut = MAX_LINE;
                 while !line.text.is_char_boundary(cut) {
@@ -274,6 +286,53 @@ impl LogHub {
                 }
             })
             .collect()
+    }
+
+    /// Lines published per app and source since caasd started, with every drain's counters.
+    pub fn stats(&self) -> Vec<AppLogStats> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let apps: Vec<(String, Arc<Mutex<AppLog>>)> = self
+            .apps
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let sources = [
+            LogSource::App,
+            LogSource::Caas,
+            LogSource::Router,
+            LogSource::Build,
+        ];
+        let mut out: Vec<_> = apps
+            .into_iter()
+            .map(|(name, log)| {
+                let log = log.lock().unwrap();
+                let lines = sources
+                    .iter()
+                    .map(|s| (*s, log.counts[*s as usize]))
+                    .filter(|(_, n)| *n > 0)
+                    .collect();
+                let drains = log
+                    .drains
+                    .iter()
+                    .map(|d| {
+                        (
+                            drain_id(&d.url),
+                            d.stats.delivered.load(Relaxed),
+                            d.stats.dropped.load(Relaxed),
+                        )
+                    })
+                    .collect();
+                AppLogStats {
+                    app: name,
+                    lines,
+                    drains,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.app.cmp(&b.app));
+        out
     }
 
     /// Forgets an app: its log on disk goes, and live readers see their stream end.

@@ -29,6 +29,8 @@ pub struct Scheduler {
     pub logs: Arc<LogHub>,
     pub settings: Settings,
     pub wake: Arc<Notify>,
+    /// Counts its passes (`GET /metrics`).
+    pub counters: Arc<crate::metrics::Counters>,
 }
 
 /// What one pass remembers for the next.
@@ -50,6 +52,7 @@ impl Scheduler {
             }
             // Converge: a plan that changed something may enable the next step at once.
             for _ in 0..8 {
+                self.counters.scheduler_pass();
                 match self.tick(&mut memory).await {
                     Ok(true) => continue,
                     Ok(false) => break,

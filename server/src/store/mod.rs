@@ -78,6 +78,9 @@ struct Inner {
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
+    /// Bumped on every route write, here, and on app writes by `routing::spawn_index` (from
+    /// sled's change feed): the gateway's blocking query waits on it.
+    routing_index: watch::Sender<u64>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -121,11 +124,17 @@ impl Store {
             audit: tree("audit")?,
             meta: tree("meta")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
+            routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
         };
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// The store's size on disk, bytes (`GET /metrics`).
+    pub fn size_on_disk(&self) -> Result<u64> {
+        Ok(self.inner.db.size_on_disk()?)
     }
 
     /// Makes everything written so far durable. Call before acknowledging a change.
@@ -644,6 +653,11 @@ impl Store {
             .transpose()
     }
 
+    pub fn delete_host(&self, id: &str) -> Result<()> {
+        self.inner.hosts.remove(id)?;
+        Ok(())
+    }
+
     pub fn put_host(&self, rec: &HostRecord) -> Result<()> {
         self.inner.hosts.insert(&rec.id, encode(rec))?;
         Ok(())
@@ -662,13 +676,24 @@ impl Store {
         Ok(out)
     }
 
+    pub fn routing_index(&self) -> watch::Receiver<u64> {
+        self.inner.routing_index.subscribe()
+    }
+
+    /// Says that what the routing table is made of changed.
+    pub fn routing_changed(&self) {
+        self.inner.routing_index.send_modify(|i| *i += 1);
+    }
+
     pub fn put_route(&self, key: &RouteKey, addr: &str) -> Result<()> {
         self.inner.routes.insert(key.encode(), addr.as_bytes())?;
+        self.routing_changed();
         Ok(())
     }
 
     pub fn delete_route(&self, key: &RouteKey) -> Result<()> {
         self.inner.routes.remove(key.encode())?;
+        self.routing_changed();
         Ok(())
     }
 

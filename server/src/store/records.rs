@@ -31,6 +31,12 @@ pub struct AppRecord {
     /// Log drain URLs (checked when added).
     #[serde(default)]
     pub drains: Vec<String>,
+    /// Autoscaled process types: the autoscaler owns their count in `formation`.
+    #[serde(default)]
+    pub autoscale: BTreeMap<String, caas_api::metrics::AutoscaleSettings>,
+    /// The conditions that raise `caas[alert]` lines.
+    #[serde(default)]
+    pub alerts: Option<caas_api::metrics::AlertSettings>,
     /// Users who may use it besides admins (its creator, and those given access).
     #[serde(default)]
     pub access: std::collections::BTreeSet<String>,
@@ -57,6 +63,8 @@ impl AppRecord {
             next_build: 1,
             buildpack: None,
             drains: Vec::new(),
+            autoscale: BTreeMap::new(),
+            alerts: None,
             access: Default::default(),
             owner: None,
         }
@@ -171,8 +179,21 @@ pub enum Role {
     Admin,
     /// A person (or a CI job) using the user API as this user.
     User { name: String },
-    /// May only register agents.
-    Join,
+    /// May only register an agent: the host named, at the address given (else the address the
+    /// registration comes from), once when `once`. A token of the first version (no fields) is
+    /// refused at start.
+    Join {
+        #[serde(default)]
+        host: Option<String>,
+        #[serde(default)]
+        address: Option<String>,
+        /// Used up by its first registration.
+        #[serde(default)]
+        once: bool,
+        /// The embedded agent's: it may register as the control plane's own host.
+        #[serde(default)]
+        colocated: bool,
+    },
     /// May only speak the agent protocol, as this host.
     Agent { host_id: String },
     /// May only speak the gateway protocol (read routes, report traffic).
