@@ -42,6 +42,7 @@ pub const API_PREFIX: &str = "/v1";
 
 /// The body of every non-2xx response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code, see [`ErrorCode`].
     pub code: ErrorCode,
@@ -51,6 +52,7 @@ pub struct ErrorBody {
 
 /// Machine-readable error codes. The CLI maps them to exit codes.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Malformed or invalid input (400, 422).
@@ -84,12 +86,14 @@ pub enum ErrorCode {
 
 /// `POST /v1/apps`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApp {
     pub name: String,
 }
 
 /// An app as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub name: String,
     pub created_at: Timestamp,
@@ -118,6 +122,7 @@ pub struct App {
 /// answers [`ErrorCode::ImageUploadNeeded`] when it does not have it; the CLI then uploads it with
 /// `POST /v1/images` and retries. Without `image_id` the server resolves `image` itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployImage {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,12 +131,14 @@ pub struct DeployImage {
 
 /// `POST /v1/images` answers with the images that the uploaded `docker save` archive held.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoadedImages {
     pub images: Vec<String>,
 }
 
 /// A numbered, immutable release of an app: an image plus configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     pub app: String,
     pub version: u64,
@@ -167,6 +174,7 @@ pub struct Release {
 
 /// Where a release's rollout stands: `GET /v1/apps/{app}/releases/{version}`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// Its instances are starting; the previous release keeps serving meanwhile.
@@ -194,6 +202,7 @@ impl ReleaseStatus {
 
 /// `PATCH /v1/apps/{app}/config`: set (a value) or unset (`null`) config vars, all at once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigUpdate {
     pub vars: BTreeMap<String, Option<String>>,
 }
@@ -201,6 +210,7 @@ pub struct ConfigUpdate {
 /// The answer to a config change: the config now, and the release it made (none while the app
 /// has never been deployed: the first deploy picks the config up).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigChange {
     pub config: BTreeMap<String, String>,
     pub release: Option<u64>,
@@ -217,6 +227,7 @@ fn yes() -> bool {
 /// `POST /v1/apps/{app}/rollback`: a new release with the image and config of `version`
 /// (default: the release before the current one).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RollbackRequest {
     #[serde(default)]
     pub version: Option<u64>,
@@ -231,12 +242,14 @@ pub struct RollbackRequest {
 /// Counts are signed on the wire so that a negative count reaches the server's validation (and
 /// gets its message) instead of failing to parse.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScaleRequest {
     pub quantities: BTreeMap<String, i64>,
 }
 
 /// `GET /v1/apps/{app}/formation` and the answer to a scale.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Formation {
     pub app: String,
     pub quantities: BTreeMap<String, u32>,
@@ -246,6 +259,7 @@ pub struct Formation {
 
 /// What an instance is doing, as the control plane last heard from its host.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     /// Placed, the host has not reported it yet.
@@ -280,6 +294,7 @@ impl InstanceState {
 
 /// One instance (`web.1`) of an app: `GET /v1/apps/{app}/ps`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     /// Allocation id, unique across the cluster.
     pub id: String,
@@ -304,6 +319,7 @@ pub struct Instance {
 /// process type (`web`) names all of its instances, an instance name (`web.1`) one; no target
 /// (restart only) means every instance of the app.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstancesRequest {
     #[serde(default)]
     pub target: Option<String>,
@@ -311,12 +327,14 @@ pub struct InstancesRequest {
 
 /// The answer to a restart or a stop: the instances it applies to, e.g. `["web.1", "web.2"]`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstancesChanged {
     pub instances: Vec<String>,
 }
 
 /// A host running an agent: `GET /v1/hosts`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Host {
     pub id: String,
     pub name: String,
@@ -331,6 +349,7 @@ pub struct Host {
 
 /// `POST /v1/hosts`: let a host join, once, with a token made for it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddHost {
     pub name: String,
     /// The address it will register (that the gateway reaches it at); without one, the address
@@ -344,6 +363,7 @@ pub struct AddHost {
 
 /// The answer to `POST /v1/hosts`: the one-time join token, and the commands that use it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostJoin {
     pub name: String,
     pub token: String,
@@ -355,6 +375,7 @@ pub struct HostJoin {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HostState {
     Ready,
@@ -369,6 +390,7 @@ pub enum HostState {
 /// output, the control plane for its own events), never parsed out of the text, so an app cannot
 /// print lines that pass for platform lines.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogSource {
     /// The app's own stdout/stderr.
@@ -394,6 +416,7 @@ impl LogSource {
 
 /// One log line. Rendered as `TIMESTAMP SOURCE[TAG]: TEXT`, e.g. `app[web.1]: listening`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     pub ts: Timestamp,
     pub source: LogSource,
@@ -404,6 +427,7 @@ pub struct LogLine {
 
 /// An element of the log stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LogEvent {
     Line(LogLine),
@@ -419,12 +443,14 @@ pub enum LogEvent {
 
 /// `POST /v1/apps/{app}/drains`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddDrain {
     pub url: String,
 }
 
 /// A log drain of an app, with how it is doing since caasd started.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Drain {
     /// Stable for a URL (`d.` and 12 hex digits), for `DELETE /v1/apps/{app}/drains/{id}`.
     pub id: String,
@@ -441,6 +467,7 @@ pub struct Drain {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DrainState {
     #[default]
@@ -466,6 +493,7 @@ impl DrainState {
 
 /// An app's traffic over the last `window_secs`, as the gateway counted it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppMetrics {
     pub app: String,
     pub window_secs: u64,
@@ -487,6 +515,7 @@ pub struct AppMetrics {
 
 /// `GET /v1/info`: what the server is, without authentication.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerInfo {
     pub version: String,
     pub domain: String,
@@ -503,6 +532,7 @@ pub struct ServerInfo {
 
 /// What a build upload is. The body of `POST /v1/apps/{app}/builds` is the raw file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// A directory, packed by the CLI as a gzipped tar.
@@ -527,6 +557,7 @@ impl SourceKind {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
     Queued,
@@ -548,6 +579,7 @@ impl BuildStatus {
 
 /// One build of an app: `GET /v1/apps/{app}/builds`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Build {
     pub app: String,
     pub number: u64,
@@ -569,6 +601,7 @@ pub struct Build {
 /// The stream `POST /v1/apps/{app}/builds` answers with (newline-delimited JSON), ending with
 /// `succeeded` or `failed`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     /// Another build of this app runs; this one waits for it.
@@ -597,6 +630,7 @@ pub enum BuildEvent {
 
 /// `GET /v1/buildpacks`: installed buildpacks in detect order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Buildpack {
     pub name: String,
     /// Shipped with caas (as opposed to dropped in by the operator).
@@ -605,6 +639,7 @@ pub struct Buildpack {
 
 /// `PUT /v1/apps/{app}/buildpack`: pin a buildpack (`null` unpins: detect again).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetBuildpack {
     pub buildpack: Option<String>,
 }

@@ -32,6 +32,7 @@ pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_get", params(("app" = String, Path)), responses((status = 200, description = "OK", body = BTreeMap<String, String>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn get(
     caller: Caller,
     State(s): State<AppState>,
@@ -91,6 +92,7 @@ fn derived(
     })
 }
 
+#[utoipa::path(patch, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_patch", params(("app" = String, Path)), request_body = ConfigUpdate, responses((status = 200, description = "OK", body = ConfigChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn patch(
     caller: Caller,
     State(s): State<AppState>,
@@ -207,6 +209,7 @@ pub async fn patch(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/rollback", tag = "config", operation_id = "config_rollback", params(("app" = String, Path)), request_body = RollbackRequest, responses((status = "2XX", description = "done", body = Release), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn rollback(
     caller: Caller,
     State(s): State<AppState>,

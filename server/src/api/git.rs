@@ -102,6 +102,7 @@ pub struct InfoQuery {
     service: Option<String>,
 }
 
+#[utoipa::path(get, path = "/{repo}/info/refs", tag = "git", operation_id = "git_info_refs", params(("repo" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn info_refs(
     State(s): State<AppState>,
     Path(repo): Path<String>,
@@ -144,6 +145,7 @@ pub async fn info_refs(
         .into_response()
 }
 
+#[utoipa::path(post, path = "/{repo}/git-receive-pack", tag = "git", operation_id = "git_receive_pack", params(("repo" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn receive_pack(
     State(s): State<AppState>,
     Path(repo): Path<String>,

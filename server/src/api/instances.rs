@@ -103,6 +103,7 @@ async fn drain(
 
 /// `POST /v1/apps/{app}/ps/restart` `{"target": "web" | "web.1" | null}`: replaces the instances
 /// with fresh ones, each old one draining while its replacement starts.
+#[utoipa::path(post, path = "/v1/apps/{app}/ps/restart", tag = "instances", operation_id = "instances_restart", params(("app" = String, Path)), request_body = InstancesRequest, responses((status = 200, description = "OK", body = InstancesChanged), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn restart(
     caller: Caller,
     State(s): State<AppState>,
@@ -123,6 +124,7 @@ pub async fn restart(
 
 /// `POST /v1/apps/{app}/ps/stop` `{"target": "web.1"}`: stops the instances now; the formation
 /// still wants them, so fresh ones start in their place.
+#[utoipa::path(post, path = "/v1/apps/{app}/ps/stop", tag = "instances", operation_id = "instances_stop", params(("app" = String, Path)), request_body = InstancesRequest, responses((status = 200, description = "OK", body = InstancesChanged), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn stop(
     caller: Caller,
     State(s): State<AppState>,

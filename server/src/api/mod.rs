@@ -15,6 +15,7 @@ mod hosts;
 mod instances;
 mod logs;
 mod metrics;
+mod openapi;
 mod prometheus;
 mod scaling;
 mod users;
@@ -174,6 +175,7 @@ pub fn router(state: AppState) -> Router {
     let upload = || DefaultBodyLimit::disable();
     Router::new()
         .route("/v1/info", get(apps::info))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(prometheus::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
