@@ -18,10 +18,10 @@ mod source;
 #[cfg(test)]
 mod testutil;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     alerts, apps, auth, autoscale, buildpacks, builds, config_vars, drains, git as git_cmd, hosts,
-    logs, metrics, ps, push, releases, users, version,
+    instances, logs, metrics, ps, push, releases, shell, users, version,
 };
 use std::io::Write;
 
@@ -66,6 +66,8 @@ enum Cmd {
     /// Destroy an app with its releases and instances
     #[command(name = "apps:destroy", visible_alias = "destroy")]
     AppsDestroy(apps::DestroyArgs),
+    /// Open the app's URL in a browser ($BROWSER, else xdg-open or open)
+    Open(apps::OpenArgs),
     /// Build a directory or archive into a release, or deploy a Docker image
     Push(push::PushArgs),
     /// List an app's builds, newest first
@@ -86,6 +88,12 @@ enum Cmd {
     /// Set how many instances of each process type run
     #[command(name = "ps:scale", visible_alias = "scale")]
     PsScale(ps::ScaleArgs),
+    /// Replace instances with fresh ones: one (web.1), a process type (web), or all
+    #[command(name = "ps:restart", visible_alias = "restart")]
+    PsRestart(instances::RestartArgs),
+    /// Stop an instance (web.1) or a process type's; the formation starts fresh ones
+    #[command(name = "ps:stop", visible_alias = "stop")]
+    PsStop(instances::StopArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
@@ -116,6 +124,9 @@ enum Cmd {
     DrainsRemove(drains::RemoveArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
+    /// Show one release: image, status, who made it and when, its build, its config keys
+    #[command(name = "releases:info")]
+    ReleasesInfo(releases::InfoArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
     #[command(visible_alias = "releases:rollback")]
     Rollback(releases::RollbackArgs),
@@ -178,6 +189,11 @@ enum Cmd {
     HostsRemove(hosts::RemoveArgs),
     /// Show the client's and the server's version
     Version(version::VersionArgs),
+    /// Print shell completions: caas completions bash > /etc/bash_completion.d/caas
+    Completions(shell::CompletionsArgs),
+    /// Write a man page per command into DIR
+    #[command(name = "man")]
+    Man(shell::ManArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -186,6 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AppsCreate(a) => apps::create(a),
         Cmd::AppsInfo(a) => apps::info(a),
         Cmd::AppsDestroy(a) => apps::destroy(a),
+        Cmd::Open(a) => apps::open(a),
         Cmd::Push(a) => push::push(a),
         Cmd::Builds(a) => builds::list(a),
         Cmd::BuildsOutput(a) => builds::output(a),
@@ -194,6 +211,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::BuildpacksClear(a) => buildpacks::clear(a),
         Cmd::Ps(a) => ps::list(a),
         Cmd::PsScale(a) => ps::scale(a),
+        Cmd::PsRestart(a) => instances::restart(a),
+        Cmd::PsStop(a) => instances::stop(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Alerts(a) => alerts::show(a),
@@ -206,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),
         Cmd::Releases(a) => releases::list(a),
+        Cmd::ReleasesInfo(a) => releases::info(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
         Cmd::ConfigGet(a) => config_vars::get(a),
@@ -230,6 +250,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::TokensRevoke(a) => users::revoke_token(a),
         Cmd::Audit(a) => users::audit(a),
         Cmd::Version(a) => version::show(a),
+        Cmd::Completions(a) => shell::completions(a, Cli::command()),
+        Cmd::Man(a) => shell::man(a, Cli::command()),
     }
 }
 

@@ -11,11 +11,13 @@ pub mod config_vars;
 pub mod drains;
 pub mod git;
 pub mod hosts;
+pub mod instances;
 pub mod logs;
 pub mod metrics;
 pub mod ps;
 pub mod push;
 pub mod releases;
+pub mod shell;
 pub mod users;
 pub mod version;
 
