@@ -136,6 +136,9 @@ pub struct Heartbeat {
     /// Log lines the agent dropped since its last heartbeat (its queue was full).
     #[serde(default)]
     pub dropped_log_lines: u64,
+    /// The filesystem of the host's engine (or the agent's data dir), read at each heartbeat.
+    #[serde(default)]
+    pub disk: Option<crate::DiskUsage>,
 }
 
 /// `POST /v1/agent/logs`: a batch of lines, each for one app.

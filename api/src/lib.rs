@@ -75,6 +75,8 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (Docker Engine) is not answering (503).
     Unavailable,
+    /// Too little free disk on the server for new work; nothing was changed (507).
+    InsufficientStorage,
     /// Too many failed authentications from this address; `Retry-After` says when to try
     /// again (429).
     RateLimited,
@@ -341,10 +343,27 @@ pub struct Host {
     /// Address instances are published on.
     pub address: String,
     pub state: HostState,
+    /// Memory the host offers to the scheduler.
     pub memory_mb: u64,
+    /// Memory the scheduler counts as taken by the instances placed on the host.
+    #[serde(default)]
+    pub reserved_mb: u64,
+    /// Memory its instances use now (from the engine's stats), when the host has reported it.
+    #[serde(default)]
+    pub used_mb: Option<u64>,
+    /// The engine's filesystem on the host (images, containers), as last reported.
+    #[serde(default)]
+    pub disk: Option<DiskUsage>,
     pub cpus: u32,
     pub instances: u32,
     pub registered_at: Timestamp,
+}
+
+/// Total and free bytes of a filesystem.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct DiskUsage {
+    pub total_bytes: u64,
+    pub free_bytes: u64,
 }
 
 /// `POST /v1/hosts`: let a host join, once, with a token made for it.

@@ -66,7 +66,8 @@ impl CliError {
                     ErrorCode::ImageUploadNeeded
                     | ErrorCode::BuildFailed
                     | ErrorCode::Internal
-                    | ErrorCode::Unavailable,
+                    | ErrorCode::Unavailable
+                    | ErrorCode::InsufficientStorage,
                 ) => exit::FAILURE,
                 None => match status {
                     400 | 413 | 422 => exit::USAGE,
@@ -139,6 +140,7 @@ mod tests {
             (409, Some(ErrorCode::Conflict), 5),
             (409, Some(ErrorCode::ImageUploadNeeded), 1),
             (413, Some(ErrorCode::TooLarge), 2),
+            (507, Some(ErrorCode::InsufficientStorage), 1),
             (422, Some(ErrorCode::BuildFailed), 1),
             (500, Some(ErrorCode::Internal), 1),
             (503, Some(ErrorCode::Unavailable), 1),

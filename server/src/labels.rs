@@ -17,3 +17,20 @@ pub const PROCESS: &str = "caas.process";
 pub const INSTANCE: &str = "caas.instance";
 /// The build number of a build container or the image it made.
 pub const BUILD: &str = "caas.build";
+
+/// The network every container of an installation runs on (apps and builds): a bridge whose
+/// containers cannot reach each other (inter-container traffic off), so one app cannot reach
+/// another's containers; the gateway reaches them from the host. Its Linux interface is named
+/// [`bridge`] so firewall rules can match it (at most 15 characters).
+pub fn network(cluster: &str) -> String {
+    format!("caas-{}", short(cluster))
+}
+
+/// The Linux bridge interface of [`network`].
+pub fn bridge(cluster: &str) -> String {
+    format!("caas{}", short(cluster))
+}
+
+fn short(cluster: &str) -> String {
+    cluster.chars().take(8).collect()
+}

@@ -11,6 +11,7 @@ mod autoscale;
 mod builder;
 mod dashboard;
 mod docker;
+mod free_space;
 mod gateway;
 mod git;
 mod http;
@@ -141,6 +142,14 @@ pub struct ServerArgs {
     /// How long a build may run before it is stopped and fails: `30m`.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub build_timeout: std::time::Duration,
+    /// Free disk space kept for running apps: below it, on the data dir's or the engine's
+    /// filesystem, new builds, uploads and pushes are refused up front. `1G`.
+    #[arg(long, default_value = "1G", value_parser = parse_memory)]
+    pub min_free_disk: Size,
+    /// Images of this many newest releases of each app are kept for rollbacks; older ones are
+    /// removed (0 keeps every one).
+    #[arg(long, default_value_t = 10)]
+    pub keep_releases: usize,
     /// Builds of different apps that may run at once (one app builds one at a time).
     #[arg(long, default_value_t = 2)]
     pub build_concurrency: usize,

@@ -5,7 +5,7 @@
 
 use crate::schedule::reconcile::Obs;
 use caas_api::agent::{InstanceReport, ObservedState};
-use caas_api::Timestamp;
+use caas_api::{DiskUsage, Timestamp};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,6 +27,8 @@ struct Inner {
     last_seen: HashMap<String, Timestamp>,
     /// host id → its last report of every instance it runs.
     reports: HashMap<String, Vec<InstanceReport>>,
+    /// host id → its disk, as last reported.
+    disks: HashMap<String, DiskUsage>,
 }
 
 impl Observed {
@@ -74,6 +76,26 @@ impl Observed {
             .unwrap_or(self.started)
             .max(self.started);
         seen.until(now) < self.lost_after
+    }
+
+    /// Records a host's disk, from its heartbeat.
+    pub fn note_disk(&self, host_id: &str, disk: DiskUsage) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.disks.insert(host_id.to_string(), disk);
+    }
+
+    /// A host's disk and the memory its instances use, as last reported (`None` before its
+    /// first report of each).
+    pub fn host_usage(&self, host_id: &str) -> (Option<DiskUsage>, Option<u64>) {
+        let inner = self.inner.lock().unwrap();
+        let used = inner.reports.get(host_id).map(|rs| {
+            rs.iter()
+                .filter_map(|r| r.usage.as_ref())
+                .map(|u| u.memory_bytes)
+                .sum::<u64>()
+                / (1024 * 1024)
+        });
+        (inner.disks.get(host_id).copied(), used)
     }
 
     /// The apps a host is assigned instances of now.

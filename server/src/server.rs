@@ -236,6 +236,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let lost_after = args.lost_after.max(Duration::from_secs(3));
     let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
     let wake = Arc::new(Notify::new());
+    let engine_root = engine.info().await.ok().and_then(|i| i.root_dir);
     let builder = Builder::new(
         store.clone(),
         engine.clone(),
@@ -255,6 +256,14 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             },
             cluster_id: cluster_id.clone(),
             timeout: args.build_timeout,
+            keep_releases: args.keep_releases,
+            floor: crate::free_space::Floor {
+                min_free_bytes: args.min_free_disk.bytes(),
+                paths: [Some(dir.to_path_buf()), engine_root]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            },
         },
         args.build_concurrency,
         shutdown.clone(),

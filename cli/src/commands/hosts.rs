@@ -30,10 +30,35 @@ pub fn list(args: HostsArgs) -> Result<()> {
                 host_state(h.state).to_string(),
                 h.instances.to_string(),
                 format_mb(h.memory_mb),
+                format_mb(h.reserved_mb),
+                h.used_mb.map_or_else(|| "-".into(), format_mb),
+                h.disk.map_or_else(|| "-".into(), disk_column),
             ]
         })
         .collect();
-    print_table(&["NAME", "ADDRESS", "STATE", "INSTANCES", "MEMORY"], &rows)
+    print_table(
+        &[
+            "NAME",
+            "ADDRESS",
+            "STATE",
+            "INSTANCES",
+            "MEMORY",
+            "RESERVED",
+            "USED",
+            "DISK FREE",
+        ],
+        &rows,
+    )
+}
+
+/// `12.3 GiB of 40.0 GiB`
+fn disk_column(d: caas_api::DiskUsage) -> String {
+    const MB: u64 = 1024 * 1024;
+    format!(
+        "{} of {}",
+        format_mb(d.free_bytes / MB),
+        format_mb(d.total_bytes / MB)
+    )
 }
 
 fn host_state(state: HostState) -> &'static str {

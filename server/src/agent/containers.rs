@@ -46,6 +46,7 @@ pub(super) fn spec(
         memory_mb: a.memory_mb,
         cpu_shares: a.cpu_shares,
         pids_limit: a.pids_limit,
+        network: Some(labels::network(cluster)),
     }
 }
 
@@ -109,6 +110,7 @@ mod tests {
         };
         let s = spec(&a, "0123456789abcdef", "h1", None);
         assert_eq!(s.name, "caas-01234567-shop-web.2-al1");
+        assert_eq!(s.network.as_deref(), Some("caas-01234567"));
         let mut labels: Vec<_> = s.labels.iter().collect();
         labels.sort();
         let want = [

@@ -16,6 +16,7 @@
 mod client;
 mod containers;
 mod files;
+mod firewall;
 mod images;
 pub mod lifecycle;
 pub mod plan;
@@ -46,7 +47,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::labels::{ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABEL_HOST};
+use crate::labels::{self, ALLOC as LABEL_ALLOC, CLUSTER as LABEL_CLUSTER, HOST as LABEL_HOST};
 
 const PASS_INTERVAL: Duration = Duration::from_secs(1);
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(2);
@@ -81,6 +82,7 @@ pub async fn run(
         return Ok(());
     };
     let session = Arc::new(session);
+    isolate(&session, &engine).await;
 
     let (assign_tx, assign_rx) = watch::channel(None);
     let poller = tokio::spawn(poll(
@@ -100,7 +102,15 @@ pub async fn run(
         outbox_rx,
     ));
 
+    // Where the host's disk is read for the heartbeat: the engine's root dir (images and
+    // containers), else the agent's own data dir.
+    let disk_path = match engine.info().await {
+        Ok(info) => info.root_dir,
+        Err(_) => None,
+    }
+    .unwrap_or_else(|| session.cfg.data_dir.clone());
     let mut agent = Agent {
+        disk_path,
         images: Images::new(session.clone(), engine.clone(), outbox.clone()),
         followers: Followers::new(engine.clone(), outbox.clone(), shipped),
         stats: stats::Stats::start(engine.clone()),
@@ -125,6 +135,37 @@ pub async fn run(
         shipper.abort(); // the control plane is away: what it did not take is re-read next start
     }
     Ok(())
+}
+
+/// The installation's network for containers, and the firewall rules that keep them from the
+/// control plane's API and link-local addresses. Failures are logged, not fatal: apps still run.
+async fn isolate(session: &Session, engine: &Engine) {
+    let (cluster, _) = session.labels();
+    let bridge = labels::bridge(&cluster);
+    let network_labels = HashMap::from([(LABEL_CLUSTER.to_string(), cluster.clone())]);
+    if let Err(e) = engine
+        .ensure_isolated_network(&labels::network(&cluster), &bridge, network_labels)
+        .await
+    {
+        tracing::error!("creating the network for instances: {e}");
+    }
+    let api = reqwest::Url::parse(&session.cfg.server)
+        .ok()
+        .and_then(|u| u.socket_addrs(|| None).ok())
+        .and_then(|a| a.into_iter().next());
+    let Some(api) = api else {
+        tracing::error!(
+            "cannot tell the control plane's address from {}: instances are not kept from it",
+            session.cfg.server
+        );
+        return;
+    };
+    if let Err(e) = firewall::install(&cluster, &bridge, api) {
+        tracing::error!(
+            "installing the firewall rules that keep instances from caasd's API and link-local \
+             addresses: {e}"
+        );
+    }
 }
 
 async fn poll(
@@ -180,6 +221,7 @@ struct Agent {
     last_report: Option<(Instant, ReportKey)>,
     /// Log lines dropped since the last heartbeat that went through.
     dropped_lines: u64,
+    disk_path: std::path::PathBuf,
 }
 
 impl Agent {
@@ -574,6 +616,7 @@ impl Agent {
                 &Heartbeat {
                     instances,
                     dropped_log_lines: self.dropped_lines,
+                    disk: crate::free_space::usage(&self.disk_path).ok(),
                 },
             )
             .await

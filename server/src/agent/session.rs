@@ -107,7 +107,7 @@ fn identity_path(cfg: &AgentConfig) -> PathBuf {
 
 async fn register(cfg: &AgentConfig, client: &Client, engine: &Engine) -> anyhow::Result<Identity> {
     let join = cfg.join_token.as_deref().context(
-        "this agent has no identity yet: pass --join-token (see DATA_DIR/join-token on the server)",
+        "this agent has no identity yet: pass --join-token (an admin makes one with caas hosts:add NAME)",
     )?;
     let info = engine.info().await?;
     let resp = client

@@ -339,6 +339,9 @@ pub async fn heartbeat(
     s.counters.heartbeat(&host_id);
     s.counters
         .dropped(crate::metrics::Dropped::Agent, hb.dropped_log_lines);
+    if let Some(disk) = hb.disk {
+        s.observed.note_disk(&host_id, disk);
+    }
     if s.observed
         .heartbeat(&host_id, hb.instances, Timestamp::now())
     {

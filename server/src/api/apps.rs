@@ -255,6 +255,10 @@ pub async fn load_images(
     body: Body,
 ) -> ApiResult<Json<LoadedImages>> {
     let limit = s.config.max_image_upload;
+    if let Err(e) = s.builder.room_for("the image upload") {
+        crate::builder::discard(body.into_data_stream(), limit).await;
+        return Err(e.into());
+    }
     let exceeded = Arc::new(AtomicBool::new(false));
     let flag = exceeded.clone();
     let mut seen: u64 = 0;

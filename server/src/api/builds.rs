@@ -26,6 +26,7 @@ impl From<BuildError> for ApiError {
             BuildError::Refused(m) | BuildError::Failed(m) => ApiError::Invalid(m),
             // During the upload: the app it was for is gone.
             BuildError::Destroyed => ApiError::NotFound(e.to_string()),
+            BuildError::NoRoom(m) => ApiError::NoRoom(m),
             BuildError::Store(s) => s.into(),
             BuildError::Internal(m) => ApiError::Internal(m),
         }

@@ -30,6 +30,7 @@ pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
     {
         tracing::warn!(app = r.app, "tagging {tag}: {e}");
     }
+    s.builder.prune_later(&r.app);
 }
 
 #[utoipa::path(get, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_get", params(("app" = String, Path)), responses((status = 200, description = "OK", body = BTreeMap<String, String>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
@@ -243,7 +244,8 @@ pub async fn rollback(
         };
         if s.engine.image_id(&target.image_id).await?.is_none() {
             return Err(ApiError::Conflict(format!(
-                "the image of v{} is no longer on the server; deploy it again instead",
+                "the image of v{} is no longer on the server (caasd keeps the images of the last \
+                 releases: --keep-releases); deploy it again instead",
                 target.version
             )));
         }

@@ -27,6 +27,9 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// Too little disk for new work (`caasd --min-free-disk`); the message says where.
+    #[error("{0}")]
+    NoRoom(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error("too many failed logins from this address; try again in {0} s")]
@@ -50,6 +53,10 @@ impl ApiError {
             Self::ImageUploadNeeded(_) => (StatusCode::CONFLICT, ErrorCode::ImageUploadNeeded),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable),
+            Self::NoRoom(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                ErrorCode::InsufficientStorage,
+            ),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited),
         }

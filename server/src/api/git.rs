@@ -121,6 +121,10 @@ pub async fn info_refs(
         Ok((app, _)) => app,
         Err(resp) => return *resp,
     };
+    // Refused before the pack is sent: git shows this text as `remote: ...` lines.
+    if let Err(e) = s.builder.room_for("the push") {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
     let repos = s.repos.clone();
     let refs = match tokio::task::spawn_blocking(move || repos.refs(&app)).await {
         Ok(Ok(refs)) => refs,
@@ -158,6 +162,9 @@ pub async fn receive_pack(
         Ok(ok) => ok,
         Err(resp) => return *resp,
     };
+    if let Err(e) = s.builder.room_for("the push") {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    }
     let gzip = headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() == b"gzip");

@@ -24,19 +24,27 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Hos
         .store
         .hosts()?
         .into_iter()
-        .map(|h| Host {
-            state: if s.observed.host_alive(&h.id, now) {
-                HostState::Ready
-            } else {
-                HostState::Lost
-            },
-            instances: allocations.iter().filter(|a| a.host_id == h.id).count() as u32,
-            id: h.id,
-            name: h.name,
-            address: h.address,
-            memory_mb: h.memory_mb,
-            cpus: h.cpus,
-            registered_at: h.registered_at,
+        .map(|h| {
+            let instances = allocations.iter().filter(|a| a.host_id == h.id).count() as u32;
+            let (disk, used_mb) = s.observed.host_usage(&h.id);
+            Host {
+                state: if s.observed.host_alive(&h.id, now) {
+                    HostState::Ready
+                } else {
+                    HostState::Lost
+                },
+                instances,
+                // What placement counts: every instance takes the instance memory.
+                reserved_mb: u64::from(instances) * s.config.instance_memory_mb,
+                used_mb,
+                disk,
+                id: h.id,
+                name: h.name,
+                address: h.address,
+                memory_mb: h.memory_mb,
+                cpus: h.cpus,
+                registered_at: h.registered_at,
+            }
         })
         .collect();
     Ok(Json(hosts))

@@ -152,6 +152,8 @@ impl Builder {
             memory_mb: self.settings.memory_mb,
             cpu_shares: 1024,
             pids_limit: 4096,
+            // Builds reach the package registries, not the apps' containers.
+            network: Some(self.ensure_network().await?),
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;
         let result = self.run_driver(p, out, &container, &input).await;
@@ -295,6 +297,7 @@ impl Builder {
             memory_mb: 64,
             cpu_shares: 1024,
             pids_limit: 64,
+            network: None, // never started: committed as the app image
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;
         let result = async {

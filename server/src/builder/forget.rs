@@ -80,7 +80,7 @@ impl Builder {
     }
 
     /// Purges `images` of `app`; those still in use are retried in the background.
-    async fn purge_images(self: &Arc<Self>, app: &str, images: Vec<Doomed>) {
+    pub(super) async fn purge_images(self: &Arc<Self>, app: &str, images: Vec<Doomed>) {
         let mut left = Vec::new();
         for (id, built_here) in images {
             match self.purge_image(app, &id, built_here).await {

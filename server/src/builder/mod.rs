@@ -22,6 +22,7 @@ mod forget;
 mod names;
 mod output;
 mod procfile;
+mod prune;
 mod queue;
 mod record;
 mod tarball;
@@ -39,7 +40,7 @@ use futures_util::{Stream, StreamExt};
 use output::Output;
 use queue::Queue;
 use record::Step;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
@@ -49,6 +50,7 @@ use upload::Prepared;
 
 pub use names::Names;
 pub use procfile::sh_quote;
+pub use upload::discard;
 
 /// Detect order of the bundled buildpacks; others in the buildpacks folder follow by name.
 pub const BUNDLED: [&str; 6] = [
@@ -67,6 +69,10 @@ pub struct BuildSettings {
     pub cluster_id: String,
     /// A build still running after this long is stopped and fails (`caasd --build-timeout`).
     pub timeout: std::time::Duration,
+    /// New work is refused while the disk is below it (`caasd --min-free-disk`).
+    pub floor: crate::free_space::Floor,
+    /// Images of this many newest releases per app are kept (`caasd --keep-releases`; 0 keeps all).
+    pub keep_releases: usize,
 }
 
 /// Why a build could not start or did not finish. The message is for the user, one line.
@@ -87,6 +93,9 @@ pub enum BuildError {
     /// The app was destroyed while the build was being uploaded, queued or running.
     #[error("the app was destroyed while it was building")]
     Destroyed,
+    /// Too little disk left for new work (`caasd --min-free-disk`).
+    #[error("{0}")]
+    NoRoom(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -197,6 +206,26 @@ impl Builder {
 
     /// Installed buildpacks in detect order: the bundled ones first, then the rest by name.
     /// The limits every upload is held to (a git push is checked against them too).
+    /// The installation's isolated network, made if missing (the agent makes it too).
+    async fn ensure_network(&self) -> Result<String, BuildError> {
+        let cluster = self.names.cluster_id();
+        let name = crate::labels::network(cluster);
+        self.engine
+            .ensure_isolated_network(
+                &name,
+                &crate::labels::bridge(cluster),
+                HashMap::from([(crate::labels::CLUSTER.to_string(), cluster.to_string())]),
+            )
+            .await
+            .map_err(internal)?;
+        Ok(name)
+    }
+
+    /// Refuses new work (`what`: "the upload", "the push") while the disk is below the floor.
+    pub fn room_for(&self, what: &str) -> Result<(), BuildError> {
+        self.settings.floor.check(what).map_err(BuildError::NoRoom)
+    }
+
     pub fn limits(&self) -> unpack::Limits {
         self.settings.limits
     }
@@ -243,6 +272,7 @@ impl Builder {
             if let Err(e) = this.run(prepared, sink).await {
                 tracing::error!(app, build = number, "build bookkeeping failed: {e}");
             }
+            this.prune_later(&app);
         });
     }
 

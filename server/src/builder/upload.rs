@@ -56,6 +56,11 @@ impl Builder {
         if self.store.app(app)?.is_none() {
             return Err(BuildError::NoApp(app.into()));
         }
+        if let Err(e) = self.room_for("the upload") {
+            // Read (and drop) what the client sends, so that it gets to read the answer.
+            discard(body, self.settings.max_upload).await;
+            return Err(e);
+        }
         let source = record::source_label(kind, file_name);
         let record = self
             .store
@@ -245,6 +250,21 @@ fn place_source(
                 ));
             }
             Ok(done)
+        }
+    }
+}
+
+/// Reads a request body to its end (at most `limit` bytes) without keeping it: a client that is
+/// still sending when the answer comes may otherwise see a broken connection, not the answer.
+pub async fn discard<S, E>(mut body: S, limit: u64)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len() as u64;
+        if seen > limit {
+            break;
         }
     }
 }

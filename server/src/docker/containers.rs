@@ -149,6 +149,7 @@ impl Engine {
                 )])
             }),
             init: Some(true),
+            network_mode: spec.network.clone(),
             // The engine's own copy of the output, which the agent follows, is rotated: a chatty
             // app cannot fill the disk. (caas keeps its own bounded copy in DATA_DIR/logs.)
             log_config: Some(HostConfigLogConfig {

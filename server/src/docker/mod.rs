@@ -3,6 +3,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod stats;
 
 pub use stats::Usage;
@@ -71,6 +72,8 @@ pub struct Engine {
 pub struct EngineInfo {
     pub memory_mb: u64,
     pub cpus: u32,
+    /// Where the engine keeps images and containers (`/var/lib/docker`).
+    pub root_dir: Option<std::path::PathBuf>,
 }
 
 /// What a container runs.
@@ -101,6 +104,8 @@ pub struct ContainerSpec {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// The network to join instead of the engine's default bridge.
+    pub network: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -210,6 +215,7 @@ impl Engine {
         Ok(EngineInfo {
             memory_mb: info.mem_total.unwrap_or(0).max(0) as u64 / (1024 * 1024),
             cpus: info.ncpu.unwrap_or(1).max(1) as u32,
+            root_dir: info.docker_root_dir.map(Into::into),
         })
     }
 

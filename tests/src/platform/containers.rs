@@ -80,6 +80,21 @@ impl Platform {
                 eprintln!("caas-e2e: removing the cluster's containers failed\n{out}");
             }
         }
+        // The agent's firewall chains for the cluster's bridge (see server/src/agent/firewall.rs).
+        let short: String = info.cluster_id.chars().take(8).collect();
+        let bridge = format!("caas{short}");
+        for (parent, chain) in [("INPUT", "IN"), ("DOCKER-USER", "FWD")] {
+            let chain = format!("CAAS-{short}-{chain}");
+            let ipt = |args: &[&str]| {
+                let _ = std::process::Command::new("iptables")
+                    .arg("-w")
+                    .args(args)
+                    .output();
+            };
+            ipt(&["-D", parent, "-i", &bridge, "-j", &chain]);
+            ipt(&["-F", &chain]);
+            ipt(&["-X", &chain]);
+        }
         for kind in ["network", "volume"] {
             let names = list(&[kind, "ls", "-q", "--filter", &filter]);
             if !names.is_empty() {

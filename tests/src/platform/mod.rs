@@ -58,6 +58,8 @@ pub struct Platform {
     info: Option<CaasdInfo>,
     gateway: Option<SocketAddr>,
     token: String,
+    /// The data dir is a tmpfs of its own ([`Platform::start_on_small_disk`]).
+    small_disk: bool,
 }
 
 static PLATFORMS: AtomicU32 = AtomicU32::new(0);
@@ -85,8 +87,33 @@ impl Platform {
     /// Like [`Platform::start`], with extra caasd arguments (e.g. `["--max-scale", "3"]`); they
     /// are passed again on every restart.
     pub fn start_with(extra_args: &[&str]) -> Platform {
+        let mut platform = Platform::prepare(extra_args);
+        // On a panic in here `platform` is dropped, which kills caasd and keeps its log.
+        platform.spawn(&binaries().caasd);
+        platform
+    }
+
+    /// Like [`Platform::start_with`], with the data dir on a tmpfs of `mb` MB of its own: a
+    /// small filesystem a test can fill. It is unmounted when the platform is dropped (caasd's
+    /// log is copied out first).
+    pub fn start_on_small_disk(mb: u64, extra_args: &[&str]) -> Platform {
+        let mut platform = Platform::prepare(extra_args);
+        fs::create_dir_all(&platform.data_dir).expect("cannot create the data dir");
+        let size = format!("size={mb}m");
+        let data = platform.data_dir.to_str().expect("a UTF-8 temp path");
+        let out = crate::run(
+            Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs", data]),
+            None,
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.code, 0, "mounting a tmpfs needs root: {out}");
+        platform.small_disk = true;
+        platform.spawn(&binaries().caasd);
+        platform
+    }
+
+    fn prepare(extra_args: &[&str]) -> Platform {
         require_docker();
-        let bins = binaries();
         let tmp = tempfile::Builder::new()
             .prefix("caas-e2e-")
             .tempdir()
@@ -95,7 +122,8 @@ impl Platform {
         let data_dir = root.join("data");
         let home = root.join("home");
         fs::create_dir_all(home.join(".config")).expect("cannot create the temp home");
-        let mut platform = Platform {
+        Platform {
+            small_disk: false,
             tmp: Some(tmp),
             log_path: data_dir.join("caasd.log"),
             data_dir,
@@ -106,10 +134,7 @@ impl Platform {
             info: None,
             gateway: None,
             token: String::new(),
-        };
-        // On a panic in here `platform` is dropped, which kills caasd and keeps its log.
-        platform.spawn(&bins.caasd);
-        platform
+        }
     }
 
     fn spawn(&mut self, caasd: &Path) {
@@ -371,6 +396,15 @@ impl Drop for Platform {
         self.kill9();
         self.kill_gateway();
         self.remove_cluster_objects();
+        if self.small_disk {
+            let kept = self.data_dir.with_file_name("caasd.log");
+            let _ = fs::copy(&self.log_path, &kept);
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.data_dir)
+                .status();
+            self.log_path = kept;
+        }
         if thread::panicking() {
             if let Some(tmp) = self.tmp.take() {
                 let kept = tmp.keep();

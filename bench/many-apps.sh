@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Cost per app: one caasd with N apps of one tiny instance each (the busybox demo image).
+#
+#   bench/many-apps.sh [--apps N[,N...]] [--bin-dir DIR] [--instance-memory SIZE]
+#
+#   --apps N,...           sizes to measure, in order, growing (default 100; try 100,300,1000)
+#   --bin-dir DIR          take caas and caasd from DIR (default: target/release, brought up to date)
+#   --instance-memory S    each instance's memory (default 32M, so that many fit on one host)
+#
+# It starts a throwaway caasd (temp data dir, loopback listeners, --instance-memory S), builds the
+# demo image (examples/demo/build-image.sh), then for each size creates apps m1..mN (on top of
+# those already there) and deploys each with `caas push --image --no-wait`, and waits until every
+# app answers through the gateway. At each size it prints:
+#   - the time to create and deploy the new apps, and until the last one answered;
+#   - caasd's resident memory (RSS, from /proc) and its CPU while idle (10 s, in % of one core),
+#     and the gateway process's RSS;
+#   - the latency of `caas apps` and `caas ps -a m1` (median of 5);
+#   - the gateway's routing cost: median and p99 of 200 requests to m1 through the gateway
+#     (curl's time_total), beside the same requests straight to the instance's own port.
+# It removes everything it created (caasd, containers, temp dir, the caas/mN image tags).
+set -euo pipefail
+
+BENCH=many-apps
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SIZES=100
+BIN_DIR=
+INSTANCE_MEMORY=32M
+IMAGE=caas-demo:latest
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
+        --apps) [ $# -ge 2 ] || die "--apps needs a value"; SIZES=$2; shift 2 ;;
+        --bin-dir) [ $# -ge 2 ] || die "--bin-dir needs a value"; BIN_DIR=$2; shift 2 ;;
+        --instance-memory) [ $# -ge 2 ] || die "--instance-memory needs a value"; INSTANCE_MEMORY=$2; shift 2 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+[[ "$SIZES" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--apps takes sizes such as 100,300"
+
+command -v curl >/dev/null 2>&1 || die "curl is needed (apt-get install curl)"
+docker info >/dev/null 2>&1 || die "Docker Engine is not running: start dockerd (./install.sh --deps-only does it)"
+
+bench_binaries
+say "building the demo image"
+"$ROOT/examples/demo/build-image.sh" "$IMAGE" >/dev/null
+IMAGE_ID=$(docker image inspect --format '{{.Id}}' "$IMAGE")
+
+CREATED=0
+cleanup() {
+    set +e
+    bench_cleanup_caasd
+    local i ref
+    for i in $(seq 1 "$CREATED"); do
+        for ref in $(docker images --format '{{.Repository}}:{{.Tag}}' "caas/m$i" 2>/dev/null); do
+            [ "$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" = "$IMAGE_ID" ] \
+                && docker image rm "$ref" >/dev/null 2>&1
+        done
+    done
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+bench_workdir
+# bench_start_caasd has no room for extra flags: start caasd here the same way.
+export HOME=$WORK/home CAAS_CONFIG=$WORK/home/config.json
+mkdir -p "$HOME"
+"$CAASD" --data-dir "$WORK/data" --api 127.0.0.1:0 --gateway 127.0.0.1:0 --domain localhost \
+    --port-range 40000-41999 --instance-memory "$INSTANCE_MEMORY" \
+    >"$WORK/caasd.log" 2>&1 </dev/null &
+CAASD_PID=$!
+for i in $(seq 1 300); do
+    [ -s "$WORK/data/caasd.json" ] && break
+    kill -0 "$CAASD_PID" 2>/dev/null || { tail -n 20 "$WORK/caasd.log" >&2; die "caasd exited at start"; }
+    sleep 0.2
+done
+CAAS_SERVER=$(json_field "$WORK/data/caasd.json" api)
+GATEWAY=$(json_field "$WORK/data/caasd.json" gateway)
+CLUSTER=$(json_field "$WORK/data/caasd.json" cluster_id)
+CAAS_TOKEN=$(cat "$WORK/data/admin-token")
+export CAAS_SERVER CAAS_TOKEN
+
+rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo n/a; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+gateway_pid() { json_field "$WORK/data/gateway/gateway.json" pid; }
+
+# ms_of CMD...: wall time of one run, in ms.
+ms_of() {
+    local t0
+    t0=$(now_ms)
+    "$@" >/dev/null 2>&1
+    echo $(($(now_ms) - t0))
+}
+
+# Latencies (ms, 2 decimals) of 200 GETs of URL with curl, extra curl args after it; prints
+# "median p99".
+latencies() {
+    local url=$1
+    shift
+    for _ in $(seq 1 200); do
+        curl -s -o /dev/null -w '%{time_total}\n' --max-time 5 "$@" "$url"
+    done | awk '{ printf "%.2f\n", $1 * 1000 }' | sort -g | awk '
+        { v[NR] = $1 }
+        END { printf "%s %s\n", v[int((NR + 1) / 2)], v[int(NR * 0.99 + 0.5)] }'
+}
+
+printf '%-6s %-9s %-10s %-10s %-9s %-9s %-9s %-9s %-16s %-16s\n' \
+    apps deploy_s all_up_s caasd_mb idle_cpu gw_mb apps_ms ps_ms gateway_p50/p99 direct_p50/p99
+TICK=$(getconf CLK_TCK)
+for size in ${SIZES//,/ }; do
+    [ "$size" -gt "$CREATED" ] || continue
+    t0=$(now_ms)
+    for i in $(seq $((CREATED + 1)) "$size"); do
+        "$CAAS" apps:create "m$i" >/dev/null
+        "$CAAS" push --image "$IMAGE" -a "m$i" --no-wait >/dev/null
+    done
+    deployed=$(($(now_ms) - t0))
+    first=$((CREATED + 1))
+    CREATED=$size
+    for i in $(seq "$first" "$size"); do
+        until_ok=0
+        for _ in $(seq 1 600); do
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: m$i.localhost" "http://$GATEWAY/" || true)
+            [ "$code" = 200 ] && { until_ok=1; break; }
+            sleep 0.2
+        done
+        [ "$until_ok" = 1 ] || die "m$i did not answer within 2 minutes (see $WORK/caasd.log; caas ps -a m$i)"
+    done
+    all_up=$(($(now_ms) - t0))
+    sleep 5
+    c0=$(cpu_ticks "$CAASD_PID")
+    sleep 10
+    c1=$(cpu_ticks "$CAASD_PID")
+    idle=$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.1f%%", d / t / 10 * 100 }')
+    apps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" apps; done))
+    ps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" ps -a m1; done))
+    addr=$("$CAAS" ps -a m1 --json | sed -n 's/.*"address":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n 1)
+    read -r gp50 gp99 < <(latencies "http://$GATEWAY/" -H "Host: m1.localhost")
+    read -r dp50 dp99 < <(latencies "http://$addr/")
+    printf '%-6s %-9s %-10s %-10s %-9s %-9s %-9s %-9s %-16s %-16s\n' \
+        "$size" "$(awk -v m="$deployed" 'BEGIN { printf "%.1f", m / 1000 }')" \
+        "$(awk -v m="$all_up" 'BEGIN { printf "%.1f", m / 1000 }')" \
+        "$(rss_mb "$CAASD_PID")" "$idle" "$(rss_mb "$(gateway_pid)")" "$apps_ms" "$ps_ms" \
+        "$gp50/$gp99" "$dp50/$dp99"
+done
