@@ -361,6 +361,7 @@ pub struct Host {
 
 /// Total and free bytes of a filesystem.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiskUsage {
     pub total_bytes: u64,
     pub free_bytes: u64,
