@@ -3,11 +3,15 @@
 //! watch the instance appear without a reload, see a line the app prints arrive live, scale from
 //! the page (and be told when the count is too high), set a config var whose value stays hidden
 //! until revealed, roll back, be refused a change from another origin or without the CSRF
-//! token, be signed out when the token is revoked, and sign out. Screenshots of the main pages go
-//! to docs/screenshots/ (or `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
+//! token, be signed out when the token is revoked, and sign out; and a running build's output
+//! streams into its page. Screenshots of the main pages go to docs/screenshots/ (or
+//! `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
 
 use caas_e2e::fantoccini::Locator;
-use caas_e2e::{http_request, repo_root, test_image, Browser, Platform, HTTP_TIMEOUT};
+use caas_e2e::{
+    example_app, http_request, repo_root, require_stack, temp_dir_with, test_image, Browser,
+    Platform, HTTP_TIMEOUT,
+};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -185,6 +189,34 @@ async fn drive(p: &Platform, image: &str) {
     assert_eq!(marker().await, "not reloaded", "the page was reloaded");
     b.screenshot(&shots, "app").await;
 
+    // At phone width nothing makes the page scroll sideways (wide tables scroll in their box).
+    b.client.set_window_size(390, 844).await.expect("resizing");
+    let measured = b
+        .client
+        .execute(
+            "const W = window.innerWidth;\
+             const wide = document.documentElement.scrollWidth > W;\
+             const clipped = e => { for (let a = e.parentElement; a && a !== document.body; \
+                 a = a.parentElement) { if (getComputedStyle(a).overflowX !== 'visible') \
+                 return true; } return false; };\
+             return { wide: wide, culprits: Array.from(document.querySelectorAll('body *'))\
+                 .filter(e => e.getBoundingClientRect().right > W + 1 && (!clipped(e) \
+                     || getComputedStyle(e).position === 'absolute'))\
+                 .map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 20) };",
+            vec![],
+        )
+        .await
+        .expect("measuring the page");
+    b.screenshot(&shots, "app-phone").await;
+    assert_eq!(
+        measured["wide"], false,
+        "the app page is wider than a phone: {measured}"
+    );
+    b.client
+        .set_window_size(1280, 1000)
+        .await
+        .expect("resizing");
+
     // Scale from the page; the second instance appears.
     b.fill("#qty-web", "2").await;
     b.click("#scale").await;
@@ -282,4 +314,100 @@ async fn drive(p: &Platform, image: &str) {
         "{cookies:?}"
     );
     b.close().await;
+}
+
+/// Signs the browser in with `token`.
+async fn sign_in(b: &Browser, api: &str, token: &str) {
+    b.goto(&format!("{api}/")).await;
+    b.fill("#token", token).await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#signed-in-as").await, "admin");
+}
+
+#[test]
+fn a_running_build_streams_its_output_into_the_page() {
+    require_stack();
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "watched"]);
+    // A Dockerfile build that says one thing, waits, then says another. The markers are what the
+    // shell prints (the step's own line shows `$((40+2))`), and unique, so no cached layer skips
+    // them.
+    let nonce = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let server = std::fs::read_to_string(example_app("dockerfile").join("server.py")).unwrap();
+    let dockerfile = format!(
+        "FROM caas/stack:latest\n\
+         COPY --chown=caas:caas server.py /app/server.py\n\
+         RUN echo started-$((40+2))-{nonce} && sleep 20 && echo finished-$((40+2))-{nonce}\n\
+         ENV GREETING=\"built while watched\"\n\
+         CMD [\"caas-launch\", \"python3 /app/server.py\"]\n"
+    );
+    let dir = temp_dir_with(&[("Dockerfile", &dockerfile), ("server.py", &server)]);
+    let mut push = p
+        .caas_command(&["push", dir.path().to_str().unwrap(), "-a", "watched"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting caas push");
+    p.wait_for(DEPLOY, "build 1 to run", || {
+        let builds = p.caas_json(&["builds", "-a", "watched", "--json"]);
+        builds
+            .as_array()?
+            .iter()
+            .any(|b| b["number"] == 1 && b["status"] == "running")
+            .then_some(())
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let api = p.api_url().trim_end_matches('/').to_string();
+        let b = Browser::start().await;
+        sign_in(&b, &api, p.token()).await;
+        b.goto(&format!("{api}/apps/watched/builds/1")).await;
+        let output = |b: &Browser| {
+            let b = b.client.clone();
+            async move {
+                let el = b.find(Locator::Css("#build-output")).await.ok()?;
+                el.text().await.ok()
+            }
+        };
+        let started = format!("started-42-{nonce}");
+        let finished = format!("finished-42-{nonce}");
+        let first = b
+            .wait_for("the build's first marker in the page", || async {
+                output(&b).await.filter(|t| t.contains(&started))
+            })
+            .await;
+        assert!(
+            !first.contains(&finished),
+            "the page was opened after the build ended, so nothing streamed:\n{first}"
+        );
+        assert!(b.source().await.contains("sse-connect"), "not a live page");
+        b.screenshot(&screenshots(), "build").await;
+        let client = b.client.clone();
+        client
+            .wait()
+            .at_most(DEPLOY)
+            .for_element(Locator::Css("#build-done p"))
+            .await
+            .unwrap_or_else(|e| panic!("the build's end never reached the page: {e}"));
+        let all = output(&b).await.unwrap_or_default();
+        assert!(all.contains(&finished), "{all}");
+        assert_eq!(all.matches(&started).count(), 1, "output repeated:\n{all}");
+        b.close().await;
+    });
+    let status = p.wait_for(DEPLOY, "caas push to end", || {
+        push.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "caas push failed: {status}");
 }

@@ -34,7 +34,7 @@ type Tx = mpsc::Sender<Result<Event, Infallible>>;
 
 fn sse(rx: mpsc::Receiver<Result<Event, Infallible>>) -> Response {
     let mut resp = Sse::new(ReceiverStream::new(rx))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(5)))
         .into_response();
     resp.headers_mut().insert(
         "x-accel-buffering",
@@ -56,7 +56,7 @@ fn unauthorized() -> Response {
 /// Ends the session when the API no longer takes its token; whether the stream may go on.
 fn still_signed(dash: &Dash, session: &str, f: Option<&Failure>) -> bool {
     if f.is_some_and(Failure::signs_out) {
-        dash.sessions.end(session);
+        dash.sessions.refuse(session);
     }
     dash.sessions.active(session)
 }

@@ -96,6 +96,8 @@ pub struct Signed {
 /// Where a visitor without a session goes.
 pub struct SignIn {
     expired: bool,
+    /// It ended because the API refused its token.
+    refused: bool,
     https: bool,
     /// An event stream or a fragment: answer 401 rather than a page.
     bare: bool,
@@ -105,6 +107,8 @@ impl IntoResponse for SignIn {
     fn into_response(self) -> Response {
         let mut resp = if self.bare {
             (StatusCode::UNAUTHORIZED, "sign in again").into_response()
+        } else if self.refused {
+            Redirect::to("/?expired=token").into_response()
         } else if self.expired {
             Redirect::to("/?expired=1").into_response()
         } else {
@@ -135,11 +139,19 @@ impl FromRequestParts<Dash> for Signed {
             }),
             Lookup::Expired => Err(SignIn {
                 expired: true,
+                refused: false,
+                https,
+                bare,
+            }),
+            Lookup::Refused => Err(SignIn {
+                expired: true,
+                refused: true,
                 https,
                 bare,
             }),
             Lookup::None => Err(SignIn {
                 expired: false,
+                refused: false,
                 https,
                 bare,
             }),

@@ -82,12 +82,12 @@ pub async fn home(
             };
             apps_page(&dash, &signed, None, StatusCode::OK).await
         }
-        Lookup::Expired => {
-            let mut resp = signin_page(
-                &dash,
-                Some(expired_message(q.expired.as_deref())),
-                StatusCode::OK,
-            );
+        lookup @ (Lookup::Expired | Lookup::Refused) => {
+            let why = match lookup {
+                Lookup::Refused => Some("token"),
+                _ => q.expired.as_deref(),
+            };
+            let mut resp = signin_page(&dash, Some(expired_message(why)), StatusCode::OK);
             resp.headers_mut().insert(
                 header::SET_COOKIE,
                 session::set_cookie(None, super::is_https(&parts.headers)),
@@ -462,7 +462,7 @@ pub async fn config_values(
             .into_response(),
         ),
         Err(f) if f.signs_out() => {
-            dash.sessions.end(&signed.session.id);
+            dash.sessions.refuse(&signed.session.id);
             (StatusCode::UNAUTHORIZED, "sign in again").into_response()
         }
         Err(f) => (

@@ -36,6 +36,8 @@ pub struct Session {
     last_used: Instant,
     /// A message for the next page (after a redirect): what the last change did.
     flash: Option<String>,
+    /// The API refused its token: the session is over, and its next page says why.
+    refused: bool,
 }
 
 /// What a request's cookie says.
@@ -44,6 +46,9 @@ pub enum Lookup {
     None,
     /// A cookie for a session that is over (expired, signed out elsewhere, caasd restarted).
     Expired,
+    /// A cookie for a session that ended because the API refused its token (revoked, expired,
+    /// its user removed), possibly noticed by one of its live streams.
+    Refused,
     Active(Session),
 }
 
@@ -88,6 +93,7 @@ impl Sessions {
             created: now,
             last_used: now,
             flash: None,
+            refused: false,
         };
         let mut by_id = self.by_id.lock().unwrap();
         by_id.retain(|_, s| s.alive(now));
@@ -112,6 +118,10 @@ impl Sessions {
         let now = Instant::now();
         let mut by_id = self.by_id.lock().unwrap();
         match by_id.get_mut(&id) {
+            Some(s) if s.refused => {
+                by_id.remove(&id);
+                Lookup::Refused
+            }
             Some(s) if s.alive(now) => {
                 s.last_used = now;
                 Lookup::Active(s.clone())
@@ -131,7 +141,14 @@ impl Sessions {
             .lock()
             .unwrap()
             .get(id)
-            .is_some_and(|s| s.alive(now))
+            .is_some_and(|s| s.alive(now) && !s.refused)
+    }
+
+    /// Ends a session because the API refused its token; its next page says so.
+    pub fn refuse(&self, id: &str) {
+        if let Some(s) = self.by_id.lock().unwrap().get_mut(id) {
+            s.refused = true;
+        }
     }
 
     pub fn end(&self, id: &str) {
@@ -310,5 +327,11 @@ mod tests {
         assert!(matches!(s.lookup(&HeaderMap::new()), Lookup::None));
         assert!(!s.active(&a.id));
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
+        let b = s.create("caas_y".into(), "bob".into(), false, None);
+        let h = headers(&[("cookie", &format!("{COOKIE}={}", b.id))]);
+        s.refuse(&b.id);
+        assert!(!s.active(&b.id));
+        assert!(matches!(s.lookup(&h), Lookup::Refused));
+        assert!(matches!(s.lookup(&h), Lookup::Expired));
     }
 }
