@@ -3,8 +3,9 @@
 //! watch the instance appear without a reload, see a line the app prints arrive live, scale from
 //! the page (and be told when the count is too high), set a config var whose value stays hidden
 //! until revealed, roll back, be refused a change from another origin or without the CSRF
-//! token, be signed out when the token is revoked, and sign out; and a running build's output
-//! streams into its page. Screenshots of the main pages go to docs/screenshots/ (or
+//! token, be signed out when the token is revoked, destroy the app once its name is typed, and
+//! sign out; the page fits a phone; and a running build's output streams into its page.
+//! Screenshots of the main pages go to docs/screenshots/ (or
 //! `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
 
 use caas_e2e::fantoccini::Locator;
@@ -302,6 +303,20 @@ async fn drive(p: &Platform, image: &str) {
     b.fill("#token", p.token()).await;
     b.click("#sign-in").await;
     assert_eq!(b.text("#signed-in-as").await, "admin");
+
+    // Destroy takes the app's name typed out; anything else destroys nothing.
+    b.goto(&format!("{api}/apps/{APP}")).await;
+    b.fill("#confirm", "dahs").await;
+    b.click("#destroy").await;
+    let error = b.text("#destroy-error").await;
+    assert!(error.contains("nothing was destroyed"), "{error}");
+    p.caas_ok(&["apps:info", "-a", APP]);
+    b.fill("#confirm", APP).await;
+    b.click("#destroy").await;
+    b.wait_text(&format!("Destroyed {APP}")).await;
+    assert!(b.text("#no-apps").await.contains("No apps yet"));
+    p.caas_code(4, &["apps:info", "-a", APP]);
+
     b.click("#sign-out").await;
     b.wait_text("Sign in").await;
     b.goto(&format!("{api}/apps/{APP}")).await;
