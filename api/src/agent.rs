@@ -77,6 +77,9 @@ pub struct Assignment {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// A hard CPU cap in cores, if the process type has one (`caas ps:resize --cpu`).
+    #[serde(default)]
+    pub cpus: Option<f64>,
     pub health: HealthCheck,
 }
 

@@ -315,6 +315,35 @@ pub struct Instance {
     /// When the instance entered its current state (or was placed, if not yet reported).
     pub since: Timestamp,
     pub created_at: Timestamp,
+    /// Its memory limit (what placement reserves for it), MB.
+    #[serde(default)]
+    pub memory_mb: u64,
+    /// Its CPU cap in cores (`None`: no cap, a fair share of the host).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+}
+
+/// A process type's resources (`caas ps:resize`): `None` keeps the operator's default.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resources {
+    /// Memory limit, MB: the container may not use more, and placement reserves it.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// CPU cap in cores (`0.5`, `2`): a hard cap, not only a share.
+    #[serde(default)]
+    pub cpus: Option<f64>,
+}
+
+/// `PUT /v1/apps/{app}/resources/{process}`: what changed, and the release it made (none while
+/// the app has never been deployed, or when nothing changed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resize {
+    pub process: String,
+    pub resources: Resources,
+    pub release: Option<u64>,
+    pub changed: bool,
 }
 
 /// `POST /v1/apps/{app}/ps/restart` and `POST /v1/apps/{app}/ps/stop`: which instances. A

@@ -365,6 +365,8 @@ mod tests {
             restarts: 0,
             since: Timestamp::now(),
             created_at: Timestamp::now(),
+            memory_mb: 512,
+            cpus: None,
         }
     }
 

@@ -21,7 +21,7 @@ mod testutil;
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     alerts, apps, auth, autoscale, buildpacks, builds, config_vars, drains, git as git_cmd, hosts,
-    instances, logs, metrics, ps, push, releases, shell, users, version,
+    instances, logs, metrics, ps, push, releases, resize, shell, users, version,
 };
 use std::io::Write;
 
@@ -94,6 +94,9 @@ enum Cmd {
     /// Stop an instance (web.1) or a process type's; the formation starts fresh ones
     #[command(name = "ps:stop", visible_alias = "stop")]
     PsStop(instances::StopArgs),
+    /// Set a process type's memory limit and CPU cap (a new release replaces its instances)
+    #[command(name = "ps:resize", visible_alias = "resize")]
+    PsResize(resize::ResizeArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PsScale(a) => ps::scale(a),
         Cmd::PsRestart(a) => instances::restart(a),
         Cmd::PsStop(a) => instances::stop(a),
+        Cmd::PsResize(a) => resize::resize(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Alerts(a) => alerts::show(a),

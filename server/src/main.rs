@@ -93,6 +93,12 @@ pub struct ServerArgs {
     /// Memory limit of each instance: `512M`, `1G` (a bare number is MB).
     #[arg(long, alias = "instance-memory-mb", default_value = "512M", value_parser = parse_memory)]
     pub instance_memory: Size,
+    /// The most memory `caas ps:resize --memory` may give one instance.
+    #[arg(long, default_value = "4G", value_parser = parse_memory)]
+    pub max_instance_memory: Size,
+    /// The largest CPU cap `caas ps:resize --cpu` may give one instance, in cores.
+    #[arg(long, default_value_t = 4.0)]
+    pub max_instance_cpus: f64,
     /// How long an instance keeps running after it leaves the routes, for requests in flight:
     /// `5s` (`--drain-seconds N`, the old spelling, still works).
     #[arg(long, alias = "drain-seconds", default_value = "5s", value_parser = parse_duration)]

@@ -277,6 +277,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         app_url_template: app_url_template(&args.domain, gw_bound),
         max_scale: args.max_scale,
         instance_memory_mb: args.instance_memory.mb(),
+        max_instance_memory_mb: args.max_instance_memory.mb(),
+        max_instance_cpus: args.max_instance_cpus,
         max_image_upload: args.max_image_upload.bytes(),
         max_upload: args.max_upload_mb * 1024 * 1024,
         cluster_id: cluster_id.clone(),

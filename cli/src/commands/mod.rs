@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod ps;
 pub mod push;
 pub mod releases;
+pub mod resize;
 pub mod shell;
 pub mod users;
 pub mod version;

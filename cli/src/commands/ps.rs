@@ -4,7 +4,7 @@ use super::apps::formation_label;
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
 use crate::error::CliError;
-use crate::output::{age, print_json, print_table, sanitize, say};
+use crate::output::{age, format_mb, print_json, print_table, sanitize, say};
 use anyhow::Result;
 use caas_api::{App, Formation, Instance, ScaleRequest, WEB};
 use clap::Args;
@@ -52,12 +52,14 @@ pub fn list(args: PsArgs) -> Result<()> {
                 i.address.clone().unwrap_or_else(|| "-".to_string()),
                 age(i.since),
                 i.restarts.to_string(),
+                format_mb(i.memory_mb),
+                i.cpus.map_or_else(|| "-".to_string(), |c| format!("{c}")),
             ]
         })
         .collect();
     print_table(
         &[
-            "INSTANCE", "RELEASE", "STATE", "HOST", "ADDRESS", "AGE", "RESTARTS",
+            "INSTANCE", "RELEASE", "STATE", "HOST", "ADDRESS", "AGE", "RESTARTS", "MEMORY", "CPU",
         ],
         &rows,
     )

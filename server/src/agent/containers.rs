@@ -46,6 +46,7 @@ pub(super) fn spec(
         memory_mb: a.memory_mb,
         cpu_shares: a.cpu_shares,
         pids_limit: a.pids_limit,
+        cpus: a.cpus,
         network: Some(labels::network(cluster)),
     }
 }
@@ -106,11 +107,13 @@ mod tests {
             memory_mb: 256,
             cpu_shares: 512,
             pids_limit: 100,
+            cpus: Some(0.5),
             health: HealthCheck::Tcp,
         };
         let s = spec(&a, "0123456789abcdef", "h1", None);
         assert_eq!(s.name, "caas-01234567-shop-web.2-al1");
         assert_eq!(s.network.as_deref(), Some("caas-01234567"));
+        assert_eq!(s.cpus, Some(0.5));
         let mut labels: Vec<_> = s.labels.iter().collect();
         labels.sort();
         let want = [

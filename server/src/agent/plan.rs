@@ -104,6 +104,7 @@ mod tests {
             memory_mb: 512,
             cpu_shares: 1024,
             pids_limit: 512,
+            cpus: None,
             health: HealthCheck::Tcp,
         }
     }

@@ -227,11 +227,21 @@ fn assignment(s: &AppState, a: AllocationRecord, release: &ReleaseRecord) -> Ass
                 c
             }
         });
+    let resources = release
+        .resources
+        .get(&a.process)
+        .copied()
+        .unwrap_or_default();
     Assignment {
         command,
         image: release.image_id.clone(),
         container_port: web.then_some(CONTAINER_PORT),
-        memory_mb: s.config.instance_memory_mb,
+        // What placement reserved; records from before carry 0: the release's, else the default.
+        memory_mb: match a.memory_mb {
+            0 => resources.memory_mb.unwrap_or(s.config.instance_memory_mb),
+            mb => mb,
+        },
+        cpus: resources.cpus,
         cpu_shares: CPU_SHARES,
         pids_limit: PIDS_LIMIT,
         health: if web {

@@ -18,7 +18,7 @@ use caas_api::{
     ScaleRequest, ServerInfo, Timestamp,
 };
 use futures_util::StreamExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -199,6 +199,7 @@ pub async fn deploy(
                 error: None,
                 created_by: Some(caller.user.clone()),
                 build: None,
+                resources: rec.resources.clone(),
             })
         },
         |rec| {
@@ -471,12 +472,27 @@ pub async fn ps(
         .into_iter()
         .map(|h| (h.id, h.name))
         .collect();
-    let mut out: Vec<Instance> = s
+    let allocations: Vec<_> = s
         .store
         .allocations()?
         .into_iter()
         .filter(|a| a.app == app)
+        .collect();
+    // Each release's resources, read once per release.
+    let mut resources: HashMap<u64, BTreeMap<String, caas_api::Resources>> = HashMap::new();
+    for a in &allocations {
+        if let std::collections::hash_map::Entry::Vacant(e) = resources.entry(a.release) {
+            let r = s.store.release(&app, a.release)?;
+            e.insert(r.map(|r| r.resources).unwrap_or_default());
+        }
+    }
+    let mut out: Vec<Instance> = allocations
+        .into_iter()
         .map(|a| {
+            let res = resources[&a.release]
+                .get(&a.process)
+                .copied()
+                .unwrap_or_default();
             let report = s.observed.report(&a.id);
             let state = instance_state(&s, &a, report.as_ref(), now);
             let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
@@ -497,6 +513,11 @@ pub async fn ps(
                 restarts: report.as_ref().map_or(0, |r| r.restarts),
                 since: report.as_ref().map_or(a.created_at, |r| r.since),
                 created_at: a.created_at,
+                memory_mb: match a.memory_mb {
+                    0 => res.memory_mb.unwrap_or(s.config.instance_memory_mb),
+                    mb => mb,
+                },
+                cpus: res.cpus,
                 id: a.id,
                 process: a.process,
                 index: a.index,

@@ -68,7 +68,7 @@ fn describe(vars: &BTreeMap<String, Option<String>>) -> String {
 
 /// A release that copies `base`, with new config and description. Refuses (to be retried) when
 /// the app's latest release is not `based_on` any more (a deploy happened meanwhile).
-fn derived(
+pub(super) fn derived(
     base: &ReleaseRecord,
     based_on: u64,
     rec: &crate::store::AppRecord,
@@ -89,6 +89,7 @@ fn derived(
         config: rec.config.clone(),
         created_by: Some(user.to_string()),
         build: None,
+        resources: rec.resources.clone(),
         ..base.clone()
     })
 }

@@ -153,6 +153,7 @@ mod tests {
             host_id: "h".into(),
             created_at: Timestamp(0),
             desired: Desired::Run,
+            memory_mb: 0,
         }
     }
 

@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 mod openapi;
 mod prometheus;
+mod resources;
 mod scaling;
 mod users;
 
@@ -41,6 +42,9 @@ pub struct ApiConfig {
     pub app_url_template: String,
     pub max_scale: u32,
     pub instance_memory_mb: u64,
+    /// Bounds of `caas ps:resize` (`caasd --max-instance-memory`, `--max-instance-cpus`).
+    pub max_instance_memory_mb: u64,
+    pub max_instance_cpus: f64,
     pub max_image_upload: u64,
     /// Largest build upload, in bytes.
     pub max_upload: u64,
@@ -187,6 +191,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/apps/{app}/config",
             get(config::get).patch(config::patch),
         )
+        .route("/v1/apps/{app}/resources", get(resources::get))
+        .route("/v1/apps/{app}/resources/{process}", put(resources::put))
         .route(
             "/v1/apps/{app}/formation",
             get(apps::formation).patch(apps::scale),

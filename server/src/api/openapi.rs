@@ -5,7 +5,7 @@
 
 use super::{
     agent, apps, builds, config, drains, gateway, git, hosts, instances, logs, metrics, prometheus,
-    scaling, users,
+    resources, scaling, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -14,9 +14,72 @@ use utoipa::OpenApi;
 #[openapi(
     info(
         title = "caas",
-        description = "The caas control plane's HTTP API. docs/api.md describes each endpoint;                        every non-2xx answer is an ErrorBody."
+        description = "The caas control plane's HTTP API. docs/api.md describes each endpoint; \
+                       every non-2xx answer is an ErrorBody."
     ),
-    paths(document, apps::info, prometheus::metrics, apps::list, apps::create, apps::show, apps::destroy, apps::deploy, apps::releases, apps::release, config::rollback, config::get, config::patch, apps::formation, apps::scale, apps::ps, instances::restart, instances::stop, logs::stream, metrics::app, scaling::list, scaling::set, scaling::off, scaling::alerts, scaling::set_alerts, scaling::clear_alerts, drains::list, drains::add, drains::remove, builds::create, builds::list, builds::show, builds::output, builds::set_buildpack, builds::buildpacks, apps::load_images, hosts::list, hosts::add, hosts::remove, users::whoami, users::list, users::create, users::remove, users::tokens, users::create_token, users::revoke_token, users::access, users::grant, users::revoke, users::audit, agent::register, agent::assignments, agent::heartbeat, agent::logs, agent::image, gateway::routes, gateway::report, git::info_refs, git::receive_pack),
+    paths(
+        document,
+        apps::info,
+        prometheus::metrics,
+        apps::list,
+        apps::create,
+        apps::show,
+        apps::destroy,
+        apps::deploy,
+        apps::releases,
+        apps::release,
+        config::rollback,
+        config::get,
+        config::patch,
+        apps::formation,
+        apps::scale,
+        apps::ps,
+        instances::restart,
+        instances::stop,
+        resources::get,
+        resources::put,
+        logs::stream,
+        metrics::app,
+        scaling::list,
+        scaling::set,
+        scaling::off,
+        scaling::alerts,
+        scaling::set_alerts,
+        scaling::clear_alerts,
+        drains::list,
+        drains::add,
+        drains::remove,
+        builds::create,
+        builds::list,
+        builds::show,
+        builds::output,
+        builds::set_buildpack,
+        builds::buildpacks,
+        apps::load_images,
+        hosts::list,
+        hosts::add,
+        hosts::remove,
+        users::whoami,
+        users::list,
+        users::create,
+        users::remove,
+        users::tokens,
+        users::create_token,
+        users::revoke_token,
+        users::access,
+        users::grant,
+        users::revoke,
+        users::audit,
+        agent::register,
+        agent::assignments,
+        agent::heartbeat,
+        agent::logs,
+        agent::image,
+        gateway::routes,
+        gateway::report,
+        git::info_refs,
+        git::receive_pack,
+    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

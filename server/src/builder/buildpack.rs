@@ -152,6 +152,7 @@ impl Builder {
             memory_mb: self.settings.memory_mb,
             cpu_shares: 1024,
             pids_limit: 4096,
+            cpus: None,
             // Builds reach the package registries, not the apps' containers.
             network: Some(self.ensure_network().await?),
         };
@@ -297,6 +298,7 @@ impl Builder {
             memory_mb: 64,
             cpu_shares: 1024,
             pids_limit: 64,
+            cpus: None,
             network: None, // never started: committed as the app image
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;

@@ -482,6 +482,7 @@ impl Builder {
                     created_at: Timestamp::now(),
                     process_types: process_types.clone(),
                     config: rec.config.clone(),
+                    resources: rec.resources.clone(),
                     launcher,
                     status: ReleaseStatus::Deploying,
                     error: None,

@@ -130,6 +130,7 @@ impl Engine {
             // Same as memory: no swap on top of the limit.
             memory_swap: Some((spec.memory_mb * 1024 * 1024) as i64),
             cpu_shares: Some(spec.cpu_shares as i64),
+            nano_cpus: spec.cpus.map(|c| (c * 1e9).round() as i64),
             pids_limit: Some(spec.pids_limit),
             security_opt: Some(vec!["no-new-privileges".into()]),
             cap_drop: Some(vec!["ALL".into()]),

@@ -104,6 +104,8 @@ pub struct ContainerSpec {
     pub memory_mb: u64,
     pub cpu_shares: u64,
     pub pids_limit: i64,
+    /// A hard CPU cap in cores (CFS quota), beside the shares.
+    pub cpus: Option<f64>,
     /// The network to join instead of the engine's default bridge.
     pub network: Option<String>,
 }

@@ -85,6 +85,11 @@ impl Scheduler {
             version,
             types: r.process_types.into_keys().collect(),
             created_at: r.created_at,
+            memory_mb: r
+                .resources
+                .iter()
+                .filter_map(|(p, res)| Some((p.clone(), res.memory_mb?)))
+                .collect(),
         };
         memory.releases.insert(key, view.clone());
         Ok(Some(view))

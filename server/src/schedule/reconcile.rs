@@ -30,6 +30,8 @@ pub struct ReleaseView {
     /// The process types it defines.
     pub types: BTreeSet<String>,
     pub created_at: Timestamp,
+    /// Memory of the process types resized from the default (`caas ps:resize`), MB.
+    pub memory_mb: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,7 +145,12 @@ impl Capacity {
             per_app: HashMap::new(),
         };
         for a in survivors {
-            *cap.used_mb.entry(a.host_id.clone()).or_default() += instance_memory_mb;
+            let mb = if a.memory_mb > 0 {
+                a.memory_mb
+            } else {
+                instance_memory_mb
+            };
+            *cap.used_mb.entry(a.host_id.clone()).or_default() += mb;
             *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
             *cap.per_app
                 .entry((a.host_id.clone(), a.app.clone()))
@@ -251,9 +258,15 @@ fn converge(
             }
             plan.drain(a, drain_until);
         }
+        let need = release
+            .memory_mb
+            .get(process)
+            .copied()
+            .unwrap_or(w.settings.instance_memory_mb);
         for index in (1..=n).filter(|i| !kept.contains(i)) {
-            match place(w, cap, &app.name) {
+            match place(w, cap, &app.name, need) {
                 Ok(host_id) => plan.create.push(AllocationRecord {
+                    memory_mb: need,
                     id: new_id(),
                     app: app.name.clone(),
                     release: release.version,
@@ -381,8 +394,8 @@ fn routes(w: &World<'_>, plan: &mut Plan, survivors: &[AllocationRecord]) {
 
 /// Filter live hosts with room (memory, a free port), then prefer the host with the fewest
 /// instances of this app (spread), then the most free memory, then the id (determinism).
-fn place(w: &World<'_>, cap: &mut Capacity, app: &str) -> Result<String, String> {
-    let need = w.settings.instance_memory_mb;
+/// A host for an instance of `app` that needs `need` MB.
+fn place(w: &World<'_>, cap: &mut Capacity, app: &str, need: u64) -> Result<String, String> {
     let best = w
         .hosts
         .iter()
@@ -459,6 +472,7 @@ pub(crate) mod testkit {
             version,
             types: ["web", "worker"].iter().map(|s| s.to_string()).collect(),
             created_at: Timestamp(created_at),
+            memory_mb: BTreeMap::new(),
         }
     }
 
@@ -488,6 +502,7 @@ pub(crate) mod testkit {
             host_id: host.into(),
             created_at: Timestamp(T0 - 1000),
             desired: Desired::Run,
+            memory_mb: 512,
         }
     }
 

@@ -747,6 +747,7 @@ mod tests {
             error: None,
             created_by: None,
             build: None,
+            resources: BTreeMap::new(),
         }
     }
 
@@ -889,6 +890,7 @@ mod tests {
             host_id: "h".into(),
             created_at: Timestamp::now(),
             desired: Desired::Run,
+            memory_mb: 0,
         };
         assert!(s.cas_allocation("a1", None, Some(&a)).unwrap());
         assert!(

@@ -37,6 +37,9 @@ pub struct AppRecord {
     /// The conditions that raise `caas[alert]` lines.
     #[serde(default)]
     pub alerts: Option<caas_api::metrics::AlertSettings>,
+    /// Per process type resources (`caas ps:resize`); every release copies them.
+    #[serde(default)]
+    pub resources: BTreeMap<String, caas_api::Resources>,
     /// Users who may use it besides admins (its creator, and those given access).
     #[serde(default)]
     pub access: std::collections::BTreeSet<String>,
@@ -67,6 +70,7 @@ impl AppRecord {
             alerts: None,
             access: Default::default(),
             owner: None,
+            resources: BTreeMap::new(),
         }
     }
 
@@ -104,6 +108,9 @@ pub struct ReleaseRecord {
     /// The build that made it.
     #[serde(default)]
     pub build: Option<u64>,
+    /// Per process type, as the app had them when the release was made (`caas ps:resize`).
+    #[serde(default)]
+    pub resources: BTreeMap<String, caas_api::Resources>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -132,6 +139,9 @@ pub struct AllocationRecord {
     pub host_id: String,
     pub created_at: Timestamp,
     pub desired: Desired,
+    /// Memory placement reserved for it, MB (0 in records from before: the default).
+    #[serde(default)]
+    pub memory_mb: u64,
 }
 
 impl AllocationRecord {
