@@ -3,10 +3,10 @@
 //! watch the instance appear without a reload, see a line the app prints arrive live, scale from
 //! the page (and be told when the count is too high), set a config var whose value stays hidden
 //! until revealed, roll back, be refused a change from another origin or without the CSRF
-//! token, be signed out when the token is revoked, destroy the app once its name is typed, and
-//! sign out; the page fits a phone; and a running build's output streams into its page.
-//! Screenshots of the main pages go to docs/screenshots/ (or
-//! `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
+//! token, be signed out when the token is revoked, sign in as a member who does not see the
+//! admin's app, destroy the app once its name is typed, and sign out; the page fits a phone;
+//! and a running build's output streams into its page. Screenshots of the main pages go to
+//! docs/screenshots/ (or `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
 
 use caas_e2e::fantoccini::Locator;
 use caas_e2e::{
@@ -299,7 +299,21 @@ async fn drive(p: &Platform, image: &str) {
     b.wait_text("Your token no longer works").await;
     assert!(b.url().await.ends_with("/?expired=token"));
 
-    // Sign in again and out: the session is gone, pages ask to sign in.
+    // A member signs in as themselves and sees only what they may: not the admin's app.
+    let added = p.caas_ok(&["users:add", "ann"]);
+    let ann = added
+        .split_whitespace()
+        .find(|w| w.starts_with("caas_"))
+        .unwrap_or_else(|| panic!("no token in {added:?}"));
+    b.fill("#token", ann).await;
+    b.click("#sign-in").await;
+    assert_eq!(b.text("#signed-in-as").await, "ann");
+    assert!(b.text("#no-apps").await.contains("No apps yet"));
+    b.goto(&format!("{api}/apps/{APP}")).await;
+    assert_eq!(b.text("h1").await, "Not found");
+    b.click("#sign-out").await;
+
+    // Sign in again as the admin and out: the session is gone, pages ask to sign in.
     b.fill("#token", p.token()).await;
     b.click("#sign-in").await;
     assert_eq!(b.text("#signed-in-as").await, "admin");

@@ -56,7 +56,12 @@ pub fn failed(dash: &Dash, signed: &Signed, f: Failure) -> Response {
     } else {
         "Something went wrong"
     };
-    dash.view.message(f.status, title, &f.message)
+    // Still signed in: the page keeps its header (who, sign out).
+    dash.view.page(
+        f.status,
+        "message.html",
+        minijinja::context! { title => title, text => f.message, me => Me::of(dash, signed) },
+    )
 }
 
 #[derive(Deserialize)]
