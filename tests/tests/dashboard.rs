@@ -258,7 +258,16 @@ async fn drive(p: &Platform, image: &str) {
 
     // Roll back to v1 from the releases table.
     p.wait_for(DEPLOY, "v2 to serve", || serving(p, 2));
+    // Alerts and autoscaling set with the CLI show on the page.
+    assert!(b.text("#autoscale").await.contains("No alerts set"));
+    p.caas_ok(&["alerts:set", "--p95", "500ms", "-a", APP]);
     b.goto(&format!("{api}/apps/{APP}")).await;
+    let autoscale = b.text("#autoscale").await;
+    assert!(
+        autoscale.contains("No process type is autoscaled")
+            && autoscale.contains("p95 above 500 ms"),
+        "{autoscale}"
+    );
     b.click("#rollback-1").await;
     b.wait_text("Rollback to v1: deploying v3").await;
     let description = p.wait_for(DEPLOY, "v3 to serve", || serving(p, 3));
