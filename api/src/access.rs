@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AccessAction {
     Allow,
@@ -24,6 +25,7 @@ impl AccessAction {
 
 /// `POST /v1/apps/{app}/access-rules`, and `DELETE` with the same fields as query parameters.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessRuleRequest {
     pub action: AccessAction,
     /// `203.0.113.0/24`, `2001:db8::/32`, or one address.
@@ -32,6 +34,7 @@ pub struct AccessRuleRequest {
 
 /// One rule, as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AccessRule {
     pub action: AccessAction,
     /// Normalized: the network address and its prefix length (`203.0.113.0/24`).

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 
 /// `POST /v1/agent/register`, authenticated with the join token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// Human name of the host, unique in the cluster (re-registering a name replaces the host).
     pub name: String,
@@ -34,6 +35,7 @@ pub struct RegisterRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterResponse {
     pub host_id: String,
     /// The agent's own token (shown once; the server keeps only its hash).
@@ -45,6 +47,7 @@ pub struct RegisterResponse {
 
 /// How the agent decides an instance is healthy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HealthCheck {
     /// A TCP connect to the published port succeeds.
@@ -55,6 +58,7 @@ pub enum HealthCheck {
 
 /// One instance the server wants on this host.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assignment {
     /// Allocation id; also a container label, so a restarted agent adopts what runs.
     pub id: String,
@@ -95,6 +99,7 @@ impl Assignment {
 
 /// `GET /v1/agent/assignments` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assignments {
     pub index: u64,
     pub assignments: Vec<Assignment>,
@@ -102,6 +107,7 @@ pub struct Assignments {
 
 /// What the agent observes of one instance.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ObservedState {
     /// Created or running, not yet healthy.
@@ -117,6 +123,7 @@ pub enum ObservedState {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceReport {
     pub assignment_id: String,
     pub container_id: String,
@@ -147,6 +154,7 @@ pub struct InstanceReport {
 
 /// `POST /v1/agent/heartbeat`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub instances: Vec<InstanceReport>,
     /// Log lines the agent dropped since its last heartbeat (its queue was full).
@@ -159,11 +167,13 @@ pub struct Heartbeat {
 
 /// `POST /v1/agent/logs`: a batch of lines, each for one app.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogBatch {
     pub lines: Vec<AppLogLine>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppLogLine {
     pub app: String,
     pub line: LogLine,

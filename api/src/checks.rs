@@ -15,6 +15,7 @@ use std::time::Duration;
 
 /// What a check decides, as Dokku and Kubernetes name them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CheckKind {
     /// Gates "up": a new instance takes no traffic, and a rollout does not count it, until it
@@ -124,6 +125,7 @@ impl<'de> Deserialize<'de> for Strategy {
 /// Where a check came from: `caas checks` says it, and a build's `app.json` replaces the checks
 /// of the process types it names.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CheckSource {
     #[default]
@@ -133,6 +135,7 @@ pub enum CheckSource {
 
 /// One HTTP check of one process type. An app has at most one per process type and kind.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Check {
     pub process: String,
     pub kind: CheckKind,
@@ -154,6 +157,7 @@ pub struct Check {
     pub wait_ms: u64,
     /// Liveness only: what a failing instance gets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub strategy: Option<Strategy>,
     #[serde(default)]
     pub source: CheckSource,
@@ -342,6 +346,7 @@ pub fn format_duration(d: Duration) -> String {
 
 /// What to clear: every check of `process`, or only the one of `kind`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckTarget {
     pub process: String,
     #[serde(default)]
@@ -351,6 +356,7 @@ pub struct CheckTarget {
 /// `PATCH /v1/apps/{app}/checks`: set (replacing the one of the same process type and kind) and
 /// clear checks, all at once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChecksUpdate {
     #[serde(default)]
     pub set: Vec<Check>,
@@ -361,6 +367,7 @@ pub struct ChecksUpdate {
 /// The answer to a checks change: the checks now, and the release it made (none before the first
 /// deploy, or when nothing changed).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChecksChange {
     pub checks: Vec<Check>,
     pub release: Option<u64>,
@@ -397,6 +404,7 @@ pub const SETTINGS: [(&str, &str); 5] = [
 
 /// An app's own values; `None` takes the server's default.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drain_ms: Option<u64>,
@@ -405,8 +413,10 @@ pub struct AppSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_up_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub max_surge: Option<Amount>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub max_unavailable: Option<Amount>,
 }
 
@@ -555,6 +565,7 @@ impl<'de> Deserialize<'de> for Amount {
 /// `PATCH /v1/apps/{app}/settings`: set (a value as `caas apps:settings:set` takes it) or reset
 /// (`null`) settings by name, all at once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingsUpdate {
     pub values: BTreeMap<String, Option<String>>,
 }
@@ -562,6 +573,7 @@ pub struct SettingsUpdate {
 /// `GET /v1/apps/{app}/settings` and the answer to a change: what the app sets, and the server's
 /// defaults for the rest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingsView {
     pub app: String,
     pub settings: AppSettings,

@@ -15,11 +15,13 @@ pub const LABEL_MAX: usize = 63;
 
 /// `POST /v1/apps/{app}/domains`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddDomain {
     pub hostname: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DomainKind {
     /// One name.
@@ -30,6 +32,7 @@ pub enum DomainKind {
 
 /// One of an app's domains: `GET /v1/apps/{app}/domains`, and the answer to adding one.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Domain {
     /// Lowercase, without a trailing dot; `*.` first for a wildcard.
     pub hostname: String,
@@ -47,6 +50,7 @@ pub struct Domain {
 /// How the gateway serves an app besides where: `GET/PATCH /v1/apps/{app}/routing`. A `PATCH`
 /// sets the fields it names (`null` or absent: unchanged).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoutingSettings {
     /// Plain HTTP requests get a 308 to the same URL over HTTPS.
     #[serde(default)]
@@ -62,6 +66,7 @@ pub struct RoutingSettings {
 
 /// `PATCH /v1/apps/{app}/routing`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoutingUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_https: Option<bool>,
@@ -77,12 +82,14 @@ pub struct RoutingUpdate {
 
 /// `POST /v1/apps/{app}/certs`: a certificate chain (leaf first) and its private key, PEM.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddCert {
     pub cert_pem: String,
     pub key_pem: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CertSource {
     /// Added with `caas certs:add`.
@@ -103,6 +110,7 @@ impl CertSource {
 
 /// One of an app's certificates, as the API shows it: never its private key.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Cert {
     /// The first 12 hex digits of the SHA-256 of the leaf certificate.
     pub id: String,
@@ -121,6 +129,7 @@ pub struct Cert {
 
 /// `GET /v1/apps/{app}/certs/auto`: automatic certificates, and where each name's stands.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AutoCerts {
     pub enabled: bool,
     /// The ACME server's directory (`caasd --acme-directory`).
@@ -130,6 +139,7 @@ pub struct AutoCerts {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AcmeState {
     /// Not asked for yet, or being asked for now.
@@ -155,6 +165,7 @@ impl AcmeState {
 
 /// Where one name's automatic certificate stands.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AcmeOrder {
     pub hostname: String,
     pub state: AcmeState,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why an app that exists takes no traffic: what the gateway's 503 says.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Idle {
     /// It has a serving release and wants web instances, but none is up (starting, crashed).
@@ -28,6 +29,7 @@ pub enum Idle {
 
 /// One instance taking an app's traffic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Backend {
     /// `web.1`, for router lines.
     pub instance: String,
@@ -36,6 +38,7 @@ pub struct Backend {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppRouting {
     pub name: String,
     pub backends: Vec<Backend>,
@@ -60,6 +63,7 @@ pub struct AppRouting {
 /// A certificate the gateway serves over TLS, with its private key (the gateway token's API
 /// only; the user API never shows a key).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TlsCert {
     /// Stable for the certificate (a hash of the leaf), so the gateway parses each one once.
     pub id: String,
@@ -78,6 +82,7 @@ pub struct TlsCert {
 
 /// `GET /v1/gateway/routes`: every app and where its traffic goes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoutingTable {
     /// Changes whenever the table does; the next request waits for another one.
     pub index: u64,
@@ -97,6 +102,7 @@ pub struct RoutingTable {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AcmeChallenge {
     pub token: String,
     pub key_authorization: String,
@@ -104,6 +110,7 @@ pub struct AcmeChallenge {
 
 /// A public TCP port of the gateway and where its connections go.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TcpRoute {
     pub port: u16,
     pub app: String,
@@ -114,6 +121,7 @@ pub struct TcpRoute {
 
 /// Requests of one app since the last report, by the gateway that served them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppTraffic {
     pub app: String,
     /// Answers by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`. The gateway's own errors (502, 503,
@@ -134,6 +142,7 @@ pub const LATENCY_BUCKETS_MS: [u64; 12] =
 
 /// `POST /v1/gateway/report`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GatewayReport {
     pub lines: Vec<AppLogLine>,
     pub traffic: Vec<AppTraffic>,

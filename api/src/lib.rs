@@ -46,6 +46,7 @@ pub const API_PREFIX: &str = "/v1";
 
 /// The body of every non-2xx response.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable machine-readable code, see [`ErrorCode`].
     pub code: ErrorCode,
@@ -55,6 +56,7 @@ pub struct ErrorBody {
 
 /// Machine-readable error codes. The CLI maps them to exit codes.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Malformed or invalid input (400, 422).
@@ -90,12 +92,14 @@ pub enum ErrorCode {
 
 /// `POST /v1/apps`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateApp {
     pub name: String,
 }
 
 /// An app as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub name: String,
     pub created_at: Timestamp,
@@ -124,6 +128,7 @@ pub struct App {
 /// answers [`ErrorCode::ImageUploadNeeded`] when it does not have it; the CLI then uploads it with
 /// `POST /v1/images` and retries. Without `image_id` the server resolves `image` itself.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployImage {
     pub image: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,12 +137,14 @@ pub struct DeployImage {
 
 /// `POST /v1/images` answers with the images that the uploaded `docker save` archive held.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoadedImages {
     pub images: Vec<String>,
 }
 
 /// A numbered, immutable release of an app: an image plus configuration.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     pub app: String,
     pub version: u64,
@@ -165,10 +172,21 @@ pub struct Release {
     /// When it failed because of one instance: that instance's last lines of output.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output: Vec<String>,
+    /// The user who made it (a deploy, a push, a config change, a rollback); `None` for releases
+    /// from before this was recorded.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// The build that made it, for a build's release.
+    #[serde(default)]
+    pub build: Option<u64>,
+    /// The names of its config vars (never their values).
+    #[serde(default)]
+    pub config_keys: Vec<String>,
 }
 
 /// Where a release's rollout stands: `GET /v1/apps/{app}/releases/{version}`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// Its instances are starting; the previous release keeps serving meanwhile.
@@ -196,6 +214,7 @@ impl ReleaseStatus {
 
 /// `PATCH /v1/apps/{app}/config`: set (a value) or unset (`null`) config vars, all at once.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigUpdate {
     pub vars: BTreeMap<String, Option<String>>,
 }
@@ -203,6 +222,7 @@ pub struct ConfigUpdate {
 /// The answer to a config change: the config now, and the release it made (none while the app
 /// has never been deployed: the first deploy picks the config up).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigChange {
     pub config: BTreeMap<String, String>,
     pub release: Option<u64>,
@@ -219,6 +239,7 @@ fn yes() -> bool {
 /// `POST /v1/apps/{app}/rollback`: a new release with the image and config of `version`
 /// (default: the release before the current one).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RollbackRequest {
     #[serde(default)]
     pub version: Option<u64>,
@@ -233,12 +254,14 @@ pub struct RollbackRequest {
 /// Counts are signed on the wire so that a negative count reaches the server's validation (and
 /// gets its message) instead of failing to parse.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ScaleRequest {
     pub quantities: BTreeMap<String, i64>,
 }
 
 /// `GET /v1/apps/{app}/formation` and the answer to a scale.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Formation {
     pub app: String,
     pub quantities: BTreeMap<String, u32>,
@@ -248,6 +271,7 @@ pub struct Formation {
 
 /// What an instance is doing, as the control plane last heard from its host.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     /// Placed, the host has not reported it yet.
@@ -285,6 +309,7 @@ impl InstanceState {
 
 /// One instance (`web.1`) of an app: `GET /v1/apps/{app}/ps`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Instance {
     /// Allocation id, unique across the cluster.
     pub id: String,
@@ -317,6 +342,7 @@ pub struct Instance {
 
 /// A process type's resources (`caas ps:resize`): `None` keeps the operator's default.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
     /// Memory limit, MB: the container may not use more, and placement reserves it.
     #[serde(default)]
@@ -329,6 +355,7 @@ pub struct Resources {
 /// `PUT /v1/apps/{app}/resources/{process}`: what changed, and the release it made (none while
 /// the app has never been deployed, or when nothing changed).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resize {
     pub process: String,
     pub resources: Resources,
@@ -336,8 +363,26 @@ pub struct Resize {
     pub changed: bool,
 }
 
+/// `POST /v1/apps/{app}/ps/restart` and `POST /v1/apps/{app}/ps/stop`: which instances. A
+/// process type (`web`) names all of its instances, an instance name (`web.1`) one; no target
+/// (restart only) means every instance of the app.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstancesRequest {
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// The answer to a restart or a stop: the instances it applies to, e.g. `["web.1", "web.2"]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InstancesChanged {
+    pub instances: Vec<String>,
+}
+
 /// A host running an agent: `GET /v1/hosts`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Host {
     pub id: String,
     pub name: String,
@@ -362,6 +407,7 @@ pub struct Host {
 
 /// Total and free bytes of a filesystem.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiskUsage {
     pub total_bytes: u64,
     pub free_bytes: u64,
@@ -369,6 +415,7 @@ pub struct DiskUsage {
 
 /// `POST /v1/hosts`: let a host join, once, with a token made for it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddHost {
     pub name: String,
     /// The address it will register (that the gateway reaches it at); without one, the address
@@ -382,6 +429,7 @@ pub struct AddHost {
 
 /// The answer to `POST /v1/hosts`: the one-time join token, and the commands that use it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostJoin {
     pub name: String,
     pub token: String,
@@ -393,6 +441,7 @@ pub struct HostJoin {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HostState {
     Ready,
@@ -407,6 +456,7 @@ pub enum HostState {
 /// output, the control plane for its own events), never parsed out of the text, so an app cannot
 /// print lines that pass for platform lines.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LogSource {
     /// The app's own stdout/stderr.
@@ -432,6 +482,7 @@ impl LogSource {
 
 /// One log line. Rendered as `TIMESTAMP SOURCE[TAG]: TEXT`, e.g. `app[web.1]: listening`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     pub ts: Timestamp,
     pub source: LogSource,
@@ -442,6 +493,7 @@ pub struct LogLine {
 
 /// An element of the log stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LogEvent {
     Line(LogLine),
@@ -457,12 +509,14 @@ pub enum LogEvent {
 
 /// `POST /v1/apps/{app}/drains`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddDrain {
     pub url: String,
 }
 
 /// A log drain of an app, with how it is doing since caasd started.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Drain {
     /// Stable for a URL (`d.` and 12 hex digits), for `DELETE /v1/apps/{app}/drains/{id}`.
     pub id: String,
@@ -479,6 +533,7 @@ pub struct Drain {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DrainState {
     #[default]
@@ -504,6 +559,7 @@ impl DrainState {
 
 /// An app's traffic over the last `window_secs`, as the gateway counted it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppMetrics {
     pub app: String,
     pub window_secs: u64,
@@ -525,6 +581,7 @@ pub struct AppMetrics {
 
 /// `GET /v1/info`: what the server is, without authentication.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServerInfo {
     pub version: String,
     pub domain: String,
@@ -541,6 +598,7 @@ pub struct ServerInfo {
 
 /// What a build upload is. The body of `POST /v1/apps/{app}/builds` is the raw file.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SourceKind {
     /// A directory, packed by the CLI as a gzipped tar.
@@ -565,6 +623,7 @@ impl SourceKind {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
     Queued,
@@ -586,6 +645,7 @@ impl BuildStatus {
 
 /// One build of an app: `GET /v1/apps/{app}/builds`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Build {
     pub app: String,
     pub number: u64,
@@ -607,6 +667,7 @@ pub struct Build {
 /// The stream `POST /v1/apps/{app}/builds` answers with (newline-delimited JSON), ending with
 /// `succeeded` or `failed`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BuildEvent {
     /// Another build of this app runs; this one waits for it.
@@ -635,6 +696,7 @@ pub enum BuildEvent {
 
 /// `GET /v1/buildpacks`: installed buildpacks in detect order.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Buildpack {
     pub name: String,
     /// Shipped with caas (as opposed to dropped in by the operator).
@@ -643,6 +705,7 @@ pub struct Buildpack {
 
 /// `PUT /v1/apps/{app}/buildpack`: pin a buildpack (`null` unpins: detect again).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetBuildpack {
     pub buildpack: Option<String>,
 }

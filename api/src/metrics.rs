@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// An instance's resource use, as its agent last read it from the engine.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceUsage {
     /// CPU over the last few seconds, in percent of one core (200 = two cores busy); `None`
     /// until there are two readings.
@@ -25,6 +26,7 @@ pub struct InstanceUsage {
 
 /// One instance in `GET /v1/apps/{app}/metrics`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstanceMetrics {
     /// `web.1`
     pub name: String,
@@ -44,6 +46,7 @@ pub struct InstanceMetrics {
 /// webhook) while they hold over the window, and clear it when they stop holding. At least one
 /// condition.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertSettings {
     /// The 95th percentile of latency above this, ms.
     #[serde(default)]
@@ -66,6 +69,7 @@ fn default_alert_window() -> u64 {
 
 /// `GET /v1/apps/{app}/alerts`: the settings and what is raised now.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alerts {
     pub app: String,
     /// `None`: no alerts set.
@@ -77,6 +81,7 @@ pub struct Alerts {
 
 /// What the webhook receives.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertNotice {
     pub app: String,
     /// `p95` or `5xx_rate`.
@@ -96,6 +101,7 @@ pub struct AlertNotice {
 /// instances, sized for one target: requests per second per instance over the last 10 s (`web`
 /// only), or CPU per instance. Exactly one target.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AutoscaleSettings {
     pub min: u32,
     pub max: u32,
@@ -117,6 +123,7 @@ fn default_cooldown() -> u64 {
 
 /// One autoscaled process type and where it stands: `GET /v1/apps/{app}/autoscale`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Autoscale {
     pub process: String,
     pub settings: AutoscaleSettings,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /v1/apps/{app}/ports`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddPort {
     /// Only `tcp` for now.
     pub protocol: String,
@@ -20,6 +21,7 @@ pub struct AddPort {
 
 /// One of an app's TCP routes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PortRoute {
     pub protocol: String,
     /// The gateway's public port.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// A user: `admin` may do everything (users and hosts included), a member only what it may do
 /// to the apps it created or was given.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct User {
     pub name: String,
     pub admin: bool,
@@ -15,6 +16,7 @@ pub struct User {
 
 /// `POST /v1/users`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateUser {
     pub name: String,
     #[serde(default)]
@@ -23,6 +25,7 @@ pub struct CreateUser {
 
 /// A token as its owner sees it: never the secret.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub id: String,
     pub user: String,
@@ -37,6 +40,7 @@ pub struct TokenInfo {
 
 /// `POST /v1/tokens`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     pub description: String,
     /// Seconds until it stops working; none: it works until revoked.
@@ -49,6 +53,7 @@ pub struct CreateToken {
 
 /// A new token: the secret is in this answer and nowhere else.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewToken {
     pub token: String,
     pub info: TokenInfo,
@@ -56,6 +61,7 @@ pub struct NewToken {
 
 /// `GET /v1/whoami`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WhoAmI {
     pub user: User,
     pub token: TokenInfo,
@@ -63,6 +69,7 @@ pub struct WhoAmI {
 
 /// `GET /v1/apps/{app}/access`: who may use the app besides admins.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppAccess {
     pub app: String,
     /// Who created it (may give and take access).
@@ -72,12 +79,14 @@ pub struct AppAccess {
 
 /// `POST /v1/apps/{app}/access`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GrantAccess {
     pub user: String,
 }
 
 /// One change: `GET /v1/audit?app=APP&limit=N`, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     pub at: Timestamp,
     pub user: String,

@@ -427,6 +427,9 @@ mod tests {
             error: Some("web.1 crashed on start".into()),
             checks: Vec::new(),
             output: Vec::new(),
+            created_by: None,
+            build: None,
+            config_keys: Vec::new(),
         };
         let err = failed("demo", &release, Some(2));
         assert_eq!(err.exit_code(), 1);

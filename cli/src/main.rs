@@ -18,11 +18,11 @@ mod source;
 #[cfg(test)]
 mod testutil;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
-    drains, git as git_cmd, hosts, logs, metrics, ports, ps, push, releases, resize, users,
-    version,
+    drains, git as git_cmd, hosts, instances, logs, metrics, ports, ps, push, releases, resize,
+    shell, users, version,
 };
 use std::io::Write;
 
@@ -76,6 +76,8 @@ enum Cmd {
     /// Put an app's settings back to the server's defaults
     #[command(name = "apps:settings:unset")]
     AppsSettingsUnset(checks::SettingsUnsetArgs),
+    /// Open the app's URL in a browser ($BROWSER, else xdg-open or open)
+    Open(apps::OpenArgs),
     /// Build a directory or archive into a release, or deploy a Docker image
     Push(push::PushArgs),
     /// List an app's builds, newest first
@@ -104,6 +106,12 @@ enum Cmd {
     /// Remove a process type's health checks (all, or one kind)
     #[command(name = "checks:clear")]
     ChecksClear(checks::ClearArgs),
+    /// Replace instances with fresh ones: one (web.1), a process type (web), or all
+    #[command(name = "ps:restart", visible_alias = "restart")]
+    PsRestart(instances::RestartArgs),
+    /// Stop an instance (web.1) or a process type's; the formation starts fresh ones
+    #[command(name = "ps:stop", visible_alias = "stop")]
+    PsStop(instances::StopArgs),
     /// Set a process type's memory limit and CPU cap (a new release replaces its instances)
     #[command(name = "ps:resize", visible_alias = "resize")]
     PsResize(resize::ResizeArgs),
@@ -182,6 +190,9 @@ enum Cmd {
     CertsAuto(certs::AutoArgs),
     /// List an app's releases, newest first
     Releases(releases::ReleasesArgs),
+    /// Show one release: image, status, who made it and when, its build, its config keys
+    #[command(name = "releases:info")]
+    ReleasesInfo(releases::InfoArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
     #[command(visible_alias = "releases:rollback")]
     Rollback(releases::RollbackArgs),
@@ -244,6 +255,11 @@ enum Cmd {
     HostsRemove(hosts::RemoveArgs),
     /// Show the client's and the server's version
     Version(version::VersionArgs),
+    /// Print shell completions: caas completions bash > /etc/bash_completion.d/caas
+    Completions(shell::CompletionsArgs),
+    /// Write a man page per command into DIR
+    #[command(name = "man")]
+    Man(shell::ManArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -255,6 +271,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AppsSettings(a) => checks::settings(a),
         Cmd::AppsSettingsSet(a) => checks::settings_set(a),
         Cmd::AppsSettingsUnset(a) => checks::settings_unset(a),
+        Cmd::Open(a) => apps::open(a),
         Cmd::Push(a) => push::push(a),
         Cmd::Builds(a) => builds::list(a),
         Cmd::BuildsOutput(a) => builds::output(a),
@@ -266,6 +283,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Checks(a) => checks::list(a),
         Cmd::ChecksSet(a) => checks::set(a),
         Cmd::ChecksClear(a) => checks::clear(a),
+        Cmd::PsRestart(a) => instances::restart(a),
+        Cmd::PsStop(a) => instances::stop(a),
         Cmd::PsResize(a) => resize::resize(a),
         Cmd::Logs(a) => logs::logs(a),
         Cmd::Metrics(a) => metrics::show(a),
@@ -295,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::CertsRemove(a) => certs::remove(a),
         Cmd::CertsAuto(a) => certs::auto(a),
         Cmd::Releases(a) => releases::list(a),
+        Cmd::ReleasesInfo(a) => releases::info(a),
         Cmd::Rollback(a) => releases::rollback(a),
         Cmd::Config(a) => config_vars::show(a),
         Cmd::ConfigGet(a) => config_vars::get(a),
@@ -319,6 +339,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::TokensRevoke(a) => users::revoke_token(a),
         Cmd::Audit(a) => users::audit(a),
         Cmd::Version(a) => version::show(a),
+        Cmd::Completions(a) => shell::completions(a, Cli::command()),
+        Cmd::Man(a) => shell::man(a, Cli::command()),
     }
 }
 

@@ -445,6 +445,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         tcp_ports: (args.tcp_ports.0, args.tcp_ports.1),
         gateway_ip: args.gateway.ip(),
         acme_directory: args.acme_directory.clone(),
+        drain: args.drain,
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -533,7 +534,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .run(shutdown.clone()),
     );
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
-    let app = api::router(state);
+    let api_router = api::router(state);
+    // The dashboard at `/` is a client of the same router (in-process); the API stays under /v1.
+    let app = api_router
+        .clone()
+        .merge(crate::dashboard::router(api_router));
     tasks.spawn(crate::http::serve(
         api_listener,
         shutdown.clone(),

@@ -26,10 +26,12 @@
 //! polls; `http` is the small HTTP client; `docker` has the engine, stack-image and test-image
 //! helpers; `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
 //! gateway and containers; `engine` is a second Docker engine; `agent` is a `caasd agent` of a
-//! test's own (another host).
+//! test's own (another host); `browser` is a headless Chromium driven over WebDriver, for the
+//! dashboard.
 
 mod agent;
 mod binaries;
+mod browser;
 mod docker;
 mod engine;
 mod fixtures;
@@ -41,10 +43,12 @@ mod tls;
 
 pub use agent::AgentProcess;
 pub use binaries::{binaries, repo_root, Binaries};
+pub use browser::{Browser, PAGE_TIMEOUT};
 pub use docker::{
     docker, docker_ok, echo_image, require_docker, require_stack, test_image, STACK_IMAGE,
 };
 pub use engine::SecondEngine;
+pub use fantoccini;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
 pub use pebble::{Pebble, PebblePorts};

@@ -315,3 +315,52 @@ mod tests {
         assert_eq!(calls, 1);
     }
 }
+
+#[derive(Debug, Args)]
+pub struct OpenArgs {
+    #[command(flatten)]
+    app: AppArg,
+}
+
+/// `caas open`: the app's URL in a browser: `$BROWSER` (a command, given the URL), else
+/// `xdg-open` (or `open` on macOS). Without any, it prints the URL to open by hand.
+pub fn open(args: OpenArgs) -> Result<()> {
+    let name = resolve_app(args.app.app)?;
+    let app: App = client()?.get(&format!("/v1/apps/{name}"))?;
+    let url = app.url;
+    let mut openers: Vec<String> = Vec::new();
+    if let Some(browser) = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+    {
+        openers.push(browser);
+    }
+    openers.push(
+        if cfg!(target_os = "macos") {
+            "open"
+        } else {
+            "xdg-open"
+        }
+        .into(),
+    );
+    for opener in &openers {
+        let mut words = opener.split_whitespace();
+        let Some(program) = words.next() else {
+            continue;
+        };
+        let spawned = std::process::Command::new(program)
+            .args(words)
+            .arg(&url)
+            .stdin(std::process::Stdio::null())
+            .status();
+        if let Ok(status) = spawned {
+            if status.success() {
+                return say(&format!("Opening {}", sanitize(&url)));
+            }
+        }
+    }
+    say(&format!(
+        "No browser to open it with (set BROWSER); the app is at {}",
+        sanitize(&url)
+    ))
+}

@@ -15,6 +15,7 @@ pub mod domains;
 pub mod drains;
 pub mod git;
 pub mod hosts;
+pub mod instances;
 pub mod logs;
 pub mod metrics;
 pub mod ports;
@@ -22,6 +23,7 @@ pub mod ps;
 pub mod push;
 pub mod releases;
 pub mod resize;
+pub mod shell;
 pub mod users;
 pub mod version;
 

@@ -4,7 +4,7 @@ use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
 use crate::deploy::{wait_until_up, WaitArgs, Waited};
 use crate::error::CliError;
-use crate::output::{age, print_json, print_table, sanitize, say};
+use crate::output::{age, format_ts, print_json, print_table, sanitize, say};
 use anyhow::Result;
 use caas_api::{Release, ReleaseStatus, RollbackRequest};
 use clap::Args;
@@ -162,4 +162,58 @@ mod tests {
         assert_eq!(rollback_target("Deploy image x"), None);
         assert_eq!(rollback_target("Rollback to vx"), None);
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The release, as caas releases lists it (v3 or 3)
+    #[arg(value_name = "RELEASE")]
+    version: String,
+    #[command(flatten)]
+    app: AppArg,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// `caas releases:info vN`: one release in full (config keys, never values).
+pub fn info(args: InfoArgs) -> Result<()> {
+    let version = parse_version(&args.version)?;
+    let name = resolve_app(args.app.app)?;
+    let r: Release = client()?.get(&format!("/v1/apps/{name}/releases/{version}"))?;
+    if args.json.json {
+        return print_json(&r);
+    }
+    let state = match status(&r) {
+        s if s.is_empty() => r.status.as_str().to_string(),
+        s => s,
+    };
+    let types: Vec<&str> = r.process_types.keys().map(String::as_str).collect();
+    let lines = [
+        format!("=== {name} v{}", r.version),
+        format!("Status:       {state}"),
+        format!("Description:  {}", r.description),
+        format!("Image:        {}", r.image),
+        format!("Image id:     {}", r.image_id),
+        format!(
+            "Created:      {} ({} ago)",
+            format_ts(r.created_at),
+            age(r.created_at)
+        ),
+        format!("By:           {}", r.created_by.as_deref().unwrap_or("-")),
+        format!(
+            "Build:        {}",
+            r.build.map_or_else(|| "-".to_string(), |b| b.to_string())
+        ),
+        format!("Processes:    {}", types.join(", ")),
+        format!(
+            "Config keys:  {}",
+            if r.config_keys.is_empty() {
+                "-".to_string()
+            } else {
+                r.config_keys.join(", ")
+            }
+        ),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| sanitize(l)).collect();
+    say(&text.join("\n"))
 }

@@ -13,6 +13,7 @@ use caas_api::Timestamp;
 /// Rules one app may have.
 const MAX_RULES: usize = 100;
 
+#[utoipa::path(get, path = "/v1/apps/{app}/access-rules", tag = "access", operation_id = "access_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<AccessRule>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -23,6 +24,7 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/access-rules", tag = "access", operation_id = "access_add", params(("app" = String, Path)), request_body = AccessRuleRequest, responses((status = "2XX", description = "done", body = AccessRule), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn add(
     caller: Caller,
     State(s): State<AppState>,
@@ -64,6 +66,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(rule)))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/access-rules", tag = "access", operation_id = "access_remove", params(("app" = String, Path), ("action" = String, Query, description = "allow or deny"), ("cidr" = String, Query)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     caller: Caller,
     State(s): State<AppState>,

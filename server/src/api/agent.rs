@@ -41,6 +41,7 @@ pub(super) fn validate_host_name(name: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/agent/register", tag = "agent", operation_id = "agent_register", request_body = RegisterRequest, responses((status = 200, description = "OK", body = RegisterResponse), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn register(
     joiner: Joiner,
     State(s): State<AppState>,
@@ -162,6 +163,7 @@ pub struct AssignmentsQuery {
     wait: u64,
 }
 
+#[utoipa::path(get, path = "/v1/agent/assignments", tag = "agent", operation_id = "agent_assignments", responses((status = 200, description = "OK", body = Assignments), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn assignments(
     AgentHost(host_id): AgentHost,
     State(s): State<AppState>,
@@ -278,6 +280,7 @@ fn assignment(
 
 /// `GET /v1/agent/images/{id}`: `docker save` of an image this host is assigned, for agents
 /// whose Docker engine does not have it (no registry is needed between hosts).
+#[utoipa::path(get, path = "/v1/agent/images/{id}", tag = "agent", operation_id = "agent_image", params(("id" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn image(
     AgentHost(host_id): AgentHost,
     State(s): State<AppState>,
@@ -324,6 +327,7 @@ pub async fn image(
         .expect("static headers are valid"))
 }
 
+#[utoipa::path(post, path = "/v1/agent/heartbeat", tag = "agent", operation_id = "agent_heartbeat", request_body = Heartbeat, responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn heartbeat(
     AgentHost(host_id): AgentHost,
     State(s): State<AppState>,
@@ -376,6 +380,7 @@ pub async fn heartbeat(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/v1/agent/logs", tag = "agent", operation_id = "agent_logs", request_body = LogBatch, responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn logs(
     AgentHost(host_id): AgentHost,
     State(s): State<AppState>,

@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+#[utoipa::path(get, path = "/v1/info", tag = "apps", operation_id = "apps_info", responses((status = 200, description = "OK", body = ServerInfo), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn info(State(s): State<AppState>) -> Json<ServerInfo> {
     Json(ServerInfo {
         version: env!("CARGO_PKG_VERSION").into(),
@@ -44,6 +45,7 @@ pub(super) fn app_view(s: &AppState, rec: AppRecord) -> App {
 }
 
 /// The apps the caller may see.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps", operation_id = "apps_list", responses((status = 200, description = "OK", body = Vec<App>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(caller: Caller, State(s): State<AppState>) -> ApiResult<Json<Vec<App>>> {
     let apps = s
         .store
@@ -55,6 +57,7 @@ pub async fn list(caller: Caller, State(s): State<AppState>) -> ApiResult<Json<V
     Ok(Json(apps))
 }
 
+#[utoipa::path(post, path = "/v1/apps", tag = "apps", operation_id = "apps_create", request_body = CreateApp, responses((status = "2XX", description = "done", body = App), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn create(
     caller: Caller,
     State(s): State<AppState>,
@@ -83,6 +86,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(app_view(&s, rec))))
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}", tag = "apps", operation_id = "apps_show", params(("app" = String, Path)), responses((status = 200, description = "OK", body = App), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn show(
     caller: Caller,
     State(s): State<AppState>,
@@ -92,6 +96,7 @@ pub async fn show(
     Ok(Json(app_view(&s, rec)))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}", tag = "apps", operation_id = "apps_destroy", params(("app" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn destroy(
     caller: Caller,
     State(s): State<AppState>,
@@ -153,6 +158,7 @@ fn validate_image_ref(image: &str) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/deploys", tag = "apps", operation_id = "apps_deploy", params(("app" = String, Path)), request_body = DeployImage, responses((status = "2XX", description = "done", body = Release), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn deploy(
     caller: Caller,
     State(s): State<AppState>,
@@ -193,6 +199,8 @@ pub async fn deploy(
                 error: None,
                 checks: rec.checks.clone(),
                 output: Vec::new(),
+                created_by: Some(caller.user.clone()),
+                build: None,
                 resources: rec.resources.clone(),
             })
         },
@@ -227,6 +235,9 @@ pub async fn deploy(
 pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
     Release {
         current: serving == Some(r.version),
+        config_keys: r.config.keys().cloned().collect(),
+        created_by: r.created_by,
+        build: r.build,
         app: r.app,
         version: r.version,
         image: r.image,
@@ -242,6 +253,7 @@ pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
 }
 
 /// `docker load` of an uploaded `docker save` archive, streamed into the engine with a size cap.
+#[utoipa::path(post, path = "/v1/images", tag = "apps", operation_id = "apps_load_images", responses((status = 200, description = "OK", body = LoadedImages), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn load_images(
     _: Caller,
     State(s): State<AppState>,
@@ -286,6 +298,7 @@ pub async fn load_images(
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/releases", tag = "apps", operation_id = "apps_releases", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Release>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn releases(
     caller: Caller,
     State(s): State<AppState>,
@@ -311,6 +324,7 @@ pub struct ReleaseQuery {
     served: bool,
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/releases/{version}", tag = "apps", operation_id = "apps_release", params(("app" = String, Path), ("version" = String, Path)), responses((status = 200, description = "OK", body = Release), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn release(
     caller: Caller,
     State(s): State<AppState>,
@@ -343,6 +357,7 @@ fn formation_view(s: &AppState, rec: &AppRecord) -> Formation {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/formation", tag = "apps", operation_id = "apps_formation", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Formation), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn formation(
     caller: Caller,
     State(s): State<AppState>,
@@ -352,6 +367,7 @@ pub async fn formation(
     Ok(Json(formation_view(&s, &rec)))
 }
 
+#[utoipa::path(patch, path = "/v1/apps/{app}/formation", tag = "apps", operation_id = "apps_scale", params(("app" = String, Path)), request_body = ScaleRequest, responses((status = 200, description = "OK", body = Formation), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn scale(
     caller: Caller,
     State(s): State<AppState>,
@@ -447,6 +463,7 @@ pub(super) fn instance_state(
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/ps", tag = "apps", operation_id = "apps_ps", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Instance>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn ps(
     caller: Caller,
     State(s): State<AppState>,

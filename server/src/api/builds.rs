@@ -80,6 +80,7 @@ fn display_name(name: Option<String>, kind: SourceKind) -> ApiResult<String> {
 /// `POST /v1/apps/{app}/builds`: the body is the upload. Refusals (unknown app, too large, not
 /// the archive its name says, hostile entries) answer with an error status before anything
 /// streams; after that the answer is the build's event stream.
+#[utoipa::path(post, path = "/v1/apps/{app}/builds", tag = "builds", operation_id = "builds_create", params(("app" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn create(
     caller: Caller,
     State(s): State<AppState>,
@@ -89,10 +90,11 @@ pub async fn create(
 ) -> ApiResult<Response> {
     load_app(&s, &caller, &app, Access::Deploy)?;
     let name = display_name(q.name, q.source)?;
-    let prepared = s
+    let mut prepared = s
         .builder
         .prepare(&app, q.source, &name, body.into_data_stream())
         .await?;
+    prepared.user = Some(caller.user.clone());
     super::audit(&s, &caller, "push", Some(&app), format!("build of {name}"));
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     s.builder.spawn(prepared, tx);
@@ -100,6 +102,7 @@ pub async fn create(
     Ok(super::ndjson_response(Body::from_stream(stream)))
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/builds", tag = "builds", operation_id = "builds_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Build>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -124,6 +127,7 @@ fn load_build(s: &AppState, app: &str, number: &str) -> ApiResult<BuildRecord> {
     s.store.build(app, n)?.ok_or_else(not_found)
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/builds/{number}", tag = "builds", operation_id = "builds_show", params(("app" = String, Path), ("number" = String, Path)), responses((status = 200, description = "OK", body = Build), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn show(
     caller: Caller,
     State(s): State<AppState>,
@@ -141,6 +145,7 @@ pub struct OutputQuery {
 
 /// `GET /v1/apps/{app}/builds/{n}/output[?follow=true]`: the build's output as text; with
 /// `follow`, more as it comes until the build ends.
+#[utoipa::path(get, path = "/v1/apps/{app}/builds/{number}/output", tag = "builds", operation_id = "builds_output", params(("app" = String, Path), ("number" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn output(
     caller: Caller,
     State(s): State<AppState>,
@@ -215,10 +220,12 @@ pub async fn output(
         .expect("static headers are valid"))
 }
 
+#[utoipa::path(get, path = "/v1/buildpacks", tag = "builds", operation_id = "builds_buildpacks", responses((status = 200, description = "OK", body = Vec<Buildpack>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn buildpacks(_: Caller, State(s): State<AppState>) -> Json<Vec<Buildpack>> {
     Json(s.builder.buildpacks())
 }
 
+#[utoipa::path(put, path = "/v1/apps/{app}/buildpack", tag = "builds", operation_id = "builds_set_buildpack", params(("app" = String, Path)), request_body = SetBuildpack, responses((status = 200, description = "OK", body = caas_api::App), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn set_buildpack(
     caller: Caller,
     State(s): State<AppState>,

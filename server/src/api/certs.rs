@@ -44,6 +44,7 @@ pub(super) fn cert_view(rec: &CertRecord, names: &[String]) -> Cert {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/certs", tag = "certs", operation_id = "certs_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Cert>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -60,6 +61,7 @@ pub async fn list(
     Ok(Json(certs))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/certs", tag = "certs", operation_id = "certs_add", params(("app" = String, Path)), request_body = AddCert, responses((status = "2XX", description = "done", body = Cert), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn add(
     caller: Caller,
     State(s): State<AppState>,
@@ -138,6 +140,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(cert_view(&rec, &names))))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/certs/{id}", tag = "certs", operation_id = "certs_remove", params(("app" = String, Path), ("id" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     caller: Caller,
     State(s): State<AppState>,
@@ -159,6 +162,7 @@ pub async fn remove(
 
 /// `GET /v1/apps/{app}/certs/auto`: whether certificates come over ACME, and one order per custom
 /// domain (a domain the ACME client has not got to yet is `pending`).
+#[utoipa::path(get, path = "/v1/apps/{app}/certs/auto", tag = "certs", operation_id = "certs_auto", params(("app" = String, Path)), responses((status = 200, description = "OK", body = AutoCerts), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn auto(
     caller: Caller,
     State(s): State<AppState>,

@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 /// Attempts when a concurrent deploy changes the latest release under us.
 const RETRIES: usize = 5;
 
+#[utoipa::path(get, path = "/v1/apps/{app}/checks", tag = "checks", operation_id = "checks_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Check>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -116,6 +117,7 @@ fn describe(req: &ChecksUpdate) -> String {
     parts.join("; ")
 }
 
+#[utoipa::path(patch, path = "/v1/apps/{app}/checks", tag = "checks", operation_id = "checks_patch", params(("app" = String, Path)), request_body = ChecksUpdate, responses((status = 200, description = "OK", body = ChecksChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn patch(
     caller: Caller,
     State(s): State<AppState>,
@@ -156,7 +158,7 @@ pub async fn patch(
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&base, latest, rec, version, &description),
+            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
             |rec| rec.checks = applied(&rec.checks, &req),
         ) {
             Ok((rec, release)) => {
@@ -198,6 +200,7 @@ fn settings_view(s: &AppState, rec: AppRecord) -> SettingsView {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/settings", tag = "checks", operation_id = "checks_settings", params(("app" = String, Path)), responses((status = 200, description = "OK", body = SettingsView), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn settings(
     caller: Caller,
     State(s): State<AppState>,
@@ -224,6 +227,7 @@ fn settings_applied(
     Ok(next)
 }
 
+#[utoipa::path(patch, path = "/v1/apps/{app}/settings", tag = "checks", operation_id = "checks_patch_settings", params(("app" = String, Path)), request_body = SettingsUpdate, responses((status = 200, description = "OK", body = SettingsView), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn patch_settings(
     caller: Caller,
     State(s): State<AppState>,

@@ -33,6 +33,7 @@ pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
     s.builder.prune_later(&r.app);
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_get", params(("app" = String, Path)), responses((status = 200, description = "OK", body = BTreeMap<String, String>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn get(
     caller: Caller,
     State(s): State<AppState>,
@@ -73,6 +74,7 @@ pub(super) fn derived(
     rec: &crate::store::AppRecord,
     version: u64,
     description: &str,
+    user: &str,
 ) -> Result<ReleaseRecord, ApiError> {
     if rec.latest() != Some(based_on) {
         return Err(ApiError::Conflict(
@@ -87,11 +89,14 @@ pub(super) fn derived(
         config: rec.config.clone(),
         checks: rec.checks.clone(),
         output: Vec::new(),
+        created_by: Some(user.to_string()),
+        build: None,
         resources: rec.resources.clone(),
         ..base.clone()
     })
 }
 
+#[utoipa::path(patch, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_patch", params(("app" = String, Path)), request_body = ConfigUpdate, responses((status = 200, description = "OK", body = ConfigChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn patch(
     caller: Caller,
     State(s): State<AppState>,
@@ -174,7 +179,7 @@ pub async fn patch(
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&base, latest, rec, version, &description),
+            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
             |rec| apply(&mut rec.config),
         ) {
             Ok((rec, release)) => {
@@ -208,6 +213,7 @@ pub async fn patch(
     ))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/rollback", tag = "config", operation_id = "config_rollback", params(("app" = String, Path)), request_body = RollbackRequest, responses((status = "2XX", description = "done", body = Release), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn rollback(
     caller: Caller,
     State(s): State<AppState>,
@@ -249,7 +255,7 @@ pub async fn rollback(
         let description = format!("Rollback to v{}", target.version);
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&target, latest, rec, version, &description),
+            |rec, version| derived(&target, latest, rec, version, &description, &caller.user),
             |rec| {
                 rec.config = target.config.clone();
                 rec.checks = target.checks.clone();

@@ -28,6 +28,7 @@ pub(super) fn domain_view(s: &AppState, app: &str, hostname: String, rec: &Domai
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/domains", tag = "domains", operation_id = "domains_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Domain>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -62,6 +63,7 @@ fn check_hostname(s: &AppState, app: &str, name: &str) -> ApiResult<String> {
     Ok(hostname)
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/domains", tag = "domains", operation_id = "domains_add", params(("app" = String, Path)), request_body = AddDomain, responses((status = "2XX", description = "done", body = Domain), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn add(
     caller: Caller,
     State(s): State<AppState>,
@@ -103,6 +105,7 @@ pub async fn add(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/domains/{hostname}", tag = "domains", operation_id = "domains_remove", params(("app" = String, Path), ("hostname" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     caller: Caller,
     State(s): State<AppState>,
@@ -136,6 +139,7 @@ fn settings_of(rec: &crate::store::AppRecord) -> RoutingSettings {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/routing", tag = "domains", operation_id = "domains_routing", params(("app" = String, Path)), responses((status = 200, description = "OK", body = RoutingSettings), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn routing(
     caller: Caller,
     State(s): State<AppState>,
@@ -149,6 +153,7 @@ pub async fn routing(
     )?)))
 }
 
+#[utoipa::path(patch, path = "/v1/apps/{app}/routing", tag = "domains", operation_id = "domains_set_routing", params(("app" = String, Path)), request_body = RoutingUpdate, responses((status = 200, description = "OK", body = RoutingSettings), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn set_routing(
     caller: Caller,
     State(s): State<AppState>,

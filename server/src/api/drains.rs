@@ -13,6 +13,7 @@ use caas_api::{AddDrain, Drain};
 /// Drains one app may have.
 const MAX_DRAINS: usize = 10;
 
+#[utoipa::path(get, path = "/v1/apps/{app}/drains", tag = "drains", operation_id = "drains_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Drain>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -22,6 +23,7 @@ pub async fn list(
     Ok(Json(s.logs.drains(&app)))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/drains", tag = "drains", operation_id = "drains_add", params(("app" = String, Path)), request_body = AddDrain, responses((status = "2XX", description = "done", body = Drain), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn add(
     caller: Caller,
     State(s): State<AppState>,
@@ -56,6 +58,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(added)))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/drains/{id}", tag = "drains", operation_id = "drains_remove", params(("app" = String, Path), ("id" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     caller: Caller,
     State(s): State<AppState>,

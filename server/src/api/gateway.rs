@@ -24,6 +24,7 @@ pub struct RoutesQuery {
     wait: u64,
 }
 
+#[utoipa::path(get, path = "/v1/gateway/routes", tag = "gateway", operation_id = "gateway_routes", responses((status = 200, description = "OK", body = RoutingTable), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn routes(
     _: GatewayCaller,
     State(s): State<AppState>,
@@ -43,6 +44,7 @@ pub async fn routes(
     )?))
 }
 
+#[utoipa::path(post, path = "/v1/gateway/report", tag = "gateway", operation_id = "gateway_report", request_body = GatewayReport, responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn report(
     _: GatewayCaller,
     State(s): State<AppState>,

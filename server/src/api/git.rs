@@ -102,6 +102,7 @@ pub struct InfoQuery {
     service: Option<String>,
 }
 
+#[utoipa::path(get, path = "/{repo}/info/refs", tag = "git", operation_id = "git_info_refs", params(("repo" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn info_refs(
     State(s): State<AppState>,
     Path(repo): Path<String>,
@@ -148,6 +149,7 @@ pub async fn info_refs(
         .into_response()
 }
 
+#[utoipa::path(post, path = "/{repo}/git-receive-pack", tag = "git", operation_id = "git_receive_pack", params(("repo" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn receive_pack(
     State(s): State<AppState>,
     Path(repo): Path<String>,
@@ -417,7 +419,10 @@ impl Push {
             .prepare(&self.app, SourceKind::Dir, &source, body)
             .await
         {
-            Ok(p) => p,
+            Ok(mut p) => {
+                p.user = Some(self.caller.user.clone());
+                p
+            }
             Err(e) => {
                 let message = match &e {
                     BuildError::Internal(_) => {

@@ -16,6 +16,7 @@ use std::time::Duration;
 const JOIN_EXPIRY: Duration = Duration::from_secs(3600);
 const MAX_JOIN_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
+#[utoipa::path(get, path = "/v1/hosts", tag = "hosts", operation_id = "hosts_list", responses((status = 200, description = "OK", body = Vec<Host>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Host>>> {
     let now = Timestamp::now();
     let allocations = s.store.allocations()?;
@@ -49,6 +50,7 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Hos
     Ok(Json(hosts))
 }
 
+#[utoipa::path(post, path = "/v1/hosts", tag = "hosts", operation_id = "hosts_add", request_body = AddHost, responses((status = "2XX", description = "done", body = HostJoin), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn add(
     Admin(caller): Admin,
     State(s): State<AppState>,
@@ -113,6 +115,7 @@ pub async fn add(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/hosts/{name}", tag = "hosts", operation_id = "hosts_remove", params(("name" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     Admin(caller): Admin,
     State(s): State<AppState>,

@@ -44,6 +44,7 @@ fn parse_since(text: &str) -> Result<Timestamp, ApiError> {
         })
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/logs", tag = "logs", operation_id = "logs_stream", params(("app" = String, Path)), responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn stream(
     caller: Caller,
     State(s): State<AppState>,

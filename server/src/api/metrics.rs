@@ -22,6 +22,7 @@ fn default_window() -> u64 {
     300
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/metrics", tag = "metrics", operation_id = "metrics_app", params(("app" = String, Path)), responses((status = 200, description = "OK", body = AppMetrics), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn app(
     caller: Caller,
     State(s): State<AppState>,

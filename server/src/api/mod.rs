@@ -16,8 +16,10 @@ mod error;
 mod gateway;
 mod git;
 mod hosts;
+mod instances;
 mod logs;
 mod metrics;
+mod openapi;
 mod ports;
 mod prometheus;
 mod resources;
@@ -63,6 +65,8 @@ pub struct ApiConfig {
     pub gateway_ip: std::net::IpAddr,
     /// The ACME server's directory (`caasd --acme-directory`).
     pub acme_directory: String,
+    /// How long a replaced instance keeps serving (`caasd --drain`): restarts drain this long.
+    pub drain: std::time::Duration,
 }
 
 impl ApiConfig {
@@ -189,6 +193,7 @@ pub fn router(state: AppState) -> Router {
     let upload = || DefaultBodyLimit::disable();
     Router::new()
         .route("/v1/info", get(apps::info))
+        .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(prometheus::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
@@ -215,6 +220,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/apps/{app}/settings",
             get(checks::settings).patch(checks::patch_settings),
         )
+        .route("/v1/apps/{app}/ps/restart", post(instances::restart))
+        .route("/v1/apps/{app}/ps/stop", post(instances::stop))
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/autoscale", get(scaling::list))

@@ -31,6 +31,7 @@ fn bindable(s: &AppState, port: u16) -> bool {
     std::net::TcpListener::bind((s.config.gateway_ip, port)).is_ok()
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/ports", tag = "ports", operation_id = "ports_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<PortRoute>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -47,6 +48,7 @@ pub async fn list(
     Ok(Json(routes))
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/ports", tag = "ports", operation_id = "ports_add", params(("app" = String, Path)), request_body = AddPort, responses((status = "2XX", description = "done", body = PortRoute), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn add(
     caller: Caller,
     State(s): State<AppState>,
@@ -127,6 +129,7 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(view(&s, &rec))))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/ports/{port}", tag = "ports", operation_id = "ports_remove", params(("app" = String, Path), ("port" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     caller: Caller,
     State(s): State<AppState>,

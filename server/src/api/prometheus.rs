@@ -11,6 +11,7 @@ use axum::response::Response;
 use caas_api::Timestamp;
 use std::collections::BTreeMap;
 
+#[utoipa::path(get, path = "/metrics", tag = "prometheus", operation_id = "prometheus_metrics", responses((status = 200, description = "see docs/api.md"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn metrics(_: Admin, State(s): State<AppState>) -> ApiResult<Response> {
     // The store is read whole (builds, releases): off the async threads.
     let text = tokio::task::spawn_blocking(move || gather(&s).map(expose::encode))

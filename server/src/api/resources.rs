@@ -19,6 +19,7 @@ const RETRIES: usize = 5;
 
 /// Each process type of the app's newest release (else its formation) with what it gets: its
 /// own settings, the operator's defaults for the rest.
+#[utoipa::path(get, path = "/v1/apps/{app}/resources", tag = "resources", operation_id = "resources_get", params(("app" = String, Path)), responses((status = 200, description = "OK", body = BTreeMap<String, Resources>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn get(
     caller: Caller,
     State(s): State<AppState>,
@@ -110,6 +111,7 @@ fn describe(process: &str, r: &Resources) -> String {
     format!("Resize {process}: {}", parts.join(", "))
 }
 
+#[utoipa::path(put, path = "/v1/apps/{app}/resources/{process}", tag = "resources", operation_id = "resources_put", params(("app" = String, Path), ("process" = String, Path)), request_body = Resources, responses((status = 200, description = "OK", body = Resize), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn put(
     caller: Caller,
     State(s): State<AppState>,
@@ -163,7 +165,7 @@ pub async fn put(
         }
         match s.store.create_release::<ApiError>(
             &app,
-            |rec, version| derived(&base, latest, rec, version, &description),
+            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
             |rec| apply(&mut rec.resources),
         ) {
             Ok((_, release)) => {

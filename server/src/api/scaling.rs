@@ -27,6 +27,7 @@ fn view(s: &AppState, rec: &AppRecord, process: &str, settings: &AutoscaleSettin
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/autoscale", tag = "scaling", operation_id = "scaling_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<Autoscale>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(
     caller: Caller,
     State(s): State<AppState>,
@@ -115,6 +116,7 @@ fn check_autoscale(
     Ok(())
 }
 
+#[utoipa::path(put, path = "/v1/apps/{app}/autoscale/{process}", tag = "scaling", operation_id = "scaling_set", params(("app" = String, Path), ("process" = String, Path)), request_body = AutoscaleSettings, responses((status = 200, description = "OK", body = Autoscale), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn set(
     caller: Caller,
     State(s): State<AppState>,
@@ -143,6 +145,7 @@ pub async fn set(
     Ok(Json(view(&s, &rec, &process, &settings)))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/autoscale/{process}", tag = "scaling", operation_id = "scaling_off", params(("app" = String, Path), ("process" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn off(
     caller: Caller,
     State(s): State<AppState>,
@@ -179,6 +182,7 @@ fn alerts_view(s: &AppState, rec: AppRecord) -> Alerts {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/alerts", tag = "scaling", operation_id = "scaling_alerts", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Alerts), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn alerts(
     caller: Caller,
     State(s): State<AppState>,
@@ -217,6 +221,7 @@ fn check_alerts(a: &AlertSettings) -> ApiResult<()> {
     Ok(())
 }
 
+#[utoipa::path(put, path = "/v1/apps/{app}/alerts", tag = "scaling", operation_id = "scaling_set_alerts", params(("app" = String, Path)), request_body = AlertSettings, responses((status = 200, description = "OK", body = Alerts), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn set_alerts(
     caller: Caller,
     State(s): State<AppState>,
@@ -255,6 +260,7 @@ pub async fn set_alerts(
     Ok(Json(alerts_view(&s, rec)))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/alerts", tag = "scaling", operation_id = "scaling_clear_alerts", params(("app" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn clear_alerts(
     caller: Caller,
     State(s): State<AppState>,

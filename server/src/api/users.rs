@@ -46,6 +46,7 @@ fn no_user(name: &str) -> ApiError {
     ApiError::NotFound(format!("no user named {name:?}: see caas users"))
 }
 
+#[utoipa::path(get, path = "/v1/whoami", tag = "users", operation_id = "users_whoami", responses((status = 200, description = "OK", body = WhoAmI), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn whoami(caller: Caller, State(s): State<AppState>) -> ApiResult<Json<WhoAmI>> {
     let user = s.store.user(&caller.user)?.ok_or(ApiError::Unauthorized)?;
     let token = s
@@ -58,10 +59,12 @@ pub async fn whoami(caller: Caller, State(s): State<AppState>) -> ApiResult<Json
     }))
 }
 
+#[utoipa::path(get, path = "/v1/users", tag = "users", operation_id = "users_list", responses((status = 200, description = "OK", body = Vec<User>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<User>>> {
     Ok(Json(s.store.users()?.into_iter().map(user_view).collect()))
 }
 
+#[utoipa::path(post, path = "/v1/users", tag = "users", operation_id = "users_create", request_body = CreateUser, responses((status = "2XX", description = "done", body = NewToken), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn create(
     Admin(caller): Admin,
     State(s): State<AppState>,
@@ -102,6 +105,7 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/users/{name}", tag = "users", operation_id = "users_remove", params(("name" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn remove(
     Admin(caller): Admin,
     State(s): State<AppState>,
@@ -145,6 +149,7 @@ fn new_token(
     Ok((token, rec))
 }
 
+#[utoipa::path(get, path = "/v1/tokens", tag = "users", operation_id = "users_tokens", responses((status = 200, description = "OK", body = Vec<TokenInfo>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn tokens(caller: Caller, State(s): State<AppState>) -> ApiResult<Json<Vec<TokenInfo>>> {
     caller.unscoped()?;
     let role = Role::User {
@@ -161,6 +166,7 @@ pub async fn tokens(caller: Caller, State(s): State<AppState>) -> ApiResult<Json
     Ok(Json(list))
 }
 
+#[utoipa::path(post, path = "/v1/tokens", tag = "users", operation_id = "users_create_token", request_body = CreateToken, responses((status = "2XX", description = "done", body = NewToken), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn create_token(
     caller: Caller,
     State(s): State<AppState>,
@@ -216,6 +222,7 @@ pub async fn create_token(
     ))
 }
 
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "users", operation_id = "users_revoke_token", params(("id" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn revoke_token(
     caller: Caller,
     State(s): State<AppState>,
@@ -251,6 +258,7 @@ fn access_view(app: &crate::store::AppRecord) -> AppAccess {
     }
 }
 
+#[utoipa::path(get, path = "/v1/apps/{app}/access", tag = "users", operation_id = "users_access", params(("app" = String, Path)), responses((status = 200, description = "OK", body = AppAccess), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn access(
     caller: Caller,
     State(s): State<AppState>,
@@ -272,6 +280,7 @@ fn may_grant(caller: &Caller, app: &crate::store::AppRecord) -> ApiResult<()> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/apps/{app}/access", tag = "users", operation_id = "users_grant", params(("app" = String, Path)), request_body = GrantAccess, responses((status = "2XX", description = "done", body = AppAccess), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn grant(
     caller: Caller,
     State(s): State<AppState>,
@@ -297,6 +306,7 @@ pub async fn grant(
     Ok((StatusCode::CREATED, Json(access_view(&rec))))
 }
 
+#[utoipa::path(delete, path = "/v1/apps/{app}/access/{user}", tag = "users", operation_id = "users_revoke", params(("app" = String, Path), ("user" = String, Path)), responses((status = "2XX", description = "done"), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn revoke(
     caller: Caller,
     State(s): State<AppState>,
@@ -334,6 +344,7 @@ fn default_limit() -> usize {
 }
 
 /// The audit log: everything for admins; a member sees the entries of apps it may see.
+#[utoipa::path(get, path = "/v1/audit", tag = "users", operation_id = "users_audit", responses((status = 200, description = "OK", body = Vec<AuditEntry>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn audit(
     caller: Caller,
     State(s): State<AppState>,

@@ -496,6 +496,8 @@ impl Builder {
                     error: None,
                     checks: rec.checks.clone(),
                     output: Vec::new(),
+                    created_by: p.user.clone(),
+                    build: Some(p.number),
                 })
             },
             |rec| {

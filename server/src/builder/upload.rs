@@ -25,6 +25,8 @@ pub struct Prepared {
     pub(super) received: Received,
     /// Stops the build when the app is destroyed, and keeps the destroy waiting until it has.
     pub(super) lease: Lease,
+    /// Who pushed it: the release it makes records them.
+    pub user: Option<String>,
 }
 
 /// What an upload held.
@@ -85,6 +87,7 @@ impl Builder {
                     kind,
                     received,
                     lease,
+                    user: None,
                 })
             }
             Err(BuildError::Destroyed) => Err(BuildError::Destroyed),

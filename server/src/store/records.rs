@@ -134,6 +134,12 @@ pub struct ReleaseRecord {
     /// When it failed because of one instance: that instance's last lines of output.
     #[serde(default)]
     pub output: Vec<String>,
+    /// The user who made it; `None` for records from before this was kept.
+    #[serde(default)]
+    pub created_by: Option<String>,
+    /// The build that made it.
+    #[serde(default)]
+    pub build: Option<u64>,
     /// Per process type, as the app had them when the release was made (`caas ps:resize`).
     #[serde(default)]
     pub resources: BTreeMap<String, caas_api::Resources>,

@@ -21,6 +21,8 @@ fn release(app: &str, version: u64) -> ReleaseRecord {
         error: None,
         checks: Vec::new(),
         output: Vec::new(),
+        created_by: None,
+        build: None,
         resources: BTreeMap::new(),
     }
 }
