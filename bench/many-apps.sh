@@ -8,16 +8,16 @@
 #   --instance-memory S    each instance's memory (default 32M, so that many fit on one host)
 #
 # It starts a throwaway caasd (temp data dir, loopback listeners, --instance-memory S), builds the
-# demo image (examples/demo/build-image.sh), then for each size creates apps m1..mN (on top of
+# demo image (examples/demo/build-image.sh), then for each size creates apps ma1..maN (on top of
 # those already there) and deploys each with `caas push --image --no-wait`, and waits until every
 # app answers through the gateway. At each size it prints:
 #   - the time to create and deploy the new apps, and until the last one answered;
 #   - caasd's resident memory (RSS, from /proc) and its CPU while idle (10 s, in % of one core),
 #     and the gateway process's RSS;
-#   - the latency of `caas apps` and `caas ps -a m1` (median of 5);
-#   - the gateway's routing cost: median and p99 of 200 requests to m1 through the gateway
+#   - the latency of `caas apps` and `caas ps -a ma1` (median of 5);
+#   - the gateway's routing cost: median and p99 of 200 requests to ma1 through the gateway
 #     (curl's time_total), beside the same requests straight to the instance's own port.
-# It removes everything it created (caasd, containers, temp dir, the caas/mN image tags).
+# It removes everything it created (caasd, containers, temp dir, the caas/maN image tags).
 set -euo pipefail
 
 BENCH=many-apps
@@ -54,7 +54,7 @@ cleanup() {
     bench_cleanup_caasd
     local i ref
     for i in $(seq 1 "$CREATED"); do
-        for ref in $(docker images --format '{{.Repository}}:{{.Tag}}' "caas/m$i" 2>/dev/null); do
+        for ref in $(docker images --format '{{.Repository}}:{{.Tag}}' "caas/ma$i" 2>/dev/null); do
             [ "$(docker image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" = "$IMAGE_ID" ] \
                 && docker image rm "$ref" >/dev/null 2>&1
         done
@@ -97,8 +97,8 @@ for size in ${SIZES//,/ }; do
     [ "$size" -gt "$CREATED" ] || continue
     t0=$(now_ms)
     for i in $(seq $((CREATED + 1)) "$size"); do
-        "$CAAS" apps:create "m$i" >/dev/null
-        "$CAAS" push --image "$IMAGE" -a "m$i" --no-wait >/dev/null
+        "$CAAS" apps:create "ma$i" >/dev/null
+        "$CAAS" push --image "$IMAGE" -a "ma$i" --no-wait >/dev/null
     done
     deployed=$(($(now_ms) - t0))
     first=$((CREATED + 1))
@@ -106,11 +106,15 @@ for size in ${SIZES//,/ }; do
     for i in $(seq "$first" "$size"); do
         until_ok=0
         for _ in $(seq 1 600); do
-            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: m$i.localhost" "http://$GATEWAY/" || true)
+            code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 -H "Host: ma$i.localhost" "http://$GATEWAY/" || true)
             [ "$code" = 200 ] && { until_ok=1; break; }
             sleep 0.2
         done
-        [ "$until_ok" = 1 ] || die "m$i did not answer within 2 minutes (see $WORK/caasd.log; caas ps -a m$i)"
+        if [ "$until_ok" != 1 ]; then
+            "$CAAS" ps -a "ma$i" >&2 || true
+            cp "$WORK/caasd.log" "${TMPDIR:-/tmp}/many-apps-caasd.log"
+            die "ma$i did not answer within 2 minutes (caasd's log kept in ${TMPDIR:-/tmp}/many-apps-caasd.log)"
+        fi
     done
     all_up=$(($(now_ms) - t0))
     sleep 5
@@ -119,9 +123,9 @@ for size in ${SIZES//,/ }; do
     c1=$(cpu_ticks "$CAASD_PID")
     idle=$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.1f%%", d / t / 10 * 100 }')
     apps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" apps; done))
-    ps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" ps -a m1; done))
-    addr=$("$CAAS" ps -a m1 --json | sed -n 's/.*"address":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n 1)
-    read -r gp50 gp99 < <(latencies "http://$GATEWAY/" -H "Host: m1.localhost")
+    ps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" ps -a ma1; done))
+    addr=$("$CAAS" ps -a ma1 --json | sed -n 's/.*"address":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n 1)
+    read -r gp50 gp99 < <(latencies "http://$GATEWAY/" -H "Host: ma1.localhost")
     read -r dp50 dp99 < <(latencies "http://$addr/")
     printf '%-6s %-9s %-10s %-10s %-9s %-9s %-9s %-9s %-16s %-16s\n' \
         "$size" "$(awk -v m="$deployed" 'BEGIN { printf "%.1f", m / 1000 }')" \
