@@ -156,6 +156,10 @@ fn a_web_process_that_never_listens_fails_at_the_start_deadline_and_the_gateway_
     });
     let ps = p.caas_ok(&["ps", "-a", "mute"]);
     assert!(!ps.contains("ps:scale web=1"), "web is already 1: {ps}");
+    assert!(
+        ps.contains("No instances: v1 of mute did not come up: not up within 4s"),
+        "a release that failed is not 'no release yet': {ps}"
+    );
 
     // Scaled to 0 after a good release: the 503 says that, not "scale up" when web is up.
     p.caas_ok(&["push", "--image", &good, "-a", "mute"]);

@@ -6,7 +6,7 @@ use crate::app::resolve_app;
 use crate::error::CliError;
 use crate::output::{age, format_mb, print_json, print_table, sanitize, say};
 use anyhow::Result;
-use caas_api::{App, Formation, Instance, InstanceState, ScaleRequest, WEB};
+use caas_api::{App, Formation, Instance, InstanceState, Release, ScaleRequest, WEB};
 use clap::Args;
 use std::collections::BTreeMap;
 
@@ -39,7 +39,15 @@ pub fn list(args: PsArgs) -> Result<()> {
     }
     if instances.is_empty() {
         let app: App = client.get(&format!("/v1/apps/{name}"))?;
-        return say(&sanitize(&no_instances(&app)));
+        let mut text = no_instances(&app);
+        if app.release.is_none() && app.deploying.is_none() {
+            // Never served: say so of a release that failed, rather than "no release yet".
+            let releases: Vec<Release> = client.get(&format!("/v1/apps/{name}/releases"))?;
+            if let Some(failed) = releases.first() {
+                text = never_served(&app.name, failed);
+            }
+        }
+        return say(&sanitize(&text));
     }
     let rows: Vec<Vec<String>> = instances
         .iter()
@@ -75,6 +83,18 @@ pub fn list(args: PsArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `ps` says of an app whose releases all failed (or were superseded) before serving.
+fn never_served(name: &str, newest: &Release) -> String {
+    let why = newest
+        .error
+        .as_deref()
+        .map_or(String::new(), |e| format!(": {e}"));
+    format!(
+        "No instances: v{} of {name} did not come up{why}. Deploy again with: caas push -a {name} (caas releases -a {name} lists what failed)",
+        newest.version
+    )
 }
 
 /// What `ps` says instead of an empty table: why nothing runs, and the one thing to do about it.
