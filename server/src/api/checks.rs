@@ -3,7 +3,7 @@
 //! rolls out like one; settings (drain, stop timeout, rollout pace) apply at once, no release.
 
 use super::auth::{load_app, Access, Caller};
-use super::config::{derived, tag_release};
+use super::config::release_change;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::store::AppRecord;
@@ -156,35 +156,15 @@ pub async fn patch(
             .store
             .release(&app, latest)?
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
-        match s.store.create_release::<ApiError>(
-            &app,
-            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
-            |rec| rec.checks = applied(&rec.checks, &req),
-        ) {
-            Ok((rec, release)) => {
-                s.store.flush().await?;
-                tag_release(&s, &release).await;
-                s.logs.event(
-                    &app,
-                    "checks",
-                    format!("{description}; deploying v{}", release.version),
-                );
-                super::audit(
-                    &s,
-                    &caller,
-                    "checks",
-                    Some(&app),
-                    format!("{description} -> v{}", release.version),
-                );
-                s.wake.notify_one();
-                return Ok(Json(ChecksChange {
-                    checks: rec.checks,
-                    release: Some(release.version),
-                    changed: true,
-                }));
-            }
-            Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => continue,
-            Err(e) => return Err(e.into()),
+        let change = |rec: &mut AppRecord| rec.checks = applied(&rec.checks, &req);
+        if let Some((rec, release)) =
+            release_change(&s, &caller, &base, "checks", &description, change).await?
+        {
+            return Ok(Json(ChecksChange {
+                checks: rec.checks,
+                release: Some(release.version),
+                changed: true,
+            }));
         }
     }
     Err(ApiError::Conflict(

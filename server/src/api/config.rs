@@ -96,6 +96,39 @@ pub(super) fn derived(
     })
 }
 
+/// Records a release built on `base` (the app's newest release) with `change` applied to the
+/// app's record, and announces it: its image tag, a `caas[TAG]` line, the audit log, the
+/// scheduler woken. `Ok(None)` when a deploy happened meanwhile: the caller tries again. The one
+/// path of every change that makes a release without a new image (config, checks, resources).
+pub(super) async fn release_change(
+    s: &AppState,
+    caller: &Caller,
+    base: &ReleaseRecord,
+    tag: &'static str,
+    description: &str,
+    change: impl Fn(&mut crate::store::AppRecord),
+) -> ApiResult<Option<(crate::store::AppRecord, ReleaseRecord)>> {
+    let app = &base.app;
+    match s.store.create_release::<ApiError>(
+        app,
+        |rec, version| derived(base, base.version, rec, version, description, &caller.user),
+        change,
+    ) {
+        Ok((rec, release)) => {
+            s.store.flush().await?;
+            tag_release(s, &release).await;
+            let v = release.version;
+            s.logs
+                .event(app, tag, format!("{description}; deploying v{v}"));
+            super::audit(s, caller, tag, Some(app), format!("{description} -> v{v}"));
+            s.wake.notify_one();
+            Ok(Some((rec, release)))
+        }
+        Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 #[utoipa::path(patch, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_patch", params(("app" = String, Path)), request_body = ConfigUpdate, responses((status = 200, description = "OK", body = ConfigChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn patch(
     caller: Caller,
@@ -177,35 +210,15 @@ pub async fn patch(
             .store
             .release(&app, latest)?
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
-        match s.store.create_release::<ApiError>(
-            &app,
-            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
-            |rec| apply(&mut rec.config),
-        ) {
-            Ok((rec, release)) => {
-                s.store.flush().await?;
-                tag_release(&s, &release).await;
-                s.logs.event(
-                    &app,
-                    "config",
-                    format!("{description}; deploying v{}", release.version),
-                );
-                super::audit(
-                    &s,
-                    &caller,
-                    "config",
-                    Some(&app),
-                    format!("{description} -> v{}", release.version),
-                );
-                s.wake.notify_one();
-                return Ok(Json(ConfigChange {
-                    changed: true,
-                    config: rec.config,
-                    release: Some(release.version),
-                }));
-            }
-            Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => continue,
-            Err(e) => return Err(e.into()),
+        let change = |rec: &mut crate::store::AppRecord| apply(&mut rec.config);
+        if let Some((rec, release)) =
+            release_change(&s, &caller, &base, "config", &description, change).await?
+        {
+            return Ok(Json(ConfigChange {
+                changed: true,
+                config: rec.config,
+                release: Some(release.version),
+            }));
         }
     }
     Err(ApiError::Conflict(

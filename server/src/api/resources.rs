@@ -4,7 +4,7 @@
 //! change: new instances with the new limits replace the old ones, gated by the rollout).
 
 use super::auth::{load_app, Access, Caller};
-use super::config::{derived, tag_release};
+use super::config::release_change;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use axum::extract::{Path, State};
@@ -163,22 +163,11 @@ pub async fn put(
                 "v{latest} of {app} has no process type {process:?}: see caas ps -a {app}"
             )));
         }
-        match s.store.create_release::<ApiError>(
-            &app,
-            |rec, version| derived(&base, latest, rec, version, &description, &caller.user),
-            |rec| apply(&mut rec.resources),
-        ) {
-            Ok((_, release)) => {
-                s.store.flush().await?;
-                tag_release(&s, &release).await;
-                let line = format!("{description}; deploying v{}", release.version);
-                s.logs.event(&app, "resize", line.clone());
-                super::audit(&s, &caller, "resize", Some(&app), line);
-                s.wake.notify_one();
-                return Ok(Json(answer(Some(release.version))));
-            }
-            Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => continue,
-            Err(e) => return Err(e.into()),
+        let change = |rec: &mut crate::store::AppRecord| apply(&mut rec.resources);
+        if let Some((_, release)) =
+            release_change(&s, &caller, &base, "resize", &description, change).await?
+        {
+            return Ok(Json(answer(Some(release.version))));
         }
     }
     Err(ApiError::Conflict(
