@@ -122,7 +122,9 @@ for size in ${SIZES//,/ }; do
     sleep 10
     c1=$(cpu_ticks "$CAASD_PID")
     idle=$(awk -v d=$((c1 - c0)) -v t="$TICK" 'BEGIN { printf "%.1f%%", d / t / 10 * 100 }')
+    # shellcheck disable=SC2046 # a list of numbers, split on purpose
     apps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" apps; done))
+    # shellcheck disable=SC2046 # a list of numbers, split on purpose
     ps_ms=$(median $(for _ in 1 2 3 4 5; do ms_of "$CAAS" ps -a ma1; done))
     addr=$("$CAAS" ps -a ma1 --json | sed -n 's/.*"address":[[:space:]]*"\([^"]*\)".*/\1/p' | head -n 1)
     read -r gp50 gp99 < <(latencies "http://$GATEWAY/" -H "Host: ma1.localhost")
