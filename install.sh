@@ -6,12 +6,16 @@
 #   ./install.sh --no-start        build and install the binaries, start nothing
 #   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image,
 #                                  and what the tests use (git, python3, a JDK)
-#   ./install.sh --uninstall       stop caasd and its gateway, remove the service and binaries
-#                                  (data is kept)
-#   ./install.sh --agent URL --join-token TOKEN --address IP [--name NAME] [--port-range A-B]
+#   ./install.sh --uninstall       stop caasd and its gateway, stop the app containers and remove
+#                                  the firewall rules, remove the service and binaries (data and the
+#                                  stopped containers are kept)
+#   ./install.sh --agent URL --server-fingerprint sha256:HEX --join-token TOKEN --address IP
+#                [--name NAME] [--port-range A-B]
 #                                  make this machine an extra host of the control plane at URL:
-#                                  Docker, the binaries, and `caasd agent` as a service (the join
-#                                  token comes from `caas hosts:add NAME` on the control plane; IP is this
+#                                  Docker, the binaries, and `caasd agent` as a service (`caas
+#                                  hosts:add NAME` on the control plane prints this whole command:
+#                                  an https:// URL, the fingerprint of the control plane's
+#                                  certificate, which the agent pins, and the join token; IP is this
 #                                  host's address the gateway can reach; data in /var/lib/caas-agent)
 #
 # What it does, step by step (each step is skipped when already done, so re-running it is safe
@@ -59,6 +63,7 @@ TLS_KEY=
 MODE=full
 AGENT_SERVER=
 JOIN_TOKEN=
+SERVER_FINGERPRINT=
 AGENT_ADDRESS=
 AGENT_NAME=
 PORT_RANGE=
@@ -98,11 +103,12 @@ parse_args() {
             --tls-cert=*) TLS_CERT=${1#*=}; shift ;;
             --tls-key=*) TLS_KEY=${1#*=}; shift ;;
             --bin-dir=*) BIN_DIR=${1#*=}; shift ;;
-            --agent|--join-token|--address|--name|--port-range)
+            --agent|--join-token|--address|--name|--port-range|--server-fingerprint)
                 if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
                 case "$1" in
                     --agent) MODE=agent; AGENT_SERVER=$2 ;;
                     --join-token) JOIN_TOKEN=$2 ;;
+                    --server-fingerprint) SERVER_FINGERPRINT=$2 ;;
                     --address) AGENT_ADDRESS=$2 ;;
                     --name) AGENT_NAME=$2 ;;
                     --port-range) PORT_RANGE=$2 ;;
@@ -467,6 +473,7 @@ agent_args() {
     AGENT_ARGS=(agent --server "$AGENT_SERVER" --join-token-file "$DATA_DIR/join-token"
         --data-dir "$DATA_DIR" --address "$AGENT_ADDRESS" --name "$AGENT_NAME")
     [ -n "$PORT_RANGE" ] && AGENT_ARGS+=(--port-range "$PORT_RANGE")
+    [ -n "$SERVER_FINGERPRINT" ] && AGENT_ARGS+=(--server-fingerprint "$SERVER_FINGERPRINT")
     return 0
 }
 
@@ -518,6 +525,11 @@ start_agent() {
     local i
     for i in $(seq 1 150); do
         [ -s "$DATA_DIR/identity.json" ] && break
+        # An agent that refused the control plane (a certificate not the pinned one, a spent
+        # token) exits at once: say why instead of waiting.
+        if ! systemd_is_pid1 && ! kill -0 "$(tr -dc 0-9 <"$DATA_DIR/agent.pid")" 2>/dev/null; then
+            die "the agent stopped: $(grep 'error' "$DATA_DIR/agent.log" | tail -n 1)"
+        fi
         [ "$i" -eq 150 ] && die "the agent did not register within 30 s (log: $DATA_DIR/agent.log)"
         sleep 0.2
     done
@@ -602,6 +614,18 @@ uninstall_agent() {
         for _ in $(seq 1 150); do is_caasd "$pid" || break; sleep 0.2; done
     fi
     rm -f "$dir/agent.pid"
+    # An agent host's data dir (the control plane's own agent keeps DIR/agent/, done below once
+    # caasd has stopped).
+    if [ -f "$dir/identity.json" ]; then remove_containers_and_rules "$dir"; fi
+}
+
+# With caasd (or the agent) stopped, nothing serves the installation's containers: stop them
+# (kept for a reinstall) and remove the firewall chains that confined them (CAAS-<cluster>-IN and
+# -FWD, which stay while caasd merely stops, because its containers keep running then).
+remove_containers_and_rules() {
+    [ -d "$1" ] && [ -x "$BIN_DIR/caasd" ] || return 0
+    step "Stopping the containers of $1's installation and removing its firewall rules"
+    "$BIN_DIR/caasd" uninstall --data-dir "$1" || info "could not remove them all (see above)"
 }
 
 uninstall() {
@@ -616,10 +640,11 @@ uninstall() {
     [ -f "$DATA_DIR/caasd.json" ] && cluster=$(json_field "$DATA_DIR/caasd.json" cluster_id)
     stop_background_caasd
     stop_gateway
+    remove_containers_and_rules "$DATA_DIR"
     rm -f "$DATA_DIR/caasd.json"
     step "Removing $BIN_DIR/caas and $BIN_DIR/caasd, their completions and man pages"
     rm -f "$BIN_DIR/caas" "$BIN_DIR/caasd" "${COMPLETION_FILES[@]}" "$MAN_DIR"/caas.1 "$MAN_DIR"/caas-*.1
-    info "Kept the data in $DATA_DIR and the app containers; remove them with:"
+    info "Kept the data in $DATA_DIR and the app containers (stopped); remove them with:"
     info "  docker rm -f \$(docker ps -aq --filter label=caas.cluster${cluster:+=$cluster}); rm -rf $DATA_DIR"
 }
 

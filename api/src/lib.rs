@@ -438,6 +438,9 @@ pub struct HostJoin {
     pub install_command: String,
     /// `caasd agent ...`, for a host that has the binary already.
     pub agent_command: String,
+    /// `sha256:...` of the control plane's certificate, which the agent pins at join.
+    #[serde(default)]
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -1,7 +1,9 @@
 //! The HTTP/1.1 accept loop both listeners use (the gateway and the API): a header-read timeout
 //! against slowloris (`axum::serve` has none), bounded header buffers, upgrades passed through,
 //! an optional cap on open connections, and a graceful end: on shutdown, no new connections, and
-//! those open get `grace` to finish what they are doing before `serve` returns.
+//! those open get `grace` to finish what they are doing before `serve` returns. With `tls`, a
+//! connection whose first byte opens a TLS handshake is served over TLS and any other as plain
+//! HTTP, on the same port (the API: agents speak TLS, the CLI on loopback may not).
 
 use hyper::body::{Body, Incoming};
 use hyper::service::Service;
@@ -26,6 +28,8 @@ pub struct Options {
     pub max_connections: Option<usize>,
     /// A whole HTTP response, written as is.
     pub overloaded: &'static [u8],
+    /// Serve TLS to connections that open with a TLS handshake.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl Default for Options {
@@ -34,6 +38,7 @@ impl Default for Options {
             grace: Duration::from_secs(5),
             max_connections: None,
             overloaded: b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            tls: None,
         }
     }
 }
@@ -56,6 +61,7 @@ pub async fn serve<F, S, B>(
 {
     let tracker = TaskTracker::new();
     let open = Arc::new(AtomicUsize::new(0));
+    let acceptor = options.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -88,21 +94,28 @@ pub async fn serve<F, S, B>(
         let stop = shutdown.clone();
         let open = open.clone();
         open.fetch_add(1, Ordering::Relaxed);
+        let acceptor = acceptor.clone();
         tracker.spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(MAX_BUF)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => {
-                    // Finish the request in flight, then close; the caller bounds the wait.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match acceptor {
+                Some(acceptor) => {
+                    // The first byte of a TLS connection is a handshake record (22); a plain
+                    // HTTP request starts with a method's letter. Both wait at most as long as a
+                    // request's head may take.
+                    let mut first = [0u8; 1];
+                    let peeked =
+                        tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await;
+                    if matches!(peeked, Ok(Ok(1))) && first[0] == 22 {
+                        let accepted =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                                .await;
+                        if let Ok(Ok(tls)) = accepted {
+                            connection(tls, svc, stop).await;
+                        }
+                    } else if matches!(peeked, Ok(Ok(1))) {
+                        connection(stream, svc, stop).await;
+                    }
                 }
+                None => connection(stream, svc, stop).await,
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });
@@ -118,5 +131,33 @@ pub async fn serve<F, S, B>(
             open.load(Ordering::Relaxed),
             options.grace
         );
+    }
+}
+
+/// Serves one connection until it closes or, after `stop`, until its request in flight is done.
+async fn connection<I, S, B>(io: I, svc: S, stop: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_BUF)
+        .serve_connection(TokioIo::new(io), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => {
+            // Finish the request in flight, then close; the caller bounds the wait.
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }

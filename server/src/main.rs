@@ -7,6 +7,7 @@ mod acme;
 mod agent;
 mod alerts;
 mod api;
+mod api_tls;
 mod appjson;
 mod auth;
 mod autoscale;
@@ -54,6 +55,16 @@ enum Command {
     Agent(AgentArgs),
     /// Run only the gateway (caasd starts one when none serves: this is for a service manager).
     Gateway(GatewayArgs),
+    /// After caasd (or `caasd agent`) has stopped for good: stop this installation's containers
+    /// (kept, for a reinstall) and remove its firewall chains. `install.sh --uninstall` runs it.
+    Uninstall(UninstallArgs),
+}
+
+#[derive(Args)]
+pub struct UninstallArgs {
+    /// The data dir of the caasd (`/var/lib/caas`) or agent (`/var/lib/caas-agent`) to remove.
+    #[arg(long, default_value = "/var/lib/caas")]
+    pub data_dir: PathBuf,
 }
 
 /// An inclusive port range `LOW-HIGH`.
@@ -210,9 +221,15 @@ pub struct ServerArgs {
 
 #[derive(Args)]
 pub struct AgentArgs {
-    /// The control plane's API URL, e.g. http://10.0.0.1:7080
+    /// The control plane's API URL, e.g. https://10.0.0.1:7080 (as `caas hosts:add` prints it;
+    /// an http:// URL sends the agent's traffic in clear).
     #[arg(long, env = "CAAS_AGENT_SERVER")]
     pub server: String,
+    /// The SHA-256 fingerprint of the control plane's certificate (`sha256:...`, printed by
+    /// `caas hosts:add`): the agent accepts that certificate and no other. Needed at join with an
+    /// https:// --server; kept in DATA_DIR/identity.json after.
+    #[arg(long, env = "CAAS_SERVER_FINGERPRINT")]
+    pub server_fingerprint: Option<String>,
     /// The cluster's join token (the server's DATA_DIR/join-token); needed on first start only.
     #[arg(long, env = "CAAS_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
@@ -296,6 +313,7 @@ fn main() -> ExitCode {
         match cli.command {
             Some(Command::Agent(args)) => server::run_agent(args).await,
             Some(Command::Gateway(args)) => server::run_gateway(args).await,
+            Some(Command::Uninstall(args)) => agent::uninstall::run(&args.data_dir).await,
             None => server::run_server(cli.server).await,
         }
     });

@@ -359,6 +359,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", args.api))?;
     let api_addr = reachable(api_listener.local_addr()?);
+    // Agents reach the API over TLS, pinning this certificate (caas hosts:add prints it).
+    let api_cert = crate::api_tls::ensure(dir)?;
     // The gateway is a process of its own that outlives caasd: find the one serving, or start
     // one. It follows the API's address through DATA_DIR/caasd.json, written below.
     platform_cert(&store, &args).await?;
@@ -446,6 +448,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         gateway_ip: args.gateway.ip(),
         acme_directory: args.acme_directory.clone(),
         drain: args.drain,
+        api_fingerprint: api_cert.fingerprint.clone(),
     });
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -542,7 +545,10 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     tasks.spawn(crate::http::serve(
         api_listener,
         shutdown.clone(),
-        crate::http::Options::default(),
+        crate::http::Options {
+            tls: Some(api_cert.config.clone()),
+            ..crate::http::Options::default()
+        },
         move |peer| {
             // Who is calling, for the audit log and the per-address limit on failed logins.
             let app = tower::ServiceExt::map_request(
@@ -557,8 +563,10 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     ));
 
     if !args.no_agent {
+        // The embedded agent speaks TLS too, though over loopback: one protocol for every agent.
         let cfg = AgentConfig {
-            server: format!("http://{api_addr}"),
+            server: format!("https://{api_addr}"),
+            fingerprint: Some(api_cert.fingerprint.clone()),
             join_token: Some(join_token),
             data_dir: dir.join("agent"),
             name: args.host_name.clone(),
@@ -581,6 +589,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         "gateway": gw_addr.to_string(),
         "https": https_addr.map(|a| a.to_string()),
         "cluster_id": cluster_id,
+        "api_fingerprint": api_cert.fingerprint,
         "pid": std::process::id(),
     });
     write_private(&run_file, serde_json::to_string_pretty(&info)?.as_bytes())?;
@@ -615,9 +624,16 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         ),
         (None, None) => None,
     };
+    let fingerprint = args
+        .server_fingerprint
+        .as_deref()
+        .map(crate::api_tls::parse_fingerprint)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let engine = connect_engine().await?;
     let cfg = AgentConfig {
         server: args.server.trim_end_matches('/').to_string(),
+        fingerprint,
         join_token,
         data_dir: args.data_dir,
         name: args.name,

@@ -16,33 +16,36 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    /// Adds the host (`caas hosts:add NAME --address ADDRESS`) and starts `caasd agent` with the
-    /// join token that printed, for `p`, on the 100 ports above the platform's own range; with
-    /// `docker_host`, against that engine (`SecondEngine::host`).
+    /// Adds the host (`caas hosts:add NAME --address ADDRESS`) and starts the `caasd agent`
+    /// command that printed (over TLS, pinning the control plane's certificate), for `p`, on the
+    /// 100 ports above the platform's own range; with `docker_host`, against that engine
+    /// (`SecondEngine::host`).
     pub fn start(
         p: &Platform,
         name: &str,
         address: &str,
         docker_host: Option<&str>,
     ) -> AgentProcess {
+        AgentProcess::run(p, &join_command(p, name, address), docker_host)
+    }
+
+    /// Starts `caasd ARGS` (a join command, maybe altered) with a data dir of its own, on the
+    /// 100 ports above the platform's own range.
+    pub fn run(p: &Platform, args: &[String], docker_host: Option<&str>) -> AgentProcess {
         let data_dir = tempfile::Builder::new()
             .prefix("caas-e2e-agent-")
             .tempdir()
             .unwrap();
         let (lo, _) = p.port_range();
-        let token = join_token(p, name, address);
         let log = File::create(data_dir.path().join("agent.log")).unwrap();
         let mut cmd = Command::new(&binaries().caasd);
         if let Some(host) = docker_host {
             cmd.env("DOCKER_HOST", host);
         }
         let child = cmd
-            .arg("agent")
-            .args(["--server", p.api_url()])
-            .args(["--join-token", &token])
+            .args(args)
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(["--address", address, "--name", name])
             .args(["--port-range", &format!("{}-{}", lo + 100, lo + 199)])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -53,6 +56,23 @@ impl AgentProcess {
             child: Some(child),
             data_dir,
         }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
+    }
+
+    /// Waits up to `timeout` for the agent to exit by itself: its exit code, `None` if it runs.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -71,14 +91,16 @@ impl AgentProcess {
     }
 }
 
-/// `caas hosts:add NAME --address IP`: the join token it printed.
-fn join_token(p: &Platform, name: &str, address: &str) -> String {
+/// `caas hosts:add NAME --address IP`: the arguments of the `caasd agent ...` command it printed
+/// (without `caasd`).
+pub fn join_command(p: &Platform, name: &str, address: &str) -> Vec<String> {
     let out = p.caas_ok(&["hosts:add", name, "--address", address]);
-    let after = out
-        .split("--join-token ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no token in {out}"));
-    after.split_whitespace().next().unwrap().to_string()
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("caasd agent "))
+        .unwrap_or_else(|| panic!("no caasd agent command in {out}"));
+    line.split_whitespace().skip(1).map(String::from).collect()
 }
 
 impl Drop for AgentProcess {

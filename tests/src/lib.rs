@@ -41,7 +41,7 @@ mod platform;
 mod process;
 mod tls;
 
-pub use agent::AgentProcess;
+pub use agent::{join_command, AgentProcess};
 pub use binaries::{binaries, repo_root, Binaries};
 pub use browser::{Browser, PAGE_TIMEOUT};
 pub use docker::{

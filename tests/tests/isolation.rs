@@ -125,3 +125,153 @@ fn an_app_reaches_neither_another_app_nor_the_api_nor_link_local_addresses() {
     ]);
     assert_eq!(network.stdout.trim(), "false", "{network}");
 }
+
+/// Whether the IPv4 `ip` is in `cidr` (`A.B.C.D/N`).
+fn in_subnet(ip: &str, cidr: &str) -> bool {
+    let v4 = |s: &str| u32::from(s.parse::<std::net::Ipv4Addr>().unwrap());
+    let (net, bits) = cidr.split_once('/').unwrap();
+    let bits: u32 = bits.parse().unwrap();
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    ip.parse::<std::net::Ipv4Addr>().is_ok() && v4(ip) & mask == v4(net) & mask
+}
+
+#[test]
+fn a_dockerfile_build_runs_on_the_installations_network_and_its_rules() {
+    caas_e2e::require_stack();
+    let p = Platform::start();
+    let short: String = p.cluster_id().chars().take(8).collect();
+    // The cluster id makes the step new to the engine's layer cache, so it runs and prints.
+    let dockerfile = format!(
+        "FROM caas/stack:latest\nRUN echo \"build-{short}-at $(hostname -I)\"\nCMD exec python3 -m http.server \"$PORT\"\n"
+    );
+    let src = caas_e2e::temp_dir_with(&[("Dockerfile", &dockerfile)]);
+    p.caas_ok(&["apps:create", "docked"]);
+    let out = p.caas(&["push", src.path().to_str().unwrap(), "-a", "docked"]);
+    assert!(out.success(), "{out}");
+    let all = format!("{}{}", out.stdout, out.stderr);
+    let ip = all
+        .split(&format!("build-{short}-at "))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the RUN step's address in {out}"))
+        .to_string();
+    let subnet = docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Subnet}} {{end}}",
+        &format!("caas-{short}"),
+    ]);
+    let subnet = subnet
+        .stdout
+        .split_whitespace()
+        .find(|s| s.contains('.'))
+        .expect("an IPv4 subnet")
+        .to_string();
+    println!("tried: a Dockerfile RUN step's address -> {ip}, the installation's network {subnet}");
+    assert!(
+        in_subnet(&ip, &subnet),
+        "the RUN step ran on caas-{short} ({subnet}), not the engine's default network: {ip}"
+    );
+    // On that bridge, new connections to the API's port are dropped (checked as a rule, never
+    // sent), as for apps and buildpack builds.
+    let api_port = p
+        .api_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let input = iptables(&["-S", &format!("CAAS-{short}-IN")]);
+    assert!(
+        input.contains(&format!("--dport {api_port} ")) && input.contains("-j DROP"),
+        "{input}"
+    );
+    let jumps = iptables(&["-S", "INPUT"]);
+    assert!(
+        jumps.contains(&format!("-i caas{short} -j CAAS-{short}-IN")),
+        "{jumps}"
+    );
+}
+
+/// Whether the chain `CAAS-<short>-<kind>` exists.
+fn chain_exists(short: &str, kind: &str) -> bool {
+    run(
+        Command::new("iptables")
+            .args(["-w", "-S"])
+            .arg(format!("CAAS-{short}-{kind}")),
+        None,
+        Duration::from_secs(30),
+    )
+    .success()
+}
+
+#[test]
+fn the_firewall_rules_outlive_a_stop_of_caasd_and_go_with_uninstall() {
+    let image = test_image("Confined");
+    let mut p = Platform::start();
+    p.caas_ok(&["apps:create", "confined"]);
+    p.caas_ok(&["push", "--image", &image, "-a", "confined"]);
+    let short: String = p.cluster_id().chars().take(8).collect();
+    let filter = format!("label=caas.cluster={}", p.cluster_id());
+    let running = || {
+        docker(&["ps", "-q", "--filter", &filter])
+            .stdout
+            .split_whitespace()
+            .count()
+    };
+    assert_eq!(running(), 1);
+
+    // A clean stop: the app keeps running, so the rules that confine it stay.
+    p.terminate();
+    assert_eq!(running(), 1, "the app container outlives caasd");
+    for kind in ["IN", "FWD"] {
+        assert!(
+            chain_exists(&short, kind),
+            "CAAS-{short}-{kind} stays after a stop"
+        );
+    }
+
+    // What install.sh --uninstall runs once caasd has stopped.
+    let uninstall = || {
+        run(
+            Command::new(&caas_e2e::binaries().caasd)
+                .args(["uninstall", "--data-dir"])
+                .arg(p.data_dir()),
+            None,
+            Duration::from_secs(120),
+        )
+    };
+    let out = uninstall();
+    println!("tried: caasd uninstall -> {}", out.stdout.trim());
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout
+            .contains(&format!("Removed the firewall chains CAAS-{short}-IN")),
+        "{out}"
+    );
+    for kind in ["IN", "FWD"] {
+        assert!(!chain_exists(&short, kind), "CAAS-{short}-{kind} is gone");
+    }
+    let jumps = iptables(&["-S", "INPUT"]) + &iptables(&["-S", "DOCKER-USER"]);
+    assert!(!jumps.contains(&format!("CAAS-{short}-")), "{jumps}");
+    assert_eq!(
+        running(),
+        0,
+        "nothing serves the app any more: it is stopped"
+    );
+    let kept = docker(&["ps", "-aq", "--filter", &filter]);
+    assert_eq!(
+        kept.stdout.split_whitespace().count(),
+        1,
+        "and kept: {kept}"
+    );
+    // Again: nothing left to do, and it says so.
+    let again = uninstall();
+    assert!(again.success(), "{again}");
+    assert!(again.stdout.contains("No firewall chains"), "{again}");
+}

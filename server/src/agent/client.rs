@@ -1,7 +1,10 @@
 //! The agent's HTTP client for the control plane.
 
+use crate::api_tls::PinnedVerifier;
+use anyhow::Context;
 use caas_api::agent::{Assignments, Heartbeat, LogBatch, RegisterRequest, RegisterResponse};
 use caas_api::ErrorBody;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,25 +15,82 @@ pub enum ClientError {
     Status { status: u16, message: String },
     #[error("control plane unreachable: {0}")]
     Transport(#[from] reqwest::Error),
+    /// The server showed another certificate than the pinned one: someone may be in between, or
+    /// the pin is wrong. Never retried.
+    #[error("the control plane at {server} presented the certificate {seen}, not the pinned {pin}: check --server-fingerprint against what caas hosts:add printed (or someone is intercepting)")]
+    NotPinned {
+        server: String,
+        seen: String,
+        pin: String,
+    },
 }
 
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    verifier: Option<Arc<PinnedVerifier>>,
 }
 
 impl Client {
-    pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
+    /// A client for `base`: over TLS trusting only the certificate `pin` for `https://`, plain
+    /// for `http://` (an agent that joined before TLS; warned about unless on loopback).
+    pub fn new(base: &str, pin: Option<&str>) -> anyhow::Result<Self> {
+        let base = base.trim_end_matches('/').to_string();
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .expect("a client without TLS always builds");
-        Self {
-            http,
-            base: base.trim_end_matches('/').to_string(),
+            .pool_idle_timeout(Duration::from_secs(30));
+        let (builder, verifier) = if base.starts_with("https://") {
+            let pin = pin.context(
+                "an https:// --server needs --server-fingerprint sha256:... (caas hosts:add prints it)",
+            )?;
+            let (config, verifier) = crate::api_tls::pinned_client(pin);
+            (builder.tls_backend_preconfigured(config), Some(verifier))
+        } else if base.starts_with("http://") {
+            anyhow::ensure!(
+                pin.is_none(),
+                "--server-fingerprint pins a TLS certificate: give --server as https://{}",
+                base.trim_start_matches("http://")
+            );
+            if !loopback(&base) {
+                tracing::warn!(
+                    "talking to the control plane at {base} in clear: tokens and config vars cross the network unencrypted; use the https:// URL and --server-fingerprint that caas hosts:add prints"
+                );
+            }
+            (builder, None)
+        } else {
+            anyhow::bail!(
+                "invalid --server {base:?}: give the control plane's URL, https://HOST:PORT"
+            );
+        };
+        Ok(Self {
+            http: builder
+                .build()
+                .context("setting up the agent's HTTP client")?,
+            base,
+            verifier,
+        })
+    }
+
+    /// A transport error as the pin mismatch it was, if the server showed another certificate.
+    fn transport(&self, e: reqwest::Error) -> ClientError {
+        match self
+            .verifier
+            .as_ref()
+            .and_then(|v| v.refused().map(|s| (v, s)))
+        {
+            Some((v, seen)) => ClientError::NotPinned {
+                server: self.base.clone(),
+                seen,
+                pin: v.pin().to_string(),
+            },
+            None => ClientError::Transport(e),
         }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
+        Self::check(resp).await
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -57,14 +117,15 @@ impl Client {
         req: &RegisterRequest,
     ) -> Result<RegisterResponse, ClientError> {
         let resp = self
-            .http
-            .post(format!("{}/v1/agent/register", self.base))
-            .bearer_auth(join_token)
-            .json(req)
-            .timeout(Duration::from_secs(15))
-            .send()
+            .send(
+                self.http
+                    .post(format!("{}/v1/agent/register", self.base))
+                    .bearer_auth(join_token)
+                    .json(req)
+                    .timeout(Duration::from_secs(15)),
+            )
             .await?;
-        Ok(Self::check(resp).await?.json().await?)
+        Ok(resp.json().await?)
     }
 
     /// Blocking query: returns when the assignment index differs from `index`, or after `wait`.
@@ -75,17 +136,18 @@ impl Client {
         wait: Duration,
     ) -> Result<Assignments, ClientError> {
         let resp = self
-            .http
-            .get(format!(
-                "{}/v1/agent/assignments?index={index}&wait={}",
-                self.base,
-                wait.as_secs()
-            ))
-            .bearer_auth(token)
-            .timeout(wait + Duration::from_secs(10))
-            .send()
+            .send(
+                self.http
+                    .get(format!(
+                        "{}/v1/agent/assignments?index={index}&wait={}",
+                        self.base,
+                        wait.as_secs()
+                    ))
+                    .bearer_auth(token)
+                    .timeout(wait + Duration::from_secs(10)),
+            )
             .await?;
-        Ok(Self::check(resp).await?.json().await?)
+        Ok(resp.json().await?)
     }
 
     /// `docker save` of an assigned image, streamed from the control plane.
@@ -98,39 +160,56 @@ impl Client {
         ClientError,
     > {
         let resp = self
-            .http
-            .get(format!("{}/v1/agent/images/{id}", self.base))
-            .bearer_auth(token)
-            // Images can be large; only a stalled connection should end this.
-            .timeout(Duration::from_secs(3600))
-            .send()
+            .send(
+                self.http
+                    .get(format!("{}/v1/agent/images/{id}", self.base))
+                    .bearer_auth(token)
+                    // Images can be large; only a stalled connection should end this.
+                    .timeout(Duration::from_secs(3600)),
+            )
             .await?;
-        Ok(Self::check(resp).await?.bytes_stream())
+        Ok(resp.bytes_stream())
     }
 
     pub async fn heartbeat(&self, token: &str, hb: &Heartbeat) -> Result<(), ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/agent/heartbeat", self.base))
-            .bearer_auth(token)
-            .json(hb)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
-        Self::check(resp).await?;
+        self.send(
+            self.http
+                .post(format!("{}/v1/agent/heartbeat", self.base))
+                .bearer_auth(token)
+                .json(hb)
+                .timeout(Duration::from_secs(10)),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn ship_logs(&self, token: &str, batch: &LogBatch) -> Result<(), ClientError> {
-        let resp = self
-            .http
-            .post(format!("{}/v1/agent/logs", self.base))
-            .bearer_auth(token)
-            .json(batch)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await?;
-        Self::check(resp).await?;
+        self.send(
+            self.http
+                .post(format!("{}/v1/agent/logs", self.base))
+                .bearer_auth(token)
+                .json(batch)
+                .timeout(Duration::from_secs(10)),
+        )
+        .await?;
         Ok(())
     }
+}
+
+/// Whether a URL names a loopback host, where traffic in clear does not cross the network.
+fn loopback(base: &str) -> bool {
+    let host = base
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -10,6 +10,9 @@
 //!
 //! The rules live in two chains of the installation's own (`CAAS-<cluster>-IN`/`-FWD`), flushed
 //! and refilled at each agent start, so installations sharing a host never undo each other's.
+//! They stay when caasd or the agent stops, even cleanly: the containers they confine keep
+//! running. `remove` (run by `caasd uninstall`, which `install.sh --uninstall` runs once the
+//! installation's containers are stopped) takes the jumps and the chains away.
 //! The only place caas runs `iptables`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -73,6 +76,25 @@ pub fn install(cluster: &str, bridge: &str, api: SocketAddr) -> Result<(), Strin
         iptables(&args)?;
     }
     Ok(())
+}
+
+/// Removes the installation's chains and the jumps to them. `Ok(false)` when there were none.
+pub fn remove(cluster: &str, bridge: &str) -> Result<bool, String> {
+    let short: String = cluster.chars().take(8).collect();
+    let mut found = false;
+    for (parent, chain) in [("INPUT", "IN"), ("DOCKER-USER", "FWD")] {
+        let chain = format!("CAAS-{short}-{chain}");
+        // A jump inserted twice (two agents of one installation on a host) goes twice.
+        while iptables(&["-D", parent, "-i", bridge, "-j", &chain]).is_ok() {
+            found = true;
+        }
+        if iptables(&["-L", &chain, "-n"]).is_ok() {
+            found = true;
+            iptables(&["-F", &chain])?;
+            iptables(&["-X", &chain])?;
+        }
+    }
+    Ok(found)
 }
 
 /// Whether `ip` is this machine's: loopback, unspecified, or an address of one of its

@@ -30,6 +30,7 @@ mod session;
 mod shipped;
 mod shipper;
 mod stats;
+pub mod uninstall;
 
 pub use files::write_private;
 
@@ -66,6 +67,8 @@ const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct AgentConfig {
     /// Base URL of the control plane's API.
     pub server: String,
+    /// The pinned fingerprint of the control plane's certificate, for an https:// `server`.
+    pub fingerprint: Option<String>,
     pub join_token: Option<String>,
     pub data_dir: PathBuf,
     pub name: String,

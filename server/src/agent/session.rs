@@ -21,6 +21,10 @@ struct Identity {
     host_id: String,
     token: String,
     cluster_id: String,
+    /// The control plane's certificate as pinned at join (`--server-fingerprint`); absent for
+    /// an agent that joined over plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    server_fingerprint: Option<String>,
 }
 
 /// The agent's standing with the control plane, shared by its tasks.
@@ -39,12 +43,29 @@ impl Session {
         engine: &Engine,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Session>> {
-        let client = Client::new(&cfg.server);
         let path = identity_path(&cfg);
-        let identity = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("reading {}", path.display()))?,
-            Err(_) => loop {
+        let saved: Option<Identity> = match std::fs::read(&path) {
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            ),
+            Err(_) => None,
+        };
+        // The pin given now (a re-pin by the operator), else the one kept since the join.
+        let mut cfg = cfg;
+        if cfg.fingerprint.is_none() {
+            cfg.fingerprint = saved.as_ref().and_then(|id| id.server_fingerprint.clone());
+        }
+        let client = Client::new(&cfg.server, cfg.fingerprint.as_deref())?;
+        let identity = match saved {
+            Some(mut id) => {
+                if id.server_fingerprint != cfg.fingerprint && cfg.server.starts_with("https://") {
+                    id.server_fingerprint = cfg.fingerprint.clone();
+                    write_private(&path, &serde_json::to_vec_pretty(&id)?)?;
+                }
+                id
+            }
+            None => loop {
                 match register(&cfg, &client, engine).await {
                     Ok(id) => {
                         write_private(&path, &serde_json::to_vec_pretty(&id)?)?;
@@ -128,5 +149,6 @@ async fn register(cfg: &AgentConfig, client: &Client, engine: &Engine) -> anyhow
         host_id: resp.host_id,
         token: resp.token,
         cluster_id: resp.cluster_id,
+        server_fingerprint: cfg.fingerprint.clone(),
     })
 }

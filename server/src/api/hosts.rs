@@ -87,27 +87,28 @@ pub async fn add(
     s.store.put_token(&auth::hash(&token), &rec)?;
     s.store.flush().await?;
     super::audit(&s, &caller, "hosts:add", None, req.name.clone());
-    // The API as the admin reached it: the address the host will reach it at too, usually.
+    // The API as the admin reached it: the address the host will reach it at too, usually. The
+    // same port speaks TLS, with the certificate the agent pins.
     let server = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(
-            || "http://CONTROL-PLANE:7080".to_string(),
-            |h| format!("http://{h}"),
+            || "https://CONTROL-PLANE:7080".to_string(),
+            |h| format!("https://{h}"),
         );
     let address = req.address.clone().unwrap_or_else(|| "THIS-HOST-IP".into());
+    let fingerprint = s.config.api_fingerprint.clone();
+    let args = format!(
+        "{server} --server-fingerprint {fingerprint} --join-token {token} --address {address} --name {}",
+        req.name
+    );
     Ok((
         StatusCode::CREATED,
         Json(HostJoin {
-            install_command: format!(
-                "./install.sh --agent {server} --join-token {token} --address {address} --name {}",
-                req.name
-            ),
-            agent_command: format!(
-                "caasd agent --server {server} --join-token {token} --address {address} --name {}",
-                req.name
-            ),
+            install_command: format!("./install.sh --agent {args}"),
+            agent_command: format!("caasd agent --server {args}"),
+            fingerprint,
             name: req.name,
             token,
             expires_at,

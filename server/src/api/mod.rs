@@ -67,6 +67,8 @@ pub struct ApiConfig {
     pub acme_directory: String,
     /// How long a replaced instance keeps serving (`caasd --drain`): restarts drain this long.
     pub drain: std::time::Duration,
+    /// `sha256:...` of the API's certificate, which agents pin (`caas hosts:add` prints it).
+    pub api_fingerprint: String,
 }
 
 impl ApiConfig {

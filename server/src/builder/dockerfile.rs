@@ -1,7 +1,8 @@
 //! The Dockerfile path: a source with a `Dockerfile` at its root is built by the engine, with the
 //! build memory limit, into a tag of its own until the release is recorded. Its web process is
 //! the image's own `CMD` unless a `Procfile` says otherwise, and its commands run as written (no
-//! `caas-launch`: the image is the user's, not a slug on the stack).
+//! `caas-launch`: the image is the user's, not a slug on the stack). Its `RUN` steps run on the
+//! installation's network, like buildpack builds.
 
 use super::output::Output;
 use super::upload::Prepared;
@@ -31,11 +32,16 @@ impl Builder {
         .map_err(internal)?;
         let tag = self.names.build_tag(&p.app, p.number);
         let image_labels = self.names.image_labels(&p.app, p.number);
+        // The installation's network, as buildpack builds: its firewall rules keep `RUN` steps
+        // from caasd's API and link-local addresses, which the engine's default build network
+        // would not.
+        let network = self.ensure_network().await?;
         let mut chunks = Box::pin(self.engine.build_image(
             file_stream(&context).await?,
             &tag,
             self.settings.memory_mb,
             &image_labels,
+            &network,
         ));
         let mut lines = Lines::default();
         while let Some(item) = chunks.next().await {

@@ -186,12 +186,15 @@ impl Engine {
 
     /// `docker build` of a context tar, streaming the builder's output. The stream ends with an
     /// error item when the build fails. The build runs in a task of its own that ends with it.
+    /// Its `RUN` steps run on `network` (the classic builder takes a network's name; BuildKit
+    /// would not, so the build asks for the classic one).
     pub fn build_image<S>(
         &self,
         context: S,
         tag: &str,
         memory_mb: u64,
         labels: &HashMap<String, String>,
+        network: &str,
     ) -> impl Stream<Item = Result<String>> + Send + 'static
     where
         S: Stream<Item = Bytes> + Send + 'static,
@@ -203,6 +206,8 @@ impl Engine {
             .pull("false")
             .memory((memory_mb * 1024 * 1024).min(i32::MAX as u64) as i32)
             .labels(labels)
+            .networkmode(network)
+            .version(bollard::query_parameters::BuilderVersion::BuilderV1)
             .build();
         // bollard's stream borrows the client; a clone moved into a task lets it outlive `self`.
         let docker = self.docker.clone();
