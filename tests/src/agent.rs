@@ -96,11 +96,14 @@ impl AgentProcess {
 pub fn join_command(p: &Platform, name: &str, address: &str) -> Vec<String> {
     let out = p.caas_ok(&["hosts:add", name, "--address", address]);
     let line = out
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("caasd agent "))
+        .split("caasd agent ")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
         .unwrap_or_else(|| panic!("no caasd agent command in {out}"));
-    line.split_whitespace().skip(1).map(String::from).collect()
+    std::iter::once("agent")
+        .chain(line.split_whitespace())
+        .map(String::from)
+        .collect()
 }
 
 impl Drop for AgentProcess {

@@ -107,10 +107,14 @@ pub fn add(args: AddArgs) -> Result<()> {
             expires_in_secs: Some(secs),
         },
     )?;
-    say(&sanitize(&format!(
+    // Each part sanitized on its own: sanitizing the whole would take the line breaks too.
+    say(&format!(
         "Join token for {} (works once, until {}). On that host, from a checkout of caas, run:\n\n  {}\n\nor, where caasd is installed:\n\n  {}",
-        join.name, join.expires_at, join.install_command, join.agent_command
-    )))
+        sanitize(&join.name),
+        join.expires_at,
+        sanitize(&join.install_command),
+        sanitize(&join.agent_command)
+    ))
 }
 
 pub fn remove(args: RemoveArgs) -> Result<()> {
