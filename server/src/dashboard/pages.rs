@@ -378,17 +378,7 @@ pub async fn app_page(
         .get(who, &format!("/v1/apps/{app}/metrics?window=300"))
         .await
         .ok();
-    // Autoscaling and alerts, shown as they are (set with the CLI).
-    let autoscale: Vec<caas_api::metrics::Autoscale> = dash
-        .api
-        .get(who, &format!("/v1/apps/{app}/autoscale"))
-        .await
-        .unwrap_or_default();
-    let alerts: Option<caas_api::metrics::Alerts> = dash
-        .api
-        .get(who, &format!("/v1/apps/{app}/alerts"))
-        .await
-        .ok();
+    let settings = super::settings::Settings::load(dash, who, app).await;
     // Process types the newest release defines: what the scale form offers.
     let mut types: Vec<String> = releases
         .first()
@@ -441,8 +431,7 @@ pub async fn app_page(
             config_keys => config_keys,
             config_error => config_error,
             metrics => metrics,
-            autoscale => autoscale,
-            alerts => alerts,
+            settings => settings,
             filters => filters.clone(),
             live_query => filters.page_query(),
             log_error => log_error,
