@@ -102,7 +102,7 @@ fn the_dashboard_signs_in_deploys_live_scales_configures_rolls_back_and_refuses_
 async fn drive(p: &Platform, image: &str) {
     let api = p.api_url().trim_end_matches('/').to_string();
     let shots = screenshots();
-    let b = Browser::start().await;
+    let b = Browser::start(&[api_port(p)]).await;
 
     // Sign-in: a wrong token is refused in the page and leaves no session behind.
     b.goto(&format!("{api}/")).await;
@@ -281,6 +281,7 @@ async fn drive(p: &Platform, image: &str) {
     // A change from another origin is refused, though the browser sends the cookie along
     // (another port of the same address is the same site).
     let attacker = attacker_page(&api);
+    b.reach(attacker.port());
     b.goto(&format!("http://{attacker}/")).await;
     b.wait_text("did not come from this dashboard").await;
     assert_eq!(formation(p)["web"], 2);
@@ -355,6 +356,17 @@ async fn drive(p: &Platform, image: &str) {
     b.close().await;
 }
 
+/// The API's port, which the browser is given.
+fn api_port(p: &Platform) -> u16 {
+    let addr: SocketAddr = p
+        .api_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the API's address");
+    addr.port()
+}
+
 /// Signs the browser in with `token`.
 async fn sign_in(b: &Browser, api: &str, token: &str) {
     b.goto(&format!("{api}/")).await;
@@ -410,7 +422,7 @@ fn a_running_build_streams_its_output_into_the_page() {
         .expect("a tokio runtime");
     rt.block_on(async {
         let api = p.api_url().trim_end_matches('/').to_string();
-        let b = Browser::start().await;
+        let b = Browser::start(&[api_port(&p)]).await;
         sign_in(&b, &api, p.token()).await;
         b.goto(&format!("{api}/apps/watched/builds/1")).await;
         let output = |b: &Browser| {
@@ -455,7 +467,8 @@ fn a_running_build_streams_its_output_into_the_page() {
 fn the_dashboard_manages_domains_checks_autoscaling_and_alerts() {
     let p = Platform::start();
     p.caas_ok(&["apps:create", "tuned"]);
-    p.caas_ok(&["checks:set", "web", "--path", "/health", "-a", "tuned"]);
+    p.caas_ok(&["checks:set", "web", "--path", "/", "-a", "tuned"]);
+    let image = test_image("Hello from a tuned app");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -463,11 +476,11 @@ fn the_dashboard_manages_domains_checks_autoscaling_and_alerts() {
         .expect("a tokio runtime");
     rt.block_on(async {
         let api = p.api_url().trim_end_matches('/').to_string();
-        let b = Browser::start().await;
+        let b = Browser::start(&[api_port(&p)]).await;
         sign_in(&b, &api, p.token()).await;
         b.goto(&format!("{api}/apps/tuned")).await;
         let checks = b.text("#checks").await;
-        assert!(checks.contains("GET /health"), "{checks}");
+        assert!(checks.contains("GET /, every"), "{checks}");
 
         // A domain: added from the page with what to point DNS at; the CLI sees it.
         b.fill("#domain-name", "www.tuned.test").await;
@@ -531,6 +544,22 @@ fn the_dashboard_manages_domains_checks_autoscaling_and_alerts() {
         b.click("#alerts-clear").await;
         b.wait_text("Alerts cleared").await;
         assert!(b.text("#alerts").await.contains("No alerts set"));
+
+        // A deploy and a scale made with the CLI reach the open page without a reload: the
+        // releases table and the scale form follow.
+        p.caas_ok(&["push", "--image", &image, "-a", "tuned"]);
+        b.client
+            .wait()
+            .at_most(DEPLOY)
+            .for_element(Locator::Css("#releases tr[data-version='1'] .current"))
+            .await
+            .unwrap_or_else(|e| panic!("v1 never showed as serving in the open page: {e}"));
+        p.caas_ok(&["ps:scale", "web=2", "-a", "tuned"]);
+        b.wait_for("the scale form to say web=2", || async {
+            let el = b.client.find(Locator::Css("#qty-web")).await.ok()?;
+            el.prop("value").await.ok().flatten().filter(|v| v == "2")
+        })
+        .await;
         b.close().await;
     });
 }

@@ -319,6 +319,24 @@ pub async fn instances_view(
     })
 }
 
+/// What the scale form offers: the process types the newest release defines, and any other the
+/// formation has.
+pub fn process_types(releases: &[Release], formation: Option<&Formation>) -> Vec<String> {
+    let mut types: Vec<String> = releases
+        .first()
+        .map(|r| r.process_types.keys().cloned().collect())
+        .unwrap_or_else(|| vec![caas_api::WEB.to_string()]);
+    for t in formation.iter().flat_map(|f| f.quantities.keys()) {
+        if !types.contains(t) {
+            types.push(t.clone());
+        }
+    }
+    types
+}
+
+/// Releases the app page lists.
+pub const RELEASES_SHOWN: usize = 30;
+
 /// `GET /apps/{app}`.
 pub async fn app(
     State(dash): State<Dash>,
@@ -379,18 +397,7 @@ pub async fn app_page(
         .await
         .ok();
     let settings = super::settings::Settings::load(dash, who, app).await;
-    // Process types the newest release defines: what the scale form offers.
-    let mut types: Vec<String> = releases
-        .first()
-        .map(|r| r.process_types.keys().cloned().collect())
-        .unwrap_or_else(|| vec![caas_api::WEB.to_string()]);
-    if let Some(f) = &formation {
-        for t in f.quantities.keys() {
-            if !types.contains(t) {
-                types.push(t.clone());
-            }
-        }
-    }
+    let types = process_types(&releases, formation.as_ref());
     // The filters are checked by the API before the page connects to the live stream.
     let log_error = match dash
         .api
@@ -426,7 +433,7 @@ pub async fn app_page(
             instances => instances,
             formation => formation,
             types => types,
-            releases => releases.into_iter().take(30).collect::<Vec<_>>(),
+            releases => releases.into_iter().take(RELEASES_SHOWN).collect::<Vec<_>>(),
             builds => builds.into_iter().take(15).collect::<Vec<_>>(),
             config_keys => config_keys,
             config_error => config_error,
