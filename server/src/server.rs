@@ -489,6 +489,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         crate::acme::Settings {
             directory: args.acme_directory.clone(),
             ca_file: args.acme_ca_file.clone(),
+            email: args.acme_email.clone(),
             gateway: gw_addr,
         },
     );
