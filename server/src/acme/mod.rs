@@ -95,8 +95,10 @@ impl Acme {
             }
         }
         loop {
+            let mut next = None;
             match self.steps() {
-                Ok(steps) => {
+                Ok((steps, due)) => {
+                    next = due;
                     for step in steps {
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
@@ -110,15 +112,17 @@ impl Acme {
                 tracing::warn!("acme: flushing the store: {e}");
             }
             changed.borrow_and_update();
+            let wait = next.map_or(RECHECK, |t| Timestamp::now().until(t).min(RECHECK));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = changed.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(RECHECK) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    fn steps(&self) -> Result<Vec<Step>, crate::store::StoreError> {
+    /// What to do now, and when something next falls due by itself.
+    fn steps(&self) -> Result<(Vec<Step>, Option<Timestamp>), crate::store::StoreError> {
         let apps = self.store.apps()?;
         let domains = self.store.domains()?;
         let wanted: Vec<(String, String)> = domains
@@ -128,7 +132,11 @@ impl Acme {
             .collect();
         let orders = self.store.acme_orders()?;
         let certs = self.store.certs()?;
-        Ok(plan::plan(&wanted, &orders, &certs, Timestamp::now()))
+        let now = Timestamp::now();
+        Ok((
+            plan::plan(&wanted, &orders, &certs, now),
+            plan::next_due(&orders, &certs, now),
+        ))
     }
 
     async fn act(&mut self, step: Step) {
