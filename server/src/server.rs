@@ -492,6 +492,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         crate::acme::Settings {
             directory: args.acme_directory.clone(),
             ca_file: args.acme_ca_file.clone(),
+            email: args.acme_email.clone(),
             gateway: gw_addr,
         },
     );
@@ -544,12 +545,12 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .merge(crate::dashboard::router(api_router));
     tasks.spawn(crate::http::serve(
         api_listener,
+        // Agents speak TLS with the certificate they pinned; plain HTTP stays on the same port.
+        Some(api_cert.config.clone()),
         shutdown.clone(),
-        crate::http::Options {
-            tls: Some(api_cert.config.clone()),
-            ..crate::http::Options::default()
-        },
-        move |peer| {
+        crate::http::Options::api(),
+        move |conn| {
+            let peer = conn.peer;
             // Who is calling, for the audit log and the per-address limit on failed logins.
             let app = tower::ServiceExt::map_request(
                 app.clone(),
