@@ -181,8 +181,7 @@ pub async fn serve<F, S, B>(
             let acceptor = match acceptor {
                 Some(a) if plain_too => {
                     let mut first = [0u8; 1];
-                    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await
-                    {
+                    match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
                         Ok(Ok(1)) if first[0] == 22 => Some(a),
                         Ok(Ok(1)) => None,
                         _ => {
