@@ -37,6 +37,7 @@ mod engine;
 mod etcd;
 mod fixtures;
 mod http;
+mod netns;
 mod pebble;
 mod platform;
 mod process;
