@@ -6,6 +6,10 @@
 #   ./install.sh --no-start        build and install the binaries, start nothing
 #   ./install.sh --deps-only       only the dependencies: packages, Docker running, the stack image,
 #                                  and what the tests use (git, python3, a JDK)
+#   ./install.sh --etcd [...]     as a plain install, with the records in etcd instead of the
+#                                  embedded store: Debian's etcd-server, a local member on
+#                                  127.0.0.1:2379 (data in DATA_DIR/etcd), caasd --store etcd://...;
+#                                  more caasd servers can then share it (docs/guide.md)
 #   ./install.sh --uninstall       stop caasd and its gateway, stop the app containers and remove
 #                                  the firewall rules, remove the service and binaries (data and the
 #                                  stopped containers are kept)
@@ -69,6 +73,7 @@ AGENT_NAME=
 PORT_RANGE=
 AGENT_UNIT=/etc/systemd/system/caas-agent.service
 DATA_DIR_SET=
+ETCD=
 
 step() { printf '==> %s\n' "$*"; }
 info() { printf '    %s\n' "$*"; }
@@ -114,6 +119,7 @@ parse_args() {
                     --port-range) PORT_RANGE=$2 ;;
                 esac
                 shift 2 ;;
+            --etcd) ETCD=1; shift ;;
             --no-start) MODE=no-start; shift ;;
             --deps-only) MODE=deps-only; shift ;;
             --uninstall) MODE=uninstall; shift ;;
@@ -182,7 +188,7 @@ install_packages() {
 # dashboard is tested in a real headless browser). Only for --deps-only and CI; a plain install
 # does not need them.
 install_test_packages() {
-    local wanted=(git python3 pebble chromium chromium-driver)
+    local wanted=(git python3 pebble chromium chromium-driver etcd-server)
     command -v javac >/dev/null 2>&1 && command -v jar >/dev/null 2>&1 || wanted+=(default-jdk-headless)
     local missing
     missing=$(apt_missing "${wanted[@]}")
@@ -190,7 +196,7 @@ install_test_packages() {
     if command -v python3 >/dev/null 2>&1; then missing=$(echo " $missing " | sed 's/ python3 / /'); fi
     missing=$(echo "$missing" | xargs)
     if [ -z "$missing" ]; then
-        step "Test tools: all there (git, python3, javac, jar, pebble, chromium, chromedriver)"
+        step "Test tools: all there (git, python3, javac, jar, pebble, chromium, chromedriver, etcd)"
         return
     fi
     step "Installing what the tests use: $missing"
@@ -336,7 +342,43 @@ caasd_args() {
     [ -n "$DOMAIN" ] && CAASD_ARGS+=(--domain "$DOMAIN")
     [ -n "$HTTPS_ADDR" ] && CAASD_ARGS+=(--https "$HTTPS_ADDR")
     [ -n "$TLS_CERT" ] && CAASD_ARGS+=(--tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+    [ -n "$ETCD" ] && CAASD_ARGS+=(--store etcd://127.0.0.1:2379)
     return 0
+}
+
+# --etcd: a local etcd member on loopback (Debian's etcd-server), unless one answers already.
+# Under systemd, Debian's own unit (etcd.service, data in /var/lib/etcd); else a background
+# process with its data in DATA_DIR/etcd and its log in DATA_DIR/etcd.log.
+start_etcd() {
+    if [ "$(apt_missing etcd-server)" != "" ]; then
+        step "Installing etcd (etcd-server)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q
+        apt-get install -y -q --no-install-recommends etcd-server
+    fi
+    if curl -fsS -X POST -d '{}' http://127.0.0.1:2379/v3/maintenance/status >/dev/null 2>&1; then
+        step "etcd: answering on 127.0.0.1:2379"
+        return
+    fi
+    step "Starting a local etcd member on 127.0.0.1:2379"
+    if systemd_is_pid1; then
+        systemctl enable --now etcd
+    else
+        mkdir -p "$DATA_DIR"
+        setsid nohup etcd --name caas --data-dir "$DATA_DIR/etcd" \
+            --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+            --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+            --initial-cluster caas=http://127.0.0.1:2380 >>"$DATA_DIR/etcd.log" 2>&1 </dev/null &
+    fi
+    local i
+    for i in $(seq 1 60); do
+        if curl -fsS -X POST -d '{}' http://127.0.0.1:2379/v3/maintenance/status >/dev/null 2>&1; then
+            info "etcd answers"
+            return
+        fi
+        sleep 0.5
+    done
+    die "etcd did not answer on 127.0.0.1:2379 within 30s (see $DATA_DIR/etcd.log or journalctl -u etcd)"
 }
 
 # A string from caasd.json: json_field FILE KEY
@@ -674,6 +716,7 @@ main() {
     build
     install_binaries
     install_buildpacks
+    [ -n "$ETCD" ] && start_etcd
     [ "$MODE" = no-start ] && { step "Installed; not starting caasd (--no-start)"; return; }
     tune_kernel
     start_caasd

@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod names;
 pub mod ports;
+pub mod servers;
 mod time;
 pub mod users;
 

@@ -22,7 +22,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
     drains, git as git_cmd, hosts, instances, logs, metrics, ports, ps, push, releases, resize,
-    shell, users, version,
+    servers, shell, users, version,
 };
 use std::io::Write;
 
@@ -219,6 +219,8 @@ enum Cmd {
     Logout,
     /// List the hosts that run instances
     Hosts(hosts::HostsArgs),
+    /// List the control-plane servers, which one leads, and whether each answers (admins only)
+    Servers(servers::ServersArgs),
     /// List the users (admins only)
     Users(users::ListArgs),
     /// Add a user and print their first token (admins only)
@@ -325,6 +327,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),
+        Cmd::Servers(a) => servers::list(a),
         Cmd::HostsAdd(a) => hosts::add(a),
         Cmd::HostsRemove(a) => hosts::remove(a),
         Cmd::Users(a) => users::list(a),

@@ -89,6 +89,11 @@ pub struct ServerArgs {
     /// Where the store, tokens and the embedded agent's identity live.
     #[arg(long, env = "CAAS_DATA_DIR", default_value = "/var/lib/caas")]
     pub data_dir: PathBuf,
+    /// Where the platform's records live: `sled` (DATA_DIR/db, nothing else to install), or
+    /// `etcd://HOST:2379[,HOST:2379...][/PREFIX]`, shared by several caasd servers, of which
+    /// one leads (runs the scheduler) and any serves the API.
+    #[arg(long, env = "CAAS_STORE", default_value = "sled")]
+    pub store: String,
     /// Address of the REST API (port 0 picks a free port; see DATA_DIR/caasd.json).
     #[arg(long, default_value = "127.0.0.1:7080")]
     pub api: SocketAddr,

@@ -90,7 +90,12 @@ fn embedded_join_token(store: &Store, dir: &Path, host: &str) -> anyhow::Result<
             colocated,
             ..
         } => !colocated,
-        Role::Join { colocated, .. } => *colocated,
+        // Only this server's: servers sharing an etcd store each have an embedded agent.
+        Role::Join {
+            colocated: true,
+            host: Some(h),
+            ..
+        } => h == host,
         _ => false,
     })?;
     let token = auth::generate(auth::JOIN_PREFIX);
@@ -110,11 +115,13 @@ fn embedded_join_token(store: &Store, dir: &Path, host: &str) -> anyhow::Result<
 }
 
 /// A token whose plain text lives only in `DIR/FILE` (the join token agents register with, the
-/// gateway's token): when that file is gone or stale, a new token replaces the old one.
+/// gateway's token): when that file is gone or stale, a new token replaces this server's old
+/// one (labelled `FILE (HOST)`; servers sharing an etcd store each have their own).
 fn ensure_token_file(
     store: &Store,
     dir: &Path,
     file: &str,
+    host: &str,
     role: Role,
     prefix: &str,
 ) -> anyhow::Result<String> {
@@ -128,9 +135,11 @@ fn ensure_token_file(
             return Ok(token);
         }
     }
-    store.delete_tokens_where(|t| t.role == role)?;
+    let label = format!("{file} ({host})");
+    // Unlabelled: made before servers could share a store.
+    store.delete_tokens_where(|t| t.role == role && (t.label == file || t.label == label))?;
     let token = auth::generate(prefix);
-    store.put_token(&auth::hash(&token), &TokenRecord::new(role, file))?;
+    store.put_token(&auth::hash(&token), &TokenRecord::new(role, &label))?;
     write_private(&path, format!("{token}\n").as_bytes())?;
     Ok(token)
 }
@@ -332,6 +341,54 @@ async fn follow_platform_cert(
     }
 }
 
+/// The store `--store` names: sled in DATA_DIR/db, or etcd.
+fn open_store(spec: &str, dir: &Path) -> anyhow::Result<Store> {
+    if spec == "sled" {
+        return Store::open(&dir.join("db"))
+            .with_context(|| format!("opening the store in {}", dir.join("db").display()));
+    }
+    anyhow::ensure!(
+        spec.starts_with("etcd://"),
+        "--store {spec}: give sled, or etcd://HOST:2379[,HOST:2379...]"
+    );
+    Store::open_etcd(spec).with_context(|| format!("opening the store at {spec}"))
+}
+
+/// Runs `task` whenever this server leads, and stops it (cancels its token) when it no longer
+/// does: the scheduler and the other loops that must run once per platform.
+fn while_leading<F, Fut>(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    shutdown: CancellationToken,
+    task: F,
+) -> impl std::future::Future<Output = ()>
+where
+    F: Fn(CancellationToken) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    async move {
+        // `wait_for` answers with a read guard, which must not be held across an await.
+        async fn until(leading: &mut tokio::sync::watch::Receiver<bool>, want: bool) -> bool {
+            leading.wait_for(|l| *l == want).await.is_ok()
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                alive = until(&mut leading, true) => if !alive { return },
+            }
+            let term = shutdown.child_token();
+            let run = task(term.clone());
+            tokio::pin!(run);
+            tokio::select! {
+                _ = &mut run => return,
+                _ = until(&mut leading, false) => {
+                    term.cancel();
+                    run.await;
+                }
+            }
+        }
+    }
+}
+
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
@@ -341,8 +398,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&run_file);
 
     let engine = connect_engine().await?;
-    let store = Store::open(&dir.join("db"))
-        .with_context(|| format!("opening the store in {}", dir.join("db").display()))?;
+    let store = open_store(&args.store, dir)?;
     let cluster_id = store.meta_get_or_init("cluster_id", auth::short_id)?;
     ensure_admin(&store, dir)?;
     let join_token = embedded_join_token(&store, dir, &args.host_name)?;
@@ -350,6 +406,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         &store,
         dir,
         "gateway-token",
+        &args.host_name,
         Role::Gateway,
         auth::GATEWAY_PREFIX,
     )?;
@@ -453,19 +510,44 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let counters = Arc::new(crate::metrics::Counters::default());
-    let scheduler = Scheduler {
-        store: store.clone(),
-        observed: observed.clone(),
-        logs: logs.clone(),
-        settings: Settings {
-            instance_memory_mb: args.instance_memory.mb(),
-            start_timeout: args.start_timeout,
-            defaults: crate::schedule::app_defaults(args.drain),
+    let server_id = format!("{}-{}", args.host_name, auth::short_id());
+    let leading = store.join_servers(
+        crate::store::ServerRecord {
+            id: server_id.clone(),
+            name: args.host_name.clone(),
+            api: format!("http://{api_addr}"),
+            started_at: Timestamp::now(),
+            version: env!("CARGO_PKG_VERSION").into(),
         },
-        wake: wake.clone(),
-        counters: counters.clone(),
+        shutdown.clone(),
+    );
+    let settings = Settings {
+        instance_memory_mb: args.instance_memory.mb(),
+        start_timeout: args.start_timeout,
+        defaults: crate::schedule::app_defaults(args.drain),
     };
-    tasks.spawn(scheduler.run(shutdown.clone()));
+    let (st, ob, lg, wk, ct) = (
+        store.clone(),
+        observed.clone(),
+        logs.clone(),
+        wake.clone(),
+        counters.clone(),
+    );
+    tasks.spawn(while_leading(
+        leading.clone(),
+        shutdown.clone(),
+        move |stop| {
+            Scheduler {
+                store: st.clone(),
+                observed: ob.clone(),
+                logs: lg.clone(),
+                settings: settings.clone(),
+                wake: wk.clone(),
+                counters: ct.clone(),
+            }
+            .run(stop)
+        },
+    ));
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         tasks.spawn(follow_platform_cert(
             store.clone(),
@@ -486,17 +568,21 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading --acme-ca-file {}", file.display()))?;
     }
     let routing_index = crate::routing::spawn_index(&store, shutdown.clone());
-    let acme = crate::acme::Acme::new(
-        store.clone(),
-        logs.clone(),
-        crate::acme::Settings {
-            directory: args.acme_directory.clone(),
-            ca_file: args.acme_ca_file.clone(),
-            email: args.acme_email.clone(),
-            gateway: gw_addr,
+    let acme_settings = crate::acme::Settings {
+        directory: args.acme_directory.clone(),
+        ca_file: args.acme_ca_file.clone(),
+        email: args.acme_email.clone(),
+        gateway: gw_addr,
+    };
+    let (st, lg, ri) = (store.clone(), logs.clone(), routing_index.clone());
+    tasks.spawn(while_leading(
+        leading.clone(),
+        shutdown.clone(),
+        move |stop| {
+            crate::acme::Acme::new(st.clone(), lg.clone(), acme_settings.clone())
+                .run(ri.clone(), stop)
         },
-    );
-    tasks.spawn(acme.run(routing_index.clone(), shutdown.clone()));
+    ));
 
     let state = AppState {
         store: store.clone(),
@@ -516,27 +602,37 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
     };
-    tasks.spawn(
-        crate::autoscale::Autoscaler {
-            store: store.clone(),
-            traffic: state.traffic.clone(),
-            observed: state.observed.clone(),
-            logs: state.logs.clone(),
-            wake: state.wake.clone(),
-            status: state.autoscale.clone(),
-            max_scale: args.max_scale,
-        }
-        .run(shutdown.clone()),
-    );
-    tasks.spawn(
-        crate::alerts::Alerter {
-            store: store.clone(),
-            traffic: state.traffic.clone(),
-            logs: state.logs.clone(),
-            raised: state.alerts.clone(),
-        }
-        .run(shutdown.clone()),
-    );
+    let (st, max_scale, shared) = (store.clone(), args.max_scale, state.clone());
+    tasks.spawn(while_leading(
+        leading.clone(),
+        shutdown.clone(),
+        move |stop| {
+            crate::autoscale::Autoscaler {
+                store: st.clone(),
+                traffic: shared.traffic.clone(),
+                observed: shared.observed.clone(),
+                logs: shared.logs.clone(),
+                wake: shared.wake.clone(),
+                status: shared.autoscale.clone(),
+                max_scale,
+            }
+            .run(stop)
+        },
+    ));
+    let (st, shared) = (store.clone(), state.clone());
+    tasks.spawn(while_leading(
+        leading.clone(),
+        shutdown.clone(),
+        move |stop| {
+            crate::alerts::Alerter {
+                store: st.clone(),
+                traffic: shared.traffic.clone(),
+                logs: shared.logs.clone(),
+                raised: shared.alerts.clone(),
+            }
+            .run(stop)
+        },
+    ));
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let api_router = api::router(state);
     // The dashboard at `/` is a client of the same router (in-process); the API stays under /v1.

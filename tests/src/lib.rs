@@ -34,6 +34,7 @@ mod binaries;
 mod browser;
 mod docker;
 mod engine;
+mod etcd;
 mod fixtures;
 mod http;
 mod netns;
@@ -49,6 +50,7 @@ pub use docker::{
     docker, docker_ok, echo_image, require_docker, require_stack, test_image, STACK_IMAGE,
 };
 pub use engine::SecondEngine;
+pub use etcd::Etcd;
 pub use fantoccini;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};

@@ -24,6 +24,7 @@ mod ports;
 mod prometheus;
 mod resources;
 mod scaling;
+mod servers;
 mod users;
 
 pub use agent::CONTAINER_PORT;
@@ -268,6 +269,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images", post(apps::load_images).layer(upload()))
         .route("/v1/hosts", get(hosts::list).post(hosts::add))
         .route("/v1/hosts/{name}", delete(hosts::remove))
+        .route("/v1/servers", get(servers::list))
         .route("/v1/whoami", get(users::whoami))
         .route("/v1/users", get(users::list).post(users::create))
         .route("/v1/users/{name}", delete(users::remove))

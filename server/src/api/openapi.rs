@@ -5,7 +5,7 @@
 
 use super::{
     access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hosts,
-    instances, logs, metrics, ports, prometheus, resources, scaling, users,
+    instances, logs, metrics, ports, prometheus, resources, scaling, servers, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -78,6 +78,7 @@ use utoipa::OpenApi;
         hosts::list,
         hosts::add,
         hosts::remove,
+        servers::list,
         users::whoami,
         users::list,
         users::create,

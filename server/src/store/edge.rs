@@ -3,7 +3,7 @@
 //! certificates with their private keys (the data dir is caasd's alone; the user API never
 //! returns a key).
 
-use super::{decode, encode, Result, Store, StoreError};
+use super::{decode, encode, Result, Store, StoreError, TreeWatch};
 use caas_api::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -81,12 +81,6 @@ pub enum DomainError {
     Store(#[from] StoreError),
 }
 
-impl From<sled::Error> for DomainError {
-    fn from(e: sled::Error) -> Self {
-        Self::Store(e.into())
-    }
-}
-
 impl Store {
     /// Gives `hostname` to `app`, unless an app that exists has it. A record left by an app
     /// that is gone (a destroy racing an add) is taken over.
@@ -107,10 +101,7 @@ impl Store {
                     return Err(DomainError::TakenByOther);
                 }
             }
-            if tree
-                .compare_and_swap(hostname, current, Some(encode(rec)))?
-                .is_ok()
-            {
+            if tree.cas(hostname, current.as_deref(), Some(&encode(rec)))? {
                 return Ok(());
             }
         }
@@ -126,18 +117,16 @@ impl Store {
         if rec.app != app {
             return Ok(false);
         }
-        Ok(tree
-            .compare_and_swap(hostname, Some(raw), None as Option<&[u8]>)?
-            .is_ok())
+        tree.cas(hostname, Some(&raw), None)
     }
 
     /// Every domain: `(hostname, record)`, sorted by host name.
     pub fn domains(&self) -> Result<Vec<(String, DomainRecord)>> {
         self.inner
             .domains
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
+            .all()?
+            .into_iter()
+            .map(|(k, v)| {
                 Ok((
                     String::from_utf8_lossy(&k).into_owned(),
                     decode("domains", &v)?,
@@ -163,17 +152,16 @@ impl Store {
             Some(app) => cert_key(app, &rec.id),
             None => PLATFORM_CERT.to_string(),
         };
-        self.inner.certs.insert(key, encode(rec))?;
-        Ok(())
+        self.inner.certs.insert(key, encode(rec))
     }
 
     /// An app's certificates, by id.
     pub fn app_certs(&self, app: &str) -> Result<Vec<CertRecord>> {
         self.inner
             .certs
-            .scan_prefix(format!("{app}/"))
-            .values()
-            .map(|v| decode("certs", &v?))
+            .scan(format!("{app}/"))?
+            .iter()
+            .map(|(_, v)| decode("certs", v))
             .collect()
     }
 
@@ -181,14 +169,14 @@ impl Store {
     pub fn certs(&self) -> Result<Vec<CertRecord>> {
         self.inner
             .certs
+            .values()?
             .iter()
-            .values()
-            .map(|v| decode("certs", &v?))
+            .map(|v| decode("certs", v))
             .collect()
     }
 
     pub fn remove_cert(&self, app: &str, id: &str) -> Result<bool> {
-        Ok(self.inner.certs.remove(cert_key(app, id))?.is_some())
+        self.inner.certs.remove(cert_key(app, id))
     }
 
     pub fn platform_cert(&self) -> Result<Option<CertRecord>> {
@@ -214,10 +202,7 @@ impl Store {
                     return Ok(false);
                 }
             }
-            if tree
-                .compare_and_swap(key, current, Some(encode(rec)))?
-                .is_ok()
-            {
+            if tree.cas(key, current.as_deref(), Some(&encode(rec)))? {
                 return Ok(true);
             }
         }
@@ -227,9 +212,9 @@ impl Store {
     pub fn tcp_routes(&self) -> Result<Vec<TcpRouteRecord>> {
         self.inner
             .tcp_ports
+            .values()?
             .iter()
-            .values()
-            .map(|v| decode("tcp_ports", &v?))
+            .map(|v| decode("tcp_ports", v))
             .collect()
     }
 
@@ -244,9 +229,7 @@ impl Store {
         if rec.app != app {
             return Ok(false);
         }
-        Ok(tree
-            .compare_and_swap(key, Some(raw), None as Option<&[u8]>)?
-            .is_ok())
+        tree.cas(key, Some(&raw), None)
     }
 
     // --- ACME -------------------------------------------------------------------------------
@@ -254,17 +237,16 @@ impl Store {
     pub fn acme_orders(&self) -> Result<Vec<AcmeOrderRecord>> {
         self.inner
             .acme
-            .scan_prefix("order/")
-            .values()
-            .map(|v| decode("acme", &v?))
+            .scan("order/")?
+            .iter()
+            .map(|(_, v)| decode("acme", v))
             .collect()
     }
 
     pub fn put_acme_order(&self, rec: &AcmeOrderRecord) -> Result<()> {
         self.inner
             .acme
-            .insert(format!("order/{}", rec.hostname), encode(rec))?;
-        Ok(())
+            .insert(format!("order/{}", rec.hostname), encode(rec))
     }
 
     pub fn remove_acme_order(&self, hostname: &str) -> Result<()> {
@@ -274,27 +256,20 @@ impl Store {
 
     /// The ACME account's credentials (JSON) for a directory, by its id.
     pub fn acme_account(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .inner
-            .acme
-            .get(format!("account/{id}"))?
-            .map(|v| v.to_vec()))
+        self.inner.acme.get(format!("account/{id}"))
     }
 
     pub fn put_acme_account(&self, id: &str, credentials: &[u8]) -> Result<()> {
-        self.inner
-            .acme
-            .insert(format!("account/{id}"), credentials)?;
-        Ok(())
+        self.inner.acme.insert(format!("account/{id}"), credentials)
     }
 
     /// HTTP-01 challenges to answer: `(token, key authorization)`.
     pub fn challenges(&self) -> Result<Vec<(String, String)>> {
         self.inner
             .challenges
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
+            .all()?
+            .into_iter()
+            .map(|(k, v)| {
                 Ok((
                     String::from_utf8_lossy(&k).into_owned(),
                     String::from_utf8_lossy(&v).into_owned(),
@@ -306,8 +281,7 @@ impl Store {
     pub fn put_challenge(&self, token: &str, key_authorization: &str) -> Result<()> {
         self.inner
             .challenges
-            .insert(token, key_authorization.as_bytes())?;
-        Ok(())
+            .insert(token, key_authorization.as_bytes())
     }
 
     pub fn remove_challenge(&self, token: &str) -> Result<()> {
@@ -339,10 +313,10 @@ impl Store {
     pub(super) fn edge_watch(&self) -> EdgeWatch {
         EdgeWatch {
             subscribers: vec![
-                self.inner.domains.watch_prefix(b""),
-                self.inner.certs.watch_prefix(b""),
-                self.inner.tcp_ports.watch_prefix(b""),
-                self.inner.challenges.watch_prefix(b""),
+                self.inner.domains.watch(),
+                self.inner.certs.watch(),
+                self.inner.tcp_ports.watch(),
+                self.inner.challenges.watch(),
             ],
         }
     }
@@ -350,55 +324,14 @@ impl Store {
 
 /// Changes to the trees of this file, for the routing index.
 pub struct EdgeWatch {
-    subscribers: Vec<sled::Subscriber>,
+    subscribers: Vec<TreeWatch>,
 }
 
 impl EdgeWatch {
     /// Waits for the next change. Returns `false` when the store is closed.
     pub async fn changed(&mut self) -> bool {
-        let (event, _, _) = futures_util::future::select_all(self.subscribers.iter_mut()).await;
-        event.is_some()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::AppRecord;
-
-    fn rec(app: &str) -> DomainRecord {
-        DomainRecord {
-            app: app.into(),
-            created_at: Timestamp::now(),
-        }
-    }
-
-    #[test]
-    fn a_domain_belongs_to_one_app() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path()).unwrap();
-        for a in ["one", "two"] {
-            s.create_app(&AppRecord::new(a, Timestamp::now())).unwrap();
-        }
-        s.add_domain("www.example.com", &rec("one")).unwrap();
-        assert!(matches!(
-            s.add_domain("www.example.com", &rec("two")),
-            Err(DomainError::TakenByOther)
-        ));
-        assert!(matches!(
-            s.add_domain("www.example.com", &rec("one")),
-            Err(DomainError::AlreadyOurs)
-        ));
-        assert!(!s.remove_domain("two", "www.example.com").unwrap());
-        assert_eq!(s.app_domains("one").unwrap().len(), 1);
-        // A destroyed app lets go of its names.
-        s.delete_app("one").unwrap();
-        assert!(s.domains().unwrap().is_empty());
-        s.add_domain("www.example.com", &rec("two")).unwrap();
-        // A record of an app that is gone does not block anyone.
-        s.add_domain("left.example.com", &rec("ghost")).unwrap();
-        s.add_domain("left.example.com", &rec("two")).unwrap();
-        assert!(s.remove_domain("two", "www.example.com").unwrap());
-        assert_eq!(s.app_domains("two").unwrap().len(), 1);
+        let changes = self.subscribers.iter_mut().map(|s| Box::pin(s.changed()));
+        let (alive, _, _) = futures_util::future::select_all(changes).await;
+        alive
     }
 }

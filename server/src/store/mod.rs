@@ -1,9 +1,11 @@
-//! The store: the single source of truth, on sled. The only module that imports sled.
+//! The store: the single source of truth, on sled (embedded, the default) or etcd (shared by
+//! several caasd servers). The only module that imports sled or talks to etcd; `kv.rs` is the
+//! interface both backends implement, so everything above it is written once.
 //!
-//! One tree per kind of record; values are JSON. Writes that race use compare-and-swap or a sled
-//! transaction (optimistic concurrency; no lock is ever held across I/O). Callers that acknowledge
-//! a change to a user call [`Store::flush`] first: sled only reaches the disk on its own
-//! background flush otherwise.
+//! One tree per kind of record; values are JSON. Writes that race use compare-and-swap or an
+//! optimistic transaction (no lock is ever held across I/O). Callers that acknowledge a change
+//! to a user call [`Store::flush`] first: sled only reaches the disk on its own background flush
+//! otherwise.
 //!
 //! Invariants:
 //! - an app's `release` and `deploying` name releases that exist; release versions of an app
@@ -16,16 +18,19 @@
 //!   index agents long-poll on.
 
 mod edge;
+mod etcd;
+mod kv;
 mod people;
 mod records;
+mod servers;
 
 pub use edge::*;
 pub use records::*;
+pub use servers::ServerRecord;
 
 use caas_api::ReleaseStatus;
+use kv::{Backend, EtcdBackend, Tree, TreeWatch, Txn};
 use serde::{de::DeserializeOwned, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -36,6 +41,8 @@ pub enum StoreError {
     Open(#[source] sled::Error),
     #[error("storage error: {0}")]
     Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Etcd(etcd::EtcdError),
     #[error("corrupt record in {tree}: {source}")]
     Codec {
         tree: &'static str,
@@ -66,35 +73,57 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// The trees, by name (sled's tree names; etcd's second key segment).
+const TREES: [&str; 15] = [
+    "apps",
+    "releases",
+    "builds",
+    "allocations",
+    "hosts",
+    "routes",
+    "tokens",
+    "users",
+    "audit",
+    "meta",
+    "domains",
+    "certs",
+    "tcp_ports",
+    "acme",
+    "challenges",
+];
+
 struct Inner {
-    db: sled::Db,
-    apps: sled::Tree,
-    releases: sled::Tree,
-    builds: sled::Tree,
-    allocations: sled::Tree,
-    hosts: sled::Tree,
-    routes: sled::Tree,
-    tokens: sled::Tree,
-    users: sled::Tree,
-    audit: sled::Tree,
-    meta: sled::Tree,
+    backend: Backend,
+    apps: Tree,
+    releases: Tree,
+    builds: Tree,
+    allocations: Tree,
+    hosts: Tree,
+    routes: Tree,
+    tokens: Tree,
+    users: Tree,
+    audit: Tree,
+    meta: Tree,
     /// Custom domains: host name → `DomainRecord` (`edge.rs`).
-    domains: sled::Tree,
+    domains: Tree,
     /// Certificates: `APP/ID` (and `_platform` for the platform's own) → `CertRecord`
     /// (`edge.rs`).
-    certs: sled::Tree,
+    certs: Tree,
     /// TCP routes: public port (big-endian) → `TcpRouteRecord` (`edge.rs`).
-    tcp_ports: sled::Tree,
+    tcp_ports: Tree,
     /// ACME: `order/HOST` → `AcmeOrderRecord`, `account/ID` → account credentials (`edge.rs`).
-    acme: sled::Tree,
+    acme: Tree,
     /// ACME HTTP-01 challenges the gateway answers: token → key authorization (`edge.rs`).
-    challenges: sled::Tree,
+    challenges: Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
-    /// restarted server never repeats an index an agent already saw.
-    assignment_index: watch::Sender<u64>,
+    /// restarted server never repeats an index an agent already saw. On etcd, every change of
+    /// an allocation or an app that any server makes bumps it too (etcd's watch).
+    assignment_index: Arc<watch::Sender<u64>>,
     /// Bumped on every route write, here, and on app writes by `routing::spawn_index` (from
-    /// sled's change feed): the gateway's blocking query waits on it.
+    /// the store's change feed): the gateway's blocking query waits on it.
     routing_index: watch::Sender<u64>,
+    /// This server, once it joined (`servers.rs`).
+    me: std::sync::Mutex<Option<ServerRecord>>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -120,12 +149,40 @@ fn app_prefix(app: &str) -> Vec<u8> {
 }
 
 impl Store {
+    /// The embedded store in `dir` (sled).
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
             .open()
             .map_err(StoreError::Open)?;
-        let tree = |name: &str| db.open_tree(name);
+        Self::with(Backend::Sled(db), Arc::new(Self::fresh_index()))
+    }
+
+    /// The store kept in etcd: `etcd://HOST:PORT[,HOST:PORT...][/PREFIX]` (keys under
+    /// `PREFIX`, `/caas` by default). Fails when no endpoint answers.
+    pub fn open_etcd(url: &str) -> Result<Self> {
+        let (endpoints, prefix) = etcd::parse_url(url)?;
+        let client = etcd::Etcd::new(endpoints);
+        let probe = client.clone();
+        etcd::Etcd::wait(async move { probe.db_size().await })?;
+        let index = Arc::new(Self::fresh_index());
+        let bump = Arc::downgrade(&index);
+        let backend = EtcdBackend::start(client, prefix, &TREES, move |tree| {
+            if matches!(tree, "allocations" | "apps") {
+                if let Some(i) = bump.upgrade() {
+                    i.send_modify(|i| *i += 1);
+                }
+            }
+        });
+        Self::with(Backend::Etcd(backend), index)
+    }
+
+    fn fresh_index() -> watch::Sender<u64> {
+        watch::Sender::new(caas_api::Timestamp::now().millis())
+    }
+
+    fn with(backend: Backend, assignment_index: Arc<watch::Sender<u64>>) -> Result<Self> {
+        let tree = |name: &'static str| backend.tree(name);
         let inner = Inner {
             apps: tree("apps")?,
             releases: tree("releases")?,
@@ -142,24 +199,62 @@ impl Store {
             tcp_ports: tree("tcp_ports")?,
             acme: tree("acme")?,
             challenges: tree("challenges")?,
-            assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
+            assignment_index,
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
-            db,
+            me: Default::default(),
+            backend,
         };
         Ok(Self {
             inner: Arc::new(inner),
         })
     }
 
-    /// The store's size on disk, bytes (`GET /metrics`).
+    /// The store's size on disk, bytes (`GET /metrics`; on etcd, the database of the member
+    /// that answered).
     pub fn size_on_disk(&self) -> Result<u64> {
-        Ok(self.inner.db.size_on_disk()?)
+        match &self.inner.backend {
+            Backend::Sled(db) => Ok(db.size_on_disk()?),
+            Backend::Etcd(b) => {
+                let c = b.client.clone();
+                Ok(etcd::Etcd::wait(async move { c.db_size().await })?)
+            }
+        }
     }
 
-    /// Makes everything written so far durable. Call before acknowledging a change.
+    /// Makes everything written so far durable. Call before acknowledging a change. (etcd
+    /// answers a write once a quorum has it on disk: nothing to do.)
     pub async fn flush(&self) -> Result<()> {
-        self.inner.db.flush_async().await?;
+        if let Backend::Sled(db) = &self.inner.backend {
+            db.flush_async().await?;
+        }
         Ok(())
+    }
+
+    /// A number no other call of this store returns (ordering audit entries of one millisecond).
+    fn unique_id(&self) -> Result<u64> {
+        match &self.inner.backend {
+            Backend::Sled(db) => Ok(db.generate_id()?),
+            // Servers sharing etcd share no counter: 64 random bits do not collide.
+            Backend::Etcd(_) => {
+                let mut b = [0u8; 8];
+                getrandom::fill(&mut b).expect("the system's random source");
+                Ok(u64::from_be_bytes(b))
+            }
+        }
+    }
+
+    /// Retries `f` as one optimistic transaction until nothing it read changed meanwhile.
+    fn transact<T, A>(
+        &self,
+        mut f: impl FnMut(&mut Txn) -> std::result::Result<T, TxnAbort<A>>,
+    ) -> std::result::Result<T, TxnAbort<A>> {
+        loop {
+            let mut tx = Txn::default();
+            let out = f(&mut tx)?;
+            if tx.commit()? {
+                return Ok(out);
+            }
+        }
     }
 
     // --- meta -----------------------------------------------------------------------------
@@ -170,26 +265,19 @@ impl Store {
             return Ok(String::from_utf8_lossy(&v).into_owned());
         }
         let fresh = init();
-        match self.inner.meta.compare_and_swap(
-            key,
-            None as Option<&[u8]>,
-            Some(fresh.as_bytes()),
-        )? {
-            Ok(()) => Ok(fresh),
-            Err(e) => Ok(String::from_utf8_lossy(&e.current.unwrap_or_default()).into_owned()),
+        if self.inner.meta.cas(key, None, Some(fresh.as_bytes()))? {
+            return Ok(fresh);
         }
+        let current = self.inner.meta.get(key)?.unwrap_or_default();
+        Ok(String::from_utf8_lossy(&current).into_owned())
     }
 
     // --- apps -----------------------------------------------------------------------------
 
     pub fn create_app(&self, rec: &AppRecord) -> Result<()> {
-        match self.inner.apps.compare_and_swap(
-            &rec.name,
-            None as Option<&[u8]>,
-            Some(encode(rec)),
-        )? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::Exists),
+        match self.inner.apps.cas(&rec.name, None, Some(&encode(rec)))? {
+            true => Ok(()),
+            false => Err(StoreError::Exists),
         }
     }
 
@@ -204,8 +292,9 @@ impl Store {
     pub fn apps(&self) -> Result<Vec<AppRecord>> {
         self.inner
             .apps
+            .values()?
             .iter()
-            .map(|kv| decode("apps", &kv?.1))
+            .map(|v| decode("apps", v))
             .collect()
     }
 
@@ -217,20 +306,10 @@ impl Store {
         mut f: impl FnMut(&mut AppRecord) -> std::result::Result<(), E>,
     ) -> Result<AppRecord, UpdateError<E>> {
         loop {
-            let old = self
-                .inner
-                .apps
-                .get(name)
-                .map_err(StoreError::from)?
-                .ok_or(StoreError::NotFound)?;
+            let old = self.inner.apps.get(name)?.ok_or(StoreError::NotFound)?;
             let mut rec: AppRecord = decode("apps", &old)?;
             f(&mut rec).map_err(UpdateError::Rejected)?;
-            let swapped = self
-                .inner
-                .apps
-                .compare_and_swap(name, Some(&old), Some(encode(&rec)))
-                .map_err(StoreError::from)?;
-            if swapped.is_ok() {
+            if self.inner.apps.cas(name, Some(&old), Some(&encode(&rec)))? {
                 return Ok(rec);
             }
         }
@@ -239,13 +318,13 @@ impl Store {
     /// Deletes an app, its releases, builds and routes. Its allocations are left to the
     /// scheduler, which deletes allocations of apps that no longer exist (so agents stop them).
     pub fn delete_app(&self, name: &str) -> Result<()> {
-        if self.inner.apps.remove(name)?.is_none() {
+        if !self.inner.apps.remove(name)? {
             return Err(StoreError::NotFound);
         }
         let prefix = app_prefix(name);
         for tree in [&self.inner.releases, &self.inner.builds, &self.inner.routes] {
-            for k in tree.scan_prefix(&prefix).keys() {
-                tree.remove(k?)?;
+            for (k, _) in tree.scan(&prefix)? {
+                tree.remove(k)?;
             }
         }
         self.forget_app_edge(name)?;
@@ -266,50 +345,34 @@ impl Store {
         make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
         adjust: impl Fn(&mut AppRecord),
     ) -> Result<(AppRecord, ReleaseRecord), UpdateError<E>> {
-        enum Abort<E> {
-            NotFound,
-            Codec(serde_json::Error),
-            Rejected(E),
-        }
-        let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
-            let raw = apps
-                .get(app)?
-                .ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
-            let mut rec: AppRecord = serde_json::from_slice(&raw)
-                .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
+        let (apps, releases) = (&self.inner.apps, &self.inner.releases);
+        let res = self.transact(|tx| {
+            let raw = tx.get(apps, app)?.ok_or(StoreError::NotFound)?;
+            let mut rec: AppRecord = decode("apps", &raw)?;
             let version = rec.next_version;
             adjust(&mut rec);
-            let mut release = make(&rec, version)
-                .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            let mut release = make(&rec, version).map_err(TxnAbort::Rejected)?;
             release.status = ReleaseStatus::Deploying;
             release.error = None;
             if let Some(previous) = rec.deploying {
                 let key = release_key(app, previous);
-                if let Some(raw) = releases.get(&key)? {
-                    let mut old: ReleaseRecord = serde_json::from_slice(&raw)
-                        .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
+                if let Some(raw) = tx.get(releases, &key)? {
+                    let mut old: ReleaseRecord = decode("releases", &raw)?;
                     old.status = ReleaseStatus::Superseded;
                     old.error = Some(format!("replaced by v{version} before it came up"));
-                    releases.insert(key, encode(&old))?;
+                    tx.insert(releases, key, encode(&old));
                 }
             }
             rec.next_version = version + 1;
             rec.deploying = Some(version);
-            releases.insert(release_key(app, version), encode(&release))?;
-            apps.insert(app, encode(&rec))?;
+            tx.insert(releases, release_key(app, version), encode(&release));
+            tx.insert(apps, app, encode(&rec));
             Ok((rec, release))
         });
-        match res {
-            Ok(v) => Ok(v),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e).into()),
-            Err(TransactionError::Abort(Abort::NotFound)) => Err(StoreError::NotFound.into()),
-            Err(TransactionError::Abort(Abort::Codec(source))) => Err(StoreError::Codec {
-                tree: "apps",
-                source,
-            }
-            .into()),
-            Err(TransactionError::Abort(Abort::Rejected(e))) => Err(UpdateError::Rejected(e)),
-        }
+        res.map_err(|e| match e {
+            TxnAbort::Store(e) => UpdateError::Store(e),
+            TxnAbort::Rejected(e) => UpdateError::Rejected(e),
+        })
     }
 
     /// Ends the rollout of `version`, atomically with the app: `Ok` makes it the serving release,
@@ -323,21 +386,20 @@ impl Store {
         outcome: std::result::Result<(), String>,
         output: &[String],
     ) -> Result<bool> {
-        let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
-            let Some(raw) = apps.get(app)? else {
+        let (apps, releases) = (&self.inner.apps, &self.inner.releases);
+        let res = self.transact::<_, std::convert::Infallible>(|tx| {
+            let Some(raw) = tx.get(apps, app)? else {
                 return Ok(false);
             };
-            let mut rec: AppRecord = serde_json::from_slice(&raw)
-                .map_err(|e| ConflictableTransactionError::Abort(("apps", e)))?;
+            let mut rec: AppRecord = decode("apps", &raw)?;
             let key = release_key(app, version);
-            let Some(raw) = releases.get(&key)? else {
+            let Some(raw) = tx.get(releases, &key)? else {
                 return Ok(false);
             };
             if rec.deploying != Some(version) {
                 return Ok(false);
             }
-            let mut release: ReleaseRecord = serde_json::from_slice(&raw)
-                .map_err(|e| ConflictableTransactionError::Abort(("releases", e)))?;
+            let mut release: ReleaseRecord = decode("releases", &raw)?;
             rec.deploying = None;
             match &outcome {
                 Ok(()) => {
@@ -351,15 +413,11 @@ impl Store {
                     release.output = output.to_vec();
                 }
             }
-            releases.insert(key, encode(&release))?;
-            apps.insert(app, encode(&rec))?;
+            tx.insert(releases, key, encode(&release));
+            tx.insert(apps, app, encode(&rec));
             Ok(true)
         });
-        match res {
-            Ok(done) => Ok(done),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort((tree, source))) => Err(StoreError::Codec { tree, source }),
-        }
+        res.map_err(TxnAbort::into_store)
     }
 
     pub fn release(&self, app: &str, version: u64) -> Result<Option<ReleaseRecord>> {
@@ -374,9 +432,9 @@ impl Store {
     pub fn releases(&self, app: &str) -> Result<Vec<ReleaseRecord>> {
         self.inner
             .releases
-            .scan_prefix(app_prefix(app))
-            .values()
-            .map(|v| decode("releases", &v?))
+            .scan(app_prefix(app))?
+            .iter()
+            .map(|(_, v)| decode("releases", v))
             .collect()
     }
 
@@ -388,39 +446,24 @@ impl Store {
         app: &str,
         make: impl Fn(u64) -> BuildRecord,
     ) -> Result<BuildRecord> {
-        enum Abort {
-            NotFound,
-            Codec(serde_json::Error),
-        }
-        let res = (&self.inner.apps, &self.inner.builds).transaction(|(apps, builds)| {
-            let raw = apps
-                .get(app)?
-                .ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
-            let mut rec: AppRecord = serde_json::from_slice(&raw)
-                .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec(e)))?;
+        let (apps, builds) = (&self.inner.apps, &self.inner.builds);
+        let res = self.transact::<_, std::convert::Infallible>(|tx| {
+            let raw = tx.get(apps, app)?.ok_or(StoreError::NotFound)?;
+            let mut rec: AppRecord = decode("apps", &raw)?;
             let number = rec.next_build;
             rec.next_build = number + 1;
             let build = make(number);
-            builds.insert(release_key(app, number), encode(&build))?;
-            apps.insert(app, encode(&rec))?;
+            tx.insert(builds, release_key(app, number), encode(&build));
+            tx.insert(apps, app, encode(&rec));
             Ok(build)
         });
-        match res {
-            Ok(b) => Ok(b),
-            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
-            Err(TransactionError::Abort(Abort::NotFound)) => Err(StoreError::NotFound),
-            Err(TransactionError::Abort(Abort::Codec(source))) => Err(StoreError::Codec {
-                tree: "apps",
-                source,
-            }),
-        }
+        res.map_err(TxnAbort::into_store)
     }
 
     pub fn put_build(&self, rec: &BuildRecord) -> Result<()> {
         self.inner
             .builds
-            .insert(release_key(&rec.app, rec.number), encode(rec))?;
-        Ok(())
+            .insert(release_key(&rec.app, rec.number), encode(rec))
     }
 
     pub fn build(&self, app: &str, number: u64) -> Result<Option<BuildRecord>> {
@@ -435,17 +478,17 @@ impl Store {
     pub fn builds(&self, app: &str) -> Result<Vec<BuildRecord>> {
         self.inner
             .builds
-            .scan_prefix(app_prefix(app))
-            .values()
-            .map(|v| decode("builds", &v?))
+            .scan(app_prefix(app))?
+            .iter()
+            .map(|(_, v)| decode("builds", v))
             .collect()
     }
 
     /// Every build of every app still marked queued or running (after a crash: none really is).
     pub fn unfinished_builds(&self) -> Result<Vec<BuildRecord>> {
         let mut out = Vec::new();
-        for v in self.inner.builds.iter().values() {
-            let b: BuildRecord = decode("builds", &v?)?;
+        for v in self.inner.builds.values()? {
+            let b: BuildRecord = decode("builds", &v)?;
             if matches!(
                 b.status,
                 caas_api::BuildStatus::Queued | caas_api::BuildStatus::Running
@@ -461,8 +504,9 @@ impl Store {
     pub fn allocations(&self) -> Result<Vec<AllocationRecord>> {
         self.inner
             .allocations
+            .values()?
             .iter()
-            .map(|kv| decode("allocations", &kv?.1))
+            .map(|v| decode("allocations", v))
             .collect()
     }
 
@@ -482,11 +526,10 @@ impl Store {
         if current_rec.as_ref() != old {
             return Ok(false);
         }
-        let swapped = self
-            .inner
-            .allocations
-            .compare_and_swap(id, current, new.map(encode))?
-            .is_ok();
+        let swapped =
+            self.inner
+                .allocations
+                .cas(id, current.as_deref(), new.map(encode).as_deref())?;
         if swapped {
             self.inner.assignment_index.send_modify(|i| *i += 1);
         }
@@ -508,8 +551,9 @@ impl Store {
     pub fn hosts(&self) -> Result<Vec<HostRecord>> {
         self.inner
             .hosts
+            .values()?
             .iter()
-            .map(|kv| decode("hosts", &kv?.1))
+            .map(|v| decode("hosts", v))
             .collect()
     }
 
@@ -527,16 +571,14 @@ impl Store {
     }
 
     pub fn put_host(&self, rec: &HostRecord) -> Result<()> {
-        self.inner.hosts.insert(&rec.id, encode(rec))?;
-        Ok(())
+        self.inner.hosts.insert(&rec.id, encode(rec))
     }
 
     // --- routes ---------------------------------------------------------------------------
 
     pub fn routes(&self) -> Result<Vec<(RouteKey, String)>> {
         let mut out = Vec::new();
-        for kv in self.inner.routes.iter() {
-            let (k, v) = kv?;
+        for (k, v) in self.inner.routes.all()? {
             if let Some(key) = RouteKey::decode(&String::from_utf8_lossy(&k)) {
                 out.push((key, String::from_utf8_lossy(&v).into_owned()));
             }
@@ -566,19 +608,41 @@ impl Store {
     }
 
     /// Resolves whenever a route or an app is written, for caches of them (the gateway). The
-    /// cache re-reads what it needs; the event itself only says "something changed".
+    /// cache re-reads what it needs; the event itself only says "something changed". On etcd
+    /// this includes other servers' writes.
     pub fn watch_routing(&self) -> RoutingWatch {
         RoutingWatch {
-            routes: self.inner.routes.watch_prefix(b""),
-            apps: self.inner.apps.watch_prefix(b""),
+            routes: self.inner.routes.watch(),
+            apps: self.inner.apps.watch(),
             edge: self.edge_watch(),
         }
     }
 }
 
+/// Why a transaction gave up: the store failed, or the caller's closure refused.
+enum TxnAbort<A> {
+    Store(StoreError),
+    Rejected(A),
+}
+
+impl<A> From<StoreError> for TxnAbort<A> {
+    fn from(e: StoreError) -> Self {
+        TxnAbort::Store(e)
+    }
+}
+
+impl TxnAbort<std::convert::Infallible> {
+    fn into_store(self) -> StoreError {
+        match self {
+            TxnAbort::Store(e) => e,
+            TxnAbort::Rejected(never) => match never {},
+        }
+    }
+}
+
 pub struct RoutingWatch {
-    routes: sled::Subscriber,
-    apps: sled::Subscriber,
+    routes: TreeWatch,
+    apps: TreeWatch,
     /// Domains, certificates, TCP routes (`edge.rs`).
     edge: EdgeWatch,
 }
@@ -587,8 +651,8 @@ impl RoutingWatch {
     /// Waits for the next change. Returns `false` when the store is closed.
     pub async fn changed(&mut self) -> bool {
         tokio::select! {
-            ev = &mut self.routes => ev.is_some(),
-            ev = &mut self.apps => ev.is_some(),
+            alive = self.routes.changed() => alive,
+            alive = self.apps.changed() => alive,
             alive = self.edge.changed() => alive,
         }
     }

@@ -15,13 +15,11 @@ impl Store {
     }
 
     pub fn put_token(&self, hash: &str, rec: &TokenRecord) -> Result<()> {
-        self.inner.tokens.insert(hash, encode(rec))?;
-        Ok(())
+        self.inner.tokens.insert(hash, encode(rec))
     }
 
     pub fn delete_tokens_where(&self, pred: impl Fn(&TokenRecord) -> bool) -> Result<()> {
-        for kv in self.inner.tokens.iter() {
-            let (k, v) = kv?;
+        for (k, v) in self.inner.tokens.all()? {
             if pred(&decode("tokens", &v)?) {
                 self.inner.tokens.remove(k)?;
             }
@@ -33,9 +31,9 @@ impl Store {
     pub fn tokens(&self) -> Result<Vec<(String, TokenRecord)>> {
         self.inner
             .tokens
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv?;
+            .all()?
+            .into_iter()
+            .map(|(k, v)| {
                 Ok((
                     String::from_utf8_lossy(&k).into_owned(),
                     decode("tokens", &v)?,
@@ -78,8 +76,9 @@ impl Store {
     pub fn users(&self) -> Result<Vec<UserRecord>> {
         self.inner
             .users
+            .values()?
             .iter()
-            .map(|kv| decode("users", &kv?.1))
+            .map(|v| decode("users", v))
             .collect()
     }
 
@@ -92,25 +91,20 @@ impl Store {
     }
 
     pub fn put_user(&self, rec: &UserRecord) -> Result<()> {
-        self.inner.users.insert(&rec.name, encode(rec))?;
-        Ok(())
+        self.inner.users.insert(&rec.name, encode(rec))
     }
 
     /// Adds a user; `Exists` when the name is taken.
     pub fn create_user(&self, rec: &UserRecord) -> Result<()> {
-        match self.inner.users.compare_and_swap(
-            &rec.name,
-            None as Option<&[u8]>,
-            Some(encode(rec)),
-        )? {
-            Ok(()) => Ok(()),
-            Err(_) => Err(StoreError::Exists),
+        match self.inner.users.cas(&rec.name, None, Some(&encode(rec)))? {
+            true => Ok(()),
+            false => Err(StoreError::Exists),
         }
     }
 
     /// Removes a user, its tokens, and its access to every app.
     pub fn delete_user(&self, name: &str) -> Result<()> {
-        if self.inner.users.remove(name)?.is_none() {
+        if !self.inner.users.remove(name)? {
             return Err(StoreError::NotFound);
         }
         let role = Role::User {
@@ -137,12 +131,12 @@ impl Store {
     /// Appends a change to the audit log, which keeps the newest [`AUDIT_KEEP`] entries.
     pub fn audit(&self, rec: &AuditRecord) -> Result<()> {
         // Keys sort by time: milliseconds, then a sequence number against collisions.
-        let seq = self.inner.db.generate_id()?;
+        let seq = self.unique_id()?;
         let mut key = rec.at.millis().to_be_bytes().to_vec();
         key.extend_from_slice(&seq.to_be_bytes());
         self.inner.audit.insert(key, encode(rec))?;
-        while self.inner.audit.len() > AUDIT_KEEP {
-            if self.inner.audit.pop_min()?.is_none() {
+        while self.inner.audit.len()? > AUDIT_KEEP {
+            if !self.inner.audit.pop_min()? {
                 break;
             }
         }
@@ -152,15 +146,23 @@ impl Store {
     /// The newest `limit` entries (of one app, when given), newest first.
     pub fn audit_log(&self, app: Option<&str>, limit: usize) -> Result<Vec<AuditRecord>> {
         let mut out = Vec::new();
-        for v in self.inner.audit.iter().values().rev() {
-            let rec: AuditRecord = decode("audit", &v?)?;
-            if app.is_none_or(|a| rec.app.as_deref() == Some(a)) {
-                out.push(rec);
-                if out.len() == limit {
-                    break;
+        let mut before = None;
+        // Newest first, a page at a time: most asks are answered by the first page.
+        loop {
+            let page = self.inner.audit.scan_rev(before.as_deref(), 500)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(out);
+            };
+            before = Some(last.clone());
+            for (_, v) in &page {
+                let rec: AuditRecord = decode("audit", v)?;
+                if app.is_none_or(|a| rec.app.as_deref() == Some(a)) {
+                    out.push(rec);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
                 }
             }
         }
-        Ok(out)
     }
 }

@@ -1,6 +1,83 @@
+//! One suite, both backends: every test is a function of a [`Fixture`] and `backends!` makes a
+//! `sled_NAME` and an `etcd_NAME` test of it. The etcd ones share one real etcd (Debian's
+//! `etcd-server`) that the first of them starts on loopback ports; each test keeps its keys
+//! under a prefix of its own.
+
 use super::*;
 use caas_api::Timestamp;
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) mod etcd_server;
+
+/// Where a test's store lives; `open` may be called again to see what another server (or the
+/// same one after a restart) sees.
+enum Fixture {
+    Sled(tempfile::TempDir),
+    Etcd(String),
+}
+
+impl Fixture {
+    fn open(&self) -> Store {
+        match self {
+            // sled's background flusher lets go of the directory lock a moment after a drop.
+            Fixture::Sled(dir) => (0..100)
+                .find_map(|_| {
+                    Store::open(dir.path()).ok().or_else(|| {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        None
+                    })
+                })
+                .expect("the store opens"),
+            Fixture::Etcd(url) => Store::open_etcd(url).expect("etcd answers"),
+        }
+    }
+
+    /// Another handle on the same records: a second server on etcd, a clone on sled (one
+    /// process owns a sled directory).
+    fn peer(&self, s: &Store) -> Store {
+        match self {
+            Fixture::Sled(_) => s.clone(),
+            Fixture::Etcd(url) => Store::open_etcd(url).expect("etcd answers"),
+        }
+    }
+}
+
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod sled_backend {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::Fixture::Sled(tempfile::tempdir().unwrap()));
+                }
+            )*
+        }
+        mod etcd_backend {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(&super::Fixture::Etcd(super::etcd_server::url(stringify!($name))));
+                }
+            )*
+        }
+    };
+}
+
+backends!(
+    apps_are_created_once,
+    releases_number_up_and_survive_reopen,
+    a_release_serves_only_once_its_rollout_succeeds,
+    a_refused_release_changes_nothing,
+    releases_of_one_app_do_not_leak_into_a_prefixed_name,
+    allocation_cas_detects_a_lost_race_and_bumps_the_index,
+    update_app_applies_the_closure,
+    a_domain_belongs_to_one_app,
+    racing_writers_never_share_a_version,
+    another_servers_writes_wake_watchers,
+    the_audit_log_reads_newest_first,
+    builds_number_up_and_unfinished_ones_are_found,
+);
 
 fn app(name: &str) -> AppRecord {
     AppRecord::new(name, Timestamp::now())
@@ -27,10 +104,8 @@ fn release(app: &str, version: u64) -> ReleaseRecord {
     }
 }
 
-#[test]
-fn apps_are_created_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+fn apps_are_created_once(f: &Fixture) {
+    let s = f.open();
     s.create_app(&app("demo")).unwrap();
     assert!(matches!(
         s.create_app(&app("demo")),
@@ -39,27 +114,19 @@ fn apps_are_created_once() {
     assert_eq!(s.apps().unwrap().len(), 1);
 }
 
-#[test]
-fn releases_number_up_and_survive_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+fn releases_number_up_and_survive_reopen(f: &Fixture) {
     {
-        let s = Store::open(dir.path()).unwrap();
+        let s = f.open();
         s.create_app(&app("demo")).unwrap();
         for _ in 0..3 {
             s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
                 .unwrap();
         }
-        s.inner.db.flush().unwrap();
+        if let Backend::Sled(db) = &s.inner.backend {
+            db.flush().unwrap();
+        }
     }
-    // sled's background flusher lets go of the directory lock a moment after the drop.
-    let s = (0..100)
-        .find_map(|_| {
-            Store::open(dir.path()).ok().or_else(|| {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                None
-            })
-        })
-        .expect("the store reopens");
+    let s = f.open();
     let versions: Vec<u64> = s
         .releases("demo")
         .unwrap()
@@ -76,10 +143,8 @@ fn status(s: &Store, version: u64) -> (ReleaseStatus, Option<String>) {
     (r.status, r.error)
 }
 
-#[test]
-fn a_release_serves_only_once_its_rollout_succeeds() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+fn a_release_serves_only_once_its_rollout_succeeds(f: &Fixture) {
+    let s = f.open();
     s.create_app(&app("demo")).unwrap();
     let new = |s: &Store| {
         s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
@@ -136,10 +201,8 @@ fn a_release_serves_only_once_its_rollout_succeeds() {
     assert!(!s.finish_rollout("gone", 1, Ok(()), &[]).unwrap());
 }
 
-#[test]
-fn a_refused_release_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+fn a_refused_release_changes_nothing(f: &Fixture) {
+    let s = f.open();
     s.create_app(&app("demo")).unwrap();
     let err = s
         .create_release("demo", |_, _| Err("no"), |_| {})
@@ -149,10 +212,8 @@ fn a_refused_release_changes_nothing() {
     assert_eq!(s.app("demo").unwrap().unwrap().next_version, 1);
 }
 
-#[test]
-fn releases_of_one_app_do_not_leak_into_a_prefixed_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+fn releases_of_one_app_do_not_leak_into_a_prefixed_name(f: &Fixture) {
+    let s = f.open();
     s.create_app(&app("abc")).unwrap();
     s.create_app(&app("abc-d")).unwrap();
     s.create_release::<()>("abc-d", |_, v| Ok(release("abc-d", v)), |_| {})
@@ -160,10 +221,8 @@ fn releases_of_one_app_do_not_leak_into_a_prefixed_name() {
     assert!(s.releases("abc").unwrap().is_empty());
 }
 
-#[test]
-fn allocation_cas_detects_a_lost_race_and_bumps_the_index() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+fn allocation_cas_detects_a_lost_race_and_bumps_the_index(f: &Fixture) {
+    let s = f.open();
     let idx = s.assignment_index();
     let before = *idx.borrow();
     let a = AllocationRecord {
@@ -193,13 +252,12 @@ fn allocation_cas_detects_a_lost_race_and_bumps_the_index() {
     );
     assert!(s.cas_allocation("a1", Some(&drained), None).unwrap());
     assert!(s.allocations().unwrap().is_empty());
-    assert_eq!(*idx.borrow(), before + 3);
+    // Each write bumps it (on etcd, etcd's watch bumps it again for every server's writes).
+    assert!(*idx.borrow() >= before + 3);
 }
 
-#[test]
-fn update_app_applies_the_closure() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(dir.path()).unwrap();
+fn update_app_applies_the_closure(f: &Fixture) {
+    let s = f.open();
     s.create_app(&app("demo")).unwrap();
     let rec = s
         .update_app::<()>("demo", |a| {
@@ -212,4 +270,245 @@ fn update_app_applies_the_closure() {
         s.update_app::<()>("nope", |_| Ok(())),
         Err(UpdateError::Store(StoreError::NotFound))
     ));
+}
+
+fn domain(app: &str) -> DomainRecord {
+    DomainRecord {
+        app: app.into(),
+        created_at: Timestamp::now(),
+    }
+}
+
+fn a_domain_belongs_to_one_app(f: &Fixture) {
+    let s = f.open();
+    for a in ["one", "two"] {
+        s.create_app(&app(a)).unwrap();
+    }
+    s.add_domain("www.example.com", &domain("one")).unwrap();
+    assert!(matches!(
+        s.add_domain("www.example.com", &domain("two")),
+        Err(DomainError::TakenByOther)
+    ));
+    assert!(matches!(
+        s.add_domain("www.example.com", &domain("one")),
+        Err(DomainError::AlreadyOurs)
+    ));
+    assert!(!s.remove_domain("two", "www.example.com").unwrap());
+    assert_eq!(s.app_domains("one").unwrap().len(), 1);
+    // A destroyed app lets go of its names.
+    s.delete_app("one").unwrap();
+    assert!(s.domains().unwrap().is_empty());
+    s.add_domain("www.example.com", &domain("two")).unwrap();
+    // A record of an app that is gone does not block anyone.
+    s.add_domain("left.example.com", &domain("ghost")).unwrap();
+    s.add_domain("left.example.com", &domain("two")).unwrap();
+    assert!(s.remove_domain("two", "www.example.com").unwrap());
+    assert_eq!(s.app_domains("two").unwrap().len(), 1);
+}
+
+/// Two servers (on sled: two threads of one) make releases of one app at once: the
+/// transaction's compares make one of each pair retry, so no version is given twice and none
+/// is skipped.
+fn racing_writers_never_share_a_version(f: &Fixture) {
+    let s = f.open();
+    s.create_app(&app("demo")).unwrap();
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let s = f.peer(&s);
+            std::thread::spawn(move || {
+                (0..15)
+                    .map(|_| {
+                        s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+                            .unwrap()
+                            .1
+                            .version
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut got: Vec<u64> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (1..=30).collect::<Vec<_>>());
+    let versions: Vec<u64> = s
+        .releases("demo")
+        .unwrap()
+        .iter()
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(versions, got);
+    let a = s.app("demo").unwrap().unwrap();
+    assert_eq!((a.next_version, a.deploying), (31, Some(30)));
+    let superseded = s
+        .releases("demo")
+        .unwrap()
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Superseded)
+        .count();
+    assert_eq!(superseded, 29, "every release but the last was superseded");
+}
+
+/// What one server writes wakes the other's watchers: the gateway's feed (apps, routes,
+/// domains) and agents' long polls (allocations).
+fn another_servers_writes_wake_watchers(f: &Fixture) {
+    let s = f.open();
+    let other = f.peer(&s);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let within = std::time::Duration::from_secs(10);
+        let mut feed = s.watch_routing();
+        other.create_app(&app("demo")).unwrap();
+        let woke = tokio::time::timeout(within, feed.changed()).await;
+        assert_eq!(woke, Ok(true), "an app write");
+        while futures_util::FutureExt::now_or_never(feed.changed()).is_some() {}
+        let key = RouteKey {
+            app: "demo".into(),
+            release: 1,
+            instance: "web.1".into(),
+        };
+        other.put_route(&key, "127.0.0.1:1").unwrap();
+        let woke = tokio::time::timeout(within, feed.changed()).await;
+        assert_eq!(woke, Ok(true), "a route write");
+        assert_eq!(s.routes().unwrap().len(), 1);
+
+        let mut idx = s.assignment_index();
+        idx.borrow_and_update();
+        let a = AllocationRecord {
+            id: "a1".into(),
+            app: "demo".into(),
+            release: 1,
+            process: "web".into(),
+            index: 1,
+            host_id: "h".into(),
+            created_at: Timestamp::now(),
+            desired: Desired::Run,
+            memory_mb: 0,
+        };
+        assert!(other.cas_allocation("a1", None, Some(&a)).unwrap());
+        let woke = tokio::time::timeout(within, idx.changed()).await;
+        assert!(matches!(woke, Ok(Ok(()))), "an allocation write");
+        assert_eq!(s.allocations().unwrap(), [a]);
+    });
+}
+
+fn the_audit_log_reads_newest_first(f: &Fixture) {
+    let s = f.open();
+    for i in 0..1200u64 {
+        s.audit(&AuditRecord {
+            at: Timestamp(1_000_000 + i),
+            user: "admin".into(),
+            token: String::new(),
+            address: String::new(),
+            action: format!("act{i}"),
+            app: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+            detail: String::new(),
+        })
+        .unwrap();
+    }
+    let newest: Vec<String> = s
+        .audit_log(None, 3)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.action)
+        .collect();
+    assert_eq!(newest, ["act1199", "act1198", "act1197"]);
+    // Past the first page of 500.
+    let odd = s.audit_log(Some("odd"), 600).unwrap();
+    assert_eq!(odd.len(), 600);
+    assert_eq!(odd.last().unwrap().action, "act1");
+}
+
+fn builds_number_up_and_unfinished_ones_are_found(f: &Fixture) {
+    let s = f.open();
+    s.create_app(&app("demo")).unwrap();
+    let make = |number| BuildRecord {
+        app: "demo".into(),
+        number,
+        status: caas_api::BuildStatus::Running,
+        source: "upload".into(),
+        builder: None,
+        release: None,
+        image_size: None,
+        error: None,
+        created_at: Timestamp::now(),
+        finished_at: None,
+    };
+    assert_eq!(s.create_build("demo", make).unwrap().number, 1);
+    let mut b = s.create_build("demo", make).unwrap();
+    assert_eq!(b.number, 2);
+    b.status = caas_api::BuildStatus::Succeeded;
+    s.put_build(&b).unwrap();
+    let open: Vec<u64> = s
+        .unfinished_builds()
+        .unwrap()
+        .iter()
+        .map(|b| b.number)
+        .collect();
+    assert_eq!(open, [1]);
+    assert!(matches!(
+        s.create_build("nope", make),
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn server(id: &str) -> ServerRecord {
+    ServerRecord {
+        id: id.into(),
+        name: id.into(),
+        api: format!("http://{id}:8000"),
+        started_at: Timestamp::now(),
+        version: "test".into(),
+    }
+}
+
+/// Two servers on one etcd: exactly one leads, both are listed, and when the leader stops the
+/// other takes over within the 10 s the issue asks for.
+#[test]
+fn etcd_leadership_moves_when_the_leader_stops() {
+    let f = Fixture::Etcd(etcd_server::url("leadership"));
+    let (a, b) = (f.open(), f.open());
+    let (stop_a, stop_b) = (CancellationToken::new(), CancellationToken::new());
+    let lead_a = a.join_servers(server("a"), stop_a.clone());
+    let lead_b = b.join_servers(server("b"), stop_b.clone());
+    let until = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !cond() {
+            assert!(std::time::Instant::now() < deadline, "{what} within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    until("a leader", &|| *lead_a.borrow() || *lead_b.borrow());
+    until("both registered", &|| a.servers().unwrap().0.len() == 2);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(*lead_a.borrow() ^ *lead_b.borrow(), "exactly one leads");
+    let (old, stop_old, new, lead_new) = if *lead_a.borrow() {
+        ("a", stop_a, "b", &lead_b)
+    } else {
+        ("b", stop_b, "a", &lead_a)
+    };
+    assert_eq!(a.servers().unwrap().1.as_deref(), Some(old));
+    stop_old.cancel();
+    until("the other server leads", &|| *lead_new.borrow());
+    let (servers, leader) = b.servers().unwrap();
+    assert_eq!(leader.as_deref(), Some(new));
+    assert_eq!(
+        servers.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        [new]
+    );
+}
+
+#[test]
+fn sled_has_one_server_and_it_leads() {
+    let f = Fixture::Sled(tempfile::tempdir().unwrap());
+    let s = f.open();
+    let lead = s.join_servers(server("only"), CancellationToken::new());
+    assert!(*lead.borrow());
+    let (servers, leader) = s.servers().unwrap();
+    assert_eq!((servers.len(), leader.as_deref()), (1, Some("only")));
 }

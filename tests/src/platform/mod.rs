@@ -100,6 +100,20 @@ impl Platform {
         platform
     }
 
+    /// Another caasd server sharing `first`'s store (`extra_args` name it: `--store etcd://...`):
+    /// the admin user is `first`'s, so its token is copied here before the start.
+    pub fn start_beside(first: &Platform, extra_args: &[&str]) -> Platform {
+        let mut platform = Platform::prepare(extra_args);
+        fs::create_dir_all(&platform.data_dir).expect("cannot create the data dir");
+        fs::write(
+            platform.data_dir.join("admin-token"),
+            format!("{}\n", first.token()),
+        )
+        .expect("cannot copy the admin token");
+        platform.spawn(&binaries().caasd);
+        platform
+    }
+
     /// Like [`Platform::start_with`], with the data dir on a tmpfs of `mb` MB of its own: a
     /// small filesystem a test can fill. It is unmounted when the platform is dropped (caasd's
     /// log is copied out first).
