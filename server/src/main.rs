@@ -20,6 +20,7 @@ mod http;
 mod labels;
 mod logs;
 mod metrics;
+mod notify;
 mod observed;
 mod routing;
 mod schedule;
@@ -28,6 +29,7 @@ mod store;
 mod tls;
 mod traffic;
 mod units;
+mod webhook;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};

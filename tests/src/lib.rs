@@ -26,8 +26,8 @@
 //! polls; `http` is the small HTTP client; `docker` has the engine, stack-image and test-image
 //! helpers; `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
 //! gateway and containers; `engine` is a second Docker engine; `agent` is a `caasd agent` of a
-//! test's own (another host); `browser` is a headless Chromium driven over WebDriver, for the
-//! dashboard.
+//! test's own (another host); `hooks` is a git host and a webhook receiver on loopback;
+//! `browser` is a headless Chromium driven over WebDriver, for the dashboard.
 
 mod agent;
 mod binaries;
@@ -35,6 +35,7 @@ mod browser;
 mod docker;
 mod engine;
 mod fixtures;
+mod hooks;
 mod http;
 mod pebble;
 mod platform;
@@ -48,6 +49,7 @@ pub use docker::{
     docker, docker_ok, echo_image, require_docker, require_stack, test_image, STACK_IMAGE,
 };
 pub use engine::SecondEngine;
+pub use hooks::{GitHost, Receiver, Request as HookRequest};
 pub use fantoccini;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};

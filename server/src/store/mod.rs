@@ -16,10 +16,12 @@
 //!   index agents long-poll on.
 
 mod edge;
+mod hooks;
 mod people;
 mod records;
 
 pub use edge::*;
+pub use hooks::*;
 pub use records::*;
 
 use caas_api::ReleaseStatus;
@@ -89,6 +91,8 @@ struct Inner {
     acme: sled::Tree,
     /// ACME HTTP-01 challenges the gateway answers: token → key authorization (`edge.rs`).
     challenges: sled::Tree,
+    /// Git connections (`git/APP`) and notification webhooks (`notify/APP`) (`hooks.rs`).
+    hooks: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -142,6 +146,7 @@ impl Store {
             tcp_ports: tree("tcp_ports")?,
             acme: tree("acme")?,
             challenges: tree("challenges")?,
+            hooks: tree("hooks")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
@@ -249,6 +254,7 @@ impl Store {
             }
         }
         self.forget_app_edge(name)?;
+        self.forget_app_hooks(name)?;
         Ok(())
     }
 
