@@ -21,8 +21,8 @@ mod testutil;
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
-    drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports, ps, push, releases, resize,
-    shell, users, version,
+    drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports, ps, push, releases,
+    resize, shell, users, version,
 };
 use std::io::Write;
 

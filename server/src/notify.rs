@@ -220,7 +220,10 @@ impl Notifier {
                     continue;
                 }
             };
-            for hook in hooks.into_iter().filter(|h| h.events.iter().any(|e| e == c.event)) {
+            for hook in hooks
+                .into_iter()
+                .filter(|h| h.events.iter().any(|e| e == c.event))
+            {
                 let event = NotifyEvent {
                     id: format!("n.{}", crate::auth::short_id()),
                     event: c.event.to_string(),
@@ -240,7 +243,12 @@ impl Notifier {
                 };
                 if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
                     in_flight.fetch_sub(1, Ordering::SeqCst);
-                    delivery.record(DeliveryState::Failed, 0, None, Some("too many deliveries under way: dropped".into()));
+                    delivery.record(
+                        DeliveryState::Failed,
+                        0,
+                        None,
+                        Some("too many deliveries under way: dropped".into()),
+                    );
                     continue;
                 }
                 let (in_flight, stop) = (in_flight.clone(), shutdown.clone());
@@ -264,7 +272,13 @@ struct Delivery {
 }
 
 impl Delivery {
-    fn record(&self, state: DeliveryState, attempts: u32, status: Option<u16>, error: Option<String>) {
+    fn record(
+        &self,
+        state: DeliveryState,
+        attempts: u32,
+        status: Option<u16>,
+        error: Option<String>,
+    ) {
         self.deliveries.record(
             &self.event.app,
             &self.hook.url,
@@ -298,14 +312,31 @@ impl Delivery {
                 .await;
             let (status, error) = match sent {
                 Ok(r) if r.status().is_success() => {
-                    return self.record(DeliveryState::Delivered, attempt, Some(r.status().as_u16()), None);
+                    return self.record(
+                        DeliveryState::Delivered,
+                        attempt,
+                        Some(r.status().as_u16()),
+                        None,
+                    );
                 }
-                Ok(r) => (Some(r.status().as_u16()), format!("answered {}", r.status())),
+                Ok(r) => (
+                    Some(r.status().as_u16()),
+                    format!("answered {}", r.status()),
+                ),
                 Err(e) => (None, e.without_url().to_string()),
             };
             let last = attempt == ATTEMPTS;
-            let state = if last { DeliveryState::Failed } else { DeliveryState::Retrying };
-            tracing::warn!(app = self.event.app, url = self.hook.url, attempt, "notification: {error}");
+            let state = if last {
+                DeliveryState::Failed
+            } else {
+                DeliveryState::Retrying
+            };
+            tracing::warn!(
+                app = self.event.app,
+                url = self.hook.url,
+                attempt,
+                "notification: {error}"
+            );
             self.record(state, attempt, status, Some(error));
             if !last {
                 tokio::time::sleep(wait).await;
@@ -323,13 +354,29 @@ mod tests {
     fn the_platform_lines_notifications_are_about() {
         let rows: Vec<(&str, &str, Option<(&str, &str)>)> = vec![
             ("deploy", "v3 is up (1 web)", Some(("release", "succeeded"))),
-            ("deploy", "v3 failed: crashed on start; v2 keeps serving", Some(("release", "failed"))),
+            (
+                "deploy",
+                "v3 failed: crashed on start; v2 keeps serving",
+                Some(("release", "failed")),
+            ),
             ("deploy", "Deploying v3 (build 4)", None),
             ("deploy", "Stopping v1 (web.4) to make way for v2", None),
-            ("build", "Build 4 failed: no Procfile", Some(("build", "failed"))),
+            (
+                "build",
+                "Build 4 failed: no Procfile",
+                Some(("build", "failed")),
+            ),
             ("build", "Build 4 started", None),
-            ("crash", "web.1 crashed: exited with status 3; restarting in 2s", Some(("crash", "crash_loop"))),
-            ("crash", "web.1 found stopped: it exited with status 0; restarting in 0s", None),
+            (
+                "crash",
+                "web.1 crashed: exited with status 3; restarting in 2s",
+                Some(("crash", "crash_loop")),
+            ),
+            (
+                "crash",
+                "web.1 found stopped: it exited with status 0; restarting in 0s",
+                None,
+            ),
             ("config", "v3 is up", None),
         ];
         for (tag, text, want) in rows {
@@ -338,9 +385,15 @@ mod tests {
         }
         let c = classify("deploy", "v12 is up (2 web)").unwrap();
         assert_eq!(c.release, Some(12));
-        assert_eq!(classify("build", "Build 7 failed: x").unwrap().build, Some(7));
         assert_eq!(
-            classify("crash", "worker.2 crashed: killed").unwrap().instance.as_deref(),
+            classify("build", "Build 7 failed: x").unwrap().build,
+            Some(7)
+        );
+        assert_eq!(
+            classify("crash", "worker.2 crashed: killed")
+                .unwrap()
+                .instance
+                .as_deref(),
             Some("worker.2")
         );
     }
@@ -352,7 +405,10 @@ mod tests {
         let s = Duration::from_secs;
         assert!(!l.crashed("a", "web.1", t));
         assert!(!l.crashed("a", "web.1", t + s(1)));
-        assert!(!l.crashed("a", "web.2", t + s(1)), "another instance counts apart");
+        assert!(
+            !l.crashed("a", "web.2", t + s(1)),
+            "another instance counts apart"
+        );
         assert!(l.crashed("a", "web.1", t + s(2)), "third crash: a loop");
         assert!(!l.crashed("a", "web.1", t + s(3)), "said once per window");
         assert!(!l.crashed("b", "web.1", t + s(3)));

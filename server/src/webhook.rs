@@ -62,13 +62,15 @@ fn hmac_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
 /// Equal strings, compared in constant time (through their digests).
 fn same_secret(a: &str, b: &str) -> bool {
     let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 /// Reads an event. Gitea also sends GitHub's headers, so its own are looked at first.
 pub fn read(headers: &HeaderMap, body: &[u8], secret: &str) -> Reading {
-    let (host, signed, event, delivery) = if let Some(sig) = header(headers, "x-gitea-signature")
-    {
+    let (host, signed, event, delivery) = if let Some(sig) = header(headers, "x-gitea-signature") {
         (
             Host::Gitea,
             hmac_matches(secret, body, sig),
@@ -112,9 +114,7 @@ pub fn read(headers: &HeaderMap, body: &[u8], secret: &str) -> Reading {
         return Reading::Ignored("pong: the webhook works; pushes will build".into());
     }
     if !is_push {
-        return Reading::Ignored(format!(
-            "ignored: a {event:?} event; only pushes build"
-        ));
+        return Reading::Ignored(format!("ignored: a {event:?} event; only pushes build"));
     }
     let payload: serde_json::Value = match serde_json::from_slice(body) {
         Ok(v) => v,
@@ -209,7 +209,10 @@ mod tests {
         let body = push_body("refs/heads/main", COMMIT);
         let other = push_body("refs/heads/main", &"1".repeat(40));
         let cases: Vec<(&str, HeaderMap)> = vec![
-            ("no signature", headers(&[("x-github-event", "push".into())])),
+            (
+                "no signature",
+                headers(&[("x-github-event", "push".into())]),
+            ),
             (
                 "another body's signature",
                 headers(&[
@@ -221,10 +224,7 @@ mod tests {
                 "no sha256= prefix",
                 headers(&[("x-hub-signature-256", sig(&body))]),
             ),
-            (
-                "not hex",
-                headers(&[("x-gitea-signature", "zz".into())]),
-            ),
+            ("not hex", headers(&[("x-gitea-signature", "zz".into())])),
             (
                 "wrong gitlab token",
                 headers(&[
@@ -253,7 +253,11 @@ mod tests {
             ("ping", b"{}".to_vec(), "pong"),
             ("issues", b"{}".to_vec(), "only pushes build"),
             ("push", push_body("refs/tags/v1", COMMIT), "not a branch"),
-            ("push", push_body("refs/heads/main", &"0".repeat(40)), "deleted"),
+            (
+                "push",
+                push_body("refs/heads/main", &"0".repeat(40)),
+                "deleted",
+            ),
         ];
         for (event, body, says) in rows {
             match read(&signed(event, &body), &body, SECRET) {

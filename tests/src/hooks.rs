@@ -191,7 +191,10 @@ fn cgi(root: &Path, token: &str, req: Request) -> (u16, Vec<(String, String)>, V
         .env("REMOTE_ADDR", "127.0.0.1")
         .env("CONTENT_TYPE", req.header("content-type").unwrap_or(""))
         .env("CONTENT_LENGTH", req.body.len().to_string())
-        .env("HTTP_CONTENT_ENCODING", req.header("content-encoding").unwrap_or(""))
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            req.header("content-encoding").unwrap_or(""),
+        )
         .env("GIT_PROTOCOL", req.header("git-protocol").unwrap_or(""))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -49,9 +49,9 @@ pub use docker::{
     docker, docker_ok, echo_image, require_docker, require_stack, test_image, STACK_IMAGE,
 };
 pub use engine::SecondEngine;
-pub use hooks::{GitHost, Receiver, Request as HookRequest};
 pub use fantoccini;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
+pub use hooks::{GitHost, Receiver, Request as HookRequest};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
 pub use pebble::{Pebble, PebblePorts};
 pub use platform::{

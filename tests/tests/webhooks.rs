@@ -55,13 +55,7 @@ fn push_payload(branch: &str, commit: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn github(
-    p: &Platform,
-    app: &str,
-    secret: &str,
-    delivery: &str,
-    body: &[u8],
-) -> (u16, Value) {
+fn github(p: &Platform, app: &str, secret: &str, delivery: &str, body: &[u8]) -> (u16, Value) {
     let sig = format!("sha256={}", hmac_hex(secret, body));
     deliver(
         p,
@@ -80,7 +74,10 @@ fn site(p: &Platform, work: &Path, text: &str) -> String {
     p.git_ok(work, &["add", "."]);
     p.git_ok(work, &["commit", "-qm", text]);
     p.git_ok(work, &["push", "-q", "origin", "main"]);
-    p.git_ok(work, &["rev-parse", "HEAD"]).stdout.trim().to_string()
+    p.git_ok(work, &["rev-parse", "HEAD"])
+        .stdout
+        .trim()
+        .to_string()
 }
 
 fn builds(p: &Platform, app: &str) -> Vec<Value> {
@@ -106,11 +103,17 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
     // The host: a bare repository behind a deploy token, and a clone of it to push from.
     let host_dir = tempfile::tempdir().unwrap();
     let work = tempfile::tempdir().unwrap();
-    p.git_ok(host_dir.path(), &["init", "-q", "--bare", "-b", "main", "site.git"]);
+    p.git_ok(
+        host_dir.path(),
+        &["init", "-q", "--bare", "-b", "main", "site.git"],
+    );
     let host = GitHost::start(host_dir.path(), TOKEN);
     p.git_ok(work.path(), &["init", "-q", "-b", "main"]);
     let bare = host_dir.path().join("site.git");
-    p.git_ok(work.path(), &["remote", "add", "origin", bare.to_str().unwrap()]);
+    p.git_ok(
+        work.path(),
+        &["remote", "add", "origin", bare.to_str().unwrap()],
+    );
     let first = site(&p, work.path(), "first version");
     p.git_ok(work.path(), &["checkout", "-q", "-b", "feature"]);
     let feature = site_on(&p, work.path(), "feature", "a feature");
@@ -121,7 +124,11 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
     let bad: Vec<(String, &str, &str)> = vec![
         (url.clone(), "wrong-token", "authentication failed"),
         (host.url("nothing-here.git"), TOKEN, "not found"),
-        ("http://127.0.0.1:1/site.git".into(), TOKEN, "could not be reached"),
+        (
+            "http://127.0.0.1:1/site.git".into(),
+            TOKEN,
+            "could not be reached",
+        ),
         ("ssh://git@127.0.0.1/site.git".into(), TOKEN, "https://"),
     ];
     for (u, token, says) in &bad {
@@ -145,10 +152,19 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
         .find_map(|l| l.trim().strip_prefix("Secret: "))
         .expect("the webhook secret is shown at connect")
         .to_string();
-    assert!(out.stdout.contains("/v1/apps/hooksite/webhooks/git"), "{out}");
+    assert!(
+        out.stdout.contains("/v1/apps/hooksite/webhooks/git"),
+        "{out}"
+    );
     let shown = p.caas_ok(&["git:connection", "-a", "hooksite"]);
-    assert!(shown.contains(&url) && shown.contains("set (not shown)"), "{shown}");
-    assert!(!shown.contains(&secret) && !shown.contains(TOKEN), "{shown}");
+    assert!(
+        shown.contains(&url) && shown.contains("set (not shown)"),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains(&secret) && !shown.contains(TOKEN),
+        "{shown}"
+    );
     let json = p.caas_json(&["git:connection", "-a", "hooksite", "--json"]);
     assert!(json.get("webhook_secret").is_none(), "{json}");
 
@@ -166,9 +182,18 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
     );
     assert_eq!(status, 401);
     // A push to another branch is said and ignored.
-    let (status, answer) = github(&p, "hooksite", &secret, "d-f", &push_payload("feature", &feature));
+    let (status, answer) = github(
+        &p,
+        "hooksite",
+        &secret,
+        "d-f",
+        &push_payload("feature", &feature),
+    );
     assert_eq!(status, 202, "{answer}");
-    assert!(answer["message"].as_str().unwrap().contains("ignored"), "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("ignored"),
+        "{answer}"
+    );
     assert!(builds(&p, "hooksite").is_empty(), "nothing was built");
 
     // The signed push builds and deploys the pushed commit.
@@ -176,7 +201,8 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["build"], 1, "{answer}");
     p.wait_for(WAIT, "the first version through the gateway", || {
-        p.ok_body("hooksite").filter(|b| b.contains("first version"))
+        p.ok_body("hooksite")
+            .filter(|b| b.contains("first version"))
     });
     // A redelivery, and the same commit in another delivery, build nothing more.
     let (status, answer) = github(&p, "hooksite", &secret, "d-1", &body);
@@ -188,7 +214,10 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
     let source = listed[0]["source"].as_str().unwrap();
     assert_eq!(source, format!("webhook github main@{}", &first[..7]));
     let table = p.caas_ok(&["builds", "-a", "hooksite"]);
-    assert!(table.contains(&format!("webhook github main@{}", &first[..7])), "{table}");
+    assert!(
+        table.contains(&format!("webhook github main@{}", &first[..7])),
+        "{table}"
+    );
     let log = p.caas_ok(&["builds:output", "1", "-a", "hooksite"]);
     assert!(log.contains("-----> Building hooksite"), "{log}");
 
@@ -208,14 +237,24 @@ fn signed_pushes_build_and_deploy_the_pushed_commit_once() {
     );
     assert_eq!(status, 202, "{answer}");
     p.wait_for(WAIT, "the second version through the gateway", || {
-        p.ok_body("hooksite").filter(|b| b.contains("second version"))
+        p.ok_body("hooksite")
+            .filter(|b| b.contains("second version"))
     });
     let shown = p.caas_ok(&["git:connection", "-a", "hooksite"]);
-    assert!(shown.contains(&second[..12]) && shown.contains("gitea"), "{shown}");
+    assert!(
+        shown.contains(&second[..12]) && shown.contains("gitea"),
+        "{shown}"
+    );
 
     // Disconnected: push events find no connection and build nothing.
     p.caas_ok(&["git:disconnect", "-a", "hooksite"]);
-    let (status, _) = github(&p, "hooksite", &secret, "d-9", &push_payload("main", &first));
+    let (status, _) = github(
+        &p,
+        "hooksite",
+        &secret,
+        "d-9",
+        &push_payload("main", &first),
+    );
     assert_eq!(status, 404);
     assert_eq!(builds(&p, "hooksite").len(), 2);
     p.caas_code(4, &["git:disconnect", "-a", "hooksite"]);
@@ -227,7 +266,10 @@ fn site_on(p: &Platform, work: &Path, branch: &str, text: &str) -> String {
     std::fs::write(work.join("index.html"), format!("<h1>{text}</h1>\n")).unwrap();
     p.git_ok(work, &["commit", "-qam", text]);
     p.git_ok(work, &["push", "-q", "origin", branch]);
-    p.git_ok(work, &["rev-parse", "HEAD"]).stdout.trim().to_string()
+    p.git_ok(work, &["rev-parse", "HEAD"])
+        .stdout
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -239,10 +281,20 @@ fn notifications_are_signed_and_retried() {
     assert!(out.stderr.contains("http"), "{out}");
     let out = p.caas_code(
         2,
-        &["webhooks:add", "http://127.0.0.1:9/x", "--events", "release,nope", "-a", "notified"],
+        &[
+            "webhooks:add",
+            "http://127.0.0.1:9/x",
+            "--events",
+            "release,nope",
+            "-a",
+            "notified",
+        ],
     );
     assert!(out.stderr.contains("unknown event"), "{out}");
-    assert_eq!(p.caas_json(&["webhooks", "-a", "notified", "--json"]), json!([]));
+    assert_eq!(
+        p.caas_json(&["webhooks", "-a", "notified", "--json"]),
+        json!([])
+    );
 
     // The receiver fails the first delivery: it is retried.
     let receiver = Receiver::start(1);
@@ -287,11 +339,17 @@ fn notifications_are_signed_and_retried() {
     let d = &listed[0]["deliveries"][0];
     assert_eq!(d["attempts"], 2, "{listed}");
     assert_eq!(d["status"], 200, "{listed}");
-    assert!(listed[0].get("secret").is_none(), "the secret is shown once: {listed}");
+    assert!(
+        listed[0].get("secret").is_none(),
+        "the secret is shown once: {listed}"
+    );
     let table = p.caas_ok(&["webhooks", "-a", "notified"]);
     assert!(table.contains("delivered"), "{table}");
 
     p.caas_ok(&["webhooks:remove", &receiver.url(), "-a", "notified"]);
     p.caas_code(4, &["webhooks:remove", &receiver.url(), "-a", "notified"]);
-    assert_eq!(p.caas_json(&["webhooks", "-a", "notified", "--json"]), json!([]));
+    assert_eq!(
+        p.caas_json(&["webhooks", "-a", "notified", "--json"]),
+        json!([])
+    );
 }

@@ -7,9 +7,7 @@ use crate::config::process_env;
 use crate::error::CliError;
 use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::{Context, Result};
-use caas_api::hooks::{
-    AddNotifyHook, GitConnect, GitConnection, NotifyHook, NOTIFY_EVENTS,
-};
+use caas_api::hooks::{AddNotifyHook, GitConnect, GitConnection, NotifyHook, NOTIFY_EVENTS};
 use clap::Args;
 use std::io::IsTerminal;
 
@@ -174,13 +172,7 @@ pub fn list(args: ListArgs) -> Result<()> {
     }
     let rows: Vec<Vec<String>> = hooks
         .iter()
-        .map(|h| {
-            vec![
-                sanitize(&h.url),
-                h.events.join(","),
-                age(h.created_at),
-            ]
-        })
+        .map(|h| vec![sanitize(&h.url), h.events.join(","), age(h.created_at)])
         .collect();
     print_table(&["URL", "EVENTS", "ADDED"], &rows)?;
     let deliveries: Vec<Vec<String>> = hooks
@@ -205,7 +197,9 @@ pub fn list(args: ListArgs) -> Result<()> {
     }
     say("\nRecent deliveries:")?;
     print_table(
-        &["URL", "ID", "EVENT", "STATE", "TRIES", "STATUS", "ERROR", "WHEN"],
+        &[
+            "URL", "ID", "EVENT", "STATE", "TRIES", "STATUS", "ERROR", "WHEN",
+        ],
         &deliveries,
     )
 }

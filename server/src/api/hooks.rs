@@ -22,8 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use caas_api::hooks::{
-    AddNotifyHook, GitConnect, GitConnection, GitDelivery, NotifyHook, WebhookAnswer,
-    NOTIFY_EVENTS,
+    AddNotifyHook, GitConnect, GitConnection, GitDelivery, NotifyHook, WebhookAnswer, NOTIFY_EVENTS,
 };
 use caas_api::{validate_app_name, SourceKind, Timestamp};
 use serde::Deserialize;
@@ -178,7 +177,13 @@ pub async fn connect(
     };
     s.store.put_git_link(&app, &rec)?;
     s.store.flush().await?;
-    super::audit(&s, &caller, "git:connect", Some(&app), format!("{url} {branch}"));
+    super::audit(
+        &s,
+        &caller,
+        "git:connect",
+        Some(&app),
+        format!("{url} {branch}"),
+    );
     s.logs.event(
         &app,
         "git",
@@ -216,7 +221,8 @@ pub async fn disconnect(
     }
     s.store.flush().await?;
     super::audit(&s, &caller, "git:disconnect", Some(&app), "");
-    s.logs.event(&app, "git", "Disconnected from its repository");
+    s.logs
+        .event(&app, "git", "Disconnected from its repository");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,7 +287,11 @@ pub async fn push_event(
         Ok(None) => return answer(StatusCode::NOT_FOUND, no_connection(&app).to_string(), None),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Some(id) = push.delivery.as_ref().filter(|id| link.deliveries.contains(id)) {
+    if let Some(id) = push
+        .delivery
+        .as_ref()
+        .filter(|id| link.deliveries.contains(id))
+    {
         return answer(
             StatusCode::CONFLICT,
             format!("delivery {id} was taken already: nothing to do"),
@@ -388,7 +398,11 @@ async fn fetch_and_prepare(
     match fetched {
         Ok(_) => {}
         Err(FetchError::Remote(e)) => {
-            s.logs.event(app, "git", format!("Fetching the pushed commit failed: {e}"));
+            s.logs.event(
+                app,
+                "git",
+                format!("Fetching the pushed commit failed: {e}"),
+            );
             return Err(ApiError::Invalid(e.to_string()));
         }
         Err(FetchError::Local(crate::git::GitError::TooBig(why))) => {
@@ -432,7 +446,10 @@ pub async fn list(
     load_app(&s, &caller, &app, Access::Manage)?;
     let hooks = s.store.notify_hooks(&app)?;
     Ok(Json(
-        hooks.iter().map(|h| hook_view(&s, &app, h, false)).collect(),
+        hooks
+            .iter()
+            .map(|h| hook_view(&s, &app, h, false))
+            .collect(),
     ))
 }
 
@@ -483,7 +500,8 @@ pub async fn add(
     })?;
     s.store.flush().await?;
     super::audit(&s, &caller, "webhooks:add", Some(&app), url.clone());
-    s.logs.event(&app, "webhook", format!("Added webhook {url}"));
+    s.logs
+        .event(&app, "webhook", format!("Added webhook {url}"));
     Ok((StatusCode::CREATED, Json(hook_view(&s, &app, &rec, true))))
 }
 
@@ -541,7 +559,11 @@ mod tests {
             ("https://github.com/a b", false, false),
         ];
         for (url, token, ok) in rows {
-            assert_eq!(check_repo_url(url, token).is_ok(), ok, "{url} token={token}");
+            assert_eq!(
+                check_repo_url(url, token).is_ok(),
+                ok,
+                "{url} token={token}"
+            );
         }
     }
 

@@ -244,7 +244,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
         .route(
             "/v1/apps/{app}/git",
-            get(hooks::show).put(hooks::connect).delete(hooks::disconnect),
+            get(hooks::show)
+                .put(hooks::connect)
+                .delete(hooks::disconnect),
         )
         .route(
             "/v1/apps/{app}/webhooks",

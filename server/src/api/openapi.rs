@@ -4,8 +4,8 @@
 //! fails when a route of the router is missing from the document.
 
 use super::{
-    access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hooks, hosts,
-    instances, logs, metrics, ports, prometheus, resources, scaling, users,
+    access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hooks,
+    hosts, instances, logs, metrics, ports, prometheus, resources, scaling, users,
 };
 use axum::Json;
 use utoipa::OpenApi;

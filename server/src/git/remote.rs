@@ -12,7 +12,9 @@ const TIMEOUT_MS: i32 = 30_000;
 pub enum RemoteError {
     #[error("{url}: authentication failed: the host refused the deploy token (or wants one); connect again with a token that may read the repository")]
     Auth { url: String },
-    #[error("{url}: repository not found: check the URL (a private repository needs a deploy token)")]
+    #[error(
+        "{url}: repository not found: check the URL (a private repository needs a deploy token)"
+    )]
     NotFound { url: String },
     #[error("{url}: the host could not be reached ({why}); check the URL and that caasd's host can reach it")]
     Network { url: String, why: String },
@@ -130,9 +132,7 @@ impl Repos {
         repo.find_commit(oid).map_err(|_| {
             FetchError::Remote(RemoteError::Other {
                 url: url.to_string(),
-                why: format!(
-                    "commit {commit} is not on branch {branch} any more (pushed over?)"
-                ),
+                why: format!("commit {commit} is not on branch {branch} any more (pushed over?)"),
             })
         })?;
         Ok(())
