@@ -37,6 +37,7 @@ mod engine;
 mod fixtures;
 mod hooks;
 mod http;
+mod netns;
 mod pebble;
 mod platform;
 mod process;
