@@ -79,7 +79,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
         },
     )?;
     let secret = c.webhook_secret.clone().unwrap_or_default();
-    say(&sanitize(&format!(
+    say_lines(&format!(
         "Connected {name} to {} ({}): pushes to it build and deploy\n\
          Add a webhook to the repository on its host (push events, content type application/json):\n  \
          URL:    {}{}\n  \
@@ -89,7 +89,7 @@ pub fn connect(args: ConnectArgs) -> Result<()> {
         c.branch,
         client.server(),
         c.webhook_path
-    )))
+    ))
 }
 
 pub fn show(args: ShowArgs) -> Result<()> {
@@ -109,7 +109,7 @@ pub fn show(args: ShowArgs) -> Result<()> {
         ),
         None => "none yet".to_string(),
     };
-    say(&sanitize(&format!(
+    say_lines(&format!(
         "=== {name} git connection\n\
          Repository:    {}\n\
          Branch:        {}\n\
@@ -121,7 +121,7 @@ pub fn show(args: ShowArgs) -> Result<()> {
         if c.token { "set (not shown)" } else { "none" },
         client.server(),
         c.webhook_path
-    )))
+    ))
 }
 
 pub fn disconnect(args: DisconnectArgs) -> Result<()> {
@@ -226,7 +226,7 @@ pub fn add(args: AddArgs) -> Result<()> {
             events,
         },
     )?;
-    say(&sanitize(&format!(
+    say_lines(&format!(
         "Added webhook {} to {name} (events: {})\n\
          Signing secret: {}\n\
          Each POST carries X-Caas-Signature-256: sha256=HMAC-SHA256(secret, body), in hex. \
@@ -234,14 +234,19 @@ pub fn add(args: AddArgs) -> Result<()> {
         hook.url,
         hook.events.join(","),
         hook.secret.unwrap_or_default()
-    )))
+    ))
 }
 
 pub fn remove(args: RemoveArgs) -> Result<()> {
     let name = resolve_app(args.app.app)?;
     client()?.delete_query(&format!("/v1/apps/{name}/webhooks"), &[("url", &args.url)])?;
-    say(&sanitize(&format!(
-        "Removed webhook {} from {name}",
-        args.url
-    )))
+    say_lines(&format!("Removed webhook {} from {name}", args.url))
+}
+
+/// Prints text of several lines, each made safe to print (`sanitize` takes newlines too).
+fn say_lines(text: &str) -> Result<()> {
+    for line in text.lines() {
+        say(&sanitize(line))?;
+    }
+    Ok(())
 }
