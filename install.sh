@@ -25,7 +25,8 @@
 # What it does, step by step (each step is skipped when already done, so re-running it is safe
 # and upgrades: the new binaries are built while the old caasd runs, then caasd is restarted):
 #   1. apt-get installs what is missing: git, curl, ca-certificates, build-essential, pkg-config,
-#      busybox-static, debootstrap (for the stack image), and docker.io when there is no dockerd.
+#      libssl-dev (caasd clones repositories over HTTPS), busybox-static, debootstrap (for the
+#      stack image), and docker.io when there is no dockerd.
 #   2. starts Docker Engine if `docker info` fails: systemctl where systemd is PID 1, else
 #      `dockerd` in the background (log /var/log/dockerd.log); waits until it answers.
 #   3. builds the stack image caas/stack (stack/build.sh: debootstrap + Debian packages + docker
@@ -160,7 +161,7 @@ apt_missing() {
 }
 
 install_packages() {
-    local wanted=(git curl ca-certificates build-essential pkg-config busybox-static debootstrap)
+    local wanted=(git curl ca-certificates build-essential pkg-config libssl-dev busybox-static debootstrap)
     if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
         wanted+=(docker.io)
     fi

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod checks;
 pub mod domains;
 pub mod gateway;
+pub mod hooks;
 pub mod metrics;
 pub mod names;
 pub mod ports;

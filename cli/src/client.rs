@@ -137,6 +137,18 @@ impl Client {
         Ok(())
     }
 
+    /// DELETE `path?query`, the query form-encoded.
+    pub fn delete_query(&self, path: &str, query: &[(&str, &str)]) -> Result<()> {
+        let mut url = reqwest::Url::parse(&format!("{}{}", self.server, path))
+            .with_context(|| format!("building the URL for {path}"))?;
+        url.query_pairs_mut().extend_pairs(query);
+        self.send(
+            self.authorize(self.http.request(Method::DELETE, url))
+                .timeout(REQUEST_TIMEOUT),
+        )?;
+        Ok(())
+    }
+
     /// A request whose answer is read as it arrives (`Response` is `Read`); no overall timeout.
     /// `query` is form-encoded onto `path`.
     pub fn get_stream(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {

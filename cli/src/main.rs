@@ -21,8 +21,8 @@ mod testutil;
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
-    drains, git as git_cmd, hosts, instances, logs, metrics, ports, ps, push, releases, resize,
-    servers, shell, users, version,
+    drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports, ps, push, releases,
+    resize, servers, shell, users, version,
 };
 use std::io::Write;
 
@@ -143,6 +143,14 @@ enum Cmd {
     /// Stop sending an app's log lines to a drain
     #[command(name = "drains:remove")]
     DrainsRemove(drains::RemoveArgs),
+    /// List an app's notification webhooks and their recent deliveries
+    Webhooks(hooks::ListArgs),
+    /// POST a signed JSON event to a URL on each release, failed build and crash loop
+    #[command(name = "webhooks:add")]
+    WebhooksAdd(hooks::AddArgs),
+    /// Stop notifying a webhook
+    #[command(name = "webhooks:remove")]
+    WebhooksRemove(hooks::RemoveArgs),
     /// List an app's custom domains
     Domains(domains::ListArgs),
     /// Serve an app at a domain of yours too (www.example.com, or *.example.com)
@@ -210,6 +218,15 @@ enum Cmd {
     /// Point this git repository's caas remote at an app, for git push caas main
     #[command(name = "git:remote")]
     GitRemote(git_cmd::RemoteArgs),
+    /// Build and deploy an app from pushes to a repository on GitHub, GitLab or Gitea (by webhook)
+    #[command(name = "git:connect")]
+    GitConnect(hooks::ConnectArgs),
+    /// Show the repository an app builds from, and its webhook URL
+    #[command(name = "git:connection")]
+    GitConnection(hooks::ShowArgs),
+    /// Stop building an app from its repository's pushes
+    #[command(name = "git:disconnect")]
+    GitDisconnect(hooks::DisconnectArgs),
     /// git's credential helper for caas remotes (git runs it; see caas git:remote)
     #[command(name = "git:credential", hide = true)]
     GitCredential(git_cmd::CredentialArgs),
@@ -299,6 +316,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Drains(a) => drains::list(a),
         Cmd::DrainsAdd(a) => drains::add(a),
         Cmd::DrainsRemove(a) => drains::remove(a),
+        Cmd::Webhooks(a) => hooks::list(a),
+        Cmd::WebhooksAdd(a) => hooks::add(a),
+        Cmd::WebhooksRemove(a) => hooks::remove(a),
         Cmd::Domains(a) => domains::list(a),
         Cmd::DomainsAdd(a) => domains::add(a),
         Cmd::DomainsRemove(a) => domains::remove(a),
@@ -324,6 +344,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::ConfigUnset(a) => config_vars::unset(a),
         Cmd::GitRemote(a) => git_cmd::remote(a),
         Cmd::GitCredential(a) => git_cmd::credential(a),
+        Cmd::GitConnect(a) => hooks::connect(a),
+        Cmd::GitConnection(a) => hooks::show(a),
+        Cmd::GitDisconnect(a) => hooks::disconnect(a),
         Cmd::Login(a) => auth::login(a),
         Cmd::Logout => auth::logout(),
         Cmd::Hosts(a) => hosts::list(a),

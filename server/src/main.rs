@@ -21,6 +21,7 @@ mod http;
 mod labels;
 mod logs;
 mod metrics;
+mod notify;
 mod observed;
 mod routing;
 mod schedule;
@@ -29,6 +30,7 @@ mod store;
 mod tls;
 mod traffic;
 mod units;
+mod webhook;
 
 use clap::{Args, Parser, Subcommand};
 use std::net::{IpAddr, SocketAddr};

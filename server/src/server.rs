@@ -584,6 +584,18 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
     ));
 
+    // Deploy notifications follow the platform's lines from the hub, in their own task.
+    let (tap, tapped) = tokio::sync::mpsc::channel(crate::notify::TAP_QUEUE);
+    logs.set_tap(tap);
+    let deliveries = Arc::new(crate::notify::Deliveries::default());
+    tasks.spawn(
+        crate::notify::Notifier {
+            store: store.clone(),
+            deliveries: deliveries.clone(),
+            rx: tapped,
+        }
+        .run(shutdown.clone()),
+    );
     let state = AppState {
         store: store.clone(),
         engine: engine.clone(),
@@ -601,6 +613,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         alerts: Arc::new(crate::alerts::Raised::default()),
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
+        push_locks: Arc::default(),
+        deliveries,
     };
     let (st, max_scale, shared) = (store.clone(), args.max_scale, state.clone());
     tasks.spawn(while_leading(

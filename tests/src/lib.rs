@@ -26,8 +26,8 @@
 //! polls; `http` is the small HTTP client; `docker` has the engine, stack-image and test-image
 //! helpers; `fixtures` makes what a test pushes; `platform` is the caasd under test with its CLI,
 //! gateway and containers; `engine` is a second Docker engine; `agent` is a `caasd agent` of a
-//! test's own (another host); `browser` is a headless Chromium driven over WebDriver, for the
-//! dashboard.
+//! test's own (another host); `hooks` is a git host and a webhook receiver on loopback;
+//! `browser` is a headless Chromium driven over WebDriver, for the dashboard.
 
 mod agent;
 mod binaries;
@@ -36,6 +36,7 @@ mod docker;
 mod engine;
 mod etcd;
 mod fixtures;
+mod hooks;
 mod http;
 mod netns;
 mod pebble;
@@ -53,6 +54,7 @@ pub use engine::SecondEngine;
 pub use etcd::Etcd;
 pub use fantoccini;
 pub use fixtures::{example_app, python3_ok, temp_dir_with};
+pub use hooks::{GitHost, Receiver, Request as HookRequest};
 pub use http::{http_request, HttpResponse, HTTP_TIMEOUT};
 pub use pebble::{Pebble, PebblePorts};
 pub use platform::{

@@ -14,6 +14,7 @@ pub mod config_vars;
 pub mod domains;
 pub mod drains;
 pub mod git;
+pub mod hooks;
 pub mod hosts;
 pub mod instances;
 pub mod logs;

@@ -42,14 +42,14 @@ pub struct Failures {
 
 impl Failures {
     /// Seconds to wait, when the address is over its limit.
-    fn blocked(&self, ip: IpAddr) -> Option<u64> {
+    pub(crate) fn blocked(&self, ip: IpAddr) -> Option<u64> {
         let by_ip = self.by_ip.lock().unwrap();
         let (count, since) = by_ip.get(&ip)?;
         let left = FAILURE_WINDOW.checked_sub(since.elapsed())?;
         (*count >= MAX_FAILURES).then(|| left.as_secs().max(1))
     }
 
-    fn failed(&self, ip: IpAddr) {
+    pub(crate) fn failed(&self, ip: IpAddr) {
         let mut by_ip = self.by_ip.lock().unwrap();
         if by_ip.len() > 100_000 {
             by_ip.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);

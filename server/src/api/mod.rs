@@ -15,6 +15,7 @@ mod drains;
 mod error;
 mod gateway;
 mod git;
+pub mod hooks;
 mod hosts;
 mod instances;
 mod logs;
@@ -105,6 +106,10 @@ pub struct AppState {
     pub auth_failures: Arc<auth::Failures>,
     /// The routing index the gateway says it serves (0 until it reports).
     pub gateway_serving: Arc<tokio::sync::watch::Sender<u64>>,
+    /// One push event per app at a time (`hooks.rs`).
+    pub push_locks: Arc<hooks::PushLocks>,
+    /// Recent deliveries of notification webhooks (`crate::notify`).
+    pub deliveries: Arc<crate::notify::Deliveries>,
 }
 
 /// Waits (a few seconds at most) until the gateway serves what the routes say now, so a deploy
@@ -240,6 +245,20 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/drains", get(drains::list).post(drains::add))
         .route("/v1/apps/{app}/drains/{id}", delete(drains::remove))
+        .route(
+            "/v1/apps/{app}/git",
+            get(hooks::show)
+                .put(hooks::connect)
+                .delete(hooks::disconnect),
+        )
+        .route(
+            "/v1/apps/{app}/webhooks",
+            get(hooks::list).post(hooks::add).delete(hooks::remove),
+        )
+        .route(
+            "/v1/apps/{app}/webhooks/git",
+            post(hooks::push_event).layer(upload()),
+        )
         .route(
             "/v1/apps/{app}/domains",
             get(domains::list).post(domains::add),

@@ -4,8 +4,8 @@
 //! fails when a route of the router is missing from the document.
 
 use super::{
-    access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hosts,
-    instances, logs, metrics, ports, prometheus, resources, scaling, servers, users,
+    access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hooks,
+    hosts, instances, logs, metrics, ports, prometheus, resources, scaling, servers, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -68,6 +68,13 @@ use utoipa::OpenApi;
         drains::list,
         drains::add,
         drains::remove,
+        hooks::connect,
+        hooks::show,
+        hooks::disconnect,
+        hooks::push_event,
+        hooks::list,
+        hooks::add,
+        hooks::remove,
         builds::create,
         builds::list,
         builds::show,

@@ -46,7 +46,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use upload::Prepared;
+pub use upload::Prepared;
 
 pub use names::Names;
 pub use procfile::sh_quote;

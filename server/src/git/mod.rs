@@ -7,6 +7,7 @@
 //! never reach a shell (there is no shell: libgit2 does the work).
 
 pub mod protocol;
+pub mod remote;
 
 use std::fs::File;
 use std::io::{self, Read, Write};

@@ -45,6 +45,9 @@ pub struct LogHub {
     apps: Mutex<HashMap<String, Arc<Mutex<AppLog>>>>,
     /// Parent of every drain's task: cancelled when the hub's flusher ends.
     drains_stop: CancellationToken,
+    /// Platform lines are offered here too (deploy notifications, `crate::notify`), without
+    /// waiting: a full queue drops the line rather than hold up a writer.
+    tap: std::sync::OnceLock<tokio::sync::mpsc::Sender<(String, LogLine)>>,
 }
 
 #[derive(Default)]
@@ -88,6 +91,7 @@ impl LogHub {
             fanout,
             apps: Mutex::new(HashMap::new()),
             drains_stop: CancellationToken::new(),
+            tap: std::sync::OnceLock::new(),
         }
     }
 
@@ -100,6 +104,7 @@ impl LogHub {
             fanout,
             apps: Mutex::new(HashMap::new()),
             drains_stop: CancellationToken::new(),
+            tap: std::sync::OnceLock::new(),
         }
     }
 
@@ -155,6 +160,14 @@ impl LogHub {
             for d in &log.drains {
                 d.offer(&line);
             }
+            if line.source == LogSource::Caas {
+                if let Some(tap) = self.tap.get() {
+                    let sent = tap.try_send((app.to_string(), line.clone()));
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = sent {
+                        tracing::warn!(app, "the notification queue is full: an event was dropped");
+                    }
+                }
+            }
             // Sent under the app's lock: a reader sees each line once, stored or live.
             if let Some(tx) = &log.tx {
                 if tx.send(line).is_err() {
@@ -165,6 +178,11 @@ impl LogHub {
         if !buffered || log.pending.len() >= BUFFER_LIMIT {
             log.write_pending(app);
         }
+    }
+
+    /// Where platform lines go besides the log (set once, at start).
+    pub fn set_tap(&self, tx: tokio::sync::mpsc::Sender<(String, LogLine)>) {
+        let _ = self.tap.set(tx);
     }
 
     /// A platform event from the control plane: `caas[TAG]: TEXT`.

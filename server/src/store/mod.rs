@@ -19,12 +19,14 @@
 
 mod edge;
 mod etcd;
+mod hooks;
 mod kv;
 mod people;
 mod records;
 mod servers;
 
 pub use edge::*;
+pub use hooks::*;
 pub use records::*;
 pub use servers::ServerRecord;
 
@@ -74,7 +76,7 @@ pub struct Store {
 }
 
 /// The trees, by name (sled's tree names; etcd's second key segment).
-const TREES: [&str; 15] = [
+const TREES: [&str; 16] = [
     "apps",
     "releases",
     "builds",
@@ -90,6 +92,7 @@ const TREES: [&str; 15] = [
     "tcp_ports",
     "acme",
     "challenges",
+    "hooks",
 ];
 
 struct Inner {
@@ -115,6 +118,8 @@ struct Inner {
     acme: Tree,
     /// ACME HTTP-01 challenges the gateway answers: token → key authorization (`edge.rs`).
     challenges: Tree,
+    /// Git connections (`git/APP`) and notification webhooks (`notify/APP`) (`hooks.rs`).
+    hooks: Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw. On etcd, every change of
     /// an allocation or an app that any server makes bumps it too (etcd's watch).
@@ -199,6 +204,7 @@ impl Store {
             tcp_ports: tree("tcp_ports")?,
             acme: tree("acme")?,
             challenges: tree("challenges")?,
+            hooks: tree("hooks")?,
             assignment_index,
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             me: Default::default(),
@@ -328,6 +334,7 @@ impl Store {
             }
         }
         self.forget_app_edge(name)?;
+        self.forget_app_hooks(name)?;
         Ok(())
     }
 
