@@ -511,7 +511,15 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         alerts: Arc::new(crate::alerts::Raised::default()),
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
+        addons: Arc::new(crate::addons::Services {
+            engine: engine.clone(),
+            cluster: cluster_id.clone(),
+            host: args.host_name.clone(),
+            images: crate::addons::Images::new(args.stack_image.clone()),
+        }),
     };
+    // Services a stopped caasd left half made are finished; stopped ones are started.
+    tokio::spawn(api::recover_addons(state.clone()));
     tasks.spawn(
         crate::autoscale::Autoscaler {
             store: store.clone(),

@@ -15,10 +15,12 @@
 //! - allocations are written only through [`Store::cas_allocation`], which bumps the assignment
 //!   index agents long-poll on.
 
+mod addons;
 mod edge;
 mod people;
 mod records;
 
+pub use addons::*;
 pub use edge::*;
 pub use records::*;
 
@@ -89,6 +91,8 @@ struct Inner {
     acme: sled::Tree,
     /// ACME HTTP-01 challenges the gateway answers: token → key authorization (`edge.rs`).
     challenges: sled::Tree,
+    /// Add-ons: name → `AddonRecord` (`addons.rs`).
+    addons: sled::Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw.
     assignment_index: watch::Sender<u64>,
@@ -142,6 +146,7 @@ impl Store {
             tcp_ports: tree("tcp_ports")?,
             acme: tree("acme")?,
             challenges: tree("challenges")?,
+            addons: tree("addons")?,
             assignment_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             db,
@@ -249,6 +254,7 @@ impl Store {
             }
         }
         self.forget_app_edge(name)?;
+        self.forget_app_addons(name)?;
         Ok(())
     }
 
