@@ -17,13 +17,16 @@ fn create(p: &Platform, args: &[&str]) -> CmdOutput {
     let mut all = vec!["addons:create"];
     all.extend_from_slice(args);
     let out = run(&mut p.caas_command(&all), None, CREATE_TIMEOUT);
-    assert!(
-        out.success(),
-        "caas {}\n{out}\n{}",
-        all.join(" "),
-        p.log_report()
-    );
+    assert!(out.success(), "caas {}\n{out}\n{}", all.join(" "), log(p));
     out
+}
+
+/// caasd's last log lines, for a failure's message.
+fn log(p: &Platform) -> String {
+    caas_e2e::tail(
+        &std::fs::read_to_string(p.log_path()).unwrap_or_default(),
+        40,
+    )
 }
 
 fn service(p: &Platform, addon: &str) -> String {
@@ -89,11 +92,7 @@ fn backup(p: &Platform, addon: &str, to: &std::path::Path) {
         .stdout(Stdio::from(File::create(to).unwrap()))
         .status()
         .unwrap();
-    assert!(
-        status.success(),
-        "caas addons:backup {addon}\n{}",
-        p.log_report()
-    );
+    assert!(status.success(), "caas addons:backup {addon}\n{}", log(p));
 }
 
 fn restore(p: &Platform, addon: &str, from: &std::path::Path) -> CmdOutput {
