@@ -202,7 +202,20 @@ impl Engine {
         }
     }
 
+    /// Removes the network `name`, disconnecting what is still on it first (an app's instance
+    /// of an older release, still draining).
     pub async fn remove_network(&self, name: &str) -> Result<()> {
+        if let Ok(net) = self.docker.inspect_network(name, None).await {
+            for id in net.containers.unwrap_or_default().into_keys() {
+                let request = bollard::models::NetworkDisconnectRequest {
+                    container: id,
+                    force: Some(true),
+                };
+                if let Err(e) = self.docker.disconnect_network(name, request).await {
+                    tracing::debug!("disconnecting from {name}: {e}");
+                }
+            }
+        }
         match self.docker.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(e) => match EngineError::from(e) {
