@@ -88,6 +88,9 @@ pub struct Assignment {
     /// SIGTERM to SIGKILL when it is stopped; `None`: the agent's default (10 s).
     #[serde(default)]
     pub stop_timeout_ms: Option<u64>,
+    /// The networks of the add-ons its app is attached to, joined besides the installation's.
+    #[serde(default)]
+    pub networks: Vec<String>,
 }
 
 impl Assignment {

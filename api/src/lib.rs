@@ -5,6 +5,7 @@
 //! of the public contract (`--json` output and scripts depend on them): add fields, never rename.
 
 pub mod access;
+pub mod addons;
 pub mod agent;
 pub mod checks;
 pub mod domains;

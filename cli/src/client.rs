@@ -177,6 +177,22 @@ impl Client {
             .with_context(|| format!("the server's answer to {path} is not what caas expects"))
     }
 
+    /// Sends `body` streamed with `method` (a restore's dump), no overall timeout; answers the
+    /// response once the server has taken it all.
+    pub fn send_stream(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: &'static str,
+        body: Body,
+    ) -> Result<Response> {
+        let req = self
+            .request(method, path)
+            .header(CONTENT_TYPE, content_type)
+            .body(body);
+        self.send(req)
+    }
+
     /// POSTs `body` (with its length, so the server can refuse an oversized upload at once) to
     /// `path?query`, the query form-encoded. Answers the response to read as it arrives: no
     /// overall timeout, since what follows the upload (a build) takes as long as it takes.

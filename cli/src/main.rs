@@ -20,9 +20,9 @@ mod testutil;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
-    drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports, ps, push, releases,
-    resize, servers, shell, users, version,
+    access, addons, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars,
+    domains, drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports, ps, push,
+    releases, resize, servers, shell, users, version,
 };
 use std::io::Write;
 
@@ -151,6 +151,32 @@ enum Cmd {
     /// Stop notifying a webhook
     #[command(name = "webhooks:remove")]
     WebhooksRemove(hooks::RemoveArgs),
+    /// List add-ons: all you can see, or an app's (-a APP)
+    Addons(addons::ListArgs),
+    /// Create an add-on (postgres, redis, mysql; external with --url) and attach it to an app
+    #[command(name = "addons:create")]
+    AddonsCreate(addons::CreateArgs),
+    /// Show an add-on: its kind, state, host and the apps it is attached to
+    #[command(name = "addons:info")]
+    AddonsInfo(addons::InfoArgs),
+    /// Attach an add-on to another app too (it gets the add-on's URL as a config var)
+    #[command(name = "addons:attach")]
+    AddonsAttach(addons::AttachArgs),
+    /// Take an add-on's config var out of an app
+    #[command(name = "addons:detach")]
+    AddonsDetach(addons::DetachArgs),
+    /// Give an external add-on a new URL: every attached app gets a new release
+    #[command(name = "addons:update")]
+    AddonsUpdate(addons::UpdateArgs),
+    /// Destroy an add-on and its data (refused while attached, unless --detach)
+    #[command(name = "addons:destroy")]
+    AddonsDestroy(addons::DestroyArgs),
+    /// Write a logical dump of an add-on's data to stdout (pg_dump, Redis RDB, mysqldump)
+    #[command(name = "addons:backup")]
+    AddonsBackup(addons::DumpArgs),
+    /// Replace an add-on's data with a dump read from stdin (made by addons:backup)
+    #[command(name = "addons:restore")]
+    AddonsRestore(addons::DumpArgs),
     /// List an app's custom domains
     Domains(domains::ListArgs),
     /// Serve an app at a domain of yours too (www.example.com, or *.example.com)
@@ -319,6 +345,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Webhooks(a) => hooks::list(a),
         Cmd::WebhooksAdd(a) => hooks::add(a),
         Cmd::WebhooksRemove(a) => hooks::remove(a),
+        Cmd::Addons(a) => addons::list(a),
+        Cmd::AddonsCreate(a) => addons::create(a),
+        Cmd::AddonsInfo(a) => addons::info(a),
+        Cmd::AddonsAttach(a) => addons::attach(a),
+        Cmd::AddonsDetach(a) => addons::detach(a),
+        Cmd::AddonsUpdate(a) => addons::update(a),
+        Cmd::AddonsDestroy(a) => addons::destroy(a),
+        Cmd::AddonsBackup(a) => addons::backup(a),
+        Cmd::AddonsRestore(a) => addons::restore(a),
         Cmd::Domains(a) => domains::list(a),
         Cmd::DomainsAdd(a) => domains::add(a),
         Cmd::DomainsRemove(a) => domains::remove(a),

@@ -34,3 +34,23 @@ pub fn bridge(cluster: &str) -> String {
 fn short(cluster: &str) -> String {
     cluster.chars().take(8).collect()
 }
+
+/// An add-on's own network: its service and the instances of the apps it is attached to join
+/// it, nothing else (see docs/architecture.md, "Add-ons reach only their apps").
+pub fn addon_network(cluster: &str, addon: &str) -> String {
+    format!("{ADDON_NETWORK_PREFIX}{}-{addon}", short(cluster))
+}
+
+const ADDON_NETWORK_PREFIX: &str = "caas-addon-";
+
+pub fn is_addon_network(name: &str) -> bool {
+    name.starts_with(ADDON_NETWORK_PREFIX)
+}
+
+/// An add-on's service container, and its volume.
+pub fn addon_container(cluster: &str, addon: &str) -> String {
+    format!("caas-{}-addon-{addon}", short(cluster))
+}
+
+/// The add-on a service container, volume or network is for.
+pub const ADDON: &str = "caas.addon";

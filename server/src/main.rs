@@ -4,6 +4,7 @@
 //! else returns `anyhow::Result`.
 
 mod acme;
+mod addons;
 mod agent;
 mod alerts;
 mod api;

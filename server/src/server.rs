@@ -615,7 +615,15 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
         push_locks: Arc::default(),
         deliveries,
+        addons: Arc::new(crate::addons::Services {
+            engine: engine.clone(),
+            cluster: cluster_id.clone(),
+            host: args.host_name.clone(),
+            images: crate::addons::Images::new(args.stack_image.clone()),
+        }),
     };
+    // Services a stopped caasd left half made are finished; stopped ones are started.
+    tokio::spawn(api::recover_addons(state.clone()));
     let (st, max_scale, shared) = (store.clone(), args.max_scale, state.clone());
     tasks.spawn(while_leading(
         leading.clone(),

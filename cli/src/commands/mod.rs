@@ -2,6 +2,7 @@
 //! `anyhow::Result<()>`; errors that decide the exit code are [`crate::error::CliError`]s.
 
 pub mod access;
+pub mod addons;
 pub mod alerts;
 pub mod apps;
 pub mod auth;

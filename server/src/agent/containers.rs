@@ -48,6 +48,9 @@ pub(super) fn spec(
         pids_limit: a.pids_limit,
         cpus: a.cpus,
         network: Some(labels::network(cluster)),
+        aliases: Vec::new(),
+        extra_networks: a.networks.clone(),
+        restart: false,
     }
 }
 
@@ -111,6 +114,7 @@ mod tests {
             health: HealthCheck::Tcp,
             checks: Vec::new(),
             stop_timeout_ms: None,
+            networks: Vec::new(),
         };
         let s = spec(&a, "0123456789abcdef", "h1", None);
         assert_eq!(s.name, "caas-01234567-shop-web.2-al1");

@@ -108,6 +108,7 @@ mod tests {
             health: HealthCheck::Tcp,
             checks: Vec::new(),
             stop_timeout_ms: None,
+            networks: Vec::new(),
         }
     }
 

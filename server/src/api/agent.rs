@@ -184,6 +184,7 @@ pub async fn assignments(
         .into_iter()
         .map(|a| (a.name, a.settings))
         .collect();
+    let networks = crate::addons::networks_by_app(&s.store, &s.config.cluster_id)?;
     let mut out: Vec<Assignment> = Vec::new();
     for a in s
         .store
@@ -197,7 +198,8 @@ pub async fn assignments(
         }
         if let Some(release) = &releases[&key] {
             let stop_timeout_ms = settings.get(&a.app).and_then(|st| st.stop_timeout_ms);
-            out.push(assignment(&s, a, release, stop_timeout_ms));
+            let nets = networks.get(&a.app).cloned().unwrap_or_default();
+            out.push(assignment(&s, a, release, stop_timeout_ms, nets));
         }
     }
     s.observed.note_assigned(
@@ -216,6 +218,7 @@ fn assignment(
     a: AllocationRecord,
     release: &ReleaseRecord,
     stop_timeout_ms: Option<u64>,
+    networks: Vec<String>,
 ) -> Assignment {
     let web = a.process == WEB;
     let mut env: BTreeMap<String, String> = release.config.clone();
@@ -269,6 +272,7 @@ fn assignment(
             .cloned()
             .collect(),
         stop_timeout_ms,
+        networks,
         env,
         id: a.id,
         app: a.app,

@@ -158,17 +158,33 @@ pub async fn patch(
             }
         }
     }
+    let description = describe(&req.vars);
+    Ok(Json(
+        change_config(&s, &caller, &app, &req.vars, &description).await?,
+    ))
+}
+
+/// Sets and unsets `vars` in `app`'s config: a release (through [`release_change`]) when the app
+/// has one, else only its record (its first release copies the config). The caller has checked
+/// the keys and values and the caller's right to change the app. Config changes and add-on
+/// attachments both come here.
+pub(super) async fn change_config(
+    s: &AppState,
+    caller: &Caller,
+    app: &str,
+    vars: &BTreeMap<String, Option<String>>,
+    description: &str,
+) -> ApiResult<ConfigChange> {
     let apply = |config: &mut BTreeMap<String, String>| {
-        for (k, v) in &req.vars {
+        for (k, v) in vars {
             match v {
                 Some(v) => config.insert(k.clone(), v.clone()),
                 None => config.remove(k),
             };
         }
     };
-    let description = describe(&req.vars);
     for _ in 0..RETRIES {
-        let rec = load_app(&s, &caller, &app, Access::Manage)?;
+        let rec = s.store.app(app)?.ok_or_else(|| ApiError::no_app(app))?;
         let mut preview = rec.config.clone();
         apply(&mut preview);
         if preview
@@ -184,41 +200,41 @@ pub async fn patch(
         }
         if preview == rec.config {
             // Setting what is there, or unsetting what is not: nothing to record or restart.
-            return Ok(Json(ConfigChange {
+            return Ok(ConfigChange {
                 changed: false,
                 config: rec.config,
                 release: None,
-            }));
+            });
         }
         // Built on the newest release asked for: the deploying one, else the serving one.
         let Some(latest) = rec.latest() else {
             // Never deployed: only the app's config changes; the first release copies it.
-            let rec = s.store.update_app::<ApiError>(&app, |a| {
+            let rec = s.store.update_app::<ApiError>(app, |a| {
                 apply(&mut a.config);
                 Ok(())
             })?;
             s.store.flush().await?;
-            s.logs.event(&app, "config", description.clone());
-            super::audit(&s, &caller, "config", Some(&app), description.clone());
-            return Ok(Json(ConfigChange {
+            s.logs.event(app, "config", description.to_string());
+            super::audit(s, caller, "config", Some(app), description.to_string());
+            return Ok(ConfigChange {
                 changed: true,
                 config: rec.config,
                 release: None,
-            }));
+            });
         };
         let base = s
             .store
-            .release(&app, latest)?
+            .release(app, latest)?
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         let change = |rec: &mut crate::store::AppRecord| apply(&mut rec.config);
         if let Some((rec, release)) =
-            release_change(&s, &caller, &base, "config", &description, change).await?
+            release_change(s, caller, &base, "config", description, change).await?
         {
-            return Ok(Json(ConfigChange {
+            return Ok(ConfigChange {
                 changed: true,
                 config: rec.config,
                 release: Some(release.version),
-            }));
+            });
         }
     }
     Err(ApiError::Conflict(

@@ -3,6 +3,8 @@
 //! success), and wake the scheduler; they never talk to agents or containers directly.
 
 mod access;
+mod addons;
+mod addons_dump;
 mod agent;
 mod apps;
 pub mod auth;
@@ -28,6 +30,7 @@ mod scaling;
 mod servers;
 mod users;
 
+pub use addons::recover as recover_addons;
 pub use agent::CONTAINER_PORT;
 pub use error::ApiError;
 
@@ -110,6 +113,8 @@ pub struct AppState {
     pub push_locks: Arc<hooks::PushLocks>,
     /// Recent deliveries of notification webhooks (`crate::notify`).
     pub deliveries: Arc<crate::notify::Deliveries>,
+    /// Add-on services on this host (`crate::addons`).
+    pub addons: Arc<crate::addons::Services>,
 }
 
 /// Waits (a few seconds at most) until the gateway serves what the routes say now, so a deploy
@@ -286,6 +291,24 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/buildpack", put(builds::set_buildpack))
         .route("/v1/buildpacks", get(builds::buildpacks))
         .route("/v1/images", post(apps::load_images).layer(upload()))
+        .route("/v1/addons", get(addons::list).post(addons::create))
+        .route(
+            "/v1/addons/{name}",
+            get(addons::info)
+                .patch(addons::update)
+                .delete(addons::destroy),
+        )
+        .route("/v1/addons/{name}/attachments", post(addons::attach))
+        .route(
+            "/v1/addons/{name}/attachments/{app}",
+            delete(addons::detach),
+        )
+        .route(
+            "/v1/addons/{name}/backup",
+            get(addons_dump::backup)
+                .put(addons_dump::restore)
+                .layer(upload()),
+        )
         .route("/v1/hosts", get(hosts::list).post(hosts::add))
         .route("/v1/hosts/{name}", delete(hosts::remove))
         .route("/v1/servers", get(servers::list))

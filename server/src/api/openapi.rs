@@ -4,8 +4,9 @@
 //! fails when a route of the router is missing from the document.
 
 use super::{
-    access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hooks,
-    hosts, instances, logs, metrics, ports, prometheus, resources, scaling, servers, users,
+    access, addons, addons_dump, agent, apps, builds, certs, checks, config, domains, drains,
+    gateway, git, hooks, hosts, instances, logs, metrics, ports, prometheus, resources, scaling,
+    servers, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -82,6 +83,15 @@ use utoipa::OpenApi;
         builds::set_buildpack,
         builds::buildpacks,
         apps::load_images,
+        addons::list,
+        addons::create,
+        addons::info,
+        addons::update,
+        addons::destroy,
+        addons::attach,
+        addons::detach,
+        addons_dump::backup,
+        addons_dump::restore,
         hosts::list,
         hosts::add,
         hosts::remove,

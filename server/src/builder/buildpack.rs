@@ -155,6 +155,9 @@ impl Builder {
             cpus: None,
             // Builds reach the package registries, not the apps' containers.
             network: Some(self.ensure_network().await?),
+            aliases: Vec::new(),
+            extra_networks: Vec::new(),
+            restart: false,
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;
         let result = self.run_driver(p, out, &container, &input).await;
@@ -300,6 +303,9 @@ impl Builder {
             pids_limit: 64,
             cpus: None,
             network: None, // never started: committed as the app image
+            aliases: Vec::new(),
+            extra_networks: Vec::new(),
+            restart: false,
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;
         let result = async {

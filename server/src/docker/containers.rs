@@ -45,7 +45,13 @@ impl Engine {
                     .network_settings
                     .and_then(|n| n.networks)
                     .into_iter()
-                    .flat_map(|m| m.into_values())
+                    .flat_map(|m| {
+                        // The installation's network first: an app on its add-ons' networks
+                        // is reached (by the gateway, the probes) on its own.
+                        let mut nets: Vec<_> = m.into_iter().collect();
+                        nets.sort_by_key(|(name, _)| crate::labels::is_addon_network(name));
+                        nets.into_iter().map(|(_, e)| e)
+                    })
                     .find_map(|e| e.ip_address.filter(|a| !a.is_empty())?.parse().ok());
                 Some(ContainerInfo {
                     id: c.id?,
@@ -137,7 +143,11 @@ impl Engine {
             privileged: Some(false),
             // The agent decides about restarts (with back-off and reporting), not the engine.
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
+                name: Some(if spec.restart {
+                    RestartPolicyNameEnum::UNLESS_STOPPED
+                } else {
+                    RestartPolicyNameEnum::NO
+                }),
                 maximum_retry_count: None,
             }),
             port_bindings: spec.publish.map(|p| {
@@ -185,12 +195,40 @@ impl Engine {
             labels: Some(spec.labels.clone()),
             exposed_ports: port_key.map(|k| vec![k]),
             host_config: Some(host_config),
+            networking_config: spec
+                .network
+                .as_ref()
+                .filter(|_| !spec.aliases.is_empty())
+                .map(|n| bollard::models::NetworkingConfig {
+                    endpoints_config: Some(HashMap::from([(
+                        n.clone(),
+                        bollard::models::EndpointSettings {
+                            aliases: Some(spec.aliases.clone()),
+                            ..Default::default()
+                        },
+                    )])),
+                }),
             ..Default::default()
         };
         let opts = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
-        Ok(self.docker.create_container(Some(opts), body).await?.id)
+        let id = self.docker.create_container(Some(opts), body).await?.id;
+        for net in &spec.extra_networks {
+            // Engines before API 1.44 take one network at creation: the others join before
+            // the start. A network this engine lacks (an add-on on another host) is skipped.
+            match self.connect_network(net, &id, Vec::new()).await {
+                Ok(()) => {}
+                Err(EngineError::NotFound) => {
+                    tracing::warn!("{}: network {net} is not on this host; skipped", spec.name)
+                }
+                Err(e) => {
+                    let _ = self.remove(&id).await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(id)
     }
 
     pub async fn start(&self, id: &str) -> Result<()> {

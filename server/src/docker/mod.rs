@@ -2,10 +2,12 @@
 //! rest of caasd sees the narrow types below.
 
 mod containers;
+mod exec;
 mod images;
 mod networks;
 mod stats;
 
+pub use exec::ExecResult;
 pub use stats::Usage;
 
 use bollard::errors::Error as BollardError;
@@ -108,6 +110,14 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     /// The network to join instead of the engine's default bridge.
     pub network: Option<String>,
+    /// Other names the container answers to on `network`.
+    pub aliases: Vec<String>,
+    /// Networks joined besides `network` before it starts (an app's add-ons'); one missing on
+    /// this engine is skipped with a warning.
+    pub extra_networks: Vec<String>,
+    /// The engine restarts it when it stops by itself or the engine restarts (add-on services,
+    /// which no agent watches); `false`: the agent decides.
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone, Copy)]

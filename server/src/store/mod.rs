@@ -17,6 +17,7 @@
 //! - allocations are written only through [`Store::cas_allocation`], which bumps the assignment
 //!   index agents long-poll on.
 
+mod addons;
 mod edge;
 mod etcd;
 mod hooks;
@@ -25,6 +26,7 @@ mod people;
 mod records;
 mod servers;
 
+pub use addons::*;
 pub use edge::*;
 pub use hooks::*;
 pub use records::*;
@@ -76,7 +78,7 @@ pub struct Store {
 }
 
 /// The trees, by name (sled's tree names; etcd's second key segment).
-const TREES: [&str; 16] = [
+const TREES: [&str; 17] = [
     "apps",
     "releases",
     "builds",
@@ -93,6 +95,7 @@ const TREES: [&str; 16] = [
     "acme",
     "challenges",
     "hooks",
+    "addons",
 ];
 
 struct Inner {
@@ -120,6 +123,8 @@ struct Inner {
     challenges: Tree,
     /// Git connections (`git/APP`) and notification webhooks (`notify/APP`) (`hooks.rs`).
     hooks: Tree,
+    /// Add-ons: name → `AddonRecord` (`addons.rs`).
+    addons: Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw. On etcd, every change of
     /// an allocation or an app that any server makes bumps it too (etcd's watch).
@@ -205,6 +210,7 @@ impl Store {
             acme: tree("acme")?,
             challenges: tree("challenges")?,
             hooks: tree("hooks")?,
+            addons: tree("addons")?,
             assignment_index,
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             me: Default::default(),
@@ -335,6 +341,7 @@ impl Store {
         }
         self.forget_app_edge(name)?;
         self.forget_app_hooks(name)?;
+        self.forget_app_addons(name)?;
         Ok(())
     }
 

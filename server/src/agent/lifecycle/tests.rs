@@ -27,6 +27,7 @@ pub(super) fn assignment(health: HealthCheck) -> Assignment {
         health,
         checks: Vec::new(),
         stop_timeout_ms: None,
+        networks: Vec::new(),
     }
 }
 
