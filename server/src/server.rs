@@ -435,6 +435,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         app_url_template: app_url_template(&args.domain, gw_bound),
         max_scale: args.max_scale,
         instance_memory_mb: args.instance_memory.mb(),
+        instance_reserve_mb: args.instance_reserve.mb(),
         max_instance_memory_mb: args.max_instance_memory.mb(),
         max_instance_cpus: args.max_instance_cpus,
         max_image_upload: args.max_image_upload.bytes(),
@@ -450,17 +451,20 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let counters = Arc::new(crate::metrics::Counters::default());
+    let board = Arc::new(crate::schedule::Board::default());
     let scheduler = Scheduler {
         store: store.clone(),
         observed: observed.clone(),
         logs: logs.clone(),
         settings: Settings {
             instance_memory_mb: args.instance_memory.mb(),
+            instance_reserve_mb: args.instance_reserve.mb(),
             start_timeout: args.start_timeout,
             defaults: crate::schedule::app_defaults(args.drain),
         },
         wake: wake.clone(),
         counters: counters.clone(),
+        board: board.clone(),
     };
     tasks.spawn(scheduler.run(shutdown.clone()));
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -511,6 +515,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         alerts: Arc::new(crate::alerts::Raised::default()),
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
+        board,
     };
     tasks.spawn(
         crate::autoscale::Autoscaler {
@@ -566,6 +571,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             port_min: args.port_range.0,
             port_max: args.port_range.1,
             colocated: true,
+            host_memory_mb: args.host_memory.map(crate::units::Size::mb),
+            overcommit: args.overcommit,
         };
         let agent_engine = engine.clone();
         let agent_stop = shutdown.clone();
@@ -625,6 +632,8 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         port_min: args.port_range.0,
         port_max: args.port_range.1,
         colocated: false,
+        host_memory_mb: args.host_memory.map(crate::units::Size::mb),
+        overcommit: args.overcommit,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
