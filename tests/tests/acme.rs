@@ -33,6 +33,9 @@ fn certs_auto_obtains_certificates_from_pebble_and_says_why_one_failed() {
         &directory,
         "--acme-ca-file",
         ca.ca_path().to_str().unwrap(),
+        // The account is registered with a contact (pebble refuses one that is not mailto:).
+        "--acme-email",
+        "ops@acme.test",
     ]);
     let pebble = Pebble::start(tmp.path(), &ca, ports, p.gateway().port());
     p.caas_ok(&["apps:create", "web"]);
@@ -113,4 +116,22 @@ fn certs_auto_obtains_certificates_from_pebble_and_says_why_one_failed() {
         events.contains("Obtained certificate") && events.contains("Could not obtain"),
         "{events}"
     );
+}
+
+#[test]
+fn an_acme_email_that_is_not_one_address_stops_caasd_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&caas_e2e::binaries().caasd)
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args(["--acme-email", "ops@example.com, boss@example.com"])
+        .output()
+        .expect("running caasd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid e-mail address") && stderr.contains("give one address"),
+        "{stderr}"
+    );
+    // It stopped before making anything.
+    assert!(!dir.path().join("db").exists());
 }
