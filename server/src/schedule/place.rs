@@ -292,7 +292,7 @@ mod tests {
             assert_eq!(Need::of(limit, reserve, D), want, "{limit:?} {reserve:?}");
         }
         let mut a = alloc("a1", "a", 1, "web", 1, "h1");
-        a.memory_mb = 0;
+        (a.memory_mb, a.reserved_mb) = (0, 0);
         assert_eq!(
             Need::of_allocation(&a, D),
             need(128, 512),
@@ -333,8 +333,8 @@ mod tests {
     #[test]
     fn reservations_are_counted_against_the_offer_and_limits_against_the_overcommit() {
         // 3 x 100 reserved of 400: a fourth fits, a fifth does not.
-        assert!(try_place(400, 4.0, &held(3, 100, 512), need(100, 512)).is_ok());
-        let (why, waiting) = try_place(400, 4.0, &held(4, 100, 512), need(100, 512)).unwrap_err();
+        assert!(try_place(400, 4.0, &held(3, 100, 256), need(100, 256)).is_ok());
+        let (why, waiting) = try_place(400, 4.0, &held(4, 100, 256), need(100, 256)).unwrap_err();
         assert_eq!(
             why,
             "no host can take it: 1 of 1 host short of memory (100 MB to reserve, 0 MB free at most)"
@@ -353,11 +353,11 @@ mod tests {
 
     #[test]
     fn room_held_by_draining_instances_is_coming() {
-        let mut allocs = held(4, 100, 512);
+        let mut allocs = held(4, 100, 256);
         allocs[0].desired = Desired::Drain {
             until: caas_api::Timestamp(T0 + 5000),
         };
-        let (why, waiting) = try_place(400, 4.0, &allocs, need(100, 512)).unwrap_err();
+        let (why, waiting) = try_place(400, 4.0, &allocs, need(100, 256)).unwrap_err();
         assert!(waiting);
         assert!(
             why.ends_with("room is coming as draining instances stop"),
