@@ -30,7 +30,7 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
     let old = test_image("Small host v1");
     let new = test_image("Small host v2");
     let p = Platform::start_with(FLAGS);
-    for app in ["a", "b", "c"] {
+    for app in ["alpha", "bravo", "charlie"] {
         p.caas_ok(&["apps:create", app]);
         p.caas_ok(&["push", "--image", &old, "-a", app]);
     }
@@ -41,7 +41,7 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
     });
     assert_eq!(hosts[0]["memory_mb"], 320, "{hosts}");
     assert_eq!(hosts[0]["reserved_mb"], 300, "{hosts}");
-    let ps = p.caas_json(&["ps", "-a", "a", "--json"]);
+    let ps = p.caas_json(&["ps", "-a", "alpha", "--json"]);
     assert_eq!(
         (&ps[0]["memory_mb"], &ps[0]["reserved_mb"]),
         (&128.into(), &100.into())
@@ -58,13 +58,13 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
     ] {
         let mut full = vec!["ps:resize", "web"];
         full.extend(args.iter().copied());
-        full.extend(["-a", "a"]);
+        full.extend(["-a", "alpha"]);
         let out = p.caas_code(2, &full);
         assert!(out.stderr.contains(want), "{full:?}: {out}");
         assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
     }
     assert_eq!(
-        p.caas_json(&["releases", "-a", "a", "--json"])
+        p.caas_json(&["releases", "-a", "alpha", "--json"])
             .as_array()
             .map(Vec::len),
         Some(1),
@@ -72,7 +72,7 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
     );
 
     // A scale past capacity: recorded, failed at once with the reason, the instance pending.
-    let out = p.caas_code(1, &["ps:scale", "web=2", "-a", "c"]);
+    let out = p.caas_code(1, &["ps:scale", "web=2", "-a", "charlie"]);
     assert!(
         out.stderr.contains(
             "web.2: no host can take it: 1 of 1 host short of memory (100 MB to reserve, 20 MB free at most)"
@@ -80,7 +80,7 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
         "{out}"
     );
     assert!(out.stderr.contains("caas ps:resize web --reserve"), "{out}");
-    let ps = p.caas_json(&["ps", "-a", "c", "--json"]);
+    let ps = p.caas_json(&["ps", "-a", "charlie", "--json"]);
     let pending = web(&ps, "web.2").expect("web.2 is listed");
     assert_eq!(pending["state"], "pending", "{ps}");
     assert!(
@@ -89,14 +89,14 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
             .is_some_and(|r| r.contains("short of memory")),
         "{ps}"
     );
-    let table = p.caas_ok(&["ps", "-a", "c"]);
+    let table = p.caas_ok(&["ps", "-a", "charlie"]);
     assert!(
         table.contains("pending") && table.contains("web.2 v1 pending: no host can take it"),
         "{table}"
     );
 
     // A push whose instance no host can take fails fast, saying why; v1 keeps serving.
-    let out = p.caas_code(1, &["push", "--image", &new, "-a", "a"]);
+    let out = p.caas_code(1, &["push", "--image", &new, "-a", "alpha"]);
     assert!(
         out.stderr
             .contains("release v2 failed: cannot place web.1: no host can take it"),
@@ -112,18 +112,18 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
         "{out}"
     );
     assert!(
-        p.ok_body("a")
+        p.ok_body("alpha")
             .is_some_and(|b| b.starts_with("Small host v1")),
         "v1 serves"
     );
 
-    // Room appears: c's pending instance is placed and comes up, and the log says so.
-    p.caas_ok(&["apps:destroy", "-a", "b", "--confirm", "b"]);
-    p.wait_for(WAIT, "c's web.2 to be up", || {
-        let ps = p.caas_json(&["ps", "-a", "c", "--json"]);
+    // Room appears: charlie's pending instance is placed and comes up, and the log says so.
+    p.caas_ok(&["apps:destroy", "-a", "bravo", "--confirm", "bravo"]);
+    p.wait_for(WAIT, "charlie's web.2 to be up", || {
+        let ps = p.caas_json(&["ps", "-a", "charlie", "--json"]);
         web(&ps, "web.2").filter(|i| i["state"] == "up")
     });
-    let logs = p.caas_ok(&["logs", "-a", "c", "-n", "200", "--source", "caas"]);
+    let logs = p.caas_ok(&["logs", "-a", "charlie", "-n", "200", "--source", "caas"]);
     assert!(
         logs.contains("caas[scale]: cannot place web.2: no host can take it"),
         "{logs}"
