@@ -32,6 +32,9 @@ pub struct RegisterRequest {
     /// can reach instances at their container addresses instead of through published ports.
     #[serde(default)]
     pub colocated: bool,
+    /// The sum of its instances' memory limits may reach `memory_mb` times this.
+    #[serde(default)]
+    pub overcommit: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -166,6 +169,12 @@ pub struct Heartbeat {
     /// The filesystem of the host's engine (or the agent's data dir), read at each heartbeat.
     #[serde(default)]
     pub disk: Option<crate::DiskUsage>,
+    /// The memory the host offers to the scheduler now, MB (`caasd agent --host-memory`), so a
+    /// restarted agent's new offer is heard without registering again.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    #[serde(default)]
+    pub overcommit: Option<f64>,
 }
 
 /// `POST /v1/agent/logs`: a batch of lines, each for one app.

@@ -283,6 +283,13 @@ pub struct Formation {
     pub quantities: BTreeMap<String, u32>,
     /// Upper bound for any one quantity on this server.
     pub max_per_process: u32,
+    /// After a scale: the instances no host could take, each with why (`web.3: ...`). They stay
+    /// pending and are placed when capacity appears.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// With `pending`: how to make room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
 }
 
 /// What an instance is doing, as the control plane last heard from its host.
@@ -348,21 +355,31 @@ pub struct Instance {
     /// (`startup check GET /health: answered 500`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
-    /// Its memory limit (what placement reserves for it), MB.
+    /// Its memory limit (the most the container may use), MB.
     #[serde(default)]
     pub memory_mb: u64,
+    /// The memory placement counts for it on its host (its reservation), MB.
+    #[serde(default)]
+    pub reserved_mb: u64,
     /// Its CPU cap in cores (`None`: no cap, a fair share of the host).
     #[serde(default)]
     pub cpus: Option<f64>,
+    /// Why a `pending` instance has no host yet: which resource no host has, on how many hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A process type's resources (`caas ps:resize`): `None` keeps the operator's default.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resources {
-    /// Memory limit, MB: the container may not use more, and placement reserves it.
+    /// Memory limit, MB: the container may not use more.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// Memory reservation, MB: what placement counts on a host (as Kubernetes' request); at most
+    /// the limit. `None`: the operator's default (`caasd --instance-reserve`), capped at the limit.
+    #[serde(default)]
+    pub reserve_mb: Option<u64>,
     /// CPU cap in cores (`0.5`, `2`): a hard cap, not only a share.
     #[serde(default)]
     pub cpus: Option<f64>,
@@ -407,9 +424,13 @@ pub struct Host {
     pub state: HostState,
     /// Memory the host offers to the scheduler.
     pub memory_mb: u64,
-    /// Memory the scheduler counts as taken by the instances placed on the host.
+    /// Memory the scheduler counts as taken by the instances placed on the host: the sum of
+    /// their reservations.
     #[serde(default)]
     pub reserved_mb: u64,
+    /// The sum of its instances' memory limits may reach `memory_mb` times this.
+    #[serde(default)]
+    pub overcommit: Option<f64>,
     /// Memory its instances use now (from the engine's stats), when the host has reported it.
     #[serde(default)]
     pub used_mb: Option<u64>,

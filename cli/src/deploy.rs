@@ -391,7 +391,9 @@ mod tests {
             created_at: Timestamp::now(),
             check: None,
             memory_mb: 512,
+            reserved_mb: 128,
             cpus: None,
+            reason: None,
         }
     }
 

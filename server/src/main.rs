@@ -142,6 +142,20 @@ pub struct ServerArgs {
     /// Memory limit of each instance: `512M`, `1G` (a bare number is MB).
     #[arg(long, alias = "instance-memory-mb", default_value = "512M", value_parser = parse_memory)]
     pub instance_memory: Size,
+    /// Memory reservation of each instance, what the scheduler counts on its host (as
+    /// Kubernetes' requests): `128M`. Capped at the instance's limit; `caas ps:resize --reserve`
+    /// sets a process type's own.
+    #[arg(long, default_value = "128M", value_parser = parse_memory)]
+    pub instance_reserve: Size,
+    /// Memory this host offers to the scheduler: `8G` [default: the machine's, less a margin
+    /// for the system (a tenth, at least 256M, at most 2G)]. Lowering it never stops what runs;
+    /// it only stops new placements.
+    #[arg(long, value_parser = parse_memory)]
+    pub host_memory: Option<Size>,
+    /// How far the memory limits of this host's instances may add up past the memory it
+    /// offers: `4` lets them reach four times --host-memory (reservations never pass it).
+    #[arg(long, default_value_t = 4.0, value_parser = parse_overcommit)]
+    pub overcommit: f64,
     /// The most memory `caas ps:resize --memory` may give one instance.
     #[arg(long, default_value = "4G", value_parser = parse_memory)]
     pub max_instance_memory: Size,
@@ -262,6 +276,24 @@ pub struct AgentArgs {
     pub name: String,
     #[arg(long, default_value = "20000-29999")]
     pub port_range: PortRange,
+    /// Memory this host offers to the scheduler: `8G` [default: the machine's, less a margin
+    /// for the system]. Lowering it never stops what runs; it only stops new placements.
+    #[arg(long, value_parser = parse_memory)]
+    pub host_memory: Option<Size>,
+    /// How far the memory limits of this host's instances may add up past the memory it
+    /// offers (at least 1).
+    #[arg(long, default_value_t = 4.0, value_parser = parse_overcommit)]
+    pub overcommit: f64,
+}
+
+/// An overcommit ratio: 1 (limits never add up past the offer) or more.
+fn parse_overcommit(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && (1.0..=100.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "invalid overcommit ratio {s:?}: give a number from 1 to 100, e.g. 4"
+        )),
+    }
 }
 
 #[derive(Args)]
@@ -302,8 +334,22 @@ pub struct GatewayArgs {
     pub spec: String,
 }
 
+/// Flags that are each fine but do not go together.
+fn conflict(s: &ServerArgs) -> Option<String> {
+    let (reserve, limit) = (s.instance_reserve, s.instance_memory);
+    (reserve > limit).then(|| {
+        format!("--instance-reserve {reserve} is more than --instance-memory {limit}: a reservation is at most the limit")
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(conflict) = conflict(&cli.server) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, conflict)
+            .exit(); // exit code 2, as for any other bad flag
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -393,10 +439,37 @@ mod tests {
         assert_eq!(defaults.drain, Duration::from_secs(30));
         assert_eq!(defaults.max_image_upload.mb(), 8192);
 
+        assert_eq!(defaults.instance_reserve.mb(), 128);
+        assert_eq!(conflict(&defaults), None);
+        assert_eq!(
+            conflict(&server(&["--instance-memory", "256M", "--instance-reserve", "300M"])),
+            Some("--instance-reserve 300.0 MiB is more than --instance-memory 256.0 MiB: a reservation is at most the limit".into())
+        );
+        assert_eq!((defaults.overcommit, defaults.host_memory), (4.0, None));
+        let s = server(&["--host-memory", "300M", "--overcommit", "1.5"]);
+        assert_eq!(
+            (s.host_memory.map(Size::mb), s.overcommit),
+            (Some(300), 1.5)
+        );
+
         for bad in [
             &["--instance-memory", "2M"][..],
             &["--lost-after", "soon"],
             &["--build-memory", "lots"],
+            &["--overcommit", "0.5"],
+            &["--overcommit", "lots"],
+            &["--host-memory", "1M"],
+            &[
+                "agent",
+                "--server",
+                "x",
+                "--address",
+                "127.0.0.1",
+                "--name",
+                "a",
+                "--overcommit",
+                "0.9",
+            ],
         ] {
             let args = std::iter::once("caasd").chain(bad.iter().copied());
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");

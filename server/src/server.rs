@@ -494,6 +494,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         app_url_template: app_url_template(&args.domain, gw_bound),
         max_scale: args.max_scale,
         instance_memory_mb: args.instance_memory.mb(),
+        instance_reserve_mb: args.instance_reserve.mb(),
         max_instance_memory_mb: args.max_instance_memory.mb(),
         max_instance_cpus: args.max_instance_cpus,
         max_image_upload: args.max_image_upload.bytes(),
@@ -521,17 +522,20 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     );
+    let board = Arc::new(crate::schedule::Board::default());
     let settings = Settings {
         instance_memory_mb: args.instance_memory.mb(),
+        instance_reserve_mb: args.instance_reserve.mb(),
         start_timeout: args.start_timeout,
         defaults: crate::schedule::app_defaults(args.drain),
     };
-    let (st, ob, lg, wk, ct) = (
+    let (st, ob, lg, wk, ct, bd) = (
         store.clone(),
         observed.clone(),
         logs.clone(),
         wake.clone(),
         counters.clone(),
+        board.clone(),
     );
     tasks.spawn(while_leading(
         leading.clone(),
@@ -544,6 +548,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
                 settings: settings.clone(),
                 wake: wk.clone(),
                 counters: ct.clone(),
+                board: bd.clone(),
             }
             .run(stop)
         },
@@ -621,6 +626,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             host: args.host_name.clone(),
             images: crate::addons::Images::new(args.stack_image.clone()),
         }),
+        board,
     };
     // Services a stopped caasd left half made are finished; stopped ones are started.
     tokio::spawn(api::recover_addons(state.clone()));
@@ -693,6 +699,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             port_min: args.port_range.0,
             port_max: args.port_range.1,
             colocated: true,
+            host_memory_mb: args.host_memory.map(crate::units::Size::mb),
+            overcommit: args.overcommit,
         };
         let agent_engine = engine.clone();
         let agent_stop = shutdown.clone();
@@ -760,6 +768,8 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         port_min: args.port_range.0,
         port_max: args.port_range.1,
         colocated: false,
+        host_memory_mb: args.host_memory.map(crate::units::Size::mb),
+        overcommit: args.overcommit,
     };
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -36,14 +36,15 @@ fn a_full_disk_refuses_new_work_up_front_and_loses_nothing() {
     assert!(answers(&p, "full", "Full disk"));
     p.caas_ok(&["config:set", "KEPT=yes", "-a", "full"]);
 
-    // Once v1's instance has drained: one instance of 512 MB, its disk and memory reported.
+    // Once v1's instance has drained: one instance reserving 128 MB (of its 512 MB limit),
+    // its disk and memory reported.
     let hosts = p.wait_for(
         WAIT,
         "the host to report one instance, its disk and memory",
         || {
             let h = p.caas_json(&["hosts", "--json"]);
             (h[0]["instances"] == 1
-                && h[0]["reserved_mb"] == 512
+                && h[0]["reserved_mb"] == 128
                 && h[0]["disk"]["total_bytes"].as_u64().unwrap_or(0) > 0
                 && h[0]["used_mb"].is_u64())
             .then_some(h)

@@ -56,7 +56,9 @@ pub fn list(args: PsArgs) -> Result<()> {
                 i.name.clone(),
                 format!("v{}", i.release),
                 i.state.as_str().to_string(),
-                i.host.clone(),
+                Some(i.host.clone())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "-".to_string()),
                 i.address.clone().unwrap_or_else(|| "-".to_string()),
                 age(i.since),
                 i.restarts.to_string(),
@@ -71,9 +73,16 @@ pub fn list(args: PsArgs) -> Result<()> {
         ],
         &rows,
     )?;
-    // Why an instance is not up: what its check saw last.
+    // Why an instance is not up: why it has no host, or what its check saw last.
     for i in &instances {
-        if let (Some(check), false) = (&i.check, i.state == InstanceState::Up) {
+        if let Some(reason) = &i.reason {
+            say(&sanitize(&format!(
+                "{} v{} {}: {reason}",
+                i.name,
+                i.release,
+                i.state.as_str()
+            )))?;
+        } else if let (Some(check), false) = (&i.check, i.state == InstanceState::Up) {
             say(&sanitize(&format!(
                 "{} v{} {}: {check}",
                 i.name,
@@ -171,7 +180,24 @@ pub fn scale(args: ScaleArgs) -> Result<()> {
             format!("{process}={n}")
         })
         .collect();
-    say(&format!("Scaled {name}: {}", scaled.join(" ")))
+    say(&format!("Scaled {name}: {}", scaled.join(" ")))?;
+    if formation.pending.is_empty() {
+        return Ok(());
+    }
+    // Recorded, but no host can take some of the new instances: fail now, saying why.
+    let hint = formation
+        .hint
+        .map_or(String::new(), |h| format!("; to make room, {h}"));
+    Err(CliError::Failed(sanitize(&format!(
+        "{} cannot be placed ({}); it stays pending and starts when room appears{hint}",
+        if formation.pending.len() == 1 {
+            "an instance"
+        } else {
+            "instances"
+        },
+        formation.pending.join("; ")
+    )))
+    .into())
 }
 
 /// One scale argument's count: `web=3` sets, `web+1` and `web-1` change what is wanted now.

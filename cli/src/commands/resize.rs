@@ -1,5 +1,5 @@
-//! `ps:resize`: a process type's memory limit and CPU cap, as Heroku's dyno sizes or Dokku's
-//! `resource:limit`. A change makes a release that replaces the instances (waited for like
+//! `ps:resize`: a process type's memory limit, memory reservation and CPU cap, as Heroku's dyno
+//! sizes, Dokku's `resource:limit`/`resource:reserve` or Kubernetes' limits and requests. A change makes a release that replaces the instances (waited for like
 //! `config:set`).
 
 use super::{client, AppArg};
@@ -18,6 +18,10 @@ pub struct ResizeArgs {
     /// Memory limit of each instance: 256M, 1G (a bare number is MB)
     #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
     memory: Option<u64>,
+    /// Memory reserved for each instance on its host, what placement counts (at most the
+    /// limit): 64M, 256M
+    #[arg(long, value_name = "SIZE", value_parser = parse_memory)]
+    reserve: Option<u64>,
     /// CPU cap of each instance, in cores: 0.5, 1, 2
     #[arg(long, value_name = "CORES", value_parser = parse_cpus)]
     cpu: Option<f64>,
@@ -52,9 +56,9 @@ fn parse_cpus(text: &str) -> Result<f64, String> {
 }
 
 pub fn resize(args: ResizeArgs) -> Result<()> {
-    if args.memory.is_none() && args.cpu.is_none() {
+    if args.memory.is_none() && args.cpu.is_none() && args.reserve.is_none() {
         return Err(CliError::usage(
-            "give --memory SIZE and/or --cpu CORES, e.g. caas ps:resize web --memory 1G --cpu 1",
+            "give --memory SIZE and/or --cpu CORES, and/or --reserve SIZE, e.g. caas ps:resize web --memory 1G --reserve 256M",
         )
         .into());
     }
@@ -65,6 +69,7 @@ pub fn resize(args: ResizeArgs) -> Result<()> {
         &format!("/v1/apps/{app}/resources/{}", args.process),
         &Resources {
             memory_mb: args.memory,
+            reserve_mb: args.reserve,
             cpus: args.cpu,
         },
     )?;
@@ -95,6 +100,9 @@ fn describe(r: &Resources) -> String {
     let mut parts = Vec::new();
     if let Some(mb) = r.memory_mb {
         parts.push(format!("{} memory", format_mb(mb)));
+    }
+    if let Some(mb) = r.reserve_mb {
+        parts.push(format!("{} reserved", format_mb(mb)));
     }
     if let Some(c) = r.cpus {
         parts.push(format!("{c} CPU"));

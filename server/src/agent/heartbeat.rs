@@ -59,10 +59,19 @@ pub(super) async fn heartbeat(
     }
     // Where the host's disk is read for each heartbeat: the engine's root dir (images and
     // containers), else the agent's own data dir (also when the engine does not answer now).
-    let root_dir = match tokio::time::timeout(HEARTBEAT_TIMEOUT, engine.info()).await {
-        Ok(Ok(info)) => info.root_dir,
+    let info = match tokio::time::timeout(HEARTBEAT_TIMEOUT, engine.info()).await {
+        Ok(Ok(info)) => Some(info),
         _ => None,
     };
+    // What this host offers the scheduler, said with every heartbeat, so a restart with another
+    // --host-memory is heard without registering again.
+    let cfg = &session.cfg;
+    let memory_mb = match (cfg.host_memory_mb, &info) {
+        (Some(mb), _) => Some(mb),
+        (None, Some(info)) => Some(super::offer(info.memory_mb, None)),
+        (None, None) => None,
+    };
+    let root_dir = info.and_then(|i| i.root_dir);
     let disk_path = root_dir.unwrap_or_else(|| session.cfg.data_dir.clone());
     let mut last: Option<(Instant, ReportKey)> = None;
     loop {
@@ -93,6 +102,8 @@ pub(super) async fn heartbeat(
                     instances,
                     dropped_log_lines: dropped,
                     disk: crate::free_space::usage(&disk_path).ok(),
+                    memory_mb,
+                    overcommit: Some(cfg.overcommit),
                 },
             ),
         )

@@ -78,6 +78,17 @@ pub struct AgentConfig {
     pub port_max: u16,
     /// Embedded in caasd: on the gateway's machine (see `RegisterRequest::colocated`).
     pub colocated: bool,
+    /// The memory this host offers to the scheduler, MB (`--host-memory`); `None`: the
+    /// machine's less a margin ([`offer`]).
+    pub host_memory_mb: Option<u64>,
+    /// How far its instances' limits may add up past the offer (`--overcommit`).
+    pub overcommit: f64,
+}
+
+/// The memory a host offers when the operator does not say: the machine's, less a tenth for
+/// the system, caasd and the engine (at least 256 MB, at most 2 GB).
+pub fn offer(machine_mb: u64, asked_mb: Option<u64>) -> u64 {
+    asked_mb.unwrap_or_else(|| machine_mb.saturating_sub((machine_mb / 10).clamp(256, 2048)))
 }
 
 /// Runs the agent until `shutdown`. Containers keep running after it returns.
@@ -680,4 +691,20 @@ impl Agent {
 /// Docker's stop timeout, in whole seconds (at least 1).
 fn grace_secs(grace: Duration) -> i32 {
     grace.as_secs().clamp(1, i32::MAX as u64) as i32
+}
+
+#[cfg(test)]
+mod offer_tests {
+    #[test]
+    fn a_host_offers_its_memory_less_a_margin_unless_told() {
+        for (machine, asked, offered) in [
+            (24_576, None, 22_528), // 24 GiB: 2 GiB kept (a tenth, at most 2 GiB)
+            (4096, None, 3687),     // a tenth
+            (1024, None, 768),      // at least 256 MB
+            (100, None, 0),
+            (24_576, Some(320), 320), // --host-memory, as said
+        ] {
+            assert_eq!(super::offer(machine, asked), offered, "{machine} {asked:?}");
+        }
+    }
 }

@@ -137,7 +137,8 @@ async fn register(cfg: &AgentConfig, client: &Client, engine: &Engine) -> anyhow
             &RegisterRequest {
                 name: cfg.name.clone(),
                 address: cfg.address.to_string(),
-                memory_mb: info.memory_mb,
+                memory_mb: super::offer(info.memory_mb, cfg.host_memory_mb),
+                overcommit: Some(cfg.overcommit),
                 cpus: info.cpus,
                 port_min: cfg.port_min,
                 port_max: cfg.port_max,

@@ -122,6 +122,7 @@ pub async fn register(
         port_max: req.port_max,
         registered_at: existing.map_or_else(Timestamp::now, |h| h.registered_at),
         colocated: req.colocated,
+        overcommit: req.overcommit,
     };
     s.store.put_host(&host)?;
     s.store.delete_tokens_where(|t| {
@@ -375,6 +376,23 @@ pub async fn heartbeat(
         .dropped(crate::metrics::Dropped::Agent, hb.dropped_log_lines);
     if let Some(disk) = hb.disk {
         s.observed.note_disk(&host_id, disk);
+    }
+    // A new offer (the agent restarted with another --host-memory or --overcommit) is written
+    // down; a lower one only stops new placements, nothing placed moves.
+    let offer = (
+        hb.memory_mb.unwrap_or(host.memory_mb),
+        hb.overcommit.or(host.overcommit),
+    );
+    if offer != (host.memory_mb, host.overcommit) {
+        let mut updated = host.clone();
+        (updated.memory_mb, updated.overcommit) = offer;
+        s.store.put_host(&updated)?;
+        s.wake.notify_one();
+        tracing::info!(
+            host = host.name,
+            memory_mb = offer.0,
+            "host offers other memory now"
+        );
     }
     if s.observed
         .heartbeat(&host_id, hb.instances, Timestamp::now())

@@ -5,6 +5,7 @@ use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::Names;
 use crate::docker::EngineError;
+use crate::schedule::place::Need;
 use crate::store::{AppRecord, Desired, ReleaseRecord, StoreError};
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -355,6 +356,8 @@ fn formation_view(s: &AppState, rec: &AppRecord) -> Formation {
         app: rec.name.clone(),
         quantities: rec.formation.clone(),
         max_per_process: s.config.max_scale,
+        pending: Vec::new(),
+        hint: None,
     }
 }
 
@@ -437,8 +440,37 @@ pub async fn scale(
         format!("{} (was {})", summary.join(" "), was.join(" ")),
     );
     s.wake.notify_one();
-    Ok(Json(formation_view(&s, &rec)))
+    let mut view = formation_view(&s, &rec);
+    // Say now, not never, when the new instances have no host to go to: the scheduler's next
+    // pass places them or says why not. Those for which room is coming (draining instances)
+    // are not a failure.
+    s.board.next_pass(PLACED_WITHIN).await;
+    let stuck: Vec<_> = s
+        .board
+        .pending(&app)
+        .into_iter()
+        .map(|p| p.unplaced)
+        .filter(|u| {
+            !u.waiting
+                && wanted
+                    .keys()
+                    .any(|p| u.instance.starts_with(&format!("{p}.")))
+        })
+        .collect();
+    if let Some(first) = stuck.first() {
+        let process = first.instance.split('.').next().unwrap_or_default();
+        view.hint = Some(crate::schedule::place::hint(&app, process));
+    }
+    view.pending = stuck
+        .into_iter()
+        .map(|u| format!("{}: {}", u.instance, u.reason))
+        .collect();
+    Ok(Json(view))
 }
+
+/// How long a scale waits for the scheduler's pass that places its instances (it takes
+/// milliseconds unless the store is slow).
+const PLACED_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// An instance's state as `caas ps` shows it: its allocation's, else its host's, else what its
 /// agent last reported.
@@ -501,6 +533,7 @@ pub async fn ps(
                 .unwrap_or_default();
             let report = s.observed.report(&a.id);
             let state = instance_state(&s, &a, report.as_ref(), now);
+            let need = Need::of_allocation(&a, s.config.memory());
             let address = report.as_ref().and_then(|r| r.port).and_then(|p| {
                 s.store
                     .host(&a.host_id)
@@ -520,11 +553,10 @@ pub async fn ps(
                 since: report.as_ref().map_or(a.created_at, |r| r.since),
                 created_at: a.created_at,
                 check: report.as_ref().and_then(|r| r.check.clone()),
-                memory_mb: match a.memory_mb {
-                    0 => res.memory_mb.unwrap_or(s.config.instance_memory_mb),
-                    mb => mb,
-                },
+                memory_mb: need.limit_mb,
+                reserved_mb: need.reserve_mb,
                 cpus: res.cpus,
+                reason: None,
                 id: a.id,
                 process: a.process,
                 index: a.index,
@@ -532,6 +564,29 @@ pub async fn ps(
             }
         })
         .collect();
+    // Instances no host could take: pending, with why, rather than absent.
+    for p in s.board.pending(&app) {
+        let u = p.unplaced;
+        let (process, index) = u.instance.split_once('.').unwrap_or((&u.instance, "0"));
+        out.push(Instance {
+            id: String::new(),
+            name: u.instance.clone(),
+            process: process.to_string(),
+            index: index.parse().unwrap_or(0),
+            release: u.release,
+            host: String::new(),
+            address: None,
+            state: InstanceState::Pending,
+            restarts: 0,
+            since: p.since,
+            created_at: p.since,
+            check: None,
+            memory_mb: u.need.limit_mb,
+            reserved_mb: u.need.reserve_mb,
+            cpus: None,
+            reason: Some(u.reason),
+        });
+    }
     out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
     Ok(Json(out))
 }

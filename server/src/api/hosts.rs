@@ -5,6 +5,7 @@ use super::auth::Admin;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::auth;
+use crate::schedule::place::Need;
 use crate::store::{Role, TokenRecord};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -25,7 +26,8 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Hos
         .hosts()?
         .into_iter()
         .map(|h| {
-            let instances = allocations.iter().filter(|a| a.host_id == h.id).count() as u32;
+            let on_host: Vec<_> = allocations.iter().filter(|a| a.host_id == h.id).collect();
+            let instances = on_host.len() as u32;
             let (disk, used_mb) = s.observed.host_usage(&h.id);
             Host {
                 state: if s.observed.host_alive(&h.id, now) {
@@ -34,8 +36,12 @@ pub async fn list(_: Admin, State(s): State<AppState>) -> ApiResult<Json<Vec<Hos
                     HostState::Lost
                 },
                 instances,
-                // What placement counts: every instance takes the instance memory.
-                reserved_mb: u64::from(instances) * s.config.instance_memory_mb,
+                // What placement counts: the instances' reservations.
+                reserved_mb: on_host
+                    .iter()
+                    .map(|a| Need::of_allocation(a, s.config.memory()).reserve_mb)
+                    .sum(),
+                overcommit: Some(h.overcommit.unwrap_or(1.0)),
                 used_mb,
                 disk,
                 id: h.id,

@@ -154,6 +154,7 @@ mod tests {
             created_at: Timestamp(0),
             desired: Desired::Run,
             memory_mb: 0,
+            reserved_mb: 0,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct ApiConfig {
     pub app_url_template: String,
     pub max_scale: u32,
     pub instance_memory_mb: u64,
+    /// The memory reservation of a process type that sets none (`caasd --instance-reserve`).
+    pub instance_reserve_mb: u64,
     /// Bounds of `caas ps:resize` (`caasd --max-instance-memory`, `--max-instance-cpus`).
     pub max_instance_memory_mb: u64,
     pub max_instance_cpus: f64,
@@ -115,6 +117,17 @@ pub struct AppState {
     pub deliveries: Arc<crate::notify::Deliveries>,
     /// Add-on services on this host (`crate::addons`).
     pub addons: Arc<crate::addons::Services>,
+    /// What the scheduler could not place.
+    pub board: Arc<crate::schedule::Board>,
+}
+
+impl ApiConfig {
+    pub fn memory(&self) -> crate::schedule::place::Defaults {
+        crate::schedule::place::Defaults {
+            limit_mb: self.instance_memory_mb,
+            reserve_mb: self.instance_reserve_mb,
+        }
+    }
 }
 
 /// Waits (a few seconds at most) until the gateway serves what the routes say now, so a deploy

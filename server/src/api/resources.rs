@@ -1,4 +1,6 @@
-//! `caas ps:resize`: a process type's memory limit and CPU cap, within the operator's bounds.
+//! `caas ps:resize`: a process type's memory limit, memory reservation and CPU cap, within the
+//! operator's bounds. The scheduler counts the reservation on a host; the container gets the
+//! limit.
 //! `GET /v1/apps/{app}/resources` (what each process type gets), `PUT
 //! /v1/apps/{app}/resources/{process}` (a change makes a release, which rolls out like a config
 //! change: new instances with the new limits replace the old ones, gated by the rollout).
@@ -7,6 +9,7 @@ use super::auth::{load_app, Access, Caller};
 use super::config::release_change;
 use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
+use crate::schedule::place::Need;
 use axum::extract::{Path, State};
 use axum::Json;
 use caas_api::{Resize, Resources};
@@ -38,8 +41,10 @@ pub async fn get(
             .into_iter()
             .map(|p| {
                 let own = rec.resources.get(&p).copied().unwrap_or_default();
+                let need = Need::of(own.memory_mb, own.reserve_mb, s.config.memory());
                 let r = Resources {
-                    memory_mb: Some(own.memory_mb.unwrap_or(s.config.instance_memory_mb)),
+                    memory_mb: Some(need.limit_mb),
+                    reserve_mb: Some(need.reserve_mb),
                     cpus: own.cpus,
                 };
                 (p, r)
@@ -50,9 +55,14 @@ pub async fn get(
 
 /// Checks a resize against the operator's bounds and the hosts there are.
 fn check(s: &AppState, r: &Resources) -> ApiResult<()> {
-    if r.memory_mb.is_none() && r.cpus.is_none() {
+    if r.memory_mb.is_none() && r.cpus.is_none() && r.reserve_mb.is_none() {
         return Err(ApiError::Invalid(
-            "nothing to change: give --memory SIZE and/or --cpu N".into(),
+            "nothing to change: give --memory SIZE, --reserve SIZE and/or --cpu N".into(),
+        ));
+    }
+    if r.reserve_mb == Some(0) {
+        return Err(ApiError::Invalid(
+            "--reserve 0 reserves nothing: give at least 1M".into(),
         ));
     }
     let hosts = s.store.hosts()?;
@@ -99,11 +109,35 @@ fn check(s: &AppState, r: &Resources) -> ApiResult<()> {
     Ok(())
 }
 
+/// A process type's limit and reservation together, as they would be after the change: the
+/// reservation at most the limit, and no more than any host offers.
+fn check_pair(s: &AppState, new: &Resources) -> ApiResult<()> {
+    let need = Need::of(new.memory_mb, new.reserve_mb, s.config.memory());
+    if need.reserve_mb > need.limit_mb {
+        return Err(ApiError::Invalid(format!(
+            "--reserve {}M is more than the memory limit of {}M: a reservation is at most the \
+             limit; give a smaller --reserve, or a larger --memory with it",
+            need.reserve_mb, need.limit_mb
+        )));
+    }
+    let largest = s.store.hosts()?.iter().map(|h| h.memory_mb).max();
+    if let Some(largest) = largest.filter(|l| need.reserve_mb > *l) {
+        return Err(ApiError::Invalid(format!(
+            "--reserve {}M is more than any host offers ({largest}M): see caas hosts",
+            need.reserve_mb
+        )));
+    }
+    Ok(())
+}
+
 /// `12 GiB, 0.5 CPU`
 fn describe(process: &str, r: &Resources) -> String {
     let mut parts = Vec::new();
     if let Some(mb) = r.memory_mb {
         parts.push(format!("{mb}M memory"));
+    }
+    if let Some(mb) = r.reserve_mb {
+        parts.push(format!("{mb}M reserved"));
     }
     if let Some(c) = r.cpus {
         parts.push(format!("{c} CPU"));
@@ -123,6 +157,7 @@ pub async fn put(
     check(&s, &req)?;
     let merge = |old: Resources| Resources {
         memory_mb: req.memory_mb.or(old.memory_mb),
+        reserve_mb: req.reserve_mb.or(old.reserve_mb),
         cpus: req.cpus.or(old.cpus),
     };
     let apply = |all: &mut BTreeMap<String, Resources>| {
@@ -134,6 +169,7 @@ pub async fn put(
         let rec = load_app(&s, &caller, &app, Access::Manage)?;
         let old = rec.resources.get(&process).copied().unwrap_or_default();
         let new = merge(old);
+        check_pair(&s, &new)?;
         let answer = |release| Resize {
             process: process.clone(),
             resources: new,
@@ -183,12 +219,16 @@ mod tests {
     fn describes_what_changes() {
         let r = Resources {
             memory_mb: Some(1024),
+            reserve_mb: Some(64),
             cpus: Some(0.5),
         };
-        assert_eq!(describe("web", &r), "Resize web: 1024M memory, 0.5 CPU");
+        assert_eq!(
+            describe("web", &r),
+            "Resize web: 1024M memory, 64M reserved, 0.5 CPU"
+        );
         let r = Resources {
-            memory_mb: None,
             cpus: Some(2.0),
+            ..Resources::default()
         };
         assert_eq!(describe("worker", &r), "Resize worker: 2 CPU");
     }

@@ -3,6 +3,7 @@
 //! (verdicts with a store transaction, allocations with compare-and-swap). It owns the
 //! allocations and routes trees and the end of every rollout; nothing else writes them.
 
+pub mod place;
 pub mod reconcile;
 pub mod rollout;
 
@@ -11,12 +12,13 @@ use crate::observed::Observed;
 use crate::store::{Store, StoreError};
 use caas_api::checks::{Amount, AppSettings, CheckKind};
 use caas_api::Timestamp;
+use place::{Pending, Unplaced};
 use reconcile::{AppView, HostView, Plan, ReleaseView, Settings, World};
 use rollout::Verdict;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// Ticks even without a wake-up, so drain deadlines, start deadlines and lost hosts are noticed.
@@ -38,6 +40,47 @@ pub fn app_defaults(drain: Duration) -> AppSettings {
     }
 }
 
+/// What the scheduler could not place, for `caas ps` and `ps:scale`, and a count of its passes
+/// so a handler can wait for the pass after its change.
+pub struct Board {
+    pending: RwLock<Vec<Pending>>,
+    passes: watch::Sender<u64>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Self {
+            pending: RwLock::new(Vec::new()),
+            passes: watch::channel(0).0,
+        }
+    }
+}
+
+impl Board {
+    /// The instances of `app` no host could take in the last pass.
+    pub fn pending(&self, app: &str) -> Vec<Pending> {
+        let all = self.pending.read().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .filter(|p| p.unplaced.app == app)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits (at most `limit`) until a pass that started after this call has ended.
+    pub async fn next_pass(&self, limit: Duration) {
+        let mut rx = self.passes.subscribe();
+        let start = *rx.borrow_and_update();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n >= start + 2)).await;
+    }
+
+    fn publish(&self, pending: Option<Vec<Pending>>) {
+        if let Some(p) = pending {
+            *self.pending.write().unwrap_or_else(|e| e.into_inner()) = p;
+        }
+        self.passes.send_modify(|n| *n += 1);
+    }
+}
+
 pub struct Scheduler {
     pub store: Store,
     pub observed: Arc<Observed>,
@@ -46,6 +89,8 @@ pub struct Scheduler {
     pub wake: Arc<Notify>,
     /// Counts its passes (`GET /metrics`).
     pub counters: Arc<crate::metrics::Counters>,
+    /// Where it says what it could not place.
+    pub board: Arc<Board>,
 }
 
 /// What one pass remembers for the next.
@@ -54,6 +99,8 @@ struct Memory {
     /// Releases are immutable in what the scheduler reads of them, so they are cached.
     releases: HashMap<(String, u64), ReleaseView>,
     unplaced_said: HashMap<(String, String), Timestamp>,
+    /// Instances no host could take, since when: `(app, release, instance)`.
+    pending: HashMap<(String, u64, String), Pending>,
 }
 
 impl Scheduler {
@@ -68,7 +115,13 @@ impl Scheduler {
             // Converge: a plan that changed something may enable the next step at once.
             for _ in 0..8 {
                 self.counters.scheduler_pass();
-                match self.tick(&mut memory).await {
+                let result = self.tick(&mut memory).await;
+                self.board.publish(
+                    result
+                        .is_ok()
+                        .then(|| memory.pending.values().cloned().collect()),
+                );
+                match result {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(e) => {
@@ -111,6 +164,11 @@ impl Scheduler {
                 .iter()
                 .filter_map(|(p, res)| Some((p.clone(), res.memory_mb?)))
                 .collect(),
+            reserve_mb: r
+                .resources
+                .iter()
+                .filter_map(|(p, res)| Some((p.clone(), res.reserve_mb?)))
+                .collect(),
         };
         memory.releases.insert(key, view.clone());
         Ok(Some(view))
@@ -147,6 +205,7 @@ impl Scheduler {
                 name: h.name,
                 address: h.address,
                 memory_mb: h.memory_mb,
+                overcommit: h.overcommit.unwrap_or(1.0),
                 colocated: h.colocated,
             })
             .collect();
@@ -157,6 +216,7 @@ impl Scheduler {
                 .map(|a| (a.id.clone(), a.host_id.clone())),
         );
         let routes: BTreeMap<_, _> = self.store.routes()?.into_iter().collect();
+        let pending: Vec<Pending> = memory.pending.values().cloned().collect();
         let world = World {
             now,
             started: self.observed.started(),
@@ -166,6 +226,7 @@ impl Scheduler {
             observed: &observed,
             routes: &routes,
             settings: &self.settings,
+            pending: &pending,
         };
 
         let verdicts = rollout::assess(&world);
@@ -174,26 +235,56 @@ impl Scheduler {
         }
 
         let plan = reconcile::reconcile(&world, &mut crate::auth::short_id);
-        for (app, instance, reason) in &plan.unplaced {
-            let key = (app.clone(), instance.clone());
-            let due = memory
-                .unplaced_said
-                .get(&key)
-                .is_none_or(|t| t.until(now) >= UNPLACED_REPEAT);
-            if due {
-                self.logs
-                    .event(app, "scale", format!("cannot place {instance}: {reason}"));
-                memory.unplaced_said.insert(key, now);
-            }
-        }
-        memory
-            .unplaced_said
-            .retain(|k, _| plan.unplaced.iter().any(|(a, i, _)| a == &k.0 && i == &k.1));
-
+        self.say_unplaced(memory, &plan, &hosts, now);
         if plan.is_empty() {
             return Ok(false);
         }
         self.apply(plan).await
+    }
+
+    /// Says what could not be placed (again after a while, not on every pass), and what was
+    /// placed after it waited; remembers since when each instance is pending.
+    fn say_unplaced(&self, memory: &mut Memory, plan: &Plan, hosts: &[HostView], now: Timestamp) {
+        let key = |u: &Unplaced| (u.app.clone(), u.release, u.instance.clone());
+        for u in &plan.unplaced {
+            let said = (u.app.clone(), u.instance.clone());
+            let due = memory
+                .unplaced_said
+                .get(&said)
+                .is_none_or(|t| t.until(now) >= UNPLACED_REPEAT);
+            if due {
+                let text = format!("cannot place {}: {}", u.instance, u.reason);
+                self.logs.event(&u.app, "scale", text);
+                memory.unplaced_said.insert(said, now);
+            }
+        }
+        memory.unplaced_said.retain(|k, _| {
+            plan.unplaced
+                .iter()
+                .any(|u| u.app == k.0 && u.instance == k.1)
+        });
+        for a in &plan.create {
+            let k = (a.app.clone(), a.release, a.instance_name());
+            if let Some(p) = memory.pending.get(&k) {
+                let host = hosts.iter().find(|h| h.id == a.host_id);
+                let text = format!(
+                    "placed {} on {} after it waited {} for room",
+                    k.2,
+                    host.map_or(a.host_id.as_str(), |h| h.name.as_str()),
+                    caas_api::checks::format_duration(p.since.until(now))
+                );
+                self.logs.event(&a.app, "scale", text);
+            }
+        }
+        let before = std::mem::take(&mut memory.pending);
+        for u in &plan.unplaced {
+            let since = before.get(&key(u)).map_or(now, |p| p.since);
+            let pending = Pending {
+                unplaced: u.clone(),
+                since,
+            };
+            memory.pending.insert(key(u), pending);
+        }
     }
 
     /// Writes the verdicts on deploying releases; the next pass's plan acts on them.

@@ -25,6 +25,7 @@
 //!    release keeps a route it was given while it is wanted and up. An allocation whose state is
 //!    unknown (right after a control-plane restart, before its host reported) keeps its route.
 
+use super::place::{place, Capacity, Defaults, Need, Pending, Unplaced};
 use crate::store::{AllocationRecord, Desired, RouteKey};
 use caas_api::agent::ObservedState;
 use caas_api::checks::{AppSettings, Strategy};
@@ -41,8 +42,10 @@ pub struct ReleaseView {
     pub created_at: Timestamp,
     /// What its liveness checks do to a failing instance, per process type that has one.
     pub strategies: BTreeMap<String, Strategy>,
-    /// Memory of the process types resized from the default (`caas ps:resize`), MB.
+    /// Memory limits of the process types resized from the default (`caas ps:resize`), MB.
     pub memory_mb: BTreeMap<String, u64>,
+    /// Memory reservations of the process types given their own (`ps:resize --reserve`), MB.
+    pub reserve_mb: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +65,10 @@ pub struct HostView {
     pub id: String,
     pub name: String,
     pub address: String,
+    /// The memory it offers to the scheduler, MB: reservations are counted against it.
     pub memory_mb: u64,
+    /// Limits may add up to `memory_mb` times this.
+    pub overcommit: f64,
     pub port_slots: u32,
     pub alive: bool,
     /// On the gateway's machine: route to container addresses, skipping Docker's port proxy
@@ -85,7 +91,10 @@ pub struct Obs {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The memory limit of a process type that sets none, MB.
     pub instance_memory_mb: u64,
+    /// The memory reservation of a process type that sets none, MB (capped at its limit).
+    pub instance_reserve_mb: u64,
     /// How long a deploying release has to be up before it fails.
     pub start_timeout: Duration,
     /// What an app's settings are when it sets none (`super::app_defaults`).
@@ -103,6 +112,13 @@ pub struct Pacing {
 }
 
 impl Settings {
+    pub fn memory(&self) -> Defaults {
+        Defaults {
+            limit_mb: self.instance_memory_mb,
+            reserve_mb: self.instance_reserve_mb,
+        }
+    }
+
     pub fn pacing(&self, app: &AppView) -> Pacing {
         let (own, d) = (&app.settings, &self.defaults);
         let ms = |a: Option<u64>, b: Option<u64>| Duration::from_millis(a.or(b).unwrap_or(0));
@@ -164,6 +180,8 @@ pub struct World<'a> {
     pub observed: &'a HashMap<String, Obs>,
     pub routes: &'a BTreeMap<RouteKey, String>,
     pub settings: &'a Settings,
+    /// The instances no host could take in the passes before, since when.
+    pub pending: &'a [Pending],
 }
 
 impl World<'_> {
@@ -201,8 +219,8 @@ pub struct Plan {
     pub put_routes: Vec<(RouteKey, String)>,
     pub delete_routes: Vec<RouteKey>,
     pub events: Vec<Event>,
-    /// Instances no host could take: `(app, "web.3", reason)`.
-    pub unplaced: Vec<(String, String, String)>,
+    /// Instances no host could take, and why.
+    pub unplaced: Vec<Unplaced>,
 }
 
 impl Plan {
@@ -221,40 +239,10 @@ impl Plan {
     }
 }
 
-/// Running tallies per host while placing, so one plan does not overfill a host.
-struct Capacity {
-    used_mb: HashMap<String, u64>,
-    used_slots: HashMap<String, u32>,
-    per_app: HashMap<(String, String), u32>,
-}
-
-impl Capacity {
-    fn of(survivors: &[AllocationRecord], instance_memory_mb: u64) -> Self {
-        let mut cap = Capacity {
-            used_mb: HashMap::new(),
-            used_slots: HashMap::new(),
-            per_app: HashMap::new(),
-        };
-        for a in survivors {
-            let mb = if a.memory_mb > 0 {
-                a.memory_mb
-            } else {
-                instance_memory_mb
-            };
-            *cap.used_mb.entry(a.host_id.clone()).or_default() += mb;
-            *cap.used_slots.entry(a.host_id.clone()).or_default() += 1;
-            *cap.per_app
-                .entry((a.host_id.clone(), a.app.clone()))
-                .or_default() += 1;
-        }
-        cap
-    }
-}
-
 pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
     let mut plan = Plan::default();
     let survivors = remove_the_dead(w, &mut plan);
-    let mut cap = Capacity::of(&survivors, w.settings.instance_memory_mb);
+    let mut cap = Capacity::of(&survivors, w.settings.memory());
     let mut apps: Vec<&AppView> = w.apps.iter().collect();
     apps.sort_by(|a, b| a.name.cmp(&b.name));
     // Apps whose deploying release's web instances take traffic before the verdict: the
@@ -447,17 +435,18 @@ fn converge(
                 making_way.push(a.instance_name());
             }
         }
-        let need = release
-            .memory_mb
-            .get(process)
-            .copied()
-            .unwrap_or(w.settings.instance_memory_mb);
+        let need = Need::of(
+            release.memory_mb.get(process).copied(),
+            release.reserve_mb.get(process).copied(),
+            w.settings.memory(),
+        );
         let have: BTreeSet<u32> = kept.iter().map(|a| a.index).collect();
         let wanted = (target as usize).saturating_sub(kept.len());
         for index in (1..=n).filter(|i| !have.contains(i)).take(wanted) {
             match place(w, cap, &app.name, need) {
                 Ok(host_id) => plan.create.push(AllocationRecord {
-                    memory_mb: need,
+                    memory_mb: need.limit_mb,
+                    reserved_mb: need.reserve_mb,
                     id: new_id(),
                     app: app.name.clone(),
                     release: release.version,
@@ -467,10 +456,14 @@ fn converge(
                     created_at: w.now,
                     desired: Desired::Run,
                 }),
-                Err(reason) => {
-                    plan.unplaced
-                        .push((app.name.clone(), format!("{process}.{index}"), reason))
-                }
+                Err((reason, waiting)) => plan.unplaced.push(Unplaced {
+                    app: app.name.clone(),
+                    release: release.version,
+                    instance: format!("{process}.{index}"),
+                    need,
+                    reason,
+                    waiting,
+                }),
             }
         }
     }
@@ -676,53 +669,6 @@ fn routes(
         if !desired_routes.contains_key(key) {
             plan.delete_routes.push(key.clone());
         }
-    }
-}
-
-/// Filter live hosts with room (memory, a free port), then prefer the host with the fewest
-/// instances of this app (spread), then the most free memory, then the id (determinism).
-/// A host for an instance of `app` that needs `need` MB.
-fn place(w: &World<'_>, cap: &mut Capacity, app: &str, need: u64) -> Result<String, String> {
-    let best = w
-        .hosts
-        .iter()
-        .filter(|h| h.alive)
-        .filter(|h| cap.used_slots.get(&h.id).copied().unwrap_or(0) < h.port_slots)
-        .filter_map(|h| {
-            let free = h
-                .memory_mb
-                .saturating_sub(cap.used_mb.get(&h.id).copied().unwrap_or(0));
-            (free >= need).then_some((h, free))
-        })
-        .min_by(|(a, free_a), (b, free_b)| {
-            let same_a = cap
-                .per_app
-                .get(&(a.id.clone(), app.to_string()))
-                .copied()
-                .unwrap_or(0);
-            let same_b = cap
-                .per_app
-                .get(&(b.id.clone(), app.to_string()))
-                .copied()
-                .unwrap_or(0);
-            same_a
-                .cmp(&same_b)
-                .then(free_b.cmp(free_a))
-                .then(a.id.cmp(&b.id))
-        });
-    match best {
-        Some((h, _)) => {
-            *cap.used_mb.entry(h.id.clone()).or_default() += need;
-            *cap.used_slots.entry(h.id.clone()).or_default() += 1;
-            *cap.per_app
-                .entry((h.id.clone(), app.to_string()))
-                .or_default() += 1;
-            Ok(h.id.clone())
-        }
-        None if !w.hosts.iter().any(|h| h.alive) => Err("no host is up".into()),
-        None => Err(format!(
-            "no host has {need} MB of memory and a free port left"
-        )),
     }
 }
 

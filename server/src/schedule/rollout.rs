@@ -9,7 +9,9 @@
 //!   nothing asked for (`web=0`), it is up at once;
 //! - **failed** when one of its instances crashed (exited, restarted, or was stopped by a
 //!   failing check: the reason then says the check's last result) before that, or when it is
-//!   not up by its start deadline: `start_timeout` after the release's creation or its newest
+//!   not up by its start deadline, or when one of its instances has had no host that could
+//!   take it for [`UNPLACEABLE_FOR`] (no room, and none coming from draining instances: waiting
+//!   would only keep the pusher waiting; the reason says which resource and what to do): `start_timeout` after the release's creation or its newest
 //!   instance's placement (a later batch), and never sooner than `start_timeout` after this
 //!   control plane started, so a restart of caasd does not fail a rollout for want of the
 //!   heartbeats that were about to come;
@@ -22,6 +24,11 @@ use super::reconcile::{AppView, World};
 use crate::store::{AllocationRecord, Desired};
 use caas_api::agent::ObservedState;
 use caas_api::checks::format_duration;
+use std::time::Duration;
+
+/// How long an instance of a deploying release may find no host before the release fails: long
+/// enough for the room a superseded release frees in the same pass to be seen.
+pub const UNPLACEABLE_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verdict {
@@ -67,6 +74,28 @@ fn assess_app(w: &World<'_>, app: &AppView) -> Option<Verdict> {
                 return verdict(Err(why), Some(a));
             }
         }
+    }
+
+    // No host can take one of its instances, and no room is coming: say so now.
+    let stuck = w.pending.iter().find(|p| {
+        let u = &p.unplaced;
+        u.app == app.name
+            && u.release == target.version
+            && !u.waiting
+            && p.since.plus(UNPLACEABLE_FOR) <= w.now
+    });
+    if let Some(p) = stuck {
+        let u = &p.unplaced;
+        let process = u.instance.split('.').next().unwrap_or(&u.instance);
+        return verdict(
+            Err(format!(
+                "cannot place {}: {}; to make room, {}",
+                u.instance,
+                u.reason,
+                super::place::hint(&app.name, process)
+            )),
+            None,
+        );
     }
 
     let mut wanted = Vec::new();
@@ -172,6 +201,51 @@ mod tests {
             assert_eq!((v.app.as_str(), v.version), ("a", 2));
             v.outcome
         })
+    }
+
+    #[test]
+    fn a_release_whose_instance_no_host_can_take_fails_soon_unless_room_is_coming() {
+        use crate::schedule::place::{Need, Pending, Unplaced};
+        let pending = |release, waiting, for_ms: u64| Pending {
+            unplaced: Unplaced {
+                app: "a".into(),
+                release,
+                instance: "web.1".into(),
+                need: Need::default(),
+                reason: "no host can take it: 1 of 1 host short of memory".into(),
+                waiting,
+            },
+            since: caas_api::Timestamp(T0 - for_ms),
+        };
+        let case = |p: Pending| {
+            let mut c = Case::new(vec![deploying(&[("web", 1)])], vec![]);
+            c.pending = vec![p];
+            c
+        };
+        let failed = outcome(&case(pending(2, false, 2000)))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            failed.starts_with(
+                "cannot place web.1: no host can take it: 1 of 1 host short of memory; to make room, free capacity"
+            ),
+            "{failed}"
+        );
+        assert!(
+            failed.contains("caas ps:resize web --reserve 64M -a a"),
+            "{failed}"
+        );
+        assert_eq!(outcome(&case(pending(2, false, 500))), None, "just now");
+        assert_eq!(
+            outcome(&case(pending(2, true, 9000))),
+            None,
+            "room is coming"
+        );
+        assert_eq!(
+            outcome(&case(pending(1, false, 9000))),
+            None,
+            "the serving release's"
+        );
     }
 
     #[test]

@@ -43,11 +43,7 @@ impl AddonRecord {
 impl Store {
     /// Records a new add-on; `Exists` when the name is taken.
     pub fn create_addon(&self, rec: &AddonRecord) -> Result<()> {
-        if self
-            .inner
-            .addons
-            .cas(&rec.name, None, Some(&encode(rec)))?
-        {
+        if self.inner.addons.cas(&rec.name, None, Some(&encode(rec)))? {
             Ok(())
         } else {
             Err(StoreError::Exists)

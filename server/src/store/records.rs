@@ -171,9 +171,13 @@ pub struct AllocationRecord {
     pub host_id: String,
     pub created_at: Timestamp,
     pub desired: Desired,
-    /// Memory placement reserved for it, MB (0 in records from before: the default).
+    /// Its memory limit, MB (0 in records from before: the default).
     #[serde(default)]
     pub memory_mb: u64,
+    /// The memory placement counted for it on its host, MB (0 in records from before
+    /// reservations: the default reservation).
+    #[serde(default)]
+    pub reserved_mb: u64,
 }
 
 impl AllocationRecord {
@@ -205,6 +209,10 @@ pub struct HostRecord {
     /// On the control plane's machine: routes may use container addresses.
     #[serde(default)]
     pub colocated: bool,
+    /// Its instances' limits may add up to `memory_mb` times this (`caasd --overcommit`);
+    /// `None` in records from before: 1.
+    #[serde(default)]
+    pub overcommit: Option<f64>,
 }
 
 impl HostRecord {

@@ -235,6 +235,7 @@ fn allocation_cas_detects_a_lost_race_and_bumps_the_index(f: &Fixture) {
         created_at: Timestamp::now(),
         desired: Desired::Run,
         memory_mb: 0,
+        reserved_mb: 0,
     };
     assert!(s.cas_allocation("a1", None, Some(&a)).unwrap());
     assert!(

@@ -8,6 +8,7 @@ pub fn settings() -> Settings {
     defaults.min_up_ms = Some(0);
     Settings {
         instance_memory_mb: 512,
+        instance_reserve_mb: 512,
         start_timeout: Duration::from_secs(60),
         defaults,
     }
@@ -19,6 +20,7 @@ pub fn host(id: &str, alive: bool) -> HostView {
         name: format!("{id}-name"),
         address: format!("10.0.0.{}", id.len()),
         memory_mb: 4096,
+        overcommit: 1.0,
         port_slots: 100,
         alive,
         colocated: false,
@@ -33,6 +35,7 @@ pub fn release_view(version: u64, created_at: u64) -> ReleaseView {
         created_at: Timestamp(created_at),
         strategies: BTreeMap::new(),
         memory_mb: BTreeMap::new(),
+        reserve_mb: BTreeMap::new(),
     }
 }
 
@@ -64,6 +67,7 @@ pub fn alloc(
         created_at: Timestamp(T0 - 1000),
         desired: Desired::Run,
         memory_mb: 512,
+        reserved_mb: 512,
     }
 }
 
@@ -76,6 +80,7 @@ pub struct Case {
     pub now: u64,
     pub started: u64,
     pub settings: Settings,
+    pub pending: Vec<crate::schedule::place::Pending>,
 }
 
 impl Case {
@@ -89,6 +94,7 @@ impl Case {
             now: T0,
             started: 0,
             settings: settings(),
+            pending: Vec::new(),
         }
     }
     pub fn up(mut self, id: &str, port: u16) -> Self {
@@ -134,6 +140,7 @@ impl Case {
             observed: &self.observed,
             routes: &self.routes,
             settings: s,
+            pending: &self.pending,
         };
         f(&w)
     }

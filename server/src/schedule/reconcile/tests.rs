@@ -380,8 +380,11 @@ fn a_full_cluster_reports_what_it_could_not_place() {
     let plan = c.run();
     assert_eq!(plan.create.len(), 2);
     assert_eq!(plan.unplaced.len(), 1);
-    assert_eq!(plan.unplaced[0].1, "web.3");
-    assert!(plan.unplaced[0].2.contains("512 MB"));
+    assert_eq!(
+        (plan.unplaced[0].instance.as_str(), plan.unplaced[0].release),
+        ("web.3", 1)
+    );
+    assert!(plan.unplaced[0].reason.contains("512 MB"));
 
     let mut c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![]);
     c.hosts[0].port_slots = 0;
@@ -389,7 +392,32 @@ fn a_full_cluster_reports_what_it_could_not_place() {
 
     let mut c = Case::new(vec![app("a", Some(1), &[("web", 1)])], vec![]);
     c.hosts[0].alive = false;
-    assert_eq!(c.run().unplaced[0].2, "no host is up");
+    assert_eq!(c.run().unplaced[0].reason, "no host is up");
+}
+
+#[test]
+fn the_scheduler_counts_reservations_and_the_container_gets_the_limit() {
+    // 1024 MB offered, 128 MB reserved each, limits of 512 up to 4x: 8 fit, not 2.
+    let mut c = Case::new(vec![app("a", Some(1), &[("web", 9)])], vec![]);
+    c.settings.instance_reserve_mb = 128;
+    c.hosts[0].memory_mb = 1024;
+    c.hosts[0].overcommit = 4.0;
+    let plan = c.run();
+    assert_eq!(plan.create.len(), 8);
+    assert!(plan
+        .create
+        .iter()
+        .all(|a| (a.reserved_mb, a.memory_mb) == (128, 512)));
+    assert_eq!(plan.unplaced[0].instance, "web.9");
+
+    // A process type's own reservation and limit (ps:resize) over the defaults.
+    let mut a = app("a", Some(1), &[("web", 1)]);
+    let r = a.release.as_mut().unwrap();
+    r.memory_mb.insert("web".into(), 256);
+    r.reserve_mb.insert("web".into(), 64);
+    let c = Case::new(vec![a], vec![]);
+    let made = &c.run().create[0];
+    assert_eq!((made.reserved_mb, made.memory_mb), (64, 256));
 }
 
 #[test]
