@@ -11,6 +11,7 @@ mod appjson;
 mod auth;
 mod autoscale;
 mod builder;
+mod canary;
 mod dashboard;
 mod docker;
 mod free_space;

@@ -513,6 +513,16 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
     };
     tasks.spawn(
+        crate::canary::Judge {
+            store: store.clone(),
+            traffic: state.traffic.clone(),
+            observed: state.observed.clone(),
+            logs: state.logs.clone(),
+            wake: state.wake.clone(),
+        }
+        .run(shutdown.clone()),
+    );
+    tasks.spawn(
         crate::autoscale::Autoscaler {
             store: store.clone(),
             traffic: state.traffic.clone(),

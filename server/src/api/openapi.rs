@@ -4,8 +4,8 @@
 //! fails when a route of the router is missing from the document.
 
 use super::{
-    access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hosts,
-    instances, logs, metrics, ports, prometheus, resources, scaling, users,
+    access, agent, apps, builds, canary, certs, checks, config, domains, drains, gateway, git,
+    hosts, instances, logs, metrics, ports, prometheus, resources, scaling, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -29,6 +29,11 @@ use utoipa::OpenApi;
         apps::releases,
         apps::release,
         config::rollback,
+        canary::get,
+        canary::start,
+        canary::set,
+        canary::promote,
+        canary::abort,
         config::get,
         config::patch,
         apps::formation,

@@ -362,6 +362,53 @@ impl Store {
         }
     }
 
+    /// Makes the app's canary its deploying release, atomically with the release's status: the
+    /// canary's instances are kept and the scheduler rolls it out as usual (promoting it, or
+    /// failing it with the serving release kept). `refuse` sees the app first and may stop it
+    /// (no canary, a rollout under way): nothing is written then. Returns the version.
+    pub fn promote_canary<E>(
+        &self,
+        app: &str,
+        refuse: impl Fn(&AppRecord) -> std::result::Result<u64, E>,
+    ) -> Result<u64, UpdateError<E>> {
+        enum Abort<E> {
+            NotFound,
+            Codec(&'static str, serde_json::Error),
+            Rejected(E),
+        }
+        let res = (&self.inner.apps, &self.inner.releases).transaction(|(apps, releases)| {
+            let raw = apps
+                .get(app)?
+                .ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
+            let mut rec: AppRecord = serde_json::from_slice(&raw)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec("apps", e)))?;
+            let version = refuse(&rec)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Rejected(e)))?;
+            let key = release_key(app, version);
+            let raw = releases
+                .get(&key)?
+                .ok_or(ConflictableTransactionError::Abort(Abort::NotFound))?;
+            let mut release: ReleaseRecord = serde_json::from_slice(&raw)
+                .map_err(|e| ConflictableTransactionError::Abort(Abort::Codec("releases", e)))?;
+            release.status = ReleaseStatus::Deploying;
+            release.error = None;
+            rec.canary = None;
+            rec.deploying = Some(version);
+            releases.insert(key, encode(&release))?;
+            apps.insert(app, encode(&rec))?;
+            Ok(version)
+        });
+        match res {
+            Ok(v) => Ok(v),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e).into()),
+            Err(TransactionError::Abort(Abort::NotFound)) => Err(StoreError::NotFound.into()),
+            Err(TransactionError::Abort(Abort::Codec(tree, source))) => {
+                Err(StoreError::Codec { tree, source }.into())
+            }
+            Err(TransactionError::Abort(Abort::Rejected(e))) => Err(UpdateError::Rejected(e)),
+        }
+    }
+
     pub fn release(&self, app: &str, version: u64) -> Result<Option<ReleaseRecord>> {
         self.inner
             .releases

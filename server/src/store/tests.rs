@@ -213,3 +213,39 @@ fn update_app_applies_the_closure() {
         Err(UpdateError::Store(StoreError::NotFound))
     ));
 }
+
+#[test]
+fn a_promoted_canary_becomes_the_deploying_release_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.create_app(&app("demo")).unwrap();
+    for v in 1..=2 {
+        s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+            .unwrap();
+        assert!(s.finish_rollout("demo", v, Ok(()), &[]).unwrap());
+    }
+    let refuse = |rec: &AppRecord| rec.canary.as_ref().map(|c| c.version).ok_or("no canary");
+    // No canary: refused, nothing written.
+    assert!(matches!(
+        s.promote_canary("demo", refuse),
+        Err(UpdateError::Rejected("no canary"))
+    ));
+    s.update_app::<()>("demo", |a| {
+        a.canary = Some(caas_api::canary::Canary {
+            version: 1,
+            weight: 20,
+            sticky: false,
+            started_at: Timestamp::now(),
+            auto: None,
+        });
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(s.promote_canary("demo", refuse).unwrap(), 1);
+    let a = s.app("demo").unwrap().unwrap();
+    assert_eq!((a.release, a.deploying, a.canary), (Some(2), Some(1), None));
+    assert_eq!(status(&s, 1), (ReleaseStatus::Deploying, None));
+    // The usual rollout decides it.
+    assert!(s.finish_rollout("demo", 1, Ok(()), &[]).unwrap());
+    assert_eq!(s.app("demo").unwrap().unwrap().release, Some(1));
+}
