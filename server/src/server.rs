@@ -551,9 +551,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .merge(crate::dashboard::router(api_router));
     tasks.spawn(crate::http::serve(
         api_listener,
+        None,
         shutdown.clone(),
-        crate::http::Options::default(),
-        move |peer| {
+        crate::http::Options::api(),
+        move |conn| {
+            let peer = conn.peer;
             // Who is calling, for the audit log and the per-address limit on failed logins.
             let app = tower::ServiceExt::map_request(
                 app.clone(),
