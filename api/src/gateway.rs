@@ -37,6 +37,9 @@ pub struct Backend {
     pub instance: String,
     /// `IP:PORT`.
     pub addr: String,
+    /// The release it runs (0 from a control plane that did not say).
+    #[serde(default)]
+    pub release: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -60,6 +63,23 @@ pub struct AppRouting {
     /// Its instances speak HTTP/2 (cleartext, prior knowledge): the gateway talks HTTP/2 to them.
     #[serde(default)]
     pub backend_h2: bool,
+    /// A canary runs: the share of requests its release gets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryRoute>,
+}
+
+/// How the gateway splits an app's requests while a canary runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CanaryRoute {
+    /// The canary's release.
+    pub version: u64,
+    /// The serving release beside it.
+    pub stable: u64,
+    /// Percent of requests the canary gets.
+    pub weight: u8,
+    /// A cookie keeps a browser on the release it first got.
+    pub sticky: bool,
 }
 
 /// A certificate the gateway serves over TLS, with its private key (the gateway token's API
@@ -126,6 +146,10 @@ pub struct TcpRoute {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppTraffic {
     pub app: String,
+    /// Counts of one release of the app only, while a canary runs; the app's own entry (no
+    /// release) counts every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u64>,
     /// Answers by status class: `[1xx, 2xx, 3xx, 4xx, 5xx]`. The gateway's own errors (502, 503,
     /// 504) count as 5xx.
     pub status: [u64; 5],

@@ -7,6 +7,7 @@
 pub mod access;
 pub mod addons;
 pub mod agent;
+pub mod canary;
 pub mod checks;
 pub mod domains;
 pub mod gateway;
@@ -198,6 +199,9 @@ pub struct Release {
     /// The names of its config vars (never their values).
     #[serde(default)]
     pub config_keys: Vec<String>,
+    /// It runs as the app's canary beside the serving release (`caas releases:canary`).
+    #[serde(default)]
+    pub canary: bool,
 }
 
 /// Where a release's rollout stands: `GET /v1/apps/{app}/releases/{version}`.

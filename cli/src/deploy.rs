@@ -432,6 +432,7 @@ mod tests {
             created_by: None,
             build: None,
             config_keys: Vec::new(),
+            canary: false,
         };
         let err = failed("demo", &release, Some(2));
         assert_eq!(err.exit_code(), 1);

@@ -20,9 +20,9 @@ mod testutil;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
-    access, addons, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars,
-    domains, drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports, ps, push,
-    releases, resize, servers, shell, users, version,
+    access, addons, alerts, apps, auth, autoscale, buildpacks, builds, canary, certs, checks,
+    config_vars, domains, drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports,
+    ps, push, releases, resize, servers, shell, users, version,
 };
 use std::io::Write;
 
@@ -227,6 +227,18 @@ enum Cmd {
     /// Show one release: image, status, who made it and when, its build, its config keys
     #[command(name = "releases:info")]
     ReleasesInfo(releases::InfoArgs),
+    /// Run a release beside the serving one with a share of the requests (a canary)
+    #[command(name = "releases:canary")]
+    ReleasesCanary(canary::StartArgs),
+    /// Change the share of requests the running canary gets
+    #[command(name = "releases:canary:set")]
+    ReleasesCanarySet(canary::SetArgs),
+    /// Make the canary the app's release: it rolls out as a deploy does
+    #[command(name = "releases:promote")]
+    ReleasesPromote(canary::PromoteArgs),
+    /// End the canary: its instances drain and go, the serving release takes every request
+    #[command(name = "releases:abort")]
+    ReleasesAbort(canary::AbortArgs),
     /// Make a new release from an earlier one (default: the one before the current release)
     #[command(visible_alias = "releases:rollback")]
     Rollback(releases::RollbackArgs),
@@ -373,6 +385,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Releases(a) => releases::list(a),
         Cmd::ReleasesInfo(a) => releases::info(a),
         Cmd::Rollback(a) => releases::rollback(a),
+        Cmd::ReleasesCanary(a) => canary::start(a),
+        Cmd::ReleasesCanarySet(a) => canary::set(a),
+        Cmd::ReleasesPromote(a) => canary::promote(a),
+        Cmd::ReleasesAbort(a) => canary::abort(a),
         Cmd::Config(a) => config_vars::show(a),
         Cmd::ConfigGet(a) => config_vars::get(a),
         Cmd::ConfigSet(a) => config_vars::set(a),

@@ -13,6 +13,7 @@ mod appjson;
 mod auth;
 mod autoscale;
 mod builder;
+mod canary;
 mod dashboard;
 mod docker;
 mod free_space;

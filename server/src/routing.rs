@@ -6,7 +6,7 @@ use crate::store::{
     AppRecord, CertRecord, DomainRecord, RouteKey, Store, StoreError, TcpRouteRecord,
 };
 use caas_api::gateway::{
-    AcmeChallenge, AppRouting, Backend, Idle, RoutingTable, TcpRoute, TlsCert,
+    AcmeChallenge, AppRouting, Backend, CanaryRoute, Idle, RoutingTable, TcpRoute, TlsCert,
 };
 use caas_api::WEB;
 use std::collections::BTreeMap;
@@ -25,6 +25,17 @@ pub fn idle_of(app: &AppRecord) -> Idle {
         (Some(_), _) if app.formation.get(WEB).copied().unwrap_or(0) == 0 => Idle::ScaledToZero,
         (Some(_), _) => Idle::NoneUp,
     }
+}
+
+/// How the gateway splits the app's requests: only while a canary runs beside a serving release.
+fn canary_of(app: &AppRecord) -> Option<CanaryRoute> {
+    let c = app.canary.as_ref()?;
+    Some(CanaryRoute {
+        version: c.version,
+        stable: app.release?,
+        weight: c.weight,
+        sticky: c.sticky,
+    })
 }
 
 /// What the table is made of, as the store has it.
@@ -83,6 +94,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
                         .map(|r| (r.action, r.cidr.clone()))
                         .collect(),
                     backend_h2: a.backend_h2,
+                    canary: canary_of(a),
                 },
             )
         })
@@ -92,6 +104,7 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
             app.backends.push(Backend {
                 instance: key.instance,
                 addr,
+                release: key.release,
             });
         }
     }
@@ -102,8 +115,9 @@ pub fn table(index: u64, domain: &str, inputs: Inputs) -> RoutingTable {
     }
     let mut apps: Vec<AppRouting> = by_app.into_values().collect();
     for a in &mut apps {
-        a.backends
-            .sort_by(|x, y| x.instance.cmp(&y.instance).then(x.addr.cmp(&y.addr)));
+        a.backends.sort_by(|x, y| {
+            (&x.instance, x.release, &x.addr).cmp(&(&y.instance, y.release, &y.addr))
+        });
         a.domains.sort();
     }
     let known: std::collections::HashSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
@@ -198,6 +212,31 @@ mod tests {
         );
         assert_eq!(idle_of(&rec("a", Some(1), Some(2), 0)), Idle::ScaledToZero);
         assert_eq!(idle_of(&rec("a", Some(1), None, 2)), Idle::NoneUp);
+    }
+
+    #[test]
+    fn a_canary_reaches_the_table_only_beside_a_serving_release() {
+        let canary = caas_api::canary::Canary {
+            version: 3,
+            weight: 20,
+            sticky: true,
+            started_at: Timestamp(0),
+            auto: None,
+        };
+        let mut a = rec("a", Some(2), None, 1);
+        a.canary = Some(canary.clone());
+        assert_eq!(
+            canary_of(&a),
+            Some(CanaryRoute {
+                version: 3,
+                stable: 2,
+                weight: 20,
+                sticky: true
+            })
+        );
+        let mut never_served = rec("a", None, None, 1);
+        never_served.canary = Some(canary);
+        assert_eq!(canary_of(&never_served), None);
     }
 
     #[test]

@@ -661,6 +661,21 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             .run(stop)
         },
     ));
+    let (st, shared) = (store.clone(), state.clone());
+    tasks.spawn(while_leading(
+        leading.clone(),
+        shutdown.clone(),
+        move |stop| {
+            crate::canary::Judge {
+                store: st.clone(),
+                traffic: shared.traffic.clone(),
+                observed: shared.observed.clone(),
+                logs: shared.logs.clone(),
+                wake: shared.wake.clone(),
+            }
+            .run(stop)
+        },
+    ));
     let _ = std::fs::remove_dir_all(dir.join("git-pushes"));
     let api_router = api::router(state);
     // The dashboard at `/` is a client of the same router (in-process); the API stays under /v1.

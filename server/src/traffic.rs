@@ -85,29 +85,56 @@ struct AppSeries {
 #[derive(Default)]
 pub struct Traffic {
     apps: Mutex<HashMap<String, AppSeries>>,
+    /// Per release of an app, while it runs a canary: `caas metrics` side by side, and what
+    /// `--auto` judges the canary by.
+    releases: Mutex<HashMap<(String, u64), AppSeries>>,
+}
+
+impl AppSeries {
+    fn add(&mut self, now_secs: u64, t: &AppTraffic) {
+        let series = self;
+        series.total.add(t);
+        match series.seconds.back_mut() {
+            Some((s, counts)) if *s == now_secs => counts.add(t),
+            _ => {
+                let mut counts = Counts::default();
+                counts.add(t);
+                series.seconds.push_back((now_secs, counts));
+            }
+        }
+        while series
+            .seconds
+            .front()
+            .is_some_and(|(s, _)| now_secs.saturating_sub(*s) >= WINDOW_SECS)
+        {
+            series.seconds.pop_front();
+        }
+    }
+
+    /// Everything of the last `secs` seconds up to `now_secs` (this second included).
+    fn window(&self, now_secs: u64, secs: u64) -> Counts {
+        let mut out = Counts::default();
+        for (s, c) in &self.seconds {
+            if now_secs.saturating_sub(*s) < secs {
+                out.merge(c);
+            }
+        }
+        out
+    }
 }
 
 impl Traffic {
     /// Adds a gateway's report, counted in the second `now_secs`.
     pub fn record(&self, now_secs: u64, traffic: &[AppTraffic]) {
         let mut apps = self.apps.lock().unwrap();
+        let mut releases = self.releases.lock().unwrap();
         for t in traffic {
-            let series = apps.entry(t.app.clone()).or_default();
-            series.total.add(t);
-            match series.seconds.back_mut() {
-                Some((s, counts)) if *s == now_secs => counts.add(t),
-                _ => {
-                    let mut counts = Counts::default();
-                    counts.add(t);
-                    series.seconds.push_back((now_secs, counts));
-                }
-            }
-            while series
-                .seconds
-                .front()
-                .is_some_and(|(s, _)| now_secs.saturating_sub(*s) >= WINDOW_SECS)
-            {
-                series.seconds.pop_front();
+            match t.release {
+                None => apps.entry(t.app.clone()).or_default().add(now_secs, t),
+                Some(v) => releases
+                    .entry((t.app.clone(), v))
+                    .or_default()
+                    .add(now_secs, t),
             }
         }
     }
@@ -115,15 +142,18 @@ impl Traffic {
     /// Everything of the last `secs` seconds up to `now_secs` (this second included).
     pub fn window(&self, app: &str, now_secs: u64, secs: u64) -> Counts {
         let apps = self.apps.lock().unwrap();
-        let mut out = Counts::default();
-        if let Some(series) = apps.get(app) {
-            for (s, c) in &series.seconds {
-                if now_secs.saturating_sub(*s) < secs {
-                    out.merge(c);
-                }
-            }
-        }
-        out
+        apps.get(app)
+            .map(|s| s.window(now_secs, secs))
+            .unwrap_or_default()
+    }
+
+    /// [`Traffic::window`] of one release of the app (counted while it ran a canary).
+    pub fn release_window(&self, app: &str, version: u64, now_secs: u64, secs: u64) -> Counts {
+        let releases = self.releases.lock().unwrap();
+        releases
+            .get(&(app.to_string(), version))
+            .map(|s| s.window(now_secs, secs))
+            .unwrap_or_default()
     }
 
     /// Totals since caasd started, per app (for `/metrics`).
@@ -140,6 +170,7 @@ impl Traffic {
     /// Forgets an app (it was destroyed).
     pub fn remove(&self, app: &str) {
         self.apps.lock().unwrap().remove(app);
+        self.releases.lock().unwrap().retain(|(a, _), _| a != app);
     }
 }
 
@@ -152,6 +183,7 @@ mod tests {
         latency[bucket] = ok + errors;
         AppTraffic {
             app: app.into(),
+            release: None,
             status: [0, ok, 0, 0, errors],
             latency,
             latency_sum_ms: 0,
@@ -177,6 +209,20 @@ mod tests {
         assert_eq!(totals[0].0, "a");
         assert_eq!(totals[0].1.requests(), 31);
         assert_eq!(totals[0].1.bytes, 30);
+    }
+
+    #[test]
+    fn releases_are_counted_apart_from_their_app() {
+        let traffic = Traffic::default();
+        let mut canary = t("a", 1, 3, 0);
+        canary.release = Some(3);
+        traffic.record(100, &[t("a", 9, 3, 0), canary]);
+        assert_eq!(traffic.window("a", 100, 10).requests(), 12);
+        let c = traffic.release_window("a", 3, 100, 10);
+        assert_eq!((c.requests(), c.status[4]), (4, 3));
+        assert_eq!(traffic.release_window("a", 2, 100, 10).requests(), 0);
+        traffic.remove("a");
+        assert_eq!(traffic.release_window("a", 3, 100, 10).requests(), 0);
     }
 
     #[test]

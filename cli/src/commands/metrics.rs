@@ -107,9 +107,13 @@ fn render_instances(m: &AppMetrics) -> String {
 pub fn show(args: MetricsArgs) -> Result<()> {
     let window = parse_window(&args.window)?;
     let name = resolve_app(args.app.app)?;
-    let m: AppMetrics = client()?.get(&format!("/v1/apps/{name}/metrics?window={window}"))?;
+    let client = client()?;
+    let m: AppMetrics = client.get(&format!("/v1/apps/{name}/metrics?window={window}"))?;
     if args.json.json {
         return print_json(&m);
+    }
+    if let Some(c) = super::canary::running(&client, &name)? {
+        super::canary::print_side_by_side(&c)?;
     }
     say(render(&m).trim_end())
 }

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod autoscale;
 pub mod buildpacks;
 pub mod builds;
+pub mod canary;
 pub mod certs;
 pub mod checks;
 pub mod config_vars;

@@ -49,6 +49,9 @@ pub fn list(args: PsArgs) -> Result<()> {
         }
         return say(&sanitize(&text));
     }
+    if let Some(c) = super::canary::running(&client, &name)? {
+        super::canary::print_side_by_side(&c)?;
+    }
     let rows: Vec<Vec<String>> = instances
         .iter()
         .map(|i| {

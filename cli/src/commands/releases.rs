@@ -19,9 +19,15 @@ pub struct ReleasesArgs {
 
 pub fn list(args: ReleasesArgs) -> Result<()> {
     let name = resolve_app(args.app.app)?;
-    let releases: Vec<Release> = client()?.get(&format!("/v1/apps/{name}/releases"))?;
+    let client = client()?;
+    let releases: Vec<Release> = client.get(&format!("/v1/apps/{name}/releases"))?;
     if args.json.json {
         return print_json(&releases);
+    }
+    if releases.iter().any(|r| r.canary) {
+        if let Some(c) = super::canary::running(&client, &name)? {
+            super::canary::print_side_by_side(&c)?;
+        }
     }
     if releases.is_empty() {
         return say(&format!(
@@ -51,6 +57,7 @@ pub fn list(args: ReleasesArgs) -> Result<()> {
 fn status(r: &Release) -> String {
     match (r.status, r.current) {
         (_, true) => "current".into(),
+        _ if r.canary => "canary".into(),
         (ReleaseStatus::Succeeded, false) => String::new(),
         (ReleaseStatus::Failed, false) => match &r.error {
             Some(why) => format!("failed: {why}"),

@@ -251,6 +251,7 @@ pub(super) fn release_view(r: ReleaseRecord, serving: Option<u64>) -> Release {
         error: r.error,
         checks: r.checks,
         output: r.output,
+        canary: false,
     }
 }
 
@@ -313,6 +314,10 @@ pub async fn releases(
         .into_iter()
         .map(|r| release_view(r, rec.release))
         .collect();
+    let canary = rec.canary.as_ref().map(|c| c.version);
+    for r in &mut list {
+        r.canary = canary == Some(r.version);
+    }
     list.reverse();
     Ok(Json(list))
 }

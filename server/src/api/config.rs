@@ -33,6 +33,27 @@ pub(super) async fn tag_release(s: &AppState, r: &ReleaseRecord) {
     s.builder.prune_later(&r.app);
 }
 
+/// Release `v` of `app`, which the user named: 404 saying where to look when there is none.
+pub(super) fn named_release(s: &AppState, app: &str, v: u64) -> ApiResult<ReleaseRecord> {
+    s.store.release(app, v)?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "{app} has no release v{v}: see caas releases -a {app}"
+        ))
+    })
+}
+
+/// An error unless the engine still has the image of `r` (pruning may have removed it).
+pub(super) async fn image_kept(s: &AppState, r: &ReleaseRecord) -> ApiResult<()> {
+    if s.engine.image_id(&r.image_id).await?.is_none() {
+        return Err(ApiError::Conflict(format!(
+            "the image of v{} is no longer on the server (caasd keeps the images of the last \
+             releases: --keep-releases); deploy it again instead",
+            r.version
+        )));
+    }
+    Ok(())
+}
+
 #[utoipa::path(get, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_get", params(("app" = String, Path)), responses((status = 200, description = "OK", body = BTreeMap<String, String>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn get(
     caller: Caller,
@@ -257,11 +278,7 @@ pub async fn rollback(
             )));
         };
         let target = match req.version {
-            Some(v) => s.store.release(&app, v)?.ok_or_else(|| {
-                ApiError::NotFound(format!(
-                    "{app} has no release v{v}: see caas releases -a {app}"
-                ))
-            })?,
+            Some(v) => named_release(&s, &app, v)?,
             // The newest release before the serving one that itself came up: rolling back to
             // one that failed would only fail again.
             None => s
@@ -274,13 +291,7 @@ pub async fn rollback(
                     ApiError::NotFound(format!("{app} has no working release before v{current}"))
                 })?,
         };
-        if s.engine.image_id(&target.image_id).await?.is_none() {
-            return Err(ApiError::Conflict(format!(
-                "the image of v{} is no longer on the server (caasd keeps the images of the last \
-                 releases: --keep-releases); deploy it again instead",
-                target.version
-            )));
-        }
+        image_kept(&s, &target).await?;
         let description = format!("Rollback to v{}", target.version);
         match s.store.create_release::<ApiError>(
             &app,

@@ -9,6 +9,7 @@ mod agent;
 mod apps;
 pub mod auth;
 mod builds;
+mod canary;
 mod certs;
 mod checks;
 mod config;
@@ -227,6 +228,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/releases", get(apps::releases))
         .route("/v1/apps/{app}/releases/{version}", get(apps::release))
         .route("/v1/apps/{app}/rollback", post(config::rollback))
+        .route(
+            "/v1/apps/{app}/canary",
+            get(canary::get).post(canary::start).patch(canary::set),
+        )
+        .route("/v1/apps/{app}/canary/promote", post(canary::promote))
+        .route("/v1/apps/{app}/canary/abort", post(canary::abort))
         .route(
             "/v1/apps/{app}/config",
             get(config::get).patch(config::patch),

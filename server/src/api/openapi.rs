@@ -4,9 +4,9 @@
 //! fails when a route of the router is missing from the document.
 
 use super::{
-    access, addons, addons_dump, agent, apps, builds, certs, checks, config, domains, drains,
-    gateway, git, hooks, hosts, instances, logs, metrics, ports, prometheus, resources, scaling,
-    servers, users,
+    access, addons, addons_dump, agent, apps, builds, canary, certs, checks, config, domains,
+    drains, gateway, git, hooks, hosts, instances, logs, metrics, ports, prometheus, resources,
+    scaling, servers, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -30,6 +30,11 @@ use utoipa::OpenApi;
         apps::releases,
         apps::release,
         config::rollback,
+        canary::get,
+        canary::start,
+        canary::set,
+        canary::promote,
+        canary::abort,
         config::get,
         config::patch,
         apps::formation,

@@ -21,19 +21,20 @@ pub struct Pruning {
 }
 
 /// `releases` as (version, image id), any order. Kept: the `keep` newest, and the serving and
-/// deploying ones whatever their age.
+/// deploying ones (and a canary: `deploying` takes both) whatever their age.
 pub fn plan(
     releases: &[(u64, String)],
     keep: usize,
     serving: Option<u64>,
-    deploying: Option<u64>,
+    deploying: impl IntoIterator<Item = u64>,
 ) -> Pruning {
+    let deploying: Vec<u64> = deploying.into_iter().collect();
     let mut versions: Vec<&(u64, String)> = releases.iter().collect();
     versions.sort_by_key(|r| std::cmp::Reverse(r.0));
     let (kept, old): (Vec<_>, Vec<_>) = versions
         .into_iter()
         .enumerate()
-        .partition(|(i, r)| *i < keep || Some(r.0) == serving || Some(r.0) == deploying);
+        .partition(|(i, r)| *i < keep || Some(r.0) == serving || deploying.contains(&r.0));
     let kept_ids: HashSet<&str> = kept.iter().map(|(_, r)| r.1.as_str()).collect();
     let mut p = Pruning::default();
     let mut purge = BTreeSet::new();
@@ -80,7 +81,9 @@ impl Builder {
             &releases,
             self.settings.keep_releases,
             rec.release,
-            rec.deploying,
+            rec.deploying
+                .into_iter()
+                .chain(rec.canary.as_ref().map(|c| c.version)),
         );
         if p.untag.is_empty() && p.purge.is_empty() {
             return Ok(());

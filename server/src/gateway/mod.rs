@@ -10,6 +10,7 @@
 //! passes WebSocket upgrades through, streams bodies both ways, and writes one `router` log line
 //! per request.
 
+mod canary;
 mod pool;
 pub mod process;
 pub mod report;
@@ -241,8 +242,14 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
-            self.reporter
-                .request(&app, resp.status().as_u16(), started.elapsed(), bytes);
+            let release = resp.extensions().get::<canary::ServedBy>().map(|s| s.0);
+            self.reporter.request(
+                &app,
+                release,
+                resp.status().as_u16(),
+                started.elapsed(),
+                bytes,
+            );
         }
         resp
     }
@@ -313,7 +320,12 @@ impl Gateway {
             );
             return (resp, Some(app));
         }
-        let resp = self.forward(req, conn, started, &app, &host, routes).await;
+        let pick = canary::choose(routes, req.headers());
+        let release = pick.map(|p| p.release);
+        let mut resp = self
+            .forward(req, conn, started, (&app, &host, release), routes)
+            .await;
+        canary::mark(&mut resp, routes, pick);
         (resp, Some(app))
     }
 
@@ -322,8 +334,7 @@ impl Gateway {
         req: Request<Incoming>,
         conn: &listen::Conn,
         started: Instant,
-        app: &str,
-        host: &str,
+        (app, host, release): (&str, &str, Option<u64>),
         routes: &table::AppRoutes,
     ) -> Resp {
         let peer = conn.peer;
@@ -431,7 +442,7 @@ impl Gateway {
         // Instances that refused a connection lately go last: they are tried only when every
         // other one failed too.
         let (healthy, ejected): (Vec<_>, Vec<_>) = routes
-            .rotation()
+            .rotation(release)
             .partition(|b| !self.pool.is_ejected(b.addr));
         for backend in healthy.into_iter().chain(ejected) {
             // A pooled connection may have been closed by the instance meanwhile; hyper hands the

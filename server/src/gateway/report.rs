@@ -27,7 +27,9 @@ pub struct Reporter {
 #[derive(Default)]
 struct Pending {
     lines: Vec<AppLogLine>,
-    traffic: HashMap<String, AppTraffic>,
+    /// By app, and by app and release while a canary runs (the app's own entry counts every
+    /// request).
+    traffic: HashMap<(String, Option<u64>), AppTraffic>,
     dropped: u64,
 }
 
@@ -58,23 +60,33 @@ impl Reporter {
         });
     }
 
-    /// One answered request of `app`.
-    pub fn request(&self, app: &str, status: u16, elapsed: Duration, bytes: u64) {
+    /// One answered request of `app`; `release` while a canary runs (the one that answered).
+    pub fn request(
+        &self,
+        app: &str,
+        release: Option<u64>,
+        status: u16,
+        elapsed: Duration,
+        bytes: u64,
+    ) {
         let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
         let mut p = self.pending.lock().unwrap();
-        let t = p
-            .traffic
-            .entry(app.to_string())
-            .or_insert_with(|| AppTraffic {
-                app: app.to_string(),
-                latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
-                ..AppTraffic::default()
-            });
-        let class = (status / 100).clamp(1, 5) as usize - 1;
-        t.status[class] += 1;
-        t.latency[bucket(ms)] += 1;
-        t.latency_sum_ms += ms;
-        t.bytes += bytes;
+        for release in [Some(None), release.map(Some)].into_iter().flatten() {
+            let t = p
+                .traffic
+                .entry((app.to_string(), release))
+                .or_insert_with(|| AppTraffic {
+                    app: app.to_string(),
+                    release,
+                    latency: vec![0; LATENCY_BUCKETS_MS.len() + 1],
+                    ..AppTraffic::default()
+                });
+            let class = (status / 100).clamp(1, 5) as usize - 1;
+            t.status[class] += 1;
+            t.latency[bucket(ms)] += 1;
+            t.latency_sum_ms += ms;
+            t.bytes += bytes;
+        }
     }
 
     /// The gateway now serves the table with this index.
@@ -110,9 +122,9 @@ impl Reporter {
         p.lines = lines;
         p.dropped += report.dropped_lines;
         for t in report.traffic {
-            match p.traffic.get_mut(&t.app) {
+            match p.traffic.get_mut(&(t.app.clone(), t.release)) {
                 None => {
-                    p.traffic.insert(t.app.clone(), t);
+                    p.traffic.insert((t.app.clone(), t.release), t);
                 }
                 Some(now) => {
                     for (a, b) in now.status.iter_mut().zip(t.status) {
@@ -143,10 +155,10 @@ mod tests {
     #[test]
     fn requests_are_counted_by_class_and_bucket() {
         let r = Reporter::default();
-        r.request("a", 200, Duration::from_millis(3), 10);
-        r.request("a", 204, Duration::from_millis(70), 0);
-        r.request("a", 503, Duration::from_secs(60), 5);
-        r.request("b", 404, Duration::from_millis(10), 1);
+        r.request("a", None, 200, Duration::from_millis(3), 10);
+        r.request("a", None, 204, Duration::from_millis(70), 0);
+        r.request("a", None, 503, Duration::from_secs(60), 5);
+        r.request("b", None, 404, Duration::from_millis(10), 1);
         let mut report = r.take();
         report.traffic.sort_by(|x, y| x.app.cmp(&y.app));
         let a = &report.traffic[0];
@@ -165,13 +177,36 @@ mod tests {
     }
 
     #[test]
+    fn a_canary_app_is_counted_whole_and_by_release() {
+        let r = Reporter::default();
+        r.request("a", Some(3), 500, Duration::from_millis(3), 0);
+        r.request("a", Some(2), 200, Duration::from_millis(3), 0);
+        r.request("a", Some(2), 200, Duration::from_millis(3), 0);
+        let mut report = r.take();
+        report.traffic.sort_by_key(|t| t.release);
+        let got: Vec<(Option<u64>, [u64; 5])> = report
+            .traffic
+            .iter()
+            .map(|t| (t.release, t.status))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (None, [0, 2, 0, 0, 1]),
+                (Some(2), [0, 2, 0, 0, 0]),
+                (Some(3), [0, 0, 0, 0, 1])
+            ]
+        );
+    }
+
+    #[test]
     fn an_unsent_report_comes_back_in_order_and_bounded() {
         let r = Reporter::default();
         r.line("a", "one".into());
-        r.request("a", 200, Duration::from_millis(1), 1);
+        r.request("a", None, 200, Duration::from_millis(1), 1);
         let unsent = r.take();
         r.line("a", "two".into());
-        r.request("a", 500, Duration::from_millis(1), 1);
+        r.request("a", None, 500, Duration::from_millis(1), 1);
         r.restore(unsent);
         assert_eq!(r.lines(), ["one", "two"]);
         let report = r.take();

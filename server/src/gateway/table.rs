@@ -13,6 +13,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     /// `web.1`, for router log lines.
     pub instance: String,
+    /// The release it runs: a canary's requests go to its release's backends only.
+    pub release: u64,
 }
 
 #[derive(Debug, Default)]
@@ -26,7 +28,10 @@ pub struct AppRoutes {
     pub access: Vec<(AccessAction, Cidr)>,
     /// Its instances speak HTTP/2 (cleartext, prior knowledge).
     pub h2: bool,
+    /// A canary runs: how requests split between the releases (`super::canary`).
+    pub canary: Option<caas_api::gateway::CanaryRoute>,
     next: AtomicUsize,
+    draws: std::sync::atomic::AtomicU64,
 }
 
 /// The 503's one line for an app that takes no traffic.
@@ -63,7 +68,9 @@ impl AppRoutes {
             redirect_https: false,
             access: Vec::new(),
             h2: false,
+            canary: None,
             next: AtomicUsize::new(0),
+            draws: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -73,15 +80,25 @@ impl AppRoutes {
     }
 
     /// Backends in the order to try them: round robin for the first, then the others, so a
-    /// connect failure moves on to the next instance.
-    pub fn rotation(&self) -> impl Iterator<Item = &Backend> {
-        let n = self.backends.len();
+    /// connect failure moves on to the next instance. With `release`, that release's only.
+    pub fn rotation(&self, release: Option<u64>) -> impl Iterator<Item = &Backend> {
+        let chosen: Vec<&Backend> = self
+            .backends
+            .iter()
+            .filter(|b| release.is_none_or(|r| b.release == r))
+            .collect();
+        let n = chosen.len();
         let start = if n == 0 {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % n
         };
-        (0..n).map(move |i| &self.backends[(start + i) % n])
+        (0..n).map(move |i| chosen[(start + i) % n])
+    }
+
+    /// The number of the app's next canary draw.
+    pub fn next_draw(&self) -> u64 {
+        self.draws.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -145,12 +162,14 @@ impl RouteTable {
                         Some(Backend {
                             addr: b.addr.parse().ok()?,
                             instance: b.instance.clone(),
+                            release: b.release,
                         })
                     })
                     .collect();
                 let mut routes = AppRoutes::with_idle(backends, a.idle);
                 routes.redirect_https = a.redirect_https;
                 routes.h2 = a.backend_h2;
+                routes.canary = a.canary;
                 routes.access = a
                     .access
                     .iter()
@@ -261,10 +280,12 @@ mod tests {
                         WireBackend {
                             instance: "web.1".into(),
                             addr: "127.0.0.1:1".into(),
+                            release: 1,
                         },
                         WireBackend {
                             instance: "web.2".into(),
                             addr: "not-an-addr".into(),
+                            release: 1,
                         },
                     ],
                     idle: Idle::NoneUp,
@@ -272,6 +293,7 @@ mod tests {
                     redirect_https: false,
                     access: vec![],
                     backend_h2: false,
+                    canary: None,
                 },
                 AppRouting {
                     name: "b".into(),
@@ -281,6 +303,7 @@ mod tests {
                     redirect_https: true,
                     access: vec![],
                     backend_h2: false,
+                    canary: None,
                 },
             ],
             certs: vec![],
@@ -320,6 +343,7 @@ mod tests {
                     redirect_https: false,
                     access: vec![],
                     backend_h2: false,
+                    canary: None,
                 })
                 .collect(),
             certs: vec![],
@@ -378,15 +402,16 @@ mod tests {
                 .map(|i| Backend {
                     addr: format!("127.0.0.1:{i}").parse().unwrap(),
                     instance: format!("web.{i}"),
+                    release: 1,
                 })
                 .collect(),
         );
         let firsts: Vec<u16> = (0..6)
-            .map(|_| routes.rotation().next().unwrap().addr.port())
+            .map(|_| routes.rotation(None).next().unwrap().addr.port())
             .collect();
         assert_eq!(firsts, [1, 2, 3, 1, 2, 3]);
-        let all: Vec<u16> = routes.rotation().map(|b| b.addr.port()).collect();
+        let all: Vec<u16> = routes.rotation(None).map(|b| b.addr.port()).collect();
         assert_eq!(all, [1, 2, 3]);
-        assert_eq!(AppRoutes::new(vec![]).rotation().count(), 0);
+        assert_eq!(AppRoutes::new(vec![]).rotation(None).count(), 0);
     }
 }

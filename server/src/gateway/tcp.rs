@@ -136,7 +136,7 @@ async fn forward(
     }
     let _ = client.set_nodelay(true);
     let mut last_error = String::from("no instance is up");
-    for backend in routes.rotation() {
+    for backend in routes.rotation(None) {
         let addr = SocketAddr::new(
             backend.addr.ip(),
             route.target.unwrap_or(backend.addr.port()),

@@ -74,6 +74,7 @@ async fn gateway_with(
             .map(|(i, addr)| Backend {
                 addr,
                 instance: format!("web.{}", i + 1),
+                release: 1,
             })
             .collect();
         map.insert(app.to_string(), AppRoutes::new(backends));

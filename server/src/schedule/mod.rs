@@ -182,11 +182,14 @@ impl Scheduler {
         for app in self.store.apps()? {
             let release = self.release_view(memory, &app.name, app.release)?;
             let deploying = self.release_view(memory, &app.name, app.deploying)?;
+            let canary =
+                self.release_view(memory, &app.name, app.canary.as_ref().map(|c| c.version))?;
             apps.push(AppView {
                 name: app.name,
                 formation: app.formation,
                 release,
                 deploying,
+                canary,
                 settings: app.settings,
             });
         }

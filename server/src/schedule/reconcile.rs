@@ -6,7 +6,7 @@
 //! The rules, one function each:
 //! 1. [`remove_the_dead`]: allocations of destroyed apps, on lost hosts, or whose drain deadline
 //!    passed are deleted. (Deleting is what makes an agent stop the container.)
-//! 2. [`converge`]: the current and the deploying release each get one allocation for each of
+//! 2. [`converge`]: the current and the deploying release (and a canary, `web` only) each get one allocation for each of
 //!    as many indices `1..=n` of each process type as [`pace`] gives them, placed on a live host;
 //!    extra ones (scaled down, duplicates, making way) start draining. A formation no larger than
 //!    the app's max-surge rolls at once: while a release deploys, the one before keeps running
@@ -20,8 +20,8 @@
 //!    one drain (they served: in-flight requests finish); newer ones (failed, superseded) are
 //!    deleted at once, except those that took traffic in a batched rollout: they drain, and not
 //!    before the serving release has enough instances up to take their place.
-//! 4. [`routes`]: routes are the current release's `web` allocations that are wanted and up, and
-//!    in a batched rollout the deploying release's settled ones too; an allocation of another
+//! 4. [`routes`]: routes are the current release's and the canary's `web` allocations that are
+//!    wanted and up, and in a batched rollout the deploying release's settled ones too; an allocation of another
 //!    release keeps a route it was given while it is wanted and up. An allocation whose state is
 //!    unknown (right after a control-plane restart, before its host reported) keeps its route.
 
@@ -56,6 +56,8 @@ pub struct AppView {
     pub release: Option<ReleaseView>,
     /// The release being rolled out beside it.
     pub deploying: Option<ReleaseView>,
+    /// A canary release running beside it (`web` only) with a share of the requests.
+    pub canary: Option<ReleaseView>,
     /// Its own drain and rollout settings (`caas apps:settings`); the rest are the defaults.
     pub settings: AppSettings,
 }
@@ -260,6 +262,7 @@ pub fn reconcile(w: &World<'_>, new_id: &mut dyn FnMut() -> String) -> Plan {
         let roles = [
             (&app.release, Role::Serving),
             (&app.deploying, Role::Deploying),
+            (&app.canary, Role::Canary),
         ];
         for (release, role) in roles {
             if let Some(release) = release {
@@ -360,6 +363,9 @@ fn remove_the_dead(w: &World<'_>, plan: &mut Plan) -> Vec<AllocationRecord> {
 enum Role {
     Serving,
     Deploying,
+    /// Runs as many `web` instances as the formation asks for, and nothing else: a canary
+    /// takes requests; its workers would run beside the serving release's.
+    Canary,
 }
 
 /// How rule 2 treats one release of an app.
@@ -395,7 +401,7 @@ fn converge(
     let drain_until = w.now.plus(how.pacing.drain);
     let mut making_way: Vec<String> = Vec::new();
     for process in processes {
-        let n = if release.types.contains(process) {
+        let n = if release.types.contains(process) && (how.role != Role::Canary || process == WEB) {
             app.formation.get(process).copied().unwrap_or(0)
         } else {
             0
@@ -530,7 +536,7 @@ fn retire(
     mine: &[&AllocationRecord],
     pacing: &Pacing,
 ) {
-    let live: BTreeSet<u64> = [&app.release, &app.deploying]
+    let live: BTreeSet<u64> = [&app.release, &app.deploying, &app.canary]
         .into_iter()
         .flatten()
         .map(|r| r.version)
@@ -614,6 +620,11 @@ fn routes(
         .iter()
         .filter_map(|a| Some((a.name.as_str(), a.release.as_ref()?.version)))
         .collect();
+    let canaries: HashMap<&str, u64> = w
+        .apps
+        .iter()
+        .filter_map(|a| Some((a.name.as_str(), a.canary.as_ref()?.version)))
+        .collect();
     let updated: HashMap<&str, &AllocationRecord> = plan
         .update
         .iter()
@@ -631,7 +642,8 @@ fn routes(
             release: a.release,
             instance: a.instance_name(),
         };
-        let serves = serving.get(a.app.as_str()) == Some(&a.release);
+        let serves = serving.get(a.app.as_str()) == Some(&a.release)
+            || canaries.get(a.app.as_str()) == Some(&a.release);
         let takes_over = mixed
             .get(&a.app)
             .is_some_and(|&(version, min_up)| version == a.release && w.is_settled(a, min_up));

@@ -434,6 +434,37 @@ impl Store {
         res.map_err(TxnAbort::into_store)
     }
 
+    /// Makes the app's canary its deploying release, atomically with the release's status: the
+    /// canary's instances are kept and the scheduler rolls it out as usual (promoting it, or
+    /// failing it with the serving release kept). `refuse` sees the app first and may stop it
+    /// (no canary, a rollout under way): nothing is written then. Returns the version.
+    pub fn promote_canary<E>(
+        &self,
+        app: &str,
+        refuse: impl Fn(&AppRecord) -> std::result::Result<u64, E>,
+    ) -> Result<u64, UpdateError<E>> {
+        let (apps, releases) = (&self.inner.apps, &self.inner.releases);
+        let res = self.transact(|tx| {
+            let raw = tx.get(apps, app)?.ok_or(StoreError::NotFound)?;
+            let mut rec: AppRecord = decode("apps", &raw)?;
+            let version = refuse(&rec).map_err(TxnAbort::Rejected)?;
+            let key = release_key(app, version);
+            let raw = tx.get(releases, &key)?.ok_or(StoreError::NotFound)?;
+            let mut release: ReleaseRecord = decode("releases", &raw)?;
+            release.status = ReleaseStatus::Deploying;
+            release.error = None;
+            rec.canary = None;
+            rec.deploying = Some(version);
+            tx.insert(releases, key, encode(&release));
+            tx.insert(apps, app, encode(&rec));
+            Ok(version)
+        });
+        res.map_err(|e| match e {
+            TxnAbort::Store(e) => UpdateError::Store(e),
+            TxnAbort::Rejected(e) => UpdateError::Rejected(e),
+        })
+    }
+
     pub fn release(&self, app: &str, version: u64) -> Result<Option<ReleaseRecord>> {
         self.inner
             .releases

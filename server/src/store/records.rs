@@ -66,6 +66,10 @@ pub struct AppRecord {
     /// Who created it: besides admins, the one who may give and take access.
     #[serde(default)]
     pub owner: Option<String>,
+    /// A release running beside the serving one with a share of the requests
+    /// (`caas releases:canary`); at most one.
+    #[serde(default)]
+    pub canary: Option<caas_api::canary::Canary>,
 }
 
 fn one() -> u64 {
@@ -97,6 +101,7 @@ impl AppRecord {
             access: Default::default(),
             owner: None,
             resources: BTreeMap::new(),
+            canary: None,
         }
     }
 

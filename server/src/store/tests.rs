@@ -77,6 +77,7 @@ backends!(
     another_servers_writes_wake_watchers,
     the_audit_log_reads_newest_first,
     builds_number_up_and_unfinished_ones_are_found,
+    a_promoted_canary_becomes_the_deploying_release_in_one_write,
 );
 
 fn app(name: &str) -> AppRecord {
@@ -390,6 +391,7 @@ fn another_servers_writes_wake_watchers(f: &Fixture) {
             created_at: Timestamp::now(),
             desired: Desired::Run,
             memory_mb: 0,
+            reserved_mb: 0,
         };
         assert!(other.cas_allocation("a1", None, Some(&a)).unwrap());
         let woke = tokio::time::timeout(within, idx.changed()).await;
@@ -512,4 +514,38 @@ fn sled_has_one_server_and_it_leads() {
     assert!(*lead.borrow());
     let (servers, leader) = s.servers().unwrap();
     assert_eq!((servers.len(), leader.as_deref()), (1, Some("only")));
+}
+
+fn a_promoted_canary_becomes_the_deploying_release_in_one_write(f: &Fixture) {
+    let s = f.open();
+    s.create_app(&app("demo")).unwrap();
+    for v in 1..=2 {
+        s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+            .unwrap();
+        assert!(s.finish_rollout("demo", v, Ok(()), &[]).unwrap());
+    }
+    let refuse = |rec: &AppRecord| rec.canary.as_ref().map(|c| c.version).ok_or("no canary");
+    // No canary: refused, nothing written.
+    assert!(matches!(
+        s.promote_canary("demo", refuse),
+        Err(UpdateError::Rejected("no canary"))
+    ));
+    s.update_app::<()>("demo", |a| {
+        a.canary = Some(caas_api::canary::Canary {
+            version: 1,
+            weight: 20,
+            sticky: false,
+            started_at: Timestamp::now(),
+            auto: None,
+        });
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(s.promote_canary("demo", refuse).unwrap(), 1);
+    let a = s.app("demo").unwrap().unwrap();
+    assert_eq!((a.release, a.deploying, a.canary), (Some(2), Some(1), None));
+    assert_eq!(status(&s, 1), (ReleaseStatus::Deploying, None));
+    // The usual rollout decides it.
+    assert!(s.finish_rollout("demo", 1, Ok(()), &[]).unwrap());
+    assert_eq!(s.app("demo").unwrap().unwrap().release, Some(1));
 }

@@ -45,6 +45,7 @@ pub fn app(name: &str, release: Option<u64>, formation: &[(&str, u32)]) -> AppVi
         formation: formation.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
         release: release.map(|r| release_view(r, T0 - 100_000)),
         deploying: None,
+        canary: None,
         settings: AppSettings::default(),
     }
 }

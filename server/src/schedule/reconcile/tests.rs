@@ -686,3 +686,88 @@ fn an_app_sets_its_own_drain() {
         }
     );
 }
+
+/// `a` serving v2 with v1 as its canary.
+fn with_canary(formation: &[(&str, u32)], canary: u64) -> AppView {
+    let mut a = app("a", Some(2), formation);
+    a.canary = Some(release_view(canary, T0 - 1000));
+    a
+}
+
+#[test]
+fn a_canary_runs_web_instances_only_beside_the_serving_release() {
+    for (formation, canary, want) in [
+        // As many web instances as the formation, none of its workers.
+        (
+            vec![("web", 2), ("worker", 1)],
+            3,
+            vec![
+                ("web".to_string(), 1, "h1".to_string()),
+                ("web".into(), 2, "h1".into()),
+            ],
+        ),
+        // An older release works the same way.
+        (vec![("web", 1)], 1, vec![("web".into(), 1, "h1".into())]),
+        (vec![("web", 0), ("worker", 1)], 3, vec![]),
+    ] {
+        let mut allocs = Vec::new();
+        let mut c = Case::new(vec![with_canary(&formation, canary)], vec![]);
+        for (process, n) in &formation {
+            for i in 1..=*n {
+                let id = format!("s-{process}{i}");
+                allocs.push(alloc(&id, "a", 2, process, i, "h1"));
+                c = c.up(&id, 1);
+            }
+        }
+        c.allocs = allocs;
+        let plan = c.run();
+        assert_eq!(created(&plan), want, "{formation:?}");
+        assert!(plan.create.iter().all(|a| a.release == canary));
+        assert!(drained(&plan).is_empty() && deleted(&plan).is_empty());
+    }
+}
+
+#[test]
+fn a_canary_that_is_up_is_routed_beside_the_serving_release_and_kept() {
+    let c = Case::new(
+        vec![with_canary(&[("web", 1)], 3)],
+        vec![
+            alloc("s1", "a", 2, "web", 1, "h1"),
+            alloc("c1", "a", 3, "web", 1, "h1"),
+            alloc("cw", "a", 3, "worker", 1, "h1"),
+        ],
+    )
+    .up("s1", 1)
+    .up("c1", 2)
+    .up("cw", 3);
+    let plan = c.run();
+    let routed: Vec<(u64, String)> = plan
+        .put_routes
+        .iter()
+        .map(|(k, _)| (k.release, k.instance.clone()))
+        .collect();
+    assert_eq!(routed, [(2, "web.1".into()), (3, "web.1".into())]);
+    // A worker of the canary's release is not the canary's to run.
+    assert_eq!(drained(&plan), ["cw"]);
+    assert!(plan.create.is_empty());
+}
+
+#[test]
+fn an_aborted_canary_drains_and_loses_its_routes() {
+    for canary in [1, 3] {
+        let c = Case::new(
+            vec![app("a", Some(2), &[("web", 1)])],
+            vec![
+                alloc("s1", "a", 2, "web", 1, "h1"),
+                alloc("c1", "a", canary, "web", 1, "h1"),
+            ],
+        )
+        .up("s1", 1)
+        .up("c1", 2)
+        .route("a", 2, "web.1", "172.17.0.9:1")
+        .route("a", canary, "web.1", "172.17.0.9:2");
+        let plan = c.run();
+        assert_eq!(drained(&plan), ["c1"], "canary v{canary}");
+        assert_eq!(plan.delete_routes, [rk("a", canary, "web.1")]);
+    }
+}
