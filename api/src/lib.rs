@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod names;
 pub mod ports;
+pub mod run;
 mod time;
 pub mod users;
 

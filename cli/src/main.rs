@@ -22,7 +22,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, alerts, apps, auth, autoscale, buildpacks, builds, certs, checks, config_vars, domains,
     drains, git as git_cmd, hosts, instances, logs, metrics, ports, ps, push, releases, resize,
-    shell, users, version,
+    run, shell, users, version,
 };
 use std::io::Write;
 
@@ -117,6 +117,8 @@ enum Cmd {
     PsResize(resize::ResizeArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
+    /// Run a one-off process of the app's current release: caas run -a APP -- CMD [ARGS...]
+    Run(run::RunArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
     Metrics(metrics::MetricsArgs),
     /// Show an app's alert conditions and what is raised now
@@ -287,6 +289,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PsStop(a) => instances::stop(a),
         Cmd::PsResize(a) => resize::resize(a),
         Cmd::Logs(a) => logs::logs(a),
+        Cmd::Run(a) => run::run(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Alerts(a) => alerts::show(a),
         Cmd::AlertsSet(a) => alerts::set(a),

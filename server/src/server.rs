@@ -395,6 +395,16 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
     let wake = Arc::new(Notify::new());
     let engine_root = engine.info().await.ok().and_then(|i| i.root_dir);
+    let runner = crate::oneoff::Runner::new(
+        engine.clone(),
+        logs.clone(),
+        crate::oneoff::RunSettings {
+            cluster_id: cluster_id.clone(),
+            host_name: args.host_name.clone(),
+            memory_mb: args.instance_memory.mb(),
+        },
+    );
+    runner.recover().await;
     let builder = Builder::new(
         store.clone(),
         engine.clone(),
@@ -404,6 +414,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             root: dir.join("builds"),
             buildpacks: find_buildpacks(args.buildpacks.clone())?,
             stack_image: args.stack_image.clone(),
+            build_image: args.build_image.clone(),
             memory_mb: args.build_memory.mb(),
             max_upload: args.max_upload_mb * 1024 * 1024,
             limits: unpack::Limits {
@@ -425,6 +436,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
         args.build_concurrency,
         shutdown.clone(),
+        runner.clone(),
     );
     builder
         .recover()
@@ -511,6 +523,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         alerts: Arc::new(crate::alerts::Raised::default()),
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
+        runner,
     };
     tasks.spawn(
         crate::autoscale::Autoscaler {

@@ -23,6 +23,7 @@ pub mod ps;
 pub mod push;
 pub mod releases;
 pub mod resize;
+pub mod run;
 pub mod shell;
 pub mod users;
 pub mod version;

@@ -48,6 +48,7 @@ pub(super) fn spec(
         pids_limit: a.pids_limit,
         cpus: a.cpus,
         network: Some(labels::network(cluster)),
+        stdio: Default::default(),
     }
 }
 

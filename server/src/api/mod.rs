@@ -23,6 +23,7 @@ mod openapi;
 mod ports;
 mod prometheus;
 mod resources;
+mod runs;
 mod scaling;
 mod users;
 
@@ -102,6 +103,8 @@ pub struct AppState {
     pub auth_failures: Arc<auth::Failures>,
     /// The routing index the gateway says it serves (0 until it reports).
     pub gateway_serving: Arc<tokio::sync::watch::Sender<u64>>,
+    /// One-off processes (`caas run`, the release phase).
+    pub runner: Arc<crate::oneoff::Runner>,
 }
 
 /// Waits (a few seconds at most) until the gateway serves what the routes say now, so a deploy
@@ -223,6 +226,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/ps/restart", post(instances::restart))
         .route("/v1/apps/{app}/ps/stop", post(instances::stop))
         .route("/v1/apps/{app}/logs", get(logs::stream))
+        .route("/v1/apps/{app}/runs", post(runs::start))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/autoscale", get(scaling::list))
         .route(

@@ -5,7 +5,7 @@
 
 use super::{
     access, agent, apps, builds, certs, checks, config, domains, drains, gateway, git, hosts,
-    instances, logs, metrics, ports, prometheus, resources, scaling, users,
+    instances, logs, metrics, ports, prometheus, resources, runs, scaling, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -58,6 +58,7 @@ use utoipa::OpenApi;
         access::add,
         access::remove,
         logs::stream,
+        runs::start,
         metrics::app,
         scaling::list,
         scaling::set,

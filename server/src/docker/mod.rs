@@ -1,11 +1,13 @@
 //! The Docker Engine, reached over its local socket. The only module that imports bollard; the
 //! rest of caasd sees the narrow types below.
 
+mod attach;
 mod containers;
 mod images;
 mod networks;
 mod stats;
 
+pub use attach::{Attached, Stdio};
 pub use stats::Usage;
 
 use bollard::errors::Error as BollardError;
@@ -108,6 +110,8 @@ pub struct ContainerSpec {
     pub cpus: Option<f64>,
     /// The network to join instead of the engine's default bridge.
     pub network: Option<String>,
+    /// Standard streams for an attached client (one-off processes); none for instances.
+    pub stdio: Stdio,
 }
 
 #[derive(Debug, Clone, Copy)]
