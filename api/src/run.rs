@@ -57,7 +57,10 @@ pub enum Frame {
     /// Client → server: the client's stdin ended; the process's stdin closes.
     StdinEnd,
     /// Client → server: the terminal's new size.
-    Resize { cols: u16, rows: u16 },
+    Resize {
+        cols: u16,
+        rows: u16,
+    },
     /// Server → client: output (with a terminal, all output is stdout).
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
@@ -154,7 +157,10 @@ mod tests {
         let frames = [
             Frame::Stdin(b"hi\n".to_vec()),
             Frame::StdinEnd,
-            Frame::Resize { cols: 120, rows: 40 },
+            Frame::Resize {
+                cols: 120,
+                rows: 40,
+            },
             Frame::Stdout(vec![0, 1, 2]),
             Frame::Stderr(Vec::new()),
             Frame::Exit(-3),
@@ -176,7 +182,10 @@ mod tests {
 
     #[test]
     fn bad_frames_are_refused() {
-        assert_eq!(Frame::decode(&mut vec![9, 0, 0, 0, 0]), Err(FrameError::Kind(9)));
+        assert_eq!(
+            Frame::decode(&mut vec![9, 0, 0, 0, 0]),
+            Err(FrameError::Kind(9))
+        );
         assert_eq!(
             Frame::decode(&mut vec![3, 0xff, 0, 0, 0]),
             Err(FrameError::TooLong(0xff00_0000))

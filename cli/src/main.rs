@@ -387,6 +387,17 @@ mod tests {
             &["caas", "ps:scale", "web+1", "worker-2", "-a", "demo"],
             &["caas", "login"],
             &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
+            &["caas", "run", "-a", "demo", "--", "bash", "-c", "ls -l"],
+            &[
+                "caas",
+                "run",
+                "-d",
+                "-a",
+                "demo",
+                "--",
+                "python",
+                "--version",
+            ],
             &["caas", "push", "-a", "demo"],
             &[
                 "caas",

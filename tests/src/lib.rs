@@ -45,7 +45,8 @@ pub use agent::AgentProcess;
 pub use binaries::{binaries, repo_root, Binaries};
 pub use browser::{Browser, PAGE_TIMEOUT};
 pub use docker::{
-    docker, docker_ok, echo_image, require_docker, require_stack, test_image, BUILD_IMAGE, STACK_IMAGE,
+    docker, docker_ok, echo_image, require_docker, require_stack, test_image, BUILD_IMAGE,
+    STACK_IMAGE,
 };
 pub use engine::SecondEngine;
 pub use fantoccini;

@@ -55,7 +55,12 @@ fn body(p: &Platform, app: &str) -> String {
 fn assert_no_compiler(app: &str) {
     let image = format!("caas/{app}:v1");
     let out = docker(&[
-        "run", "--rm", "--entrypoint", "/bin/sh", &image, "-c",
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        &image,
+        "-c",
         "command -v gcc || command -v cc || command -v g++ || echo no compiler",
     ]);
     assert!(out.success(), "{out}");
@@ -79,12 +84,20 @@ fn c_extensions_and_native_modules_build_and_the_app_image_has_no_compiler() {
 
     // The console clients are in the run image, and a one-off finds them.
     let out = p.caas_ok(&[
-        "run", "-a", "flaskpg", "--", "sh", "-c",
+        "run",
+        "-a",
+        "flaskpg",
+        "--",
+        "sh",
+        "-c",
         "psql --version; redis-cli --version; mysql --version",
     ]);
     assert!(out.contains("psql (PostgreSQL)"), "{out}");
     assert!(out.contains("redis-cli"), "{out}");
-    assert!(out.to_lowercase().contains("mariadb") || out.contains("mysql"), "{out}");
+    assert!(
+        out.to_lowercase().contains("mariadb") || out.contains("mysql"),
+        "{out}"
+    );
 
     p.caas_ok(&["apps:create", "nodenative"]);
     let node = temp_dir_with(&[

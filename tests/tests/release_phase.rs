@@ -42,7 +42,10 @@ fn a_failing_release_phase_keeps_the_old_release_serving() {
     assert_eq!(out.code, 0, "{out}");
     let all = format!("{}{}", out.stdout, out.stderr);
     assert!(all.contains("Running release command"), "{all}");
-    assert!(all.contains("migrating to first"), "its output streams to the push: {all}");
+    assert!(
+        all.contains("migrating to first"),
+        "its output streams to the push: {all}"
+    );
     assert_eq!(body(&p, "phased").as_deref(), Some("release one\n"));
     let logs = p.caas_ok(&["logs", "-a", "phased", "--ps", "release"]);
     assert!(logs.contains("migrating to first"), "{logs}");
@@ -93,7 +96,10 @@ fn a_failing_release_phase_keeps_the_old_release_serving() {
     let info = p.caas_json(&["apps:info", "-a", "phased", "--json"]);
     assert_eq!(info["release"], 3, "{info}");
     let config = p.caas_json(&["config", "-a", "phased", "--json"]);
-    assert_eq!(config["MARK"], "first", "the failed change changed nothing: {config}");
+    assert_eq!(
+        config["MARK"], "first",
+        "the failed change changed nothing: {config}"
+    );
     assert_eq!(body(&p, "phased").as_deref(), Some("release three\n"));
     p.caas_ok(&["config:set", "MARK=good", "-a", "phased"]);
     assert_eq!(body(&p, "phased").as_deref(), Some("release three\n"));
@@ -111,11 +117,24 @@ fn git_push_streams_the_release_phase_as_remote_lines() {
     let dir = src.path();
     p.git_ok(dir, &["init", "-q", "-b", "main"]);
     p.git_ok(dir, &["add", "."]);
-    p.git_ok(dir, &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one"]);
+    p.git_ok(
+        dir,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "one",
+        ],
+    );
     p.caas_in(dir, &["git:remote", "-a", "gitphase"]);
     let out = p.git_ok(dir, &["push", "caas", "main"]);
     assert!(
-        out.stderr.lines().any(|l| l.starts_with("remote:") && l.contains("db migrated")),
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("remote:") && l.contains("db migrated")),
         "{out}"
     );
     assert_eq!(body(&p, "gitphase").as_deref(), Some("from git\n"));

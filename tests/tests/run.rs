@@ -37,16 +37,33 @@ fn a_one_off_streams_stdin_and_stdout_and_exits_with_the_process_status() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout, "hi\nthere\n", "{out}");
 
-    let out = p.caas(&["run", "-a", "oneoff", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let out = p.caas(&[
+        "run",
+        "-a",
+        "oneoff",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
     assert_eq!(out.code, 7, "the process's status is caas run's: {out}");
     assert_eq!(out.stdout, "out\n");
     assert!(out.stderr.contains("err"), "{out}");
-    assert!(!out.stderr.contains("error:"), "an exit status is not an error: {out}");
+    assert!(
+        !out.stderr.contains("error:"),
+        "an exit status is not an error: {out}"
+    );
 
     // The release's config reaches it, and it knows which one-off it is.
     p.caas_ok(&["config:set", "GREETING=from config", "-a", "oneoff"]);
     let out = p.caas_ok(&[
-        "run", "-a", "oneoff", "--", "sh", "-c", "echo \"$GREETING|$CAAS_PROCESS|$CAAS_INSTANCE\"",
+        "run",
+        "-a",
+        "oneoff",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$GREETING|$CAAS_PROCESS|$CAAS_INSTANCE\"",
     ]);
     assert!(out.starts_with("from config|run|run."), "{out}");
 
@@ -64,7 +81,14 @@ fn a_one_off_streams_stdin_and_stdout_and_exits_with_the_process_status() {
 fn a_detached_one_off_logs_its_output_and_is_listed_while_it_runs() {
     let p = deployed("detach");
     let out = p.caas_ok(&[
-        "run", "--detach", "-a", "detach", "--", "sh", "-c", "echo detached says hello",
+        "run",
+        "--detach",
+        "-a",
+        "detach",
+        "--",
+        "sh",
+        "-c",
+        "echo detached says hello",
     ]);
     let name = out
         .split("up, ")
@@ -75,7 +99,8 @@ fn a_detached_one_off_logs_its_output_and_is_listed_while_it_runs() {
     assert!(name.starts_with("run."), "{out}");
     let logs = p.wait_for(WAIT, "the detached output in the logs", || {
         let logs = p.caas_ok(&["logs", "-a", "detach", "--ps", &name]);
-        logs.contains(&format!("{name} exited with status 0")).then_some(logs)
+        logs.contains(&format!("{name} exited with status 0"))
+            .then_some(logs)
     });
     assert!(logs.contains("detached says hello"), "{logs}");
     assert!(!one_off_names(&p, "detach").contains(&name));
@@ -132,7 +157,10 @@ fn an_interactive_one_off_gets_a_terminal_and_ctrl_c() {
             }
         }
     }
-    assert!(seen.contains("/dev/pts/"), "the process has a terminal: {seen:?}");
+    assert!(
+        seen.contains("/dev/pts/"),
+        "the process has a terminal: {seen:?}"
+    );
     // Ctrl-C: the byte reaches the process's terminal, which interrupts it.
     stdin.write_all(&[3]).unwrap();
     stdin.flush().unwrap();

@@ -26,16 +26,19 @@ pub struct RunArgs {
     #[arg(long)]
     no_tty: bool,
     /// The command and its arguments, after `--` (one argument is run by a shell)
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     command: Vec<String>,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
     if args.command.is_empty() || args.command[0].trim().is_empty() {
-        return Err(CliError::usage(
-            "no command: give one after --, e.g. caas run -a APP -- bash",
-        )
-        .into());
+        return Err(
+            CliError::usage("no command: give one after --, e.g. caas run -a APP -- bash").into(),
+        );
     }
     let app = resolve_app(args.app.app)?;
     let client = client()?;
@@ -51,8 +54,10 @@ pub fn run(args: RunArgs) -> Result<()> {
         };
         let started: RunStarted = client.post(&format!("/v1/apps/{app}/runs"), &req)?;
         let name = &started.name;
-        println!("Running `{shown}` on {app}... up, {name}");
-        println!("Run caas logs -a {app} --ps {name} to see its output.");
+        crate::output::say(&format!("Running `{shown}` on {app}... up, {name}"))?;
+        crate::output::say(&format!(
+            "Run caas logs -a {app} --ps {name} to see its output."
+        ))?;
         return Ok(());
     }
     let tty = !args.no_tty && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -104,7 +109,10 @@ async fn attached(client: &Client, app: &str, shown: &str, req: RunRequest) -> R
         .and_then(|v| v.to_str().ok())
         .unwrap_or("run")
         .to_string();
-    let conn = resp.upgrade().await.map_err(|e| client.failed_transport(e))?;
+    let conn = resp
+        .upgrade()
+        .await
+        .map_err(|e| client.failed_transport(e))?;
     if std::io::stderr().is_terminal() {
         eprintln!("Running `{shown}` on {app}... up, {name}");
     }
@@ -231,8 +239,7 @@ mod terminal {
         // SAFETY: winsize is plain data; the ioctl fills it or fails.
         unsafe {
             let mut ws: libc::winsize = std::mem::zeroed();
-            if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) != 0 || ws.ws_col == 0
-            {
+            if libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) != 0 || ws.ws_col == 0 {
                 return None;
             }
             Some((ws.ws_col, ws.ws_row))

@@ -184,7 +184,13 @@ async fn release_phase(
     let v = failed.version;
     s.logs
         .event(app, "release", format!("v{v} failed: {}", failure.reason));
-    super::audit(s, caller, "config", Some(app), format!("{description} -> v{v} (failed)"));
+    super::audit(
+        s,
+        caller,
+        "config",
+        Some(app),
+        format!("{description} -> v{v} (failed)"),
+    );
     let rec = s.store.app(app)?.unwrap_or(rec);
     Ok(Some((rec, failed)))
 }

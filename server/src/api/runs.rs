@@ -110,7 +110,10 @@ pub async fn start(
     s.logs.event(
         &app,
         "run",
-        format!("Starting process with command `{shown}` by {} ({name})", caller.user),
+        format!(
+            "Starting process with command `{shown}` by {} ({name})",
+            caller.user
+        ),
     );
     super::audit(&s, &caller, "run", Some(&app), format!("{name} v{version}"));
     let (Some(upgrade), Some(attached)) = (upgrade, attached) else {
@@ -156,7 +159,12 @@ mod tests {
         let cmd = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(check_command(&cmd(&["bash"])).is_ok());
         assert!(check_command(&cmd(&["psql", "postgres://x"])).is_ok());
-        for bad in [cmd(&[]), cmd(&[" "]), cmd(&["a\0b"]), vec!["x".to_string(); 300]] {
+        for bad in [
+            cmd(&[]),
+            cmd(&[" "]),
+            cmd(&["a\0b"]),
+            vec!["x".to_string(); 300],
+        ] {
             assert!(check_command(&bad).is_err(), "{bad:?}");
         }
     }

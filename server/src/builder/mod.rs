@@ -154,6 +154,9 @@ pub struct Builder {
 }
 
 impl Builder {
+    // Handles to the builder's collaborators plus its settings; a struct for them would only
+    // be taken apart again here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         engine: Engine,
@@ -488,22 +491,22 @@ impl Builder {
         );
         let make = |rec: &crate::store::AppRecord, version| {
             Ok::<_, BuildError>(ReleaseRecord {
-                    app: p.app.clone(),
-                    version,
-                    image: Names::release_image(&p.app, version),
-                    image_id: image_id.clone(),
-                    description: description.clone(),
-                    created_at: Timestamp::now(),
-                    process_types: process_types.clone(),
-                    config: rec.config.clone(),
-                    resources: rec.resources.clone(),
-                    launcher,
-                    status: ReleaseStatus::Deploying,
-                    error: None,
-                    checks: rec.checks.clone(),
-                    output: Vec::new(),
-                    created_by: p.user.clone(),
-                    build: Some(p.number),
+                app: p.app.clone(),
+                version,
+                image: Names::release_image(&p.app, version),
+                image_id: image_id.clone(),
+                description: description.clone(),
+                created_at: Timestamp::now(),
+                process_types: process_types.clone(),
+                config: rec.config.clone(),
+                resources: rec.resources.clone(),
+                launcher,
+                status: ReleaseStatus::Deploying,
+                error: None,
+                checks: rec.checks.clone(),
+                output: Vec::new(),
+                created_by: p.user.clone(),
+                build: Some(p.number),
             })
         };
         let adjust = |rec: &mut crate::store::AppRecord| {
@@ -523,13 +526,14 @@ impl Builder {
         let failure = self.release_phase(&candidate, out).await;
         let release = match &failure {
             // Recorded failed: nothing of the app changes and nothing of it starts.
-            Some(f) => self.store.record_failed_release::<BuildError>(
-                &p.app,
-                make,
-                &f.reason,
-                &f.output,
-            )?,
-            None => self.store.create_release::<BuildError>(&p.app, make, adjust)?.1,
+            Some(f) => self
+                .store
+                .record_failed_release::<BuildError>(&p.app, make, &f.reason, &f.output)?,
+            None => {
+                self.store
+                    .create_release::<BuildError>(&p.app, make, adjust)?
+                    .1
+            }
         };
         self.store.flush().await?;
         let tag = format!("v{}", release.version);
@@ -567,7 +571,8 @@ impl Builder {
         out: &mut Output,
     ) -> Option<crate::oneoff::release_phase::Failure> {
         let cmd = crate::oneoff::release_phase::command(candidate)?;
-        out.line(&format!("-----> Running release command: {cmd}")).await;
+        out.line(&format!("-----> Running release command: {cmd}"))
+            .await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let phase = crate::oneoff::release_phase::run(&self.runner, candidate, Some(tx));
         let relay = async {

@@ -201,7 +201,10 @@ impl Runner {
             volumes: Vec::new(),
             env: env.into_iter().collect(),
             labels: HashMap::from([
-                (labels::CLUSTER.to_string(), self.settings.cluster_id.clone()),
+                (
+                    labels::CLUSTER.to_string(),
+                    self.settings.cluster_id.clone(),
+                ),
                 (LABEL_ONEOFF.to_string(), r.app.clone()),
                 (labels::APP.to_string(), r.app.clone()),
                 (labels::RELEASE.to_string(), format!("v{}", r.version)),

@@ -76,7 +76,10 @@ pub async fn run(
     runner.logs.event(
         &release.app,
         "release",
-        format!("Running release command `{cmd}` for v{} ({name})", release.version),
+        format!(
+            "Running release command `{cmd}` for v{} ({name})",
+            release.version
+        ),
     );
     let mut last: VecDeque<String> = VecDeque::new();
     let mut pending = Vec::new();

@@ -19,7 +19,13 @@ where
     let (client_in, mut client_out) = tokio::io::split(io);
     let Attached { mut output, stdin } = attached;
     let (gone_tx, mut gone) = oneshot::channel::<()>();
-    let input = tokio::spawn(pump_input(runner.clone(), info.clone(), client_in, stdin, gone_tx));
+    let input = tokio::spawn(pump_input(
+        runner.clone(),
+        info.clone(),
+        client_in,
+        stdin,
+        gone_tx,
+    ));
     let mut client_left = false;
     loop {
         tokio::select! {
@@ -55,7 +61,10 @@ where
         Ok(code) => Frame::Exit(code.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
         Err(e) => {
             tracing::warn!(app = info.app, "{}: waiting: {e}", info.name());
-            Frame::Error(format!("{} ended, but its exit status is unknown", info.name()))
+            Frame::Error(format!(
+                "{} ended, but its exit status is unknown",
+                info.name()
+            ))
         }
     };
     let _ = client_out.write_all(&last.encode()).await;
