@@ -18,6 +18,11 @@ fn deployed(app: &str) -> Platform {
     p
 }
 
+/// `caas run -a APP -- sh -c SCRIPT`.
+fn sh(p: &Platform, app: &str, script: &str) -> caas_e2e::CmdOutput {
+    p.caas(&["run", "-a", app, "--", "sh", "-c", script])
+}
+
 fn one_off_names(p: &Platform, app: &str) -> Vec<String> {
     p.ps(app)
         .iter()
@@ -37,15 +42,7 @@ fn a_one_off_streams_stdin_and_stdout_and_exits_with_the_process_status() {
     assert_eq!(out.code, 0, "{out}");
     assert_eq!(out.stdout, "hi\nthere\n", "{out}");
 
-    let out = p.caas(&[
-        "run",
-        "-a",
-        "oneoff",
-        "--",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 7",
-    ]);
+    let out = sh(&p, "oneoff", "echo out; echo err >&2; exit 7");
     assert_eq!(out.code, 7, "the process's status is caas run's: {out}");
     assert_eq!(out.stdout, "out\n");
     assert!(out.stderr.contains("err"), "{out}");
@@ -56,16 +53,13 @@ fn a_one_off_streams_stdin_and_stdout_and_exits_with_the_process_status() {
 
     // The release's config reaches it, and it knows which one-off it is.
     p.caas_ok(&["config:set", "GREETING=from config", "-a", "oneoff"]);
-    let out = p.caas_ok(&[
-        "run",
-        "-a",
+    let out = sh(
+        &p,
         "oneoff",
-        "--",
-        "sh",
-        "-c",
         "echo \"$GREETING|$CAAS_PROCESS|$CAAS_INSTANCE\"",
-    ]);
-    assert!(out.starts_with("from config|run|run."), "{out}");
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.starts_with("from config|run|run."), "{out}");
 
     // Finished one-offs are gone: from ps and from the engine.
     assert!(one_off_names(&p, "oneoff").is_empty());
