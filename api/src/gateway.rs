@@ -19,8 +19,10 @@ pub enum Idle {
     /// It has a serving release and wants web instances, but none is up (starting, crashed).
     #[default]
     NoneUp,
-    /// Nothing was ever deployed, or the first release failed.
+    /// Nothing was ever deployed.
     NoRelease,
+    /// Nothing serves because every release so far failed; `version` is the latest.
+    Failed { version: u64 },
     /// Its first release is deploying.
     Starting { version: u64 },
     /// `web=0`.

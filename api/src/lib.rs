@@ -21,6 +21,19 @@ pub use names::{
     WEB,
 };
 
+/// `text` as one segment of a URL path (a host name, a CIDR): bytes outside a small safe set
+/// are percent-encoded, so `/` or `?` in it cannot change the route. Wildcards' `*` stays.
+pub fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// A byte count for people, the same on both ends of the wire: `758 B`, `1.5 KB`, `544.2 MB`
 /// (powers of 1024, one decimal).
 pub fn format_bytes(n: u64) -> String {
@@ -713,6 +726,12 @@ pub struct SetBuildpack {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_names_are_one_path_segment() {
+        assert_eq!(super::path_segment("*.example.com"), "*.example.com");
+        assert_eq!(super::path_segment("a/b?c"), "a%2Fb%3Fc");
+    }
+
     use super::format_bytes;
 
     #[test]

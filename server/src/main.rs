@@ -108,6 +108,10 @@ pub struct ServerArgs {
     /// ACME server's).
     #[arg(long)]
     pub acme_ca_file: Option<PathBuf>,
+    /// An e-mail address for the ACME account, where the CA sends expiry and problem notices
+    /// (Let's Encrypt's account contact). Without it the account has no contact.
+    #[arg(long, value_parser = acme::parse_email)]
+    pub acme_email: Option<String>,
     /// Apps are served at APP.DOMAIN; `localhost` needs no DNS set-up.
     #[arg(long, default_value = "localhost")]
     pub domain: String,

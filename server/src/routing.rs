@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub fn idle_of(app: &AppRecord) -> Idle {
     match (app.release, app.deploying) {
         (None, Some(version)) => Idle::Starting { version },
+        // Releases are numbered from 1: a next number past 1 means one was made and failed.
+        (None, None) if app.next_version > 1 => Idle::Failed {
+            version: app.next_version - 1,
+        },
         (None, None) => Idle::NoRelease,
         (Some(_), _) if app.formation.get(WEB).copied().unwrap_or(0) == 0 => Idle::ScaledToZero,
         (Some(_), _) => Idle::NoneUp,
@@ -185,6 +189,9 @@ mod tests {
     #[test]
     fn an_idle_app_says_what_is_the_case() {
         assert_eq!(idle_of(&rec("a", None, None, 1)), Idle::NoRelease);
+        let mut failed = rec("a", None, None, 1);
+        failed.next_version = 3;
+        assert_eq!(idle_of(&failed), Idle::Failed { version: 2 });
         assert_eq!(
             idle_of(&rec("a", None, Some(1), 1)),
             Idle::Starting { version: 1 }

@@ -1,10 +1,12 @@
 //! A real headless Chromium, driven over WebDriver (Debian's `chromium` and `chromium-driver`,
 //! through the fantoccini client), for the dashboard's tests.
 //!
-//! Loopback only: chromedriver listens on 127.0.0.1, and Chromium runs with its background
-//! networking off and every request that is not to a loopback address sent to a proxy that does
-//! not exist (loopback never goes through a proxy), so a page can reach nothing but the caasd
-//! under test.
+//! Loopback only, and a loopback of its own: chromedriver and Chromium run in a network namespace
+//! the test made, with nothing in it but `lo` (so Docker's interface changes, which make Chromium
+//! abort page loads with `ERR_NETWORK_CHANGED`, never reach it). The host ports a test names
+//! ([`Browser::start`], [`Browser::reach`]) are forwarded into it on the same numbers. Chromium
+//! also runs with its background networking off and every request that is not to a loopback
+//! address sent to a proxy that does not exist.
 //!
 //! A missing browser fails the test with how to install it; it never skips.
 
@@ -29,6 +31,7 @@ pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Browser {
     pub client: Client,
     driver: Child,
+    netns: crate::netns::NetNs,
     _profile: tempfile::TempDir,
 }
 
@@ -55,16 +58,31 @@ fn free_port() -> u16 {
 }
 
 impl Browser {
-    /// Starts chromedriver and a headless Chromium session on it.
-    pub async fn start() -> Browser {
+    /// Starts chromedriver and a headless Chromium session on it, able to reach the host's
+    /// loopback `ports` (the API under test).
+    pub async fn start(ports: &[u16]) -> Browser {
         let chromium = tool("CAAS_E2E_CHROMIUM", CHROMIUM);
         let chromedriver = tool("CAAS_E2E_CHROMEDRIVER", CHROMEDRIVER);
         let profile = tempfile::Builder::new()
             .prefix("caas-e2e-chromium-")
             .tempdir()
             .expect("cannot create a browser profile dir");
+        let netns = crate::netns::NetNs::new().unwrap_or_else(|e| {
+            panic!("cannot make a network namespace for the browser (the tests run as root): {e}")
+        });
+        for port in ports {
+            netns
+                .reach_host(*port)
+                .unwrap_or_else(|e| panic!("forwarding port {port} to the browser: {e}"));
+        }
+        // Inside the namespace every port is free.
         let port = free_port();
+        let ns_fd = netns.fd();
         let mut cmd = Command::new(&chromedriver);
+        // SAFETY: only setns(2), async-signal-safe, between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || crate::netns::enter_fd(ns_fd));
+        }
         cmd.arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")
             .arg(format!(
@@ -78,7 +96,10 @@ impl Browser {
         let mut driver = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromedriver.display()));
-        let url = format!("http://127.0.0.1:{port}");
+        let exposed = netns
+            .expose(port)
+            .unwrap_or_else(|e| panic!("exposing chromedriver's port: {e}"));
+        let url = format!("http://127.0.0.1:{exposed}");
         let caps = capabilities(&chromium, &profile.path().join("profile"));
         let deadline = Instant::now() + PAGE_TIMEOUT;
         let client = loop {
@@ -110,8 +131,16 @@ impl Browser {
         Browser {
             client,
             driver,
+            netns,
             _profile: profile,
         }
+    }
+
+    /// Lets pages reach the host's loopback `port` too (a server started after the browser).
+    pub fn reach(&self, port: u16) {
+        self.netns
+            .reach_host(port)
+            .unwrap_or_else(|e| panic!("forwarding port {port} to the browser: {e}"));
     }
 
     /// Ends the session (Chromium quits) and chromedriver.

@@ -36,6 +36,7 @@ mod docker;
 mod engine;
 mod fixtures;
 mod http;
+mod netns;
 mod pebble;
 mod platform;
 mod process;

@@ -68,8 +68,20 @@ impl Pebble {
     /// Starts pebble-challtestsrv and pebble on `ports`, pebble serving HTTPS with a certificate
     /// of `ca` and validating HTTP-01 challenges on `http_port`; files go to `dir`.
     pub fn start(dir: &Path, ca: &TestCa, ports: PebblePorts, http_port: u16) -> Pebble {
+        Self::start_issuing_for(dir, ca, ports, http_port, None)
+    }
+
+    /// As [`Pebble::start`], issuing certificates valid for `validity` (pebble's default is
+    /// years) — to see one renewed.
+    pub fn start_issuing_for(
+        dir: &Path,
+        ca: &TestCa,
+        ports: PebblePorts,
+        http_port: u16,
+        validity: Option<Duration>,
+    ) -> Pebble {
         let cert = ca.issue("pebble", &["127.0.0.1", "localhost"], 30);
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{}", ports.acme),
                 "managementListenAddress": format!("127.0.0.1:{}", ports.management),
@@ -81,6 +93,9 @@ impl Pebble {
                 "externalAccountBindingRequired": false,
             }
         });
+        if let Some(v) = validity {
+            config["pebble"]["certificateValidityPeriod"] = v.as_secs().into();
+        }
         let config_path = dir.join("pebble-config.json");
         std::fs::write(&config_path, config.to_string()).unwrap();
         let log = |name: &str| {

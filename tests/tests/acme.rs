@@ -3,7 +3,8 @@
 //! validates through the gateway (pebble's DNS answers 127.0.0.1, its `httpPort` is the
 //! gateway's); the certificate is then served by SNI and verifies against pebble's root. A name
 //! pebble cannot reach fails with pebble's reason, shown by `caas certs`; a wildcard is
-//! unsupported (it needs DNS-01).
+//! unsupported (it needs DNS-01). A short-lived certificate is renewed on its own before it
+//! expires, and the renewed one is served.
 
 use caas_e2e::{test_image, Pebble, PebblePorts, Platform, TestCa};
 use serde_json::Value;
@@ -33,6 +34,9 @@ fn certs_auto_obtains_certificates_from_pebble_and_says_why_one_failed() {
         &directory,
         "--acme-ca-file",
         ca.ca_path().to_str().unwrap(),
+        // The account is registered with a contact (pebble refuses one that is not mailto:).
+        "--acme-email",
+        "ops@acme.test",
     ]);
     let pebble = Pebble::start(tmp.path(), &ca, ports, p.gateway().port());
     p.caas_ok(&["apps:create", "web"]);
@@ -111,6 +115,95 @@ fn certs_auto_obtains_certificates_from_pebble_and_says_why_one_failed() {
     let events = p.caas_ok(&["logs", "-a", "web", "--source", "caas"]);
     assert!(
         events.contains("Obtained certificate") && events.contains("Could not obtain"),
+        "{events}"
+    );
+}
+
+#[test]
+fn an_acme_email_that_is_not_one_address_stops_caasd_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&caas_e2e::binaries().caasd)
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .args(["--acme-email", "ops@example.com, boss@example.com"])
+        .output()
+        .expect("running caasd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("invalid e-mail address") && stderr.contains("give one address"),
+        "{stderr}"
+    );
+    // It stopped before making anything.
+    assert!(!dir.path().join("db").exists());
+}
+
+#[test]
+fn a_short_lived_certificate_is_renewed_before_it_expires_and_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(tmp.path());
+    let ports = PebblePorts::choose();
+    let directory = ports.directory();
+    let p = Platform::start_with(&[
+        "--https",
+        "127.0.0.1:0",
+        "--acme-directory",
+        &directory,
+        "--acme-ca-file",
+        ca.ca_path().to_str().unwrap(),
+    ]);
+    // 90 s of life: due for renewal at a third before its end, 60 s after it was issued.
+    let pebble = Pebble::start_issuing_for(
+        tmp.path(),
+        &ca,
+        ports,
+        p.gateway().port(),
+        Some(Duration::from_secs(90)),
+    );
+    p.caas_ok(&["apps:create", "brief"]);
+    p.caas_ok(&["push", "--image", &test_image("brief"), "-a", "brief"]);
+    p.caas_ok(&["domains:add", "renew.acme.test", "-a", "brief"]);
+    p.caas_ok(&["certs:auto", "on", "-a", "brief"]);
+    let cert_of = |auto: &Value| {
+        let o = order(auto, "renew.acme.test");
+        (o["state"] == "valid")
+            .then(|| o["cert_id"].as_str().map(str::to_string))
+            .flatten()
+    };
+    let first = p.wait_for(WAIT, "the first certificate", || {
+        cert_of(&p.caas_json(&["certs:auto", "-a", "brief", "--json"]))
+    });
+    // It was issued before now, so it has expired 90 s from now.
+    let first_expired = std::time::Instant::now() + Duration::from_secs(92);
+    let expiry = |id: &str| {
+        let certs = p.caas_json(&["certs", "-a", "brief", "--json"]);
+        certs.as_array()?.iter().find(|c| c["id"] == id)?["not_after"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let first_expiry = expiry(&first).expect("the first certificate is listed");
+    // Renewed on its own, with nothing changed: a new certificate that ends later.
+    let second = p.wait_for(Duration::from_secs(150), "the renewed certificate", || {
+        cert_of(&p.caas_json(&["certs:auto", "-a", "brief", "--json"])).filter(|id| *id != first)
+    });
+    let second_expiry = expiry(&second).expect("the renewed certificate is listed");
+    assert!(
+        second_expiry > first_expiry,
+        "{first_expiry} then {second_expiry}"
+    );
+    // Once the first has expired, the site still verifies against pebble's root: the renewed
+    // one is served (curl refuses an expired certificate).
+    std::thread::sleep(first_expired.saturating_duration_since(std::time::Instant::now()));
+    let root = pebble.root_file();
+    let out = p.curl_https(
+        "renew.acme.test",
+        "/",
+        &["--cacert", root.to_str().unwrap()],
+    );
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.starts_with("brief"), "{out}");
+    let events = p.caas_ok(&["logs", "-a", "brief", "--source", "caas"]);
+    assert!(
+        events.matches("Obtained certificate").count() >= 2,
         "{events}"
     );
 }

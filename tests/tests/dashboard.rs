@@ -5,7 +5,8 @@
 //! until revealed, roll back, be refused a change from another origin or without the CSRF
 //! token, be signed out when the token is revoked, sign in as a member who does not see the
 //! admin's app, destroy the app once its name is typed, and sign out; the page fits a phone;
-//! and a running build's output streams into its page. Screenshots of the main pages go to
+//! a running build's output streams into its page; and domains, autoscaling and alerts are
+//! managed from the app page, with the checks shown there. Screenshots of the main pages go to
 //! docs/screenshots/ (or `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
 
 use caas_e2e::fantoccini::Locator;
@@ -101,7 +102,7 @@ fn the_dashboard_signs_in_deploys_live_scales_configures_rolls_back_and_refuses_
 async fn drive(p: &Platform, image: &str) {
     let api = p.api_url().trim_end_matches('/').to_string();
     let shots = screenshots();
-    let b = Browser::start().await;
+    let b = Browser::start(&[api_port(p)]).await;
 
     // Sign-in: a wrong token is refused in the page and leaves no session behind.
     b.goto(&format!("{api}/")).await;
@@ -280,6 +281,7 @@ async fn drive(p: &Platform, image: &str) {
     // A change from another origin is refused, though the browser sends the cookie along
     // (another port of the same address is the same site).
     let attacker = attacker_page(&api);
+    b.reach(attacker.port());
     b.goto(&format!("http://{attacker}/")).await;
     b.wait_text("did not come from this dashboard").await;
     assert_eq!(formation(p)["web"], 2);
@@ -354,6 +356,17 @@ async fn drive(p: &Platform, image: &str) {
     b.close().await;
 }
 
+/// The API's port, which the browser is given.
+fn api_port(p: &Platform) -> u16 {
+    let addr: SocketAddr = p
+        .api_url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the API's address");
+    addr.port()
+}
+
 /// Signs the browser in with `token`.
 async fn sign_in(b: &Browser, api: &str, token: &str) {
     b.goto(&format!("{api}/")).await;
@@ -409,7 +422,7 @@ fn a_running_build_streams_its_output_into_the_page() {
         .expect("a tokio runtime");
     rt.block_on(async {
         let api = p.api_url().trim_end_matches('/').to_string();
-        let b = Browser::start().await;
+        let b = Browser::start(&[api_port(&p)]).await;
         sign_in(&b, &api, p.token()).await;
         b.goto(&format!("{api}/apps/watched/builds/1")).await;
         let output = |b: &Browser| {
@@ -448,4 +461,105 @@ fn a_running_build_streams_its_output_into_the_page() {
         push.try_wait().ok().flatten()
     });
     assert!(status.success(), "caas push failed: {status}");
+}
+
+#[test]
+fn the_dashboard_manages_domains_checks_autoscaling_and_alerts() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "tuned"]);
+    p.caas_ok(&["checks:set", "web", "--path", "/", "-a", "tuned"]);
+    let image = test_image("Hello from a tuned app");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    rt.block_on(async {
+        let api = p.api_url().trim_end_matches('/').to_string();
+        let b = Browser::start(&[api_port(&p)]).await;
+        sign_in(&b, &api, p.token()).await;
+        b.goto(&format!("{api}/apps/tuned")).await;
+        let checks = b.text("#checks").await;
+        assert!(checks.contains("GET /, every"), "{checks}");
+
+        // A domain: added from the page with what to point DNS at; the CLI sees it.
+        b.fill("#domain-name", "www.tuned.test").await;
+        b.click("#domain-add").await;
+        b.wait_text("Added www.tuned.test: point a CNAME record for it at tuned.")
+            .await;
+        assert!(b.text("#domains").await.contains("www.tuned.test"));
+        let domains = p.caas_json(&["domains", "-a", "tuned", "--json"]);
+        assert_eq!(domains[0]["hostname"], "www.tuned.test", "{domains}");
+        // A name that is not one: the API's line beside the form, nothing added.
+        b.fill("#domain-name", "not a name").await;
+        b.click("#domain-add").await;
+        let error = b.text("#domains-error").await;
+        assert!(error.contains("invalid"), "{error}");
+        assert_eq!(
+            p.caas_json(&["domains", "-a", "tuned", "--json"])
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
+        b.click("button[aria-label='Remove www.tuned.test']").await;
+        b.wait_text("Removed www.tuned.test").await;
+        assert_eq!(
+            p.caas_json(&["domains", "-a", "tuned", "--json"]),
+            serde_json::json!([])
+        );
+
+        // Autoscaling: a refusal the API makes (min above max) is said; a good one is set.
+        b.fill("#as-min", "5").await;
+        b.fill("#as-max", "2").await;
+        b.fill("#as-rps", "50").await;
+        b.click("#autoscale-set").await;
+        let error = b.text("#autoscale-error").await;
+        assert!(error.contains("min"), "{error}");
+        assert_eq!(
+            p.caas_json(&["autoscale", "-a", "tuned", "--json"]),
+            serde_json::json!([])
+        );
+        b.fill("#as-min", "1").await;
+        b.fill("#as-max", "3").await;
+        b.fill("#as-rps", "50").await;
+        b.click("#autoscale-set").await;
+        b.wait_text("Autoscaling web between 1 and 3 instances")
+            .await;
+        let scaled = p.caas_json(&["autoscale", "-a", "tuned", "--json"]);
+        assert_eq!(scaled[0]["settings"]["max"], 3, "{scaled}");
+        b.click("#autoscale-off-web").await;
+        b.wait_text("web is no longer autoscaled").await;
+        assert_eq!(
+            p.caas_json(&["autoscale", "-a", "tuned", "--json"]),
+            serde_json::json!([])
+        );
+
+        // Alerts, set and cleared from the page.
+        b.fill("#al-p95", "750").await;
+        b.click("#alerts-set").await;
+        b.wait_text("Alerts set").await;
+        assert!(b.text("#alerts").await.contains("p95 above 750 ms"));
+        let alerts = p.caas_json(&["alerts", "-a", "tuned", "--json"]);
+        assert_eq!(alerts["settings"]["p95_ms"], 750, "{alerts}");
+        b.click("#alerts-clear").await;
+        b.wait_text("Alerts cleared").await;
+        assert!(b.text("#alerts").await.contains("No alerts set"));
+
+        // A deploy and a scale made with the CLI reach the open page without a reload: the
+        // releases table and the scale form follow.
+        p.caas_ok(&["push", "--image", &image, "-a", "tuned"]);
+        b.client
+            .wait()
+            .at_most(DEPLOY)
+            .for_element(Locator::Css("#releases tr[data-version='1'] .current"))
+            .await
+            .unwrap_or_else(|e| panic!("v1 never showed as serving in the open page: {e}"));
+        p.caas_ok(&["ps:scale", "web=2", "-a", "tuned"]);
+        b.wait_for("the scale form to say web=2", || async {
+            let el = b.client.find(Locator::Css("#qty-web")).await.ok()?;
+            el.prop("value").await.ok().flatten().filter(|v| v == "2")
+        })
+        .await;
+        b.close().await;
+    });
 }

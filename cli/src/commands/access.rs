@@ -1,13 +1,13 @@
 //! `access-rules`, `access-rules:deny`, `access-rules:allow`, `access-rules:remove`: who may reach
 //! an app through the gateway.
 
-use super::domains::path_segment;
 use super::{client, AppArg, JsonArg};
 use crate::app::resolve_app;
 use crate::error::CliError;
 use crate::output::{age, print_json, print_table, sanitize, say};
 use anyhow::Result;
 use caas_api::access::{AccessAction, AccessRule, AccessRuleRequest, Cidr};
+use caas_api::path_segment;
 use clap::Args;
 
 #[derive(Debug, Args)]

@@ -71,19 +71,6 @@ pub fn redirect_https(args: RedirectArgs) -> Result<()> {
     })
 }
 
-/// A host name as one path segment: anything but letters, digits, `.`, `-` and `*` is
-/// percent-encoded (the server refuses such names anyway, with its own message).
-pub(crate) fn path_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// What to tell the user to do in DNS for `d`.
 pub(crate) fn dns_advice(d: &Domain) -> String {
     if d.dns_record == "CNAME" {
@@ -143,23 +130,12 @@ pub fn remove(args: RemoveArgs) -> Result<()> {
     let name = resolve_app(args.app.app)?;
     client()?.delete(&format!(
         "/v1/apps/{name}/domains/{}",
-        path_segment(&args.hostname)
+        caas_api::path_segment(&args.hostname)
     ))?;
     say(&sanitize(&format!(
         "Removed {} from {name}",
         args.hostname.trim()
     )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_names_are_one_path_segment() {
-        assert_eq!(path_segment("*.example.com"), "*.example.com");
-        assert_eq!(path_segment("a/b?c"), "a%2Fb%3Fc");
-    }
 }
 
 #[derive(Debug, Args)]

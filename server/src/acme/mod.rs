@@ -33,12 +33,31 @@ const GATEWAY_WAIT: Duration = Duration::from_secs(15);
 /// How long the ACME server has to validate, and then to issue.
 const ORDER_WAIT: Duration = Duration::from_secs(90);
 
+/// `--acme-email`: one address, `local@domain`, nothing an ACME server or a mail header would
+/// read as more than that.
+pub fn parse_email(text: &str) -> Result<String, String> {
+    let bad =
+        || format!("invalid e-mail address {text:?}: give one address such as ops@example.com");
+    let (local, domain) = text.split_once('@').ok_or_else(bad)?;
+    let fine = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_+".contains(&b))
+    };
+    if !fine(local) || !fine(domain) || !domain.contains('.') || domain.starts_with('.') {
+        return Err(bad());
+    }
+    Ok(text.to_string())
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The ACME server's directory URL (`caasd --acme-directory`).
     pub directory: String,
     /// A PEM certificate to trust for it instead of the system's roots (`--acme-ca-file`).
     pub ca_file: Option<PathBuf>,
+    /// The account's contact (`--acme-email`), checked by [`parse_email`].
+    pub email: Option<String>,
     /// The gateway's plain HTTP address, to see it answer a challenge before validation.
     pub gateway: SocketAddr,
 }
@@ -76,8 +95,10 @@ impl Acme {
             }
         }
         loop {
+            let mut next = None;
             match self.steps() {
-                Ok(steps) => {
+                Ok((steps, due)) => {
+                    next = due;
                     for step in steps {
                         tokio::select! {
                             _ = shutdown.cancelled() => return,
@@ -91,15 +112,17 @@ impl Acme {
                 tracing::warn!("acme: flushing the store: {e}");
             }
             changed.borrow_and_update();
+            let wait = next.map_or(RECHECK, |t| Timestamp::now().until(t).min(RECHECK));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = changed.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(RECHECK) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    fn steps(&self) -> Result<Vec<Step>, crate::store::StoreError> {
+    /// What to do now, and when something next falls due by itself.
+    fn steps(&self) -> Result<(Vec<Step>, Option<Timestamp>), crate::store::StoreError> {
         let apps = self.store.apps()?;
         let domains = self.store.domains()?;
         let wanted: Vec<(String, String)> = domains
@@ -109,7 +132,11 @@ impl Acme {
             .collect();
         let orders = self.store.acme_orders()?;
         let certs = self.store.certs()?;
-        Ok(plan::plan(&wanted, &orders, &certs, Timestamp::now()))
+        let now = Timestamp::now();
+        Ok((
+            plan::plan(&wanted, &orders, &certs, now),
+            plan::next_due(&orders, &certs, now),
+        ))
     }
 
     async fn act(&mut self, step: Step) {
@@ -294,7 +321,13 @@ impl Acme {
             return Ok(account.clone());
         }
         let directory = self.settings.directory.clone();
-        let id = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(directory.as_bytes())[..8]);
+        // One account per directory and contact: a new e-mail registers a new account (without
+        // one, the key is the directory alone, as before there was a contact).
+        let key = match &self.settings.email {
+            Some(email) => format!("{directory}\n{email}"),
+            None => directory.clone(),
+        };
+        let id = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(key.as_bytes())[..8]);
         let stored = self.store.acme_account(&id).map_err(|e| e.to_string())?;
         let account =
             match stored.and_then(|b| serde_json::from_slice::<AccountCredentials>(&b).ok()) {
@@ -304,8 +337,10 @@ impl Acme {
                     .await
                     .map_err(|e| format!("the ACME server at {directory}: {}", say(&e)))?,
                 None => {
+                    let contact = self.settings.email.as_ref().map(|e| format!("mailto:{e}"));
+                    let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
                     let new = NewAccount {
-                        contact: &[],
+                        contact: &contact,
                         terms_of_service_agreed: true,
                         only_return_existing: false,
                     };
@@ -384,4 +419,28 @@ fn one_line(text: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     line.chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_acme_contact_is_one_plain_address() {
+        for ok in ["ops@example.com", "a.b+certs@mail.example.org"] {
+            assert_eq!(super::parse_email(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "",
+            "ops",
+            "ops@",
+            "@example.com",
+            "ops@localhost",
+            "ops@.com",
+            "a@b.com,c@d.com",
+            "ops@example.com\r\nBcc: x@y.z",
+            "mailto:ops@example.com",
+        ] {
+            let err = super::parse_email(bad).unwrap_err();
+            assert!(err.contains("give one address"), "{bad:?}: {err}");
+        }
+    }
 }

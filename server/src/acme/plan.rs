@@ -32,11 +32,40 @@ pub fn retry_after(failures: u32) -> Duration {
     FIRST_RETRY.saturating_mul(1 << doublings).min(MAX_RETRY)
 }
 
+/// When `cert` falls due for renewal.
+pub fn renew_at(cert: &CertRecord) -> Timestamp {
+    let life = cert.not_before.until(cert.not_after);
+    let before = RENEW_BEFORE.min(life / 3).as_millis() as u64;
+    Timestamp(cert.not_after.0.saturating_sub(before))
+}
+
 /// Whether `cert` is due for renewal at `now`.
 pub fn due(cert: &CertRecord, now: Timestamp) -> bool {
-    let life = cert.not_before.until(cert.not_after);
-    let before = RENEW_BEFORE.min(life / 3);
-    now.plus(before) >= cert.not_after
+    now >= renew_at(cert)
+}
+
+/// The next moment after `now` that something falls due without any change: a renewal, or a
+/// failed order's next try. The client wakes then rather than on its next periodic look, so a
+/// short-lived certificate is renewed on time.
+pub fn next_due(
+    orders: &[AcmeOrderRecord],
+    certs: &[CertRecord],
+    now: Timestamp,
+) -> Option<Timestamp> {
+    orders
+        .iter()
+        .filter_map(|o| match o.state {
+            AcmeState::Failed => o.next_try,
+            AcmeState::Valid => certs
+                .iter()
+                .find(|c| {
+                    c.app.as_deref() == Some(o.app.as_str()) && Some(&c.id) == o.cert_id.as_ref()
+                })
+                .map(renew_at),
+            AcmeState::Pending | AcmeState::Unsupported => None,
+        })
+        .filter(|t| *t > now)
+        .min()
 }
 
 /// The steps for `wanted` (`(app, hostname)`: every domain of every app with `certs:auto on`),
@@ -119,6 +148,33 @@ mod tests {
             source: CertSource::Auto,
             created_at: Timestamp(from),
             origin: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_client_wakes_when_the_first_renewal_or_retry_falls_due() {
+        let mut valid = order("a", "a.test", AcmeState::Valid);
+        valid.cert_id = Some("c1".into());
+        // A 6-day certificate issued a day ago: due two days before it ends, in three days.
+        let short = cert("a", "c1", NOW.0 - DAY, NOW.0 + 5 * DAY);
+        let mut failed = order("b", "b.test", AcmeState::Failed);
+        failed.next_try = Some(Timestamp(NOW.0 + 2 * DAY));
+        let mut past = order("c", "c.test", AcmeState::Failed);
+        past.next_try = Some(Timestamp(NOW.0 - 1));
+        let pending = order("d", "d.test", AcmeState::Pending);
+        let certs = [short];
+        for (orders, want) in [
+            (vec![], None),
+            (vec![pending.clone()], None),
+            (vec![valid.clone()], Some(Timestamp(NOW.0 + 3 * DAY))),
+            (
+                vec![valid.clone(), failed.clone()],
+                Some(Timestamp(NOW.0 + 2 * DAY)),
+            ),
+            // Already due: the plan acts on it now; nothing later to wake for.
+            (vec![past], None),
+        ] {
+            assert_eq!(next_due(&orders, &certs, NOW), want, "{orders:?}");
         }
     }
 

@@ -110,13 +110,19 @@ pub async fn logout(State(dash): State<Dash>, change: Change) -> Response {
 }
 
 /// Back to a page with a line saying what happened.
-fn done(dash: &Dash, change: &Change, to: &str, message: String) -> Response {
+pub(super) fn done(dash: &Dash, change: &Change, to: &str, message: String) -> Response {
     dash.sessions.set_flash(&change.signed.session.id, message);
     Redirect::to(to).into_response()
 }
 
 /// The app page again, with the API's refusal beside the form of `section`.
-async fn refused(dash: &Dash, change: &Change, app: &str, section: &str, f: Failure) -> Response {
+pub(super) async fn refused(
+    dash: &Dash,
+    change: &Change,
+    app: &str,
+    section: &str,
+    f: Failure,
+) -> Response {
     if f.signs_out() {
         return pages::signed_out(dash, &change.signed);
     }
@@ -148,14 +154,14 @@ async fn refused(dash: &Dash, change: &Change, app: &str, section: &str, f: Fail
 
 /// A refusal the dashboard makes itself, before calling the API (a confirmation that does not
 /// match).
-fn own(message: impl Into<String>) -> Failure {
+pub(super) fn own(message: impl Into<String>) -> Failure {
     Failure {
         status: StatusCode::UNPROCESSABLE_ENTITY,
         message: message.into(),
     }
 }
 
-fn app_path(app: &str) -> String {
+pub(super) fn app_path(app: &str) -> String {
     format!("/apps/{app}")
 }
 

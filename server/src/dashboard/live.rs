@@ -1,18 +1,19 @@
 //! The live parts of the pages, as server-sent events carrying HTML that htmx's SSE extension
 //! swaps in: an app's instances and metrics (read from the API every second, sent when they
-//! change), its log (the API's `logs?tail=true` stream, one event per line) and a running
+//! change), its releases and scale form (sent when a release or the formation changes, so a
+//! deploy or a scale from the CLI shows without a reload), its log (the API's `logs?tail=true` stream, one event per line) and a running
 //! build's output (`output?follow=true`). A stream ends when the browser goes away, when the
 //! session ends, and when the API ends it (a revoked token ends the API's own streams).
 
 use super::client::{As, Failure};
-use super::pages::{instances_view, LogFilters};
+use super::pages::{instances_view, process_types, LogFilters, RELEASES_SHOWN};
 use super::{Dash, Signed};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use caas_api::{AppMetrics, LogEvent};
+use caas_api::{AppMetrics, Formation, LogEvent, Release};
 use futures_util::StreamExt;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -72,6 +73,7 @@ pub async fn app(State(dash): State<Dash>, signed: Signed, Path(app): Path<Strin
         let Signed { session, who, .. } = signed;
         let mut last_instances = String::new();
         let mut last_metrics = String::new();
+        let mut releases_and_formation = None;
         let mut tick = tokio::time::interval(POLL);
         let mut n: u32 = 0;
         loop {
@@ -114,6 +116,19 @@ pub async fn app(State(dash): State<Dash>, signed: Signed, Path(app): Path<Strin
                     }
                 }
             }
+            if !send_releases_and_formation(
+                &dash,
+                &tx,
+                &who,
+                &app,
+                manage,
+                &session.csrf,
+                &mut releases_and_formation,
+            )
+            .await
+            {
+                return;
+            }
             n = n.wrapping_add(1);
             if !still_signed(&dash, &session.id, None) {
                 return;
@@ -121,6 +136,72 @@ pub async fn app(State(dash): State<Dash>, signed: Signed, Path(app): Path<Strin
         }
     });
     sse(rx)
+}
+
+/// What the releases table and the scale form depend on, but for the passing of time: they are
+/// sent again only when this changes (their ages would change them every second, and a form
+/// replaced while someone types in it loses what they typed).
+#[derive(PartialEq)]
+struct ReleasesKey {
+    releases: Vec<(u64, String, bool)>,
+    formation: Option<std::collections::BTreeMap<String, u32>>,
+}
+
+/// Sends the `releases` and `formation` events when what they show changed since `last`. The
+/// first time only notes it: the page was rendered with the same a moment ago. Whether the
+/// stream may go on.
+async fn send_releases_and_formation(
+    dash: &Dash,
+    tx: &Tx,
+    who: &As,
+    app: &str,
+    manage: bool,
+    csrf: &str,
+    last: &mut Option<ReleasesKey>,
+) -> bool {
+    let (Ok(releases), formation) = (
+        dash.api
+            .get::<Vec<Release>>(who, &format!("/v1/apps/{app}/releases"))
+            .await,
+        dash.api
+            .get::<Formation>(who, &format!("/v1/apps/{app}/formation"))
+            .await
+            .ok(),
+    ) else {
+        return true;
+    };
+    let releases: Vec<Release> = releases.into_iter().take(RELEASES_SHOWN).collect();
+    let key = ReleasesKey {
+        releases: releases
+            .iter()
+            .map(|r| (r.version, format!("{:?}", r.status), r.current))
+            .collect(),
+        formation: formation.as_ref().map(|f| f.quantities.clone()),
+    };
+    let Some(before) = last.replace(key) else {
+        return true;
+    };
+    let now = last.as_ref().expect("just set");
+    let ctx = minijinja::context! {
+        app => minijinja::context! { name => app },
+        me => minijinja::context! { csrf => csrf },
+        manage => manage,
+        types => process_types(&releases, formation.as_ref()),
+        formation => formation,
+        releases => releases,
+    };
+    if before.releases != now.releases
+        && !send(tx, "releases", dash.view.fragment("_releases.html", &ctx)).await
+    {
+        return false;
+    }
+    if manage
+        && before.formation != now.formation
+        && !send(tx, "formation", dash.view.fragment("_scale.html", &ctx)).await
+    {
+        return false;
+    }
+    true
 }
 
 /// Follows an API stream line by line, calling `each` with every line until it says stop, the

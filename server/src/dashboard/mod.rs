@@ -12,6 +12,8 @@
 //! - `actions.rs`: the forms (POST): sign-in and -out, and one handler per API change; each
 //!   checks the origin and the session's CSRF token, calls the API, and either redirects back
 //!   with what happened or renders the page again with the API's message beside the form.
+//! - `settings.rs`: the app page's settings sections (domains and certificates, checks,
+//!   autoscaling and alerts) and their forms.
 //! - `live.rs`: the server-sent event streams.
 //! - `view.rs`: templates, filters and the headers every page carries.
 
@@ -20,6 +22,7 @@ mod client;
 mod live;
 mod pages;
 mod session;
+mod settings;
 mod view;
 
 use crate::api::auth::ClientAddr;
@@ -72,6 +75,13 @@ pub fn router(api: Router) -> Router {
         .route("/apps/{app}/config/unset", post(actions::config_unset))
         .route("/apps/{app}/config/values", get(pages::config_values))
         .route("/apps/{app}/rollback", post(actions::rollback))
+        .route("/apps/{app}/domains", post(settings::domain_add))
+        .route("/apps/{app}/domains/remove", post(settings::domain_remove))
+        .route("/apps/{app}/routing", post(settings::routing))
+        .route("/apps/{app}/autoscale", post(settings::autoscale_set))
+        .route("/apps/{app}/autoscale/off", post(settings::autoscale_off))
+        .route("/apps/{app}/alerts", post(settings::alerts_set))
+        .route("/apps/{app}/alerts/clear", post(settings::alerts_clear))
         .route("/apps/{app}/live", get(live::app))
         .route("/apps/{app}/logs/live", get(live::logs))
         .route("/apps/{app}/builds/{number}", get(pages::build))

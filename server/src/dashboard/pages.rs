@@ -319,6 +319,24 @@ pub async fn instances_view(
     })
 }
 
+/// What the scale form offers: the process types the newest release defines, and any other the
+/// formation has.
+pub fn process_types(releases: &[Release], formation: Option<&Formation>) -> Vec<String> {
+    let mut types: Vec<String> = releases
+        .first()
+        .map(|r| r.process_types.keys().cloned().collect())
+        .unwrap_or_else(|| vec![caas_api::WEB.to_string()]);
+    for t in formation.iter().flat_map(|f| f.quantities.keys()) {
+        if !types.contains(t) {
+            types.push(t.clone());
+        }
+    }
+    types
+}
+
+/// Releases the app page lists.
+pub const RELEASES_SHOWN: usize = 30;
+
 /// `GET /apps/{app}`.
 pub async fn app(
     State(dash): State<Dash>,
@@ -378,29 +396,8 @@ pub async fn app_page(
         .get(who, &format!("/v1/apps/{app}/metrics?window=300"))
         .await
         .ok();
-    // Autoscaling and alerts, shown as they are (set with the CLI).
-    let autoscale: Vec<caas_api::metrics::Autoscale> = dash
-        .api
-        .get(who, &format!("/v1/apps/{app}/autoscale"))
-        .await
-        .unwrap_or_default();
-    let alerts: Option<caas_api::metrics::Alerts> = dash
-        .api
-        .get(who, &format!("/v1/apps/{app}/alerts"))
-        .await
-        .ok();
-    // Process types the newest release defines: what the scale form offers.
-    let mut types: Vec<String> = releases
-        .first()
-        .map(|r| r.process_types.keys().cloned().collect())
-        .unwrap_or_else(|| vec![caas_api::WEB.to_string()]);
-    if let Some(f) = &formation {
-        for t in f.quantities.keys() {
-            if !types.contains(t) {
-                types.push(t.clone());
-            }
-        }
-    }
+    let settings = super::settings::Settings::load(dash, who, app).await;
+    let types = process_types(&releases, formation.as_ref());
     // The filters are checked by the API before the page connects to the live stream.
     let log_error = match dash
         .api
@@ -436,13 +433,12 @@ pub async fn app_page(
             instances => instances,
             formation => formation,
             types => types,
-            releases => releases.into_iter().take(30).collect::<Vec<_>>(),
+            releases => releases.into_iter().take(RELEASES_SHOWN).collect::<Vec<_>>(),
             builds => builds.into_iter().take(15).collect::<Vec<_>>(),
             config_keys => config_keys,
             config_error => config_error,
             metrics => metrics,
-            autoscale => autoscale,
-            alerts => alerts,
+            settings => settings,
             filters => filters.clone(),
             live_query => filters.page_query(),
             log_error => log_error,

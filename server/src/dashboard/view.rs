@@ -18,6 +18,9 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("_instances.html", include_str!("templates/_instances.html")),
     ("_metrics.html", include_str!("templates/_metrics.html")),
+    ("_settings.html", include_str!("templates/_settings.html")),
+    ("_scale.html", include_str!("templates/_scale.html")),
+    ("_releases.html", include_str!("templates/_releases.html")),
     ("_config.html", include_str!("templates/_config.html")),
     ("_log_line.html", include_str!("templates/_log_line.html")),
 ];

@@ -10,7 +10,6 @@
 //! passes WebSocket upgrades through, streams bodies both ways, and writes one `router` log line
 //! per request.
 
-mod listen;
 mod pool;
 pub mod process;
 pub mod report;
@@ -19,6 +18,7 @@ pub mod table;
 mod tcp;
 pub mod tls;
 
+use crate::http as listen;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
@@ -203,7 +203,7 @@ impl Gateway {
             grace: drain,
             max_connections: self.limits.max_connections,
             overloaded: b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nx-caas-gateway: 1\r\ncontent-length: 50\r\nconnection: close\r\n\r\ncaas: the gateway is at its limit of connections.\n\n",
-            idle_timeout: self.limits.idle_timeout,
+            idle_timeout: Some(self.limits.idle_timeout),
         };
         listen::serve(listener, tls, shutdown, options, move |conn| {
             let gw = self.clone();

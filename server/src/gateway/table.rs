@@ -38,6 +38,9 @@ pub fn idle_message(idle: Idle, app: &str) -> String {
         Idle::NoRelease => {
             format!("caas: {app} has no release yet; deploy one with: caas push -a {app}")
         }
+        Idle::Failed { version } => format!(
+            "caas: {app} v{version} did not come up, and no earlier release serves; see why with: caas releases:info v{version} -a {app}"
+        ),
         Idle::Starting { version } => {
             format!("caas: {app} v{version} is starting; try again in a moment")
         }
