@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Build the caas stack image (the base every caas build and every built app runs on) from Debian
-# packages only: debootstrap --variant=minbase bookworm, apt-get install of stack/packages in a
-# chroot, a user `caas` (uid/gid 1000, home /app), /app /cache /env, and
-# server/src/builder/launch.sh as /usr/local/bin/caas-launch; the root filesystem is fed to
-# `docker import`.
+# Build the caas stack images from Debian packages only: the run image caas/stack (the base every
+# built app runs on) and the build image caas/build (the run image plus compilers and -dev
+# headers: every buildpack build runs on it). debootstrap --variant=minbase bookworm, apt-get
+# install of stack/packages in a chroot, a user `caas` (uid/gid 1000, home /app), /app /cache
+# /env, and server/src/builder/launch.sh as /usr/local/bin/caas-launch; the root filesystem is fed
+# to `docker import` as the run image; then stack/build-packages are installed into the same
+# tree and it is imported again as the build image.
 #
-#   stack/build.sh [--force] [--verbose] [--mirror URL] [--no-host-cas]
+#   stack/build.sh [--force] [--verbose] [--mirror URL] [--no-host-cas] [--keep-old]
 #
-# The image is tagged caas/stack:HASH (HASH = first 12 hex of a sha256 over the recipe: every file
-# in stack/ except *.md, launch.sh, and the extra CA certificates below) and caas/stack:latest,
-# and labelled caas.stack.recipe=HASH. When caas/stack:HASH already exists nothing is built;
+# The images are tagged caas/stack:HASH and caas/build:HASH (HASH = first 12 hex of a sha256 over
+# the recipe: every file in stack/ except *.md, launch.sh, and the extra CA certificates below)
+# and :latest, and labelled caas.stack.recipe=HASH. When both HASH tags exist nothing is built;
 # latest is re-tagged (cheap, so install.sh and CI can call this every time). After a build, tags
 # of earlier recipes are removed. --force rebuilds anyway (e.g. to pick up Debian security
-# updates; the tag stays the same because the recipe did not change).
+# updates; the tag stays the same because the recipe did not change). --keep-old leaves the tags
+# of earlier recipes (a machine where several checkouts of caas build their own).
 #
 # The mirror is the one this host's apt uses (/etc/apt/sources.list, sources.list.d/*.sources and
 # *.list), unless --mirror or $CAAS_STACK_MIRROR says otherwise. The matching -security mirror,
@@ -28,6 +31,7 @@ set -euo pipefail
 
 SUITE=bookworm
 REPO=caas/stack
+BUILD_REPO=caas/build
 LABEL=caas.stack.recipe
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -40,6 +44,7 @@ say() { echo "stack/build.sh: $*" >&2; }
 
 FORCE=0
 VERBOSE=0
+KEEP_OLD=0
 HOST_CAS=${CAAS_STACK_HOST_CAS:-1}
 MIRROR=${CAAS_STACK_MIRROR:-}
 while [ $# -gt 0 ]; do
@@ -48,6 +53,7 @@ while [ $# -gt 0 ]; do
         --force) FORCE=1; shift ;;
         -v|--verbose) VERBOSE=1; shift ;;
         --no-host-cas) HOST_CAS=0; shift ;;
+        --keep-old) KEEP_OLD=1; shift ;;
         --mirror) [ $# -ge 2 ] || die "--mirror needs a URL"; MIRROR=$2; shift 2 ;;
         --mirror=*) MIRROR=${1#--mirror=}; shift ;;
         *) die "unknown argument: $1 (see --help)" ;;
@@ -56,6 +62,7 @@ done
 
 [ -f "$LAUNCH" ] || die "missing $LAUNCH"
 [ -f "$HERE/packages" ] || die "missing $HERE/packages"
+[ -f "$HERE/build-packages" ] || die "missing $HERE/build-packages"
 command -v docker >/dev/null 2>&1 || die "the docker command is missing (./install.sh --deps-only installs Docker)"
 
 # ---------------------------------------------------------------------------------------------
@@ -103,6 +110,12 @@ recipe_hash() {
 }
 HASH=$(recipe_hash)
 TAG=$REPO:$HASH
+BUILD_TAG=$BUILD_REPO:$HASH
+# Both images of this recipe exist: tag them latest.
+up_to_date() {
+    docker image inspect "$TAG" >/dev/null 2>&1 && docker image inspect "$BUILD_TAG" >/dev/null 2>&1 \
+        && docker tag "$TAG" "$REPO:latest" && docker tag "$BUILD_TAG" "$BUILD_REPO:latest"
+}
 
 T0=$(date +%s.%N)
 PHASE_START=$T0
@@ -118,9 +131,8 @@ secs() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b - a}'; }
 
 docker info >/dev/null 2>&1 || die "Docker Engine is not running"
 
-if [ "$FORCE" = 0 ] && docker image inspect "$TAG" >/dev/null 2>&1; then
-    docker tag "$TAG" "$REPO:latest"
-    say "$TAG is up to date (recipe $HASH); tagged $REPO:latest"
+if [ "$FORCE" = 0 ] && up_to_date; then
+    say "$TAG and $BUILD_TAG are up to date (recipe $HASH); tagged latest"
     echo "$TAG"
     exit 0
 fi
@@ -135,9 +147,8 @@ if ! flock -n 9; then
     say "another stack build is running; waiting for it"
     flock 9
 fi
-if [ "$FORCE" = 0 ] && docker image inspect "$TAG" >/dev/null 2>&1; then
-    docker tag "$TAG" "$REPO:latest"
-    say "$TAG was built meanwhile; tagged $REPO:latest"
+if [ "$FORCE" = 0 ] && up_to_date; then
+    say "$TAG was built meanwhile; tagged latest"
     echo "$TAG"
     exit 0
 fi
@@ -228,7 +239,9 @@ link_debs() {   # link_debs FROM TO: hard-link (else copy) the .debs TO lacks
     done
 }
 
-PACKAGES=$(sed -e 's/#.*//' "$HERE/packages" | tr -s ' \t\n' '\n' | grep -v '^$' | tr '\n' ' ')
+packages() { sed -e 's/#.*//' "$1" | tr -s ' \t\n' '\n' | grep -v '^$' | tr '\n' ' '; }
+PACKAGES=$(packages "$HERE/packages")
+BUILD_PACKAGES=$(packages "$HERE/build-packages")
 
 # ---------------------------------------------------------------------------------------------
 phase debootstrap
@@ -317,42 +330,68 @@ CAAS_STACK_RECIPE=$HASH
 EOF
 
 # ---------------------------------------------------------------------------------------------
+clean_rootfs() {
+    in_root apt-get clean
+    umount "$ROOTFS/proc"
+    rm -f "$ROOTFS/etc/dpkg/dpkg.cfg.d/00caas-build-unsafe-io" "$ROOTFS/usr/sbin/policy-rc.d"
+    rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/debconf/*-old \
+        "$ROOTFS"/var/lib/dpkg/*-old "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/* "$ROOTFS"/root/.cache
+    find "$ROOTFS/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete 2>/dev/null || true
+    find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
+    rm -rf "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/usr/share/lintian/*
+    find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} + 2>/dev/null || true
+    find "$ROOTFS/var/log" -type f -delete
+    # Docker provides these per container; do not ship the build host's.
+    rm -f "$ROOTFS/etc/resolv.conf" "$ROOTFS/etc/hostname"
+    : >"$ROOTFS/etc/hosts"
+}
+
+import_rootfs() {   # import_rootfs REPO TAG WHAT
+    tar --numeric-owner --xattrs -C "$ROOTFS" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -c . \
+        | docker import \
+            --change "LABEL $LABEL=$HASH" \
+            --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+            --change 'ENV LANG=C.UTF-8' \
+            --change 'ENV HOME=/app' \
+            --change 'WORKDIR /app' \
+            --change 'USER caas' \
+            --change 'CMD ["/bin/bash"]' \
+            --message "caas $3 $SUITE recipe $HASH" \
+            - "$2" >/dev/null
+    docker tag "$2" "$1:latest"
+    # Untag the images of earlier recipes (an image that app images still build on stays until they go).
+    [ "$KEEP_OLD" = 0 ] || return 0
+    docker image ls --format '{{.Repository}}:{{.Tag}}' "$1" | while IFS= read -r old; do
+        case "$old" in "$2"|"$1:latest"|*:"<none>") continue ;; esac
+        docker rmi "$old" >/dev/null 2>&1 && say "removed the old $old" || true
+    done
+}
+
 phase clean
-in_root apt-get clean
-umount "$ROOTFS/proc"
-rm -f "$ROOTFS/etc/dpkg/dpkg.cfg.d/00caas-build-unsafe-io" "$ROOTFS/usr/sbin/policy-rc.d"
-rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/*.bin "$ROOTFS"/var/cache/debconf/*-old \
-    "$ROOTFS"/var/lib/dpkg/*-old "$ROOTFS"/tmp/* "$ROOTFS"/var/tmp/* "$ROOTFS"/root/.cache
-find "$ROOTFS/usr/share/doc" -mindepth 1 ! -type d ! -name copyright -delete 2>/dev/null || true
-find "$ROOTFS/usr/share/doc" -mindepth 1 -type d -empty -delete 2>/dev/null || true
-rm -rf "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/usr/share/lintian/*
-find "$ROOTFS/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} + 2>/dev/null || true
-find "$ROOTFS/var/log" -type f -delete
-# Docker provides these per container; do not ship the build host's.
-rm -f "$ROOTFS/etc/resolv.conf" "$ROOTFS/etc/hostname"
-: >"$ROOTFS/etc/hosts"
+clean_rootfs
+
+phase import
+import_rootfs "$REPO" "$TAG" stack
 
 # ---------------------------------------------------------------------------------------------
-phase import
-tar --numeric-owner --xattrs -C "$ROOTFS" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' -c . \
-    | docker import \
-        --change "LABEL $LABEL=$HASH" \
-        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV LANG=C.UTF-8' \
-        --change 'ENV HOME=/app' \
-        --change 'WORKDIR /app' \
-        --change 'USER caas' \
-        --change 'CMD ["/bin/bash"]' \
-        --message "caas stack $SUITE recipe $HASH" \
-        - "$TAG" >/dev/null
-docker tag "$TAG" "$REPO:latest"
-# Untag the images of earlier recipes (an image that app images still build on stays until they go).
-docker image ls --format '{{.Repository}}:{{.Tag}}' "$REPO" | while IFS= read -r old; do
-    case "$old" in "$TAG"|"$REPO:latest"|*:"<none>") continue ;; esac
-    docker rmi "$old" >/dev/null 2>&1 && say "removed the old $old" || true
-done
+# The build image: the same tree plus compilers and headers, so C extensions (psycopg2,
+# mysqlclient) and native npm modules build; none of it reaches the app images.
+phase build-image
+echo force-unsafe-io >"$ROOTFS/etc/dpkg/dpkg.cfg.d/00caas-build-unsafe-io"
+printf '#!/bin/sh\nexit 101\n' >"$ROOTFS/usr/sbin/policy-rc.d"
+chmod 0755 "$ROOTFS/usr/sbin/policy-rc.d"
+mount -t proc proc "$ROOTFS/proc"
+cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf" 2>/dev/null || true
+in_root apt-get update
+link_debs "$CACHE/apt" "$ROOTFS/var/cache/apt/archives"
+# shellcheck disable=SC2086
+in_root apt-get install -y --no-install-recommends $BUILD_PACKAGES
+link_debs "$ROOTFS/var/cache/apt/archives" "$CACHE/apt"
+clean_rootfs
+import_rootfs "$BUILD_REPO" "$BUILD_TAG" build
 phase finish
 
 SIZE=$(docker image inspect --format '{{.Size}}' "$TAG")
-say "built $TAG and $REPO:latest in $(secs "$T0")s, $((SIZE / 1000000)) MB"
+BUILD_SIZE=$(docker image inspect --format '{{.Size}}' "$BUILD_TAG")
+say "built $TAG ($((SIZE / 1000000)) MB) and $BUILD_TAG ($((BUILD_SIZE / 1000000)) MB) in $(secs "$T0")s"
 echo "$TAG"

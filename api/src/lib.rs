@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod metrics;
 pub mod names;
 pub mod ports;
+pub mod run;
 pub mod servers;
 mod time;
 pub mod users;

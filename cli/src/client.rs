@@ -68,6 +68,17 @@ impl Client {
         &self.server
     }
 
+    /// The token this client sends, for the one connection that is not made by the blocking
+    /// client (`caas run`'s upgrade).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A transport failure of a request made elsewhere, mapped as this client maps its own.
+    pub fn failed_transport(&self, err: reqwest::Error) -> anyhow::Error {
+        self.transport_error(err)
+    }
+
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.authorize(
             self.http

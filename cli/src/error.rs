@@ -38,6 +38,10 @@ pub enum CliError {
     /// command that failed.
     #[error("{0}")]
     Failed(String),
+    /// `caas run`'s process ended with this status, which becomes the CLI's own; nothing more
+    /// is said.
+    #[error("the process exited with status {0}")]
+    Exit(i32),
 }
 
 impl CliError {
@@ -51,6 +55,7 @@ impl CliError {
             Self::NotFound(_) => exit::NOT_FOUND,
             Self::Unreachable(_) => exit::UNREACHABLE,
             Self::Failed(_) => exit::FAILURE,
+            Self::Exit(code) => *code,
             Self::Api { status, code, .. } => match code {
                 // The code is more precise than the status: `build_failed` is a 422 like
                 // `invalid_input`, but it is not the user's typing that is wrong.
@@ -94,6 +99,9 @@ impl CliError {
 /// worth a message.
 pub fn report(err: &anyhow::Error) -> (i32, Option<String>) {
     if let Some(cli) = err.downcast_ref::<CliError>() {
+        if let CliError::Exit(code) = cli {
+            return (*code, None);
+        }
         return (cli.exit_code(), Some(cli.to_string()));
     }
     if err.chain().any(is_broken_pipe) {

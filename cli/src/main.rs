@@ -22,7 +22,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, addons, alerts, apps, auth, autoscale, buildpacks, builds, canary, certs, checks,
     config_vars, domains, drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports,
-    ps, push, releases, resize, servers, shell, users, version,
+    ps, push, releases, resize, run, servers, shell, users, version,
 };
 use std::io::Write;
 
@@ -117,6 +117,8 @@ enum Cmd {
     PsResize(resize::ResizeArgs),
     /// Show an app's logs
     Logs(logs::LogsArgs),
+    /// Run a one-off process of the app's current release: caas run -a APP -- CMD [ARGS...]
+    Run(run::RunArgs),
     /// Show an app's traffic over the last minutes: requests/s, status classes, latency
     Metrics(metrics::MetricsArgs),
     /// Show an app's alert conditions and what is raised now
@@ -344,6 +346,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::PsStop(a) => instances::stop(a),
         Cmd::PsResize(a) => resize::resize(a),
         Cmd::Logs(a) => logs::logs(a),
+        Cmd::Run(a) => run::run(a),
         Cmd::Metrics(a) => metrics::show(a),
         Cmd::Alerts(a) => alerts::show(a),
         Cmd::AlertsSet(a) => alerts::set(a),
@@ -461,6 +464,17 @@ mod tests {
             &["caas", "ps:scale", "web+1", "worker-2", "-a", "demo"],
             &["caas", "login"],
             &["caas", "logs", "-a", "demo", "-n", "5", "-t"],
+            &["caas", "run", "-a", "demo", "--", "bash", "-c", "ls -l"],
+            &[
+                "caas",
+                "run",
+                "-d",
+                "-a",
+                "demo",
+                "--",
+                "python",
+                "--version",
+            ],
             &["caas", "push", "-a", "demo"],
             &[
                 "caas",

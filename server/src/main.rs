@@ -25,6 +25,7 @@ mod logs;
 mod metrics;
 mod notify;
 mod observed;
+mod oneoff;
 mod routing;
 mod schedule;
 mod server;
@@ -212,9 +213,13 @@ pub struct ServerArgs {
     /// /usr/local/share/caas/buildpacks, then the source tree's buildpacks/ next to a dev build).
     #[arg(long, env = "CAAS_BUILDPACKS")]
     pub buildpacks: Option<PathBuf>,
-    /// Image builds run in and built apps are laid on (stack/build.sh makes it).
+    /// The run image: built apps are laid on it (stack/build.sh makes it).
     #[arg(long, default_value = "caas/stack:latest")]
     pub stack_image: String,
+    /// The build image buildpack builds run in: the run image plus compilers and headers
+    /// (stack/build.sh makes it).
+    #[arg(long, default_value = "caas/build:latest")]
+    pub build_image: String,
     /// Memory limit of a build container: `2G` (a bare number is MB).
     #[arg(long, alias = "build-memory-mb", default_value = "2G", value_parser = parse_memory)]
     pub build_memory: Size,

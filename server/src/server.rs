@@ -454,6 +454,17 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let observed = Arc::new(Observed::new(Timestamp::now(), lost_after));
     let wake = Arc::new(Notify::new());
     let engine_root = engine.info().await.ok().and_then(|i| i.root_dir);
+    let runner = crate::oneoff::Runner::new(
+        engine.clone(),
+        logs.clone(),
+        store.clone(),
+        crate::oneoff::RunSettings {
+            cluster_id: cluster_id.clone(),
+            host_name: args.host_name.clone(),
+            memory_mb: args.instance_memory.mb(),
+        },
+    );
+    runner.recover().await;
     let builder = Builder::new(
         store.clone(),
         engine.clone(),
@@ -463,6 +474,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             root: dir.join("builds"),
             buildpacks: find_buildpacks(args.buildpacks.clone())?,
             stack_image: args.stack_image.clone(),
+            build_image: args.build_image.clone(),
             memory_mb: args.build_memory.mb(),
             max_upload: args.max_upload_mb * 1024 * 1024,
             limits: unpack::Limits {
@@ -484,6 +496,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
         args.build_concurrency,
         shutdown.clone(),
+        runner.clone(),
     );
     builder
         .recover()
@@ -627,6 +640,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             images: crate::addons::Images::new(args.stack_image.clone()),
         }),
         board,
+        runner,
     };
     // Services a stopped caasd left half made are finished; stopped ones are started.
     tokio::spawn(api::recover_addons(state.clone()));

@@ -9,8 +9,10 @@ use std::time::Duration;
 use crate::binaries::repo_root;
 use crate::process::{run, wait_output, CmdOutput};
 
-/// The image every buildpack build runs in, and caasd's default `--stack-image`.
+/// The run image built apps are laid on, and caasd's default `--stack-image`.
 pub const STACK_IMAGE: &str = "caas/stack:latest";
+/// The image every buildpack build runs in, and caasd's default `--build-image`.
+pub const BUILD_IMAGE: &str = "caas/build:latest";
 
 /// Runs `docker ARGS` (timeout 120 s).
 pub fn docker(args: &[&str]) -> CmdOutput {
@@ -67,11 +69,13 @@ pub fn require_docker() {
 /// an obscure build failure. Never skips.
 pub fn require_stack() {
     require_docker();
-    if !docker(&["image", "inspect", STACK_IMAGE]).success() {
-        panic!(
-            "the stack image {STACK_IMAGE} is missing: build it with stack/build.sh \
-             (install.sh and .ci/run do)"
-        );
+    for image in [STACK_IMAGE, BUILD_IMAGE] {
+        if !docker(&["image", "inspect", image]).success() {
+            panic!(
+                "the stack image {image} is missing: build it with stack/build.sh \
+                 (install.sh and .ci/run do)"
+            );
+        }
     }
 }
 

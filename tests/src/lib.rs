@@ -48,7 +48,8 @@ pub use agent::{join_command, AgentProcess};
 pub use binaries::{binaries, repo_root, Binaries};
 pub use browser::{Browser, PAGE_TIMEOUT};
 pub use docker::{
-    docker, docker_ok, echo_image, require_docker, require_stack, test_image, STACK_IMAGE,
+    docker, docker_ok, echo_image, require_docker, require_stack, test_image, BUILD_IMAGE,
+    STACK_IMAGE,
 };
 pub use engine::SecondEngine;
 pub use etcd::Etcd;

@@ -26,6 +26,7 @@ pub mod ps;
 pub mod push;
 pub mod releases;
 pub mod resize;
+pub mod run;
 pub mod servers;
 pub mod shell;
 pub mod users;

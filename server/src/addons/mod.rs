@@ -218,6 +218,7 @@ impl Services {
             network: Some(network),
             aliases: vec![rec.name.clone()],
             extra_networks: Vec::new(),
+            stdio: Default::default(),
             restart: true,
         };
         match self.engine.run(&spec).await {

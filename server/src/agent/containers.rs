@@ -51,6 +51,7 @@ pub(super) fn spec(
         aliases: Vec::new(),
         extra_networks: a.networks.clone(),
         restart: false,
+        stdio: Default::default(),
     }
 }
 

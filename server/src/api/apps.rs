@@ -401,6 +401,11 @@ pub async fn scale(
     let mut wanted = BTreeMap::new();
     for (process, &count) in &req.quantities {
         caas_api::validate_process_type(process)?;
+        if process == crate::oneoff::release_phase::RELEASE_PROCESS {
+            return Err(ApiError::Invalid(
+                "release is the release phase: it runs once per release, not as instances".into(),
+            ));
+        }
         if !known.contains(process) {
             return Err(ApiError::Invalid(format!(
                 "unknown process type {process:?}: this app's release defines {}",
@@ -592,6 +597,25 @@ pub async fn ps(
             reason: Some(u.reason),
         });
     }
+    // One-offs (`run.N`, `release.N`) while they run: on the control plane's host, up.
+    out.extend(s.runner.running(&app).into_iter().map(|r| Instance {
+        id: r.container.clone(),
+        name: r.name(),
+        host: s.runner.host_name().to_string(),
+        address: None,
+        state: InstanceState::Up,
+        restarts: 0,
+        since: r.started_at,
+        created_at: r.started_at,
+        check: None,
+        memory_mb: r.memory_mb,
+        cpus: r.cpus,
+        process: r.process,
+        index: r.index,
+        release: r.release,
+        reserved_mb: r.memory_mb,
+        reason: None,
+    }));
     out.sort_by(|a, b| (&a.process, a.index, a.release).cmp(&(&b.process, b.index, b.release)));
     Ok(Json(out))
 }

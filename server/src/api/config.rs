@@ -130,6 +130,13 @@ pub(super) async fn release_change(
     change: impl Fn(&mut crate::store::AppRecord),
 ) -> ApiResult<Option<(crate::store::AppRecord, ReleaseRecord)>> {
     let app = &base.app;
+    // A config change runs the release phase first (the one gate before a release deploys); a
+    // failure is recorded as a failed release and nothing of the app changes.
+    if tag == "config" {
+        if let Some(failed) = release_phase(s, caller, base, description, &change).await? {
+            return Ok(Some(failed));
+        }
+    }
     match s.store.create_release::<ApiError>(
         app,
         |rec, version| derived(base, base.version, rec, version, description, &caller.user),
@@ -148,6 +155,65 @@ pub(super) async fn release_change(
         Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => Ok(None),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Runs the release phase of the release `change` would make; the failed release it recorded,
+/// when it failed.
+async fn release_phase(
+    s: &AppState,
+    caller: &Caller,
+    base: &ReleaseRecord,
+    description: &str,
+    change: &impl Fn(&mut crate::store::AppRecord),
+) -> ApiResult<Option<(crate::store::AppRecord, ReleaseRecord)>> {
+    let app = &base.app;
+    let Some(rec) = s.store.app(app)? else {
+        return Ok(None);
+    };
+    let mut changed = rec.clone();
+    change(&mut changed);
+    let make = |rec: &crate::store::AppRecord, version| {
+        derived(base, base.version, rec, version, description, &caller.user)
+    };
+    let mut candidate = make(&changed, changed.next_version)?;
+    candidate.config = changed.config.clone();
+    if crate::oneoff::release_phase::command(&candidate).is_none() {
+        return Ok(None);
+    }
+    let Err(failure) = crate::oneoff::release_phase::run(&s.runner, &candidate, None).await else {
+        return Ok(None);
+    };
+    // The failed release shows the config it would have had.
+    let config = changed.config.clone();
+    let failed = match s.store.record_failed_release::<ApiError>(
+        app,
+        |rec, version| {
+            let mut r = make(rec, version)?;
+            r.config = config.clone();
+            Ok(r)
+        },
+        &failure.reason,
+        &failure.output,
+    ) {
+        Ok(r) => r,
+        // A deploy happened meanwhile: the caller tries again.
+        Err(crate::store::UpdateError::Rejected(ApiError::Conflict(_))) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    s.store.flush().await?;
+    tag_release(s, &failed).await;
+    let v = failed.version;
+    s.logs
+        .event(app, "release", format!("v{v} failed: {}", failure.reason));
+    super::audit(
+        s,
+        caller,
+        "config",
+        Some(app),
+        format!("{description} -> v{v} (failed)"),
+    );
+    let rec = s.store.app(app)?.unwrap_or(rec);
+    Ok(Some((rec, failed)))
 }
 
 #[utoipa::path(patch, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_patch", params(("app" = String, Path)), request_body = ConfigUpdate, responses((status = 200, description = "OK", body = ConfigChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]

@@ -27,6 +27,7 @@ mod openapi;
 mod ports;
 mod prometheus;
 mod resources;
+mod runs;
 mod scaling;
 mod servers;
 mod users;
@@ -120,6 +121,8 @@ pub struct AppState {
     pub addons: Arc<crate::addons::Services>,
     /// What the scheduler could not place.
     pub board: Arc<crate::schedule::Board>,
+    /// One-off processes (`caas run`, the release phase).
+    pub runner: Arc<crate::oneoff::Runner>,
 }
 
 impl ApiConfig {
@@ -256,6 +259,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/ps/restart", post(instances::restart))
         .route("/v1/apps/{app}/ps/stop", post(instances::stop))
         .route("/v1/apps/{app}/logs", get(logs::stream))
+        .route("/v1/apps/{app}/runs", post(runs::start))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
         .route("/v1/apps/{app}/autoscale", get(scaling::list))
         .route(

@@ -6,7 +6,7 @@
 use super::{
     access, addons, addons_dump, agent, apps, builds, canary, certs, checks, config, domains,
     drains, gateway, git, hooks, hosts, instances, logs, metrics, ports, prometheus, resources,
-    scaling, servers, users,
+    runs, scaling, servers, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -64,6 +64,7 @@ use utoipa::OpenApi;
         access::add,
         access::remove,
         logs::stream,
+        runs::start,
         metrics::app,
         scaling::list,
         scaling::set,

@@ -1,8 +1,10 @@
-//! The buildpack pipeline. One throw-away container of the stack image gets one tar (the source
+//! The buildpack pipeline. One throw-away container of the build image (the run image plus
+//! compilers and `-dev` headers) gets one tar (the source
 //! owned by uid 1000, the config vars as `ENV_DIR` files, the buildpacks, `driver.sh`) and runs
 //! the driver as the unprivileged user with the app's cache volume at `/cache`: detect, compile,
-//! release. Its `/app` is then taken out as the slug and laid on a fresh container of the stack
-//! image, which is committed as the app image: no compilers, caches or build leftovers in it.
+//! release. Its `/app` is then taken out as the slug and laid on a fresh container of the run
+//! image (`caas/stack`), which is committed as the app image: no compilers, headers, caches or
+//! build leftovers in it.
 //!
 //! Everything goes in and out as tar uploads and downloads, never bind mounts: the build sees no
 //! host path, ownership is set in the tar, and the same code works against a remote engine.
@@ -86,17 +88,19 @@ impl Builder {
         record: &mut BuildRecord,
         app: &AppRecord,
     ) -> Result<Image, BuildError> {
-        let stack = &self.settings.stack_image;
-        if self
-            .engine
-            .image_id(stack)
-            .await
-            .map_err(internal)?
-            .is_none()
-        {
-            return Err(BuildError::Failed(format!(
-                "the stack image {stack} is missing on the server: build it with stack/build.sh (install.sh does)"
-            )));
+        let stack = &self.settings.build_image;
+        for image in [stack, &self.settings.stack_image] {
+            if self
+                .engine
+                .image_id(image)
+                .await
+                .map_err(internal)?
+                .is_none()
+            {
+                return Err(BuildError::Failed(format!(
+                    "the stack image {image} is missing on the server: build it with stack/build.sh (install.sh does)"
+                )));
+            }
         }
         let order: Vec<String> = self.buildpacks().into_iter().map(|b| b.name).collect();
         if let Some(pinned) = &app.buildpack {
@@ -158,6 +162,7 @@ impl Builder {
             aliases: Vec::new(),
             extra_networks: Vec::new(),
             restart: false,
+            stdio: Default::default(),
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;
         let result = self.run_driver(p, out, &container, &input).await;
@@ -306,6 +311,7 @@ impl Builder {
             aliases: Vec::new(),
             extra_networks: Vec::new(),
             restart: false,
+            stdio: Default::default(),
         };
         let container = self.engine.create(&spec).await.map_err(internal)?;
         let result = async {

@@ -62,7 +62,10 @@ pub struct BuildSettings {
     /// `DATA_DIR/builds`: uploads, unpacked sources and logs, one folder per app.
     pub root: PathBuf,
     pub buildpacks: PathBuf,
+    /// The run image: app images are laid on it.
     pub stack_image: String,
+    /// The build image (the run image plus compilers and headers): builds run in it.
+    pub build_image: String,
     pub memory_mb: u64,
     pub max_upload: u64,
     pub limits: unpack::Limits,
@@ -146,9 +149,14 @@ pub struct Builder {
     destroys: Arc<tokio::sync::Mutex<()>>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Runs the release phase.
+    runner: Arc<crate::oneoff::Runner>,
 }
 
 impl Builder {
+    // Handles to the builder's collaborators plus its settings; a struct for them would only
+    // be taken apart again here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Store,
         engine: Engine,
@@ -157,6 +165,7 @@ impl Builder {
         settings: BuildSettings,
         concurrency: usize,
         shutdown: CancellationToken,
+        runner: Arc<crate::oneoff::Runner>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -169,6 +178,7 @@ impl Builder {
             destroys: Arc::default(),
             tasks: TaskTracker::new(),
             shutdown,
+            runner,
         })
     }
 
@@ -456,7 +466,7 @@ impl Builder {
         for warning in &app_json.warnings {
             out.line(&format!("       app.json: {warning}")).await;
         }
-        self.release(p, record, image, &app_json).await
+        self.release(p, record, image, &app_json, out).await
     }
 
     /// Records the release of a built image: what changes what runs, at the build's very end.
@@ -466,6 +476,7 @@ impl Builder {
         record: &BuildRecord,
         image: Image,
         app_json: &crate::appjson::AppJson,
+        out: &mut Output,
     ) -> Result<Released, BuildError> {
         let Image {
             id: image_id,
@@ -478,36 +489,52 @@ impl Builder {
             p.number,
             record.builder.clone().unwrap_or_default()
         );
-        let (_, release) = self.store.create_release::<BuildError>(
-            &p.app,
-            |rec, version| {
-                Ok(ReleaseRecord {
-                    app: p.app.clone(),
-                    version,
-                    image: Names::release_image(&p.app, version),
-                    image_id: image_id.clone(),
-                    description: description.clone(),
-                    created_at: Timestamp::now(),
-                    process_types: process_types.clone(),
-                    config: rec.config.clone(),
-                    resources: rec.resources.clone(),
-                    launcher,
-                    status: ReleaseStatus::Deploying,
-                    error: None,
-                    checks: rec.checks.clone(),
-                    output: Vec::new(),
-                    created_by: p.user.clone(),
-                    build: Some(p.number),
-                })
-            },
-            |rec| {
-                if rec.formation.is_empty() && process_types.contains_key(WEB) {
-                    rec.formation.insert(WEB.into(), 1);
-                }
-                let types = process_types.keys().cloned().collect();
-                rec.checks = app_json.merge(&rec.checks, &types);
-            },
-        )?;
+        let make = |rec: &crate::store::AppRecord, version| {
+            Ok::<_, BuildError>(ReleaseRecord {
+                app: p.app.clone(),
+                version,
+                image: Names::release_image(&p.app, version),
+                image_id: image_id.clone(),
+                description: description.clone(),
+                created_at: Timestamp::now(),
+                process_types: process_types.clone(),
+                config: rec.config.clone(),
+                resources: rec.resources.clone(),
+                launcher,
+                status: ReleaseStatus::Deploying,
+                error: None,
+                checks: rec.checks.clone(),
+                output: Vec::new(),
+                created_by: p.user.clone(),
+                build: Some(p.number),
+            })
+        };
+        let adjust = |rec: &mut crate::store::AppRecord| {
+            if rec.formation.is_empty() && process_types.contains_key(WEB) {
+                rec.formation.insert(WEB.into(), 1);
+            }
+            let types = process_types.keys().cloned().collect();
+            rec.checks = app_json.merge(&rec.checks, &types);
+        };
+        // The release phase runs before the release exists as deploying: the one gate.
+        let mut candidate = self
+            .store
+            .app(&p.app)?
+            .ok_or_else(|| BuildError::NoApp(p.app.clone()))?;
+        adjust(&mut candidate);
+        let candidate = make(&candidate, candidate.next_version)?;
+        let failure = self.release_phase(&candidate, out).await;
+        let release = match &failure {
+            // Recorded failed: nothing of the app changes and nothing of it starts.
+            Some(f) => self
+                .store
+                .record_failed_release::<BuildError>(&p.app, make, &f.reason, &f.output)?,
+            None => {
+                self.store
+                    .create_release::<BuildError>(&p.app, make, adjust)?
+                    .1
+            }
+        };
         self.store.flush().await?;
         let tag = format!("v{}", release.version);
         if let Err(e) = self
@@ -521,17 +548,47 @@ impl Builder {
             .engine
             .untag(&self.names.build_tag(&p.app, p.number))
             .await;
-        self.logs.event(
-            &p.app,
-            "deploy",
-            format!("Deploying v{} (build {})", release.version, p.number),
-        );
+        let said = match &failure {
+            Some(f) => format!("v{} failed: {}", release.version, f.reason),
+            None => format!("Deploying v{} (build {})", release.version, p.number),
+        };
+        self.logs.event(&p.app, "deploy", said);
         self.wake.notify_one();
         Ok(Released {
             version: release.version,
             image: release.image,
             image_size: size,
         })
+    }
+}
+
+impl Builder {
+    /// Runs the release phase of `candidate` (when it has a `release` process), its output
+    /// streamed to the push: the failure, if it failed.
+    async fn release_phase(
+        &self,
+        candidate: &ReleaseRecord,
+        out: &mut Output,
+    ) -> Option<crate::oneoff::release_phase::Failure> {
+        let cmd = crate::oneoff::release_phase::command(candidate)?;
+        out.line(&format!("-----> Running release command: {cmd}"))
+            .await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let phase = crate::oneoff::release_phase::run(&self.runner, candidate, Some(tx));
+        let relay = async {
+            while let Some(line) = rx.recv().await {
+                out.line(&format!("       {line}")).await;
+            }
+        };
+        let (result, ()) = tokio::join!(phase, relay);
+        match result {
+            Ok(()) => None,
+            Err(failure) => {
+                out.line(&format!(" !     Release phase failed: {}", failure.reason))
+                    .await;
+                Some(failure)
+            }
+        }
     }
 }
 

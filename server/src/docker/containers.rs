@@ -194,6 +194,10 @@ impl Engine {
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             labels: Some(spec.labels.clone()),
             exposed_ports: port_key.map(|k| vec![k]),
+            tty: Some(spec.stdio.tty),
+            open_stdin: Some(spec.stdio.stdin),
+            attach_stdin: Some(spec.stdio.stdin),
+            stdin_once: Some(spec.stdio.stdin),
             host_config: Some(host_config),
             networking_config: spec
                 .network

@@ -1,12 +1,14 @@
 //! The Docker Engine, reached over its local socket. The only module that imports bollard; the
 //! rest of caasd sees the narrow types below.
 
+mod attach;
 mod containers;
 mod exec;
 mod images;
 mod networks;
 mod stats;
 
+pub use attach::{Attached, Stdio};
 pub use exec::ExecResult;
 pub use stats::Usage;
 
@@ -118,6 +120,8 @@ pub struct ContainerSpec {
     /// The engine restarts it when it stops by itself or the engine restarts (add-on services,
     /// which no agent watches); `false`: the agent decides.
     pub restart: bool,
+    /// Standard streams for an attached client (one-off processes); none for instances.
+    pub stdio: Stdio,
 }
 
 #[derive(Debug, Clone, Copy)]

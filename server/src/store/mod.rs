@@ -359,6 +359,31 @@ impl Store {
         make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
         adjust: impl Fn(&mut AppRecord),
     ) -> Result<(AppRecord, ReleaseRecord), UpdateError<E>> {
+        self.write_release(app, make, adjust, None)
+    }
+
+    /// Records a release that failed before it could deploy (its release phase), atomically
+    /// with the app's version counter: it takes a version, and nothing else of the app changes
+    /// (the serving and the deploying release stay).
+    pub fn record_failed_release<E>(
+        &self,
+        app: &str,
+        make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
+        reason: &str,
+        output: &[String],
+    ) -> Result<ReleaseRecord, UpdateError<E>> {
+        let failed = (reason.to_string(), output.to_vec());
+        self.write_release(app, make, |_| {}, Some(&failed))
+            .map(|(_, r)| r)
+    }
+
+    fn write_release<E>(
+        &self,
+        app: &str,
+        make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
+        adjust: impl Fn(&mut AppRecord),
+        failed: Option<&(String, Vec<String>)>,
+    ) -> Result<(AppRecord, ReleaseRecord), UpdateError<E>> {
         let (apps, releases) = (&self.inner.apps, &self.inner.releases);
         let res = self.transact(|tx| {
             let raw = tx.get(apps, app)?.ok_or(StoreError::NotFound)?;
@@ -366,6 +391,17 @@ impl Store {
             let version = rec.next_version;
             adjust(&mut rec);
             let mut release = make(&rec, version).map_err(TxnAbort::Rejected)?;
+            if let Some((reason, output)) = failed {
+                release.status = ReleaseStatus::Failed;
+                release.error = Some(reason.clone());
+                release.output = output.clone();
+                // Only the version counter of the stored app moves.
+                let mut stored: AppRecord = decode("apps", &raw)?;
+                stored.next_version = version + 1;
+                tx.insert(releases, release_key(app, version), encode(&release));
+                tx.insert(apps, app, encode(&stored));
+                return Ok((stored, release));
+            }
             release.status = ReleaseStatus::Deploying;
             release.error = None;
             if let Some(previous) = rec.deploying {

@@ -78,6 +78,7 @@ backends!(
     the_audit_log_reads_newest_first,
     builds_number_up_and_unfinished_ones_are_found,
     a_promoted_canary_becomes_the_deploying_release_in_one_write,
+    a_release_failed_before_deploying_takes_a_version_and_changes_nothing_else,
 );
 
 fn app(name: &str) -> AppRecord {
@@ -548,4 +549,51 @@ fn a_promoted_canary_becomes_the_deploying_release_in_one_write(f: &Fixture) {
     // The usual rollout decides it.
     assert!(s.finish_rollout("demo", 1, Ok(()), &[]).unwrap());
     assert_eq!(s.app("demo").unwrap().unwrap().release, Some(1));
+}
+fn a_release_failed_before_deploying_takes_a_version_and_changes_nothing_else(f: &Fixture) {
+    let s = f.open();
+    s.create_app(&app("demo")).unwrap();
+    s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+        .unwrap();
+    assert!(s.finish_rollout("demo", 1, Ok(()), &[]).unwrap());
+    s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+        .unwrap();
+    let before = s.app("demo").unwrap().unwrap();
+
+    let failed = s
+        .record_failed_release::<()>(
+            "demo",
+            |_, v| Ok(release("demo", v)),
+            "the release command exited with status 1",
+            &["migration failed".into()],
+        )
+        .unwrap();
+    assert_eq!(failed.version, 3);
+    assert_eq!(
+        status(&s, 3),
+        (
+            ReleaseStatus::Failed,
+            Some("the release command exited with status 1".into())
+        )
+    );
+    assert_eq!(
+        s.release("demo", 3).unwrap().unwrap().output,
+        ["migration failed"]
+    );
+    let after = s.app("demo").unwrap().unwrap();
+    assert_eq!((after.release, after.deploying), (Some(1), Some(2)));
+    assert_eq!(
+        status(&s, 2).0,
+        ReleaseStatus::Deploying,
+        "v2 is not superseded"
+    );
+    assert_eq!(after.next_version, 4);
+    assert_eq!(
+        AppRecord {
+            next_version: before.next_version,
+            ..after
+        },
+        before,
+        "only the version counter moved"
+    );
 }
