@@ -350,9 +350,12 @@ impl Delivery {
 mod tests {
     use super::*;
 
+    /// A platform line's tag and text, and the event and status it makes (if any).
+    type Row<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+
     #[test]
     fn the_platform_lines_notifications_are_about() {
-        let rows: Vec<(&str, &str, Option<(&str, &str)>)> = vec![
+        let rows: Vec<Row> = vec![
             ("deploy", "v3 is up (1 web)", Some(("release", "succeeded"))),
             (
                 "deploy",

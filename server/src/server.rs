@@ -356,34 +356,31 @@ fn open_store(spec: &str, dir: &Path) -> anyhow::Result<Store> {
 
 /// Runs `task` whenever this server leads, and stops it (cancels its token) when it no longer
 /// does: the scheduler and the other loops that must run once per platform.
-fn while_leading<F, Fut>(
+async fn while_leading<F, Fut>(
     mut leading: tokio::sync::watch::Receiver<bool>,
     shutdown: CancellationToken,
     task: F,
-) -> impl std::future::Future<Output = ()>
-where
+) where
     F: Fn(CancellationToken) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    async move {
-        // `wait_for` answers with a read guard, which must not be held across an await.
-        async fn until(leading: &mut tokio::sync::watch::Receiver<bool>, want: bool) -> bool {
-            leading.wait_for(|l| *l == want).await.is_ok()
+    // `wait_for` answers with a read guard, which must not be held across an await.
+    async fn until(leading: &mut tokio::sync::watch::Receiver<bool>, want: bool) -> bool {
+        leading.wait_for(|l| *l == want).await.is_ok()
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            alive = until(&mut leading, true) => if !alive { return },
         }
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                alive = until(&mut leading, true) => if !alive { return },
-            }
-            let term = shutdown.child_token();
-            let run = task(term.clone());
-            tokio::pin!(run);
-            tokio::select! {
-                _ = &mut run => return,
-                _ = until(&mut leading, false) => {
-                    term.cancel();
-                    run.await;
-                }
+        let term = shutdown.child_token();
+        let run = task(term.clone());
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => return,
+            _ = until(&mut leading, false) => {
+                term.cancel();
+                run.await;
             }
         }
     }

@@ -21,7 +21,7 @@ pub struct Seen {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Create and start a container for the assignment.
-    Run(Assignment),
+    Run(Box<Assignment>),
     /// Start an exited container again.
     Start {
         container_id: String,
@@ -51,7 +51,7 @@ pub fn plan(
         match by_assignment.remove(a.id.as_str()) {
             None => {
                 if may_retry(&a.id) {
-                    actions.push(Action::Run(a.clone()));
+                    actions.push(Action::Run(Box::new(a.clone())));
                 }
             }
             Some(mut containers) => {
@@ -130,7 +130,7 @@ mod tests {
             &HashMap::new(),
             NOW,
         );
-        assert_eq!(actions, [Action::Run(assignment("a2"))]);
+        assert_eq!(actions, [Action::Run(Box::new(assignment("a2")))]);
     }
 
     #[test]

@@ -79,9 +79,8 @@ impl Engine {
         });
         let mut stderr = Vec::new();
         while let Some(item) = output.next().await {
-            match item? {
-                LogOutput::StdErr { message } => keep(&mut stderr, &message),
-                _ => {}
+            if let LogOutput::StdErr { message } = item? {
+                keep(&mut stderr, &message);
             }
         }
         if let Some(feeder) = feeder {

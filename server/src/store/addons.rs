@@ -85,15 +85,10 @@ impl Store {
     ) -> Result<AddonRecord, UpdateError<E>> {
         let tree = &self.inner.addons;
         loop {
-            let old = tree
-                .get(name)
-                .map_err(StoreError::from)?
-                .ok_or(StoreError::NotFound)?;
+            let old = tree.get(name)?.ok_or(StoreError::NotFound)?;
             let mut rec: AddonRecord = decode("addons", &old)?;
             f(&mut rec).map_err(UpdateError::Rejected)?;
-            let swapped = tree
-                .cas(name, Some(&old), Some(&encode(&rec)))
-                .map_err(StoreError::from)?;
+            let swapped = tree.cas(name, Some(&old), Some(&encode(&rec)))?;
             if swapped {
                 return Ok(rec);
             }

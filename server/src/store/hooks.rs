@@ -3,7 +3,7 @@
 //! took) and its notification webhooks (`notify/APP` → URL, events, signing secret). Both are
 //! secrets at rest in the store, as config vars are; the API never shows them after creation.
 
-use super::{decode, encode, Result, Store, StoreError, UpdateError};
+use super::{decode, encode, Result, Store, UpdateError};
 use caas_api::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -97,18 +97,14 @@ impl Store {
     ) -> Result<Vec<NotifyHookRecord>, UpdateError<E>> {
         let key = notify_key(app);
         loop {
-            let old = self.inner.hooks.get(&key).map_err(StoreError::from)?;
+            let old = self.inner.hooks.get(&key)?;
             let mut hooks: Vec<NotifyHookRecord> = match &old {
                 Some(v) => decode("hooks", v)?,
                 None => Vec::new(),
             };
             f(&mut hooks).map_err(UpdateError::Rejected)?;
             let new = (!hooks.is_empty()).then(|| encode(&hooks));
-            let swapped = self
-                .inner
-                .hooks
-                .cas(&key, old.as_deref(), new.as_deref())
-                .map_err(StoreError::from)?;
+            let swapped = self.inner.hooks.cas(&key, old.as_deref(), new.as_deref())?;
             if swapped {
                 return Ok(hooks);
             }

@@ -33,6 +33,9 @@ fn endpoint() -> &'static str {
             dir = dir.display(),
             me = std::process::id(),
         );
+        // The shell outlives this process by design (it stops etcd once the tests' process is
+        // gone), so it is not waited for.
+        #[allow(clippy::zombie_processes)]
         std::process::Command::new("sh")
             .args(["-c", &script])
             .stdin(std::process::Stdio::null())
