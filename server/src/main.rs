@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(conflict(&defaults), None);
         assert_eq!(
             conflict(&server(&["--instance-memory", "256M", "--instance-reserve", "300M"])),
-            Some("--instance-reserve 300.0 MiB is more than --instance-memory 256.0 MiB: a reservation is at most the limit".into())
+            Some("--instance-reserve 300.0 MB is more than --instance-memory 256.0 MB: a reservation is at most the limit".into())
         );
         assert_eq!((defaults.overcommit, defaults.host_memory), (4.0, None));
         let s = server(&["--host-memory", "300M", "--overcommit", "1.5"]);

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// How long a page may take to show what a test waits for.
-pub const PAGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a page may take to show what a test waits for: a form's change is flushed to disk
+/// before its page answers, which takes seconds when the whole suite writes at once.
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A chromedriver of its own (its own process group, killed when dropped) and one browser
 /// session on it.

@@ -141,7 +141,8 @@ fn an_interactive_one_off_gets_a_terminal_and_ctrl_c() {
     });
     let mut seen = String::new();
     let deadline = Instant::now() + WAIT;
-    while !seen.contains("ready") {
+    // The process's own line, not the command caas echoes first (which has "echo ready" in it).
+    while !seen.contains("\nready") {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
