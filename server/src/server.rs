@@ -393,61 +393,6 @@ async fn while_leading<F, Fut>(
     }
 }
 
-#[cfg(test)]
-mod leading_tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[tokio::test]
-    async fn a_task_of_a_leader_for_good_starts_once_and_one_that_loses_the_lead_stops() {
-        // Leading for good: the sender is gone, as on sled.
-        let leading = tokio::sync::watch::Sender::new(true).subscribe();
-        let starts = Arc::new(AtomicUsize::new(0));
-        let shutdown = CancellationToken::new();
-        let counted = starts.clone();
-        let task = tokio::spawn(while_leading(leading, shutdown.clone(), move |stop| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async move { stop.cancelled().await }
-        }));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(starts.load(Ordering::SeqCst), 1);
-        shutdown.cancel();
-        task.await.unwrap();
-
-        // Losing the lead stops the task; winning it again starts it again.
-        let (tx, rx) = tokio::sync::watch::channel(true);
-        let starts = Arc::new(AtomicUsize::new(0));
-        let running = Arc::new(AtomicUsize::new(0));
-        let shutdown = CancellationToken::new();
-        let (counted, live) = (starts.clone(), running.clone());
-        let task = tokio::spawn(while_leading(rx, shutdown.clone(), move |stop| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let live = live.clone();
-            async move {
-                live.fetch_add(1, Ordering::SeqCst);
-                stop.cancelled().await;
-                live.fetch_sub(1, Ordering::SeqCst);
-            }
-        }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(running.load(Ordering::SeqCst), 1);
-        tx.send(false).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(running.load(Ordering::SeqCst), 0);
-        tx.send(true).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(
-            (
-                starts.load(Ordering::SeqCst),
-                running.load(Ordering::SeqCst)
-            ),
-            (2, 1)
-        );
-        shutdown.cancel();
-        task.await.unwrap();
-    }
-}
-
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
@@ -904,4 +849,59 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         r = &mut gw => return r.context("gateway task")?,
     }
     gw.await.context("gateway task")?
+}
+
+#[cfg(test)]
+mod leading_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_task_of_a_leader_for_good_starts_once_and_one_that_loses_the_lead_stops() {
+        // Leading for good: the sender is gone, as on sled.
+        let leading = tokio::sync::watch::Sender::new(true).subscribe();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let counted = starts.clone();
+        let task = tokio::spawn(while_leading(leading, shutdown.clone(), move |stop| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { stop.cancelled().await }
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+        shutdown.cancel();
+        task.await.unwrap();
+
+        // Losing the lead stops the task; winning it again starts it again.
+        let (tx, rx) = tokio::sync::watch::channel(true);
+        let starts = Arc::new(AtomicUsize::new(0));
+        let running = Arc::new(AtomicUsize::new(0));
+        let shutdown = CancellationToken::new();
+        let (counted, live) = (starts.clone(), running.clone());
+        let task = tokio::spawn(while_leading(rx, shutdown.clone(), move |stop| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let live = live.clone();
+            async move {
+                live.fetch_add(1, Ordering::SeqCst);
+                stop.cancelled().await;
+                live.fetch_sub(1, Ordering::SeqCst);
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(running.load(Ordering::SeqCst), 1);
+        tx.send(false).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(running.load(Ordering::SeqCst), 0);
+        tx.send(true).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            (
+                starts.load(Ordering::SeqCst),
+                running.load(Ordering::SeqCst)
+            ),
+            (2, 1)
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }
