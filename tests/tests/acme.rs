@@ -21,23 +21,31 @@ fn order<'a>(auto: &'a Value, host: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no order for {host}: {auto}"))
 }
 
-#[test]
-fn certs_auto_obtains_certificates_from_pebble_and_says_why_one_failed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(tmp.path());
+/// A caasd with HTTPS that obtains certificates from the pebble on `ports` (started by the
+/// test with `ca` once the gateway's port is known), with `more` flags.
+fn acme_platform(dir: &std::path::Path, more: &[&str]) -> (Platform, TestCa, PebblePorts) {
+    let ca = TestCa::new(dir);
     let ports = PebblePorts::choose();
     let directory = ports.directory();
-    let p = Platform::start_with(&[
+    let ca_file = ca.ca_path();
+    let mut args = vec![
         "--https",
         "127.0.0.1:0",
         "--acme-directory",
         &directory,
         "--acme-ca-file",
-        ca.ca_path().to_str().unwrap(),
-        // The account is registered with a contact (pebble refuses one that is not mailto:).
-        "--acme-email",
-        "ops@acme.test",
-    ]);
+        ca_file.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    (Platform::start_with(&args), ca, ports)
+}
+
+#[test]
+fn certs_auto_obtains_certificates_from_pebble_and_says_why_one_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The account is registered with a contact (pebble refuses one that is not mailto:).
+    let (p, ca, ports) = acme_platform(tmp.path(), &["--acme-email", "ops@acme.test"]);
+    let directory = ports.directory();
     let pebble = Pebble::start(tmp.path(), &ca, ports, p.gateway().port());
     p.caas_ok(&["apps:create", "web"]);
     p.caas_ok(&["push", "--image", &test_image("web"), "-a", "web"]);
@@ -140,17 +148,7 @@ fn an_acme_email_that_is_not_one_address_stops_caasd_with_exit_2() {
 #[test]
 fn a_short_lived_certificate_is_renewed_before_it_expires_and_served() {
     let tmp = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(tmp.path());
-    let ports = PebblePorts::choose();
-    let directory = ports.directory();
-    let p = Platform::start_with(&[
-        "--https",
-        "127.0.0.1:0",
-        "--acme-directory",
-        &directory,
-        "--acme-ca-file",
-        ca.ca_path().to_str().unwrap(),
-    ]);
+    let (p, ca, ports) = acme_platform(tmp.path(), &[]);
     // 90 s of life: due for renewal at a third before its end, 60 s after it was issued.
     let pebble = Pebble::start_issuing_for(
         tmp.path(),

@@ -91,12 +91,7 @@ fn attacker_page(api: &str) -> SocketAddr {
 fn the_dashboard_signs_in_deploys_live_scales_configures_rolls_back_and_refuses_forgeries() {
     let image = test_image("Hello from the dashboard");
     let p = Platform::start();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    rt.block_on(drive(&p, &image));
+    runtime().block_on(drive(&p, &image));
 }
 
 async fn drive(p: &Platform, image: &str) {
@@ -356,6 +351,15 @@ async fn drive(p: &Platform, image: &str) {
     b.close().await;
 }
 
+/// The runtime a browser test drives its async WebDriver client on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// The API's port, which the browser is given.
 fn api_port(p: &Platform) -> u16 {
     let addr: SocketAddr = p
@@ -415,12 +419,7 @@ fn a_running_build_streams_its_output_into_the_page() {
             .any(|b| b["number"] == 1 && b["status"] == "running")
             .then_some(())
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    rt.block_on(async {
+    runtime().block_on(async {
         let api = p.api_url().trim_end_matches('/').to_string();
         let b = Browser::start(&[api_port(&p)]).await;
         sign_in(&b, &api, p.token()).await;
@@ -469,12 +468,7 @@ fn the_dashboard_manages_domains_checks_autoscaling_and_alerts() {
     p.caas_ok(&["apps:create", "tuned"]);
     p.caas_ok(&["checks:set", "web", "--path", "/", "-a", "tuned"]);
     let image = test_image("Hello from a tuned app");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    rt.block_on(async {
+    runtime().block_on(async {
         let api = p.api_url().trim_end_matches('/').to_string();
         let b = Browser::start(&[api_port(&p)]).await;
         sign_in(&b, &api, p.token()).await;
