@@ -21,6 +21,7 @@ mod gateway;
 mod git;
 mod http;
 mod labels;
+mod leading;
 mod logs;
 mod metrics;
 mod notify;

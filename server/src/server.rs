@@ -354,45 +354,6 @@ fn open_store(spec: &str, dir: &Path) -> anyhow::Result<Store> {
     Store::open_etcd(spec).with_context(|| format!("opening the store at {spec}"))
 }
 
-/// Runs `task` whenever this server leads, and stops it (cancels its token) when it no longer
-/// does: the scheduler and the other loops that must run once per platform.
-async fn while_leading<F, Fut>(
-    mut leading: tokio::sync::watch::Receiver<bool>,
-    shutdown: CancellationToken,
-    task: F,
-) where
-    F: Fn(CancellationToken) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    // `wait_for` answers with a read guard, which must not be held across an await.
-    async fn until(leading: &mut tokio::sync::watch::Receiver<bool>, want: bool) -> bool {
-        leading.wait_for(|l| *l == want).await.is_ok()
-    }
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            alive = until(&mut leading, true) => if !alive { return },
-        }
-        let term = shutdown.child_token();
-        let run = task(term.clone());
-        tokio::pin!(run);
-        tokio::select! {
-            _ = &mut run => return,
-            lost = until(&mut leading, false) => {
-                if !lost {
-                    // The channel closed: leadership can no longer change (sled's one server
-                    // leads for good). The task runs until it ends; restarting it would lose
-                    // its state and, in a loop, starve it (a scheduler that never ticked).
-                    run.await;
-                    return;
-                }
-                term.cancel();
-                run.await;
-            }
-        }
-    }
-}
-
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let dir = &args.data_dir;
     std::fs::create_dir_all(dir)
@@ -554,7 +515,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         counters.clone(),
         board.clone(),
     );
-    tasks.spawn(while_leading(
+    tasks.spawn(crate::leading::while_leading(
         leading.clone(),
         shutdown.clone(),
         move |stop| {
@@ -597,7 +558,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         gateway: gw_addr,
     };
     let (st, lg, ri) = (store.clone(), logs.clone(), routing_index.clone());
-    tasks.spawn(while_leading(
+    tasks.spawn(crate::leading::while_leading(
         leading.clone(),
         shutdown.clone(),
         move |stop| {
@@ -649,7 +610,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     // Services a stopped caasd left half made are finished; stopped ones are started.
     tokio::spawn(api::recover_addons(state.clone()));
     let (st, max_scale, shared) = (store.clone(), args.max_scale, state.clone());
-    tasks.spawn(while_leading(
+    tasks.spawn(crate::leading::while_leading(
         leading.clone(),
         shutdown.clone(),
         move |stop| {
@@ -666,7 +627,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
     ));
     let (st, shared) = (store.clone(), state.clone());
-    tasks.spawn(while_leading(
+    tasks.spawn(crate::leading::while_leading(
         leading.clone(),
         shutdown.clone(),
         move |stop| {
@@ -680,7 +641,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
     ));
     let (st, shared) = (store.clone(), state.clone());
-    tasks.spawn(while_leading(
+    tasks.spawn(crate::leading::while_leading(
         leading.clone(),
         shutdown.clone(),
         move |stop| {
@@ -849,59 +810,4 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         r = &mut gw => return r.context("gateway task")?,
     }
     gw.await.context("gateway task")?
-}
-
-#[cfg(test)]
-mod leading_tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[tokio::test]
-    async fn a_task_of_a_leader_for_good_starts_once_and_one_that_loses_the_lead_stops() {
-        // Leading for good: the sender is gone, as on sled.
-        let leading = tokio::sync::watch::Sender::new(true).subscribe();
-        let starts = Arc::new(AtomicUsize::new(0));
-        let shutdown = CancellationToken::new();
-        let counted = starts.clone();
-        let task = tokio::spawn(while_leading(leading, shutdown.clone(), move |stop| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            async move { stop.cancelled().await }
-        }));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(starts.load(Ordering::SeqCst), 1);
-        shutdown.cancel();
-        task.await.unwrap();
-
-        // Losing the lead stops the task; winning it again starts it again.
-        let (tx, rx) = tokio::sync::watch::channel(true);
-        let starts = Arc::new(AtomicUsize::new(0));
-        let running = Arc::new(AtomicUsize::new(0));
-        let shutdown = CancellationToken::new();
-        let (counted, live) = (starts.clone(), running.clone());
-        let task = tokio::spawn(while_leading(rx, shutdown.clone(), move |stop| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            let live = live.clone();
-            async move {
-                live.fetch_add(1, Ordering::SeqCst);
-                stop.cancelled().await;
-                live.fetch_sub(1, Ordering::SeqCst);
-            }
-        }));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(running.load(Ordering::SeqCst), 1);
-        tx.send(false).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(running.load(Ordering::SeqCst), 0);
-        tx.send(true).unwrap();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(
-            (
-                starts.load(Ordering::SeqCst),
-                running.load(Ordering::SeqCst)
-            ),
-            (2, 1)
-        );
-        shutdown.cancel();
-        task.await.unwrap();
-    }
 }
