@@ -133,6 +133,11 @@ pub struct ServerArgs {
     /// (Let's Encrypt's account contact). Without it the account has no contact.
     #[arg(long, value_parser = acme::parse_email)]
     pub acme_email: Option<String>,
+    /// A program that publishes and removes the DNS-01 TXT records a wildcard certificate needs,
+    /// called as `PATH present|cleanup _acme-challenge.NAME. VALUE` (lego's exec convention).
+    /// Without it, `certs:auto` skips wildcard domains.
+    #[arg(long, value_parser = acme::dns::parse_hook)]
+    pub acme_dns_hook: Option<PathBuf>,
     /// Apps are served at APP.DOMAIN; `localhost` needs no DNS set-up.
     #[arg(long, default_value = "localhost")]
     pub domain: String,

@@ -556,6 +556,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         ca_file: args.acme_ca_file.clone(),
         email: args.acme_email.clone(),
         gateway: gw_addr,
+        dns_hook: args.acme_dns_hook.clone(),
     };
     let (st, lg, ri) = (store.clone(), logs.clone(), routing_index.clone());
     tasks.spawn(crate::leading::while_leading(

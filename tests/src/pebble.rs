@@ -50,6 +50,12 @@ impl PebblePorts {
         }
     }
 
+    /// pebble-challtestsrv's management address (`/set-txt`, `/clear-txt`, `/add-a`): what a
+    /// test's DNS-01 hook publishes records through.
+    pub fn dns_management(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.dns_management))
+    }
+
     /// The ACME directory URL, for `caasd --acme-directory`.
     pub fn directory(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.acme)
@@ -147,7 +153,7 @@ impl Pebble {
 
     /// Makes pebble's DNS answer `host` with `ip` instead of 127.0.0.1.
     pub fn resolve(&self, host: &str, ip: &str) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.dns_management));
+        let addr = self.ports.dns_management();
         let body = serde_json::json!({"host": host, "addresses": [ip]}).to_string();
         let resp = http_request(
             addr,

@@ -2,10 +2,12 @@
 //! wakes when the routing inputs change (apps, domains) and every minute, asks `plan` what is
 //! due, and obtains each certificate over ACME (RFC 8555) with an HTTP-01 challenge that the
 //! gateway answers: the challenge goes into the store, reaches the gateway in its routing table,
-//! and the ACME server is told to validate only once the gateway is seen answering it. The
-//! certificate is written like an uploaded one (`source: auto`); each name's order record says
+//! and the ACME server is told to validate only once the gateway is seen answering it. Wildcards
+//! can only be proved with DNS-01: the operator's hook (`--acme-dns-hook`, see `dns.rs`) publishes
+//! the TXT record. The certificate is written like an uploaded one (`source: auto`); each name's order record says
 //! where it stands and why the last order failed.
 
+pub mod dns;
 pub mod plan;
 
 use crate::logs::LogHub;
@@ -60,6 +62,9 @@ pub struct Settings {
     pub email: Option<String>,
     /// The gateway's plain HTTP address, to see it answer a challenge before validation.
     pub gateway: SocketAddr,
+    /// The program that publishes DNS-01 TXT records (`--acme-dns-hook`); without one, wildcard
+    /// names cannot have automatic certificates.
+    pub dns_hook: Option<PathBuf>,
 }
 
 pub struct Acme {
@@ -134,7 +139,13 @@ impl Acme {
         let certs = self.store.certs()?;
         let now = Timestamp::now();
         Ok((
-            plan::plan(&wanted, &orders, &certs, now),
+            plan::plan(
+                &wanted,
+                &orders,
+                &certs,
+                now,
+                self.settings.dns_hook.is_some(),
+            ),
             plan::next_due(&orders, &certs, now),
         ))
     }
@@ -146,7 +157,7 @@ impl Acme {
                 let mut rec = fresh(&app, &hostname);
                 rec.state = AcmeState::Unsupported;
                 rec.error = Some(
-                    "a wildcard needs a DNS-01 challenge, which caas does not answer; add its certificate with caas certs:add".into(),
+                    "a wildcard needs a DNS-01 challenge: the operator can start caasd with --acme-dns-hook, or add its certificate with caas certs:add".into(),
                 );
                 self.store.put_acme_order(&rec)
             }
@@ -168,10 +179,25 @@ impl Acme {
         rec.state = AcmeState::Pending;
         rec.updated_at = Timestamp::now();
         self.store.put_acme_order(&rec)?;
-        let mut tokens = Vec::new();
-        let result = self.order(hostname, &mut tokens).await;
-        for token in &tokens {
+        let mut published = Published::default();
+        let mut result = self.order(hostname, &mut published).await;
+        for token in &published.tokens {
             self.store.remove_challenge(token)?;
+        }
+        if let Some(hook) = self.dns_hook() {
+            for (record, value) in &published.records {
+                if let Err(why) = hook.cleanup(record, value).await {
+                    // The certificate is good either way, but a stale TXT record is the
+                    // operator's to remove: say so where they look.
+                    tracing::warn!("acme: {why}");
+                    if result.is_ok() {
+                        self.logs
+                            .event(app, "cert", format!("{why}; remove {record} by hand"));
+                    } else {
+                        result = result.map_err(|e| format!("{e} (and cleanup: {why})"));
+                    }
+                }
+            }
         }
         let now = Timestamp::now();
         rec.updated_at = now;
@@ -236,12 +262,20 @@ impl Acme {
         })
     }
 
+    fn dns_hook(&self) -> Option<dns::Hook> {
+        self.settings
+            .dns_hook
+            .clone()
+            .map(|path| dns::Hook { path })
+    }
+
     /// One ACME order for `hostname`: the certificate chain and its key (PEM), or why not, in
-    /// one line. The challenge tokens it put into the store are pushed onto `tokens`.
+    /// one line. What it published for the challenges (HTTP-01 tokens in the store, DNS-01
+    /// records through the hook) is recorded in `published`, for the caller to take down.
     async fn order(
         &mut self,
         hostname: &str,
-        tokens: &mut Vec<String>,
+        published: &mut Published,
     ) -> Result<(String, String), String> {
         let account = self.account().await?;
         let ids = [Identifier::Dns(hostname.to_string())];
@@ -257,6 +291,20 @@ impl Acme {
                 AuthorizationStatus::Valid => continue,
                 other => return Err(format!("the authorization for {hostname} is {other:?}")),
             }
+            if authz.identifier().wildcard {
+                let hook = self.dns_hook().ok_or_else(|| {
+                    format!("{hostname} needs a DNS-01 challenge and caasd has no --acme-dns-hook")
+                })?;
+                let mut challenge = authz.challenge(ChallengeType::Dns01).ok_or_else(|| {
+                    format!("the ACME server offers no DNS-01 challenge for {hostname}")
+                })?;
+                let record = dns::record_name(hostname);
+                let value = challenge.key_authorization().dns_value();
+                published.records.push((record.clone(), value.clone()));
+                hook.present(&record, &value).await?;
+                challenge.set_ready().await.map_err(|e| say(&e))?;
+                continue;
+            }
             let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
                 format!("the ACME server offers no HTTP-01 challenge for {hostname}")
             })?;
@@ -265,7 +313,7 @@ impl Acme {
             self.store
                 .put_challenge(&token, &key_auth)
                 .map_err(|e| e.to_string())?;
-            tokens.push(token.clone());
+            published.tokens.push(token.clone());
             self.gateway_answers(hostname, &token, &key_auth).await?;
             challenge.set_ready().await.map_err(|e| say(&e))?;
         }
@@ -372,6 +420,15 @@ impl Acme {
             None => Account::builder().map_err(|e| say(&e)),
         }
     }
+}
+
+/// What one order put in place for its challenges.
+#[derive(Default)]
+struct Published {
+    /// HTTP-01 tokens in the store (the gateway answers them).
+    tokens: Vec<String>,
+    /// DNS-01 TXT records the hook published: `(name, value)`.
+    records: Vec<(String, String)>,
 }
 
 fn fresh(app: &str, hostname: &str) -> AcmeOrderRecord {

@@ -20,7 +20,8 @@ pub const MAX_RETRY: Duration = Duration::from_secs(24 * 3600);
 pub enum Step {
     /// Ask the ACME server for a certificate for `hostname`, one of `app`'s domains.
     Obtain { app: String, hostname: String },
-    /// Record that `hostname` cannot have one this way (a wildcard needs DNS-01).
+    /// Record that `hostname` cannot have one this way (a wildcard needs DNS-01, and no
+    /// `--acme-dns-hook` was given).
     Unsupported { app: String, hostname: String },
     /// Forget the order record of a name no app with `certs:auto on` has any more.
     Forget { hostname: String },
@@ -69,12 +70,14 @@ pub fn next_due(
 }
 
 /// The steps for `wanted` (`(app, hostname)`: every domain of every app with `certs:auto on`),
-/// given the order records and the certificates in the store.
+/// given the order records and the certificates in the store. `dns01` says whether wildcards can
+/// be proved (the operator gave a DNS-01 hook).
 pub fn plan(
     wanted: &[(String, String)],
     orders: &[AcmeOrderRecord],
     certs: &[CertRecord],
     now: Timestamp,
+    dns01: bool,
 ) -> Vec<Step> {
     let mut steps: Vec<Step> = orders
         .iter()
@@ -88,7 +91,7 @@ pub fn plan(
             .iter()
             .find(|o| o.app == *app && o.hostname == *hostname);
         let (app, hostname) = (app.clone(), hostname.clone());
-        if hostname.starts_with("*.") {
+        if hostname.starts_with("*.") && !dns01 {
             if order.map(|o| o.state) != Some(AcmeState::Unsupported) {
                 steps.push(Step::Unsupported { app, hostname });
             }
@@ -196,7 +199,7 @@ mod tests {
     fn a_new_name_is_obtained_and_a_wildcard_is_unsupported_once() {
         let w = wanted(&[("a", "www.a.test"), ("a", "*.a.test")]);
         assert_eq!(
-            plan(&w, &[], &[], NOW),
+            plan(&w, &[], &[], NOW, false),
             [
                 obtain("a", "www.a.test"),
                 Step::Unsupported {
@@ -206,19 +209,33 @@ mod tests {
             ]
         );
         let orders = [order("a", "*.a.test", AcmeState::Unsupported)];
-        assert_eq!(plan(&w[1..], &orders, &[], NOW), []);
+        assert_eq!(plan(&w[1..], &orders, &[], NOW, false), []);
+    }
+
+    #[test]
+    fn with_a_dns01_hook_a_wildcard_is_obtained_even_after_it_was_unsupported() {
+        let w = wanted(&[("a", "*.a.test")]);
+        assert_eq!(plan(&w, &[], &[], NOW, true), [obtain("a", "*.a.test")]);
+        let orders = [order("a", "*.a.test", AcmeState::Unsupported)];
+        assert_eq!(plan(&w, &orders, &[], NOW, true), [obtain("a", "*.a.test")]);
     }
 
     #[test]
     fn pending_orders_are_resumed_and_failed_ones_wait_for_their_time() {
         let w = wanted(&[("a", "x.test")]);
         let pending = order("a", "x.test", AcmeState::Pending);
-        assert_eq!(plan(&w, &[pending], &[], NOW), [obtain("a", "x.test")]);
+        assert_eq!(
+            plan(&w, &[pending], &[], NOW, false),
+            [obtain("a", "x.test")]
+        );
         let mut failed = order("a", "x.test", AcmeState::Failed);
         failed.next_try = Some(Timestamp(NOW.0 + 1));
-        assert_eq!(plan(&w, std::slice::from_ref(&failed), &[], NOW), []);
+        assert_eq!(plan(&w, std::slice::from_ref(&failed), &[], NOW, false), []);
         failed.next_try = Some(NOW);
-        assert_eq!(plan(&w, &[failed], &[], NOW), [obtain("a", "x.test")]);
+        assert_eq!(
+            plan(&w, &[failed], &[], NOW, false),
+            [obtain("a", "x.test")]
+        );
     }
 
     #[test]
@@ -229,18 +246,27 @@ mod tests {
         let orders = [valid];
         // 90-day certificate, 60 days left: nothing; 29 days left: renew.
         let fresh = cert("a", "c1", NOW.0 - 30 * DAY, NOW.0 + 60 * DAY);
-        assert_eq!(plan(&w, &orders, &[fresh], NOW), []);
+        assert_eq!(plan(&w, &orders, &[fresh], NOW, false), []);
         let old = cert("a", "c1", NOW.0 - 61 * DAY, NOW.0 + 29 * DAY);
-        assert_eq!(plan(&w, &orders, &[old], NOW), [obtain("a", "x.test")]);
+        assert_eq!(
+            plan(&w, &orders, &[old], NOW, false),
+            [obtain("a", "x.test")]
+        );
         // A 6-day certificate is renewed with two days left, not before.
         let short = cert("a", "c1", NOW.0 - 3 * DAY, NOW.0 + 3 * DAY);
-        assert_eq!(plan(&w, &orders, &[short], NOW), []);
+        assert_eq!(plan(&w, &orders, &[short], NOW, false), []);
         let short = cert("a", "c1", NOW.0 - 4 * DAY, NOW.0 + 2 * DAY);
-        assert_eq!(plan(&w, &orders, &[short], NOW), [obtain("a", "x.test")]);
+        assert_eq!(
+            plan(&w, &orders, &[short], NOW, false),
+            [obtain("a", "x.test")]
+        );
         // Removed (certs:remove), or another app's certificate with the same id: obtain.
-        assert_eq!(plan(&w, &orders, &[], NOW), [obtain("a", "x.test")]);
+        assert_eq!(plan(&w, &orders, &[], NOW, false), [obtain("a", "x.test")]);
         let other = cert("b", "c1", NOW.0, NOW.0 + 90 * DAY);
-        assert_eq!(plan(&w, &orders, &[other], NOW), [obtain("a", "x.test")]);
+        assert_eq!(
+            plan(&w, &orders, &[other], NOW, false),
+            [obtain("a", "x.test")]
+        );
     }
 
     #[test]
@@ -252,7 +278,7 @@ mod tests {
         // moved.test now belongs to b (with certs:auto on): a's record goes, b's order starts.
         let w = wanted(&[("b", "moved.test")]);
         assert_eq!(
-            plan(&w, &orders, &[], NOW),
+            plan(&w, &orders, &[], NOW, false),
             [
                 Step::Forget {
                     hostname: "gone.test".into()
