@@ -96,7 +96,7 @@ fn last_line(stderr: &[u8], stdout: &[u8]) -> String {
                 .rev()
                 .map(str::trim)
                 .find(|l| !l.is_empty())
-                .map(|l| super::one_line(l))
+                .map(super::one_line)
         })
         .unwrap_or_else(|| "it printed nothing".into())
 }
