@@ -190,9 +190,100 @@ impl Observed {
     }
 }
 
+/// How often a server reads the reports other servers' agents made (`follow_shared`); with
+/// agents' 2 s heartbeats, a host reporting elsewhere is seen here within about 3 s.
+const SHARED_POLL: Duration = Duration::from_secs(1);
+
+/// On a store shared by several servers (etcd): takes in, until `stop`, the agents' reports
+/// that other servers received, as if they were heartbeats received here, and wakes the
+/// scheduler when one changed something. Every server runs it, not only the leader: `caas
+/// hosts` and `caas ps` must say the same whichever server answers, and a server that takes
+/// the lead must already know which hosts are alive.
+pub async fn follow_shared(
+    store: crate::store::Store,
+    observed: std::sync::Arc<Observed>,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut seen = HashMap::new();
+    loop {
+        match store.shared_reports() {
+            Ok(reports) => {
+                let me = store.server_id();
+                for (host, report) in unseen(&mut seen, me.as_deref(), reports) {
+                    if let Some(disk) = report.disk {
+                        observed.note_disk(&host, disk);
+                    }
+                    if observed.heartbeat(&host, report.instances, Timestamp::now()) {
+                        wake.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("reading the agents' reports other servers shared: {e}"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            () = tokio::time::sleep(SHARED_POLL) => {}
+        }
+    }
+}
+
+/// The reports in `reports` not seen before (by their server and number) and not written by
+/// this server `me` (its own agents' heartbeats reached it directly); `seen` remembers them.
+fn unseen(
+    seen: &mut HashMap<String, (String, u64)>,
+    me: Option<&str>,
+    reports: Vec<(String, crate::store::SharedReport)>,
+) -> Vec<(String, crate::store::SharedReport)> {
+    reports
+        .into_iter()
+        .filter(|(host, r)| {
+            let stamp = (r.server.clone(), r.seq);
+            if Some(r.server.as_str()) == me || seen.get(host) == Some(&stamp) {
+                return false;
+            }
+            seen.insert(host.clone(), stamp);
+            true
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_reports_from_other_servers_not_seen_before_are_taken_in() {
+        let shared = |server: &str, seq: u64| crate::store::SharedReport {
+            server: server.into(),
+            seq,
+            instances: vec![report("a1", ObservedState::Up)],
+            disk: None,
+        };
+        let hosts = |taken: Vec<(String, crate::store::SharedReport)>| {
+            taken
+                .into_iter()
+                .map(|(h, r)| format!("{h}@{}#{}", r.server, r.seq))
+                .collect::<Vec<_>>()
+        };
+        let mut seen = HashMap::new();
+        let batch = vec![
+            ("h1".to_string(), shared("s2", 7)),
+            ("h2".to_string(), shared("s1", 3)),
+        ];
+        // s1 is this server: its own agents' reports reached it as heartbeats.
+        assert_eq!(
+            hosts(unseen(&mut seen, Some("s1"), batch.clone())),
+            ["h1@s2#7"]
+        );
+        // The same report again (its agent stopped): nothing, so the host ages towards lost.
+        assert!(unseen(&mut seen, Some("s1"), batch).is_empty());
+        // A newer one, or one from another server after the agent moved: taken in.
+        let moved = vec![("h1".to_string(), shared("s3", 1))];
+        assert_eq!(hosts(unseen(&mut seen, Some("s1"), moved)), ["h1@s3#1"]);
+        let newer = vec![("h1".to_string(), shared("s3", 2))];
+        assert_eq!(hosts(unseen(&mut seen, Some("s1"), newer)), ["h1@s3#2"]);
+    }
 
     fn report(id: &str, state: ObservedState) -> InstanceReport {
         InstanceReport {

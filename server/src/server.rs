@@ -550,6 +550,14 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         std::fs::metadata(file)
             .with_context(|| format!("reading --acme-ca-file {}", file.display()))?;
     }
+    if store.shares_observations() {
+        tasks.spawn(crate::observed::follow_shared(
+            store.clone(),
+            observed.clone(),
+            wake.clone(),
+            shutdown.clone(),
+        ));
+    }
     let routing_index = crate::routing::spawn_index(&store, shutdown.clone());
     let acme_settings = crate::acme::Settings {
         directory: args.acme_directory.clone(),

@@ -3,15 +3,21 @@
 //! loses none that was acknowledged, and another server leads within 10 s.
 //!
 //! The servers run without embedded agents: three embedded agents on one Docker engine would
-//! be three hosts that are one machine, and agents talk to one server (see docs/guide.md,
-//! "Several control-plane servers on etcd", for what is not shared yet).
+//! be three hosts that are one machine. An agent of its own joins through a server that does not
+//! lead: the leader sees its host alive through the store and schedules onto it (see
+//! docs/guide.md, "Several control-plane servers on etcd", for what is not shared yet).
 
-use caas_e2e::{Etcd, Platform};
+use caas_e2e::{test_image, AgentProcess, Etcd, Platform};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
 fn server(store: &str, name: &str, first: Option<&Platform>) -> Platform {
-    let args = ["--store", store, "--host-name", name, "--no-agent"];
+    server_with(store, name, first, &[])
+}
+
+fn server_with(store: &str, name: &str, first: Option<&Platform>, more: &[&str]) -> Platform {
+    let mut args = vec!["--store", store, "--host-name", name, "--no-agent"];
+    args.extend_from_slice(more);
     match first {
         None => Platform::start_with(&args),
         Some(first) => Platform::start_beside(first, &args),
@@ -121,6 +127,85 @@ fn the_control_plane_survives_losing_its_leader() {
         let config = p.caas_json(&["config", "-a", "before", "--json"]);
         assert_eq!(config["KEY"], "one", "{config}");
     }
+    drop(etcd);
+}
+
+/// `caas hosts --json` through `p`: (name, state).
+fn hosts(p: &Platform) -> Vec<(String, String)> {
+    p.caas_json(&["hosts", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let field = |f: &str| h[f].as_str().unwrap_or_default().to_string();
+            (field("name"), field("state"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_host_that_reports_to_a_follower_is_alive_for_the_leader_and_runs_its_instances() {
+    let etcd = Etcd::start();
+    let store = etcd.store_url();
+    // Hosts are lost 4 s after their last report: the leader must hear of this one well
+    // within that, though its agent never talks to it.
+    let lost = ["--lost-after", "4"];
+    let first = server_with(&store, "s1", None, &lost);
+    let second = server_with(&store, "s2", Some(&first), &lost);
+    let wait = Duration::from_secs(90);
+    let leader_api = first.wait_for(wait, "two servers and a leader", || {
+        let (apis, leader) = servers(&first);
+        (apis.len() == 2).then_some(leader).flatten()
+    });
+    let (leader, follower) = if first.api_url() == leader_api {
+        (&first, &second)
+    } else {
+        (&second, &first)
+    };
+    let _agent = AgentProcess::start(follower, "h1", "127.0.0.2", None);
+    let ready = |p: &Platform| hosts(p) == [("h1".to_string(), "ready".to_string())];
+    leader.wait_for(wait, "h1 ready as the leader sees it", || {
+        ready(leader).then_some(())
+    });
+
+    // A deploy made through the follower is placed by the leader on the host only the
+    // follower hears from, and answers through both servers' gateways.
+    follower.caas_ok(&["apps:create", "web"]);
+    follower.caas_ok(&["push", "--image", &test_image("web"), "-a", "web"]);
+    for p in [leader, follower] {
+        let body = p.wait_for(wait, "web through this server's gateway", || {
+            let out = p.curl_http("web.localhost", "/", &[]);
+            (out.code == 0 && out.stdout.starts_with("web")).then_some(out.stdout)
+        });
+        assert!(body.starts_with("web"), "{body}");
+    }
+    let ps = leader.caas_json(&["ps", "-a", "web", "--json"]);
+    let instance = |ps: &Value| {
+        let list = ps.as_array().expect("a list");
+        assert_eq!(list.len(), 1, "{ps}");
+        (
+            list[0]["host"].as_str().unwrap().to_string(),
+            list[0]["state"].as_str().unwrap().to_string(),
+            list[0]["id"].to_string(),
+        )
+    };
+    let (host, state, id) = instance(&ps);
+    assert_eq!((host.as_str(), state.as_str()), ("h1", "up"), "{ps}");
+
+    // Three lost-after periods later the host is still alive for both, and the instance is the
+    // same one: the leader never took the host for lost and replaced it.
+    std::thread::sleep(Duration::from_secs(12));
+    for p in [leader, follower] {
+        assert!(ready(p), "{:?}", hosts(p));
+        let ps = p.caas_json(&["ps", "-a", "web", "--json"]);
+        assert_eq!(
+            instance(&ps),
+            (host.clone(), state.clone(), id.clone()),
+            "{ps}"
+        );
+    }
+    let events = leader.caas_ok(&["logs", "-a", "web", "--source", "caas"]);
+    assert!(!events.to_lowercase().contains("lost"), "{events}");
     drop(etcd);
 }
 

@@ -394,6 +394,9 @@ pub async fn heartbeat(
             "host offers other memory now"
         );
     }
+    // The other servers sharing the store (etcd) see this host through it: the leader
+    // schedules from it, and any server may answer `caas hosts`.
+    s.store.share_report(&host_id, &hb.instances, hb.disk)?;
     if s.observed
         .heartbeat(&host_id, hb.instances, Timestamp::now())
     {

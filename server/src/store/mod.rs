@@ -22,6 +22,7 @@ mod edge;
 mod etcd;
 mod hooks;
 mod kv;
+mod observed;
 mod people;
 mod records;
 mod servers;
@@ -29,6 +30,7 @@ mod servers;
 pub use addons::*;
 pub use edge::*;
 pub use hooks::*;
+pub use observed::SharedReport;
 pub use records::*;
 pub use servers::ServerRecord;
 
@@ -78,7 +80,7 @@ pub struct Store {
 }
 
 /// The trees, by name (sled's tree names; etcd's second key segment).
-const TREES: [&str; 17] = [
+const TREES: [&str; 18] = [
     "apps",
     "releases",
     "builds",
@@ -96,6 +98,7 @@ const TREES: [&str; 17] = [
     "challenges",
     "hooks",
     "addons",
+    "observed",
 ];
 
 struct Inner {
@@ -125,6 +128,9 @@ struct Inner {
     hooks: Tree,
     /// Add-ons: name → `AddonRecord` (`addons.rs`).
     addons: Tree,
+    /// Agents' last reports, shared between servers on etcd: host id → `SharedReport`
+    /// (`observed.rs`; empty on sled).
+    observed: Tree,
     /// Bumped on every allocation write; agents long-poll on it. It starts from the clock so a
     /// restarted server never repeats an index an agent already saw. On etcd, every change of
     /// an allocation or an app that any server makes bumps it too (etcd's watch).
@@ -211,6 +217,7 @@ impl Store {
             challenges: tree("challenges")?,
             hooks: tree("hooks")?,
             addons: tree("addons")?,
+            observed: tree("observed")?,
             assignment_index,
             routing_index: watch::Sender::new(caas_api::Timestamp::now().millis()),
             me: Default::default(),
@@ -648,6 +655,7 @@ impl Store {
 
     pub fn delete_host(&self, id: &str) -> Result<()> {
         self.inner.hosts.remove(id)?;
+        self.inner.observed.remove(id)?;
         Ok(())
     }
 
