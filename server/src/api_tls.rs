@@ -5,6 +5,9 @@
 //! fingerprint in the join command; an agent given it accepts that certificate and no other
 //! (`PinnedVerifier`), as kubeadm's `--discovery-token-ca-cert-hash` does. No name or expiry
 //! is checked: the pin says exactly which certificate is the control plane's.
+//!
+//! Servers sharing a store (etcd) serve one certificate, the first server's, kept in the store:
+//! an agent pins one fingerprint and may move to any server when its own stops answering.
 
 use crate::agent::write_private;
 use anyhow::Context;
@@ -51,9 +54,45 @@ pub struct ApiCert {
     pub fingerprint: String,
 }
 
-/// Loads `DIR/api-cert.pem` and `DIR/api-key.pem`, making them first when either is missing.
-/// The pair is kept for good: agents pinned it when they joined.
-pub fn ensure(dir: &Path) -> anyhow::Result<ApiCert> {
+/// Loads `DIR/api-cert.pem` and `DIR/api-key.pem`, making them first when either is missing;
+/// on a shared store, the pair is the cluster's (the first server's), written over this
+/// server's own. The pair is kept for good: agents pinned it when they joined.
+pub fn ensure(dir: &Path, store: &crate::store::Store) -> anyhow::Result<ApiCert> {
+    make_if_missing(dir)?;
+    if store.is_shared() {
+        share(dir, store)?;
+    }
+    load(dir)
+}
+
+/// The cluster's pair from the store, this server's own put there if it is the first; written
+/// to `dir` when it differs from what is there.
+fn share(dir: &Path, store: &crate::store::Store) -> anyhow::Result<()> {
+    let (cert_path, key_path) = (dir.join("api-cert.pem"), dir.join("api-key.pem"));
+    let read =
+        |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+    let mine = serde_json::json!({"cert": read(&cert_path)?, "key": read(&key_path)?}).to_string();
+    let theirs = store
+        .meta_get_or_init("api_cert", || mine.clone())
+        .context("sharing the API's certificate through the store")?;
+    if theirs == mine {
+        return Ok(());
+    }
+    let pair: serde_json::Value =
+        serde_json::from_str(&theirs).context("the store's API certificate is not readable")?;
+    let field = |f: &str| {
+        pair[f]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("the store's API certificate has no {f}"))
+    };
+    write_private(&key_path, field("key")?.as_bytes())?;
+    write_private(&cert_path, field("cert")?.as_bytes())?;
+    tracing::info!("serving the API certificate the servers share (the first server's)");
+    Ok(())
+}
+
+fn make_if_missing(dir: &Path) -> anyhow::Result<()> {
     let (cert_path, key_path) = (dir.join("api-cert.pem"), dir.join("api-key.pem"));
     if !cert_path.exists() || !key_path.exists() {
         let mut params = rcgen::CertificateParams::new(vec!["caasd".to_string()])?;
@@ -70,6 +109,11 @@ pub fn ensure(dir: &Path) -> anyhow::Result<ApiCert> {
             cert_path.display()
         );
     }
+    Ok(())
+}
+
+fn load(dir: &Path) -> anyhow::Result<ApiCert> {
+    let (cert_path, key_path) = (dir.join("api-cert.pem"), dir.join("api-key.pem"));
     let read = |p: &Path| {
         std::fs::read(p).with_context(|| format!("reading the API's certificate {}", p.display()))
     };
@@ -215,7 +259,8 @@ mod tests {
     fn the_certificate_is_made_once_private_and_kept() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let first = ensure(dir.path()).unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        let first = ensure(dir.path(), &store).unwrap();
         assert!(parse_fingerprint(&first.fingerprint).is_ok());
         for f in ["api-cert.pem", "api-key.pem"] {
             let mode = std::fs::metadata(dir.path().join(f))
@@ -224,13 +269,17 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600, "{f}");
         }
-        assert_eq!(ensure(dir.path()).unwrap().fingerprint, first.fingerprint);
+        assert_eq!(
+            ensure(dir.path(), &store).unwrap().fingerprint,
+            first.fingerprint
+        );
     }
 
     #[tokio::test]
     async fn an_agent_accepts_the_pinned_certificate_and_no_other() {
         let dir = tempfile::tempdir().unwrap();
-        let cert = ensure(dir.path()).unwrap();
+        let store = crate::store::Store::open(&dir.path().join("db")).unwrap();
+        let cert = ensure(dir.path(), &store).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(cert.config.clone());

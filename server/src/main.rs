@@ -260,7 +260,8 @@ pub struct ServerArgs {
 #[derive(Args)]
 pub struct AgentArgs {
     /// The control plane's API URL, e.g. https://10.0.0.1:7080 (as `caas hosts:add` prints it;
-    /// an http:// URL sends the agent's traffic in clear).
+    /// an http:// URL sends the agent's traffic in clear). Several servers sharing one etcd:
+    /// their URLs separated by commas; the agent moves to the next when its own does not answer.
     #[arg(long, env = "CAAS_AGENT_SERVER")]
     pub server: String,
     /// The SHA-256 fingerprint of the control plane's certificate (`sha256:...`, printed by

@@ -382,7 +382,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding the API to {}", args.api))?;
     let api_addr = reachable(api_listener.local_addr()?);
     // Agents reach the API over TLS, pinning this certificate (caas hosts:add prints it).
-    let api_cert = crate::api_tls::ensure(dir)?;
+    let api_cert = crate::api_tls::ensure(dir, &store)?;
     // The gateway is a process of its own that outlives caasd: find the one serving, or start
     // one. It follows the API's address through DATA_DIR/caasd.json, written below.
     platform_cert(&store, &args).await?;
@@ -550,7 +550,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         std::fs::metadata(file)
             .with_context(|| format!("reading --acme-ca-file {}", file.display()))?;
     }
-    if store.shares_observations() {
+    if store.is_shared() {
         tasks.spawn(crate::observed::follow_shared(
             store.clone(),
             observed.clone(),

@@ -144,7 +144,7 @@ fn hosts(p: &Platform) -> Vec<(String, String)> {
 }
 
 #[test]
-fn a_host_that_reports_to_a_follower_is_alive_for_the_leader_and_runs_its_instances() {
+fn a_host_that_reports_to_a_follower_is_alive_for_the_leader_and_moves_when_that_server_dies() {
     let etcd = Etcd::start();
     let store = etcd.store_url();
     // Hosts are lost 4 s after their last report: the leader must hear of this one well
@@ -157,53 +157,61 @@ fn a_host_that_reports_to_a_follower_is_alive_for_the_leader_and_runs_its_instan
         let (apis, leader) = servers(&first);
         (apis.len() == 2).then_some(leader).flatten()
     });
-    let (leader, follower) = if first.api_url() == leader_api {
-        (&first, &second)
+    let mut pair = [first, second];
+    let (l, f) = if pair[0].api_url() == leader_api {
+        (0, 1)
     } else {
-        (&second, &first)
+        (1, 0)
     };
-    let _agent = AgentProcess::start(follower, "h1", "127.0.0.2", None);
+    // The join command names both servers, the follower first; one pin fits both, since the
+    // servers share one certificate.
+    let join = caas_e2e::join_command(&pair[f], "h1", "127.0.0.2");
+    let urls = join[join.iter().position(|a| a == "--server").unwrap() + 1].clone();
+    let https = |p: &Platform| p.api_url().replacen("http://", "https://", 1);
+    assert_eq!(urls, format!("{},{}", https(&pair[f]), https(&pair[l])));
+    let _agent = AgentProcess::run(&pair[f], &join, None);
     let ready = |p: &Platform| hosts(p) == [("h1".to_string(), "ready".to_string())];
-    leader.wait_for(wait, "h1 ready as the leader sees it", || {
-        ready(leader).then_some(())
+    pair[l].wait_for(wait, "h1 ready as the leader sees it", || {
+        ready(&pair[l]).then_some(())
     });
 
     // A deploy made through the follower is placed by the leader on the host only the
     // follower hears from, and answers through both servers' gateways.
-    follower.caas_ok(&["apps:create", "web"]);
-    follower.caas_ok(&["push", "--image", &test_image("web"), "-a", "web"]);
-    for p in [leader, follower] {
-        let body = p.wait_for(wait, "web through this server's gateway", || {
+    pair[f].caas_ok(&["apps:create", "web"]);
+    pair[f].caas_ok(&["push", "--image", &test_image("web"), "-a", "web"]);
+    let answers = |p: &Platform| {
+        p.wait_for(wait, "web through this server's gateway", || {
             let out = p.curl_http("web.localhost", "/", &[]);
-            (out.code == 0 && out.stdout.starts_with("web")).then_some(out.stdout)
-        });
-        assert!(body.starts_with("web"), "{body}");
-    }
-    let ps = leader.caas_json(&["ps", "-a", "web", "--json"]);
-    let instance = |ps: &Value| {
+            (out.code == 0 && out.stdout.starts_with("web")).then_some(())
+        })
+    };
+    answers(&pair[l]);
+    answers(&pair[f]);
+    let instance = |p: &Platform| {
+        let ps = p.caas_json(&["ps", "-a", "web", "--json"]);
         let list = ps.as_array().expect("a list");
         assert_eq!(list.len(), 1, "{ps}");
-        (
-            list[0]["host"].as_str().unwrap().to_string(),
-            list[0]["state"].as_str().unwrap().to_string(),
-            list[0]["id"].to_string(),
-        )
+        let field = |f: &str| list[0][f].as_str().unwrap_or_default().to_string();
+        (field("host"), field("state"), field("id"))
     };
-    let (host, state, id) = instance(&ps);
-    assert_eq!((host.as_str(), state.as_str()), ("h1", "up"), "{ps}");
+    let placed = instance(&pair[l]);
+    assert_eq!((placed.0.as_str(), placed.1.as_str()), ("h1", "up"));
 
     // Three lost-after periods later the host is still alive for both, and the instance is the
     // same one: the leader never took the host for lost and replaced it.
     std::thread::sleep(Duration::from_secs(12));
-    for p in [leader, follower] {
+    for p in &pair {
         assert!(ready(p), "{:?}", hosts(p));
-        let ps = p.caas_json(&["ps", "-a", "web", "--json"]);
-        assert_eq!(
-            instance(&ps),
-            (host.clone(), state.clone(), id.clone()),
-            "{ps}"
-        );
+        assert_eq!(instance(p), placed);
     }
+
+    // The follower dies: the agent moves to the leader, and nothing is lost or replaced.
+    pair[f].kill9();
+    std::thread::sleep(Duration::from_secs(12));
+    let leader = &pair[l];
+    assert!(ready(leader), "{:?}", hosts(leader));
+    assert_eq!(instance(leader), placed);
+    answers(leader);
     let events = leader.caas_ok(&["logs", "-a", "web", "--source", "caas"]);
     assert!(!events.to_lowercase().contains("lost"), "{events}");
     drop(etcd);

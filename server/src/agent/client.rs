@@ -1,9 +1,13 @@
-//! The agent's HTTP client for the control plane.
+//! The agent's HTTP client for the control plane: one or several servers (`--server
+//! URL[,URL...]`, servers sharing one etcd), the one it talks to now first. When that one does not
+//! answer (no connection, or no answer in time), the request goes to the next: all of them serve
+//! the same API from the same store and, sharing one certificate, match the same pin.
 
 use crate::api_tls::PinnedVerifier;
 use anyhow::Context;
 use caas_api::agent::{Assignments, Heartbeat, LogBatch, RegisterRequest, RegisterResponse};
 use caas_api::ErrorBody;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +32,29 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    /// The servers' URLs, without a trailing `/`.
+    bases: Arc<Vec<String>>,
+    /// Which of `bases` answered last: requests go there first.
+    current: Arc<AtomicUsize>,
     verifier: Option<Arc<PinnedVerifier>>,
 }
 
 impl Client {
-    /// A client for `base`: over TLS trusting only the certificate `pin` for `https://`, plain
-    /// for `http://` (an agent that joined before TLS; warned about unless on loopback).
-    pub fn new(base: &str, pin: Option<&str>) -> anyhow::Result<Self> {
-        let base = base.trim_end_matches('/').to_string();
+    /// A client for `servers` (`URL[,URL...]`): over TLS trusting only the certificate `pin` for
+    /// `https://`, plain for `http://` (an agent that joined before TLS; warned about unless on
+    /// loopback). Every URL must use the same scheme.
+    pub fn new(servers: &str, pin: Option<&str>) -> anyhow::Result<Self> {
+        let bases: Vec<String> = servers
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        let base = bases.first().cloned().unwrap_or_default();
+        let scheme = |b: &str| b.split_once("://").map(|(s, _)| s.to_string());
+        anyhow::ensure!(
+            bases.iter().all(|b| scheme(b) == scheme(&base)),
+            "invalid --server {servers:?}: give every server's URL with the same scheme, https://HOST:PORT,https://HOST:PORT"
+        );
         let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30));
@@ -52,7 +70,7 @@ impl Client {
                 "--server-fingerprint pins a TLS certificate: give --server as https://{}",
                 base.trim_start_matches("http://")
             );
-            if !loopback(&base) {
+            if !bases.iter().all(|b| loopback(b)) {
                 tracing::warn!(
                     "talking to the control plane at {base} in clear: tokens and config vars cross the network unencrypted; use the https:// URL and --server-fingerprint that caas hosts:add prints"
                 );
@@ -67,9 +85,15 @@ impl Client {
             http: builder
                 .build()
                 .context("setting up the agent's HTTP client")?,
-            base,
+            bases: Arc::new(bases),
+            current: Arc::new(AtomicUsize::new(0)),
             verifier,
         })
+    }
+
+    /// The server requests go to now.
+    pub fn server(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
     /// A transport error as the pin mismatch it was, if the server showed another certificate.
@@ -80,7 +104,7 @@ impl Client {
             .and_then(|v| v.refused().map(|s| (v, s)))
         {
             Some((v, seen)) => ClientError::NotPinned {
-                server: self.base.clone(),
+                server: self.server().to_string(),
                 seen,
                 pin: v.pin().to_string(),
             },
@@ -88,9 +112,39 @@ impl Client {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
-        let resp = req.send().await.map_err(|e| self.transport(e))?;
-        Self::check(resp).await
+    /// Sends the request `make` builds for a server's URL: to the server that answered last,
+    /// then, while servers do not answer, to each of the others in turn.
+    async fn send(
+        &self,
+        make: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut tried = 0;
+        loop {
+            let at = (first + tried) % self.bases.len();
+            let base = &self.bases[at];
+            match make(base).send().await {
+                Ok(resp) => {
+                    if at != first {
+                        self.current.store(at, Ordering::Relaxed);
+                        tracing::info!("talking to the control plane at {base} now");
+                    }
+                    return Self::check(resp).await;
+                }
+                Err(e) => {
+                    let err = self.transport(e);
+                    tried += 1;
+                    let unanswered = matches!(&err, ClientError::Transport(t) if t.is_connect() || t.is_timeout());
+                    if !unanswered || tried >= self.bases.len() {
+                        return Err(err);
+                    }
+                    tracing::warn!(
+                        "the control plane at {base} does not answer ({err}); trying {}",
+                        self.bases[(first + tried) % self.bases.len()]
+                    );
+                }
+            }
+        }
     }
 
     async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
@@ -117,13 +171,13 @@ impl Client {
         req: &RegisterRequest,
     ) -> Result<RegisterResponse, ClientError> {
         let resp = self
-            .send(
+            .send(|base| {
                 self.http
-                    .post(format!("{}/v1/agent/register", self.base))
+                    .post(format!("{base}/v1/agent/register"))
                     .bearer_auth(join_token)
                     .json(req)
-                    .timeout(Duration::from_secs(15)),
-            )
+                    .timeout(Duration::from_secs(15))
+            })
             .await?;
         Ok(resp.json().await?)
     }
@@ -136,16 +190,15 @@ impl Client {
         wait: Duration,
     ) -> Result<Assignments, ClientError> {
         let resp = self
-            .send(
+            .send(|base| {
                 self.http
                     .get(format!(
-                        "{}/v1/agent/assignments?index={index}&wait={}",
-                        self.base,
+                        "{base}/v1/agent/assignments?index={index}&wait={}",
                         wait.as_secs()
                     ))
                     .bearer_auth(token)
-                    .timeout(wait + Duration::from_secs(10)),
-            )
+                    .timeout(wait + Duration::from_secs(10))
+            })
             .await?;
         Ok(resp.json().await?)
     }
@@ -160,37 +213,37 @@ impl Client {
         ClientError,
     > {
         let resp = self
-            .send(
+            .send(|base| {
                 self.http
-                    .get(format!("{}/v1/agent/images/{id}", self.base))
+                    .get(format!("{base}/v1/agent/images/{id}"))
                     .bearer_auth(token)
                     // Images can be large; only a stalled connection should end this.
-                    .timeout(Duration::from_secs(3600)),
-            )
+                    .timeout(Duration::from_secs(3600))
+            })
             .await?;
         Ok(resp.bytes_stream())
     }
 
     pub async fn heartbeat(&self, token: &str, hb: &Heartbeat) -> Result<(), ClientError> {
-        self.send(
+        self.send(|base| {
             self.http
-                .post(format!("{}/v1/agent/heartbeat", self.base))
+                .post(format!("{base}/v1/agent/heartbeat"))
                 .bearer_auth(token)
                 .json(hb)
-                .timeout(Duration::from_secs(10)),
-        )
+                .timeout(Duration::from_secs(10))
+        })
         .await?;
         Ok(())
     }
 
     pub async fn ship_logs(&self, token: &str, batch: &LogBatch) -> Result<(), ClientError> {
-        self.send(
+        self.send(|base| {
             self.http
-                .post(format!("{}/v1/agent/logs", self.base))
+                .post(format!("{base}/v1/agent/logs"))
                 .bearer_auth(token)
                 .json(batch)
-                .timeout(Duration::from_secs(10)),
-        )
+                .timeout(Duration::from_secs(10))
+        })
         .await?;
         Ok(())
     }

@@ -103,6 +103,23 @@ pub async fn add(
             || "https://CONTROL-PLANE:7080".to_string(),
             |h| format!("https://{h}"),
         );
+    // With several servers (etcd), every one's, this one first: the agent moves to another when
+    // its own stops answering, and they all serve the one certificate it pins.
+    let server = if s.store.is_shared() {
+        let (servers, _) = s.store.servers()?;
+        let mut all = vec![server];
+        for api in servers
+            .iter()
+            .map(|r| r.api.replacen("http://", "https://", 1))
+        {
+            if !all.contains(&api) {
+                all.push(api);
+            }
+        }
+        all.join(",")
+    } else {
+        server
+    };
     let address = req.address.clone().unwrap_or_else(|| "THIS-HOST-IP".into());
     let fingerprint = s.config.api_fingerprint.clone();
     let args = format!(

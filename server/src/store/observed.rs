@@ -32,8 +32,9 @@ pub struct SharedReport {
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Store {
-    /// Whether other servers may share this store (etcd), so agents' reports must be shared.
-    pub fn shares_observations(&self) -> bool {
+    /// Whether other servers may share this store (etcd): agents' reports and the API's
+    /// certificate are then shared through it.
+    pub fn is_shared(&self) -> bool {
         matches!(self.inner.backend, Backend::Etcd(_))
     }
 
@@ -51,7 +52,7 @@ impl Store {
         instances: &[InstanceReport],
         disk: Option<DiskUsage>,
     ) -> Result<()> {
-        if !self.shares_observations() {
+        if !self.is_shared() {
             return Ok(());
         }
         let Some(server) = self.server_id() else {
