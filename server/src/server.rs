@@ -551,6 +551,12 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("reading --acme-ca-file {}", file.display()))?;
     }
     if store.is_shared() {
+        let b = builder.clone();
+        tasks.spawn(crate::leading::while_leading(
+            leading.clone(),
+            shutdown.clone(),
+            move |stop| b.clone().sweep_orphans(stop),
+        ));
         tasks.spawn(crate::observed::follow_shared(
             store.clone(),
             observed.clone(),

@@ -217,6 +217,56 @@ fn a_host_that_reports_to_a_follower_is_alive_for_the_leader_and_moves_when_that
     drop(etcd);
 }
 
+#[test]
+fn a_build_is_failed_when_its_server_dies_and_not_when_another_server_starts() {
+    caas_e2e::require_stack();
+    let etcd = Etcd::start();
+    let store = etcd.store_url();
+    let first = server(&store, "s1", None);
+    let mut builder = server(&store, "s2", Some(&first));
+    let wait = Duration::from_secs(60);
+    builder.caas_ok(&["apps:create", "slow"]);
+    let src = caas_e2e::temp_dir_with(&[("Dockerfile", "FROM caas/stack:latest\nRUN sleep 300\n")]);
+    let mut push = builder
+        .caas_command(&["push", src.path().to_str().unwrap(), "-a", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting caas push");
+    let build = |p: &Platform| p.caas_json(&["builds", "-a", "slow", "--json"])[0].clone();
+    first.wait_for(wait, "the build to run on s2", || {
+        (build(&first)["status"] == "running").then_some(())
+    });
+
+    // A server that starts leaves alone a build that another, live server runs. (This one has
+    // its embedded agent: the push at the end needs a host.)
+    let third = Platform::start_beside(&first, &["--store", &store, "--host-name", "s3"]);
+    third.wait_for(wait, "three servers", || {
+        (servers(&third).0.len() == 3).then_some(())
+    });
+    let seen = build(&third);
+    assert_eq!(seen["status"], "running", "{seen}");
+
+    // Its server dies: the build is failed (by whichever server leads) and says why, and the
+    // app can be pushed again through another server.
+    builder.kill9();
+    let _ = push.kill();
+    let _ = push.wait();
+    let failed = first.wait_for(wait, "the dead server's build to be failed", || {
+        let b = build(&first);
+        (b["status"] == "failed").then_some(b)
+    });
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("interrupted"),
+        "{failed}"
+    );
+    third.caas_ok(&["push", "--image", &test_image("slow"), "-a", "slow"]);
+    drop(etcd);
+}
+
 fn leader_of(p: &Platform) -> String {
     p.api_url().to_string()
 }

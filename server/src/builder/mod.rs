@@ -185,12 +185,7 @@ impl Builder {
     /// After a restart: builds the store still shows as queued or running died with the old
     /// process; say so, and remove their containers. Finishes what destroys left undone.
     pub async fn recover(self: &Arc<Self>) -> Result<(), BuildError> {
-        for mut b in self.store.unfinished_builds()? {
-            let reason = "interrupted: caasd stopped while this build ran; push again".into();
-            record::advance(&mut b, Step::Fail { reason }, Timestamp::now()).map_err(internal)?;
-            self.store.put_build(&b)?;
-        }
-        self.store.flush().await?;
+        self.fail_orphans().await?;
         // By name, not by label: labels of the slug container end up in the app image and in
         // every app container made from it, and those must survive a restart.
         for prefix in self.names.container_prefixes() {
@@ -206,6 +201,45 @@ impl Builder {
         self.remove_trash().await;
         self.sweep().await;
         Ok(())
+    }
+
+    /// Marks failed the builds whose server stopped while they ran (`Store::orphaned_builds`):
+    /// at start, and on the leader while servers share a store (`sweep_orphans`), since a
+    /// server that died fails nothing itself. A build another server is running is left alone.
+    pub async fn fail_orphans(&self) -> Result<(), BuildError> {
+        let orphans = self.store.orphaned_builds()?;
+        if orphans.is_empty() {
+            return Ok(());
+        }
+        for mut b in orphans {
+            let reason = "interrupted: caasd stopped while this build ran; push again".into();
+            record::advance(&mut b, Step::Fail { reason }, Timestamp::now()).map_err(internal)?;
+            self.store.put_build(&b)?;
+            self.logs.event(
+                &b.app,
+                "build",
+                format!(
+                    "Build #{} was interrupted: the server running it stopped; push again",
+                    b.number
+                ),
+            );
+        }
+        self.store.flush().await?;
+        Ok(())
+    }
+
+    /// On the leader of servers sharing a store: fails, every few seconds until `stop`, the
+    /// builds of servers that died (no server fails its own builds when it is killed).
+    pub async fn sweep_orphans(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            if let Err(e) = self.fail_orphans().await {
+                tracing::warn!("failing the builds of servers that stopped: {e}");
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            }
+        }
     }
 
     /// Waits for running builds to notice shutdown and clean up.

@@ -29,6 +29,7 @@ pub struct StatusError {
 /// A new build: queued until it has its turn.
 pub fn queued(app: &str, number: u64, source: String, now: Timestamp) -> BuildRecord {
     BuildRecord {
+        server: None,
         app: app.into(),
         number,
         status: BuildStatus::Queued,

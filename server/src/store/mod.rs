@@ -540,7 +540,8 @@ impl Store {
             let mut rec: AppRecord = decode("apps", &raw)?;
             let number = rec.next_build;
             rec.next_build = number + 1;
-            let build = make(number);
+            let mut build = make(number);
+            build.server = self.server_id();
             tx.insert(builds, release_key(app, number), encode(&build));
             tx.insert(apps, app, encode(&rec));
             Ok(build)
@@ -585,6 +586,19 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The unfinished builds no running server is running: their server is not registered any
+    /// more (it stopped or died), or they are from before servers were recorded. On sled that
+    /// is every unfinished build of an earlier run.
+    pub fn orphaned_builds(&self) -> Result<Vec<BuildRecord>> {
+        let (live, _) = self.servers()?;
+        let live: Vec<String> = live.into_iter().map(|s| s.id).collect();
+        Ok(self
+            .unfinished_builds()?
+            .into_iter()
+            .filter(|b| b.server.as_ref().is_none_or(|s| !live.contains(s)))
+            .collect())
     }
 
     // --- allocations ----------------------------------------------------------------------

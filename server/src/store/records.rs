@@ -162,6 +162,10 @@ pub struct BuildRecord {
     pub error: Option<String>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// The server running it (`ServerRecord::id`): while that server is registered, no other
+    /// takes the build for interrupted. Set by `Store::create_build`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
 }
 
 /// One desired instance and where it is placed. Written only by the scheduler, with

@@ -432,6 +432,7 @@ fn builds_number_up_and_unfinished_ones_are_found(f: &Fixture) {
     let s = f.open();
     s.create_app(&app("demo")).unwrap();
     let make = |number| BuildRecord {
+        server: None,
         app: "demo".into(),
         number,
         status: caas_api::BuildStatus::Running,
