@@ -23,6 +23,14 @@ fn sh(p: &Platform, app: &str, script: &str) -> caas_e2e::CmdOutput {
     p.caas(&["run", "-a", app, "--", "sh", "-c", script])
 }
 
+/// The one-off containers the engine has (running or not).
+fn one_off_containers(p: &Platform) -> Vec<caas_e2e::Container> {
+    p.containers()
+        .into_iter()
+        .filter(|c| c.instance.starts_with("run."))
+        .collect()
+}
+
 fn one_off_names(p: &Platform, app: &str) -> Vec<String> {
     p.ps(app)
         .iter()
@@ -63,11 +71,7 @@ fn a_one_off_streams_stdin_and_stdout_and_exits_with_the_process_status() {
 
     // Finished one-offs are gone: from ps and from the engine.
     assert!(one_off_names(&p, "oneoff").is_empty());
-    let leftovers: Vec<_> = p
-        .containers()
-        .into_iter()
-        .filter(|c| c.instance.starts_with("run."))
-        .collect();
+    let leftovers = one_off_containers(&p);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -140,11 +144,7 @@ fn a_detached_one_off_logs_its_output_and_is_listed_while_it_runs() {
         attached.try_wait().unwrap()
     });
     assert!(!status.success(), "{status:?}");
-    let leftovers: Vec<_> = p
-        .containers()
-        .into_iter()
-        .filter(|c| c.instance.starts_with("run."))
-        .collect();
+    let leftovers = one_off_containers(&p);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 

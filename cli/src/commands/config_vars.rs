@@ -183,46 +183,26 @@ fn send(
 /// Reads a config change's [`ConfigEvent`]s: lines to `out` as they come, then the outcome; a
 /// stream that stops before it is a failure (exit 1) that says where to look.
 fn follow(stream: impl std::io::Read, app: &str, out: &mut impl Write) -> Result<ConfigChange> {
-    use std::io::BufRead;
     let broke = || {
         CliError::Failed(format!(
             "the connection to the server broke during the config change; caas releases -a \
              {app} shows whether it was made"
         ))
     };
-    let mut reader = std::io::BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|_| broke())?;
-        if n == 0 {
-            return Err(broke().into());
+    crate::events::follow(stream, "config change", broke, |event| match event {
+        ConfigEvent::Line { text } => {
+            writeln!(out, "{}", sanitize(&text))?;
+            out.flush()?;
+            Ok(None)
         }
-        let line = buf.trim_ascii();
-        if line.is_empty() {
-            continue;
+        ConfigEvent::Done { change } => Ok(Some(change)),
+        ConfigEvent::Failed { status, error } => {
+            let status = reqwest::StatusCode::from_u16(status)
+                .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::to_vec(&error)?;
+            Err(crate::client::api_error(status, &body).into())
         }
-        let event = match serde_json::from_slice::<ConfigEvent>(line) {
-            Ok(event) => event,
-            // Event types of a newer server are skipped; a line cut short ends the stream.
-            Err(_) if serde_json::from_slice::<serde_json::Value>(line).is_ok() => continue,
-            Err(_) if !buf.ends_with(b"\n") => return Err(broke().into()),
-            Err(e) => return Err(anyhow::anyhow!("the server's config change stream: {e}")),
-        };
-        match event {
-            ConfigEvent::Line { text } => {
-                writeln!(out, "{}", sanitize(&text))?;
-                out.flush()?;
-            }
-            ConfigEvent::Done { change } => return Ok(change),
-            ConfigEvent::Failed { status, error } => {
-                let status = reqwest::StatusCode::from_u16(status)
-                    .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
-                let body = serde_json::to_vec(&error)?;
-                return Err(crate::client::api_error(status, &body).into());
-            }
-        }
-    }
+    })
 }
 
 /// Whether a config change is about to set or unset vars.

@@ -318,14 +318,15 @@ pub(super) async fn provision(s: AppState, caller: Caller, name: String, fresh: 
     }
     .await;
     let result = match made {
-        Ok(()) => {
+        // The vars first, then `available`: the CLI follows the record while it is `creating`
+        // and then waits for the releases it names, which must be there by then.
+        Ok(()) => attach_everywhere(&s, &caller, &name, &[]).await.map(|_| {
             let _ = s.store.update_addon::<()>(&name, |a| {
                 a.state = AddonState::Available;
                 a.message = None;
                 Ok(())
             });
-            attach_everywhere(&s, &caller, &name, &[]).await.map(|_| ())
-        }
+        }),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     };
     if let Err(e) = result {
