@@ -111,6 +111,10 @@ pub struct Addon {
     /// The service's memory limit, MiB.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// `ADDRESS:PORT` where instances on other hosts reach the service (guarded by its
+    /// password); instances on its own host reach it by name on its network.
+    #[serde(default)]
+    pub published: Option<String>,
     pub attachments: Vec<Attachment>,
     pub created_at: Timestamp,
     pub created_by: String,

@@ -226,6 +226,27 @@ pub struct ConfigChange {
     pub changed: bool,
 }
 
+/// `PATCH /v1/apps/{app}/config` asked with `Accept: application/x-ndjson`: the release
+/// phase's output as it runs (a config change of an app with a `release:` process waits for it,
+/// which may take minutes), then the outcome, one per line.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConfigEvent {
+    /// One line of the release phase's output.
+    Line {
+        text: String,
+    },
+    Done {
+        change: ConfigChange,
+    },
+    /// What the plain request would have answered with `status`.
+    Failed {
+        status: u16,
+        error: ErrorBody,
+    },
+}
+
 fn yes() -> bool {
     true
 }

@@ -5,12 +5,12 @@
 use crate::client::Client;
 use crate::error::CliError;
 use crate::output::{format_bytes, note, sanitize, stderr_is_term};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use caas_api::{BuildEvent, SourceKind};
 use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use reqwest::blocking::Response;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
@@ -174,55 +174,31 @@ pub fn follow(stream: impl Read, app: &str, out: &mut impl Write) -> Result<Buil
             "the connection to the server broke during the build; see caas builds -a {app}"
         ))
     };
-    let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|_| broke())?;
-        if n == 0 {
-            return Err(broke().into());
+    crate::events::follow(stream, "build", broke, |event: BuildEvent| match event {
+        BuildEvent::Line { text } => {
+            writeln!(out, "{}", sanitize(&text))?;
+            out.flush()?;
+            Ok(None)
         }
-        let line = buf.trim_ascii();
-        if line.is_empty() {
-            continue;
+        // The server's output says so in a line of its own (which `builds:output` keeps).
+        BuildEvent::Queued { .. } => Ok(None),
+        // The server's own first line says which build this is.
+        BuildEvent::Started { .. } => Ok(None),
+        BuildEvent::Succeeded {
+            build,
+            release,
+            image,
+            image_size,
+        } => Ok(Some(Built {
+            build,
+            release,
+            image,
+            image_size,
+        })),
+        BuildEvent::Failed { build, message } => {
+            Err(CliError::Failed(sanitize(&format!("build {build} failed: {message}"))).into())
         }
-        let event = match serde_json::from_slice::<BuildEvent>(line) {
-            Ok(event) => event,
-            // A newer server may add event types: skip what this client does not know. A line
-            // cut short by a dropped connection is not JSON and ends the stream like EOF does.
-            Err(_) if serde_json::from_slice::<serde_json::Value>(line).is_ok() => continue,
-            Err(_) if !buf.ends_with(b"\n") => return Err(broke().into()),
-            Err(e) => return Err(e).context("the server's build stream is not NDJSON"),
-        };
-        match event {
-            BuildEvent::Line { text } => {
-                writeln!(out, "{}", sanitize(&text))?;
-                out.flush()?;
-            }
-            // The server's output says so in a line of its own (which `builds:output` keeps).
-            BuildEvent::Queued { .. } => {}
-            // The server's own first line says which build this is.
-            BuildEvent::Started { .. } => {}
-            BuildEvent::Succeeded {
-                build,
-                release,
-                image,
-                image_size,
-            } => {
-                return Ok(Built {
-                    build,
-                    release,
-                    image,
-                    image_size,
-                })
-            }
-            BuildEvent::Failed { build, message } => {
-                return Err(
-                    CliError::Failed(sanitize(&format!("build {build} failed: {message}"))).into(),
-                )
-            }
-        }
-    }
+    })
 }
 
 #[cfg(test)]

@@ -160,6 +160,17 @@ impl Client {
         Ok(())
     }
 
+    /// PATCHes `body` as JSON asking for a stream of events (`Accept: application/x-ndjson`):
+    /// the answer is read as it arrives, with no overall timeout, since the server works for as
+    /// long as what it streams (a release phase) takes.
+    pub fn patch_events<B: Serialize + ?Sized>(&self, path: &str, body: &B) -> Result<Response> {
+        let req = self
+            .request(Method::PATCH, path)
+            .header(reqwest::header::ACCEPT, "application/x-ndjson")
+            .json(body);
+        self.send(req)
+    }
+
     /// A request whose answer is read as it arrives (`Response` is `Read`); no overall timeout.
     /// `query` is form-encoded onto `path`.
     pub fn get_stream(&self, path: &str, query: &[(&str, &str)]) -> Result<Response> {

@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod deploy;
 mod error;
+mod events;
 mod git;
 mod output;
 mod source;

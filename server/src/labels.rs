@@ -43,6 +43,27 @@ pub fn addon_network(cluster: &str, addon: &str) -> String {
 
 const ADDON_NETWORK_PREFIX: &str = "caas-addon-";
 
+/// The Linux bridge interface of an add-on's network: `cad`, the installation, and four
+/// characters of a hash of the add-on's name (15 in all, Linux's limit), so that one firewall
+/// rule matches every add-on bridge of the installation ([`addon_bridges`]). The host has an
+/// address on each (Docker gives internal bridges one too): without the rule, an instance on an
+/// add-on's network could reach caasd's API there.
+pub fn addon_bridge(cluster: &str, addon: &str) -> String {
+    use sha2::Digest;
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let hash = sha2::Sha256::digest(addon.as_bytes());
+    let tail: String = hash[..4]
+        .iter()
+        .map(|b| DIGITS[*b as usize % DIGITS.len()] as char)
+        .collect();
+    format!("cad{}{tail}", short(cluster))
+}
+
+/// The `iptables -i` pattern that matches every [`addon_bridge`] of the installation.
+pub fn addon_bridges(cluster: &str) -> String {
+    format!("cad{}+", short(cluster))
+}
+
 pub fn is_addon_network(name: &str) -> bool {
     name.starts_with(ADDON_NETWORK_PREFIX)
 }
@@ -54,3 +75,17 @@ pub fn addon_container(cluster: &str, addon: &str) -> String {
 
 /// The add-on a service container, volume or network is for.
 pub const ADDON: &str = "caas.addon";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addon_bridges_fit_linux_names_and_one_pattern() {
+        let b = addon_bridge("0123456789abcdef", "shop-db");
+        assert_eq!(b.len(), 15, "{b}");
+        assert!(b.starts_with(addon_bridges("0123456789abcdef").trim_end_matches('+')));
+        assert_ne!(b, addon_bridge("0123456789abcdef", "shop-cache"));
+        assert_ne!(b, bridge("0123456789abcdef"));
+    }
+}

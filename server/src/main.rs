@@ -144,6 +144,10 @@ pub struct ServerArgs {
     /// Host ports the embedded agent publishes instances on.
     #[arg(long, default_value = "20000-29999")]
     pub port_range: PortRange,
+    /// Ports add-on services are published on at --host-address, for app instances on other
+    /// hosts (guarded by each service's password); this host's own containers may not open them.
+    #[arg(long, default_value = "15400-15499")]
+    pub addon_ports: PortRange,
     /// Largest instance count one process type may be scaled to.
     #[arg(long, default_value_t = 20)]
     pub max_scale: u32,

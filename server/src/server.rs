@@ -617,6 +617,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             engine: engine.clone(),
             cluster: cluster_id.clone(),
             host: args.host_name.clone(),
+            address: args.host_address,
+            ports: (args.addon_ports.0, args.addon_ports.1),
             images: crate::addons::Images::new(args.stack_image.clone()),
         }),
         board,
@@ -708,6 +710,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             port_min: args.port_range.0,
             port_max: args.port_range.1,
             colocated: true,
+            addon_ports: Some((args.addon_ports.0, args.addon_ports.1)),
             host_memory_mb: args.host_memory.map(crate::units::Size::mb),
             overcommit: args.overcommit,
         };
@@ -777,6 +780,7 @@ pub async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
         port_min: args.port_range.0,
         port_max: args.port_range.1,
         colocated: false,
+        addon_ports: None,
         host_memory_mb: args.host_memory.map(crate::units::Size::mb),
         overcommit: args.overcommit,
     };

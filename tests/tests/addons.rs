@@ -150,17 +150,21 @@ fn postgres_and_redis_keep_their_data_back_up_and_reach_only_their_apps() {
         !connects(&other, "shop-db", "5432"),
         "another app resolves shop's database"
     );
-    let db_ip = docker_ok(&[
+    // The service has an address on its own network and one on the installation's (which
+    // publishes its port for other hosts, and whose inter-container traffic is off).
+    let db_ips = docker_ok(&[
         "inspect",
         "-f",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
         &service(&p, "shop-db"),
     ]);
-    assert!(!db_ip.trim().is_empty());
-    assert!(
-        !connects(&other, db_ip.trim(), "5432"),
-        "another app reaches shop's database at {db_ip}"
-    );
+    assert_eq!(db_ips.split_whitespace().count(), 2, "{db_ips}");
+    for ip in db_ips.split_whitespace() {
+        assert!(
+            !connects(&other, ip, "5432"),
+            "another app reaches shop's database at {ip}"
+        );
+    }
 
     // Written, then read back after a restart of each service container...
     psql(
@@ -417,4 +421,134 @@ fn bad_input_is_refused_with_nothing_changed() {
     assert_eq!(after["REPORTS_URL"], url);
     let listed = p.caas_json(&["addons", "--json"]);
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+/// Runs `sql` against the MySQL add-on at `$VAR` from a one-off of `app` (`caas run`, with the
+/// stack's `mysql` client, which takes no URL: the shell takes `$VAR` apart); its output.
+fn mysql_one_off(p: &Platform, app: &str, var: &str, sql: &str) -> String {
+    let script = format!(
+        "set -e; u=${{{var}#mysql://}}; creds=${{u%%@*}}; hp=${{u#*@}}; \
+         host=${{hp%%:*}}; rest=${{hp#*:}}; \
+         MYSQL_PWD=${{creds#*:}} exec mysql -N -B -h \"$host\" -P \"${{rest%%/*}}\" \
+         -u \"${{creds%%:*}}\" \"${{rest#*/}}\" -e \"$1\""
+    );
+    let out = run(
+        &mut p.caas_command(&["run", "-a", app, "--", "sh", "-c", &script, "sql", sql]),
+        None,
+        WAIT,
+    );
+    assert!(out.success(), "mysql {sql}\n{out}\n{}", log(p));
+    out.stdout.trim().to_string()
+}
+
+#[test]
+fn mysql_is_written_by_a_one_off_keeps_its_data_and_backs_up() {
+    let image = echo_image();
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "shop"]);
+    p.caas_ok(&["push", "--image", &image, "-a", "shop"]);
+    create(&p, &["mysql", "-a", "shop", "--name", "shop-mysql"]);
+    let url = config(&p, "shop")["MYSQL_URL"]
+        .as_str()
+        .expect("MYSQL_URL")
+        .to_string();
+    assert!(
+        url.starts_with("mysql://caas:") && url.ends_with("@shop-mysql:3306/caas"),
+        "{url}"
+    );
+
+    // The add-on's network is a bridge the installation's firewall rules cover (the host has an
+    // address on it, as on every bridge): its instances reach the API's port there no more than
+    // on the installation's own bridge. Checked as rules.
+    let short: String = p.cluster_id().chars().take(8).collect();
+    let bridge = docker_ok(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+        &format!("caas-addon-{short}-shop-mysql"),
+    ]);
+    assert!(
+        bridge.trim().starts_with(&format!("cad{short}")),
+        "{bridge}"
+    );
+    let jumps = caas_e2e::run(
+        std::process::Command::new("iptables").args(["-w", "-S", "INPUT"]),
+        None,
+        WAIT,
+    );
+    assert!(
+        jumps
+            .stdout
+            .contains(&format!("-i cad{short}+ -j CAAS-{short}-IN")),
+        "{jumps}"
+    );
+    // The port it is published on for other hosts is closed to this host's containers.
+    let published = p.caas_json(&["addons:info", "shop-mysql", "--json"])["published"]
+        .as_str()
+        .expect("published")
+        .to_string();
+    let port: u16 = published.rsplit(':').next().unwrap().parse().unwrap();
+    let input = caas_e2e::run(
+        std::process::Command::new("iptables").args(["-w", "-S", &format!("CAAS-{short}-IN")]),
+        None,
+        WAIT,
+    );
+    let closed = input.stdout.lines().any(|l| {
+        l.contains("NEW -j DROP")
+            && l.split("--dport ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|r| r.split_once(':'))
+                .is_some_and(|(lo, hi)| {
+                    lo.parse::<u16>().is_ok_and(|lo| lo <= port)
+                        && hi.parse::<u16>().is_ok_and(|hi| port <= hi)
+                })
+    });
+    assert!(closed, "port {port} is closed to the bridge: {input}");
+
+    // Written through `caas run` with the app's own URL, read back after a restart of the
+    // service's container.
+    mysql_one_off(
+        &p,
+        "shop",
+        "MYSQL_URL",
+        "CREATE TABLE items (name varchar(20)); INSERT INTO items VALUES ('apple'), ('pear')",
+    );
+    docker_ok(&["restart", &service(&p, "shop-mysql")]);
+    available(&p, "shop-mysql");
+    let all = "SELECT GROUP_CONCAT(name ORDER BY name) FROM items";
+    assert_eq!(mysql_one_off(&p, "shop", "MYSQL_URL", all), "apple,pear");
+
+    // Backup, then restore into a second add-on: the same rows.
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("shop.sql");
+    backup(&p, "shop-mysql", &dump);
+    let text = std::fs::read_to_string(&dump).unwrap();
+    let head: String = text.chars().take(200).collect();
+    assert!(head.contains("-- MariaDB dump"), "{head:?}");
+    assert!(text.contains("INSERT INTO `items`"), "{head:?}");
+    create(
+        &p,
+        &[
+            "mysql",
+            "-a",
+            "shop",
+            "--name",
+            "shop-mysql2",
+            "--as",
+            "RESTORED",
+        ],
+    );
+    let out = restore(&p, "shop-mysql2", &dump);
+    assert!(out.success(), "{out}");
+    assert_eq!(mysql_one_off(&p, "shop", "RESTORED_URL", all), "apple,pear");
+
+    // A file that is not a mysqldump is refused, with nothing changed.
+    let other = dir.path().join("not.sql");
+    std::fs::write(&other, b"REDIS0011 not sql").unwrap();
+    let out = restore(&p, "shop-mysql2", &other);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("not a mysqldump"), "{out}");
+    assert_eq!(mysql_one_off(&p, "shop", "RESTORED_URL", all), "apple,pear");
 }

@@ -1,7 +1,8 @@
 //! The release phase: a `release:` process runs once as a one-off before a new release takes
 //! traffic; its output streams to the push (`caas push`, and `git push` as `remote:` lines);
 //! a failure (from a build or a config change) is recorded as a failed release with the reason,
-//! and the old release keeps serving, as the gateway shows.
+//! and the old release keeps serving, as the gateway shows; a config change waits for a release
+//! phase longer than the CLI's request timeout, streaming its lines.
 
 use caas_e2e::{temp_dir_with, Platform};
 use serde_json::Value;
@@ -84,7 +85,9 @@ fn a_failing_release_phase_keeps_the_old_release_serving() {
     // that MARK says so, and fails (changing nothing) otherwise.
     std::fs::write(
         src.path().join("Procfile"),
-        procfile("sh -c 'echo checking $MARK; test \"$MARK\" != bad'"),
+        procfile(
+            "sh -c 'echo checking $MARK; [ \"$MARK\" != slow ] || sleep 35; test \"$MARK\" != bad'",
+        ),
     )
     .unwrap();
     std::fs::write(src.path().join("www/index.html"), "release three\n").unwrap();
@@ -102,6 +105,15 @@ fn a_failing_release_phase_keeps_the_old_release_serving() {
     );
     assert_eq!(body(&p, "phased").as_deref(), Some("release three\n"));
     p.caas_ok(&["config:set", "MARK=good", "-a", "phased"]);
+    assert_eq!(body(&p, "phased").as_deref(), Some("release three\n"));
+
+    // A release phase longer than the CLI's 30 s request timeout: the change streams its lines
+    // and waits for it, as a push does.
+    let out = p.caas(&["config:set", "MARK=slow", "-a", "phased"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stderr.contains("checking slow"), "{out}");
+    let config = p.caas_json(&["config", "-a", "phased", "--json"]);
+    assert_eq!(config["MARK"], "slow", "{config}");
     assert_eq!(body(&p, "phased").as_deref(), Some("release three\n"));
 }
 

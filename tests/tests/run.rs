@@ -1,7 +1,7 @@
 //! One-off processes (`caas run`): stdin and stdout streamed without a terminal, the process's
 //! exit status as the CLI's, an interactive terminal (driven through a pty made by `script`),
 //! `--detach` with its output in `caas logs --ps run.N`, one-offs in `caas ps` while they run
-//! and gone when they end, and the bad input.
+//! and gone when they end or their app is destroyed, and the bad input.
 
 use caas_e2e::{run, test_image, Platform};
 use std::io::{Read, Write};
@@ -21,6 +21,14 @@ fn deployed(app: &str) -> Platform {
 /// `caas run -a APP -- sh -c SCRIPT`.
 fn sh(p: &Platform, app: &str, script: &str) -> caas_e2e::CmdOutput {
     p.caas(&["run", "-a", app, "--", "sh", "-c", script])
+}
+
+/// The one-off containers the engine has (running or not).
+fn one_off_containers(p: &Platform) -> Vec<caas_e2e::Container> {
+    p.containers()
+        .into_iter()
+        .filter(|c| c.instance.starts_with("run."))
+        .collect()
 }
 
 fn one_off_names(p: &Platform, app: &str) -> Vec<String> {
@@ -63,11 +71,7 @@ fn a_one_off_streams_stdin_and_stdout_and_exits_with_the_process_status() {
 
     // Finished one-offs are gone: from ps and from the engine.
     assert!(one_off_names(&p, "oneoff").is_empty());
-    let leftovers: Vec<_> = p
-        .containers()
-        .into_iter()
-        .filter(|c| c.instance.starts_with("run."))
-        .collect();
+    let leftovers = one_off_containers(&p);
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -109,6 +113,39 @@ fn a_detached_one_off_logs_its_output_and_is_listed_while_it_runs() {
     assert_eq!(runs[0]["release"], 1);
     let table = p.caas_ok(&["ps", "-a", "detach"]);
     assert!(table.contains("run."), "{table}");
+
+    // Destroying the app kills its one-offs, detached and attached: the attached client ends.
+    let mut attached = p
+        .caas_command(&[
+            "run",
+            "-a",
+            "detach",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 600",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 5];
+    attached
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"ready");
+    assert_eq!(one_off_names(&p, "detach").len(), 2);
+    p.caas_ok(&["apps:destroy", "-a", "detach", "--confirm", "detach"]);
+    let status = p.wait_for(WAIT, "the attached one-off's client to end", || {
+        attached.try_wait().unwrap()
+    });
+    assert!(!status.success(), "{status:?}");
+    let leftovers = one_off_containers(&p);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]

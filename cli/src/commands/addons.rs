@@ -169,6 +169,9 @@ pub fn info(args: InfoArgs) -> Result<()> {
     if let Some(mb) = a.memory_mb {
         lines.push(format!("Memory:     {mb} MB"));
     }
+    if let Some(at) = &a.published {
+        lines.push(format!("Published:  {at} (for instances on other hosts)"));
+    }
     for (i, t) in a.attachments.iter().enumerate() {
         let label = if i == 0 { "Attached:" } else { "" };
         lines.push(format!("{label:<11} {} as {}", t.app, t.var));

@@ -8,7 +8,7 @@ use crate::deploy::{wait_until_up, WaitArgs, Waited};
 use crate::error::CliError;
 use crate::output::{note, print_json, sanitize, say, stdout_is_term};
 use anyhow::Result;
-use caas_api::{App, ConfigChange, ConfigUpdate};
+use caas_api::{App, ConfigChange, ConfigEvent, ConfigUpdate};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -158,12 +158,51 @@ fn key_list<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
     }
 }
 
+/// Sends the change and follows it: the release phase's lines (when the app has one, which the
+/// server runs before recording the release) go to stderr as they come.
 fn send(
     client: &Client,
     app: &str,
     vars: BTreeMap<String, Option<String>>,
 ) -> Result<ConfigChange> {
-    client.patch(&format!("/v1/apps/{app}/config"), &ConfigUpdate { vars })
+    let resp = client.patch_events(&format!("/v1/apps/{app}/config"), &ConfigUpdate { vars })?;
+    let events = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    if !events {
+        // A server from before the events answers the change itself.
+        let bytes = resp.bytes().map_err(|e| client.failed_transport(e))?;
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| anyhow::anyhow!("the server's answer to a config change: {e}"));
+    }
+    follow(resp, app, &mut std::io::stderr())
+}
+
+/// Reads a config change's [`ConfigEvent`]s: lines to `out` as they come, then the outcome; a
+/// stream that stops before it is a failure (exit 1) that says where to look.
+fn follow(stream: impl std::io::Read, app: &str, out: &mut impl Write) -> Result<ConfigChange> {
+    let broke = || {
+        CliError::Failed(format!(
+            "the connection to the server broke during the config change; caas releases -a \
+             {app} shows whether it was made"
+        ))
+    };
+    crate::events::follow(stream, "config change", broke, |event| match event {
+        ConfigEvent::Line { text } => {
+            writeln!(out, "{}", sanitize(&text))?;
+            out.flush()?;
+            Ok(None)
+        }
+        ConfigEvent::Done { change } => Ok(Some(change)),
+        ConfigEvent::Failed { status, error } => {
+            let status = reqwest::StatusCode::from_u16(status)
+                .unwrap_or(reqwest::StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::to_vec(&error)?;
+            Err(crate::client::api_error(status, &body).into())
+        }
+    })
 }
 
 /// Whether a config change is about to set or unset vars.
@@ -314,6 +353,40 @@ mod tests {
         assert_eq!(key_list(["A", "B"]), "A and B");
         assert_eq!(key_list(["A", "B", "C"]), "A, B and C");
         assert_eq!(key_list(["B", "A", "B"]), "B and A");
+    }
+
+    #[test]
+    fn a_change_streams_its_release_phase_then_its_outcome() {
+        let stream = concat!(
+            r#"{"type":"line","text":"migrating\u001b[2J"}"#,
+            "\n",
+            r#"{"type":"newer","x":1}"#,
+            "\n",
+            r#"{"type":"done","change":{"config":{"A":"1"},"release":4,"changed":true}}"#,
+            "\n"
+        );
+        let mut out = Vec::new();
+        let change = follow(stream.as_bytes(), "demo", &mut out).unwrap();
+        assert_eq!(change.release, Some(4));
+        assert_eq!(String::from_utf8(out).unwrap(), "migrating[2J\n");
+
+        let failed = concat!(
+            r#"{"type":"line","text":"boom"}"#,
+            "\n",
+            r#"{"type":"failed","status":409,"error":{"code":"conflict","message":"busy"}}"#,
+            "\n"
+        );
+        let err = follow(failed.as_bytes(), "demo", &mut Vec::new()).unwrap_err();
+        let cli = err.downcast_ref::<CliError>().unwrap();
+        assert_eq!(cli.exit_code(), 5, "{cli}");
+        assert!(cli.to_string().contains("busy"), "{cli}");
+
+        for cut in ["", r#"{"type":"line","text":"a"}"#, r#"{"type":"li"#] {
+            let err = follow(cut.as_bytes(), "demo", &mut Vec::new()).unwrap_err();
+            let cli = err.downcast_ref::<CliError>().unwrap();
+            assert_eq!(cli.exit_code(), 1, "{cut:?}");
+            assert!(cli.to_string().contains("caas releases -a demo"), "{cli}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::store::{AddonRecord, Store};
 use bytes::Bytes;
 use caas_api::addons::{AddonKind, AddonState};
 use futures_util::Stream;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 pub use image::Images;
@@ -89,9 +89,14 @@ pub fn recipe(kind: AddonKind) -> Option<Recipe> {
 impl Recipe {
     /// What attached apps get: the service by its name on the add-on's network.
     pub fn url(&self, name: &str, password: &str) -> String {
+        self.url_at(&format!("{name}:{}", self.port), password)
+    }
+
+    /// The service's URL at `authority` (`NAME:PORT`, or a published `ADDRESS:PORT`).
+    pub fn url_at(&self, authority: &str, password: &str) -> String {
         format!(
-            "{}://{}:{password}@{name}:{}{}",
-            self.scheme, self.url_user, self.port, self.url_path
+            "{}://{}:{password}@{authority}{}",
+            self.scheme, self.url_user, self.url_path
         )
     }
 
@@ -117,22 +122,74 @@ pub fn new_password() -> String {
 }
 
 /// The add-on networks each app's instances join: those of the services attached to it.
+/// (One-offs, which run on the services' host.)
 pub fn networks_by_app(
     store: &Store,
     cluster: &str,
 ) -> crate::store::Result<HashMap<String, Vec<String>>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    Ok(bindings_by_app(store, cluster)?
+        .into_iter()
+        .map(|(app, b)| (app, b.into_iter().map(|b| b.network).collect()))
+        .collect())
+}
+
+/// How an app reaches one service attached to it: on the service's host through the add-on's
+/// network, by its name; from any other host at the address the service is published on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Binding {
+    pub network: String,
+    /// The service's host (its name).
+    pub host: Option<String>,
+    pub var: String,
+    /// The URL by name (what the app's config holds).
+    pub url: String,
+    /// The URL at the published address, when the service is published.
+    pub remote_url: Option<String>,
+}
+
+/// The bindings of every app to the services attached to it.
+pub fn bindings_by_app(
+    store: &Store,
+    cluster: &str,
+) -> crate::store::Result<HashMap<String, Vec<Binding>>> {
+    let mut out: HashMap<String, Vec<Binding>> = HashMap::new();
     for a in store.addons()? {
-        if a.kind == AddonKind::External {
-            continue;
-        }
+        let Some(r) = recipe(a.kind) else { continue };
+        let remote_url = match (a.published, &a.password) {
+            (Some(at), Some(pw)) => Some(r.url_at(&at.to_string(), pw)),
+            _ => None,
+        };
         for t in &a.attachments {
-            out.entry(t.app.clone())
-                .or_default()
-                .push(labels::addon_network(cluster, &a.name));
+            out.entry(t.app.clone()).or_default().push(Binding {
+                network: labels::addon_network(cluster, &a.name),
+                host: a.host.clone(),
+                var: t.var.clone(),
+                url: a.url.clone(),
+                remote_url: remote_url.clone(),
+            });
         }
     }
     Ok(out)
+}
+
+/// What an instance on `host` gets of its app's `bindings`: the add-on networks to join (of the
+/// services on its own host), and `env` with the vars of services on other hosts pointing at
+/// their published address (only where the var still holds the add-on's URL: a value the user
+/// set stays).
+pub fn bind(bindings: &[Binding], host: &str, env: &mut BTreeMap<String, String>) -> Vec<String> {
+    let mut networks = Vec::new();
+    for b in bindings {
+        if b.host.as_deref().is_none_or(|h| h == host) {
+            networks.push(b.network.clone());
+            continue;
+        }
+        if let (Some(remote), Some(v)) = (&b.remote_url, env.get_mut(&b.var)) {
+            if *v == b.url {
+                *v = remote.clone();
+            }
+        }
+    }
+    networks
 }
 
 /// The engine side of add-on services on this host.
@@ -141,6 +198,10 @@ pub struct Services {
     pub cluster: String,
     /// The host services are placed on: the control plane's own.
     pub host: String,
+    /// The host's address (`caasd --host-address`), where services are published for
+    /// instances on other hosts, at a port of `ports` (`caasd --addon-ports`).
+    pub address: std::net::IpAddr,
+    pub ports: (u16, u16),
     pub images: Images,
 }
 
@@ -156,6 +217,25 @@ pub enum ServiceError {
 }
 
 impl Services {
+    /// A port of `--addon-ports` for a new service: one no other add-on has and nothing listens
+    /// on at the host's address now. `None` when there is none.
+    pub fn free_port(&self, store: &Store) -> crate::store::Result<Option<std::net::SocketAddr>> {
+        let taken: Vec<u16> = store
+            .addons()?
+            .iter()
+            .filter_map(|a| a.published.map(|p| p.port()))
+            .collect();
+        let (lo, hi) = self.ports;
+        // From a random place in the range: two creates at once rarely pick the same port.
+        let width = u32::from(hi.saturating_sub(lo)) + 1;
+        let start = u32::from_str_radix(&new_password()[..6], 16).unwrap_or(0) % width;
+        Ok((0..width)
+            .map(|i| lo + ((start + i) % width) as u16)
+            .filter(|p| !taken.contains(p))
+            .map(|p| std::net::SocketAddr::new(self.address, p))
+            .find(|at| std::net::TcpListener::bind(at).is_ok()))
+    }
+
     fn labels(&self, name: &str) -> HashMap<String, String> {
         HashMap::from([
             (labels::CLUSTER.to_string(), self.cluster.clone()),
@@ -178,6 +258,13 @@ impl Services {
         progress: impl Fn(String),
     ) -> Result<(), ServiceError> {
         let r = recipe(rec.kind).ok_or_else(|| ServiceError::Failed("not a service".into()))?;
+        if let Some(host) = rec.host.as_deref().filter(|h| *h != self.host) {
+            // Pinned to its data: never made on another host.
+            return Err(ServiceError::Failed(format!(
+                "{} runs on host {host}, not {}: it is never made elsewhere",
+                rec.name, self.host
+            )));
+        }
         let container = self.container(&rec.name);
         match self.engine.container_running(&container).await? {
             Some(true) => return Ok(()),
@@ -194,10 +281,25 @@ impl Services {
         let image = self.images.ensure(&self.engine, r, &progress).await?;
         let network = labels::addon_network(&self.cluster, &rec.name);
         self.engine
-            .ensure_internal_network(&network, self.labels(&rec.name))
+            .ensure_internal_network(
+                &network,
+                &labels::addon_bridge(&self.cluster, &rec.name),
+                self.labels(&rec.name),
+            )
             .await?;
         self.engine
             .ensure_volume(&container, self.labels(&rec.name))
+            .await?;
+        // Published on the host's address through the installation's network (an internal
+        // network cannot publish a port), which is under the installation's firewall rules and
+        // whose inter-container traffic is off: other containers do not reach it there.
+        let installation = labels::network(&self.cluster);
+        self.engine
+            .ensure_isolated_network(
+                &installation,
+                &labels::bridge(&self.cluster),
+                HashMap::from([(labels::CLUSTER.to_string(), self.cluster.clone())]),
+            )
             .await?;
         let spec = ContainerSpec {
             name: container.clone(),
@@ -210,22 +312,43 @@ impl Services {
                 rec.password.clone().unwrap_or_default(),
             )],
             labels: self.labels(&rec.name),
-            publish: None,
+            publish: rec.published.map(|at| crate::docker::Publish {
+                host_ip: at.ip(),
+                host_port: at.port(),
+                container_port: r.port,
+            }),
             memory_mb: rec.memory_mb.unwrap_or(r.memory_mb),
             cpu_shares: 1024,
             pids_limit: 512,
             cpus: None,
-            network: Some(network),
-            aliases: vec![rec.name.clone()],
+            network: Some(installation),
+            aliases: Vec::new(),
             extra_networks: Vec::new(),
             stdio: Default::default(),
             restart: true,
         };
-        match self.engine.run(&spec).await {
-            Ok(_) => Ok(()),
+        let made = async {
+            let id = self.engine.create(&spec).await?;
+            // Its own network, where its apps find it by its name.
+            let joined = self
+                .engine
+                .connect_network(&network, &id, vec![rec.name.clone()])
+                .await;
+            match joined {
+                Ok(()) => self.engine.start(&id).await,
+                Err(e) => Err(e),
+            }
+        };
+        match made.await {
+            Ok(()) => Ok(()),
             // Made meanwhile by another task (a create racing the recovery at start).
-            Err(_) if self.engine.container_running(&container).await?.is_some() => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(_) if self.engine.container_running(&container).await? == Some(true) => Ok(()),
+            Err(e) => {
+                // Half made (created, not joined or not started): gone, so the next try starts
+                // clean.
+                let _ = self.engine.remove(&container).await;
+                Err(e.into())
+            }
         }
     }
 
@@ -372,6 +495,57 @@ impl Services {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instances_on_other_hosts_get_the_published_address() {
+        let b = |host: &str, remote: Option<&str>| Binding {
+            network: format!("net-{host}"),
+            host: Some(host.into()),
+            var: "DATABASE_URL".into(),
+            url: "postgres://caas:pw@db:5432/caas".into(),
+            remote_url: remote.map(str::to_string),
+        };
+        let remote = "postgres://caas:pw@10.0.0.1:15400/caas";
+        let env = |v: &str| BTreeMap::from([("DATABASE_URL".to_string(), v.to_string())]);
+        for (binding, host, before, networks, after) in [
+            // Same host: the network, the name.
+            (
+                b("h1", Some(remote)),
+                "h1",
+                "postgres://caas:pw@db:5432/caas",
+                vec!["net-h1"],
+                "postgres://caas:pw@db:5432/caas",
+            ),
+            // Another host: no network, the published address.
+            (
+                b("h1", Some(remote)),
+                "h2",
+                "postgres://caas:pw@db:5432/caas",
+                vec![],
+                remote,
+            ),
+            // A value the user set stays.
+            (
+                b("h1", Some(remote)),
+                "h2",
+                "postgres://mine",
+                vec![],
+                "postgres://mine",
+            ),
+            // Not published (a record from before): unchanged.
+            (
+                b("h1", None),
+                "h2",
+                "postgres://caas:pw@db:5432/caas",
+                vec![],
+                "postgres://caas:pw@db:5432/caas",
+            ),
+        ] {
+            let mut e = env(before);
+            assert_eq!(bind(&[binding], host, &mut e), networks, "{host} {before}");
+            assert_eq!(e["DATABASE_URL"], after, "{host} {before}");
+        }
+    }
 
     #[test]
     fn urls_and_dumps() {

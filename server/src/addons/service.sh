@@ -88,8 +88,9 @@ SQL
     fi
     init=
     [ -f "$DIR/init.sql" ] && init=--init-file=$DIR/init.sql
-    exec mariadbd --datadir="$DIR/data" --socket=/tmp/mysql.sock --bind-address=0.0.0.0 \
-        --port=3306 --skip-name-resolve $init
+    # Debian's config puts the pid file in /run/mysqld, which only its init script makes.
+    exec mariadbd --datadir="$DIR/data" --socket=/tmp/mysql.sock --pid-file=/tmp/mysqld.pid \
+        --bind-address=0.0.0.0 --port=3306 --skip-name-resolve $init
     ;;
 mysql.health)
     mariadb-admin --socket=/tmp/mysql.sock -u caas -p"$CAAS_ADDON_PASSWORD" ping >/dev/null 2>&1

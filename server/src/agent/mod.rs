@@ -78,6 +78,9 @@ pub struct AgentConfig {
     pub port_max: u16,
     /// Embedded in caasd: on the gateway's machine (see `RegisterRequest::colocated`).
     pub colocated: bool,
+    /// The ports add-on services are published on here (`caasd --addon-ports`; the embedded
+    /// agent's): closed to this host's own containers, which reach services by network.
+    pub addon_ports: Option<(u16, u16)>,
     /// The memory this host offers to the scheduler, MB (`--host-memory`); `None`: the
     /// machine's less a margin ([`offer`]).
     pub host_memory_mb: Option<u64>,
@@ -187,7 +190,7 @@ async fn isolate(session: &Session, engine: &Engine) {
         );
         return;
     };
-    if let Err(e) = firewall::install(&cluster, &bridge, api) {
+    if let Err(e) = firewall::install(&cluster, &bridge, api, session.cfg.addon_ports) {
         tracing::error!(
             "installing the firewall rules that keep instances from caasd's API and link-local \
              addresses: {e}"

@@ -38,6 +38,7 @@ fn view(rec: AddonRecord) -> Addon {
         message: rec.message,
         host: rec.host,
         memory_mb: rec.memory_mb,
+        published: rec.published.map(|a| a.to_string()),
         attachments: rec.attachments,
         created_at: rec.created_at,
         created_by: rec.created_by,
@@ -162,13 +163,15 @@ pub async fn info(
 ) -> ApiResult<Json<Addon>> {
     let mut rec = load_addon(&s, &caller, &name)?;
     // What the host says now, for a service that was up: it may have stopped or lost its data.
-    if recipe(rec.kind).is_some()
-        && matches!(
-            rec.state,
-            AddonState::Available | AddonState::Unhealthy | AddonState::Lost
-        )
-    {
-        let (state, message) = s.addons.observe(&rec).await;
+    let was_up = matches!(
+        rec.state,
+        AddonState::Available | AddonState::Unhealthy | AddonState::Lost
+    );
+    if recipe(rec.kind).is_some() && was_up {
+        let (state, message) = match super::addons_hosts::foreign_host(&s, &rec)? {
+            Some(judged) => judged,
+            None => s.addons.observe(&rec).await,
+        };
         rec.state = state;
         rec.message = message;
     }
@@ -215,6 +218,16 @@ pub async fn create(
     };
     let var = free_var(&s, &app, kind, req.as_name.as_deref())?;
     let password = recipe(kind).map(|_| crate::addons::new_password());
+    // Where instances on other hosts reach it (`caasd --addon-ports`).
+    let published = match recipe(kind) {
+        Some(_) => Some(s.addons.free_port(&s.store)?.ok_or_else(|| {
+            ApiError::Conflict(
+                "every port of caasd's --addon-ports is taken: destroy an add-on, or give                  caasd a wider range"
+                    .into(),
+            )
+        })?),
+        None => None,
+    };
     let rec = AddonRecord {
         name: name.clone(),
         kind,
@@ -231,6 +244,7 @@ pub async fn create(
             (None, Some(r), Some(pw)) => r.url(&name, pw),
             _ => unreachable!("a service has a recipe and a password"),
         },
+        published,
         password,
         attachments: vec![Attachment {
             app: app.name.clone(),
@@ -304,14 +318,15 @@ pub(super) async fn provision(s: AppState, caller: Caller, name: String, fresh: 
     }
     .await;
     let result = match made {
-        Ok(()) => {
+        // The vars first, then `available`: the CLI follows the record while it is `creating`
+        // and then waits for the releases it names, which must be there by then.
+        Ok(()) => attach_everywhere(&s, &caller, &name, &[]).await.map(|_| {
             let _ = s.store.update_addon::<()>(&name, |a| {
                 a.state = AddonState::Available;
                 a.message = None;
                 Ok(())
             });
-            attach_everywhere(&s, &caller, &name, &[]).await.map(|_| ())
-        }
+        }),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     };
     if let Err(e) = result {
@@ -351,7 +366,7 @@ async fn attach_everywhere(
     {
         let vars = BTreeMap::from([(t.var.clone(), Some(rec.url.clone()))]);
         let description = format!("Attach {name} as {}", t.var);
-        let change = change_config(s, caller, &t.app, &vars, &description).await?;
+        let change = change_config(s, caller, &t.app, &vars, &description, None).await?;
         releases.push(AppRelease {
             app: t.app.clone(),
             var: t.var.clone(),
@@ -448,6 +463,7 @@ pub async fn attach(
         &app.name,
         &vars,
         &format!("Attach {name} as {var}"),
+        None,
     )
     .await?;
     let releases = vec![AppRelease {
@@ -507,6 +523,7 @@ async fn detach_one(
             &t.app,
             &vars,
             &format!("Detach {name} ({})", t.var),
+            None,
         )
         .await?;
         releases.push(AppRelease {
@@ -625,39 +642,4 @@ pub async fn destroy(
     s.store.flush().await?;
     super::audit(&s, &caller, "addons:destroy", None, name);
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// At start: services whose creation a stopped caasd left half way are finished, and services
-/// whose container is gone while their volume is there are made again on it. A service whose
-/// volume is gone is marked lost, never made again empty.
-pub async fn recover(s: AppState) {
-    let Ok(all) = s.store.addons() else { return };
-    for rec in all.into_iter().filter(|a| recipe(a.kind).is_some()) {
-        let caller = Caller {
-            user: rec.created_by.clone(),
-            admin: true,
-            scope: None,
-            token_id: "caasd".into(),
-            token_hash: String::new(),
-            addr: None,
-        };
-        match rec.state {
-            AddonState::Creating => provision(s.clone(), caller, rec.name.clone(), true).await,
-            AddonState::Available | AddonState::Unhealthy => {
-                let outcome = s.addons.ensure_running(&rec, false, |_| {}).await;
-                if let Err(ServiceError::Lost(message)) = outcome {
-                    tracing::error!(addon = rec.name, "{message}");
-                    let _ = s.store.update_addon::<()>(&rec.name, |a| {
-                        a.state = AddonState::Lost;
-                        a.message = Some(message.clone());
-                        Ok(())
-                    });
-                } else if let Err(e) = outcome {
-                    tracing::warn!(addon = rec.name, "starting its service: {e}");
-                }
-            }
-            AddonState::Lost | AddonState::Failed => {}
-        }
-    }
-    let _ = s.store.flush().await;
 }

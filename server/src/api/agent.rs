@@ -185,7 +185,9 @@ pub async fn assignments(
         .into_iter()
         .map(|a| (a.name, a.settings))
         .collect();
-    let networks = crate::addons::networks_by_app(&s.store, &s.config.cluster_id)?;
+    let bindings = crate::addons::bindings_by_app(&s.store, &s.config.cluster_id)?;
+    // Add-ons are reached by network on their own host, at their published address elsewhere.
+    let host_name = s.store.host(&host_id)?.map(|h| h.name).unwrap_or_default();
     let mut out: Vec<Assignment> = Vec::new();
     for a in s
         .store
@@ -199,8 +201,15 @@ pub async fn assignments(
         }
         if let Some(release) = &releases[&key] {
             let stop_timeout_ms = settings.get(&a.app).and_then(|st| st.stop_timeout_ms);
-            let nets = networks.get(&a.app).cloned().unwrap_or_default();
-            out.push(assignment(&s, a, release, stop_timeout_ms, nets));
+            let app_bindings = bindings.get(&a.app).map(Vec::as_slice).unwrap_or_default();
+            out.push(assignment(
+                &s,
+                a,
+                release,
+                stop_timeout_ms,
+                app_bindings,
+                &host_name,
+            ));
         }
     }
     s.observed.note_assigned(
@@ -219,10 +228,12 @@ fn assignment(
     a: AllocationRecord,
     release: &ReleaseRecord,
     stop_timeout_ms: Option<u64>,
-    networks: Vec<String>,
+    bindings: &[crate::addons::Binding],
+    host_name: &str,
 ) -> Assignment {
     let web = a.process == WEB;
     let mut env: BTreeMap<String, String> = release.config.clone();
+    let networks = crate::addons::bind(bindings, host_name, &mut env);
     env.insert("CAAS_APP".into(), a.app.clone());
     env.insert("CAAS_RELEASE".into(), format!("v{}", a.release));
     env.insert("CAAS_PROCESS".into(), a.process.clone());

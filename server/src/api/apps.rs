@@ -126,6 +126,9 @@ async fn destroy_app(s: AppState, app: String) -> ApiResult<StatusCode> {
         Err(e) => return Err(e.into()),
     }
     s.store.flush().await?;
+    // Its one-offs die with it: after the delete, so a run that starts meanwhile either is
+    // among the containers listed here or finds the app gone (`runs::start` checks).
+    s.runner.end_app(&app).await;
     s.logs.remove(&app);
     s.traffic.remove(&app);
     s.deliveries.forget(&app, None);

@@ -158,7 +158,7 @@ pub async fn patch(
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         let change = |rec: &mut AppRecord| rec.checks = applied(&rec.checks, &req);
         if let Some((rec, release)) =
-            release_change(&s, &caller, &base, "checks", &description, change).await?
+            release_change(&s, &caller, &base, "checks", &description, change, None).await?
         {
             return Ok(Json(ChecksChange {
                 checks: rec.checks,

@@ -8,13 +8,22 @@ use super::error::{ApiError, ApiResult, JsonBody};
 use super::AppState;
 use crate::builder::Names;
 use crate::store::ReleaseRecord;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use caas_api::{ConfigChange, ConfigUpdate, Release, ReleaseStatus, RollbackRequest, Timestamp};
+use caas_api::{
+    ConfigChange, ConfigEvent, ConfigUpdate, Release, ReleaseStatus, RollbackRequest, Timestamp,
+};
+use futures_util::StreamExt;
 use std::collections::BTreeMap;
+use tokio_stream::wrappers::ReceiverStream;
 
 const MAX_VALUE: usize = 32 * 1024;
+
+/// Where the release phase's output goes while a request waits for it.
+pub(super) type Say = tokio::sync::mpsc::UnboundedSender<String>;
 const MAX_TOTAL: usize = 256 * 1024;
 /// Attempts when a concurrent deploy changes the current release under us.
 const RETRIES: usize = 5;
@@ -121,6 +130,7 @@ pub(super) fn derived(
 /// app's record, and announces it: its image tag, a `caas[TAG]` line, the audit log, the
 /// scheduler woken. `Ok(None)` when a deploy happened meanwhile: the caller tries again. The one
 /// path of every change that makes a release without a new image (config, checks, resources).
+/// `say` hears the release phase's output, which a config change runs first.
 pub(super) async fn release_change(
     s: &AppState,
     caller: &Caller,
@@ -128,12 +138,13 @@ pub(super) async fn release_change(
     tag: &'static str,
     description: &str,
     change: impl Fn(&mut crate::store::AppRecord),
+    say: Option<&Say>,
 ) -> ApiResult<Option<(crate::store::AppRecord, ReleaseRecord)>> {
     let app = &base.app;
     // A config change runs the release phase first (the one gate before a release deploys); a
     // failure is recorded as a failed release and nothing of the app changes.
     if tag == "config" {
-        if let Some(failed) = release_phase(s, caller, base, description, &change).await? {
+        if let Some(failed) = release_phase(s, caller, base, description, &change, say).await? {
             return Ok(Some(failed));
         }
     }
@@ -165,6 +176,7 @@ async fn release_phase(
     base: &ReleaseRecord,
     description: &str,
     change: &impl Fn(&mut crate::store::AppRecord),
+    say: Option<&Say>,
 ) -> ApiResult<Option<(crate::store::AppRecord, ReleaseRecord)>> {
     let app = &base.app;
     let Some(rec) = s.store.app(app)? else {
@@ -180,7 +192,8 @@ async fn release_phase(
     if crate::oneoff::release_phase::command(&candidate).is_none() {
         return Ok(None);
     }
-    let Err(failure) = crate::oneoff::release_phase::run(&s.runner, &candidate, None).await else {
+    let phase = crate::oneoff::release_phase::run(&s.runner, &candidate, say.cloned());
+    let Err(failure) = phase.await else {
         return Ok(None);
     };
     // The failed release shows the config it would have had.
@@ -216,13 +229,14 @@ async fn release_phase(
     Ok(Some((rec, failed)))
 }
 
-#[utoipa::path(patch, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_patch", params(("app" = String, Path)), request_body = ConfigUpdate, responses((status = 200, description = "OK", body = ConfigChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
+#[utoipa::path(patch, path = "/v1/apps/{app}/config", tag = "config", operation_id = "config_patch", params(("app" = String, Path)), request_body = ConfigUpdate, responses((status = 200, description = "OK: a ConfigChange, or with Accept: application/x-ndjson ConfigEvents (the release phase's lines, then the outcome)", body = ConfigChange), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn patch(
     caller: Caller,
     State(s): State<AppState>,
     Path(app): Path<String>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<ConfigUpdate>,
-) -> ApiResult<Json<ConfigChange>> {
+) -> ApiResult<Response> {
     load_app(&s, &caller, &app, Access::Manage)?;
     if req.vars.is_empty() {
         return Err(ApiError::Invalid(
@@ -246,9 +260,51 @@ pub async fn patch(
         }
     }
     let description = describe(&req.vars);
-    Ok(Json(
-        change_config(&s, &caller, &app, &req.vars, &description).await?,
-    ))
+    if !wants_events(&headers) {
+        let change = change_config(&s, &caller, &app, &req.vars, &description, None).await?;
+        return Ok(Json(change).into_response());
+    }
+    // A release phase may run for minutes: its lines stream as it runs (as a push's do), so
+    // the client sees progress and needs no deadline shorter than the phase. The change runs to
+    // its end in a task of its own even when the client goes away.
+    let (say, mut said) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (tx, rx) = tokio::sync::mpsc::channel::<ConfigEvent>(64);
+    let changing = tokio::spawn(async move {
+        change_config(&s, &caller, &app, &req.vars, &description, Some(&say)).await
+    });
+    tokio::spawn(async move {
+        while let Some(text) = said.recv().await {
+            let _ = tx.send(ConfigEvent::Line { text }).await;
+        }
+        let outcome = match changing.await {
+            Ok(Ok(change)) => ConfigEvent::Done { change },
+            Ok(Err(e)) => {
+                let (status, error) = e.answer();
+                ConfigEvent::Failed {
+                    status: status.as_u16(),
+                    error,
+                }
+            }
+            Err(e) => {
+                let (status, error) = ApiError::Internal(format!("config change: {e}")).answer();
+                ConfigEvent::Failed {
+                    status: status.as_u16(),
+                    error,
+                }
+            }
+        };
+        let _ = tx.send(outcome).await;
+    });
+    let stream = ReceiverStream::new(rx).map(|ev| super::ndjson(&ev));
+    Ok(super::ndjson_response(Body::from_stream(stream)))
+}
+
+/// Whether the client asked for a config change's events (`Accept: application/x-ndjson`).
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"))
 }
 
 /// Sets and unsets `vars` in `app`'s config: a release (through [`release_change`]) when the app
@@ -261,6 +317,7 @@ pub(super) async fn change_config(
     app: &str,
     vars: &BTreeMap<String, Option<String>>,
     description: &str,
+    say: Option<&Say>,
 ) -> ApiResult<ConfigChange> {
     let apply = |config: &mut BTreeMap<String, String>| {
         for (k, v) in vars {
@@ -315,7 +372,7 @@ pub(super) async fn change_config(
             .ok_or_else(|| ApiError::Internal(format!("{app} v{latest} is missing")))?;
         let change = |rec: &mut crate::store::AppRecord| apply(&mut rec.config);
         if let Some((rec, release)) =
-            release_change(s, caller, &base, "config", description, change).await?
+            release_change(s, caller, &base, "config", description, change, say).await?
         {
             return Ok(ConfigChange {
                 changed: true,

@@ -63,10 +63,12 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// The status and body the client gets (internals logged, not told), for answers that carry
+    /// an error inside a stream (a config change's events).
+    pub fn answer(&self) -> (StatusCode, ErrorBody) {
         let (status, code) = self.parts();
-        let message = match &self {
+        let message = match self {
             Self::Internal(detail) => {
                 tracing::error!("internal error: {detail}");
                 "the server failed to do this; its log has the details".to_string()
@@ -78,7 +80,14 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut resp = (status, Json(ErrorBody { code, message })).into_response();
+        (status, ErrorBody { code, message })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.answer();
+        let mut resp = (status, Json(body)).into_response();
         if let Self::RateLimited(secs) = self {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,

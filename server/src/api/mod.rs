@@ -5,6 +5,7 @@
 mod access;
 mod addons;
 mod addons_dump;
+mod addons_hosts;
 mod agent;
 mod apps;
 pub mod auth;
@@ -32,7 +33,7 @@ mod scaling;
 mod servers;
 mod users;
 
-pub use addons::recover as recover_addons;
+pub use addons_hosts::recover as recover_addons;
 pub use agent::CONTAINER_PORT;
 pub use error::ApiError;
 

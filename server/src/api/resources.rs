@@ -201,7 +201,7 @@ pub async fn put(
         }
         let change = |rec: &mut crate::store::AppRecord| apply(&mut rec.resources);
         if let Some((_, release)) =
-            release_change(&s, &caller, &base, "resize", &description, change).await?
+            release_change(&s, &caller, &base, "resize", &description, change, None).await?
         {
             return Ok(Json(answer(Some(release.version))));
         }

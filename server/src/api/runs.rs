@@ -105,6 +105,12 @@ pub async fn start(
         })
         .await
         .map_err(|e| ApiError::Internal(format!("starting a one-off of {app}: {e}")))?;
+    // Destroyed while it started: `apps::destroy_app` may have listed the one-offs before this
+    // one existed.
+    if s.store.app(&app)?.is_none() {
+        s.runner.end(&info).await;
+        return Err(ApiError::no_app(&app));
+    }
     let name = info.name();
     let shown = req.command.join(" ");
     s.logs.event(

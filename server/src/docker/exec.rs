@@ -182,6 +182,7 @@ impl Engine {
     pub async fn ensure_internal_network(
         &self,
         name: &str,
+        bridge: &str,
         labels: HashMap<String, String>,
     ) -> Result<()> {
         if self.docker.inspect_network(name, None).await.is_ok() {
@@ -192,6 +193,11 @@ impl Engine {
             driver: Some("bridge".into()),
             internal: Some(true),
             labels: Some(labels),
+            // A name the installation's firewall rules match (`labels::addon_bridge`).
+            options: Some(HashMap::from([(
+                "com.docker.network.bridge.name".to_string(),
+                bridge.to_string(),
+            )])),
             ..Default::default()
         };
         match self.docker.create_network(request).await {

@@ -262,6 +262,31 @@ impl Runner {
         }
     }
 
+    /// Kills and removes every one-off of `app` (it is being destroyed): those registered here
+    /// and any container of it the engine has, so one created but not yet registered goes too.
+    pub async fn end_app(&self, app: &str) {
+        let registered: Vec<RunInfo> = {
+            let mut runs = self.runs.lock().unwrap();
+            runs.get_mut(app)
+                .map(|r| std::mem::take(&mut r.running).into_values().collect())
+                .unwrap_or_default()
+        };
+        let mut containers: Vec<String> = registered.into_iter().map(|i| i.container).collect();
+        let labels = [
+            (labels::CLUSTER, self.settings.cluster_id.as_str()),
+            (LABEL_ONEOFF, app),
+        ];
+        match self.engine.list_containers(&labels).await {
+            Ok(found) => containers.extend(found.into_iter().map(|c| c.id)),
+            Err(e) => tracing::warn!(app, "listing the app's one-offs: {e}"),
+        }
+        for c in containers {
+            if let Err(e) = self.engine.remove(&c).await {
+                tracing::warn!(app, "removing the one-off {c}: {e}");
+            }
+        }
+    }
+
     /// A detached one-off: its output goes to the app's log as `app[run.N]` lines, its end is
     /// a `caas[run]` line, and then it is removed.
     pub fn follow_detached(self: &Arc<Self>, info: RunInfo) {

@@ -25,6 +25,10 @@ pub struct AddonRecord {
     pub password: Option<String>,
     /// What attached apps get in their var.
     pub url: String,
+    /// Where the service is published on its host (the host's address and a port of
+    /// `caasd --addon-ports`), for instances on other hosts; `None` for records from before.
+    #[serde(default)]
+    pub published: Option<std::net::SocketAddr>,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
     pub created_at: Timestamp,
@@ -131,6 +135,7 @@ mod tests {
             memory_mb: Some(128),
             password: Some("pw".into()),
             url: "redis://:pw@x:6379".into(),
+            published: None,
             attachments: vec![Attachment {
                 app: "shop".into(),
                 var: "REDIS_URL".into(),
