@@ -32,6 +32,7 @@ pub use hooks::*;
 pub use records::*;
 pub use servers::ServerRecord;
 
+use caas_api::canary::Canary;
 use caas_api::ReleaseStatus;
 use kv::{Backend, EtcdBackend, Tree, TreeWatch, Txn};
 use serde::{de::DeserializeOwned, Serialize};
@@ -156,6 +157,14 @@ fn app_prefix(app: &str) -> Vec<u8> {
     let mut k = app.as_bytes().to_vec();
     k.push(b'/');
     k
+}
+
+/// How a release that does not roll out is recorded (`write_release`).
+enum Held<'a, E> {
+    /// Failed before it could deploy: why, and the last output.
+    Failed(&'a str, &'a [String]),
+    /// Started as the app's canary: the canary, from the app and the new version.
+    Canary(&'a dyn Fn(&AppRecord, u64) -> std::result::Result<Canary, E>),
 }
 
 impl Store {
@@ -372,9 +381,22 @@ impl Store {
         reason: &str,
         output: &[String],
     ) -> Result<ReleaseRecord, UpdateError<E>> {
-        let failed = (reason.to_string(), output.to_vec());
+        let failed = Held::Failed(reason, output);
         self.write_release(app, make, |_| {}, Some(&failed))
             .map(|(_, r)| r)
+    }
+
+    /// Records a release without rolling it out (`caas push --canary`) and starts it as the
+    /// app's canary, atomically with the app's version counter: `canary` sees the app and the
+    /// new version and may refuse (a canary already runs; nothing is written then). The serving
+    /// and the deploying release stay; the release's status is `held` until it is promoted.
+    pub fn create_canary_release<E>(
+        &self,
+        app: &str,
+        make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
+        canary: impl Fn(&AppRecord, u64) -> std::result::Result<Canary, E>,
+    ) -> Result<(AppRecord, ReleaseRecord), UpdateError<E>> {
+        self.write_release(app, make, |_| {}, Some(&Held::Canary(&canary)))
     }
 
     fn write_release<E>(
@@ -382,7 +404,7 @@ impl Store {
         app: &str,
         make: impl Fn(&AppRecord, u64) -> std::result::Result<ReleaseRecord, E>,
         adjust: impl Fn(&mut AppRecord),
-        failed: Option<&(String, Vec<String>)>,
+        held: Option<&Held<'_, E>>,
     ) -> Result<(AppRecord, ReleaseRecord), UpdateError<E>> {
         let (apps, releases) = (&self.inner.apps, &self.inner.releases);
         let res = self.transact(|tx| {
@@ -391,12 +413,22 @@ impl Store {
             let version = rec.next_version;
             adjust(&mut rec);
             let mut release = make(&rec, version).map_err(TxnAbort::Rejected)?;
-            if let Some((reason, output)) = failed {
-                release.status = ReleaseStatus::Failed;
-                release.error = Some(reason.clone());
-                release.output = output.clone();
-                // Only the version counter of the stored app moves.
+            if let Some(held) = held {
+                // Only the version counter of the stored app moves (and a canary starts).
                 let mut stored: AppRecord = decode("apps", &raw)?;
+                match held {
+                    Held::Failed(reason, output) => {
+                        release.status = ReleaseStatus::Failed;
+                        release.error = Some(reason.to_string());
+                        release.output = output.to_vec();
+                    }
+                    Held::Canary(start) => {
+                        stored.canary =
+                            Some(start(&stored, version).map_err(TxnAbort::Rejected)?);
+                        release.status = ReleaseStatus::Held;
+                        release.error = None;
+                    }
+                }
                 stored.next_version = version + 1;
                 tx.insert(releases, release_key(app, version), encode(&release));
                 tx.insert(apps, app, encode(&stored));
