@@ -479,6 +479,11 @@ fn a_healthy_auto_canary_is_promoted_and_the_old_release_drains() {
         .contains("ripe runs no canary"));
 }
 
+/// The one line a refused push ends with (it says what it packed and uploaded before).
+fn error_line(out: &caas_e2e::CmdOutput) -> &str {
+    out.stderr.trim().lines().last().unwrap_or_default()
+}
+
 /// `caas builds -a APP --json`, as a list.
 fn builds(p: &Platform, app: &str) -> Vec<serde_json::Value> {
     p.caas_json(&["builds", "-a", app, "--json"])
@@ -522,7 +527,7 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
         let mut all = vec!["push", dir, "-a", app];
         all.extend(args);
         let out = p.caas_code(code, &all);
-        assert_eq!(out.stderr.trim(), want, "{out}");
+        assert_eq!(error_line(&out), want, "{out}");
     }
     let out = p.caas_code(2, &["push", dir, "--weight", "20", "-a", app]);
     assert!(out.stderr.contains("--canary"), "{out}");
@@ -578,7 +583,7 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
     // A second pushed canary while this one runs: refused before it builds.
     let out = p.caas_code(5, &["push", dir, "--canary", "-a", app]);
     assert_eq!(
-        out.stderr.trim(),
+        error_line(&out),
         "error: pushed already runs v2 as a canary with 20% of requests: promote or abort it \
          first (caas releases:promote / releases:abort -a pushed)",
         "{out}"
