@@ -457,10 +457,7 @@ fn a_healthy_auto_canary_is_promoted_and_the_old_release_drains() {
     });
     // The old release drains and goes; v1 alone answers.
     p.wait_for(WAIT, "v2's instances to go", || {
-        p.ps(app)
-            .iter()
-            .all(|i| i["release"] == 1)
-            .then_some(())
+        p.ps(app).iter().all(|i| i["release"] == 1).then_some(())
     });
     p.wait_for(WAIT, "v1 alone to answer", || {
         (0..10)
@@ -474,7 +471,8 @@ fn a_healthy_auto_canary_is_promoted_and_the_old_release_drains() {
         failures(&seen, |_| false).len()
     );
     assert_eq!(failures(&seen, |_| false), Vec::<&Answer>::new());
-    assert!(p.caas_code(4, &["releases:promote", "-a", app])
+    assert!(p
+        .caas_code(4, &["releases:promote", "-a", app])
         .stderr
         .contains("ripe runs no canary"));
 }
@@ -500,10 +498,7 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
     p.caas_ok(&["apps:settings:set", "drain=2s", "-a", app]);
     let base = test_image("stable");
     // The changed app: the same image with another greeting, built from a Dockerfile.
-    let changed = temp_dir_with(&[(
-        "Dockerfile",
-        &format!("FROM {base}\nENV GREETING=canary\n"),
-    )]);
+    let changed = temp_dir_with(&[("Dockerfile", &format!("FROM {base}\nENV GREETING=canary\n"))]);
     let dir = changed.path().to_str().unwrap();
 
     // Bad input: one line, the right code, no build and no release.
@@ -532,7 +527,10 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
     let out = p.caas_code(2, &["push", dir, "--weight", "20", "-a", app]);
     assert!(out.stderr.contains("--canary"), "{out}");
     assert!(builds(&p, app).is_empty());
-    assert_eq!(p.caas_json(&["releases", "-a", app, "--json"]), serde_json::json!([]));
+    assert_eq!(
+        p.caas_json(&["releases", "-a", app, "--json"]),
+        serde_json::json!([])
+    );
 
     p.caas_ok(&["push", "--image", &base, "-a", app]);
     assert!(greet(&p, app, &[]).0.starts_with("stable: "));
@@ -603,5 +601,7 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
     let releases = p.caas_json(&["releases", "-a", app, "--json"]);
     assert_eq!(releases[0]["current"], true, "{releases}");
     assert_eq!(releases[0]["status"], "succeeded", "{releases}");
-    assert!(logs(&p, app).contains("caas[canary]: Canary v2 with 20% of requests beside v1 (build 1)"));
+    assert!(
+        logs(&p, app).contains("caas[canary]: Canary v2 with 20% of requests beside v1 (build 1)")
+    );
 }

@@ -369,7 +369,11 @@ fn signed_event(p: &Platform, receiver: &Receiver, secret: &str, event: &str) ->
             .find(|r| r.header("x-caas-event") == Some(event))
     });
     let sig = format!("sha256={}", hmac_hex(secret, &r.body));
-    assert_eq!(r.header("x-caas-signature-256"), Some(sig.as_str()), "{r:?}");
+    assert_eq!(
+        r.header("x-caas-signature-256"),
+        Some(sig.as_str()),
+        "{r:?}"
+    );
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["event"], event, "{body}");
     assert_eq!(r.header("x-caas-delivery"), body["id"].as_str(), "{body}");
@@ -402,7 +406,10 @@ fn failed_builds_and_crash_loops_are_notified_and_deliveries_outlive_a_kill_9() 
     assert_eq!(build["app"], app, "{build}");
     assert_eq!(build["build"], 1, "{build}");
     assert!(
-        build["text"].as_str().unwrap().starts_with("Build 1 failed: "),
+        build["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Build 1 failed: "),
         "{build}"
     );
 
@@ -453,8 +460,16 @@ fn failed_builds_and_crash_loops_are_notified_and_deliveries_outlive_a_kill_9() 
             .collect()
     };
     let want = vec![
-        (crash["id"].as_str().unwrap().to_string(), "crash".to_string(), "delivered".to_string()),
-        (build["id"].as_str().unwrap().to_string(), "build".to_string(), "delivered".to_string()),
+        (
+            crash["id"].as_str().unwrap().to_string(),
+            "crash".to_string(),
+            "delivered".to_string(),
+        ),
+        (
+            build["id"].as_str().unwrap().to_string(),
+            "build".to_string(),
+            "delivered".to_string(),
+        ),
     ];
     p.wait_for(Duration::from_secs(30), "both deliveries recorded", || {
         (listed(&p) == want).then_some(())

@@ -427,12 +427,7 @@ async fn fetch_and_prepare(
 
 // --- notification webhooks --------------------------------------------------------------
 
-fn hook_view(
-    s: &AppState,
-    app: &str,
-    h: &NotifyHookRecord,
-    secret: bool,
-) -> ApiResult<NotifyHook> {
+fn hook_view(s: &AppState, app: &str, h: &NotifyHookRecord, secret: bool) -> ApiResult<NotifyHook> {
     Ok(NotifyHook {
         url: h.url.clone(),
         events: h.events.clone(),

@@ -36,7 +36,11 @@ pub enum Refused {
         "{app} already runs v{version} as a canary with {weight}% of requests: promote or abort \
          it first (caas releases:promote / releases:abort -a {app})"
     )]
-    Running { app: String, version: u64, weight: u8 },
+    Running {
+        app: String,
+        version: u64,
+        weight: u8,
+    },
     #[error("{app} has no serving release for a canary to run beside: deploy one first")]
     NoServing { app: String },
     #[error("{app} runs no web instances (web=0): a canary takes requests; scale web up first")]

@@ -423,8 +423,7 @@ impl Store {
                         release.output = output.to_vec();
                     }
                     Held::Canary(start) => {
-                        stored.canary =
-                            Some(start(&stored, version).map_err(TxnAbort::Rejected)?);
+                        stored.canary = Some(start(&stored, version).map_err(TxnAbort::Rejected)?);
                         release.status = ReleaseStatus::Held;
                         release.error = None;
                     }

@@ -624,7 +624,10 @@ fn a_canary_release_is_held_and_starts_in_the_same_write(f: &Fixture) {
     let stored = s.app("demo").unwrap().unwrap();
     assert_eq!(stored, rec);
     assert_eq!((stored.release, stored.deploying), (Some(1), None));
-    assert_eq!(stored.canary.as_ref().map(|c| (c.version, c.weight)), Some((2, 20)));
+    assert_eq!(
+        stored.canary.as_ref().map(|c| (c.version, c.weight)),
+        Some((2, 20))
+    );
     assert_eq!(stored.next_version, 3);
     // A second one is refused: no version is taken, nothing changes.
     assert!(matches!(
