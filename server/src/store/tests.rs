@@ -4,7 +4,7 @@
 //! under a prefix of its own.
 
 use super::*;
-use caas_api::Timestamp;
+use caas_api::{ReleaseStatus, Timestamp};
 use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 
