@@ -588,6 +588,18 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
     );
     assert_eq!(builds(&p, app).len(), 1);
 
+    // Aborted, it stays held; with no version named, releases:canary takes it again (the
+    // newest release not serving).
+    p.caas_ok(&["releases:abort", "-a", app]);
+    let releases = p.caas_json(&["releases", "-a", app, "--json"]);
+    assert_eq!(releases[0]["status"], "held", "{releases}");
+    assert_eq!(releases[0]["canary"], false, "{releases}");
+    let out = p.caas_ok(&["releases:canary", "--weight", "20", "-a", app]);
+    assert!(
+        out.contains("Started canary v2 of pushed with 20% of requests beside v1: up"),
+        "{out}"
+    );
+
     let out = p.caas_ok(&["releases:promote", "-a", app]);
     assert!(
         out.contains("Promoting canary v2 of pushed... done, v2 serves"),
