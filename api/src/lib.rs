@@ -193,6 +193,9 @@ pub enum ReleaseStatus {
     Failed,
     /// A newer release replaced it before it came up.
     Superseded,
+    /// Recorded without rolling out (`caas push --canary`): it takes requests only as the
+    /// app's canary, until promoted (then it rolls out as usual).
+    Held,
 }
 
 impl ReleaseStatus {
@@ -202,6 +205,7 @@ impl ReleaseStatus {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Superseded => "superseded",
+            Self::Held => "held",
         }
     }
 }

@@ -38,7 +38,8 @@ pub fn check_size(name: &str, len: u64, max_upload_mb: u64) -> Result<(), CliErr
 
 /// `POST /v1/apps/APP/builds?source=KIND&name=NAME` with the file as the body. Answers the open
 /// event stream; refusals (404, 413, 422) are errors with the server's message.
-pub fn upload(client: &Client, app: &str, upload: Upload) -> Result<Response> {
+/// `canary`: the weight of `caas push --canary` (the release is held and runs as a canary).
+pub fn upload(client: &Client, app: &str, upload: Upload, canary: Option<u8>) -> Result<Response> {
     let Upload {
         kind,
         name,
@@ -53,9 +54,14 @@ pub fn upload(client: &Client, app: &str, upload: Upload) -> Result<Response> {
         len,
     };
     let body = reqwest::blocking::Body::sized(reader, len);
+    let weight = canary.map(|w| w.to_string());
+    let mut query = vec![("source", kind.as_str()), ("name", name.as_str())];
+    if let Some(w) = &weight {
+        query.push(("canary", w.as_str()));
+    }
     let result = client.post_upload(
         &format!("/v1/apps/{app}/builds"),
-        &[("source", kind.as_str()), ("name", &name)],
+        &query,
         "application/octet-stream",
         body,
     );

@@ -307,7 +307,8 @@ pub fn wait_until_up(
                     a.deploying.or(a.release).unwrap_or(version),
                 ));
             }
-            ReleaseStatus::Deploying => {}
+            // Held: a canary (`push --canary`), until promoted.
+            ReleaseStatus::Deploying | ReleaseStatus::Held => {}
         }
         // Only for people: what the instances of this release are doing.
         let states = client

@@ -667,6 +667,20 @@ mod tests {
     }
 
     #[test]
+    fn a_pushed_canary_is_built_from_source_and_its_weight_needs_it() {
+        let err = Cli::try_parse_from(["caas", "push", "--image", "x", "--canary", "-a", "demo"])
+            .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let err =
+            Cli::try_parse_from(["caas", "push", ".", "--weight", "20", "-a", "demo"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(
+            Cli::try_parse_from(["caas", "push", "--canary", "--weight", "20", "-a", "x"]).is_ok()
+        );
+    }
+
+    #[test]
     fn usage_errors_exit_2() {
         let err = Cli::try_parse_from(["caas", "buildpacks:set"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);

@@ -14,7 +14,7 @@ use caas_api::{LogLine, Timestamp};
 use hmac::{Hmac, Mac};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -139,46 +139,8 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Recent deliveries per `(app, url)`, newest first, for `caas webhooks`.
-#[derive(Default)]
-pub struct Deliveries {
-    inner: Mutex<HashMap<(String, String), VecDeque<NotifyDelivery>>>,
-}
-
-impl Deliveries {
-    pub fn of(&self, app: &str, url: &str) -> Vec<NotifyDelivery> {
-        self.inner
-            .lock()
-            .unwrap()
-            .get(&(app.to_string(), url.to_string()))
-            .map(|d| d.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    fn record(&self, app: &str, url: &str, d: &NotifyDelivery) {
-        let mut inner = self.inner.lock().unwrap();
-        let list = inner.entry((app.to_string(), url.to_string())).or_default();
-        match list.iter_mut().find(|x| x.id == d.id) {
-            Some(x) => *x = d.clone(),
-            None => {
-                list.push_front(d.clone());
-                list.truncate(RECENT);
-            }
-        }
-    }
-
-    /// The app's webhook was removed, or the app destroyed.
-    pub fn forget(&self, app: &str, url: Option<&str>) {
-        self.inner
-            .lock()
-            .unwrap()
-            .retain(|(a, u), _| a != app || url.is_some_and(|url| url != u));
-    }
-}
-
 pub struct Notifier {
     pub store: Store,
-    pub deliveries: Arc<Deliveries>,
     pub rx: mpsc::Receiver<(String, LogLine)>,
 }
 
@@ -237,18 +199,20 @@ impl Notifier {
                 };
                 let delivery = Delivery {
                     client: client.clone(),
-                    deliveries: self.deliveries.clone(),
+                    store: self.store.clone(),
                     hook,
                     event,
                 };
                 if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
                     in_flight.fetch_sub(1, Ordering::SeqCst);
-                    delivery.record(
-                        DeliveryState::Failed,
-                        0,
-                        None,
-                        Some("too many deliveries under way: dropped".into()),
-                    );
+                    delivery
+                        .record(
+                            DeliveryState::Failed,
+                            0,
+                            None,
+                            Some("too many deliveries under way: dropped".into()),
+                        )
+                        .await;
                     continue;
                 }
                 let (in_flight, stop) = (in_flight.clone(), shutdown.clone());
@@ -266,32 +230,38 @@ impl Notifier {
 
 struct Delivery {
     client: reqwest::Client,
-    deliveries: Arc<Deliveries>,
+    store: Store,
     hook: NotifyHookRecord,
     event: NotifyEvent,
 }
 
 impl Delivery {
-    fn record(
+    /// Keeps where the delivery stands in the store (flushed: `caas webhooks` shows it after
+    /// a restart too). A store that fails loses a line of history, never the delivery.
+    async fn record(
         &self,
         state: DeliveryState,
         attempts: u32,
         status: Option<u16>,
         error: Option<String>,
     ) {
-        self.deliveries.record(
-            &self.event.app,
-            &self.hook.url,
-            &NotifyDelivery {
-                id: self.event.id.clone(),
-                event: self.event.event.clone(),
-                state,
-                attempts,
-                status,
-                error,
-                at: Timestamp::now(),
-            },
-        );
+        let d = NotifyDelivery {
+            id: self.event.id.clone(),
+            event: self.event.event.clone(),
+            state,
+            attempts,
+            status,
+            error,
+            at: Timestamp::now(),
+        };
+        let (app, url) = (&self.event.app, &self.hook.url);
+        let kept = match self.store.record_delivery(app, url, &d, RECENT) {
+            Ok(()) => self.store.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = kept {
+            tracing::error!(app, url, "recording a notification delivery: {e}");
+        }
     }
 
     async fn run(self) {
@@ -312,12 +282,10 @@ impl Delivery {
                 .await;
             let (status, error) = match sent {
                 Ok(r) if r.status().is_success() => {
-                    return self.record(
-                        DeliveryState::Delivered,
-                        attempt,
-                        Some(r.status().as_u16()),
-                        None,
-                    );
+                    let status = Some(r.status().as_u16());
+                    return self
+                        .record(DeliveryState::Delivered, attempt, status, None)
+                        .await;
                 }
                 Ok(r) => (
                     Some(r.status().as_u16()),
@@ -337,7 +305,7 @@ impl Delivery {
                 attempt,
                 "notification: {error}"
             );
-            self.record(state, attempt, status, Some(error));
+            self.record(state, attempt, status, Some(error)).await;
             if !last {
                 tokio::time::sleep(wait).await;
                 wait *= 2;

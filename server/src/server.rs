@@ -585,11 +585,9 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     // Deploy notifications follow the platform's lines from the hub, in their own task.
     let (tap, tapped) = tokio::sync::mpsc::channel(crate::notify::TAP_QUEUE);
     logs.set_tap(tap);
-    let deliveries = Arc::new(crate::notify::Deliveries::default());
     tasks.spawn(
         crate::notify::Notifier {
             store: store.clone(),
-            deliveries: deliveries.clone(),
             rx: tapped,
         }
         .run(shutdown.clone()),
@@ -612,7 +610,6 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         auth_failures: Arc::default(),
         gateway_serving: Arc::new(tokio::sync::watch::Sender::new(0)),
         push_locks: Arc::default(),
-        deliveries,
         addons: Arc::new(crate::addons::Services {
             engine: engine.clone(),
             cluster: cluster_id.clone(),

@@ -1,9 +1,11 @@
 //! Canary releases as a user runs them: a share of the requests goes to the canary, a header
 //! reaches either release, a sticky cookie holds a browser, `ps`/`releases`/`metrics` show both
-//! releases side by side, promote and abort change what serves without one failed request, and
-//! an `--auto` canary answering 500 is aborted while the serving release answers throughout.
+//! releases side by side, promote and abort change what serves without one failed request, an
+//! `--auto` canary answering 500 is aborted while the serving release answers throughout, a
+//! healthy one is promoted by itself, and `push --canary` builds a release that starts as a
+//! canary instead of rolling out.
 
-use caas_e2e::{http_request, test_image, Platform, DOMAIN};
+use caas_e2e::{http_request, temp_dir_with, test_image, Platform, DOMAIN};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -403,5 +405,215 @@ fn an_auto_canary_answering_500_is_aborted_while_the_serving_release_answers() {
             .iter()
             .all(|r| r["canary"] == false),
         "{releases}"
+    );
+}
+
+#[test]
+fn a_healthy_auto_canary_is_promoted_and_the_old_release_drains() {
+    let p = Platform::start();
+    let app = "ripe";
+    p.caas_ok(&["apps:create", app]);
+    p.caas_ok(&["apps:settings:set", "drain=2s", "-a", app]);
+    p.caas_ok(&["push", "--image", &test_image("ripe"), "-a", app]);
+    p.caas_ok(&["config:set", "GREETING=stable", "-a", app]);
+    assert!(greet(&p, app, &[]).0.starts_with("stable: "));
+
+    // v1 (the image's own greeting) runs beside v2 with half the requests; it stays healthy,
+    // so the judge promotes it once --promote-after has passed. The margins are wide: this is
+    // about promotion, not about a busy machine's latency.
+    let load = Load::start(p.gateway(), app, "/");
+    let out = p.caas_ok(&[
+        "releases:canary",
+        "--weight",
+        "50",
+        "--auto",
+        "--max-5xx-increase",
+        "50",
+        "--max-p95-increase",
+        "5s",
+        "--promote-after",
+        "5s",
+        "--min-requests",
+        "5",
+        "-a",
+        app,
+    ]);
+    assert!(
+        out.contains("Started canary v1 of ripe with 50% of requests beside v2: up"),
+        "{out}"
+    );
+    let want = "caas[canary]: Promoting canary v1: healthy for 5s (--promote-after); it rolls \
+                out now (canary v1 5xx 0.0% p95 ";
+    let events = p.wait_for(WAIT, "the judge to promote v1", || {
+        let l = logs(&p, app);
+        l.contains(want).then_some(l)
+    });
+    let line = events.lines().find(|l| l.contains(want)).unwrap();
+    assert!(line.contains("; stable v2 5xx 0.0% p95 "), "{line}");
+    p.wait_for(WAIT, "v1 to serve", || {
+        let releases = p.caas_json(&["releases", "-a", app, "--json"]);
+        let v1 = releases.as_array()?.iter().find(|r| r["version"] == 1)?;
+        (v1["current"] == true).then_some(())
+    });
+    // The old release drains and goes; v1 alone answers.
+    p.wait_for(WAIT, "v2's instances to go", || {
+        p.ps(app).iter().all(|i| i["release"] == 1).then_some(())
+    });
+    p.wait_for(WAIT, "v1 alone to answer", || {
+        (0..10)
+            .all(|_| greet(&p, app, &[]).0.starts_with("ripe: "))
+            .then_some(())
+    });
+    let seen = load.finish();
+    println!(
+        "measured: {} requests while the auto canary ran and was promoted, {} failed",
+        seen.len(),
+        failures(&seen, |_| false).len()
+    );
+    assert_eq!(failures(&seen, |_| false), Vec::<&Answer>::new());
+    assert!(p
+        .caas_code(4, &["releases:promote", "-a", app])
+        .stderr
+        .contains("ripe runs no canary"));
+}
+
+/// The one line a refused push ends with (it says what it packed and uploaded before).
+fn error_line(out: &caas_e2e::CmdOutput) -> &str {
+    out.stderr.trim().lines().last().unwrap_or_default()
+}
+
+/// `caas builds -a APP --json`, as a list.
+fn builds(p: &Platform, app: &str) -> Vec<serde_json::Value> {
+    p.caas_json(&["builds", "-a", app, "--json"])
+        .as_array()
+        .cloned()
+        .expect("builds are a list")
+}
+
+#[test]
+fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted() {
+    let p = Platform::start();
+    let app = "pushed";
+    p.caas_ok(&["apps:create", app]);
+    p.caas_ok(&["apps:settings:set", "drain=2s", "-a", app]);
+    let base = test_image("stable");
+    // The changed app: the same image with another greeting, built from a Dockerfile.
+    let changed = temp_dir_with(&[("Dockerfile", &format!("FROM {base}\nENV GREETING=canary\n"))]);
+    let dir = changed.path().to_str().unwrap();
+
+    // Bad input: one line, the right code, no build and no release.
+    for (code, args, want) in [
+        (
+            5,
+            vec!["--canary"],
+            "error: pushed has no serving release for a canary to run beside: deploy one first",
+        ),
+        (
+            2,
+            vec!["--canary", "--weight", "0"],
+            "error: invalid --weight \"0\": give a percentage of requests from 1 to 99",
+        ),
+        (
+            2,
+            vec!["--canary", "--weight", "100"],
+            "error: invalid --weight \"100\": give a percentage of requests from 1 to 99",
+        ),
+    ] {
+        let mut all = vec!["push", dir, "-a", app];
+        all.extend(args);
+        let out = p.caas_code(code, &all);
+        assert_eq!(error_line(&out), want, "{out}");
+    }
+    let out = p.caas_code(2, &["push", dir, "--weight", "20", "-a", app]);
+    assert!(out.stderr.contains("--canary"), "{out}");
+    assert!(builds(&p, app).is_empty());
+    assert_eq!(
+        p.caas_json(&["releases", "-a", app, "--json"]),
+        serde_json::json!([])
+    );
+
+    p.caas_ok(&["push", "--image", &base, "-a", app]);
+    assert!(greet(&p, app, &[]).0.starts_with("stable: "));
+
+    // Built and recorded as v2, then started as a 20 % canary instead of rolling out.
+    let out = p.caas_ok(&["push", dir, "--canary", "--weight", "20", "-a", app]);
+    assert!(
+        out.contains("-----> Started v2 with 20% of requests beside v1 (build 1) as a canary"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Started canary v2 of pushed with 20% of requests: up"),
+        "{out}"
+    );
+    let releases = p.caas_json(&["releases", "-a", app, "--json"]);
+    assert_eq!(releases[0]["version"], 2, "{releases}");
+    assert_eq!(releases[0]["status"], "held", "{releases}");
+    assert_eq!(releases[0]["canary"], true, "{releases}");
+    assert_eq!(releases[1]["current"], true, "{releases}");
+    p.wait_for(WAIT, "the gateway to route v2", || {
+        greet(&p, app, &[("X-Caas-Release", "v2")])
+            .0
+            .starts_with("canary: ")
+            .then_some(())
+    });
+
+    // Both answer: by weight, and by header.
+    let mut to_canary = 0;
+    for _ in 0..200 {
+        let body = greet(&p, app, &[]).0;
+        if body.starts_with("canary: ") {
+            to_canary += 1;
+        } else {
+            assert!(body.starts_with("stable: "), "{body}");
+        }
+    }
+    println!("measured: {to_canary} of 200 requests reached the pushed 20% canary");
+    assert!((20..=60).contains(&to_canary), "{to_canary} of 200");
+    for _ in 0..10 {
+        assert!(greet(&p, app, &[("X-Caas-Release", "v1")])
+            .0
+            .starts_with("stable: "));
+        assert!(greet(&p, app, &[("X-Caas-Release", "v2")])
+            .0
+            .starts_with("canary: "));
+    }
+
+    // A second pushed canary while this one runs: refused before it builds.
+    let out = p.caas_code(5, &["push", dir, "--canary", "-a", app]);
+    assert_eq!(
+        error_line(&out),
+        "error: pushed already runs v2 as a canary with 20% of requests: promote or abort it \
+         first (caas releases:promote / releases:abort -a pushed)",
+        "{out}"
+    );
+    assert_eq!(builds(&p, app).len(), 1);
+
+    // Aborted, it stays held; with no version named, releases:canary takes it again (the
+    // newest release not serving).
+    p.caas_ok(&["releases:abort", "-a", app]);
+    let releases = p.caas_json(&["releases", "-a", app, "--json"]);
+    assert_eq!(releases[0]["status"], "held", "{releases}");
+    assert_eq!(releases[0]["canary"], false, "{releases}");
+    let out = p.caas_ok(&["releases:canary", "--weight", "20", "-a", app]);
+    assert!(
+        out.contains("Started canary v2 of pushed with 20% of requests beside v1: up"),
+        "{out}"
+    );
+
+    let out = p.caas_ok(&["releases:promote", "-a", app]);
+    assert!(
+        out.contains("Promoting canary v2 of pushed... done, v2 serves"),
+        "{out}"
+    );
+    p.wait_for(WAIT, "v2 alone to answer", || {
+        (0..10)
+            .all(|_| greet(&p, app, &[]).0.starts_with("canary: "))
+            .then_some(())
+    });
+    let releases = p.caas_json(&["releases", "-a", app, "--json"]);
+    assert_eq!(releases[0]["current"], true, "{releases}");
+    assert_eq!(releases[0]["status"], "succeeded", "{releases}");
+    assert!(
+        logs(&p, app).contains("caas[canary]: Canary v2 with 20% of requests beside v1 (build 1)")
     );
 }

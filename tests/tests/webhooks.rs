@@ -3,7 +3,10 @@
 //! GitHub, Gitea and GitLab sign them, and the notification receiver is a loopback server of
 //! the test.
 
-use caas_e2e::{http_request, run, test_image, GitHost, Platform, Receiver};
+use caas_e2e::{
+    docker_ok, http_request, run, temp_dir_with, test_image, GitHost, HookRequest, Platform,
+    Receiver,
+};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -305,11 +308,7 @@ fn notifications_are_signed_and_retried() {
         "-a",
         "notified",
     ]);
-    let secret = out
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Signing secret: "))
-        .expect("the signing secret is shown once")
-        .to_string();
+    let secret = signing_secret(&out);
     p.caas_code(5, &["webhooks:add", &receiver.url(), "-a", "notified"]);
 
     p.caas_ok(&["push", "--image", &test_image("notify"), "-a", "notified"]);
@@ -351,4 +350,133 @@ fn notifications_are_signed_and_retried() {
         p.caas_json(&["webhooks", "-a", "notified", "--json"]),
         json!([])
     );
+}
+
+/// The signing secret `webhooks:add` shows once.
+fn signing_secret(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("Signing secret: "))
+        .expect("the signing secret is shown once")
+        .to_string()
+}
+
+/// The first request the receiver got for `event`, once its signature checked out; its body.
+fn signed_event(p: &Platform, receiver: &Receiver, secret: &str, event: &str) -> Value {
+    let r: HookRequest = p.wait_for(WAIT, &format!("a {event} event"), || {
+        receiver
+            .received()
+            .into_iter()
+            .find(|r| r.header("x-caas-event") == Some(event))
+    });
+    let sig = format!("sha256={}", hmac_hex(secret, &r.body));
+    assert_eq!(
+        r.header("x-caas-signature-256"),
+        Some(sig.as_str()),
+        "{r:?}"
+    );
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["event"], event, "{body}");
+    assert_eq!(r.header("x-caas-delivery"), body["id"].as_str(), "{body}");
+    body
+}
+
+#[test]
+fn failed_builds_and_crash_loops_are_notified_and_deliveries_outlive_a_kill_9() {
+    let mut p = Platform::start();
+    let app = "watched";
+    p.caas_ok(&["apps:create", app]);
+    let receiver = Receiver::start(0);
+    let out = p.caas_ok(&[
+        "webhooks:add",
+        &receiver.url(),
+        "--events",
+        "build,crash",
+        "-a",
+        app,
+    ]);
+    let secret = signing_secret(&out);
+    let base = test_image("watched");
+    p.caas_ok(&["push", "--image", &base, "-a", app]);
+
+    // A build that fails: its Dockerfile's RUN step exits 3.
+    let broken = temp_dir_with(&[("Dockerfile", &format!("FROM {base}\nRUN exit 3\n"))]);
+    p.caas_code(1, &["push", broken.path().to_str().unwrap(), "-a", app]);
+    let build = signed_event(&p, &receiver, &secret, "build");
+    assert_eq!(build["status"], "failed", "{build}");
+    assert_eq!(build["app"], app, "{build}");
+    assert_eq!(build["build"], 1, "{build}");
+    assert!(
+        build["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Build 1 failed: "),
+        "{build}"
+    );
+
+    // A crash loop: the instance's container is killed three times, each after it came back.
+    for n in 1..=3u64 {
+        let running = p.wait_for(WAIT, "one running container", || {
+            let c = p.running_containers(app);
+            (c.len() == 1).then_some(c)
+        });
+        docker_ok(&["kill", &running[0].id]);
+        p.wait_for(WAIT, "the instance to be restarted", || {
+            p.ps(app)
+                .first()
+                .is_some_and(|i| i["restarts"].as_u64() >= Some(n) && i["state"] == "up")
+                .then_some(())
+        });
+    }
+    let crash = signed_event(&p, &receiver, &secret, "crash");
+    assert_eq!(crash["status"], "crash_loop", "{crash}");
+    assert_eq!(crash["instance"], "web.1", "{crash}");
+    assert!(
+        crash["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("web.1 crashed: exited with status 137"),
+        "{crash}"
+    );
+    assert_eq!(
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.header("x-caas-event") == Some("crash"))
+            .count(),
+        1,
+        "a loop is said once"
+    );
+
+    // Both deliveries are listed, newest first, and still are after kill -9 and a restart.
+    let listed = |p: &Platform| -> Vec<(String, String, String)> {
+        p.caas_json(&["webhooks", "-a", app, "--json"])[0]["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                let s = |k: &str| d[k].as_str().unwrap_or_default().to_string();
+                (s("id"), s("event"), s("state"))
+            })
+            .collect()
+    };
+    let want = vec![
+        (
+            crash["id"].as_str().unwrap().to_string(),
+            "crash".to_string(),
+            "delivered".to_string(),
+        ),
+        (
+            build["id"].as_str().unwrap().to_string(),
+            "build".to_string(),
+            "delivered".to_string(),
+        ),
+    ];
+    p.wait_for(Duration::from_secs(30), "both deliveries recorded", || {
+        (listed(&p) == want).then_some(())
+    });
+    p.kill9();
+    p.restart();
+    assert_eq!(listed(&p), want);
+    let table = p.caas_ok(&["webhooks", "-a", app]);
+    assert!(table.contains("delivered"), "{table}");
 }

@@ -170,6 +170,12 @@ pub fn start(args: StartArgs) -> Result<()> {
     let Some(timeout) = args.wait.timeout() else {
         return done(&args.json, &started, &format!("Starting {what}"));
     };
+    let now = wait_up(&client, &name, &what, timeout)?;
+    done(&args.json, &now, &format!("Started {what}: up"))
+}
+
+/// Waits until an instance of the app's canary (`what`, for messages) is up.
+pub fn wait_up(client: &Client, name: &str, what: &str, timeout: Duration) -> Result<CanaryStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         let now: CanaryStatus = match client.get(&format!("/v1/apps/{name}/canary")) {
@@ -188,7 +194,7 @@ pub fn start(args: StartArgs) -> Result<()> {
             .iter()
             .any(|r| r.role == "canary" && r.instances_up > 0)
         {
-            return done(&args.json, &now, &format!("Started {what}: up"));
+            return Ok(now);
         }
         if Instant::now() >= deadline {
             return Err(CliError::Failed(format!(

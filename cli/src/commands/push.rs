@@ -23,6 +23,18 @@ pub struct PushArgs {
     /// Deploy this Docker image instead; uploaded from the local engine if the server lacks it
     #[arg(long, value_name = "REF")]
     image: Option<String>,
+    /// Build and record the release, but instead of rolling it out start it as a canary beside
+    /// the serving release (see caas releases:canary)
+    #[arg(long, conflicts_with = "image")]
+    canary: bool,
+    /// With --canary: percent of requests the canary gets, 1 to 99 [default: 10]
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        requires = "canary",
+        allow_negative_numbers = true
+    )]
+    weight: Option<String>,
     #[command(flatten)]
     app: AppArg,
     #[command(flatten)]
@@ -31,11 +43,15 @@ pub struct PushArgs {
 
 pub fn push(args: PushArgs) -> Result<()> {
     let wait = args.wait.timeout();
+    let canary = match (args.canary, &args.weight) {
+        (false, _) => None,
+        (true, w) => Some(super::canary::parse_weight(w.as_deref().unwrap_or("10"))?),
+    };
     match args.image {
         Some(image) => push_image_cmd(&image, args.app.app, wait),
         None => {
             let path = args.path.unwrap_or_else(|| PathBuf::from("."));
-            push_source(&path, args.app.app, wait)
+            push_source(&path, args.app.app, wait, canary)
         }
     }
 }
@@ -57,7 +73,12 @@ fn push_image_cmd(image: &str, app: Option<String>, wait: Option<Duration>) -> R
 
 /// `caas push PATH`: pack or take the file, upload it as a build, print the build's output as it
 /// happens, then wait for the release like an image push does.
-fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Result<()> {
+fn push_source(
+    path: &Path,
+    app: Option<String>,
+    wait: Option<Duration>,
+    canary: Option<u8>,
+) -> Result<()> {
     // Everything that can be found out locally is, before the first request.
     let target = source::classify(path)?;
     let name = resolve_app(app)?;
@@ -93,13 +114,29 @@ fn push_source(path: &Path, app: Option<String>, wait: Option<Duration>) -> Resu
     };
     build::check_size(&upload.name, upload.len, max_upload_mb)?;
 
-    let stream = build::upload(&client, &name, upload)?;
+    let stream = build::upload(&client, &name, upload, canary)?;
     // The server's build output ends with its own `-----> Released vN (IMAGE, SIZE)` line.
     let built = {
         let mut out = std::io::stdout().lock();
         build::follow(stream, &name, &mut out)?
     };
-    after_release(&client, &name, built.release, wait)
+    let Some(weight) = canary else {
+        return after_release(&client, &name, built.release, wait);
+    };
+    let v = built.release;
+    let what = format!("canary v{v} of {name} with {weight}% of requests");
+    match wait {
+        None => note(&format!(
+            "Starting {what}; caas ps -a {name} shows both releases"
+        )),
+        Some(timeout) => {
+            super::canary::wait_up(&client, &name, &what, timeout)?;
+            say(&format!(
+                "Started {what}: up (caas releases:promote or releases:abort -a {name})"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 /// Packs `dir` with a spinner on a terminal, and says what went in.

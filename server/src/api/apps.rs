@@ -131,7 +131,6 @@ async fn destroy_app(s: AppState, app: String) -> ApiResult<StatusCode> {
     s.runner.end_app(&app).await;
     s.logs.remove(&app);
     s.traffic.remove(&app);
-    s.deliveries.forget(&app, None);
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();
     let repos = s.repos.clone();

@@ -54,6 +54,10 @@ pub struct CreateQuery {
     /// The uploaded file's name, for messages and for the `.war`/`.jar` kept in the build.
     #[serde(default)]
     name: Option<String>,
+    /// `caas push --canary --weight N`: hold the release and start it as a canary with N % of
+    /// requests instead of rolling it out.
+    #[serde(default)]
+    canary: Option<u8>,
 }
 
 /// A file name from a client, for display only: printable, no path, bounded.
@@ -88,14 +92,27 @@ pub async fn create(
     Query(q): Query<CreateQuery>,
     body: Body,
 ) -> ApiResult<Response> {
-    load_app(&s, &caller, &app, Access::Deploy)?;
+    let rec = load_app(&s, &caller, &app, Access::Deploy)?;
     let name = display_name(q.name, q.source)?;
-    let mut prepared = s
-        .builder
-        .prepare(&app, q.source, &name, body.into_data_stream())
-        .await?;
+    let mut body = body.into_data_stream();
+    if let Some(weight) = q.canary {
+        // Refused before the build (the release's write checks again); the upload is read to
+        // its end so that the client gets to read why.
+        let refused = super::canary::check_weight(weight)
+            .and_then(|()| Ok(crate::canary::refuse_start(&rec)?));
+        if let Err(e) = refused {
+            crate::builder::discard(&mut body, s.config.max_upload).await;
+            return Err(e);
+        }
+    }
+    let mut prepared = s.builder.prepare(&app, q.source, &name, body).await?;
     prepared.user = Some(caller.user.clone());
-    super::audit(&s, &caller, "push", Some(&app), format!("build of {name}"));
+    prepared.canary = q.canary;
+    let what = match q.canary {
+        Some(w) => format!("build of {name} as a canary with {w}% of requests"),
+        None => format!("build of {name}"),
+    };
+    super::audit(&s, &caller, "push", Some(&app), what);
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     s.builder.spawn(prepared, tx);
     let stream = ReceiverStream::new(rx).map(|ev: BuildEvent| super::ndjson(&ev));

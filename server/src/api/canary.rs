@@ -18,19 +18,16 @@ impl From<Refused> for ApiError {
     fn from(r: Refused) -> Self {
         match r {
             Refused::NoCanary { .. } => ApiError::NotFound(r.to_string()),
-            Refused::Deploying { .. } => ApiError::Conflict(r.to_string()),
+            Refused::Deploying { .. }
+            | Refused::Running { .. }
+            | Refused::NoServing { .. }
+            | Refused::NoWeb { .. } => ApiError::Conflict(r.to_string()),
         }
     }
 }
 
-fn check_weight(weight: u8) -> ApiResult<()> {
-    if (1..=99).contains(&weight) {
-        Ok(())
-    } else {
-        Err(ApiError::Invalid(format!(
-            "invalid --weight {weight}: give a percentage of requests from 1 to 99"
-        )))
-    }
+pub(super) fn check_weight(weight: u8) -> ApiResult<()> {
+    crate::canary::check_weight(weight).map_err(ApiError::Invalid)
 }
 
 fn check_auto(a: &CanaryAuto) -> ApiResult<()> {
@@ -116,36 +113,6 @@ pub async fn get(
     Ok(Json(status(&s, &rec)?))
 }
 
-/// Why the app cannot start a canary now, if it cannot (checked before and in the write).
-fn refuse_start(rec: &AppRecord) -> ApiResult<u64> {
-    let app = &rec.name;
-    if let Some(c) = &rec.canary {
-        return Err(ApiError::Conflict(format!(
-            "{app} already runs v{} as a canary with {}% of requests: promote or abort it first \
-             (caas releases:promote / releases:abort -a {app})",
-            c.version, c.weight
-        )));
-    }
-    let Some(serving) = rec.release else {
-        return Err(ApiError::Conflict(format!(
-            "{app} has no serving release for a canary to run beside: deploy one first"
-        )));
-    };
-    if let Some(v) = rec.deploying {
-        return Err(Refused::Deploying {
-            app: app.clone(),
-            version: v,
-        }
-        .into());
-    }
-    if rec.formation.get(WEB).copied().unwrap_or(0) == 0 {
-        return Err(ApiError::Conflict(format!(
-            "{app} runs no web instances (web=0): a canary takes requests; scale web up first"
-        )));
-    }
-    Ok(serving)
-}
-
 #[utoipa::path(post, path = "/v1/apps/{app}/canary", tag = "canary", operation_id = "canary_start", params(("app" = String, Path)), request_body = CanaryRequest, responses((status = 201, description = "started", body = CanaryStatus), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
 pub async fn start(
     caller: Caller,
@@ -158,7 +125,7 @@ pub async fn start(
     if let Some(a) = &req.auto {
         check_auto(a)?;
     }
-    let serving = refuse_start(&rec)?;
+    let serving = crate::canary::refuse_start(&rec)?;
     let target = match req.version {
         Some(v) => super::config::named_release(&s, &app, v)?,
         None => s
@@ -193,7 +160,7 @@ pub async fn start(
         auto: req.auto.clone(),
     };
     let rec = s.store.update_app::<ApiError>(&app, |rec| {
-        if refuse_start(rec)? != serving {
+        if crate::canary::refuse_start(rec)? != serving {
             return Err(ApiError::Conflict(format!(
                 "{app}'s serving release changed meanwhile; try again"
             )));

@@ -570,7 +570,8 @@ impl Push {
                     .await;
                     return true;
                 }
-                ReleaseStatus::Deploying => {}
+                // A git push never holds its release; held or deploying, it is not up yet.
+                ReleaseStatus::Deploying | ReleaseStatus::Held => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 self.say(&format!(

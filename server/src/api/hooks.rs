@@ -427,14 +427,14 @@ async fn fetch_and_prepare(
 
 // --- notification webhooks --------------------------------------------------------------
 
-fn hook_view(s: &AppState, app: &str, h: &NotifyHookRecord, secret: bool) -> NotifyHook {
-    NotifyHook {
+fn hook_view(s: &AppState, app: &str, h: &NotifyHookRecord, secret: bool) -> ApiResult<NotifyHook> {
+    Ok(NotifyHook {
         url: h.url.clone(),
         events: h.events.clone(),
         created_at: h.created_at,
         secret: secret.then(|| h.secret.clone()),
-        deliveries: s.deliveries.of(app, &h.url),
-    }
+        deliveries: s.store.notify_deliveries(app, &h.url)?,
+    })
 }
 
 #[utoipa::path(get, path = "/v1/apps/{app}/webhooks", tag = "webhooks", operation_id = "webhooks_list", params(("app" = String, Path)), responses((status = 200, description = "OK", body = Vec<NotifyHook>), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
@@ -445,12 +445,8 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<NotifyHook>>> {
     load_app(&s, &caller, &app, Access::Manage)?;
     let hooks = s.store.notify_hooks(&app)?;
-    Ok(Json(
-        hooks
-            .iter()
-            .map(|h| hook_view(&s, &app, h, false))
-            .collect(),
-    ))
+    let views = hooks.iter().map(|h| hook_view(&s, &app, h, false));
+    Ok(Json(views.collect::<ApiResult<_>>()?))
 }
 
 #[utoipa::path(post, path = "/v1/apps/{app}/webhooks", tag = "webhooks", operation_id = "webhooks_add", params(("app" = String, Path)), request_body = AddNotifyHook, responses((status = "2XX", description = "done", body = NotifyHook), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
@@ -502,7 +498,7 @@ pub async fn add(
     super::audit(&s, &caller, "webhooks:add", Some(&app), url.clone());
     s.logs
         .event(&app, "webhook", format!("Added webhook {url}"));
-    Ok((StatusCode::CREATED, Json(hook_view(&s, &app, &rec, true))))
+    Ok((StatusCode::CREATED, Json(hook_view(&s, &app, &rec, true)?)))
 }
 
 #[derive(Deserialize)]
@@ -531,8 +527,8 @@ pub async fn remove(
             q.url
         )));
     }
+    s.store.forget_deliveries(&app, &q.url)?;
     s.store.flush().await?;
-    s.deliveries.forget(&app, Some(&q.url));
     super::audit(&s, &caller, "webhooks:remove", Some(&app), q.url.clone());
     s.logs
         .event(&app, "webhook", format!("Removed webhook {}", q.url));

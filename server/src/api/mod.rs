@@ -116,8 +116,6 @@ pub struct AppState {
     pub gateway_serving: Arc<tokio::sync::watch::Sender<u64>>,
     /// One push event per app at a time (`hooks.rs`).
     pub push_locks: Arc<hooks::PushLocks>,
-    /// Recent deliveries of notification webhooks (`crate::notify`).
-    pub deliveries: Arc<crate::notify::Deliveries>,
     /// Add-on services on this host (`crate::addons`).
     pub addons: Arc<crate::addons::Services>,
     /// What the scheduler could not place.

@@ -558,36 +558,53 @@ impl Builder {
         adjust(&mut candidate);
         let candidate = make(&candidate, candidate.next_version)?;
         let failure = self.release_phase(&candidate, out).await;
-        let release = match &failure {
+        let release = match (&failure, p.canary) {
             // Recorded failed: nothing of the app changes and nothing of it starts.
-            Some(f) => self
+            (Some(f), _) => self
                 .store
                 .record_failed_release::<BuildError>(&p.app, make, &f.reason, &f.output)?,
-            None => {
+            (None, Some(weight)) => {
+                let (rec, release) = self.store.create_canary_release(&p.app, make, |rec, v| {
+                    crate::canary::refuse_start(rec)
+                        .map_err(|r| BuildError::Failed(r.to_string()))?;
+                    Ok(caas_api::canary::Canary {
+                        version: v,
+                        weight,
+                        sticky: false,
+                        started_at: Timestamp::now(),
+                        auto: None,
+                    })
+                })?;
+                self.store.flush().await?;
+                let what = format!(
+                    "v{} with {weight}% of requests beside v{} (build {})",
+                    release.version,
+                    rec.release.unwrap_or(0),
+                    p.number
+                );
+                out.line(&format!("-----> Started {what} as a canary"))
+                    .await;
+                self.logs.event(&p.app, "canary", format!("Canary {what}"));
+                self.tag_and_wake(p, &image_id, release.version).await;
+                return Ok(Released {
+                    version: release.version,
+                    image: release.image,
+                    image_size: size,
+                });
+            }
+            (None, None) => {
                 self.store
                     .create_release::<BuildError>(&p.app, make, adjust)?
                     .1
             }
         };
         self.store.flush().await?;
-        let tag = format!("v{}", release.version);
-        if let Err(e) = self
-            .engine
-            .tag_image(&image_id, &Names::image_repo(&p.app), &tag)
-            .await
-        {
-            tracing::warn!(app = p.app, "tagging {tag}: {e}");
-        }
-        let _ = self
-            .engine
-            .untag(&self.names.build_tag(&p.app, p.number))
-            .await;
         let said = match &failure {
             Some(f) => format!("v{} failed: {}", release.version, f.reason),
             None => format!("Deploying v{} (build {})", release.version, p.number),
         };
         self.logs.event(&p.app, "deploy", said);
-        self.wake.notify_one();
+        self.tag_and_wake(p, &image_id, release.version).await;
         Ok(Released {
             version: release.version,
             image: release.image,
@@ -597,6 +614,24 @@ impl Builder {
 }
 
 impl Builder {
+    /// Tags the image of a recorded release `caas/APP:vN`, drops the build's own tag, and wakes
+    /// the scheduler to run it.
+    async fn tag_and_wake(&self, p: &Prepared, image_id: &str, version: u64) {
+        let tag = format!("v{version}");
+        if let Err(e) = self
+            .engine
+            .tag_image(image_id, &Names::image_repo(&p.app), &tag)
+            .await
+        {
+            tracing::warn!(app = p.app, "tagging {tag}: {e}");
+        }
+        let _ = self
+            .engine
+            .untag(&self.names.build_tag(&p.app, p.number))
+            .await;
+        self.wake.notify_one();
+    }
+
     /// Runs the release phase of `candidate` (when it has a `release` process), its output
     /// streamed to the push: the failure, if it failed.
     async fn release_phase(

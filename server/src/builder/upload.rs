@@ -27,6 +27,9 @@ pub struct Prepared {
     pub(super) lease: Lease,
     /// Who pushed it: the release it makes records them.
     pub user: Option<String>,
+    /// `caas push --canary --weight N`: the release is held and starts as a canary with N % of
+    /// requests instead of rolling out.
+    pub canary: Option<u8>,
 }
 
 /// What an upload held.
@@ -88,6 +91,7 @@ impl Builder {
                     received,
                     lease,
                     user: None,
+                    canary: None,
                 })
             }
             Err(BuildError::Destroyed) => Err(BuildError::Destroyed),

@@ -25,13 +25,60 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Why a canary could not be promoted or aborted.
+/// Why a canary could not be started, promoted or aborted.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
     #[error("{app} runs no canary; start one with: caas releases:canary -a {app}")]
     NoCanary { app: String },
     #[error("v{version} of {app} is rolling out; wait until it is up, then try again")]
     Deploying { app: String, version: u64 },
+    #[error(
+        "{app} already runs v{version} as a canary with {weight}% of requests: promote or abort \
+         it first (caas releases:promote / releases:abort -a {app})"
+    )]
+    Running {
+        app: String,
+        version: u64,
+        weight: u8,
+    },
+    #[error("{app} has no serving release for a canary to run beside: deploy one first")]
+    NoServing { app: String },
+    #[error("{app} runs no web instances (web=0): a canary takes requests; scale web up first")]
+    NoWeb { app: String },
+}
+
+/// The serving release a canary of the app would run beside, unless the app cannot start one
+/// now (checked before a canary's build or start, and again in the write that starts it).
+pub fn refuse_start(rec: &AppRecord) -> Result<u64, Refused> {
+    let app = rec.name.clone();
+    if let Some(c) = &rec.canary {
+        return Err(Refused::Running {
+            app,
+            version: c.version,
+            weight: c.weight,
+        });
+    }
+    let Some(serving) = rec.release else {
+        return Err(Refused::NoServing { app });
+    };
+    if let Some(version) = rec.deploying {
+        return Err(Refused::Deploying { app, version });
+    }
+    if rec.formation.get(WEB).copied().unwrap_or(0) == 0 {
+        return Err(Refused::NoWeb { app });
+    }
+    Ok(serving)
+}
+
+/// A weight is a whole percentage of requests from 1 to 99.
+pub fn check_weight(weight: u8) -> Result<(), String> {
+    if (1..=99).contains(&weight) {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid --weight {weight}: give a percentage of requests from 1 to 99"
+        ))
+    }
 }
 
 fn running(rec: &AppRecord, expect: Option<u64>) -> Result<&Canary, Refused> {

@@ -2,10 +2,13 @@
 //! repository, branch, deploy token and webhook secret, and which deliveries and commits it
 //! took) and its notification webhooks (`notify/APP` → URL, events, signing secret). Both are
 //! secrets at rest in the store, as config vars are; the API never shows them after creation.
+//! Beside them, each notification webhook's recent deliveries (`delivery/APP/URL` → the newest
+//! first), so that `caas webhooks` still shows them after a restart.
 
 use super::{decode, encode, Result, Store, UpdateError};
+use caas_api::hooks::NotifyDelivery;
 use caas_api::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Delivery ids and commits a connection remembers, to take each push once.
 pub const REMEMBERED: usize = 100;
@@ -60,6 +63,11 @@ fn notify_key(app: &str) -> String {
     format!("notify/{app}")
 }
 
+/// App names hold no `/`, so `delivery/APP/` is the prefix of that app's webhooks alone.
+fn deliveries_prefix(app: &str) -> String {
+    format!("delivery/{app}/")
+}
+
 impl Store {
     pub fn git_link(&self, app: &str) -> Result<Option<GitLinkRecord>> {
         self.inner
@@ -93,20 +101,75 @@ impl Store {
     pub fn update_notify_hooks<E>(
         &self,
         app: &str,
-        mut f: impl FnMut(&mut Vec<NotifyHookRecord>) -> std::result::Result<(), E>,
+        f: impl FnMut(&mut Vec<NotifyHookRecord>) -> std::result::Result<(), E>,
     ) -> Result<Vec<NotifyHookRecord>, UpdateError<E>> {
-        let key = notify_key(app);
+        self.update_list(&notify_key(app), f)
+    }
+
+    /// The recent deliveries to one of the app's notification webhooks, newest first.
+    pub fn notify_deliveries(&self, app: &str, url: &str) -> Result<Vec<NotifyDelivery>> {
+        let key = format!("{}{url}", deliveries_prefix(app));
+        Ok(self
+            .inner
+            .hooks
+            .get(key)?
+            .map(|v| decode("hooks", &v))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Records a delivery (a new one, or a later try of one recorded), keeping the newest
+    /// `keep`.
+    pub fn record_delivery(
+        &self,
+        app: &str,
+        url: &str,
+        d: &NotifyDelivery,
+        keep: usize,
+    ) -> Result<()> {
+        let key = format!("{}{url}", deliveries_prefix(app));
+        let put = |list: &mut Vec<NotifyDelivery>| {
+            match list.iter_mut().find(|x| x.id == d.id) {
+                Some(x) => *x = d.clone(),
+                None => {
+                    list.insert(0, d.clone());
+                    list.truncate(keep);
+                }
+            }
+            Ok::<_, std::convert::Infallible>(())
+        };
+        match self.update_list(&key, put) {
+            Ok(_) => Ok(()),
+            Err(UpdateError::Store(e)) => Err(e),
+            Err(UpdateError::Rejected(never)) => match never {},
+        }
+    }
+
+    /// The app's webhook `url` was removed: its deliveries go too.
+    pub fn forget_deliveries(&self, app: &str, url: &str) -> Result<()> {
+        self.inner
+            .hooks
+            .remove(format!("{}{url}", deliveries_prefix(app)))
+            .map(|_| ())
+    }
+
+    /// Read-modify-write of a JSON list under `key` with compare-and-swap (an empty list is
+    /// no key); `f` may run more than once.
+    fn update_list<T: Serialize + DeserializeOwned, E>(
+        &self,
+        key: &str,
+        mut f: impl FnMut(&mut Vec<T>) -> std::result::Result<(), E>,
+    ) -> Result<Vec<T>, UpdateError<E>> {
         loop {
-            let old = self.inner.hooks.get(&key)?;
-            let mut hooks: Vec<NotifyHookRecord> = match &old {
+            let old = self.inner.hooks.get(key)?;
+            let mut list: Vec<T> = match &old {
                 Some(v) => decode("hooks", v)?,
                 None => Vec::new(),
             };
-            f(&mut hooks).map_err(UpdateError::Rejected)?;
-            let new = (!hooks.is_empty()).then(|| encode(&hooks));
-            let swapped = self.inner.hooks.cas(&key, old.as_deref(), new.as_deref())?;
-            if swapped {
-                return Ok(hooks);
+            f(&mut list).map_err(UpdateError::Rejected)?;
+            let new = (!list.is_empty()).then(|| encode(&list));
+            if self.inner.hooks.cas(key, old.as_deref(), new.as_deref())? {
+                return Ok(list);
             }
         }
     }
@@ -114,6 +177,9 @@ impl Store {
     pub(super) fn forget_app_hooks(&self, app: &str) -> Result<()> {
         self.inner.hooks.remove(git_key(app))?;
         self.inner.hooks.remove(notify_key(app))?;
+        for (key, _) in self.inner.hooks.scan(deliveries_prefix(app))? {
+            self.inner.hooks.remove(key)?;
+        }
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 //! under a prefix of its own.
 
 use super::*;
-use caas_api::Timestamp;
+use caas_api::{ReleaseStatus, Timestamp};
 use std::collections::BTreeMap;
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +79,8 @@ backends!(
     builds_number_up_and_unfinished_ones_are_found,
     a_promoted_canary_becomes_the_deploying_release_in_one_write,
     a_release_failed_before_deploying_takes_a_version_and_changes_nothing_else,
+    a_canary_release_is_held_and_starts_in_the_same_write,
+    recent_deliveries_are_kept_newest_first_and_go_with_their_app,
 );
 
 fn app(name: &str) -> AppRecord {
@@ -597,4 +599,85 @@ fn a_release_failed_before_deploying_takes_a_version_and_changes_nothing_else(f:
         before,
         "only the version counter moved"
     );
+}
+
+fn a_canary_release_is_held_and_starts_in_the_same_write(f: &Fixture) {
+    let s = f.open();
+    s.create_app(&app("demo")).unwrap();
+    s.create_release::<()>("demo", |_, v| Ok(release("demo", v)), |_| {})
+        .unwrap();
+    assert!(s.finish_rollout("demo", 1, Ok(()), &[]).unwrap());
+    let canary = |rec: &AppRecord, version| match &rec.canary {
+        Some(_) => Err("a canary runs"),
+        None => Ok(caas_api::canary::Canary {
+            version,
+            weight: 20,
+            sticky: false,
+            started_at: Timestamp::now(),
+            auto: None,
+        }),
+    };
+    let (rec, held) = s
+        .create_canary_release("demo", |_, v| Ok(release("demo", v)), canary)
+        .unwrap();
+    assert_eq!(held.version, 2);
+    assert_eq!(status(&s, 2), (ReleaseStatus::Held, None));
+    let stored = s.app("demo").unwrap().unwrap();
+    assert_eq!(stored, rec);
+    assert_eq!((stored.release, stored.deploying), (Some(1), None));
+    assert_eq!(
+        stored.canary.as_ref().map(|c| (c.version, c.weight)),
+        Some((2, 20))
+    );
+    assert_eq!(stored.next_version, 3);
+    // A second one is refused: no version is taken, nothing changes.
+    assert!(matches!(
+        s.create_canary_release("demo", |_, v| Ok(release("demo", v)), canary),
+        Err(UpdateError::Rejected("a canary runs"))
+    ));
+    assert_eq!(s.app("demo").unwrap().unwrap(), stored);
+    assert!(s.release("demo", 3).unwrap().is_none());
+}
+
+fn recent_deliveries_are_kept_newest_first_and_go_with_their_app(f: &Fixture) {
+    use caas_api::hooks::{DeliveryState, NotifyDelivery};
+    let s = f.open();
+    s.create_app(&app("demo")).unwrap();
+    let (url, other) = ("http://127.0.0.1:9/hook", "http://127.0.0.1:9/other");
+    let d = |id: &str, state| NotifyDelivery {
+        id: id.into(),
+        event: "release".into(),
+        state,
+        attempts: 1,
+        status: None,
+        error: None,
+        at: Timestamp::now(),
+    };
+    for id in ["a", "b", "c"] {
+        s.record_delivery("demo", url, &d(id, DeliveryState::Retrying), 2)
+            .unwrap();
+    }
+    s.record_delivery("demo", url, &d("c", DeliveryState::Delivered), 2)
+        .unwrap();
+    s.record_delivery("demo", other, &d("x", DeliveryState::Failed), 2)
+        .unwrap();
+    // Seen by another server (etcd) as by this one: newest first, a retry updates in place.
+    let peer = f.peer(&s);
+    let got: Vec<_> = peer
+        .notify_deliveries("demo", url)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.id, d.state))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("c".to_string(), DeliveryState::Delivered),
+            ("b".to_string(), DeliveryState::Retrying)
+        ]
+    );
+    s.forget_deliveries("demo", other).unwrap();
+    assert!(s.notify_deliveries("demo", other).unwrap().is_empty());
+    s.delete_app("demo").unwrap();
+    assert!(s.notify_deliveries("demo", url).unwrap().is_empty());
 }
