@@ -128,6 +128,7 @@ async fn destroy_app(s: AppState, app: String) -> ApiResult<StatusCode> {
     s.store.flush().await?;
     s.logs.remove(&app);
     s.traffic.remove(&app);
+    s.usage.remove(&app);
     s.deliveries.forget(&app, None);
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();

@@ -24,6 +24,7 @@ mod hooks;
 mod kv;
 mod people;
 mod records;
+mod rename;
 mod servers;
 
 pub use addons::*;
