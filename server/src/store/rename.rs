@@ -160,7 +160,7 @@ impl Store {
             })?;
             let all = i.tokens.all()?;
             rewrite(tx, &i.tokens, "tokens", all, |t: &mut TokenRecord| {
-                t.app.as_mut().is_some_and(|a| renamed(a))
+                t.app.as_mut().is_some_and(&renamed)
             })?;
             tx.insert(&i.meta, format!("{MOVED}{from}"), to.as_bytes().to_vec());
             Ok(rec)
