@@ -88,6 +88,13 @@ pub struct CreateApp {
     pub name: String,
 }
 
+/// `PATCH /v1/apps/{app}`: the app's new name (`caas apps:rename`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RenameApp {
+    pub name: String,
+}
+
 /// An app as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -38,6 +38,38 @@ pub struct InstanceMetrics {
     pub usage: Option<InstanceUsage>,
 }
 
+/// `GET /v1/apps/{app}/metrics/history`: the app's last hour, one entry a minute, oldest first
+/// (the current, unfinished minute last). Memory only on the server: a restart starts it anew.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricsHistory {
+    pub app: String,
+    pub minutes: Vec<MinuteMetrics>,
+}
+
+/// One minute of an app: its traffic through the gateway and its instances' resource use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MinuteMetrics {
+    /// The minute's start.
+    pub at: Timestamp,
+    pub requests: u64,
+    /// Requests per second over the minute.
+    pub rps: f64,
+    /// Answers with a 5xx status.
+    pub status_5xx: u64,
+    /// Latency's 95th percentile (upper bound of its bucket), ms; `None` without requests.
+    pub p95_ms: Option<u64>,
+    /// Per process type: the CPU of all its instances together, the minute's average of the
+    /// readings, percent of one core; absent without readings.
+    #[serde(default)]
+    pub cpu_percent: std::collections::BTreeMap<String, f64>,
+    /// Per process type: the memory of all its instances together, the minute's highest
+    /// reading, bytes.
+    #[serde(default)]
+    pub memory_bytes: std::collections::BTreeMap<String, u64>,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Alerts: GET/PUT/DELETE /v1/apps/{app}/alerts
 // ---------------------------------------------------------------------------------------------

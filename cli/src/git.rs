@@ -90,6 +90,28 @@ pub fn app_from_remote_url(url: &str) -> Option<String> {
     Some(app.to_string())
 }
 
+/// After `apps:rename OLD NEW`: the current repository's `caas` remote, when it names OLD,
+/// names NEW on the same server (as Heroku does). `Ok(None)`: nothing to update (no git, no
+/// repository, no such remote, or it names another app).
+pub fn follow_rename(old: &str, new: &str) -> Result<Option<String>> {
+    if remote_app().as_deref() != Some(old) {
+        return Ok(None);
+    }
+    let key = format!("remote.{DEFAULT_REMOTE}.url");
+    let url = run_ok(&["config", "--get", "--", &key])?;
+    let Some(url) = renamed_remote_url(url.trim(), new) else {
+        return Ok(None);
+    };
+    run_ok(&["remote", "set-url", "--", DEFAULT_REMOTE, &url])?;
+    Ok(Some(url))
+}
+
+/// `SERVER[/PREFIX]/OLD.git[/]` → `SERVER[/PREFIX]/NEW.git`.
+fn renamed_remote_url(url: &str, new: &str) -> Option<String> {
+    let (base, _) = url.trim_end_matches('/').rsplit_once('/')?;
+    Some(format!("{base}/{new}.git"))
+}
+
 /// `SERVER/APP.git`: where git pushes. Holds no credentials.
 pub fn remote_url(server: &str, app: &str) -> String {
     format!("{}/{app}.git", normalize_server(server))
@@ -277,6 +299,18 @@ pub fn credential_answer(req: &CredentialRequest, settings: &Settings) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_renamed_remote_keeps_its_server_and_prefix() {
+        assert_eq!(
+            renamed_remote_url("http://127.0.0.1:7000/shop.git", "store").as_deref(),
+            Some("http://127.0.0.1:7000/store.git")
+        );
+        assert_eq!(
+            renamed_remote_url("https://caas.example.com/git/shop.git/", "store").as_deref(),
+            Some("https://caas.example.com/git/store.git")
+        );
+    }
 
     #[test]
     fn remote_urls_name_their_app() {

@@ -23,7 +23,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use commands::{
     access, addons, alerts, apps, auth, autoscale, buildpacks, builds, canary, certs, checks,
     config_vars, domains, drains, git as git_cmd, hooks, hosts, instances, logs, metrics, ports,
-    ps, push, releases, resize, run, servers, shell, users, version,
+    ps, push, releases, rename, resize, run, servers, shell, users, version,
 };
 use std::io::Write;
 
@@ -68,6 +68,9 @@ enum Cmd {
     /// Destroy an app with its releases and instances
     #[command(name = "apps:destroy", visible_alias = "destroy")]
     AppsDestroy(apps::DestroyArgs),
+    /// Rename an app (OLD NEW); its URL and the git remote caas follow
+    #[command(name = "apps:rename", visible_alias = "rename")]
+    AppsRename(rename::RenameArgs),
     /// Show how an app's rollouts and drains go (drain, stop-timeout, min-up, max-surge, ...)
     #[command(name = "apps:settings")]
     AppsSettings(checks::SettingsArgs),
@@ -328,6 +331,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::AppsCreate(a) => apps::create(a),
         Cmd::AppsInfo(a) => apps::info(a),
         Cmd::AppsDestroy(a) => apps::destroy(a),
+        Cmd::AppsRename(a) => rename::rename(a),
         Cmd::AppsSettings(a) => checks::settings(a),
         Cmd::AppsSettingsSet(a) => checks::settings_set(a),
         Cmd::AppsSettingsUnset(a) => checks::settings_unset(a),

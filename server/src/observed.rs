@@ -178,6 +178,17 @@ impl Observed {
         out
     }
 
+    /// The last CPU and memory reading of every instance reported with one, by allocation id.
+    pub fn usages(&self) -> HashMap<String, caas_api::metrics::InstanceUsage> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .reports
+            .values()
+            .flatten()
+            .filter_map(|r| Some((r.assignment_id.clone(), r.usage?)))
+            .collect()
+    }
+
     /// The last report of one allocation.
     pub fn report(&self, alloc_id: &str) -> Option<InstanceReport> {
         let inner = self.inner.lock().unwrap();

@@ -604,6 +604,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         repos_tmp: dir.join("git-pushes"),
         routing_index,
         traffic: Arc::new(crate::traffic::Traffic::default()),
+        usage: Arc::default(),
         counters,
         autoscale: Arc::new(crate::autoscale::Status::default()),
         alerts: Arc::new(crate::alerts::Raised::default()),
@@ -621,6 +622,14 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         board,
         runner,
     };
+    tasks.spawn(crate::metrics::history::sample(
+        store.clone(),
+        state.observed.clone(),
+        state.usage.clone(),
+        shutdown.clone(),
+    ));
+    // Renames a stopped caasd left half done get their folders, before anything reads them.
+    api::recover_renames(&state).await;
     // Services a stopped caasd left half made are finished; stopped ones are started.
     tokio::spawn(api::recover_addons(state.clone()));
     let (st, max_scale, shared) = (store.clone(), args.max_scale, state.clone());

@@ -1,6 +1,7 @@
 //! Request counts per app, as the gateway reports them: totals since caasd started (for
-//! `/metrics`) and one slot per second for the last ten minutes (for `caas metrics` and for
-//! autoscaling on the requests of the last seconds). Memory only: they are observations, and a
+//! `/metrics`), one slot per second for the last ten minutes (for `caas metrics` and for
+//! autoscaling on the requests of the last seconds) and one per minute for the last hour (the
+//! dashboard's graphs, `GET /v1/apps/{app}/metrics/history`). Memory only: they are observations, and a
 //! restart starts them from zero, as Prometheus counters may.
 
 use caas_api::gateway::{AppTraffic, LATENCY_BUCKETS_MS};
@@ -9,6 +10,8 @@ use std::sync::Mutex;
 
 /// Seconds of history kept per app.
 pub const WINDOW_SECS: u64 = 600;
+/// Minutes of history kept per app.
+pub const HISTORY_MINUTES: u64 = 60;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counts {
@@ -80,6 +83,27 @@ struct AppSeries {
     total: Counts,
     /// `(second, counts)`, oldest first, at most [`WINDOW_SECS`] of them.
     seconds: VecDeque<(u64, Counts)>,
+    /// `(minute, counts)`, oldest first, at most [`HISTORY_MINUTES`] of them.
+    minutes: VecDeque<(u64, Counts)>,
+}
+
+/// Adds `t` to the slot of `at` (the newest, else a new one) and drops slots `keep` or more
+/// before it.
+fn add_to_slot(slots: &mut VecDeque<(u64, Counts)>, at: u64, keep: u64, t: &AppTraffic) {
+    match slots.back_mut() {
+        Some((s, counts)) if *s == at => counts.add(t),
+        _ => {
+            let mut counts = Counts::default();
+            counts.add(t);
+            slots.push_back((at, counts));
+        }
+    }
+    while slots
+        .front()
+        .is_some_and(|(s, _)| at.saturating_sub(*s) >= keep)
+    {
+        slots.pop_front();
+    }
 }
 
 #[derive(Default)]
@@ -92,23 +116,9 @@ pub struct Traffic {
 
 impl AppSeries {
     fn add(&mut self, now_secs: u64, t: &AppTraffic) {
-        let series = self;
-        series.total.add(t);
-        match series.seconds.back_mut() {
-            Some((s, counts)) if *s == now_secs => counts.add(t),
-            _ => {
-                let mut counts = Counts::default();
-                counts.add(t);
-                series.seconds.push_back((now_secs, counts));
-            }
-        }
-        while series
-            .seconds
-            .front()
-            .is_some_and(|(s, _)| now_secs.saturating_sub(*s) >= WINDOW_SECS)
-        {
-            series.seconds.pop_front();
-        }
+        self.total.add(t);
+        add_to_slot(&mut self.seconds, now_secs, WINDOW_SECS, t);
+        add_to_slot(&mut self.minutes, now_secs / 60, HISTORY_MINUTES, t);
     }
 
     /// Everything of the last `secs` seconds up to `now_secs` (this second included).
@@ -154,6 +164,21 @@ impl Traffic {
             .get(&(app.to_string(), version))
             .map(|s| s.window(now_secs, secs))
             .unwrap_or_default()
+    }
+
+    /// The app's counts of each of the last [`HISTORY_MINUTES`] minutes, oldest first, the
+    /// current one last; a minute without requests has none.
+    pub fn minutes(&self, app: &str, now_secs: u64) -> Vec<Counts> {
+        let now = now_secs / 60;
+        let mut out = vec![Counts::default(); HISTORY_MINUTES as usize];
+        if let Some(series) = self.apps.lock().unwrap().get(app) {
+            for (m, c) in &series.minutes {
+                if let Some(back) = now.checked_sub(*m).filter(|b| *b < HISTORY_MINUTES) {
+                    out[(HISTORY_MINUTES - 1 - back) as usize] = c.clone();
+                }
+            }
+        }
+        out
     }
 
     /// Totals since caasd started, per app (for `/metrics`).
@@ -234,6 +259,32 @@ mod tests {
         let apps = traffic.apps.lock().unwrap();
         assert_eq!(apps["a"].seconds.len() as u64, WINDOW_SECS);
         assert_eq!(apps["a"].total.requests(), WINDOW_SECS * 2);
+    }
+
+    #[test]
+    fn minutes_cover_the_last_hour_oldest_first() {
+        let traffic = Traffic::default();
+        // Two hours of one request a second: only the last hour's minutes are kept.
+        for s in 0..(2 * 3600) {
+            traffic.record(s, &[t("a", 1, 0, 0)]);
+        }
+        traffic.record(2 * 3600 - 1, &[t("a", 0, 2, 0)]);
+        assert_eq!(
+            traffic.apps.lock().unwrap()["a"].minutes.len() as u64,
+            HISTORY_MINUTES
+        );
+        let minutes = traffic.minutes("a", 2 * 3600 - 1);
+        assert_eq!(minutes.len() as u64, HISTORY_MINUTES);
+        assert!(minutes[..59].iter().all(|c| c.requests() == 60));
+        assert_eq!((minutes[59].requests(), minutes[59].status[4]), (62, 2));
+        // Ten minutes later, the newest ten minutes had no requests.
+        let later = traffic.minutes("a", 2 * 3600 - 1 + 600);
+        assert!(later[50..].iter().all(|c| c.requests() == 0));
+        assert_eq!(later[49].requests(), 62);
+        assert!(traffic
+            .minutes("nobody", 0)
+            .iter()
+            .all(|c| c.requests() == 0));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! until revealed, roll back, be refused a change from another origin or without the CSRF
 //! token, be signed out when the token is revoked, sign in as a member who does not see the
 //! admin's app, destroy the app once its name is typed, and sign out; the page fits a phone;
-//! a running build's output streams into its page; and domains, autoscaling and alerts are
-//! managed from the app page, with the checks shown there. Screenshots of the main pages go to
+//! a running build's output streams into its page; domains, autoscaling and alerts are
+//! managed from the app page, with the checks shown there; the graphs of the last hour show the
+//! requests made; and add-ons (created, detached, attached), a canary (weight, abort, promote)
+//! and notification webhooks (added with their deliveries listed, removed) are managed from it. Screenshots of the main pages go to
 //! docs/screenshots/ (or `CAAS_E2E_SCREENSHOTS`), which docs/guide.md shows.
 
 use caas_e2e::fantoccini::Locator;
@@ -183,6 +185,46 @@ async fn drive(p: &Platform, image: &str) {
         text.contains(request_id).then_some(text)
     })
     .await;
+    assert_eq!(marker().await, "not reloaded", "the page was reloaded");
+    // The last hour's graphs: the requests just made show in the requests/s graph, drawn from
+    // the API's per-minute history, without a reload.
+    for _ in 0..5 {
+        let r = p.http("GET", &format!("{APP}.localhost"), "/", &[], b"");
+        assert_eq!(r.expect("a request to the app").status, 200);
+    }
+    b.client
+        .wait()
+        .at_most(DEPLOY)
+        .for_element(Locator::Css(
+            "figure[data-series='rps'][data-measured='true'] polyline",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("the requests graph never showed the requests: {e}"));
+    let graphs = b.text(".graphs").await;
+    for title in ["Requests/s", "p95 latency", "5xx answers", "CPU", "Memory"] {
+        assert!(graphs.contains(title), "{title} missing: {graphs}");
+    }
+    // The same figures through the JSON API: sixty minutes, the requests in the last ones.
+    let api_addr: SocketAddr = api.trim_start_matches("http://").parse().unwrap();
+    let auth = format!("Bearer {}", p.token());
+    let r = http_request(
+        api_addr,
+        "GET",
+        &api_addr.to_string(),
+        &format!("/v1/apps/{APP}/metrics/history"),
+        &[("Authorization", &auth)],
+        b"",
+        HTTP_TIMEOUT,
+    )
+    .expect("the history");
+    let history: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let minutes = history["minutes"].as_array().expect("minutes");
+    assert_eq!(minutes.len(), 60, "{history}");
+    let requests: u64 = minutes
+        .iter()
+        .map(|m| m["requests"].as_u64().unwrap())
+        .sum();
+    assert!(requests >= 6, "{history}");
     assert_eq!(marker().await, "not reloaded", "the page was reloaded");
     b.screenshot(&shots, "app").await;
 
@@ -554,6 +596,138 @@ fn the_dashboard_manages_domains_checks_autoscaling_and_alerts() {
             el.prop("value").await.ok().flatten().filter(|v| v == "2")
         })
         .await;
+        extras(&p, &b, &api).await;
         b.close().await;
     });
+}
+
+/// Sets a `<select>` of the page (typing into one is not portable across drivers).
+async fn select(b: &Browser, css: &str, value: &str) {
+    b.client
+        .execute(
+            "document.querySelector(arguments[0]).value = arguments[1]; return true;",
+            vec![css.into(), value.into()],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("choosing {value} in {css}: {e}"));
+}
+
+/// The add-ons, canary and webhooks sections of the app page `tuned` (v1 serving, web=2): each
+/// change made from the page is seen by the CLI, a refusal is said beside its form, and a
+/// webhook's deliveries are listed.
+async fn extras(p: &Platform, b: &Browser, api: &str) {
+    let page = format!("{api}/apps/tuned");
+    b.goto(&page).await;
+    assert!(b.text("#addons").await.contains("No add-ons attached"));
+    assert!(b.text("#canary").await.contains("No canary runs"));
+
+    // A notification webhook for releases, with a nothing-listens loopback receiver.
+    let hook = "http://127.0.0.1:9/hook";
+    b.fill("#webhook-url", hook).await;
+    b.click("input[name='event'][value='release']").await;
+    b.click("#webhook-add").await;
+    b.wait_text(&format!(
+        "Added webhook {hook} for release; its signing secret"
+    ))
+    .await;
+    let hooks = p.caas_json(&["webhooks", "-a", "tuned", "--json"]);
+    assert_eq!(hooks[0]["url"], hook, "{hooks}");
+
+    // An external add-on: a refusal first (no URL), then made and attached from the page.
+    select(b, "#addon-kind", "external").await;
+    b.fill("#addon-name", "tuned-mail").await;
+    b.fill("#addon-as", "mail").await;
+    b.click("#addon-create").await;
+    let error = b.text("#addons-error").await;
+    assert!(error.contains("--url"), "{error}");
+    assert_eq!(p.caas_json(&["addons", "--json"]), serde_json::json!([]));
+    select(b, "#addon-kind", "external").await;
+    b.fill("#addon-url", "smtp://mail.example.test:25").await;
+    b.click("#addon-create").await;
+    b.wait_text("Created tuned-mail as MAIL_URL").await;
+    assert!(b.text("#addons").await.contains("tuned-mail"));
+    let config = p.caas_json(&["config", "-a", "tuned", "--json"]);
+    assert_eq!(
+        config["MAIL_URL"], "smtp://mail.example.test:25",
+        "{config}"
+    );
+    b.click("button[aria-label='Detach tuned-mail']").await;
+    b.wait_text("Detached tuned-mail from tuned").await;
+    assert!(p.caas_json(&["config", "-a", "tuned", "--json"])["MAIL_URL"].is_null());
+    select(b, "#attach-name", "tuned-mail").await;
+    b.fill("#attach-as", "mail").await;
+    b.click("#addon-attach").await;
+    b.wait_text("Attached tuned-mail as MAIL_URL").await;
+    let listed = p.caas_json(&["addons", "-a", "tuned", "--json"]);
+    assert_eq!(listed[0]["name"], "tuned-mail", "{listed}");
+
+    // The releases those changes made were announced to the webhook: its deliveries show.
+    let deadline = std::time::Instant::now() + DEPLOY;
+    loop {
+        b.goto(&page).await;
+        let html = b.source().await;
+        if html.contains("class=\"deliveries\"") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery listed for the webhook"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(b.text(".deliveries").await.contains("release"));
+
+    // A canary of v1 beside the serving release: its weight changed and it is aborted from the
+    // page; started again, it is promoted from the page.
+    p.wait_for(DEPLOY, "the add-on releases to roll out", || {
+        p.caas_json(&["apps:info", "-a", "tuned", "--json"])["deploying"]
+            .is_null()
+            .then_some(())
+    });
+    p.caas_ok(&["releases:canary", "v1", "--weight", "20", "-a", "tuned"]);
+    b.goto(&page).await;
+    let canary = b.text("#canary").await;
+    assert!(
+        canary.contains("v1 runs beside") && canary.contains("20%"),
+        "{canary}"
+    );
+    b.fill("#canary-weight", "150").await;
+    b.click("#canary-set").await;
+    let error = b.text("#canary-error").await;
+    assert!(error.contains("150"), "{error}");
+    b.fill("#canary-weight", "30").await;
+    b.click("#canary-set").await;
+    b.wait_text("Canary v1 now gets 30% of requests").await;
+    b.client
+        .execute(
+            "document.getElementById('addons-title').scrollIntoView(); return true;",
+            vec![],
+        )
+        .await
+        .expect("scrolling");
+    b.screenshot(&screenshots(), "app-addons-canary-webhooks")
+        .await;
+    b.click("#canary-abort").await;
+    b.wait_text("Aborted canary v1").await;
+    let releases = p.caas_json(&["releases", "-a", "tuned", "--json"]);
+    assert!(
+        releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["canary"] == false),
+        "{releases}"
+    );
+    p.caas_ok(&["releases:canary", "v1", "--weight", "10", "-a", "tuned"]);
+    b.goto(&page).await;
+    b.click("#canary-promote").await;
+    b.wait_text("Promoting canary v1: it rolls out now").await;
+
+    b.click(&format!("button[aria-label='Remove webhook {hook}']"))
+        .await;
+    b.wait_text(&format!("Removed webhook {hook}")).await;
+    assert_eq!(
+        p.caas_json(&["webhooks", "-a", "tuned", "--json"]),
+        serde_json::json!([])
+    );
 }

@@ -377,3 +377,87 @@ fn a_release_is_written_whole_even_when_caasd_is_killed_mid_change() {
         });
     }
 }
+
+/// `caas apps:rename OLD NEW` (issue 11): the URL, the git remote, a custom domain, config,
+/// releases and logs follow the app to its new name, the old name stops answering, and a push
+/// to the updated remote deploys. Bad input changes nothing.
+#[test]
+fn a_renamed_app_takes_its_url_remote_domain_config_and_logs_along() {
+    let p = Platform::start();
+    p.caas_ok(&["apps:create", "oldname"]);
+    p.caas_ok(&["apps:create", "taken"]);
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path();
+    git_ok(&p, dir, &["init", "-q", "-b", "main"]);
+    site(dir, "before the rename");
+    git_ok(&p, dir, &["add", "."]);
+    git_ok(&p, dir, &["commit", "-qm", "first"]);
+    assert!(caas_in(&p, dir, &["git:remote", "-a", "oldname"]).success());
+    git_ok(&p, dir, &["push", "caas", "main"]);
+    p.wait_for(WAIT, "the first version", || {
+        ok_body(&p, "oldname").filter(|b| b.contains("before the rename"))
+    });
+    p.caas_ok(&["config:set", "GREETING=hello", "-a", "oldname"]);
+    p.caas_ok(&["domains:add", "www.renamed.test", "-a", "oldname"]);
+
+    // Bad input: an invalid name (2), an unknown app (4), a taken name (5); nothing changes.
+    p.caas_code(2, &["apps:rename", "oldname", "Not_A_Name"]);
+    p.caas_code(2, &["apps:rename", "oldname", "oldname"]);
+    p.caas_code(4, &["apps:rename", "nosuchapp", "freshname"]);
+    let taken = p.caas_code(5, &["apps:rename", "oldname", "taken"]);
+    assert!(taken.stderr.contains("pick another name"), "{taken}");
+    assert!(
+        ok_body(&p, "oldname").is_some(),
+        "still serves under its name"
+    );
+
+    let out = caas_in(&p, dir, &["apps:rename", "oldname", "newname"]);
+    assert!(out.success(), "{out}");
+    assert!(out.stdout.contains("Renamed oldname to newname"), "{out}");
+    assert!(out.stdout.contains("Git remote caas updated"), "{out}");
+    let config = std::fs::read_to_string(dir.join(".git/config")).unwrap();
+    assert!(
+        config.contains(&format!("{}/newname.git", p.api_url())),
+        "{config}"
+    );
+    assert!(ok_body(&p, "newname")
+        .unwrap()
+        .contains("before the rename"));
+    p.wait_for(WAIT, "the old name to stop answering", || {
+        matches!(p.http_get("oldname", "/"), Ok((404, _))).then_some(())
+    });
+    let domain = p.http("GET", "www.renamed.test", "/", &[], b"").unwrap();
+    assert_eq!(
+        domain.status, 200,
+        "the custom domain follows: {}",
+        domain.body
+    );
+
+    let vars = p.caas_json(&["config", "-a", "newname", "--json"]);
+    assert_eq!(vars["GREETING"], "hello");
+    let releases = p.caas_json(&["releases", "-a", "newname", "--json"]);
+    assert!(
+        releases
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["description"] == "Renamed from oldname" && r["status"] == "succeeded"),
+        "{releases}"
+    );
+    let logs = p.caas_ok(&["logs", "-a", "newname", "-n", "300"]);
+    assert!(logs.contains("App renamed from oldname"), "{logs}");
+    assert!(logs.contains("App created by"), "lines from before: {logs}");
+    p.caas_code(4, &["config", "-a", "oldname"]);
+    let apps = p.caas_ok(&["apps"]);
+    assert!(!apps.contains("oldname"), "{apps}");
+
+    // The updated remote deploys.
+    site(dir, "after the rename");
+    git_ok(&p, dir, &["commit", "-qam", "second"]);
+    git_ok(&p, dir, &["push", "caas", "main"]);
+    p.wait_for(WAIT, "the second version at the new name", || {
+        ok_body(&p, "newname").filter(|b| b.contains("after the rename"))
+    });
+    let builds = p.caas_json(&["builds", "-a", "newname", "--json"]);
+    assert_eq!(builds.as_array().unwrap().len(), 2, "{builds}");
+}

@@ -25,6 +25,7 @@ pub mod ports;
 pub mod ps;
 pub mod push;
 pub mod releases;
+pub mod rename;
 pub mod resize;
 pub mod run;
 pub mod servers;

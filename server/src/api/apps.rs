@@ -131,6 +131,7 @@ async fn destroy_app(s: AppState, app: String) -> ApiResult<StatusCode> {
     s.runner.end_app(&app).await;
     s.logs.remove(&app);
     s.traffic.remove(&app);
+    s.usage.remove(&app);
     // The scheduler deletes the app's allocations; agents then stop the containers.
     s.wake.notify_one();
     let repos = s.repos.clone();

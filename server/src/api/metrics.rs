@@ -1,5 +1,6 @@
 //! `GET /v1/apps/{app}/metrics?window=SECS`: an app's traffic over the last seconds, from the
-//! counts the gateway reports.
+//! counts the gateway reports; `GET /v1/apps/{app}/metrics/history`: its last hour, a minute
+//! at a time (the dashboard's graphs).
 
 use super::apps::instance_state;
 use super::auth::{load_app, Access, Caller};
@@ -8,7 +9,7 @@ use super::AppState;
 use crate::traffic::WINDOW_SECS;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use caas_api::metrics::InstanceMetrics;
+use caas_api::metrics::{InstanceMetrics, MetricsHistory, MinuteMetrics};
 use caas_api::{AppMetrics, Timestamp};
 use serde::Deserialize;
 
@@ -51,6 +52,40 @@ pub async fn app(
         bytes: c.bytes,
         instances,
     }))
+}
+
+#[utoipa::path(get, path = "/v1/apps/{app}/metrics/history", tag = "metrics", operation_id = "metrics_history", params(("app" = String, Path)), responses((status = 200, description = "OK", body = MetricsHistory), (status = "4XX", description = "refused; the message says why", body = caas_api::ErrorBody)))]
+pub async fn history(
+    caller: Caller,
+    State(s): State<AppState>,
+    Path(app): Path<String>,
+) -> ApiResult<Json<MetricsHistory>> {
+    load_app(&s, &caller, &app, Access::Read)?;
+    let now = Timestamp::now().millis() / 1000;
+    let first = (now / 60 + 1).saturating_sub(crate::traffic::HISTORY_MINUTES) * 60;
+    let usage = s.usage.minutes(&app, now);
+    let minutes = s
+        .traffic
+        .minutes(&app, now)
+        .into_iter()
+        .zip(usage)
+        .zip(0u64..)
+        .map(|((c, u), i)| {
+            let start = first + i * 60;
+            // The current minute has run only so far.
+            let secs = (now + 1).saturating_sub(start).clamp(1, 60);
+            MinuteMetrics {
+                at: Timestamp::from_millis(start * 1000),
+                requests: c.requests(),
+                rps: c.requests() as f64 / secs as f64,
+                status_5xx: c.status[4],
+                p95_ms: c.quantile_ms(0.95),
+                cpu_percent: u.cpu_percent,
+                memory_bytes: u.memory_bytes,
+            }
+        })
+        .collect();
+    Ok(Json(MetricsHistory { app, minutes }))
 }
 
 /// The app's instances with their CPU and memory, as `caas ps` orders them.

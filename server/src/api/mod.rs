@@ -27,6 +27,7 @@ mod metrics;
 mod openapi;
 mod ports;
 mod prometheus;
+mod rename;
 mod resources;
 mod runs;
 mod scaling;
@@ -36,6 +37,7 @@ mod users;
 pub use addons_hosts::recover as recover_addons;
 pub use agent::CONTAINER_PORT;
 pub use error::ApiError;
+pub use rename::recover as recover_renames;
 
 use crate::builder::Builder;
 use crate::docker::Engine;
@@ -104,6 +106,8 @@ pub struct AppState {
     pub routing_index: tokio::sync::watch::Receiver<u64>,
     /// Request counts the gateway reports.
     pub traffic: Arc<crate::traffic::Traffic>,
+    /// The instances' resource use over the last hour.
+    pub usage: Arc<crate::metrics::history::UsageHistory>,
     /// The platform's own counts (`GET /metrics`).
     pub counters: Arc<crate::metrics::Counters>,
     /// What the autoscaler last saw and did.
@@ -225,7 +229,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(prometheus::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
-        .route("/v1/apps/{app}", get(apps::show).delete(apps::destroy))
+        .route(
+            "/v1/apps/{app}",
+            get(apps::show).delete(apps::destroy).patch(rename::rename),
+        )
         .route("/v1/apps/{app}/deploys", post(apps::deploy))
         .route("/v1/apps/{app}/releases", get(apps::releases))
         .route("/v1/apps/{app}/releases/{version}", get(apps::release))
@@ -260,6 +267,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/logs", get(logs::stream))
         .route("/v1/apps/{app}/runs", post(runs::start))
         .route("/v1/apps/{app}/metrics", get(metrics::app))
+        .route("/v1/apps/{app}/metrics/history", get(metrics::history))
         .route("/v1/apps/{app}/autoscale", get(scaling::list))
         .route(
             "/v1/apps/{app}/autoscale/{process}",

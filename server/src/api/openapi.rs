@@ -5,8 +5,8 @@
 
 use super::{
     access, addons, addons_dump, agent, apps, builds, canary, certs, checks, config, domains,
-    drains, gateway, git, hooks, hosts, instances, logs, metrics, ports, prometheus, resources,
-    runs, scaling, servers, users,
+    drains, gateway, git, hooks, hosts, instances, logs, metrics, ports, prometheus, rename,
+    resources, runs, scaling, servers, users,
 };
 use axum::Json;
 use utoipa::OpenApi;
@@ -26,6 +26,7 @@ use utoipa::OpenApi;
         apps::create,
         apps::show,
         apps::destroy,
+        rename::rename,
         apps::deploy,
         apps::releases,
         apps::release,
@@ -66,6 +67,7 @@ use utoipa::OpenApi;
         logs::stream,
         runs::start,
         metrics::app,
+        metrics::history,
         scaling::list,
         scaling::set,
         scaling::off,

@@ -275,6 +275,21 @@ impl Builder {
         }
     }
 
+    /// A renamed app's build folder (sources, build logs) moves with it; safe to run again.
+    /// Its cache volume cannot be renamed (Docker has no such call): it is removed, and the
+    /// app's next build starts without a cache.
+    pub async fn rename_app(&self, from: &str, to: &str) -> std::io::Result<()> {
+        crate::rename::move_dir(&self.names.app_dir(from), &self.names.app_dir(to))?;
+        if let Err(e) = self
+            .engine
+            .remove_volume(&self.names.cache_volume(from))
+            .await
+        {
+            tracing::warn!(app = to, "removing the build cache of its old name: {e}");
+        }
+        Ok(())
+    }
+
     /// At start: folders of destroyed apps that could not be deleted then.
     pub(super) async fn remove_trash(&self) {
         let Ok(mut entries) = tokio::fs::read_dir(self.names.root()).await else {

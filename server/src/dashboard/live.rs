@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use caas_api::{AppMetrics, Formation, LogEvent, Release};
+use caas_api::{Formation, LogEvent, Release};
 use futures_util::StreamExt;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -100,14 +100,11 @@ pub async fn app(State(dash): State<Dash>, signed: Signed, Path(app): Path<Strin
                 }
             }
             if n.is_multiple_of(METRICS_EVERY) {
-                if let Ok(m) = dash
-                    .api
-                    .get::<AppMetrics>(&who, &format!("/v1/apps/{app}/metrics?window=300"))
-                    .await
-                {
-                    let html = dash
-                        .view
-                        .fragment("_metrics.html", minijinja::context! { metrics => m });
+                if let (Some(m), graphs) = super::graphs::load(&dash, &who, &app).await {
+                    let html = dash.view.fragment(
+                        "_metrics.html",
+                        minijinja::context! { metrics => m, graphs => graphs },
+                    );
                     if html != last_metrics {
                         if !send(&tx, "metrics", html.clone()).await {
                             return;

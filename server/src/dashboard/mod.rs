@@ -13,12 +13,15 @@
 //!   checks the origin and the session's CSRF token, calls the API, and either redirects back
 //!   with what happened or renders the page again with the API's message beside the form.
 //! - `settings.rs`: the app page's settings sections (domains and certificates, checks,
-//!   autoscaling and alerts) and their forms.
+//!   autoscaling and alerts) and their forms; `extras.rs`: its add-ons, canary and
+//!   notification webhooks sections and their forms; `graphs.rs`: its graphs of the last hour.
 //! - `live.rs`: the server-sent event streams.
 //! - `view.rs`: templates, filters and the headers every page carries.
 
 mod actions;
 mod client;
+mod extras;
+mod graphs;
 mod live;
 mod pages;
 mod session;
@@ -82,6 +85,14 @@ pub fn router(api: Router) -> Router {
         .route("/apps/{app}/autoscale/off", post(settings::autoscale_off))
         .route("/apps/{app}/alerts", post(settings::alerts_set))
         .route("/apps/{app}/alerts/clear", post(settings::alerts_clear))
+        .route("/apps/{app}/addons", post(extras::addon_create))
+        .route("/apps/{app}/addons/attach", post(extras::addon_attach))
+        .route("/apps/{app}/addons/detach", post(extras::addon_detach))
+        .route("/apps/{app}/canary/weight", post(extras::canary_weight))
+        .route("/apps/{app}/canary/promote", post(extras::canary_promote))
+        .route("/apps/{app}/canary/abort", post(extras::canary_abort))
+        .route("/apps/{app}/webhooks", post(extras::webhook_add))
+        .route("/apps/{app}/webhooks/remove", post(extras::webhook_remove))
         .route("/apps/{app}/live", get(live::app))
         .route("/apps/{app}/logs/live", get(live::logs))
         .route("/apps/{app}/builds/{number}", get(pages::build))

@@ -7,9 +7,7 @@ use super::{view, Dash, Signed};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use caas_api::{
-    App, AppMetrics, Build, Formation, Host, Instance, InstanceState, LogSource, Release,
-};
+use caas_api::{App, Build, Formation, Host, Instance, InstanceState, LogSource, Release};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -391,12 +389,9 @@ pub async fn app_page(
         Ok(c) => (c.into_keys().collect::<Vec<_>>(), None),
         Err(f) => (Vec::new(), Some(f.message)),
     };
-    let metrics: Option<AppMetrics> = dash
-        .api
-        .get(who, &format!("/v1/apps/{app}/metrics?window=300"))
-        .await
-        .ok();
+    let (metrics, graphs) = super::graphs::load(dash, who, app).await;
     let settings = super::settings::Settings::load(dash, who, app).await;
+    let extras = super::extras::Extras::load(dash, who, app).await;
     let types = process_types(&releases, formation.as_ref());
     // The filters are checked by the API before the page connects to the live stream.
     let log_error = match dash
@@ -438,7 +433,9 @@ pub async fn app_page(
             config_keys => config_keys,
             config_error => config_error,
             metrics => metrics,
+            graphs => graphs,
             settings => settings,
+            extras => extras,
             filters => filters.clone(),
             live_query => filters.page_query(),
             log_error => log_error,

@@ -230,6 +230,11 @@ impl Repos {
         Ok(())
     }
 
+    /// A renamed app's repository moves with it (safe to run again: `rename::move_dir`).
+    pub fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        crate::rename::move_dir(&self.path(from), &self.path(to))
+    }
+
     /// Removes an app's repository (the app was destroyed). It is first renamed out of the way,
     /// in one step: a push of the old app still writing into it then cannot leave objects where
     /// the next app of that name will have its repository.

@@ -353,6 +353,24 @@ impl LogHub {
         out
     }
 
+    /// An app was renamed: its log on disk moves to the new name (a log already moved, or
+    /// never made, is left alone, so this can run again after a crash), and readers of the old
+    /// name see their stream end. The map's lock is held throughout, so no line of either name
+    /// is written meanwhile; drains are set again by the caller.
+    pub fn rename(&self, from: &str, to: &str) -> std::io::Result<()> {
+        let mut apps = self.apps.lock().unwrap();
+        if let Some(log) = apps.remove(from) {
+            let mut log = log.lock().unwrap();
+            log.write_pending(from);
+            *log = AppLog::default();
+        }
+        apps.remove(to);
+        match &self.dir {
+            Some(dir) => crate::rename::move_dir(&dir.join(from), &dir.join(to)),
+            None => Ok(()),
+        }
+    }
+
     /// Forgets an app: its log on disk goes, and live readers see their stream end.
     pub fn remove(&self, app: &str) {
         let removed = self.apps.lock().unwrap().remove(app);

@@ -5,6 +5,7 @@
 //! hub); a scrape gathers them into a [`expose::Snapshot`] and encodes that.
 
 pub mod expose;
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -352,6 +352,12 @@ impl Txn {
             .push((tree.clone(), key.as_ref().to_vec(), Some(value)));
     }
 
+    /// Deletes `key` when the transaction commits.
+    pub fn remove(&mut self, tree: &Tree, key: impl AsRef<[u8]>) {
+        self.writes
+            .push((tree.clone(), key.as_ref().to_vec(), None));
+    }
+
     /// Applies the writes if nothing read changed; `false` (nothing written) when something did.
     pub fn commit(self) -> Result<bool> {
         let Some((first, _, _)) = self.reads.first().or(self.writes.first()) else {

@@ -26,6 +26,7 @@ mod observed;
 mod people;
 mod records;
 mod releases;
+mod rename;
 mod servers;
 
 pub use addons::*;

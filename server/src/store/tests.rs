@@ -78,6 +78,8 @@ backends!(
     the_audit_log_reads_newest_first,
     builds_number_up_and_unfinished_ones_are_found,
     a_promoted_canary_becomes_the_deploying_release_in_one_write,
+    a_renamed_app_takes_every_record_along,
+    a_rename_onto_a_taken_name_changes_nothing,
     a_release_failed_before_deploying_takes_a_version_and_changes_nothing_else,
     a_canary_release_is_held_and_starts_in_the_same_write,
     recent_deliveries_are_kept_newest_first_and_go_with_their_app,
@@ -680,4 +682,171 @@ fn recent_deliveries_are_kept_newest_first_and_go_with_their_app(f: &Fixture) {
     assert!(s.notify_deliveries("demo", other).unwrap().is_empty());
     s.delete_app("demo").unwrap();
     assert!(s.notify_deliveries("demo", url).unwrap().is_empty());
+}
+
+/// An app with one of every record that names it, and a neighbour whose name starts the same.
+fn app_with_everything(s: &Store) {
+    for a in ["shop", "shopfront"] {
+        s.create_app(&app(a)).unwrap();
+        s.create_release::<()>(a, |_, v| Ok(release(a, v)), |_| {})
+            .unwrap();
+    }
+    s.create_build("shop", |number| BuildRecord {
+        server: None,
+        app: "shop".into(),
+        number,
+        status: caas_api::BuildStatus::Succeeded,
+        source: "upload".into(),
+        builder: None,
+        release: Some(1),
+        image_size: None,
+        error: None,
+        created_at: Timestamp::now(),
+        finished_at: None,
+    })
+    .unwrap();
+    let alloc = AllocationRecord {
+        id: "a1".into(),
+        app: "shop".into(),
+        release: 1,
+        process: "web".into(),
+        index: 1,
+        host_id: "h".into(),
+        created_at: Timestamp::now(),
+        desired: Desired::Run,
+        memory_mb: 0,
+        reserved_mb: 0,
+    };
+    assert!(s.cas_allocation("a1", None, Some(&alloc)).unwrap());
+    let route = |app: &str| RouteKey {
+        app: app.into(),
+        release: 1,
+        instance: "web.1".into(),
+    };
+    s.put_route(&route("shop"), "10.0.0.1:5000").unwrap();
+    s.put_route(&route("shopfront"), "10.0.0.2:5000").unwrap();
+    s.add_domain("www.shop.test", &domain("shop")).unwrap();
+    s.update_notify_hooks::<()>("shop", |h| {
+        h.push(NotifyHookRecord {
+            url: "http://127.0.0.1:9/hook".into(),
+            events: vec!["deploy".into()],
+            secret: "s".into(),
+            created_at: Timestamp::now(),
+        });
+        Ok(())
+    })
+    .unwrap();
+    let delivery = caas_api::hooks::NotifyDelivery {
+        id: "d1".into(),
+        event: "release".into(),
+        state: caas_api::hooks::DeliveryState::Delivered,
+        attempts: 1,
+        status: Some(200),
+        error: None,
+        at: Timestamp::now(),
+    };
+    s.record_delivery("shop", "http://127.0.0.1:9/hook", &delivery, 20)
+        .unwrap();
+    s.create_addon(&AddonRecord {
+        published: None,
+        name: "cache".into(),
+        kind: caas_api::addons::AddonKind::External,
+        state: caas_api::addons::AddonState::Available,
+        message: None,
+        host: None,
+        memory_mb: None,
+        password: None,
+        url: "redis://x".into(),
+        attachments: vec![caas_api::addons::Attachment {
+            app: "shop".into(),
+            var: "REDIS_URL".into(),
+        }],
+        created_at: Timestamp::now(),
+        created_by: "admin".into(),
+        releases: Vec::new(),
+    })
+    .unwrap();
+    let mut token = TokenRecord::new(Role::User { name: "ci".into() }, "deploys");
+    token.app = Some("shop".into());
+    s.put_token("hash1", &token).unwrap();
+}
+
+/// Everything of the app moves to the new name in one write, the neighbour keeps its own, and
+/// the "moved" marker stays, across a restart, until the folders have moved.
+fn a_renamed_app_takes_every_record_along(f: &Fixture) {
+    {
+        let s = f.open();
+        app_with_everything(&s);
+        let index = *s.assignment_index().borrow();
+        let rec = s.rename_app("shop", "store").unwrap();
+        assert_eq!(rec.name, "store");
+        assert!(*s.assignment_index().borrow() > index, "agents are told");
+        if let Backend::Sled(db) = &s.inner.backend {
+            db.flush().unwrap();
+        }
+    }
+    // As a caasd that crashed right after the transaction finds it.
+    let s = f.open();
+    assert!(s.app("shop").unwrap().is_none());
+    assert_eq!(s.app("store").unwrap().unwrap().release, None);
+    assert_eq!(s.app("store").unwrap().unwrap().deploying, Some(1));
+    let releases = s.releases("store").unwrap();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].app, "store");
+    assert!(s.releases("shop").unwrap().is_empty());
+    assert_eq!(s.builds("store").unwrap()[0].app, "store");
+    assert!(s.builds("shop").unwrap().is_empty());
+    assert_eq!(s.allocations().unwrap()[0].app, "store");
+    let mut apps: Vec<String> = s
+        .routes()
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k.app)
+        .collect();
+    apps.sort();
+    assert_eq!(apps, ["shopfront", "store"]);
+    assert_eq!(s.app_domains("store").unwrap().len(), 1);
+    assert_eq!(s.notify_hooks("store").unwrap().len(), 1);
+    assert!(s.notify_hooks("shop").unwrap().is_empty());
+    let hook = "http://127.0.0.1:9/hook";
+    let moved: Vec<String> = s
+        .notify_deliveries("store", hook)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(moved, ["d1"]);
+    assert!(s.notify_deliveries("shop", hook).unwrap().is_empty());
+    assert_eq!(s.addons_of("store").unwrap().len(), 1);
+    assert_eq!(
+        s.token("hash1").unwrap().unwrap().app.as_deref(),
+        Some("store")
+    );
+    assert_eq!(s.releases("shopfront").unwrap()[0].app, "shopfront");
+    assert_eq!(
+        s.pending_moves().unwrap(),
+        [("shop".to_string(), "store".to_string())]
+    );
+    s.finish_move("shop").unwrap();
+    assert!(s.pending_moves().unwrap().is_empty());
+    // The old name is free again.
+    s.create_app(&app("shop")).unwrap();
+    assert!(s.releases("shop").unwrap().is_empty());
+}
+
+fn a_rename_onto_a_taken_name_changes_nothing(f: &Fixture) {
+    let s = f.open();
+    app_with_everything(&s);
+    assert!(matches!(
+        s.rename_app("shop", "shopfront"),
+        Err(StoreError::Exists)
+    ));
+    assert!(matches!(
+        s.rename_app("gone", "other"),
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.releases("shop").unwrap()[0].app, "shop");
+    assert_eq!(s.releases("shopfront").unwrap().len(), 1);
+    assert_eq!(s.app_domains("shop").unwrap().len(), 1);
+    assert!(s.pending_moves().unwrap().is_empty());
 }
