@@ -27,6 +27,7 @@ mod metrics;
 mod notify;
 mod observed;
 mod oneoff;
+mod platform_cert;
 mod rename;
 mod routing;
 mod schedule;

@@ -191,156 +191,6 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// The platform's own certificate, served for every name no app's certificate covers: the
-/// operator's `--tls-cert`/`--tls-key`, else (with `--https`) a self-signed one for `*.DOMAIN`,
-/// kept while it is valid for a month more and the domain is the same.
-async fn platform_cert(store: &Store, args: &ServerArgs) -> anyhow::Result<()> {
-    use crate::store::CertRecord;
-    let now = Timestamp::now();
-    let record =
-        |chain_pem: String, key_pem: String, origin: String| -> anyhow::Result<CertRecord> {
-            let parsed = crate::tls::parse(&chain_pem, &key_pem).map_err(anyhow::Error::msg)?;
-            Ok(CertRecord {
-                app: None,
-                id: parsed.info.id,
-                names: parsed.info.names,
-                issuer: parsed.info.issuer,
-                not_before: parsed.info.not_before,
-                not_after: parsed.info.not_after,
-                chain_pem,
-                key_pem,
-                source: caas_api::domains::CertSource::Uploaded,
-                created_at: now,
-                origin,
-            })
-        };
-    let current = store.platform_cert()?;
-    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let rec = read_platform_cert(cert, key, &record)?;
-        if rec.not_after <= now {
-            tracing::warn!(
-                "the certificate {} expired at {}; clients will refuse it",
-                cert.display(),
-                rec.not_after
-            );
-        }
-        if current.as_ref().is_none_or(|c| c.id != rec.id) {
-            store.put_cert(&rec)?;
-            store.flush().await?;
-        }
-        tracing::info!(
-            "serving {} ({}) for names without a certificate of their own",
-            cert.display(),
-            rec.names.join(", ")
-        );
-        return Ok(());
-    }
-    if args.https.is_none() {
-        return Ok(());
-    }
-    let wanted = format!("*.{}", args.domain);
-    let month = Duration::from_secs(30 * 24 * 3600);
-    let keep = current.as_ref().filter(|c| {
-        c.origin == "self-signed" && c.names.contains(&wanted) && now.plus(month) < c.not_after
-    });
-    if keep.is_none() {
-        let (chain, key) = crate::tls::self_signed(&args.domain)?;
-        store.put_cert(&record(chain, key, "self-signed".into())?)?;
-        store.flush().await?;
-    }
-    tracing::warn!(
-        "no --tls-cert given: HTTPS serves a self-signed certificate for {wanted}, which clients do not trust; give the platform's certificate with --tls-cert and --tls-key"
-    );
-    Ok(())
-}
-
-fn read_platform_cert(
-    cert: &Path,
-    key: &Path,
-    record: &dyn Fn(String, String, String) -> anyhow::Result<crate::store::CertRecord>,
-) -> anyhow::Result<crate::store::CertRecord> {
-    let chain_pem = std::fs::read_to_string(cert)
-        .with_context(|| format!("reading --tls-cert {}", cert.display()))?;
-    let key_pem = std::fs::read_to_string(key)
-        .with_context(|| format!("reading --tls-key {}", key.display()))?;
-    record(chain_pem, key_pem, cert.display().to_string()).with_context(|| {
-        format!(
-            "--tls-cert {} / --tls-key {}",
-            cert.display(),
-            key.display()
-        )
-    })
-}
-
-/// Re-reads the operator's certificate when its files change, so a renewed one is served
-/// without a restart; one that does not parse is reported and the one before stays.
-async fn follow_platform_cert(
-    store: Store,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-    shutdown: CancellationToken,
-) {
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut seen = (stamp(&cert), stamp(&key));
-    let mut warned = None;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
-        let now = (stamp(&cert), stamp(&key));
-        if now == seen {
-            continue;
-        }
-        let record = |chain_pem: String, key_pem: String, origin: String| {
-            let parsed = crate::tls::parse(&chain_pem, &key_pem).map_err(anyhow::Error::msg)?;
-            Ok(crate::store::CertRecord {
-                app: None,
-                id: parsed.info.id,
-                names: parsed.info.names,
-                issuer: parsed.info.issuer,
-                not_before: parsed.info.not_before,
-                not_after: parsed.info.not_after,
-                chain_pem,
-                key_pem,
-                source: caas_api::domains::CertSource::Uploaded,
-                created_at: Timestamp::now(),
-                origin,
-            })
-        };
-        match read_platform_cert(&cert, &key, &record) {
-            Ok(rec) => {
-                let same = store
-                    .platform_cert()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|c| c.id == rec.id);
-                if !same {
-                    if let Err(e) = store.put_cert(&rec) {
-                        tracing::error!("storing the platform certificate: {e}");
-                        continue;
-                    }
-                    let _ = store.flush().await;
-                    tracing::info!(
-                        "serving the new {} ({})",
-                        cert.display(),
-                        rec.names.join(", ")
-                    );
-                }
-                seen = now;
-            }
-            // Files caught half-replaced (a new certificate, the old key) are read again at the
-            // next look; what does not come right is said once.
-            Err(e) => {
-                if warned != Some(now) {
-                    tracing::warn!("keeping the platform certificate served now: {e:#}");
-                    warned = Some(now);
-                }
-            }
-        }
-    }
-}
-
 /// The store `--store` names: sled in DATA_DIR/db, or etcd.
 fn open_store(spec: &str, dir: &Path) -> anyhow::Result<Store> {
     if spec == "sled" {
@@ -385,7 +235,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let api_cert = crate::api_tls::ensure(dir, &store)?;
     // The gateway is a process of its own that outlives caasd: find the one serving, or start
     // one. It follows the API's address through DATA_DIR/caasd.json, written below.
-    platform_cert(&store, &args).await?;
+    crate::platform_cert::ensure(&store, &args).await?;
     let gw_spec = gateway::supervise::Spec {
         data_dir: dir.join("gateway"),
         listen: args.gateway,
@@ -532,7 +382,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         },
     ));
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        tasks.spawn(follow_platform_cert(
+        tasks.spawn(crate::platform_cert::follow(
             store.clone(),
             cert.clone(),
             key.clone(),
