@@ -23,6 +23,7 @@ mod http;
 mod labels;
 mod leading;
 mod logs;
+mod memory;
 mod metrics;
 mod notify;
 mod observed;
@@ -157,10 +158,10 @@ pub struct ServerArgs {
     #[arg(long, alias = "instance-memory-mb", default_value = "512M", value_parser = parse_memory)]
     pub instance_memory: Size,
     /// Memory reservation of each instance, what the scheduler counts on its host (as
-    /// Kubernetes' requests): `128M`. Capped at the instance's limit; `caas ps:resize --reserve`
-    /// sets a process type's own.
-    #[arg(long, default_value = "128M", value_parser = parse_memory)]
-    pub instance_reserve: Size,
+    /// Kubernetes' requests): `128M` [default: 128M, or --instance-memory when that is less].
+    /// `caas ps:resize --reserve` sets a process type's own.
+    #[arg(long, value_parser = parse_memory)]
+    pub instance_reserve: Option<Size>,
     /// Memory this host offers to the scheduler: `8G` [default: the machine's, less a margin
     /// for the system (a tenth, at least 256M, at most 2G)]. Lowering it never stops what runs;
     /// it only stops new placements.
@@ -353,15 +354,27 @@ pub struct GatewayArgs {
     pub spec: String,
 }
 
+impl ServerArgs {
+    /// Each instance's reservation: --instance-reserve, or by default 128M capped at the limit
+    /// (so `--instance-memory 32M` alone is fine and reserves 32M).
+    pub fn instance_reserve(&self) -> Size {
+        self.instance_reserve
+            .unwrap_or(Size(DEFAULT_RESERVE.min(self.instance_memory.bytes())))
+    }
+}
+
+const DEFAULT_RESERVE: u64 = 128 * 1024 * 1024;
+
 /// Flags that are each fine but do not go together.
 fn conflict(s: &ServerArgs) -> Option<String> {
-    let (reserve, limit) = (s.instance_reserve, s.instance_memory);
+    let (reserve, limit) = (s.instance_reserve?, s.instance_memory);
     (reserve > limit).then(|| {
         format!("--instance-reserve {reserve} is more than --instance-memory {limit}: a reservation is at most the limit")
     })
 }
 
 fn main() -> ExitCode {
+    memory::bound_malloc_arenas();
     let cli = Cli::parse();
     if let Some(conflict) = conflict(&cli.server) {
         use clap::CommandFactory;
@@ -379,6 +392,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    memory::trim_periodically();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -458,8 +472,14 @@ mod tests {
         assert_eq!(defaults.drain, Duration::from_secs(30));
         assert_eq!(defaults.max_image_upload.mb(), 8192);
 
-        assert_eq!(defaults.instance_reserve.mb(), 128);
+        assert_eq!(defaults.instance_reserve().mb(), 128);
         assert_eq!(conflict(&defaults), None);
+        // The default reservation follows a smaller limit instead of conflicting with it.
+        let small = server(&["--instance-memory", "32M"]);
+        assert_eq!(
+            (small.instance_reserve().mb(), conflict(&small)),
+            (32, None)
+        );
         assert_eq!(
             conflict(&server(&["--instance-memory", "256M", "--instance-reserve", "300M"])),
             Some("--instance-reserve 300.0 MB is more than --instance-memory 256.0 MB: a reservation is at most the limit".into())

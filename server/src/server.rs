@@ -322,7 +322,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         app_url_template: app_url_template(&args.domain, gw_bound),
         max_scale: args.max_scale,
         instance_memory_mb: args.instance_memory.mb(),
-        instance_reserve_mb: args.instance_reserve.mb(),
+        instance_reserve_mb: args.instance_reserve().mb(),
         max_instance_memory_mb: args.max_instance_memory.mb(),
         max_instance_cpus: args.max_instance_cpus,
         max_image_upload: args.max_image_upload.bytes(),
@@ -353,7 +353,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let board = Arc::new(crate::schedule::Board::default());
     let settings = Settings {
         instance_memory_mb: args.instance_memory.mb(),
-        instance_reserve_mb: args.instance_reserve.mb(),
+        instance_reserve_mb: args.instance_reserve().mb(),
         start_timeout: args.start_timeout,
         defaults: crate::schedule::app_defaults(args.drain),
     };

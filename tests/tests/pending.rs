@@ -1,9 +1,10 @@
 //! A small host, said out loud: the scheduler counts memory reservations, not limits; an instance
-//! no host can take is `pending` in `caas ps` with its reason; a scale or a push that cannot be
-//! placed fails at once (exit 1, the reason and what to do) while the old release serves; and a
-//! pending instance starts once room appears (another app destroyed).
+//! no host can take is `pending` in `caas ps` with its reason; a scale, a push, a config change or
+//! a `git push` (whose `remote:` lines say why) that cannot be placed fails at once (exit 1, the
+//! reason and what to do) while the old release serves; and a pending instance starts once room
+//! appears (another app destroyed).
 
-use caas_e2e::{binaries, run, test_image, Platform};
+use caas_e2e::{binaries, run, temp_dir_with, test_image, Platform};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -116,6 +117,61 @@ fn past_capacity_an_instance_is_pending_with_why_a_push_fails_fast_and_room_plac
             .is_some_and(|b| b.starts_with("Small host v1")),
         "v1 serves"
     );
+
+    // A config change goes through the same verdict: exit 1 with the reason, and v1 serves.
+    let out = p.caas_code(1, &["config:set", "MARK=unplaced", "-a", "alpha"]);
+    assert!(
+        out.stderr
+            .contains("cannot place web.1: no host can take it"),
+        "{out}"
+    );
+    assert!(
+        out.stderr
+            .contains("the previous release keeps serving (v1)"),
+        "{out}"
+    );
+    assert!(
+        p.ok_body("alpha")
+            .is_some_and(|b| b.starts_with("Small host v1")),
+        "v1 serves after the config change"
+    );
+
+    // So does a `git push`: the build succeeds, the release cannot be placed, the push is
+    // rejected with the reason in `remote:` lines, and v1 still serves.
+    caas_e2e::require_stack();
+    let src = temp_dir_with(&[
+        ("Procfile", "web: busybox httpd -f -p $PORT -h /app/www\n"),
+        ("www/index.html", "from git\n"),
+    ]);
+    let dir = src.path();
+    p.git_ok(dir, &["init", "-q", "-b", "main"]);
+    p.git_ok(dir, &["add", "."]);
+    p.git_ok(dir, &["commit", "-qm", "one"]);
+    p.caas_in(dir, &["git:remote", "-a", "alpha"]);
+    let out = p.git(dir, &["push", "caas", "main"]);
+    assert!(!out.success(), "{out}");
+    let remote = |want: &str| {
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("remote:") && l.contains(want))
+    };
+    assert!(
+        remote("cannot place web.1: no host can take it: 1 of 1 host short of memory"),
+        "{out}"
+    );
+    assert!(remote("the previous release keeps serving (v1)"), "{out}");
+    assert!(remote("add a host (caas hosts:add NAME)"), "{out}");
+    assert!(
+        out.stderr.contains("[remote rejected] main -> main"),
+        "{out}"
+    );
+    assert!(
+        p.ok_body("alpha")
+            .is_some_and(|b| b.starts_with("Small host v1")),
+        "v1 serves after the git push"
+    );
+    let info = p.caas_json(&["apps:info", "-a", "alpha", "--json"]);
+    assert_eq!(info["release"], 1, "{info}");
 
     // Room appears: charlie's pending instance is placed and comes up, and the log says so.
     p.caas_ok(&["apps:destroy", "-a", "bravo", "--confirm", "bravo"]);

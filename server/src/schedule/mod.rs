@@ -193,9 +193,10 @@ impl Scheduler {
                 settings: app.settings,
             });
         }
+        let names: std::collections::HashSet<&str> = apps.iter().map(|a| a.name.as_str()).collect();
         memory
             .releases
-            .retain(|(app, _), _| apps.iter().any(|a| &a.name == app));
+            .retain(|(app, _), _| names.contains(app.as_str()));
 
         let hosts: Vec<HostView> = self
             .store

@@ -24,6 +24,7 @@ use super::reconcile::{AppView, World};
 use crate::store::{AllocationRecord, Desired};
 use caas_api::agent::ObservedState;
 use caas_api::checks::format_duration;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// How long an instance of a deploying release may find no host before the release fails: long
@@ -41,10 +42,23 @@ pub struct Verdict {
 }
 
 pub fn assess(w: &World<'_>) -> Vec<Verdict> {
-    w.apps.iter().filter_map(|app| assess_app(w, app)).collect()
+    // Each app's allocations, grouped once rather than filtered out of all of them per app
+    // (quadratic while many apps deploy at once).
+    let mut by_app: HashMap<&str, Vec<&AllocationRecord>> = HashMap::new();
+    for a in w.allocations {
+        by_app.entry(a.app.as_str()).or_default().push(a);
+    }
+    w.apps
+        .iter()
+        .filter_map(|app| {
+            let all = by_app.get(app.name.as_str()).map_or(&[][..], Vec::as_slice);
+            assess_app(w, app, all)
+        })
+        .collect()
 }
 
-fn assess_app(w: &World<'_>, app: &AppView) -> Option<Verdict> {
+/// `all`: the app's allocations.
+fn assess_app(w: &World<'_>, app: &AppView, all: &[&AllocationRecord]) -> Option<Verdict> {
     let target = app.deploying.as_ref()?;
     let min_up = w.settings.pacing(app).min_up;
     let verdict = |outcome, culprit: Option<&AllocationRecord>| {
@@ -55,10 +69,10 @@ fn assess_app(w: &World<'_>, app: &AppView) -> Option<Verdict> {
             culprit: culprit.map(|a| a.id.clone()),
         })
     };
-    let mine: Vec<&AllocationRecord> = w
-        .allocations
+    let mine: Vec<&AllocationRecord> = all
         .iter()
-        .filter(|a| a.app == app.name && a.release == target.version && a.desired == Desired::Run)
+        .filter(|a| a.release == target.version && a.desired == Desired::Run)
+        .copied()
         .collect();
 
     // A crash before the release is up fails it at once: waiting would only show the same

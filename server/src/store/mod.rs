@@ -159,6 +159,14 @@ fn release_key(app: &str, version: u64) -> Vec<u8> {
     k
 }
 
+/// sled's page cache. Its default, 1 GB, is a database server's: every page once read stays in
+/// memory, so caasd's resident memory grew with its history (releases, builds, the audit log)
+/// rather than with what it serves. What a scheduler pass reads (apps, allocations, routes,
+/// hosts) is a few KB per app, and releases it reads are cached by the scheduler itself; 8 MB
+/// holds all of it for a thousand apps, and anything colder is read again from sled's log, which
+/// the kernel's page cache keeps (see docs/architecture.md, "caasd's memory").
+const SLED_CACHE: u64 = 8 * 1024 * 1024;
+
 fn app_prefix(app: &str) -> Vec<u8> {
     let mut k = app.as_bytes().to_vec();
     k.push(b'/');
@@ -170,6 +178,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
+            .cache_capacity(SLED_CACHE)
             .open()
             .map_err(StoreError::Open)?;
         Self::with(Backend::Sled(db), Arc::new(Self::fresh_index()))
