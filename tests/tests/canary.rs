@@ -89,6 +89,21 @@ fn greet(p: &Platform, app: &str, headers: &[(&str, &str)]) -> (String, Option<S
     (r.body, cookie)
 }
 
+/// Of `n` requests to `app` with no header, how many the canary answered; every other one must
+/// be the stable release's.
+fn to_canary(p: &Platform, app: &str, n: usize) -> usize {
+    let mut count = 0;
+    for _ in 0..n {
+        let body = greet(p, app, &[]).0;
+        if body.starts_with("canary: ") {
+            count += 1;
+        } else {
+            assert!(body.starts_with("stable: "), "{body}");
+        }
+    }
+    count
+}
+
 fn logs(p: &Platform, app: &str) -> String {
     p.caas_ok(&["logs", "-a", app, "--source", "caas", "-n", "200"])
 }
@@ -192,15 +207,7 @@ fn a_canary_takes_its_share_and_is_promoted_or_aborted_without_a_failed_request(
     // 500 requests: about a fifth reach the canary. With independent 20 % draws, 60..=140 is
     // 4.5 standard deviations (sd = sqrt(500 x 0.2 x 0.8) = 8.9) either side of 100: a chance
     // below 1e-5 of failing; the gateway's even spread keeps it far closer.
-    let mut to_canary = 0;
-    for _ in 0..500 {
-        let body = greet(&p, app, &[]).0;
-        if body.starts_with("canary: ") {
-            to_canary += 1;
-        } else {
-            assert!(body.starts_with("stable: "), "{body}");
-        }
-    }
+    let to_canary = to_canary(&p, app, 500);
     println!("measured: {to_canary} of 500 requests reached the 20% canary");
     assert!((60..=140).contains(&to_canary), "{to_canary} of 500");
 
@@ -558,15 +565,7 @@ fn a_pushed_canary_is_built_and_held_beside_the_serving_release_until_promoted()
     });
 
     // Both answer: by weight, and by header.
-    let mut to_canary = 0;
-    for _ in 0..200 {
-        let body = greet(&p, app, &[]).0;
-        if body.starts_with("canary: ") {
-            to_canary += 1;
-        } else {
-            assert!(body.starts_with("stable: "), "{body}");
-        }
-    }
+    let to_canary = to_canary(&p, app, 200);
     println!("measured: {to_canary} of 200 requests reached the pushed 20% canary");
     assert!((20..=60).contains(&to_canary), "{to_canary} of 200");
     for _ in 0..10 {

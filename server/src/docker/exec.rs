@@ -4,7 +4,7 @@
 use super::*;
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
-use bollard::models::{EndpointSettings, ExecConfig, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::models::{EndpointSettings, ExecConfig, NetworkConnectRequest};
 use tokio::io::AsyncWriteExt;
 
 /// What a command run to its end said.
@@ -175,36 +175,6 @@ impl Engine {
             .build();
         self.docker.restart_container(id, Some(opts)).await?;
         Ok(())
-    }
-
-    /// Creates the internal bridge network `name` unless it exists: its containers reach each
-    /// other, and nothing else through it (no gateway to the host or beyond).
-    pub async fn ensure_internal_network(
-        &self,
-        name: &str,
-        bridge: &str,
-        labels: HashMap<String, String>,
-    ) -> Result<()> {
-        if self.docker.inspect_network(name, None).await.is_ok() {
-            return Ok(());
-        }
-        let request = NetworkCreateRequest {
-            name: name.to_string(),
-            driver: Some("bridge".into()),
-            internal: Some(true),
-            labels: Some(labels),
-            // A name the installation's firewall rules match (`labels::addon_bridge`).
-            options: Some(HashMap::from([(
-                "com.docker.network.bridge.name".to_string(),
-                bridge.to_string(),
-            )])),
-            ..Default::default()
-        };
-        match self.docker.create_network(request).await {
-            Ok(_) => Ok(()),
-            Err(_) if self.docker.inspect_network(name, None).await.is_ok() => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// Removes the network `name`, disconnecting what is still on it first (an app's instance
